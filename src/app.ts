@@ -1,0 +1,91 @@
+import { HTTPException } from "hono/http-exception";
+import pkg from "../package.json";
+import { getConfig } from "./lib/config";
+import { createRouter } from "./lib/create-router";
+import { errorBody } from "./lib/envelope";
+import { ApiError } from "./lib/errors";
+import { errorEnvelopeSchema, errorResponseComponents, SECURITY_SCHEME_NAME } from "./lib/openapi";
+import { bodyGuard } from "./middlewares/body-guard";
+import { requestId } from "./middlewares/request-id";
+import { securityHeaders } from "./middlewares/security-headers";
+import { docsRouter } from "./routes/docs/docs.index";
+import { systemRouter } from "./routes/system/system.index";
+
+/** Feature routers, mounted at the root: each declares its full paths in its createRoute calls. */
+const featureRouters = [systemRouter];
+
+export function createApp() {
+  const app = createRouter();
+
+  app.use("*", requestId);
+  app.use("*", async (c, next) => {
+    c.set("config", getConfig(c.env));
+    await next();
+  });
+  app.use("*", securityHeaders);
+  app.use("*", bodyGuard);
+
+  for (const router of featureRouters) app.route("/", router);
+  app.route("/", docsRouter);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", SECURITY_SCHEME_NAME, {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "Paste the JWT access token without the Bearer prefix.",
+  });
+  app.openAPIRegistry.register("ErrorEnvelope", errorEnvelopeSchema);
+  for (const { name, response } of errorResponseComponents()) {
+    app.openAPIRegistry.registerComponent("responses", name, response);
+  }
+
+  app.doc31("/openapi.json", (c) => {
+    const config = c.var.config;
+    const servers = [
+      { url: config.devBaseUrl, description: "Development" },
+      { url: config.productionBaseUrl, description: "Production" },
+    ];
+    if (config.environment === "local") servers.unshift({ url: new URL(c.req.url).origin, description: "Local" });
+    return {
+      openapi: "3.1.0",
+      info: {
+        title: "credit-chat API",
+        version: pkg.version,
+        description:
+          "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`.",
+      },
+      servers,
+    };
+  });
+
+  app.notFound((c) => c.json(errorBody(404, "not_found", [`No route for ${c.req.method} ${new URL(c.req.url).pathname}`]), 404));
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+      return c.json(errorBody(error.status, error.code, error.details), error.status);
+    }
+    if (error instanceof HTTPException && error.status < 500) {
+      // Hono's own refusals (e.g. a validator that could not read the body) keep the envelope too.
+      const status = error.status === 413 ? 413 : error.status === 415 ? 415 : 400;
+      const code = status === 413 ? "payload_too_large" : status === 415 ? "unsupported_media_type" : "malformed_json";
+      return c.json(errorBody(status, code), status);
+    }
+    const requestIdValue = c.get("requestId") ?? "unknown";
+    console.error(
+      JSON.stringify({
+        level: "error",
+        requestId: requestIdValue,
+        error: error.name,
+        message: error.message,
+        stack: error.stack,
+      }),
+    );
+    return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
+  });
+
+  return app;
+}
+
+export const app = createApp();
+export type App = typeof app;

@@ -1,0 +1,134 @@
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/**
+ * D1 holds users, sessions, blocks, chats, memberships and messages. Money lives in the
+ * per-user WalletDO, never here. Times are Unix epoch milliseconds.
+ */
+
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    /** Lower-cased; unique, so emails are unique case-insensitively. */
+    email: text("email").notNull(),
+    displayName: text("display_name").notNull(),
+    /** Lower-cased display name, for the prefix search. */
+    displayNameKey: text("display_name_key").notNull(),
+    /** `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>`. */
+    passwordHash: text("password_hash").notNull(),
+    role: text("role", { enum: ["user", "admin"] })
+      .notNull()
+      .default("user"),
+    status: text("status", { enum: ["active", "suspended"] })
+      .notNull()
+      .default("active"),
+    suspendedReason: text("suspended_reason"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("users_email_unique").on(t.email), index("users_display_name_key_idx").on(t.displayNameKey, t.id)],
+);
+
+export const refreshTokens = sqliteTable(
+  "refresh_tokens",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id").notNull(),
+    familyId: text("family_id").notNull(),
+    /** SHA-256 of the opaque token; the token itself is never stored. */
+    tokenHash: text("token_hash").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    /** Set when this token was exchanged for a new pair; presenting it again is reuse. */
+    usedAt: integer("used_at"),
+    /** Set on the whole family at logout or on reuse. */
+    revokedAt: integer("revoked_at"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("refresh_tokens_hash_unique").on(t.tokenHash), index("refresh_tokens_family_idx").on(t.familyId)],
+);
+
+export const blocks = sqliteTable(
+  "blocks",
+  {
+    blockerId: text("blocker_id").notNull(),
+    blockedId: text("blocked_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] })],
+);
+
+export const chats = sqliteTable(
+  "chats",
+  {
+    id: text("id").primaryKey(),
+    type: text("type", { enum: ["direct", "group"] }).notNull(),
+    title: text("title"),
+    /** `<smaller user id>:<larger user id>` for direct chats, so a pair has exactly one. */
+    directKey: text("direct_key"),
+    createdBy: text("created_by").notNull(),
+    /** The highest `seq` given out in this chat; messages take `last_seq + 1` in the same batch. */
+    lastSeq: integer("last_seq").notNull().default(0),
+    /** For "most recent activity first": creation time until the first message. */
+    lastActivityAt: integer("last_activity_at").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("chats_direct_key_unique").on(t.directKey)],
+);
+
+export const chatMembers = sqliteTable(
+  "chat_members",
+  {
+    chatId: text("chat_id").notNull(),
+    userId: text("user_id").notNull(),
+    role: text("role", { enum: ["owner", "member"] }).notNull(),
+    lastReadSeq: integer("last_read_seq").notNull().default(0),
+    joinedAt: integer("joined_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.chatId, t.userId] }), index("chat_members_user_idx").on(t.userId)],
+);
+
+export const messages = sqliteTable(
+  "messages",
+  {
+    id: text("id").primaryKey(),
+    chatId: text("chat_id").notNull(),
+    seq: integer("seq").notNull(),
+    senderId: text("sender_id").notNull(),
+    type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
+    content: text("content"),
+    replyToMessageId: text("reply_to_message_id"),
+    clientMessageId: text("client_message_id"),
+    transferId: text("transfer_id"),
+    transferRecipientId: text("transfer_recipient_id"),
+    transferAmount: integer("transfer_amount"),
+    transferNote: text("transfer_note"),
+    createdAt: integer("created_at").notNull(),
+    editedAt: integer("edited_at"),
+    deletedAt: integer("deleted_at"),
+  },
+  (t) => [
+    uniqueIndex("messages_chat_seq_unique").on(t.chatId, t.seq),
+    uniqueIndex("messages_client_id_unique").on(t.chatId, t.senderId, t.clientMessageId),
+    uniqueIndex("messages_transfer_unique").on(t.transferId),
+  ],
+);
+
+/** Stored outcomes of message-creating requests sent with an Idempotency-Key (API.md §1). */
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    userId: text("user_id").notNull(),
+    key: text("key").notNull(),
+    /** SHA-256 of method, path and body: the same key with another request is a 409. */
+    fingerprint: text("fingerprint").notNull(),
+    /** Null while the first request is still executing. */
+    responseStatus: integer("response_status"),
+    responseBody: text("response_body"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
+);
+
+export type UserRow = typeof users.$inferSelect;
+export type ChatRow = typeof chats.$inferSelect;
+export type ChatMemberRow = typeof chatMembers.$inferSelect;
+export type MessageRow = typeof messages.$inferSelect;

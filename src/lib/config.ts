@@ -1,0 +1,84 @@
+import { z } from "zod";
+
+/**
+ * Every var and secret, parsed once per `env` object with zod. A bad value throws ConfigError,
+ * which the app answers as 500 `internal_error` with a log line naming the var, so a misconfigured
+ * Worker refuses to serve instead of behaving silently wrong.
+ */
+export const LOCAL_JWT_SECRET = "local-development-only-insecure-jwt-secret-do-not-deploy";
+
+const integerVar = (min: number) => z.coerce.number().int().min(min).max(Number.MAX_SAFE_INTEGER);
+const listVar = z
+  .string()
+  .default("")
+  .transform((value) =>
+    value
+      .split(",")
+      .map((item) => item.trim())
+      .filter(Boolean),
+  );
+
+const configSchema = z
+  .object({
+    ENVIRONMENT: z.enum(["local", "dev", "production"]),
+    JWT_SECRET: z.string().optional(),
+    SIGNUP_CREDITS: integerVar(0),
+    ADMIN_EMAILS: listVar.transform((emails) => emails.map((email) => email.toLowerCase())),
+    MAX_TRANSFER_AMOUNT: integerVar(1),
+    DAILY_TRANSFER_LIMIT: integerVar(1),
+    DEV_BASE_URL: z.url(),
+    PRODUCTION_BASE_URL: z.url(),
+    CORS_ORIGINS: listVar,
+    RATE_LIMIT_LOGIN_PER_MINUTE: integerVar(1),
+    RATE_LIMIT_AUTH_IP_PER_MINUTE: integerVar(1),
+    RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
+    RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
+  })
+  .superRefine((vars, ctx) => {
+    if (vars.ENVIRONMENT === "local") return;
+    const secret = vars.JWT_SECRET ?? "";
+    if (secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["JWT_SECRET"],
+        message: "must be set with `wrangler secret put JWT_SECRET` to at least 32 bytes (not the local default) outside local",
+      });
+    }
+  })
+  .transform((vars) => ({
+    environment: vars.ENVIRONMENT,
+    jwtSecret: vars.JWT_SECRET ?? LOCAL_JWT_SECRET,
+    signupCredits: vars.SIGNUP_CREDITS,
+    adminEmails: vars.ADMIN_EMAILS,
+    maxTransferAmount: vars.MAX_TRANSFER_AMOUNT,
+    dailyTransferLimit: vars.DAILY_TRANSFER_LIMIT,
+    devBaseUrl: vars.DEV_BASE_URL,
+    productionBaseUrl: vars.PRODUCTION_BASE_URL,
+    corsOrigins: vars.CORS_ORIGINS,
+    rateLimits: {
+      loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
+      authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,
+      messagesPerMinute: vars.RATE_LIMIT_MESSAGES_PER_MINUTE,
+      transfersPerMinute: vars.RATE_LIMIT_TRANSFERS_PER_MINUTE,
+    },
+  }));
+
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const cache = new WeakMap<object, Config>();
+
+export function getConfig(env: Env): Config {
+  const cached = cache.get(env);
+  if (cached) return cached;
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  cache.set(env, parsed.data);
+  return parsed.data;
+}

@@ -1,0 +1,62 @@
+import { z } from "@hono/zod-openapi";
+import { ApiError } from "./errors";
+
+/**
+ * Opaque list cursors: base64url of a small JSON object whose shape each list declares with zod.
+ * A cursor that does not decode to that shape is 400 `validation_failed` (field `cursor`).
+ */
+export function encodeCursor(value: unknown): string {
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function decodeCursor<T>(cursor: string, shape: z.ZodType<T>): T {
+  try {
+    const base64 = cursor.replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(base64);
+    const bytes = Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
+    const parsed = shape.safeParse(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes)));
+    if (parsed.success) return parsed.data;
+  } catch {
+    // fall through to the 400 below
+  }
+  throw new ApiError("validation_failed", ["cursor: is not a cursor returned by this list"]);
+}
+
+/** `limit` and `cursor` query parameters shared by every list (API.md "Lists"). */
+export const pageQuerySchema = z.object({
+  limit: z.coerce
+    .number()
+    .int({ message: "must be an integer" })
+    .min(1, { message: "must be between 1 and 100" })
+    .max(100, { message: "must be between 1 and 100" })
+    .default(50)
+    .openapi({ param: { name: "limit", in: "query" }, example: 50, description: "Page size, 1..100 (default 50)." }),
+  cursor: z
+    .string()
+    .min(1)
+    .max(512)
+    .optional()
+    .openapi({ param: { name: "cursor", in: "query" }, description: "The `nextCursor` of the previous page." }),
+});
+
+/** The list shape of API.md: `{ items, nextCursor }`. */
+export const pageSchema = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+
+/** Builds a page from `limit + 1` fetched rows: the extra row only says whether there is more. */
+export function toPage<Row, Item>(
+  rows: Row[],
+  limit: number,
+  toItem: (row: Row) => Item,
+  cursorOf: (row: Row) => unknown,
+): { items: Item[]; nextCursor: string | null } {
+  const hasMore = rows.length > limit;
+  const pageRows = hasMore ? rows.slice(0, limit) : rows;
+  const last = pageRows[pageRows.length - 1];
+  return {
+    items: pageRows.map(toItem),
+    nextCursor: hasMore && last !== undefined ? encodeCursor(cursorOf(last)) : null,
+  };
+}

@@ -1,0 +1,42 @@
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { type ErrorCode, type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
+
+/** The response envelope of API.md §1; every JSON body the API sends is built here. */
+export type SuccessEnvelope<T, S extends number> = {
+  isSuccess: true;
+  statusCode: S;
+  data: T;
+  errors: null;
+  timestamp: string;
+};
+
+export type ErrorEnvelope = {
+  isSuccess: false;
+  statusCode: ErrorStatus;
+  data: null;
+  errors: string[];
+  code: ErrorCode;
+  timestamp: string;
+};
+
+export function successBody<T, S extends number>(data: T, status: S): SuccessEnvelope<T, S> {
+  return { isSuccess: true, statusCode: status, data, errors: null, timestamp: new Date().toISOString() };
+}
+
+export function errorBody(status: ErrorStatus, code: ErrorCode, details: string[] = []): ErrorEnvelope {
+  return {
+    isSuccess: false,
+    statusCode: status,
+    data: null,
+    errors: [GENERIC_ERROR_MESSAGES[status], ...details],
+    code,
+    timestamp: new Date().toISOString(),
+  };
+}
+
+/** Answers `data` in the success envelope with `status` (typed so zod-openapi checks it against the route). */
+export function ok<T, S extends ContentfulStatusCode = 200>(c: Context, data: T, status?: S) {
+  const code = (status ?? 200) as S;
+  return c.json(successBody(data, code), code);
+}

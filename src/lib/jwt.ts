@@ -1,0 +1,44 @@
+import { sign, verify } from "hono/jwt";
+import { JwtTokenExpired } from "hono/utils/jwt/types";
+import type { Config } from "./config";
+import { ApiError } from "./errors";
+import type { AuthUser } from "./types";
+
+/** Access tokens: HS256 JWTs, 15 minutes, pinned algorithm, issuer and audience checked. */
+export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
+export const JWT_ISSUER = "credit-chat";
+export const JWT_AUDIENCE = "credit-chat-api";
+const ALGORITHM = "HS256" as const;
+
+export async function signAccessToken(config: Config, user: AuthUser, now = Date.now()): Promise<string> {
+  const iat = Math.floor(now / 1000);
+  return sign(
+    {
+      sub: user.id,
+      role: user.role,
+      iat,
+      exp: iat + ACCESS_TOKEN_TTL_SECONDS,
+      iss: JWT_ISSUER,
+      aud: JWT_AUDIENCE,
+      jti: crypto.randomUUID(),
+    },
+    config.jwtSecret,
+    ALGORITHM,
+  );
+}
+
+/** Verifies a token; 401 `token_expired` when only its time is up, 401 `invalid_token` for anything else. */
+export async function verifyAccessToken(config: Config, token: string): Promise<AuthUser> {
+  let payload: Record<string, unknown>;
+  try {
+    payload = await verify(token, config.jwtSecret, { alg: ALGORITHM, iss: JWT_ISSUER, aud: JWT_AUDIENCE });
+  } catch (error) {
+    if (error instanceof JwtTokenExpired) throw new ApiError("token_expired", ["The access token has expired; refresh it"]);
+    throw new ApiError("invalid_token", ["The access token is not valid"]);
+  }
+  const { sub, role } = payload;
+  if (typeof sub !== "string" || (role !== "user" && role !== "admin") || typeof payload.exp !== "number") {
+    throw new ApiError("invalid_token", ["The access token is not valid"]);
+  }
+  return { id: sub, role };
+}

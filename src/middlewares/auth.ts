@@ -1,0 +1,28 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { ApiError } from "../lib/errors";
+import { verifyAccessToken } from "../lib/jwt";
+import type { AppEnv, AuthUser } from "../lib/types";
+
+/** Puts the caller of a bearer-token request on the context, or answers 401. */
+export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const header = c.req.header("Authorization");
+  if (!header) throw new ApiError("authentication_required", ["Send Authorization: Bearer <access token>"]);
+  const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/.exec(header.trim());
+  if (!match?.[1]) throw new ApiError("invalid_token", ["The Authorization header must be Bearer <access token>"]);
+  c.set("user", await verifyAccessToken(c.var.config, match[1]));
+  await next();
+};
+
+/** The caller of a route declared with `auth: true`. */
+export function currentUser(c: Context<AppEnv>): AuthUser {
+  const user = c.var.user;
+  if (!user) throw new ApiError("authentication_required");
+  return user;
+}
+
+/** 403 unless the caller is an admin. */
+export function requireAdmin(c: Context<AppEnv>): AuthUser {
+  const user = currentUser(c);
+  if (user.role !== "admin") throw new ApiError("insufficient_permissions", ["This operation is for admins only"]);
+  return user;
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { call, expectError } from "./support/http";
+
+describe("platform", () => {
+  it("GET /health answers in the envelope with a request id", async () => {
+    const res = await call("GET", "/health");
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({
+      isSuccess: true,
+      statusCode: 200,
+      errors: null,
+      data: { status: "ok", environment: "local" },
+    });
+    expect(res.headers.get("X-Request-Id")).toMatch(/.{8,}/);
+    expect(res.headers.get("X-Content-Type-Options")).toBe("nosniff");
+  });
+
+  it("unknown routes and wrong methods are 404 envelopes", async () => {
+    expectError(await call("GET", "/nope"), 404, "not_found");
+    expectError(await call("DELETE", "/health"), 404, "not_found");
+  });
+
+  it("bodies: malformed JSON, non-JSON and oversize", async () => {
+    expectError(
+      await call("POST", "/health", { rawBody: "{oops", headers: { "Content-Type": "application/json" } }),
+      400,
+      "malformed_json",
+    );
+    expectError(
+      await call("POST", "/health", { rawBody: "a=b", headers: { "Content-Type": "text/plain" } }),
+      415,
+      "unsupported_media_type",
+    );
+    const big = JSON.stringify({ pad: "x".repeat(70 * 1024) });
+    expectError(
+      await call("POST", "/health", { rawBody: big, headers: { "Content-Type": "application/json" } }),
+      413,
+      "payload_too_large",
+    );
+  });
+
+  it("serves the OpenAPI document and the docs", async () => {
+    const doc = await call("GET", "/openapi.json");
+    expect(doc.status).toBe(200);
+    expect(doc.json.openapi).toBe("3.1.0");
+    const docs = await call("GET", "/docs");
+    expect(docs.status).toBe(200);
+    expect(docs.text).toContain("swagger-ui-bundle.js");
+    const bundle = await call("GET", "/docs/swagger-ui-bundle.js");
+    expect(bundle.status).toBe(200);
+  });
+});

@@ -1,0 +1,43 @@
+import { exports } from "cloudflare:workers";
+
+/** Calls the Worker's own fetch handler, as a client over HTTP would. */
+export async function call(
+  method: string,
+  path: string,
+  options: { body?: unknown; rawBody?: BodyInit; token?: string; headers?: Record<string, string> } = {},
+) {
+  const headers: Record<string, string> = { ...options.headers };
+  let body: BodyInit | undefined = options.rawBody;
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers["Content-Type"] ??= "application/json";
+  }
+  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  const response = await exports.default.fetch(new Request(`http://localhost${path}`, { method, headers, body }));
+  const text = await response.text();
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever the API answered
+  let json: any = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: response.status, headers: response.headers, json, text };
+}
+
+/** Asserts the error envelope of API.md §1 and returns it. */
+export function expectError(
+  result: Awaited<ReturnType<typeof call>>,
+  status: number,
+  code: string,
+): { errors: string[]; code: string } {
+  const { json } = result;
+  if (result.status !== status || json?.code !== code) {
+    throw new Error(`expected ${status} ${code}, got ${result.status} ${result.text.slice(0, 500)}`);
+  }
+  if (json.isSuccess !== false || json.statusCode !== status || json.data !== null || !Array.isArray(json.errors)) {
+    throw new Error(`not an error envelope: ${result.text.slice(0, 500)}`);
+  }
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(json.timestamp)) throw new Error(`bad timestamp ${json.timestamp}`);
+  return json;
+}
