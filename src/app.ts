@@ -8,11 +8,17 @@ import { errorEnvelopeSchema, errorResponseComponents, SECURITY_SCHEME_NAME } fr
 import { bodyGuard } from "./middlewares/body-guard";
 import { requestId } from "./middlewares/request-id";
 import { securityHeaders } from "./middlewares/security-headers";
+import { authRouter } from "./routes/auth/auth.index";
+import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
+import { messagesRouter } from "./routes/messages/messages.index";
+import { realtimeRouter } from "./routes/realtime/realtime.index";
 import { systemRouter } from "./routes/system/system.index";
+import { usersRouter } from "./routes/users/users.index";
+import { walletsRouter } from "./routes/wallets/wallets.index";
 
 /** Feature routers, mounted at the root: each declares its full paths in its createRoute calls. */
-const featureRouters = [systemRouter];
+const featureRouters = [systemRouter, authRouter, usersRouter, chatsRouter, messagesRouter, walletsRouter, realtimeRouter];
 
 export function createApp() {
   const app = createRouter();
