@@ -50,3 +50,21 @@ describe("platform", () => {
     expect(bundle.status).toBe(200);
   });
 });
+
+describe("configuration", () => {
+  it("a bad var answers 500 internal_error instead of serving wrongly", async () => {
+    const res = await call("GET", "/health", { vars: { MAX_TRANSFER_AMOUNT: "lots" } });
+    expectError(res, 500, "internal_error");
+    expect(res.text).not.toContain("MAX_TRANSFER_AMOUNT");
+  });
+
+  it("outside local, the default or a short JWT secret refuses to serve", async () => {
+    expectError(await call("GET", "/health", { vars: { ENVIRONMENT: "production" } }), 500, "internal_error");
+    expectError(await call("GET", "/health", { vars: { ENVIRONMENT: "dev", JWT_SECRET: "short" } }), 500, "internal_error");
+    const ok = await call("GET", "/health", {
+      vars: { ENVIRONMENT: "dev", JWT_SECRET: "a-real-secret-of-at-least-32-bytes-long!" },
+    });
+    expect(ok.status).toBe(200);
+    expect(ok.json.data.environment).toBe("dev");
+  });
+});

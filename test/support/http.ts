@@ -1,10 +1,19 @@
-import { exports } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { app } from "../../src/app";
 
 /** Calls the Worker's own fetch handler, as a client over HTTP would. */
 export async function call(
   method: string,
   path: string,
-  options: { body?: unknown; rawBody?: BodyInit; token?: string; headers?: Record<string, string> } = {},
+  options: {
+    body?: unknown;
+    rawBody?: BodyInit;
+    token?: string;
+    headers?: Record<string, string>;
+    /** Vars to override for this request (e.g. a low rate limit); the bindings stay the real ones. */
+    vars?: Partial<Record<keyof Env, string>>;
+  } = {},
 ) {
   const headers: Record<string, string> = { ...options.headers };
   let body: BodyInit | undefined = options.rawBody;
@@ -13,7 +22,15 @@ export async function call(
     headers["Content-Type"] ??= "application/json";
   }
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
-  const response = await exports.default.fetch(new Request(`http://localhost${path}`, { method, headers, body }));
+  const request = new Request(`http://localhost${path}`, { method, headers, body });
+  let response: Response;
+  if (options.vars) {
+    const ctx = createExecutionContext();
+    response = await app.fetch(request, { ...env, ...options.vars }, ctx);
+    await waitOnExecutionContext(ctx);
+  } else {
+    response = await exports.default.fetch(request);
+  }
   const text = await response.text();
   // biome-ignore lint/suspicious/noExplicitAny: tests read whatever the API answered
   let json: any = null;
