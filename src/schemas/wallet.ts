@@ -1,0 +1,151 @@
+import { z } from "@hono/zod-openapi";
+import { idSchema } from "../lib/ids";
+
+/** Wallet resources of API.md §2; their TypeScript types come from these schemas. */
+
+const isoTime = (example = "2026-01-15T10:30:00.000Z") => z.string().openapi({ example, format: "date-time" });
+
+export const walletSchema = z
+  .object({
+    userId: idSchema("owner's user id"),
+    balance: z.number().int().min(0).openapi({ example: 75, description: "Credits available (never below zero)." }),
+    updatedAt: isoTime(),
+  })
+  .openapi("Wallet");
+
+export const ledgerEntryKindSchema = z.enum(["transfer_out", "transfer_in", "grant", "reversal_out", "reversal_in"]);
+
+export const ledgerEntrySchema = z
+  .object({
+    id: idSchema("entry id"),
+    transferId: z.string().openapi({
+      example: "64d15f9e2e6c8f4d5a777777",
+      description: "The transfer this entry belongs to; for a grant, the grant id (`signup` for the welcome grant).",
+    }),
+    kind: ledgerEntryKindSchema,
+    amount: z.number().int().openapi({ example: -25, description: "Signed: negative leaves the wallet, positive enters it." }),
+    balanceAfter: z.number().int().min(0).openapi({ example: 75 }),
+    counterpartyId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
+    messageId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a888888" }),
+    note: z.string().nullable().openapi({ example: "lunch" }),
+    createdAt: isoTime(),
+  })
+  .openapi("LedgerEntry");
+
+export const transferSchema = z
+  .object({
+    senderId: idSchema("sender's user id"),
+    recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
+    transferredAmount: z.number().int().min(1).openapi({ example: 25 }),
+    senderBalance: z.number().int().min(0).openapi({ example: 75, description: "The sender's balance right after this debit." }),
+    recipientBalance: z
+      .number()
+      .int()
+      .min(0)
+      .openapi({ example: 125, description: "The recipient's balance right after this credit." }),
+    transferId: idSchema("transfer id").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
+    messageId: idSchema("credit_transfer message id").openapi({ example: "64d15f9e2e6c8f4d5a888888" }),
+    chatId: idSchema("direct chat id").openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
+    createdAt: isoTime(),
+  })
+  .openapi("Transfer");
+
+export const transferRequestSchema = z
+  .object({
+    recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
+    amount: z
+      .number({ message: "must be an integer number of credits" })
+      .int({ message: "must be an integer number of credits" })
+      .min(1, { message: "must be at least 1" })
+      .openapi({
+        example: 25,
+        description: "Whole credits, 1..MAX_TRANSFER_AMOUNT (default 100000). Never a string or a float.",
+      }),
+    note: z.string().max(280, { message: "must be at most 280 characters" }).nullable().optional().openapi({
+      example: "lunch",
+      description: "Shown with the transfer in the chat; up to 280 characters.",
+    }),
+  })
+  .openapi("CreditTransferRequest", { example: { recipientId: "64d15f9e2e6c8f4d5a654321", amount: 25 } });
+
+export const limitsSchema = z
+  .object({
+    perTransferMax: z
+      .number()
+      .int()
+      .openapi({ example: 100000, description: "MAX_TRANSFER_AMOUNT: the largest single transfer." }),
+    windowHours: z.number().int().openapi({ example: 24, description: "The rolling window of the send limit, in hours." }),
+    windowLimit: z
+      .number()
+      .int()
+      .openapi({ example: 1000000, description: "DAILY_TRANSFER_LIMIT: credits one user may send per window." }),
+    windowUsed: z.number().int().openapi({ example: 25, description: "Credits sent in the last `windowHours` hours." }),
+    windowRemaining: z.number().int().openapi({ example: 999975, description: "windowLimit − windowUsed (never below 0)." }),
+  })
+  .openapi("TransferLimits");
+
+export const GRANT_MAX_AMOUNT = 1_000_000_000;
+
+export const grantRequestSchema = z
+  .object({
+    amount: z
+      .number({ message: "must be an integer number of credits" })
+      .int({ message: "must be an integer number of credits" })
+      .min(1, { message: "must be at least 1" })
+      .max(GRANT_MAX_AMOUNT, { message: `must be at most ${GRANT_MAX_AMOUNT}` })
+      .openapi({ example: 500 }),
+    reason: z
+      .string()
+      .trim()
+      .min(1, { message: "is required" })
+      .max(280, { message: "must be at most 280 characters" })
+      .openapi({ example: "Compensation for ticket #4521" }),
+  })
+  .openapi("GrantRequest", { example: { amount: 500, reason: "Compensation for ticket #4521" } });
+
+export const grantSchema = z
+  .object({
+    grantId: idSchema("grant id"),
+    userId: idSchema("user id"),
+    amount: z.number().int().openapi({ example: 500 }),
+    balance: z.number().int().openapi({ example: 600, description: "The wallet's balance right after the grant." }),
+  })
+  .openapi("Grant");
+
+export const discrepancySchema = z
+  .object({
+    kind: z.string().openapi({ example: "unpaired_transfer_out" }),
+    userId: z.string().nullable(),
+    transferId: z.string().nullable(),
+    detail: z.string(),
+  })
+  .openapi("Discrepancy");
+
+export const reconciliationSchema = z
+  .object({
+    wallets: z
+      .number()
+      .int()
+      .openapi({ example: 2, description: "Wallets walked (one per user; unopened wallets count with 0)." }),
+    totalBalance: z.number().int().openapi({ example: 200 }),
+    totalGranted: z.number().int().openapi({ example: 200 }),
+    pendingTransfers: z
+      .number()
+      .int()
+      .openapi({ example: 0, description: "Transfers debited but not yet finished (the alarm finishes them within seconds)." }),
+    inFlightAmount: z
+      .number()
+      .int()
+      .openapi({ example: 0, description: "Credits debited by pending transfers but not yet credited." }),
+    discrepancies: z.array(discrepancySchema),
+  })
+  .openapi("Reconciliation");
+
+export type Wallet = z.infer<typeof walletSchema>;
+export type LedgerEntry = z.infer<typeof ledgerEntrySchema>;
+export type Transfer = z.infer<typeof transferSchema>;
+export type TransferRequest = z.infer<typeof transferRequestSchema>;
+export type Limits = z.infer<typeof limitsSchema>;
+export type Grant = z.infer<typeof grantSchema>;
+export type Discrepancy = z.infer<typeof discrepancySchema>;
+export type Reconciliation = z.infer<typeof reconciliationSchema>;

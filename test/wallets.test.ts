@@ -1,0 +1,40 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { openWallet, walletStub } from "../src/services/wallets";
+import { seedUser } from "./support/users";
+
+describe("opening a wallet", () => {
+  it("applies the signup grant exactly once, even when opened twice at the same time", async () => {
+    const user = await seedUser();
+    const [a, b] = await Promise.all([openWallet(env, user.id), openWallet(env, user.id)]);
+    expect(a.balance).toBe(100);
+    expect(b.balance).toBe(100);
+    const again = await openWallet(env, user.id);
+    expect(again).toMatchObject({ userId: user.id, balance: 100 });
+    const grants = await runInDurableObject(walletStub(env, user.id), (_instance, state) =>
+      state.storage.sql.exec("SELECT kind, amount, balance_after FROM entries").toArray(),
+    );
+    expect(grants).toEqual([{ kind: "grant", amount: 100, balance_after: 100 }]);
+  });
+
+  it("grants SIGNUP_CREDITS as configured (0 writes no entry)", async () => {
+    const user = await seedUser();
+    const wallet = await openWallet({ ...env, SIGNUP_CREDITS: "0" }, user.id);
+    expect(wallet.balance).toBe(0);
+    const entries = await runInDurableObject(walletStub(env, user.id), (_instance, state) =>
+      state.storage.sql.exec("SELECT * FROM entries").toArray(),
+    );
+    expect(entries).toEqual([]);
+  });
+
+  it("migrates its schema once and records the version", async () => {
+    const user = await seedUser();
+    await openWallet(env, user.id);
+    const version = await runInDurableObject(
+      walletStub(env, user.id),
+      (_instance, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
+    );
+    expect(version).toBeGreaterThanOrEqual(1);
+  });
+});
