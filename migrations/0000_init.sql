@@ -11,10 +11,11 @@ CREATE TABLE `chat_members` (
 	`role` text NOT NULL,
 	`last_read_seq` integer DEFAULT 0 NOT NULL,
 	`joined_at` integer NOT NULL,
+	`last_activity_at` integer NOT NULL,
 	PRIMARY KEY(`chat_id`, `user_id`)
 );
 --> statement-breakpoint
-CREATE INDEX `chat_members_user_idx` ON `chat_members` (`user_id`);--> statement-breakpoint
+CREATE INDEX `chat_members_user_activity_idx` ON `chat_members` (`user_id`,`last_activity_at`,`chat_id`);--> statement-breakpoint
 CREATE TABLE `chats` (
 	`id` text PRIMARY KEY NOT NULL,
 	`type` text NOT NULL,

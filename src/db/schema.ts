@@ -82,8 +82,16 @@ export const chatMembers = sqliteTable(
     role: text("role", { enum: ["owner", "member"] }).notNull(),
     lastReadSeq: integer("last_read_seq").notNull().default(0),
     joinedAt: integer("joined_at").notNull(),
+    /**
+     * The chat's last activity, copied onto every membership when a message is posted, so "my
+     * chats, most recent activity first" is one backwards scan of `chat_members_user_activity_idx`.
+     */
+    lastActivityAt: integer("last_activity_at").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.chatId, t.userId] }), index("chat_members_user_idx").on(t.userId)],
+  (t) => [
+    primaryKey({ columns: [t.chatId, t.userId] }),
+    index("chat_members_user_activity_idx").on(t.userId, t.lastActivityAt, t.chatId),
+  ],
 );
 
 export const messages = sqliteTable(

@@ -1,0 +1,93 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { chatMembers, chats } from "../src/db/schema";
+import { newId } from "../src/lib/ids";
+import { messageSchema } from "../src/schemas/message";
+import { directKeyOf, findOrCreateDirectChat } from "../src/services/chats";
+import { postCreditTransferMessage } from "../src/services/messages";
+import { seedUser } from "./support/users";
+
+const db = createDb(env.DB);
+
+describe("postCreditTransferMessage", () => {
+  it("creates the direct chat and posts the payer's credit_transfer message", async () => {
+    const payer = await seedUser();
+    const payee = await seedUser();
+    const transferId = newId();
+    const createdAt = Date.now();
+    const message = await postCreditTransferMessage(db, {
+      transferId,
+      senderId: payer.id,
+      recipientId: payee.id,
+      amount: 25,
+      note: "lunch",
+      createdAt,
+    });
+    expect(messageSchema.parse(message)).toEqual(message);
+    expect(message).toMatchObject({
+      seq: 1,
+      senderId: payer.id,
+      type: "credit_transfer",
+      content: null,
+      creditTransfer: { transferId, recipientId: payee.id, amount: 25, note: "lunch" },
+      createdAt: new Date(createdAt).toISOString(),
+      editedAt: null,
+      deletedAt: null,
+    });
+    const chat = await db.select().from(chats).where(eq(chats.id, message.chatId)).get();
+    expect(chat).toMatchObject({ type: "direct", directKey: directKeyOf(payer.id, payee.id), lastSeq: 1 });
+    const members = await db.select().from(chatMembers).where(eq(chatMembers.chatId, message.chatId)).all();
+    expect(members.map((m) => m.userId).sort()).toEqual([payer.id, payee.id].sort());
+    // The payer's own message is read; the payee has one unread.
+    expect(members.find((m) => m.userId === payer.id)?.lastReadSeq).toBe(1);
+    expect(members.find((m) => m.userId === payee.id)?.lastReadSeq).toBe(0);
+  });
+
+  it("returns the one message for repeated and concurrent calls with the same transferId, without burning seqs", async () => {
+    const payer = await seedUser();
+    const payee = await seedUser();
+    const input = {
+      transferId: newId(),
+      senderId: payer.id,
+      recipientId: payee.id,
+      amount: 7,
+      note: null,
+      createdAt: Date.now(),
+    };
+    const results = await Promise.all(Array.from({ length: 12 }, () => postCreditTransferMessage(db, input)));
+    const ids = new Set(results.map((m) => m.id));
+    expect(ids.size).toBe(1);
+    expect(results[0]?.seq).toBe(1);
+    const again = await postCreditTransferMessage(db, input);
+    expect(again.id).toBe(results[0]?.id);
+
+    const next = await postCreditTransferMessage(db, {
+      ...input,
+      transferId: newId(),
+      senderId: payee.id,
+      recipientId: payer.id,
+    });
+    expect(next.chatId).toBe(results[0]?.chatId);
+    expect(next.seq).toBe(2);
+    const chat = await db.select().from(chats).where(eq(chats.id, next.chatId)).get();
+    expect(chat?.lastSeq).toBe(2);
+  });
+});
+
+describe("findOrCreateDirectChat", () => {
+  it("both sides creating at once end up with one chat", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        i % 2 === 0 ? findOrCreateDirectChat(db, a.id, b.id) : findOrCreateDirectChat(db, b.id, a.id),
+      ),
+    );
+    expect(new Set(results.map((r) => r.chat.id)).size).toBe(1);
+    expect(results.filter((r) => r.created).length).toBe(1);
+    const members = await db.select().from(chatMembers).where(eq(chatMembers.chatId, results[0]!.chat.id)).all();
+    expect(members).toHaveLength(2);
+  });
+});
