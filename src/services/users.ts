@@ -1,0 +1,170 @@
+import { and, asc, eq, gt, gte, lt, or, type SQL } from "drizzle-orm";
+import { z } from "zod";
+import type { Database } from "../db/client";
+import { blocks, type UserRow, users } from "../db/schema";
+import { decodeCursor, toPage } from "../lib/cursor";
+import { ApiError } from "../lib/errors";
+import type { AuthUser } from "../lib/types";
+import { toUser, type User } from "../schemas/user";
+
+/** Display names are compared and searched in this form (users.display_name_key). */
+export const displayNameKey = (displayName: string) => displayName.normalize("NFC").toLowerCase();
+
+export async function findUser(db: Database, userId: string): Promise<UserRow | undefined> {
+  return db.select().from(users).where(eq(users.id, userId)).get();
+}
+
+/** The user, or 404 `user_not_found`. */
+export async function getUserOrThrow(db: Database, userId: string): Promise<UserRow> {
+  const row = await findUser(db, userId);
+  if (!row) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+  return row;
+}
+
+/** Email only for the user themselves and for admins (API.md §2). */
+export function userAsSeenBy(viewer: AuthUser, row: UserRow): User {
+  return toUser(row, { includeEmail: viewer.id === row.id || viewer.role === "admin" });
+}
+
+function suspended(): ApiError {
+  return new ApiError("account_suspended", ["This account is suspended: it can sign in and read, but not send"]);
+}
+
+/** A valid token whose user row is gone cannot act (accounts are not deleted today, but a token can outlive a row). */
+function accountGone(): ApiError {
+  return new ApiError("invalid_token", ["The account of this access token no longer exists"]);
+}
+
+/** The caller's row; 403 `account_suspended` if they may not send. For any write that is a "send". */
+export async function assertActiveUser(db: Database, userId: string): Promise<UserRow> {
+  const row = await findUser(db, userId);
+  if (!row) throw accountGone();
+  if (row.status === "suspended") throw suspended();
+  return row;
+}
+
+/**
+ * The one check before anything reaches another user (open a direct chat, message, pay).
+ * Returns the recipient's row. Order: the sender is suspended → 403 `account_suspended`; no such
+ * recipient → 404 `user_not_found`; the recipient blocked the sender → 403 `recipient_blocked`.
+ * (Blocking is one-way: the blocker can still reach the person they blocked.) One D1 round trip.
+ */
+export async function assertCanSendTo(db: Database, senderId: string, recipientId: string): Promise<UserRow> {
+  const [senderRows, recipientRows, blockRows] = await db.batch([
+    db.select().from(users).where(eq(users.id, senderId)),
+    db.select().from(users).where(eq(users.id, recipientId)),
+    db
+      .select({ blockerId: blocks.blockerId })
+      .from(blocks)
+      .where(and(eq(blocks.blockerId, recipientId), eq(blocks.blockedId, senderId))),
+  ]);
+  const sender = senderRows[0];
+  if (!sender) throw accountGone();
+  if (sender.status === "suspended") throw suspended();
+  const recipient = recipientRows[0];
+  if (!recipient) throw new ApiError("user_not_found", [`No user with id ${recipientId}`]);
+  if (blockRows.length > 0)
+    throw new ApiError("recipient_blocked", ["The recipient does not accept messages or credits from you"]);
+  return recipient;
+}
+
+export async function hasBlocked(db: Database, blockerId: string, blockedId: string): Promise<boolean> {
+  const row = await db
+    .select({ blockerId: blocks.blockerId })
+    .from(blocks)
+    .where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)))
+    .get();
+  return row !== undefined;
+}
+
+export async function isBlockedEitherWay(db: Database, a: string, b: string): Promise<boolean> {
+  const row = await db
+    .select({ blockerId: blocks.blockerId })
+    .from(blocks)
+    .where(or(and(eq(blocks.blockerId, a), eq(blocks.blockedId, b)), and(eq(blocks.blockerId, b), eq(blocks.blockedId, a))))
+    .get();
+  return row !== undefined;
+}
+
+export type BlockState = { userId: string; blocked: boolean };
+
+function refuseSelf(action: string): ApiError {
+  return new ApiError("validation_failed", [`userId: you cannot ${action} yourself`]);
+}
+
+/** Idempotent: blocking someone already blocked answers the same. */
+export async function blockUser(db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
+  if (blockerId === blockedId) throw refuseSelf("block");
+  await getUserOrThrow(db, blockedId);
+  await db.insert(blocks).values({ blockerId, blockedId, createdAt: Date.now() }).onConflictDoNothing();
+  return { userId: blockedId, blocked: true };
+}
+
+/** Idempotent: unblocking someone not blocked answers the same. */
+export async function unblockUser(db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
+  if (blockerId === blockedId) throw refuseSelf("unblock");
+  await getUserOrThrow(db, blockedId);
+  await db.delete(blocks).where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)));
+  return { userId: blockedId, blocked: false };
+}
+
+/**
+ * Suspends (`reason` given) or reinstates (`reason` null) a user; idempotent. Admins cannot
+ * suspend themselves, so the last admin cannot lock the product's operators out by accident.
+ */
+export async function setSuspension(db: Database, adminId: string, userId: string, reason: string | null): Promise<UserRow> {
+  if (reason !== null && adminId === userId) throw refuseSelf("suspend");
+  await getUserOrThrow(db, userId);
+  const row = await db
+    .update(users)
+    .set({ status: reason === null ? "active" : "suspended", suspendedReason: reason })
+    .where(eq(users.id, userId))
+    .returning()
+    .get();
+  if (!row) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+  return row;
+}
+
+const searchCursorShape = z.object({ k: z.string(), i: z.string() });
+
+/** Above every code point, so `key < prefix + MAX` bounds a prefix range on the index. */
+const MAX_CODE_POINT = String.fromCodePoint(0x10ffff);
+
+/**
+ * Users whose display name starts with `search` (case-insensitively) or whose email is exactly
+ * `search`, ordered by display name then id, paged by a (key, id) cursor on the index
+ * `users_display_name_key_idx`. Without `search`, everyone in that order.
+ */
+export async function searchUsers(
+  db: Database,
+  viewer: AuthUser,
+  query: { search?: string | undefined; limit: number; cursor?: string | undefined },
+): Promise<{ items: User[]; nextCursor: string | null }> {
+  const conditions: (SQL | undefined)[] = [];
+  const term = query.search?.trim();
+  if (term) {
+    const prefix = displayNameKey(term);
+    conditions.push(
+      or(
+        and(gte(users.displayNameKey, prefix), lt(users.displayNameKey, prefix + MAX_CODE_POINT)),
+        eq(users.email, term.toLowerCase()),
+      ),
+    );
+  }
+  if (query.cursor) {
+    const after = decodeCursor(query.cursor, searchCursorShape);
+    conditions.push(or(gt(users.displayNameKey, after.k), and(eq(users.displayNameKey, after.k), gt(users.id, after.i))));
+  }
+  const rows = await db
+    .select()
+    .from(users)
+    .where(and(...conditions))
+    .orderBy(asc(users.displayNameKey), asc(users.id))
+    .limit(query.limit + 1);
+  return toPage(
+    rows,
+    query.limit,
+    (row) => userAsSeenBy(viewer, row),
+    (row) => ({ k: row.displayNameKey, i: row.id }),
+  );
+}
