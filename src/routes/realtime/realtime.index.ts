@@ -1,3 +1,40 @@
 import { createRouter } from "../../lib/create-router";
+import { ok } from "../../lib/envelope";
+import { ApiError } from "../../lib/errors";
+import { currentUser } from "../../middlewares/auth";
+import {
+  chatReadFrameSchema,
+  errorFrameSchema,
+  pingFrameSchema,
+  pongFrameSchema,
+  realtimeFrameSchema,
+} from "../../schemas/realtime";
+import { connect, issueTicket } from "../../services/realtime";
+import * as routes from "./realtime.routes";
 
-export const realtimeRouter = createRouter();
+export const realtimeRouter = createRouter()
+  .openapi(routes.createTicket, async (c) => {
+    const issued = await issueTicket(c.env, currentUser(c).id);
+    const url = new URL("/api/v1/realtime", c.req.url);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("ticket", issued.ticket);
+    return ok(c, { ...issued, url: url.toString() }, 201);
+  })
+  .openapi(routes.connect, async (c) => {
+    // Checked before the ticket, so a plain GET does not burn it.
+    if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
+      throw new ApiError("upgrade_required", ["Open this URL as a WebSocket (Upgrade: websocket)"], { Upgrade: "websocket" });
+    }
+    return connect(c.env, c.req.valid("query").ticket);
+  });
+
+// The frames are no route's body; registering them puts their schemas in the document.
+for (const [name, schema] of Object.entries({
+  RealtimeFrame: realtimeFrameSchema,
+  ChatReadFrame: chatReadFrameSchema,
+  RealtimePingFrame: pingFrameSchema,
+  RealtimePongFrame: pongFrameSchema,
+  RealtimeErrorFrame: errorFrameSchema,
+})) {
+  realtimeRouter.openAPIRegistry.register(name, schema);
+}

@@ -1,0 +1,53 @@
+import { z } from "@hono/zod-openapi";
+import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { ticketSchema } from "../../schemas/realtime";
+
+const TAGS = ["Realtime"];
+
+export const createTicket = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/realtime/tickets",
+    tags: TAGS,
+    summary: "Create a realtime connection ticket",
+    description: [
+      "Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.",
+      "A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.",
+    ].join("\n\n"),
+    responses: { 201: jsonSuccess(ticketSchema, 201, "A single-use ticket, valid for `expiresIn` seconds") },
+  },
+  { auth: true },
+);
+
+export const connect = defineRoute(
+  {
+    method: "get",
+    path: "/api/v1/realtime",
+    tags: TAGS,
+    summary: "Open the realtime WebSocket",
+    description: [
+      "Upgrades to a WebSocket (send `Upgrade: websocket`) that pushes the caller's events as they commit. Open one per device; every connection of a user receives every event of that user.",
+      "**Refusals** (JSON envelope, no upgrade): no `Upgrade: websocket` header → 426 `upgrade_required` (the ticket is not consumed); no `ticket` → 401 `authentication_required`; a malformed, unknown, already used or expired ticket → 401 `invalid_token`.",
+      "**Server → client** frames are JSON text `{type, data, at}` (`at`: ISO-8601 send time), schema `RealtimeFrame`:",
+      "- `message.created`, `message.updated`, `message.deleted` — `data`: `Message`; to every member of the chat (sender's other devices included).",
+      "- `chat.read` — `data`: `{chatId, userId, lastReadSeq}`; to every member of the chat when one moves their read marker.",
+      "- `wallet.updated` — `data`: `Wallet`; to the wallet's owner after each balance change (transfer sent or received, grant).",
+      "- `transfer.received` — `data`: `Transfer`; to the recipient of a credit transfer.",
+      '**Client → server**: only `{"type":"ping"}`, answered `{"type":"pong"}` (even while the server-side object hibernates). Anything else is answered `{"type":"error","data":{"code":"validation_failed","message":"…"},"at":"…"}` and the connection stays open.',
+      "**Delivery** is at most once per connection, only after the change has committed. After a reconnect a client catches up with `GET /api/v1/messages/chat/{chatId}?afterSeq=<last seq seen>` (and `GET /api/v1/wallets/me` for the balance), so nothing is lost. See docs/realtime.md.",
+    ].join("\n\n"),
+    request: {
+      query: z.object({
+        ticket: z.string().optional().openapi({
+          description: "The ticket from `POST /api/v1/realtime/tickets`.",
+          example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
+        }),
+      }),
+    },
+    responses: {
+      101: { description: "Switching Protocols: the WebSocket is open and receives `RealtimeFrame`s." },
+      401: { $ref: "#/components/responses/Unauthorized" },
+    },
+  },
+  { auth: false, errors: [426] },
+);

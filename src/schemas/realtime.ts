@@ -1,0 +1,66 @@
+import { z } from "@hono/zod-openapi";
+import { idSchema } from "../lib/ids";
+import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
+
+/**
+ * The realtime protocol (API.md "Realtime"), defined once: the server → client frames
+ * `{type, data, at}` that `publish` sends, and the client → server frames. The realtime route's
+ * OpenAPI description and docs/realtime.md describe these same schemas.
+ */
+
+export const ticketSchema = z
+  .object({
+    ticket: z.string().openapi({
+      description: "Opaque, single-use; pass it as `?ticket=` when opening the WebSocket.",
+      example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
+    }),
+    expiresIn: z.number().int().openapi({ description: "Seconds the ticket stays valid.", example: 60 }),
+    url: z.string().openapi({
+      description: "The WebSocket URL with the ticket, ready to open (ws:// or wss:// like the request).",
+      example:
+        "wss://api.credit-chat.example.com/api/v1/realtime?ticket=64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
+    }),
+  })
+  .openapi("RealtimeTicket");
+
+export const chatReadSchema = z
+  .object({
+    chatId: idSchema("chatId"),
+    userId: idSchema("userId"),
+    lastReadSeq: z.number().int().min(0).openapi({ example: 42 }),
+  })
+  .openapi("ChatRead");
+
+const at = z.string().openapi({ description: "When the server sent the event (ISO-8601 UTC).", example: EXAMPLE_TIMESTAMP });
+
+function eventFrame<const T extends string, D extends z.ZodType>(type: T, data: D, description: string) {
+  return z.object({ type: z.literal(type), data, at }).openapi({ description });
+}
+
+export const chatReadFrameSchema = eventFrame(
+  "chat.read",
+  chatReadSchema,
+  "A member of one of your chats moved their read marker (you, from another device, included).",
+).openapi("ChatReadFrame");
+
+/** Every frame the server pushes to a connection. */
+export const realtimeFrameSchema = z.discriminatedUnion("type", [chatReadFrameSchema]).openapi("RealtimeFrame");
+
+export type RealtimeFrame = z.infer<typeof realtimeFrameSchema>;
+/** What a publisher hands to `publish`: `at` is stamped when the frame leaves. */
+export type RealtimeEvent = RealtimeFrame extends infer F ? (F extends RealtimeFrame ? Omit<F, "at"> : never) : never;
+
+export const pongFrameSchema = z.object({ type: z.literal("pong") }).openapi("RealtimePongFrame");
+
+export const errorFrameSchema = z
+  .object({
+    type: z.literal("error"),
+    data: z.object({
+      code: z.literal("validation_failed"),
+      message: z.string().openapi({ example: 'Clients may only send {"type":"ping"}' }),
+    }),
+    at,
+  })
+  .openapi("RealtimeErrorFrame");
+
+export const pingFrameSchema = z.object({ type: z.literal("ping") }).openapi("RealtimePingFrame");

@@ -1,0 +1,110 @@
+import { TICKET_HASH_HEADER, type TicketRefusal } from "../durable-objects/realtime/realtime-do";
+import { ApiError } from "../lib/errors";
+import { ID_PATTERN } from "../lib/ids";
+import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
+
+/**
+ * Realtime push: connection tickets, the WebSocket upgrade, and `publish`, which fans an event
+ * out to every connection of the given users through their RealtimeDO (one per user).
+ */
+
+export const TICKET_TTL_SECONDS = 60;
+
+/** Concurrent RealtimeDO calls per published event (a 100-member group goes out 16 at a time). */
+export const PUBLISH_CONCURRENCY = 16;
+
+/** `waitUntil` of the request or object that committed the change (ExecutionContext / DurableObjectState). */
+export type WaitUntil = (promise: Promise<unknown>) => void;
+
+const realtimeStub = (env: Env, userId: string) => env.REALTIME.get(env.REALTIME.idFromName(userId));
+
+/**
+ * A ticket is `<userId>.<secret>`: the user id routes the upgrade to that user's object (ids are
+ * not secret); the 32 random bytes are the credential, stored only as their SHA-256 there.
+ * Single use comes from the object deleting it on use, which a signed self-contained token
+ * could not give.
+ */
+export async function issueTicket(env: Env, userId: string, now = Date.now()) {
+  const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  await realtimeStub(env, userId).issueTicket(await sha256Hex(secret), now + TICKET_TTL_SECONDS * 1000, now);
+  return { ticket: `${userId}.${secret}`, expiresIn: TICKET_TTL_SECONDS };
+}
+
+/**
+ * Opens the WebSocket for a ticket: the 101 response of the user's object. A missing ticket is
+ * 401 `authentication_required`; a malformed, unknown, used or expired one is 401 `invalid_token`.
+ */
+export async function connect(env: Env, ticket: string | undefined): Promise<Response> {
+  if (!ticket)
+    throw new ApiError("authentication_required", ["Request a ticket with POST /api/v1/realtime/tickets, then pass ?ticket="]);
+  const dot = ticket.indexOf(".");
+  const userId = ticket.slice(0, dot);
+  const secret = ticket.slice(dot + 1);
+  if (dot < 0 || !ID_PATTERN.test(userId) || !/^[A-Za-z0-9_-]{43}$/.test(secret)) {
+    throw new ApiError("invalid_token", ["The ticket is malformed"]);
+  }
+  const response = await realtimeStub(env, userId).fetch("https://realtime.internal/connect", {
+    headers: { Upgrade: "websocket", [TICKET_HASH_HEADER]: await sha256Hex(secret) },
+  });
+  if (response.status === 101 && response.webSocket) return response;
+  const refusal = await response.json<TicketRefusal>().catch(() => ({ reason: "The ticket was refused" }));
+  throw new ApiError("invalid_token", [refusal.reason]);
+}
+
+/**
+ * Sends `event` to every connection of `userIds`, in the background of the caller (`waitUntil`),
+ * after the change it describes has committed. Never throws and never delays the caller: a user
+ * who misses a frame catches up over HTTP (docs/realtime.md).
+ */
+export function publish(env: Env, waitUntil: WaitUntil, userIds: Iterable<string>, event: RealtimeEvent): void {
+  try {
+    waitUntil(fanOut(env, userIds, event));
+  } catch (error) {
+    logFailure(event, "scheduling", error);
+  }
+}
+
+/** The fan-out itself, awaited: how many connections received the frame and how many users failed. */
+export async function fanOut(env: Env, userIds: Iterable<string>, event: RealtimeEvent) {
+  const frame: RealtimeFrame = { ...event, at: new Date().toISOString() } as RealtimeFrame;
+  const text = JSON.stringify(frame);
+  const queue = [...new Set(userIds)];
+  let connections = 0;
+  let failedUsers = 0;
+  const worker = async () => {
+    for (let userId = queue.pop(); userId !== undefined; userId = queue.pop()) {
+      try {
+        connections += await realtimeStub(env, userId).deliver(text);
+      } catch (error) {
+        failedUsers += 1;
+        logFailure(event, userId, error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, queue.length) }, worker));
+  return { connections, failedUsers };
+}
+
+function logFailure(event: RealtimeEvent, target: string, error: unknown) {
+  console.error(
+    JSON.stringify({
+      level: "error",
+      msg: "realtime publish failed",
+      type: event.type,
+      target,
+      error: error instanceof Error ? error.message : String(error),
+    }),
+  );
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}

@@ -1,0 +1,244 @@
+import { evictDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import { newId } from "../src/lib/ids";
+import type { RealtimeEvent } from "../src/schemas/realtime";
+import { fanOut, issueTicket, publish, TICKET_TTL_SECONDS } from "../src/services/realtime";
+import { call, expectError } from "./support/http";
+import { connectAs, openSocket, type TestSocket, ticketFor, upgrade } from "./support/realtime";
+import { seedUser } from "./support/users";
+
+const opened: TestSocket[] = [];
+afterEach(() => {
+  for (const socket of opened.splice(0)) socket.close();
+});
+
+async function connect(token: string) {
+  const socket = await connectAs(token);
+  opened.push(socket);
+  return socket;
+}
+
+async function refusal(res: Response) {
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, json: JSON.parse(text) };
+}
+
+const readEvent = (userId: string, lastReadSeq = 1): RealtimeEvent => ({
+  type: "chat.read",
+  data: { chatId: newId(), userId, lastReadSeq },
+});
+
+const stubOf = (userId: string) => env.REALTIME.get(env.REALTIME.idFromName(userId));
+
+describe("realtime tickets", () => {
+  it("POST /api/v1/realtime/tickets needs a bearer token", async () => {
+    expectError(await call("POST", "/api/v1/realtime/tickets"), 401, "authentication_required");
+    expectError(await call("POST", "/api/v1/realtime/tickets", { token: "nope" }), 401, "invalid_token");
+  });
+
+  it("issues a 60 s ticket with the ws:// URL that opens it", async () => {
+    const user = await seedUser();
+    const res = await call("POST", "/api/v1/realtime/tickets", { token: user.token });
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ isSuccess: true, statusCode: 201, errors: null });
+    const { ticket, expiresIn, url } = res.json.data;
+    expect(expiresIn).toBe(TICKET_TTL_SECONDS);
+    expect(TICKET_TTL_SECONDS).toBe(60);
+    expect(ticket).toMatch(/^[0-9a-f]{24}\.[A-Za-z0-9_-]{43}$/);
+    expect(url).toBe(`ws://localhost/api/v1/realtime?ticket=${encodeURIComponent(ticket)}`);
+    opened.push(await openSocket(ticket));
+  });
+
+  it("without Upgrade: websocket answers 426 and leaves the ticket usable", async () => {
+    const user = await seedUser();
+    const ticket = await ticketFor(user.token);
+    const plain = await refusal(await upgrade(ticket, {}));
+    expectError(plain, 426, "upgrade_required");
+    expect(plain.headers.get("Upgrade")).toBe("websocket");
+    expectError(await call("GET", "/api/v1/realtime"), 426, "upgrade_required");
+    opened.push(await openSocket(ticket));
+  });
+
+  it("a missing ticket is 401 authentication_required; a malformed or unknown one is 401 invalid_token", async () => {
+    expectError(await refusal(await upgrade(null)), 401, "authentication_required");
+    expectError(await refusal(await upgrade("")), 401, "authentication_required");
+    for (const bad of ["garbage", `${newId()}`, `${newId()}.short`, `NOTANID.${"a".repeat(43)}`]) {
+      expectError(await refusal(await upgrade(bad)), 401, "invalid_token");
+    }
+    // Well-formed, but never issued (right user, wrong secret).
+    const user = await seedUser();
+    const real = await ticketFor(user.token);
+    const [owner] = real.split(".");
+    expectError(await refusal(await upgrade(`${owner}.${"A".repeat(43)}`)), 401, "invalid_token");
+    // A real secret presented for another user does not open that user's stream.
+    const other = await seedUser();
+    expectError(await refusal(await upgrade(`${other.id}.${real.split(".")[1]}`)), 401, "invalid_token");
+    opened.push(await openSocket(real));
+  });
+
+  it("a ticket works once", async () => {
+    const user = await seedUser();
+    const ticket = await ticketFor(user.token);
+    opened.push(await openSocket(ticket));
+    const again = expectError(await refusal(await upgrade(ticket)), 401, "invalid_token");
+    expect(again.errors.join(" ")).toMatch(/already used/);
+  });
+
+  it("two upgrades racing with one ticket: exactly one opens", async () => {
+    const user = await seedUser();
+    const ticket = await ticketFor(user.token);
+    const results = await Promise.all(Array.from({ length: 5 }, () => upgrade(ticket)));
+    const statuses = results.map((res) => res.status).sort();
+    expect(statuses).toEqual([101, 401, 401, 401, 401]);
+    for (const res of results) {
+      if (res.webSocket) {
+        res.webSocket.accept();
+        res.webSocket.close(1000);
+      } else expectError(await refusal(res), 401, "invalid_token");
+    }
+  });
+
+  it("a ticket expires after 60 s", async () => {
+    const user = await seedUser();
+    const stale = await issueTicket(env, user.id, Date.now() - (TICKET_TTL_SECONDS * 1000 + 1));
+    const expired = expectError(await refusal(await upgrade(stale.ticket)), 401, "invalid_token");
+    expect(expired.errors.join(" ")).toMatch(/expired/);
+    const fresh = await issueTicket(env, user.id, Date.now() - (TICKET_TTL_SECONDS * 1000 - 5_000));
+    opened.push(await openSocket(fresh.ticket));
+  });
+
+  it("only the newest tickets of a user are kept (storage stays bounded)", async () => {
+    const user = await seedUser();
+    const first = await issueTicket(env, user.id);
+    for (let i = 0; i < 50; i += 1) await issueTicket(env, user.id);
+    expectError(await refusal(await upgrade(first.ticket)), 401, "invalid_token");
+    const last = await issueTicket(env, user.id);
+    opened.push(await openSocket(last.ticket));
+  });
+});
+
+describe("realtime connections", () => {
+  it("answers ping with pong, also when spelled with spaces", async () => {
+    const user = await seedUser();
+    const socket = await connect(user.token);
+    socket.send('{"type":"ping"}');
+    expect(await socket.next()).toEqual({ type: "pong" });
+    socket.send('{ "type": "ping" }');
+    expect(await socket.next()).toEqual({ type: "pong" });
+  });
+
+  it("a malformed or unknown frame gets an error frame and the connection stays open", async () => {
+    const user = await seedUser();
+    const socket = await connect(user.token);
+    for (const bad of ["not json", '{"type":"subscribe"}', "[1,2]", "null", '"ping"']) {
+      socket.send(bad);
+      const frame = await socket.next();
+      expect(frame).toMatchObject({ type: "error", data: { code: "validation_failed" } });
+      expect(new Date(frame.at).toISOString()).toBe(frame.at);
+    }
+    socket.ws.send(new Uint8Array([1, 2, 3]));
+    expect(await socket.next()).toMatchObject({ type: "error", data: { code: "validation_failed" } });
+    expect(socket.isClosed()).toBe(false);
+    socket.send('{"type":"ping"}');
+    expect(await socket.next()).toEqual({ type: "pong" });
+    await fanOut(env, [user.id], readEvent(user.id));
+    expect((await socket.next()).type).toBe("chat.read");
+  });
+
+  it("every device of a user receives each event, other users receive nothing", async () => {
+    const alice = await seedUser();
+    const bob = await seedUser();
+    const phone = await connect(alice.token);
+    const laptop = await connect(alice.token);
+    const bobs = await connect(bob.token);
+    expect(await stubOf(alice.id).connections()).toBe(2);
+
+    const event = readEvent(alice.id, 7);
+    const result = await fanOut(env, [alice.id], event);
+    expect(result).toEqual({ connections: 2, failedUsers: 0 });
+    for (const device of [phone, laptop]) {
+      const frame = await device.next();
+      expect(frame).toEqual({ ...event, at: expect.any(String) });
+      expect(new Date(frame.at).toISOString()).toBe(frame.at);
+    }
+    await bobs.expectSilence();
+  });
+
+  it("publish fans out to every listed user in the background, each once", async () => {
+    const users = await Promise.all(Array.from({ length: 20 }, () => seedUser()));
+    const outsider = await seedUser();
+    const sockets = await Promise.all(users.map((user) => connect(user.token)));
+    const outsiderSocket = await connect(outsider.token);
+
+    const background: Promise<unknown>[] = [];
+    const event = readEvent(users[0]!.id, 3);
+    // Duplicates in the list still mean one frame per connection.
+    publish(env, (promise) => background.push(promise), [...users.map((u) => u.id), users[0]!.id], event);
+    expect(background).toHaveLength(1);
+    await Promise.all(background);
+    for (const socket of sockets) expect(await socket.next()).toMatchObject(event);
+    for (const socket of sockets) await socket.expectSilence(50);
+    await outsiderSocket.expectSilence();
+  });
+
+  it("a failure to notify never reaches the publisher", async () => {
+    const broken = {
+      ...env,
+      REALTIME: {
+        idFromName: () => {
+          throw new Error("realtime is down");
+        },
+      },
+    } as unknown as Env;
+    const background: Promise<unknown>[] = [];
+    expect(() => publish(broken, (p) => background.push(p), [newId(), newId()], readEvent(newId()))).not.toThrow();
+    await expect(Promise.all(background)).resolves.toEqual([{ connections: 0, failedUsers: 2 }]);
+    expect(() =>
+      publish(
+        env,
+        () => {
+          throw new Error("no waitUntil here");
+        },
+        [newId()],
+        readEvent(newId()),
+      ),
+    ).not.toThrow();
+  });
+
+  it("a closed device stops receiving, the others keep receiving", async () => {
+    const user = await seedUser();
+    const gone = await connect(user.token);
+    const kept = await connect(user.token);
+    gone.close();
+    // The close reaches the object asynchronously; wait until it has let go of the socket.
+    for (let i = 0; i < 50 && (await stubOf(user.id).connections()) > 1; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(await stubOf(user.id).connections()).toBe(1);
+    const result = await fanOut(env, [user.id], readEvent(user.id));
+    expect(result.connections).toBe(1);
+    expect((await kept.next()).type).toBe("chat.read");
+  });
+
+  it("connections survive the object being evicted (hibernation)", async () => {
+    const user = await seedUser();
+    const socket = await connect(user.token);
+    const second = await connect(user.token);
+    await evictDurableObject(stubOf(user.id));
+
+    // The runtime answers the exact ping itself, without waking the object.
+    socket.send('{"type":"ping"}');
+    expect(await socket.next()).toEqual({ type: "pong" });
+    // Still hibernated: evicting an object that is not running is refused.
+    await expect(evictDurableObject(stubOf(user.id))).rejects.toThrow();
+
+    const result = await fanOut(env, [user.id], readEvent(user.id, 9));
+    expect(result.connections).toBe(2);
+    expect((await socket.next()).data.lastReadSeq).toBe(9);
+    expect((await second.next()).data.lastReadSeq).toBe(9);
+
+    // Woken again, the object still handles client frames of hibernated sockets.
+    await evictDurableObject(stubOf(user.id));
+    socket.send("nonsense");
+    expect((await socket.next()).type).toBe("error");
+  });
+});
