@@ -242,3 +242,26 @@ describe("realtime connections", () => {
     expect((await socket.next()).type).toBe("error");
   });
 });
+
+describe("realtime in the OpenAPI document", () => {
+  it("documents the routes and every frame type", async () => {
+    const doc = (await call("GET", "/openapi.json")).json;
+    const connectOp = doc.paths["/api/v1/realtime"].get;
+    expect(Object.keys(connectOp.responses)).toEqual(expect.arrayContaining(["101", "401", "426", "500"]));
+    for (const type of [
+      "message.created",
+      "message.updated",
+      "message.deleted",
+      "chat.read",
+      "wallet.updated",
+      "transfer.received",
+    ]) {
+      expect(connectOp.description).toContain(`\`${type}\``);
+      expect(Object.keys(doc.components.schemas.RealtimeFrame.discriminator.mapping)).toContain(type);
+    }
+    expect(connectOp.description).toContain("afterSeq");
+    const ticketOp = doc.paths["/api/v1/realtime/tickets"].post;
+    expect(Object.keys(ticketOp.responses)).toEqual(expect.arrayContaining(["201", "401", "500"]));
+    expect(ticketOp.security).toEqual([{ "JWT-auth": [] }]);
+  });
+});

@@ -1,6 +1,8 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema } from "../lib/ids";
 import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
+import { messageSchema } from "./message";
+import { transferSchema, walletSchema } from "./wallet";
 
 /**
  * The realtime protocol (API.md "Realtime"), defined once: the server → client frames
@@ -37,14 +39,53 @@ function eventFrame<const T extends string, D extends z.ZodType>(type: T, data: 
   return z.object({ type: z.literal(type), data, at }).openapi({ description });
 }
 
+export const messageCreatedFrameSchema = eventFrame(
+  "message.created",
+  messageSchema,
+  "A message was posted in one of your chats (text, credit_transfer or system; your own from another device included).",
+).openapi("MessageCreatedFrame");
+
+export const messageUpdatedFrameSchema = eventFrame(
+  "message.updated",
+  messageSchema,
+  "A message in one of your chats was edited (`editedAt` set).",
+).openapi("MessageUpdatedFrame");
+
+export const messageDeletedFrameSchema = eventFrame(
+  "message.deleted",
+  messageSchema,
+  "A message in one of your chats was deleted (`deletedAt` set, `content: null`; it keeps its `seq`).",
+).openapi("MessageDeletedFrame");
+
 export const chatReadFrameSchema = eventFrame(
   "chat.read",
   chatReadSchema,
   "A member of one of your chats moved their read marker (you, from another device, included).",
 ).openapi("ChatReadFrame");
 
+export const walletUpdatedFrameSchema = eventFrame(
+  "wallet.updated",
+  walletSchema,
+  "Your balance changed (a transfer sent or received, a grant): the wallet right after the change.",
+).openapi("WalletUpdatedFrame");
+
+export const transferReceivedFrameSchema = eventFrame(
+  "transfer.received",
+  transferSchema,
+  "Someone sent you credits; the transfer as its sender saw it.",
+).openapi("TransferReceivedFrame");
+
 /** Every frame the server pushes to a connection. */
-export const realtimeFrameSchema = z.discriminatedUnion("type", [chatReadFrameSchema]).openapi("RealtimeFrame");
+export const realtimeFrameSchema = z
+  .discriminatedUnion("type", [
+    messageCreatedFrameSchema,
+    messageUpdatedFrameSchema,
+    messageDeletedFrameSchema,
+    chatReadFrameSchema,
+    walletUpdatedFrameSchema,
+    transferReceivedFrameSchema,
+  ])
+  .openapi("RealtimeFrame");
 
 export type RealtimeFrame = z.infer<typeof realtimeFrameSchema>;
 /** What a publisher hands to `publish`: `at` is stamped when the frame leaves. */

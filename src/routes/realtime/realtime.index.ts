@@ -2,13 +2,7 @@ import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { ApiError } from "../../lib/errors";
 import { currentUser } from "../../middlewares/auth";
-import {
-  chatReadFrameSchema,
-  errorFrameSchema,
-  pingFrameSchema,
-  pongFrameSchema,
-  realtimeFrameSchema,
-} from "../../schemas/realtime";
+import * as frames from "../../schemas/realtime";
 import { connect, issueTicket } from "../../services/realtime";
 import * as routes from "./realtime.routes";
 
@@ -30,11 +24,10 @@ export const realtimeRouter = createRouter()
 
 // The frames are no route's body; registering them puts their schemas in the document.
 for (const [name, schema] of Object.entries({
-  RealtimeFrame: realtimeFrameSchema,
-  ChatReadFrame: chatReadFrameSchema,
-  RealtimePingFrame: pingFrameSchema,
-  RealtimePongFrame: pongFrameSchema,
-  RealtimeErrorFrame: errorFrameSchema,
+  RealtimeFrame: frames.realtimeFrameSchema,
+  RealtimePingFrame: frames.pingFrameSchema,
+  RealtimePongFrame: frames.pongFrameSchema,
+  RealtimeErrorFrame: frames.errorFrameSchema,
 })) {
   realtimeRouter.openAPIRegistry.register(name, schema);
 }
