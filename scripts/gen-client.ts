@@ -1,0 +1,48 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startServer } from "../test/e2e/support/server.ts";
+import { generateTypes } from "./openapi-gen/generate.ts";
+
+/**
+ * `npm run gen:client`: regenerates test/e2e/generated/api.d.ts from the document a local server
+ * serves (E2E_BASE_URL if one is running, else a fresh one started and stopped here).
+ * `npm run test:e2e` compares the committed file with the same generation and fails when stale.
+ */
+export const GENERATED_TYPES = path.resolve(import.meta.dirname, "../test/e2e/generated/api.d.ts");
+
+export async function typesFrom(baseUrl: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/openapi.json`);
+  if (res.status !== 200) throw new Error(`/openapi.json answered ${res.status}`);
+  return generateTypes(await res.json());
+}
+
+export async function checkTypesFresh(baseUrl: string): Promise<boolean> {
+  const served = await typesFrom(baseUrl);
+  let committed = "";
+  try {
+    committed = readFileSync(GENERATED_TYPES, "utf8");
+  } catch {
+    // missing counts as stale
+  }
+  return committed === served;
+}
+
+async function main() {
+  const running = process.env.E2E_BASE_URL;
+  const server = running ? undefined : await startServer();
+  try {
+    const types = await typesFrom(running ?? server?.baseUrl ?? "");
+    writeFileSync(GENERATED_TYPES, types);
+    console.log(`wrote ${path.relative(process.cwd(), GENERATED_TYPES)} (${types.length} bytes)`);
+  } finally {
+    await server?.stop();
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

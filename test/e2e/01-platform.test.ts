@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { api, assertError, assertOk, BASE_URL, raw, validator } from "./support/client.ts";
+
+/** The platform as any client meets it over HTTP: health, the document, /docs, and the body guard. */
+describe("platform over HTTP", () => {
+  it("GET /health answers the envelope with status ok in the local environment", async () => {
+    const health = assertOk(await api().GET("/health"), 200);
+    assert.equal(health.status, "ok");
+    assert.equal(health.environment, "local");
+    assert.match(health.version, /^\d+\.\d+\.\d+/);
+  });
+
+  it("serves an OpenAPI 3.1 document with Local, Development and Production servers and the JWT-auth scheme", () => {
+    const doc = validator.doc;
+    assert.equal(doc.openapi, "3.1.0");
+    const servers = (doc.servers ?? []).map((server) => server.description);
+    assert.deepEqual(servers, ["Local", "Development", "Production"]);
+    assert.equal(doc.servers?.[0]?.url, BASE_URL);
+    assert.deepEqual(doc.components?.securitySchemes?.["JWT-auth"], {
+      type: "http",
+      scheme: "bearer",
+      bearerFormat: "JWT",
+      description: "Paste the JWT access token without the Bearer prefix.",
+    });
+  });
+
+  it("an unknown route is a 404 envelope, for any method", async () => {
+    assertError(await raw("GET", "/api/v1/does-not-exist"), 404, "not_found");
+    assertError(await raw("DELETE", "/nope"), 404, "not_found");
+  });
+
+  it("a body over 64 KiB is 413 payload_too_large before anything reads it", async () => {
+    const body = JSON.stringify({ email: "x@example.com", password: "p".repeat(70 * 1024), displayName: "x" });
+    const res = await raw("POST", "/api/v1/auth/register", { body, headers: { "Content-Type": "application/json" } });
+    assertError(res, 413, "payload_too_large");
+  });
+
+  it("a body that is not JSON is 415 unsupported_media_type", async () => {
+    const res = await raw("POST", "/api/v1/auth/register", { body: "email=a@b.c", headers: { "Content-Type": "text/plain" } });
+    assertError(res, 415, "unsupported_media_type");
+  });
+
+  it("unparsable JSON is 400 malformed_json", async () => {
+    const res = await raw("POST", "/api/v1/auth/register", {
+      body: '{"email": ',
+      headers: { "Content-Type": "application/json" },
+    });
+    assertError(res, 400, "malformed_json");
+  });
+
+  it("/docs is the playground page and its assets come from the Worker itself", async () => {
+    const page = await fetch(`${BASE_URL}/docs`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("Content-Type") ?? "", /text\/html/);
+    const html = await page.text();
+    const sources = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1] ?? "");
+    assert.ok(sources.length >= 2, html);
+    for (const source of sources) assert.ok(source.startsWith("/"), `${source} is not served by the Worker`);
+
+    const js = await fetch(`${BASE_URL}/docs/swagger-ui-bundle.js`);
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get("Content-Type") ?? "", /javascript/);
+    assert.match(await js.text(), /SwaggerUIBundle/);
+    const css = await fetch(`${BASE_URL}/docs/swagger-ui.css`);
+    assert.equal(css.status, 200);
+    assert.match(css.headers.get("Content-Type") ?? "", /text\/css/);
+    assert.match(await css.text(), /\.swagger-ui/);
+  });
+});
