@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chromium, type Page } from "playwright-core";
+import { loadDocument } from "./support/openapi.ts";
+
+/**
+ * The playground as a person uses it: Debian's Chromium opens /docs with every request that is
+ * not for the local server blocked and counted (must stay zero: the page works offline), picks
+ * the local server, authorizes with a fresh token, and sends a credit transfer from the UI
+ * (Try it out → edit the body → Execute) until the 201 body is on screen. The screenshot the
+ * README shows is saved to docs/playground.png. Run by `npm run test:e2e` (E2E_BASE_URL set).
+ */
+const BASE_URL = process.env.E2E_BASE_URL ?? "";
+if (!BASE_URL) throw new Error("E2E_BASE_URL is not set: run it with `npm run test:e2e`");
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const SCREENSHOT = path.join(ROOT, "docs/playground.png");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const TRANSFER_SUMMARY = "Send a credit transfer message";
+const WARNING_EN = "Production warning: this endpoint changes data or triggers operations.";
+const WARNING_TR = "Production uyarisi: Bu endpoint veri degistirir veya operasyon tetikleyebilir.";
+
+async function post(pathname: string, body: unknown, token?: string) {
+  const res = await fetch(`${BASE_URL}${pathname}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.json()) as { data: Record<string, unknown> };
+  assert.equal(res.status, 201, `${pathname}: ${JSON.stringify(json)}`);
+  return json.data;
+}
+
+async function register(label: string) {
+  const data = await post("/api/v1/auth/register", {
+    email: `${label}.${process.pid}.${Date.now()}@browser.example.com`,
+    password: "correct horse battery",
+    displayName: `Browser ${label}`,
+  });
+  return { id: (data.user as { id: string }).id, token: data.accessToken as string };
+}
+
+/** The operation block whose summary is `summary`, expanded. */
+async function openOperation(page: Page, summary: string) {
+  const block = page.locator(".opblock").filter({ has: page.locator(".opblock-summary-description", { hasText: summary }) });
+  assert.equal(await block.count(), 1, `exactly one operation "${summary}" in the playground`);
+  if (!(await block.evaluate((el) => el.classList.contains("is-open")))) await block.locator(".opblock-summary").first().click();
+  await block.locator(".opblock-body").waitFor();
+  return block;
+}
+
+async function main() {
+  const doc = await loadDocument(BASE_URL);
+  const operations = Object.values(doc.paths).flatMap((methods) => Object.values(methods));
+  const hasTransfer = operations.some((op) => op.summary === TRANSFER_SUMMARY);
+  const hasRegister = Boolean(doc.paths["/api/v1/auth/register"]?.post);
+
+  const userDataDir = mkdtempSync(path.join(tmpdir(), "credit-chat-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 1000 },
+  });
+  const blocked: string[] = [];
+  const pageErrors: string[] = [];
+  try {
+    const origin = new URL(BASE_URL).origin;
+    await context.route("**/*", (route) => {
+      const url = route.request().url();
+      if (new URL(url).origin === origin) return route.continue();
+      blocked.push(url);
+      return route.abort("blockedbyclient");
+    });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => pageErrors.push(String(error)));
+
+    await page.goto(`${BASE_URL}/docs`, { waitUntil: "load" });
+    await page.locator(".swagger-ui .information-container .title").waitFor({ timeout: 30_000 });
+    assert.match(await page.locator(".information-container .title").innerText(), /credit-chat API/);
+
+    // The server dropdown: Development and Production are offered; requests go to the local one.
+    const select = page.locator(".servers select");
+    const options = await select.locator("option").allInnerTexts();
+    assert.ok(
+      options.some((text) => text.includes("Development")),
+      `server options ${options.join(" | ")}`,
+    );
+    assert.ok(
+      options.some((text) => text.includes("Production")),
+      `server options ${options.join(" | ")}`,
+    );
+    await select.selectOption(BASE_URL);
+    assert.equal(await select.inputValue(), BASE_URL);
+
+    if (hasRegister) {
+      const sender = await register("sender");
+      await page.locator(".auth-wrapper .authorize").first().click();
+      const modal = page.locator(".dialog-ux .modal-ux");
+      await modal.locator("input").first().fill(sender.token);
+      await modal.locator("button.authorize").first().click();
+      await modal.locator("button.btn-done, button.close-modal").first().click();
+      await page.locator(".auth-wrapper .authorize.locked").first().waitFor();
+    } else {
+      console.warn("browser: POST /api/v1/auth/register is not served yet: Authorize not exercised");
+    }
+
+    let operation: Awaited<ReturnType<typeof openOperation>>;
+    let expectedStatus: string;
+    let expectedText: RegExp;
+    if (hasTransfer && hasRegister) {
+      const recipient = await register("recipient");
+      operation = await openOperation(page, TRANSFER_SUMMARY);
+      const description = await operation.locator(".opblock-description-wrapper").innerText();
+      assert.ok(description.includes(WARNING_TR), `Turkish production warning on the transfer operation:\n${description}`);
+      assert.ok(description.includes(WARNING_EN), `English production warning on the transfer operation:\n${description}`);
+      const tryOut = operation.locator("button.try-out__btn");
+      if ((await tryOut.count()) && !/cancel/i.test(await tryOut.innerText())) await tryOut.click();
+      await operation
+        .locator("textarea.body-param__text")
+        .fill(JSON.stringify({ recipientId: recipient.id, amount: 25 }, null, 2));
+      expectedStatus = "201";
+      expectedText = /"transferredAmount":\s*25[\s\S]*"senderBalance":\s*75[\s\S]*"recipientBalance":\s*125/;
+    } else {
+      console.warn(`browser: "${TRANSFER_SUMMARY}" is not served yet: executing "Check service health" instead`);
+      operation = await openOperation(page, "Check service health");
+      const tryOut = operation.locator("button.try-out__btn");
+      if ((await tryOut.count()) && !/cancel/i.test(await tryOut.innerText())) await tryOut.click();
+      expectedStatus = "200";
+      expectedText = /"status":\s*"ok"/;
+    }
+
+    await operation.locator("button.execute").click();
+    const live = operation.locator(".live-responses-table");
+    await live.waitFor({ timeout: 30_000 });
+    const status = (await live.locator("tbody .response-col_status").first().innerText()).trim();
+    const body = await live.locator(".response-col_description .microlight").first().innerText();
+    assert.equal(status, expectedStatus, `status rendered by the playground, body:\n${body}`);
+    assert.match(body.replace(/\s+/g, " "), expectedText);
+    const requestUrl = await operation.locator(".request-url pre").first().innerText();
+    assert.ok(requestUrl.startsWith(BASE_URL), `the playground sent to ${requestUrl}, not the local server`);
+
+    await live.scrollIntoViewIfNeeded();
+    await operation.locator(".opblock-summary").first().scrollIntoViewIfNeeded();
+    await page.evaluate(() => window.scrollBy(0, -120));
+    await page.screenshot({ path: SCREENSHOT });
+
+    assert.deepEqual(blocked, [], `requests outside the local server: ${blocked.join(", ")}`);
+    assert.deepEqual(pageErrors, [], `errors on the page: ${pageErrors.join("; ")}`);
+    console.log(
+      `browser: ok — executed ${expectedStatus} from the playground at ${requestUrl}; requests blocked: ${blocked.length}; screenshot ${path.relative(ROOT, SCREENSHOT)}`,
+    );
+  } finally {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error("browser: FAIL", error);
+  process.exitCode = 1;
+});
