@@ -6,6 +6,7 @@ import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
 import { errorEnvelopeSchema, errorResponseComponents, SECURITY_SCHEME_NAME } from "./lib/openapi";
 import { bodyGuard } from "./middlewares/body-guard";
+import { corsHeaders } from "./middlewares/cors";
 import { requestId } from "./middlewares/request-id";
 import { securityHeaders } from "./middlewares/security-headers";
 import { authRouter } from "./routes/auth/auth.index";
@@ -28,6 +29,7 @@ export function createApp() {
     c.set("config", getConfig(c.env));
     await next();
   });
+  app.use("*", corsHeaders);
   app.use("*", securityHeaders);
   app.use("*", bodyGuard);
 

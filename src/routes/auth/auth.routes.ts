@@ -1,0 +1,84 @@
+import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { loginBodySchema, logoutResultSchema, refreshBodySchema, registerBodySchema, sessionSchema } from "../../schemas/auth";
+
+const TAGS = ["Auth"];
+const json = <T>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
+
+const IP_LIMIT =
+  "Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.";
+
+export const register = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/register",
+    tags: TAGS,
+    summary: "Register a new user",
+    description: [
+      "Creates an account and signs it in. Emails are unique case-insensitively (409 `already_exists`); emails listed in `ADMIN_EMAILS` register as admins. The new wallet receives the `SIGNUP_CREDITS` welcome grant.",
+      "Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.",
+      IP_LIMIT,
+    ].join("\n\n"),
+    request: {
+      body: json(
+        registerBodySchema.openapi({
+          example: { email: "alice@example.com", password: "correct horse battery", displayName: "Alice" },
+        }),
+      ),
+    },
+    responses: { 201: jsonSuccess(sessionSchema, 201, "The new user and its first session") },
+  },
+  { auth: false, errors: [409, 429] },
+);
+
+export const login = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/login",
+    tags: TAGS,
+    summary: "Sign in with email and password",
+    description: [
+      "Starts a new session (a new refresh-token family). An unknown email and a wrong password get the same 401 `invalid_credentials` answer after the same work, so accounts cannot be discovered here. Suspended users can sign in (and read).",
+      "Rate limited per email: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per sliding minute, successful or not; and per client IP as below. Over a limit: 429 `rate_limited` with `Retry-After`.",
+      IP_LIMIT,
+    ].join("\n\n"),
+    request: {
+      body: json(loginBodySchema.openapi({ example: { email: "alice@example.com", password: "correct horse battery" } })),
+    },
+    responses: { 200: jsonSuccess(sessionSchema, 200, "The user and a new session") },
+  },
+  { auth: false, errors: [401, 429] },
+);
+
+export const refresh = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/refresh",
+    tags: TAGS,
+    summary: "Refresh an access token",
+    description: [
+      "Trades a refresh token for a new access token and a new refresh token; the presented one stops working. Presenting a refresh token that was already used revokes its whole family (every token descended from the same sign-in): 401 `invalid_token`, and the client must sign in again. An unknown, revoked or expired (30 days) refresh token is 401 `invalid_token`. Access tokens already issued stay valid until they expire (15 minutes).",
+      IP_LIMIT,
+    ].join("\n\n"),
+    request: {
+      body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
+    },
+    responses: { 200: jsonSuccess(sessionSchema, 200, "A new session pair") },
+  },
+  { auth: false, errors: [401, 429] },
+);
+
+export const logout = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/logout",
+    tags: TAGS,
+    summary: "Sign out of a session",
+    description:
+      "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes); clients drop it.",
+    request: {
+      body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
+    },
+    responses: { 200: jsonSuccess(logoutResultSchema, 200, "The session is revoked") },
+  },
+  { auth: true },
+);

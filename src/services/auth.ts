@@ -1,0 +1,173 @@
+import { and, eq, isNull } from "drizzle-orm";
+import type { Database } from "../db/client";
+import { refreshTokens, type UserRow, users } from "../db/schema";
+import type { Config } from "../lib/config";
+import { ApiError } from "../lib/errors";
+import { newId } from "../lib/ids";
+import { ACCESS_TOKEN_TTL_SECONDS, signAccessToken } from "../lib/jwt";
+import { hashPassword, verifyPassword } from "./password";
+import { displayNameKey, findUser } from "./users";
+import { openWallet } from "./wallets";
+
+/**
+ * Accounts and sessions. A session is a 15-minute access token (JWT, see lib/jwt.ts) plus an
+ * opaque refresh token: 256 random bits, stored only as its SHA-256, valid 30 days, in a family
+ * that starts at sign-in. Each refresh uses up the presented token and issues the next one of the
+ * family; presenting a used token again means it leaked (or a client raced itself), so the whole
+ * family is revoked. Logout revokes the family. Access tokens already issued run out on their own.
+ */
+export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+export type Session = { user: UserRow; accessToken: string; refreshToken: string; expiresIn: number };
+
+const normalizeEmail = (email: string) => email.trim().toLowerCase();
+
+function invalidCredentials(): ApiError {
+  return new ApiError("invalid_credentials", ["Email or password is incorrect"]);
+}
+
+function invalidRefreshToken(): ApiError {
+  return new ApiError("invalid_token", ["The refresh token is not valid; sign in again"]);
+}
+
+function toBase64Url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Signs an access token and stores a new refresh token of `familyId` (a new family when absent). */
+async function issueSession(db: Database, config: Config, user: UserRow, familyId: string = newId()): Promise<Session> {
+  const now = Date.now();
+  const refreshToken = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
+  await db.insert(refreshTokens).values({
+    id: newId(now),
+    userId: user.id,
+    familyId,
+    tokenHash: await sha256Hex(refreshToken),
+    expiresAt: now + REFRESH_TOKEN_TTL_MS,
+    createdAt: now,
+  });
+  const accessToken = await signAccessToken(config, { id: user.id, role: user.role }, now);
+  return { user, accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SECONDS };
+}
+
+const isUniqueViolation = (error: unknown) => error instanceof Error && /UNIQUE constraint failed/i.test(String(error.message));
+
+/**
+ * Creates the account (admin when its email is in ADMIN_EMAILS), signs it in, and opens its
+ * wallet as the last step. 409 `already_exists` if the email is taken in any letter case.
+ */
+export async function register(
+  env: Env,
+  db: Database,
+  config: Config,
+  input: { email: string; password: string; displayName: string },
+): Promise<Session> {
+  const email = normalizeEmail(input.email);
+  const taken = () => new ApiError("already_exists", ["An account with this email already exists"]);
+  if (await db.select({ id: users.id }).from(users).where(eq(users.email, email)).get()) throw taken();
+
+  const displayName = input.displayName.normalize("NFC").trim();
+  const now = Date.now();
+  const row: UserRow = {
+    id: newId(now),
+    email,
+    displayName,
+    displayNameKey: displayNameKey(displayName),
+    passwordHash: await hashPassword(input.password),
+    role: config.adminEmails.includes(email) ? "admin" : "user",
+    status: "active",
+    suspendedReason: null,
+    createdAt: now,
+  };
+  try {
+    await db.insert(users).values(row);
+  } catch (error) {
+    // Two registrations of one email at once: the unique index decides, the loser gets the same 409.
+    if (isUniqueViolation(error)) throw taken();
+    throw error;
+  }
+  const session = await issueSession(db, config, row);
+  try {
+    await openWallet(env, row.id);
+  } catch (error) {
+    // The account exists and the client holds its tokens; wallets also open on first use, which
+    // applies the signup grant then. Failing the request here would leave a registered email the
+    // client was told is not.
+    console.error(
+      JSON.stringify({
+        level: "error",
+        event: "open_wallet_failed",
+        userId: row.id,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
+  }
+  return session;
+}
+
+/** 401 `invalid_credentials`, with the same work and the same answer, for an unknown email and a wrong password. */
+export async function login(db: Database, config: Config, input: { email: string; password: string }): Promise<Session> {
+  const user = await db
+    .select()
+    .from(users)
+    .where(eq(users.email, normalizeEmail(input.email)))
+    .get();
+  const matches = await verifyPassword(input.password, user?.passwordHash);
+  if (!user || !matches) throw invalidCredentials();
+  return issueSession(db, config, user);
+}
+
+async function revokeFamily(db: Database, familyId: string, now = Date.now()): Promise<void> {
+  await db
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
+}
+
+/**
+ * Exchanges a refresh token for a new pair. The token is used up by a conditional UPDATE
+ * (`used_at IS NULL`), so of two concurrent refreshes with one token exactly one wins; the other
+ * counts as reuse and revokes the family, as a replayed stolen token would.
+ */
+export async function refresh(db: Database, config: Config, refreshToken: string): Promise<Session> {
+  const now = Date.now();
+  const tokenHash = await sha256Hex(refreshToken);
+  const row = await db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash)).get();
+  if (!row || row.revokedAt !== null || row.expiresAt <= now) throw invalidRefreshToken();
+  if (row.usedAt !== null) {
+    await revokeFamily(db, row.familyId, now);
+    throw invalidRefreshToken();
+  }
+  const claimed = await db
+    .update(refreshTokens)
+    .set({ usedAt: now })
+    .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt), isNull(refreshTokens.revokedAt)));
+  if (claimed.meta.changes !== 1) {
+    await revokeFamily(db, row.familyId, now);
+    throw invalidRefreshToken();
+  }
+  const user = await findUser(db, row.userId);
+  if (!user) throw invalidRefreshToken();
+  return issueSession(db, config, user, row.familyId);
+}
+
+/**
+ * Revokes the family of `refreshToken`, which must be one of the caller's (401 `invalid_token`
+ * otherwise). Idempotent: logging out of a family already revoked or rotated answers the same.
+ */
+export async function logout(db: Database, userId: string, refreshToken: string): Promise<void> {
+  const row = await db
+    .select()
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, await sha256Hex(refreshToken)))
+    .get();
+  if (!row || row.userId !== userId) throw invalidRefreshToken();
+  await revokeFamily(db, row.familyId);
+}

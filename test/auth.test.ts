@@ -1,0 +1,505 @@
+import { env } from "cloudflare:workers";
+import { sign } from "hono/jwt";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { getConfig } from "../src/lib/config";
+import { JWT_AUDIENCE, JWT_ISSUER, signAccessToken } from "../src/lib/jwt";
+import { call, expectError } from "./support/http";
+import { seedUser } from "./support/users";
+
+const PASSWORD = "correct horse battery";
+const uniqueEmail = (tag = "user") => `${tag}-${crypto.randomUUID()}@example.com`;
+/** Each test its own client address, so the shared per-IP auth limit never spills between tests. */
+const ip = () => ({
+  "CF-Connecting-IP": `10.${Math.floor(Math.random() * 255)}.${Math.floor(Math.random() * 255)}.${Math.floor(Math.random() * 255)}`,
+});
+
+async function register(email = uniqueEmail(), displayName = "Alice", password = PASSWORD) {
+  const res = await call("POST", "/api/v1/auth/register", { body: { email, password, displayName }, headers: ip() });
+  expect(res.status, res.text).toBe(201);
+  return res.json.data as { user: { id: string; email: string }; accessToken: string; refreshToken: string; expiresIn: number };
+}
+
+const login = (email: string, password: string, headers = ip()) =>
+  call("POST", "/api/v1/auth/login", { body: { email, password }, headers });
+const refresh = (refreshToken: string) => call("POST", "/api/v1/auth/refresh", { body: { refreshToken }, headers: ip() });
+
+describe("register", () => {
+  it("creates the user and a session: 201 {user, accessToken, refreshToken, expiresIn}", async () => {
+    const email = uniqueEmail("New");
+    const res = await call("POST", "/api/v1/auth/register", {
+      body: { email: `  ${email}  `, password: PASSWORD, displayName: "  Alice Example  " },
+      headers: ip(),
+    });
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ isSuccess: true, statusCode: 201, errors: null });
+    const { user, accessToken, refreshToken, expiresIn } = res.json.data;
+    expect(user).toEqual({
+      id: expect.stringMatching(/^[0-9a-f]{24}$/),
+      displayName: "Alice Example",
+      role: "user",
+      status: "active",
+      createdAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+      email: email.toLowerCase(),
+    });
+    expect(accessToken.split(".")).toHaveLength(3);
+    expect(refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(expiresIn).toBe(900);
+    const me = await call("GET", "/api/v1/users/me", { token: accessToken });
+    expect(me.status).toBe(200);
+    expect(me.json.data).toEqual(user);
+  });
+
+  it("stores a PBKDF2 hash with its parameters, and only the SHA-256 of refresh tokens", async () => {
+    const session = await register();
+    const row = await env.DB.prepare("SELECT password_hash FROM users WHERE id = ?")
+      .bind(session.user.id)
+      .first<{ password_hash: string }>();
+    expect(row?.password_hash).toMatch(/^pbkdf2-sha256\$100000\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+    expect(row?.password_hash).not.toContain(PASSWORD);
+    const tokens = await env.DB.prepare("SELECT token_hash FROM refresh_tokens WHERE user_id = ?")
+      .bind(session.user.id)
+      .all<{ token_hash: string }>();
+    expect(tokens.results).toHaveLength(1);
+    expect(tokens.results[0]?.token_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(tokens.results)).not.toContain(session.refreshToken);
+  });
+
+  it("the same email in any letter case is 409 already_exists", async () => {
+    const email = uniqueEmail("dup");
+    await register(email);
+    const again = await call("POST", "/api/v1/auth/register", {
+      body: { email: email.toUpperCase(), password: PASSWORD, displayName: "Other" },
+      headers: ip(),
+    });
+    expectError(again, 409, "already_exists");
+  });
+
+  it("concurrent registrations of one email: exactly one wins", async () => {
+    const email = uniqueEmail("race");
+    const results = await Promise.all(
+      [email, email.toUpperCase()].map((e) =>
+        call("POST", "/api/v1/auth/register", { body: { email: e, password: PASSWORD, displayName: "Racer" }, headers: ip() }),
+      ),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409]);
+  });
+
+  it("emails in ADMIN_EMAILS register as admins", async () => {
+    const email = uniqueEmail("boss");
+    const res = await call("POST", "/api/v1/auth/register", {
+      body: { email: email.toUpperCase(), password: PASSWORD, displayName: "Boss" },
+      headers: ip(),
+      vars: { ADMIN_EMAILS: `someone@example.com, ${email}` },
+    });
+    expect(res.status).toBe(201);
+    expect(res.json.data.user.role).toBe("admin");
+  });
+
+  it("validation: one `field: message` per problem, limits of API.md", async () => {
+    const bad = await call("POST", "/api/v1/auth/register", {
+      body: { email: "not-an-email", password: "short", displayName: "   " },
+      headers: ip(),
+    });
+    const { errors } = expectError(bad, 400, "validation_failed");
+    expect(errors[0]).toBe("Validation failed");
+    expect(errors).toContain("email: must be a valid email address");
+    expect(errors).toContain("password: must be at least 8 characters");
+    expect(errors).toContain("displayName: must not be blank");
+
+    const missing = expectError(
+      await call("POST", "/api/v1/auth/register", { body: {}, headers: ip() }),
+      400,
+      "validation_failed",
+    );
+    expect(missing.errors).toEqual([
+      "Validation failed",
+      "email: is required",
+      "password: is required",
+      "displayName: is required",
+    ]);
+
+    const long = await call("POST", "/api/v1/auth/register", {
+      body: { email: `${"a".repeat(250)}@x.io`, password: "p".repeat(129), displayName: "d".repeat(65) },
+      headers: ip(),
+    });
+    expect(expectError(long, 400, "validation_failed").errors).toEqual([
+      "Validation failed",
+      "email: must be at most 254 characters",
+      "password: must be at most 128 characters",
+      "displayName: must be at most 64 characters",
+    ]);
+
+    const types = await call("POST", "/api/v1/auth/register", {
+      body: { email: 1, password: PASSWORD, displayName: "x" },
+      headers: ip(),
+    });
+    expect(expectError(types, 400, "validation_failed").errors).toContain("email: must be a string");
+
+    // Exactly at the limits is fine.
+    const edge = await call("POST", "/api/v1/auth/register", {
+      body: {
+        email: `${crypto.randomUUID().replace(/-/g, "").repeat(8).slice(0, 242)}@example.com`,
+        password: "p".repeat(128),
+        displayName: "d".repeat(64),
+      },
+      headers: ip(),
+    });
+    expect(edge.status, edge.text).toBe(201);
+    expect(edge.json.data.user.email).toHaveLength(254);
+  });
+});
+
+describe("login", () => {
+  it("signs in with the right password (any email case): 200 with a new session", async () => {
+    const email = uniqueEmail("login");
+    const registered = await register(email);
+    const res = await login(email.toUpperCase(), PASSWORD);
+    expect(res.status).toBe(200);
+    expect(res.json.statusCode).toBe(200);
+    expect(res.json.data.user).toMatchObject({ id: registered.user.id, email });
+    expect(res.json.data.refreshToken).not.toBe(registered.refreshToken);
+    expect(res.json.data.expiresIn).toBe(900);
+    expect((await call("GET", "/api/v1/users/me", { token: res.json.data.accessToken })).status).toBe(200);
+  });
+
+  it("a wrong password and an unknown email get the same 401 invalid_credentials body", async () => {
+    const email = uniqueEmail("victim");
+    await register(email);
+    const wrong = await login(email, "not the password");
+    const unknown = await login(uniqueEmail("nobody"), "not the password");
+    const seeded = await seedUser();
+    const noPassword = await login(seeded.email, "seeded$cannot-sign-in");
+    for (const res of [wrong, unknown, noPassword]) expectError(res, 401, "invalid_credentials");
+    const strip = (json: Record<string, unknown>) => ({ ...json, timestamp: undefined });
+    expect(strip(wrong.json)).toEqual(strip(unknown.json));
+    expect(strip(wrong.json)).toEqual(strip(noPassword.json));
+    expect(wrong.json.errors).toEqual(["Authentication required", "Email or password is incorrect"]);
+  });
+
+  it("a short password is a wrong password (401), not a hint about the policy", async () => {
+    expectError(await login(uniqueEmail(), "x"), 401, "invalid_credentials");
+    expect(expectError(await login("nope", ""), 400, "validation_failed").errors).toEqual([
+      "Validation failed",
+      "email: must be a valid email address",
+      "password: must not be empty",
+    ]);
+  });
+
+  it("suspended users can still sign in", async () => {
+    const email = uniqueEmail("suspended");
+    const session = await register(email);
+    const admin = await seedUser({ role: "admin" });
+    const suspended = await call("POST", `/api/v1/admin/users/${session.user.id}/suspension`, {
+      token: admin.token,
+      body: { reason: "test" },
+    });
+    expect(suspended.status).toBe(200);
+    const res = await login(email, PASSWORD);
+    expect(res.status).toBe(200);
+    expect(res.json.data.user.status).toBe("suspended");
+  });
+});
+
+describe("refresh tokens", () => {
+  it("rotate: the new pair works, the old refresh token stops working", async () => {
+    const first = await register();
+    const res = await refresh(first.refreshToken);
+    expect(res.status).toBe(200);
+    const second = res.json.data;
+    expect(second.user.id).toBe(first.user.id);
+    expect(second.user.email).toBe(first.user.email);
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+    expect(second.expiresIn).toBe(900);
+    expect((await call("GET", "/api/v1/users/me", { token: second.accessToken })).status).toBe(200);
+    // The access token issued before the refresh stays valid until it expires.
+    expect((await call("GET", "/api/v1/users/me", { token: first.accessToken })).status).toBe(200);
+    const third = await refresh(second.refreshToken);
+    expect(third.status).toBe(200);
+  });
+
+  it("presenting a used token revokes its whole family, not other sessions", async () => {
+    const email = uniqueEmail("reuse");
+    const first = await register(email);
+    const other = (await login(email, PASSWORD)).json.data;
+    const second = (await refresh(first.refreshToken)).json.data;
+
+    const reuse = await refresh(first.refreshToken);
+    expect(expectError(reuse, 401, "invalid_token").errors[1]).toBe("The refresh token is not valid; sign in again");
+    // The legitimate holder's newer token is revoked too: the thief and the owner both sign in again.
+    expectError(await refresh(second.refreshToken), 401, "invalid_token");
+    // Another sign-in is another family.
+    expect((await refresh(other.refreshToken)).status).toBe(200);
+  });
+
+  it("two concurrent refreshes with one token: one wins, and the race counts as reuse", async () => {
+    const first = await register();
+    const results = await Promise.all([refresh(first.refreshToken), refresh(first.refreshToken)]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
+    const winner = results.find((r) => r.status === 200);
+    expectError(await refresh(winner?.json.data.refreshToken), 401, "invalid_token");
+  });
+
+  it("unknown, expired and malformed refresh tokens", async () => {
+    expectError(await refresh("A".repeat(43)), 401, "invalid_token");
+    const session = await register();
+    await env.DB.prepare("UPDATE refresh_tokens SET expires_at = ? WHERE user_id = ?")
+      .bind(Date.now() - 1, session.user.id)
+      .run();
+    expectError(await refresh(session.refreshToken), 401, "invalid_token");
+    expect(
+      expectError(await call("POST", "/api/v1/auth/refresh", { body: {}, headers: ip() }), 400, "validation_failed").errors,
+    ).toEqual(["Validation failed", "refreshToken: is required"]);
+  });
+});
+
+describe("logout", () => {
+  it("revokes the family of the refresh token; idempotent", async () => {
+    const session = await register();
+    const rotated = (await refresh(session.refreshToken)).json.data;
+    const res = await call("POST", "/api/v1/auth/logout", {
+      token: rotated.accessToken,
+      body: { refreshToken: rotated.refreshToken },
+    });
+    expect(res.status).toBe(200);
+    expect(res.json.data).toEqual({ loggedOut: true });
+    expectError(await refresh(rotated.refreshToken), 401, "invalid_token");
+    const again = await call("POST", "/api/v1/auth/logout", {
+      token: rotated.accessToken,
+      body: { refreshToken: rotated.refreshToken },
+    });
+    expect(again.status).toBe(200);
+  });
+
+  it("needs the access token, and only signs out the caller's own sessions", async () => {
+    const victim = await register();
+    const attacker = await register();
+    expectError(
+      await call("POST", "/api/v1/auth/logout", { body: { refreshToken: victim.refreshToken } }),
+      401,
+      "authentication_required",
+    );
+    expectError(
+      await call("POST", "/api/v1/auth/logout", { token: attacker.accessToken, body: { refreshToken: victim.refreshToken } }),
+      401,
+      "invalid_token",
+    );
+    expect((await refresh(victim.refreshToken)).status).toBe(200);
+  });
+});
+
+describe("access tokens", () => {
+  const config = getConfig(env);
+  const base = (sub: string) => {
+    const iat = Math.floor(Date.now() / 1000);
+    return { sub, role: "user", iat, exp: iat + 900, iss: JWT_ISSUER, aud: JWT_AUDIENCE, jti: crypto.randomUUID() };
+  };
+  const me = (token: string) => call("GET", "/api/v1/users/me", { token });
+
+  it("a valid token works; a missing one is authentication_required; a malformed header is invalid_token", async () => {
+    const user = await seedUser();
+    expect((await me(user.token)).status).toBe(200);
+    expectError(await call("GET", "/api/v1/users/me"), 401, "authentication_required");
+    expectError(
+      await call("GET", "/api/v1/users/me", { headers: { Authorization: `Basic ${btoa("a:b")}` } }),
+      401,
+      "invalid_token",
+    );
+    expectError(await me("not-a-jwt"), 401, "invalid_token");
+  });
+
+  it("tampered payload or signature is invalid_token", async () => {
+    const user = await seedUser();
+    const admin = await seedUser({ role: "admin" });
+    const [header, payload, signature] = user.token.split(".") as [string, string, string];
+    const flipped = `${signature.slice(0, -2)}${signature.endsWith("AA") ? "BB" : "AA"}`;
+    expectError(await me(`${header}.${payload}.${flipped}`), 401, "invalid_token");
+    // Someone else's payload under my signature (e.g. to become admin).
+    const adminPayload = admin.token.split(".")[1];
+    expectError(await me(`${header}.${adminPayload}.${signature}`), 401, "invalid_token");
+    const forged = await sign({ ...base(user.id), role: "admin" }, "some-other-secret-of-enough-length!!", "HS256");
+    expectError(await me(forged), 401, "invalid_token");
+  });
+
+  it("expired is token_expired", async () => {
+    const user = await seedUser();
+    const expired = await signAccessToken(config, { id: user.id, role: "user" }, Date.now() - 16 * 60 * 1000);
+    const res = expectError(await me(expired), 401, "token_expired");
+    expect(res.errors[0]).toBe("Authentication required");
+  });
+
+  it("alg none, another algorithm, wrong audience or issuer are invalid_token", async () => {
+    const user = await seedUser();
+    const b64 = (value: unknown) => btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const none = `${b64({ alg: "none", typ: "JWT" })}.${b64(base(user.id))}.`;
+    expectError(await me(none), 401, "invalid_token");
+    const hs512 = await sign(base(user.id), config.jwtSecret, "HS512");
+    expectError(await me(hs512), 401, "invalid_token");
+    const wrongAudience = await sign({ ...base(user.id), aud: "someone-else" }, config.jwtSecret, "HS256");
+    expectError(await me(wrongAudience), 401, "invalid_token");
+    const wrongIssuer = await sign({ ...base(user.id), iss: "someone-else" }, config.jwtSecret, "HS256");
+    expectError(await me(wrongIssuer), 401, "invalid_token");
+    // The control: the same claims with the right audience and issuer pass.
+    expect((await me(await sign(base(user.id), config.jwtSecret, "HS256"))).status).toBe(200);
+  });
+});
+
+describe("rate limits on auth", () => {
+  it("sign-in per email: the attempt over the limit is 429 with Retry-After and X-RateLimit-*", async () => {
+    const email = uniqueEmail("brute");
+    await register(email);
+    const vars = { RATE_LIMIT_LOGIN_PER_MINUTE: "3" };
+    const attempt = (password: string, address = ip()) =>
+      call("POST", "/api/v1/auth/login", { body: { email, password }, headers: address, vars });
+    const remaining: (string | null)[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await attempt("wrong password");
+      expectError(res, 401, "invalid_credentials");
+      expect(res.headers.get("X-RateLimit-Limit")).toBe("3");
+      remaining.push(res.headers.get("X-RateLimit-Remaining"));
+      expect(Number(res.headers.get("X-RateLimit-Reset"))).toBeGreaterThanOrEqual(1);
+    }
+    expect(remaining).toEqual(["2", "1", "0"]);
+    // Over the limit, even the right password from another address is refused.
+    const limited = await attempt(PASSWORD);
+    const body = expectError(limited, 429, "rate_limited");
+    expect(body.errors[0]).toBe("Too many requests");
+    const retryAfter = Number(limited.headers.get("Retry-After"));
+    expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60).toBe(true);
+    expect(limited.headers.get("X-RateLimit-Limit")).toBe("3");
+    expect(limited.headers.get("X-RateLimit-Remaining")).toBe("0");
+    expect(limited.headers.get("X-RateLimit-Reset")).toBe(String(retryAfter));
+    // The letter case of the email does not open a new bucket; other emails are unaffected.
+    expectError(
+      await call("POST", "/api/v1/auth/login", { body: { email: email.toUpperCase(), password: PASSWORD }, headers: ip(), vars }),
+      429,
+      "rate_limited",
+    );
+    const other = uniqueEmail("bystander");
+    await register(other);
+    expect(
+      (await call("POST", "/api/v1/auth/login", { body: { email: other, password: PASSWORD }, headers: ip(), vars })).status,
+    ).toBe(200);
+  });
+
+  it("per client IP across register, login and refresh", async () => {
+    const address = ip();
+    const vars = { RATE_LIMIT_AUTH_IP_PER_MINUTE: "2" };
+    expectError(
+      await call("POST", "/api/v1/auth/refresh", { body: { refreshToken: "x".repeat(43) }, headers: address, vars }),
+      401,
+      "invalid_token",
+    );
+    expectError(
+      await call("POST", "/api/v1/auth/login", { body: { email: uniqueEmail(), password: "whatever1" }, headers: address, vars }),
+      401,
+      "invalid_credentials",
+    );
+    const limited = await call("POST", "/api/v1/auth/register", {
+      body: { email: uniqueEmail(), password: PASSWORD, displayName: "Late" },
+      headers: address,
+      vars,
+    });
+    expectError(limited, 429, "rate_limited");
+    expect(limited.headers.get("X-RateLimit-Limit")).toBe("2");
+    expect(Number(limited.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    // The refused registration created nothing.
+    const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM users WHERE display_name = 'Late'").first<{ n: number }>();
+    expect(count?.n).toBe(0);
+    // Another address is unaffected.
+    expect(
+      (await call("POST", "/api/v1/auth/refresh", { body: { refreshToken: "x".repeat(43) }, headers: ip(), vars })).status,
+    ).toBe(401);
+  });
+});
+
+describe("secrets stay secret", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("passwords and tokens never appear in a log line, and no response carries a password hash", async () => {
+    const lines: string[] = [];
+    for (const method of ["log", "info", "warn", "error", "debug"] as const) {
+      vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
+        lines.push(args.map((arg) => (typeof arg === "string" ? arg : JSON.stringify(arg))).join(" "));
+      });
+    }
+    const email = uniqueEmail("secret");
+    const password = `Pw-${crypto.randomUUID()}`;
+    const responses: string[] = [];
+    const registered = await call("POST", "/api/v1/auth/register", {
+      body: { email, password, displayName: "Secret" },
+      headers: ip(),
+    });
+    responses.push(registered.text);
+    const session = registered.json.data;
+    const loggedIn = await login(email, password);
+    responses.push(loggedIn.text);
+    responses.push((await login(email, `${password}-wrong`)).text);
+    const refreshed = await refresh(loggedIn.json.data.refreshToken);
+    responses.push(refreshed.text);
+    responses.push((await refresh(loggedIn.json.data.refreshToken)).text);
+    responses.push((await call("GET", "/api/v1/users/me", { token: session.accessToken })).text);
+    responses.push((await call("GET", `/api/v1/users?search=${encodeURIComponent(email)}`, { token: session.accessToken })).text);
+
+    const secrets = [
+      password,
+      session.accessToken,
+      session.refreshToken,
+      loggedIn.json.data.accessToken,
+      loggedIn.json.data.refreshToken,
+      refreshed.json.data.accessToken,
+      refreshed.json.data.refreshToken,
+    ];
+    const logged = lines.join("\n");
+    for (const secret of secrets) expect(logged).not.toContain(secret);
+    for (const text of responses) {
+      expect(text).not.toContain(password);
+      expect(text).not.toContain("pbkdf2");
+      expect(text).not.toMatch(/passwordHash|password_hash/);
+    }
+  });
+});
+
+describe("CORS", () => {
+  it("answers preflights and exposes the documented headers", async () => {
+    const preflight = await call("OPTIONS", "/api/v1/auth/login", {
+      headers: {
+        Origin: "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    expect(preflight.headers.get("Access-Control-Allow-Headers")).toBe("Authorization,Content-Type,Idempotency-Key,X-Request-Id");
+    expect(preflight.headers.get("Access-Control-Allow-Methods")).toContain("DELETE");
+
+    const res = await call("GET", "/health", { headers: { Origin: "https://app.example.com" } });
+    expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    const exposed = res.headers.get("Access-Control-Expose-Headers") ?? "";
+    for (const name of [
+      "X-Request-Id",
+      "Retry-After",
+      "X-RateLimit-Limit",
+      "X-RateLimit-Remaining",
+      "X-RateLimit-Reset",
+      "Idempotent-Replayed",
+    ]) {
+      expect(exposed).toContain(name);
+    }
+    // Error responses carry CORS too, so browsers can read them.
+    const error = await call("GET", "/api/v1/users/me", { headers: { Origin: "https://app.example.com" } });
+    expect(error.status).toBe(401);
+    expect(error.headers.get("Access-Control-Allow-Origin")).toBe("*");
+  });
+
+  it("with a list of origins, only those are allowed", async () => {
+    const vars = { CORS_ORIGINS: "https://app.example.com, https://admin.example.com" };
+    const allowed = await call("GET", "/health", { headers: { Origin: "https://admin.example.com" }, vars });
+    expect(allowed.headers.get("Access-Control-Allow-Origin")).toBe("https://admin.example.com");
+    expect(allowed.headers.get("Vary")).toContain("Origin");
+    const refused = await call("GET", "/health", { headers: { Origin: "https://evil.example.com" }, vars });
+    expect(refused.headers.get("Access-Control-Allow-Origin")).toBeNull();
+    const none = await call("GET", "/health", { headers: { Origin: "https://app.example.com" }, vars: { CORS_ORIGINS: "" } });
+    expect(none.headers.get("Access-Control-Allow-Origin")).toBeNull();
+  });
+});
