@@ -1,0 +1,514 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import path from "node:path";
+import autocannon from "autocannon";
+import { sign } from "hono/jwt";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
+import { freePort } from "../test/e2e/support/server.ts";
+
+/**
+ * `npm run bench`: the built Worker (wrangler deploy --dry-run) served by Miniflare directly (no
+ * wrangler dev proxy), seeded, then loaded with autocannon on 127.0.0.1. Every scenario is
+ * bounded in time and preceded by a /health run, so each figure is also a ratio to health
+ * measured moments before on the same noisy machine. After the load the books are checked
+ * (money conserved, no negative balance, every chat's seq contiguous) and the run fails if not.
+ */
+const ROOT = path.resolve(import.meta.dirname, "..");
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const HEALTH_SECONDS = Number(process.env.BENCH_HEALTH_SECONDS ?? 4);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const only = process.argv.slice(2);
+
+/** Limits raised so the benchmark measures the product, not the limiter (printed with the results). */
+const BENCH_VARS: Record<string, string> = {
+  RATE_LIMIT_LOGIN_PER_MINUTE: "1000000000",
+  RATE_LIMIT_AUTH_IP_PER_MINUTE: "1000000000",
+  RATE_LIMIT_MESSAGES_PER_MINUTE: "1000000000",
+  RATE_LIMIT_TRANSFERS_PER_MINUTE: "1000000000",
+  DAILY_TRANSFER_LIMIT: "1000000000000",
+  SIGNUP_CREDITS: "0",
+  ADMIN_EMAILS: "bench-admin@bench.example.com",
+};
+const LOCAL_JWT_SECRET = "local-development-only-insecure-jwt-secret-do-not-deploy";
+
+type D1 = Awaited<ReturnType<Miniflare["getD1Database"]>>;
+type D1Statement = ReturnType<D1["prepare"]>;
+
+type Row = { name: string; requests: number; rps: number; p50Ms: number; p99Ms: number; errors: number; ratioToHealth: number };
+
+function sh(command: string, args: string[]) {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ""}`, CI: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk) => (out += chunk));
+    child.stderr.on("data", (chunk) => (out += chunk));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}\n${out}`)),
+    );
+  });
+}
+
+/** The production bundle of the top-level (local) config, as `wrangler deploy` would upload it. */
+async function build(outdir: string) {
+  await sh(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", outdir]);
+  return readdirSync(outdir)
+    .filter((name) => !name.endsWith(".map") && name !== "README.md")
+    .map((name) => ({
+      type: name === "index.js" ? ("ESModule" as const) : ("Text" as const),
+      path: path.join(outdir, name),
+      contents: readFileSync(path.join(outdir, name), name === "index.js" ? undefined : "utf8"),
+    }))
+    .sort((a, b) => (a.type === "ESModule" ? -1 : b.type === "ESModule" ? 1 : 0));
+}
+
+function tomlVars(): Record<string, string> {
+  // The [vars] table at the top level of wrangler.toml (local): KEY = "value" lines until the next table.
+  const toml = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+  const section = toml.split(/^\[vars\]\s*$/m)[1]?.split(/^\[/m)[0] ?? "";
+  return Object.fromEntries([...section.matchAll(/^([A-Z_]+)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1], m[2]]));
+}
+
+async function startMiniflare(modules: Awaited<ReturnType<typeof build>>, outdir: string, persist: string, port: number) {
+  const compat = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
+  // miniflare 5 (the one wrangler runs) still takes the v4 option shape through this converter.
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      host: "127.0.0.1",
+      port,
+      modules,
+      modulesRoot: outdir,
+      compatibilityDate: compat,
+      compatibilityFlags: ["nodejs_compat"],
+      bindings: { ...tomlVars(), ...BENCH_VARS },
+      d1Databases: { DB: "bench-db" },
+      durableObjects: {
+        WALLET: { className: "WalletDO", useSQLite: true },
+        RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
+        REALTIME: { className: "RealtimeDO", useSQLite: true },
+      },
+      resourcePersistencePath: persist,
+    }),
+  );
+  const url = await mf.ready;
+  return { mf, url: url.origin };
+}
+
+async function migrate(db: D1) {
+  const dir = path.join(ROOT, "migrations");
+  for (const file of readdirSync(dir)
+    .filter((name) => name.endsWith(".sql"))
+    .sort()) {
+    const statements = readFileSync(path.join(dir, file), "utf8")
+      .split("--> statement-breakpoint")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    await db.batch(statements.map((s) => db.prepare(s)));
+  }
+}
+
+// ------------------------------------------------------------------ seeding
+
+let idCounter = 0;
+/** ObjectId-style ids for rows the benchmark inserts itself. */
+function benchId(): string {
+  idCounter += 1;
+  return `${Math.floor(Date.now() / 1000)
+    .toString(16)
+    .padStart(8, "0")}be9c${idCounter.toString(16).padStart(12, "0")}`;
+}
+
+type BenchUser = { id: string; token: string };
+
+async function tokenFor(id: string, role: "user" | "admin") {
+  const iat = Math.floor(Date.now() / 1000);
+  return sign(
+    { sub: id, role, iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
+    LOCAL_JWT_SECRET,
+    "HS256",
+  );
+}
+
+/** Users inserted straight into D1 (registration hashes a password per user: too slow for 1,000). */
+async function seedUsers(db: D1, count: number, label: string, role: "user" | "admin" = "user"): Promise<BenchUser[]> {
+  const users: BenchUser[] = [];
+  const now = Date.now();
+  for (let start = 0; start < count; start += 500) {
+    const batch: D1Statement[] = [];
+    for (let i = start; i < Math.min(count, start + 500); i++) {
+      const id = benchId();
+      const name = `${label} ${i}`;
+      batch.push(
+        db
+          .prepare(
+            "INSERT INTO users (id, email, display_name, display_name_key, password_hash, role, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+          )
+          .bind(id, `${label}-${i}@bench.example.com`, name, name.toLowerCase(), "bench-no-password", role, now),
+      );
+      users.push({ id, token: await tokenFor(id, role) });
+    }
+    await db.batch(batch);
+  }
+  return users;
+}
+
+type Api = (method: string, pathname: string, token: string, body?: unknown) => Promise<{ status: number; json: any }>;
+
+function apiAt(base: string): Api {
+  return async (method, pathname, token, body) => {
+    const res = await fetch(`${base}${pathname}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+}
+
+async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await fn(items[next++] as T);
+    }),
+  );
+}
+
+async function expectStatus(res: Promise<{ status: number; json: any }>, status: number[], what: string) {
+  const r = await res;
+  if (!status.includes(r.status)) throw new Error(`seeding ${what}: ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
+  return r.json;
+}
+
+// ------------------------------------------------------------------ load
+
+type Load = {
+  path: string;
+  method?: "GET" | "POST";
+  /** Per-request token/body: called for every request autocannon sends. */
+  next?: () => { token?: string; body?: unknown; path?: string };
+  token?: string;
+  connections?: number;
+  seconds?: number;
+};
+
+async function load(base: string, spec: Load) {
+  const method = spec.method ?? "GET";
+  const result = await autocannon({
+    url: base,
+    connections: spec.connections ?? CONNECTIONS,
+    duration: spec.seconds ?? SECONDS,
+    timeout: 10,
+    requests: [
+      {
+        method,
+        path: spec.path,
+        setupRequest: (request) => {
+          const next = spec.next?.() ?? {};
+          const token = next.token ?? spec.token;
+          const headers: Record<string, string> = { ...(request.headers as Record<string, string>) };
+          if (token) headers.authorization = `Bearer ${token}`;
+          if (next.body !== undefined) headers["content-type"] = "application/json";
+          return {
+            ...request,
+            path: next.path ?? spec.path,
+            headers,
+            body: next.body === undefined ? undefined : JSON.stringify(next.body),
+          };
+        },
+      },
+    ],
+  });
+  return {
+    requests: result.requests.total,
+    rps: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+// ------------------------------------------------------------------ invariants
+
+async function checkInvariants(
+  db: D1,
+  api: Api,
+  admin: BenchUser | undefined,
+  users: BenchUser[],
+  hasReconciliation: boolean,
+  hasWallet: boolean,
+) {
+  const problems: string[] = [];
+  const gaps = await db
+    .prepare(
+      `SELECT c.id, c.last_seq, COUNT(m.id) AS n, COALESCE(MIN(m.seq), 0) AS lo, COALESCE(MAX(m.seq), 0) AS hi, COUNT(DISTINCT m.seq) AS d
+       FROM chats c LEFT JOIN messages m ON m.chat_id = c.id GROUP BY c.id
+       HAVING n <> c.last_seq OR (n > 0 AND (lo <> 1 OR hi <> c.last_seq OR d <> n))`,
+    )
+    .all();
+  for (const row of gaps.results) problems.push(`chat seq not contiguous: ${JSON.stringify(row)}`);
+  const chats = await db
+    .prepare("SELECT COUNT(*) AS n, COALESCE(SUM(last_seq), 0) AS messages FROM chats")
+    .first<{ n: number; messages: number }>();
+  console.log(
+    `invariants: ${chats?.n} chats, ${chats?.messages} messages, seq contiguous in ${(chats?.n ?? 0) - gaps.results.length}`,
+  );
+
+  if (hasReconciliation && admin) {
+    const rec = await api("GET", "/api/v1/admin/reconciliation", admin.token);
+    const data = rec.json?.data;
+    if (rec.status !== 200) problems.push(`reconciliation answered ${rec.status}`);
+    else {
+      console.log(`invariants: reconciliation ${JSON.stringify(data).slice(0, 300)}`);
+      if (data.totalBalance !== data.totalGranted)
+        problems.push(`money not conserved: balances ${data.totalBalance} vs granted ${data.totalGranted}`);
+      if ((data.discrepancies ?? []).length) problems.push(`discrepancies: ${JSON.stringify(data.discrepancies).slice(0, 500)}`);
+    }
+  }
+  if (hasWallet) {
+    let negative = 0;
+    await inParallel(users, 16, async (user) => {
+      const res = await api("GET", "/api/v1/wallets/me", user.token);
+      if (res.status === 200 && res.json.data.balance < 0) negative++;
+    });
+    if (negative) problems.push(`${negative} negative balances`);
+    console.log(`invariants: ${users.length} wallets read, ${negative} negative`);
+  }
+  return problems;
+}
+
+// ------------------------------------------------------------------ main
+
+async function main() {
+  const started = Date.now();
+  const outdir = mkdtempSync(path.join(tmpdir(), "credit-chat-bench-build-"));
+  const persist = mkdtempSync(path.join(tmpdir(), "credit-chat-bench-state-"));
+  let mf: Miniflare | undefined;
+  try {
+    console.log("bench: building the Worker (wrangler deploy --dry-run) …");
+    const modules = await build(outdir);
+    const started2 = await startMiniflare(modules, outdir, persist, await freePort());
+    mf = started2.mf;
+    const base = started2.url;
+    const db = (await mf.getD1Database("DB")) as unknown as D1;
+    await migrate(db);
+    const api = apiAt(base);
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const has = (method: string, template: string) => Boolean(doc.paths[template]?.[method]);
+    console.log(`bench: Miniflare serving the built Worker at ${base}; vars raised for the run: ${JSON.stringify(BENCH_VARS)}`);
+
+    const rows: Row[] = [];
+    const healthRuns: number[] = [];
+    const measure = async (name: string, spec: Load) => {
+      if (only.length && !only.includes(name)) return;
+      const health = await load(base, { path: "/health", seconds: HEALTH_SECONDS });
+      healthRuns.push(health.rps);
+      const r = await load(base, spec);
+      const row = { name, ...r, ratioToHealth: Number((r.rps / health.rps).toFixed(3)) };
+      rows.push(row);
+      console.log(
+        `  ${name.padEnd(24)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors}  ×health ${row.ratioToHealth} (health ${health.rps.toFixed(0)}/s)`,
+      );
+    };
+    const skip = (name: string, why: string) => console.log(`  ${name.padEnd(24)} skipped: ${why}`);
+
+    // Seed: an admin, a hot sender with many recipients, 1,000 wallets, chats of several sizes.
+    const [admin] = await seedUsers(db, 1, "bench-admin", "admin");
+    const people = await seedUsers(db, 1000, "bench-user");
+    const hot = people[0] as BenchUser;
+    const hasGrant = has("post", "/api/v1/admin/wallets/{userId}/grants");
+    if (hasGrant && admin) {
+      await inParallel(people, 16, async (user) => {
+        const amount = user === hot ? 50_000_000 : 1_000_000;
+        await expectStatus(
+          api("POST", `/api/v1/admin/wallets/${user.id}/grants`, admin.token, { amount, reason: "bench seed" }),
+          [201],
+          "grant",
+        );
+      });
+    }
+    console.log(
+      `bench: seeded ${people.length} users${hasGrant ? " with granted wallets" : ""} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
+
+    const pick = () => people[Math.floor(Math.random() * people.length)] as BenchUser;
+    await measure("health", { path: "/health" });
+
+    if (has("post", "/api/v1/messages/credit-transfer") && hasGrant) {
+      await measure("transfer-hot-sender", {
+        method: "POST",
+        path: "/api/v1/messages/credit-transfer",
+        token: hot.token,
+        next: () => ({ body: { recipientId: people[1 + Math.floor(Math.random() * (people.length - 1))]?.id, amount: 1 } }),
+      });
+      await measure("transfer-random-pairs", {
+        method: "POST",
+        path: "/api/v1/messages/credit-transfer",
+        next: () => {
+          const from = pick();
+          let to = pick();
+          while (to === from) to = pick();
+          return { token: from.token, body: { recipientId: to.id, amount: 1 } };
+        },
+      });
+    } else {
+      skip("transfer-*", "POST /api/v1/messages/credit-transfer or admin grants not served yet");
+    }
+
+    const hasChats = has("post", "/api/v1/chats");
+    const chatIds: string[] = [];
+    if (hasChats) {
+      // 100 direct chats of the hot sender (also the chat list it reads).
+      await inParallel(people.slice(1, 101), 8, async (other) => {
+        const json = await expectStatus(
+          api("POST", "/api/v1/chats", hot.token, { type: "direct", memberId: other.id }),
+          [200, 201],
+          "chat",
+        );
+        chatIds.push(json.data.id);
+      });
+    }
+    if (has("post", "/api/v2/messages") && chatIds.length) {
+      const one = chatIds[0] as string;
+      await measure("message-send-1-chat", {
+        method: "POST",
+        path: "/api/v2/messages",
+        token: hot.token,
+        next: () => ({ body: { chatId: one, content: "bench message in one chat" } }),
+      });
+      await measure("message-send-100-chats", {
+        method: "POST",
+        path: "/api/v2/messages",
+        token: hot.token,
+        next: () => ({
+          body: { chatId: chatIds[Math.floor(Math.random() * chatIds.length)], content: "bench message over 100 chats" },
+        }),
+      });
+    } else skip("message-send-*", "POST /api/v2/messages or chats not served yet");
+
+    if (has("get", "/api/v1/messages/chat/{chatId}") && hasChats) {
+      for (const [name, size] of [
+        ["message-list-1k", 1_000],
+        ["message-list-100k", 100_000],
+      ] as const) {
+        const other = people[200 + size / 1000] as BenchUser;
+        const json = await expectStatus(
+          api("POST", "/api/v1/chats", hot.token, { type: "direct", memberId: other.id }),
+          [200, 201],
+          "chat",
+        );
+        const chatId = json.data.id as string;
+        await seedMessages(db, chatId, [hot.id, other.id], size);
+        await measure(name, { path: `/api/v1/messages/chat/${chatId}?limit=50`, token: hot.token });
+      }
+    } else skip("message-list-*", "GET /api/v1/messages/chat/{chatId} not served yet");
+
+    if (has("get", "/api/v1/chats")) await measure("chat-list", { path: "/api/v1/chats?limit=50", token: hot.token });
+    else skip("chat-list", "GET /api/v1/chats not served yet");
+
+    if (has("get", "/api/v1/wallets/me/transactions") && hasGrant && admin) {
+      const reader1k = people[900] as BenchUser;
+      await inParallel(
+        Array.from({ length: 999 }, (_, i) => i),
+        16,
+        async () => {
+          await expectStatus(
+            api("POST", `/api/v1/admin/wallets/${reader1k.id}/grants`, admin.token, { amount: 1, reason: "bench ledger" }),
+            [201],
+            "grant",
+          );
+        },
+      );
+      await measure("ledger-page-1k", { path: "/api/v1/wallets/me/transactions?limit=50", token: reader1k.token });
+      skip("ledger-page-100k", "100k ledger entries are not seeded yet");
+    } else skip("ledger-page-*", "GET /api/v1/wallets/me/transactions not served yet");
+
+    const problems = await checkInvariants(
+      db,
+      api,
+      admin,
+      people,
+      has("get", "/api/v1/admin/reconciliation"),
+      has("get", "/api/v1/wallets/me"),
+    );
+
+    const machine = `${cpus().length}× ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, ${process.platform}`;
+    const results = {
+      scenarios: rows,
+      machine,
+      at: new Date().toISOString(),
+      connections: CONNECTIONS,
+      secondsPerScenario: SECONDS,
+      vars: BENCH_VARS,
+    };
+    if (!only.length) writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    const table = renderTable(rows, results);
+    console.log(`\n${table}`);
+    if (!only.length) writeReadmeTable(table);
+    console.log(`bench: done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    if (problems.length) {
+      console.error(`bench: INVARIANTS VIOLATED\n  ${problems.join("\n  ")}`);
+      return 1;
+    }
+    console.log("bench: invariants hold (money conserved, no negative balance, seq contiguous)");
+    return 0;
+  } finally {
+    await mf?.dispose();
+    rmSync(outdir, { recursive: true, force: true });
+    rmSync(persist, { recursive: true, force: true });
+  }
+}
+
+/** N messages in one chat, inserted by one recursive-CTE statement instead of N API calls. */
+async function seedMessages(db: D1, chatId: string, members: string[], count: number) {
+  const now = Date.now();
+  const prefix = Math.floor(now / 1000)
+    .toString(16)
+    .padStart(8, "0");
+  await db.batch([
+    db
+      .prepare(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO messages (id, chat_id, seq, sender_id, type, content, created_at)
+         SELECT ?2 || printf('%012x', i), ?3, i, CASE i % 2 WHEN 0 THEN ?4 ELSE ?5 END, 'text', 'seeded message ' || i, ?6 - (?1 - i)
+         FROM n`,
+      )
+      .bind(count, `${prefix}${(0xbe00 + count.toString().length).toString(16)}`, chatId, members[0], members[1], now),
+    db.prepare("UPDATE chats SET last_seq = ?, last_activity_at = ? WHERE id = ?").bind(count, now, chatId),
+  ]);
+}
+
+function renderTable(rows: Row[], results: { machine: string; at: string; connections: number; secondsPerScenario: number }) {
+  const lines = [
+    `Measured ${results.at} on ${results.machine}; autocannon ${results.connections} connections, ${results.secondsPerScenario} s per scenario, each after its own /health run.`,
+    "",
+    "| scenario | requests | req/s | p50 ms | p99 ms | errors | × health |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...rows.map(
+      (r) => `| ${r.name} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToHealth} |`,
+    ),
+  ];
+  return lines.join("\n");
+}
+
+function writeReadmeTable(table: string) {
+  const file = path.join(ROOT, "bench/README.md");
+  const begin = "<!-- bench:results:begin -->";
+  const end = "<!-- bench:results:end -->";
+  let readme = readFileSync(file, "utf8");
+  const block = `${begin}\n${table}\n${end}`;
+  readme = readme.includes(begin) ? readme.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), block) : `${readme}\n${block}\n`;
+  writeFileSync(file, readme);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
