@@ -376,9 +376,12 @@ describe("rate limits on auth", () => {
     );
     const other = uniqueEmail("bystander");
     await register(other);
-    expect(
-      (await call("POST", "/api/v1/auth/login", { body: { email: other, password: PASSWORD }, headers: ip(), vars })).status,
-    ).toBe(200);
+    const success = await call("POST", "/api/v1/auth/login", { body: { email: other, password: PASSWORD }, headers: ip(), vars });
+    expect(success.status).toBe(200);
+    // Successful responses tell the client where it stands too (the per-email limit, the tighter one).
+    expect(success.headers.get("X-RateLimit-Limit")).toBe("3");
+    expect(success.headers.get("X-RateLimit-Remaining")).toBe("2");
+    expect(success.headers.get("Retry-After")).toBeNull();
   });
 
   it("per client IP across register, login and refresh", async () => {
