@@ -64,3 +64,22 @@ export function toMessage(row: MessageRow): Message {
     deletedAt: isoOrNull(row.deletedAt),
   };
 }
+
+export const MAX_CONTENT_CHARS = 4000;
+
+/** Message text: trimmed, then 1..4000 characters (Unicode code points); whitespace-only is 400. */
+export const messageContentSchema = z
+  .string()
+  .trim()
+  .min(1, { message: "must not be empty or only whitespace" })
+  .refine((text) => [...text].length <= MAX_CONTENT_CHARS, { message: `must be at most ${MAX_CONTENT_CHARS} characters` })
+  .openapi({ example: "Hello!", minLength: 1, maxLength: MAX_CONTENT_CHARS, description: "1..4000 characters after trimming." });
+
+/** A sender's own id for a message, to deduplicate retries: 1..128 printable ASCII characters. */
+export const clientMessageIdSchema = z
+  .string()
+  .regex(/^[\x20-\x7e]{1,128}$/, { message: "must be 1 to 128 printable ASCII characters" })
+  .openapi({
+    example: "c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77",
+    description: "Your id for this message: sending it again in the same chat returns the original with 200.",
+  });

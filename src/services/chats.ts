@@ -1,19 +1,43 @@
-import { eq, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
+import { z } from "zod";
 import type { Database } from "../db/client";
-import { type ChatRow, chatMembers, chats } from "../db/schema";
+import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
+import { decodeCursor, toPage } from "../lib/cursor";
+import { ApiError } from "../lib/errors";
 import { newId } from "../lib/ids";
+import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
+import type { Message } from "../schemas/message";
+import { appendMessage, lastMessagesOf } from "./messages";
+import { assertActiveUser, assertCanSendTo, getUserOrThrow } from "./users";
+
+/**
+ * Chats, memberships and read markers. Decisions (also in the OpenAPI descriptions):
+ * - Direct chats: exactly one per pair (UNIQUE `direct_key`); both people are `member`, nobody owns
+ *   it; it never takes or loses members (400 `validation_failed`).
+ * - Group chats: the creator is `owner`; only the owner adds or removes others; anyone may leave.
+ *   When the owner leaves, ownership passes to the longest-standing member (earliest `joinedAt`).
+ * - Adding, removing and leaving post a `system` message (sender: whoever acted), which moves
+ *   `lastSeq` and counts as unread for the others. A new member sees the whole history, but
+ *   only what follows their joining counts as unread.
+ * - A chat you are not a member of is 404 `chat_not_found`, whether or not it exists.
+ * - Blocks apply to direct chats only; inside a group, a block between two members does not stop
+ *   either from posting (the group is shared by everybody in it).
+ * - A suspended user may read, mark read, leave and remove members, but not create chats or
+ *   add members (403 `account_suspended`).
+ */
 
 /** `<smaller id>:<larger id>`: the UNIQUE `chats.direct_key` that makes one direct chat per pair. */
 export function directKeyOf(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
 }
 
+const chatNotFound = (chatId: string) => new ApiError("chat_not_found", [`No chat ${chatId} among your chats`]);
+
 /**
  * The direct chat of two users, created if missing. Safe under races (both users creating it at
  * once, or a transfer posting into it): the chat is inserted with ON CONFLICT DO NOTHING on the
  * unique direct key and then read back, so everybody ends up with the one row that won. Both
  * memberships are written in the same batch, only when this call's chat row is the one inserted.
- * Direct chats have no owner: both people are `member`.
  */
 export async function findOrCreateDirectChat(
   db: Database,
@@ -52,4 +76,293 @@ export async function findOrCreateDirectChat(
   const chat = rows[0];
   if (!chat) throw new Error(`direct chat ${directKey} missing right after its insert`);
   return { chat, created: chat.id === id };
+}
+
+/** The chat and the caller's membership, or 404 `chat_not_found` (missing or not a member alike). */
+export async function requireMember(
+  db: Database,
+  chatId: string,
+  userId: string,
+): Promise<{ chat: ChatRow; member: ChatMemberRow }> {
+  const [chatRows, memberRows] = await db.batch([
+    db.select().from(chats).where(eq(chats.id, chatId)),
+    db
+      .select()
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
+  ]);
+  const chat = chatRows[0];
+  const member = memberRows[0];
+  if (!chat || !member) throw chatNotFound(chatId);
+  return { chat, member };
+}
+
+/** Ids of everybody in the chat (for realtime fan-out). */
+export async function memberIdsOf(db: Database, chatId: string): Promise<string[]> {
+  const rows = await db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, chatId)).all();
+  return rows.map((row) => row.userId);
+}
+
+async function membersOf(db: Database, chatIds: string[]): Promise<Map<string, ChatMemberRow[]>> {
+  const byChat = new Map<string, ChatMemberRow[]>(chatIds.map((id) => [id, []]));
+  if (chatIds.length === 0) return byChat;
+  const rows = await db
+    .select()
+    .from(chatMembers)
+    .where(inArray(chatMembers.chatId, chatIds))
+    .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId))
+    .all();
+  for (const row of rows) byChat.get(row.chatId)?.push(row);
+  return byChat;
+}
+
+/** Chats as their viewer sees them: members, last message, unread count. */
+async function viewChats(db: Database, rows: { chat: ChatRow; lastReadSeq: number }[]): Promise<Chat[]> {
+  const ids = rows.map((row) => row.chat.id);
+  const [members, lastMessages] = await Promise.all([
+    membersOf(db, ids),
+    lastMessagesOf(
+      db,
+      rows.map((row) => ({ chatId: row.chat.id, seq: row.chat.lastSeq })),
+    ),
+  ]);
+  return rows.map(({ chat, lastReadSeq }) =>
+    toChat(chat, members.get(chat.id) ?? [], lastMessages.get(chat.id) ?? null, lastReadSeq),
+  );
+}
+
+async function viewChat(db: Database, chatId: string, viewerId: string): Promise<Chat> {
+  const { chat, member } = await requireMember(db, chatId, viewerId);
+  const [view] = await viewChats(db, [{ chat, lastReadSeq: member.lastReadSeq }]);
+  if (!view) throw chatNotFound(chatId);
+  return view;
+}
+
+export async function getChat(db: Database, chatId: string, viewerId: string): Promise<Chat> {
+  return viewChat(db, chatId, viewerId);
+}
+
+/**
+ * Opens (or finds) the direct chat with `memberId`. Checks as for a message: the caller is
+ * active, the other user exists and has not blocked the caller.
+ */
+export async function createDirectChat(
+  db: Database,
+  callerId: string,
+  memberId: string,
+): Promise<{ chat: Chat; created: boolean }> {
+  if (memberId === callerId) throw new ApiError("validation_failed", ["memberId: cannot open a direct chat with yourself"]);
+  await assertCanSendTo(db, callerId, memberId);
+  const { chat, created } = await findOrCreateDirectChat(db, callerId, memberId);
+  return { chat: await viewChat(db, chat.id, callerId), created };
+}
+
+export const MAX_GROUP_INVITES = 100;
+
+/** A group chat owned by the caller with the given members (unknown ids: 404 `user_not_found`). */
+export async function createGroupChat(db: Database, callerId: string, title: string, memberIds: string[]): Promise<Chat> {
+  await assertActiveUser(db, callerId);
+  const invited = [...new Set(memberIds)].filter((id) => id !== callerId);
+  if (invited.length > 0) {
+    const found = await db.select({ id: users.id }).from(users).where(inArray(users.id, invited)).all();
+    const known = new Set(found.map((row) => row.id));
+    const missing = invited.filter((id) => !known.has(id));
+    if (missing.length > 0)
+      throw new ApiError(
+        "user_not_found",
+        missing.map((id) => `memberIds: no user with id ${id}`),
+      );
+  }
+  const now = Date.now();
+  const id = newId(now);
+  const member = (userId: string, role: "owner" | "member") => ({
+    chatId: id,
+    userId,
+    role,
+    lastReadSeq: 0,
+    joinedAt: now,
+    lastActivityAt: now,
+  });
+  await db.batch([
+    db
+      .insert(chats)
+      .values({
+        id,
+        type: "group",
+        title,
+        directKey: null,
+        createdBy: callerId,
+        lastSeq: 0,
+        lastActivityAt: now,
+        createdAt: now,
+      }),
+    db.insert(chatMembers).values([member(callerId, "owner"), ...invited.map((userId) => member(userId, "member"))]),
+  ]);
+  return viewChat(db, id, callerId);
+}
+
+const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(/^[0-9a-f]{24}$/) });
+
+/**
+ * The caller's chats, most recent activity first (ties by id), from one backwards range scan of
+ * `chat_members_user_activity_idx`. The cursor is the last item's (activity time, chat id). A
+ * chat that gets a new message while you page moves to the top: it shows up again on a fresh
+ * first page, not in the pages after your cursor.
+ */
+export function chatPageQuery(db: Database, userId: string, after: { a: number; c: string } | undefined, take: number) {
+  return db
+    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq, activity: chatMembers.lastActivityAt })
+    .from(chatMembers)
+    .innerJoin(chats, eq(chats.id, chatMembers.chatId))
+    .where(
+      and(
+        eq(chatMembers.userId, userId),
+        after ? sql`(${chatMembers.lastActivityAt}, ${chatMembers.chatId}) < (${after.a}, ${after.c})` : undefined,
+      ),
+    )
+    .orderBy(desc(chatMembers.lastActivityAt), desc(chatMembers.chatId))
+    .limit(take);
+}
+
+export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
+  const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
+  const rows = await chatPageQuery(db, userId, after, limit + 1).all();
+  const page = toPage(
+    rows,
+    limit,
+    (row) => row,
+    (row) => ({ a: row.activity, c: row.chat.id }),
+  );
+  return { items: await viewChats(db, page.items), nextCursor: page.nextCursor };
+}
+
+function assertGroup(chat: ChatRow) {
+  if (chat.type === "direct") {
+    throw new ApiError("validation_failed", [
+      "chatId: a direct chat always has exactly its two people; create a group chat instead",
+    ]);
+  }
+}
+
+/**
+ * Adds `userId` to a group chat; the owner only. Adding a current member changes nothing (200
+ * with the chat). Returns the chat as the caller sees it and the system message, if one was posted.
+ */
+export async function addMember(
+  db: Database,
+  chatId: string,
+  callerId: string,
+  userId: string,
+): Promise<{ chat: Chat; message: Message | null; memberIds: string[] }> {
+  const { chat, member } = await requireMember(db, chatId, callerId);
+  assertGroup(chat);
+  if (member.role !== "owner") throw new ApiError("insufficient_permissions", ["Only the owner of the group adds members"]);
+  const actor = await assertActiveUser(db, callerId);
+  const target = await getUserOrThrow(db, userId);
+  const now = Date.now();
+  const inserted = await db
+    .insert(chatMembers)
+    .values({
+      chatId,
+      userId,
+      role: "member",
+      // History stays readable; only what follows the joining counts as unread.
+      lastReadSeq: sql`(SELECT last_seq FROM chats WHERE id = ${chatId})`,
+      joinedAt: now,
+      lastActivityAt: now,
+    })
+    .onConflictDoNothing()
+    .returning()
+    .get();
+  let message: Message | null = null;
+  if (inserted) {
+    message = await postSystemMessage(db, chatId, callerId, `${actor.displayName} added ${target.displayName}`);
+  }
+  return { chat: await viewChat(db, chatId, callerId), message, memberIds: await memberIdsOf(db, chatId) };
+}
+
+/**
+ * Removes `userId` from a group chat: the owner removes anyone, a member removes only themself
+ * (leaving). If the owner leaves, the longest-standing member becomes owner in the same batch.
+ */
+export async function removeMember(
+  db: Database,
+  chatId: string,
+  callerId: string,
+  userId: string,
+): Promise<{ removal: MembershipRemoval; message: Message | null; memberIds: string[] }> {
+  const { chat, member } = await requireMember(db, chatId, callerId);
+  assertGroup(chat);
+  const leaving = userId === callerId;
+  if (!leaving && member.role !== "owner") {
+    throw new ApiError("insufficient_permissions", ["Only the owner of the group removes other members; anyone may leave"]);
+  }
+  const [deleted, , owners] = await db.batch([
+    db
+      .delete(chatMembers)
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)))
+      .returning(),
+    db
+      .update(chatMembers)
+      .set({ role: "owner" })
+      .where(
+        and(
+          eq(chatMembers.chatId, chatId),
+          sql`${chatMembers.userId} = (SELECT user_id FROM chat_members WHERE chat_id = ${chatId} ORDER BY joined_at, user_id LIMIT 1)`,
+          sql`NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = ${chatId} AND role = 'owner')`,
+        ),
+      ),
+    db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.role, "owner"))),
+  ]);
+  const removed = deleted[0];
+  if (!removed) throw new ApiError("user_not_found", [`userId: ${userId} is not a member of this chat`]);
+  const names = await db
+    .select({ id: users.id, displayName: users.displayName })
+    .from(users)
+    .where(inArray(users.id, [callerId, userId]))
+    .all();
+  const nameOf = (id: string) => names.find((row) => row.id === id)?.displayName ?? "Someone";
+  const text = leaving ? `${nameOf(callerId)} left` : `${nameOf(callerId)} removed ${nameOf(userId)}`;
+  const message = await postSystemMessage(db, chatId, callerId, text);
+  return {
+    removal: { chatId, userId, ownerId: owners[0]?.userId ?? null },
+    message,
+    memberIds: await memberIdsOf(db, chatId),
+  };
+}
+
+async function postSystemMessage(db: Database, chatId: string, actorId: string, content: string): Promise<Message> {
+  const { message } = await appendMessage(db, { chatId, senderId: actorId, type: "system", content, createdAt: Date.now() });
+  return message;
+}
+
+/**
+ * Moves the caller's read marker forward to `seq` (never back: an older seq leaves it where it
+ * is). A seq above the chat's `lastSeq` is 400.
+ */
+export async function markRead(db: Database, chatId: string, userId: string, seq: number) {
+  const { chat } = await requireMember(db, chatId, userId);
+  if (seq > chat.lastSeq) {
+    throw new ApiError("validation_failed", [`seq: ${seq} is above the chat's lastSeq (${chat.lastSeq})`]);
+  }
+  const [updated, current] = await db.batch([
+    db
+      .update(chatMembers)
+      .set({ lastReadSeq: sql`max(${chatMembers.lastReadSeq}, ${seq})` })
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)))
+      .returning(),
+    db.select({ lastSeq: chats.lastSeq }).from(chats).where(eq(chats.id, chatId)),
+  ]);
+  const marker = updated[0];
+  if (!marker) throw chatNotFound(chatId);
+  const lastSeq = current[0]?.lastSeq ?? chat.lastSeq;
+  return {
+    chatId,
+    lastReadSeq: marker.lastReadSeq,
+    unreadCount: Math.max(0, lastSeq - marker.lastReadSeq),
+    memberIds: await memberIdsOf(db, chatId),
+  };
 }

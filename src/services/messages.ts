@@ -1,9 +1,13 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, lt, or, sql } from "drizzle-orm";
+import { z } from "zod";
 import type { Database } from "../db/client";
 import { chatMembers, chats, type MessageRow, messages } from "../db/schema";
-import { newId } from "../lib/ids";
+import { decodeCursor, toPage } from "../lib/cursor";
+import { ApiError } from "../lib/errors";
+import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { findOrCreateDirectChat } from "./chats";
+import { findOrCreateDirectChat, requireMember } from "./chats";
+import { assertActiveUser, assertCanSendTo } from "./users";
 
 /**
  * The only module that reads or writes the `messages` table (ARCHITECTURE.md §10: message storage
@@ -14,6 +18,9 @@ type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq">;
 
 /** Which unique key identifies "the same message" when an insert loses a race. */
 type DedupeKey = { transferId: string } | { chatId: string; senderId: string; clientMessageId: string } | null;
+
+/** A posted message; `memberIds` (everybody in the chat when it was posted) only when this call created it. */
+export type Posted = { message: Message; created: true; memberIds: string[] } | { message: Message; created: false };
 
 async function findByDedupeKey(db: Database, key: DedupeKey): Promise<MessageRow | undefined> {
   if (key === null) return undefined;
@@ -41,18 +48,14 @@ async function findByDedupeKey(db: Database, key: DedupeKey): Promise<MessageRow
  * When the insert fails on a unique key in `dedupe` (a concurrent duplicate won), the message that
  * won is returned with `created: false`.
  */
-export async function appendMessage(
-  db: Database,
-  input: NewMessage,
-  dedupe: DedupeKey = null,
-): Promise<{ row: MessageRow; created: boolean }> {
+export async function appendMessage(db: Database, input: NewMessage, dedupe: DedupeKey = null): Promise<Posted> {
   const existing = await findByDedupeKey(db, dedupe);
-  if (existing) return { row: existing, created: false };
+  if (existing) return { message: toMessage(existing), created: false };
 
   const id = newId(input.createdAt);
   const currentSeq = sql`(SELECT last_seq FROM chats WHERE id = ${input.chatId})`;
   try {
-    const [, , , , inserted] = await db.batch([
+    const [, , , , inserted, members] = await db.batch([
       db
         .update(chats)
         .set({ lastSeq: sql`${chats.lastSeq} + 1`, lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})` })
@@ -67,13 +70,14 @@ export async function appendMessage(
         .set({ lastActivityAt: sql`max(${chatMembers.lastActivityAt}, ${input.createdAt})` })
         .where(eq(chatMembers.chatId, input.chatId)),
       db.select().from(messages).where(eq(messages.id, id)),
+      db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, input.chatId)),
     ]);
     const row = inserted[0];
     if (!row) throw new Error(`message ${id} missing right after its insert`);
-    return { row, created: true };
+    return { message: toMessage(row), created: true, memberIds: members.map((member) => member.userId) };
   } catch (error) {
     const winner = await findByDedupeKey(db, dedupe);
-    if (winner) return { row: winner, created: false };
+    if (winner) return { message: toMessage(winner), created: false };
     throw error;
   }
 }
@@ -100,7 +104,7 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
   const existing = await findByDedupeKey(db, { transferId: input.transferId });
   if (existing) return toMessage(existing);
   const { chat } = await findOrCreateDirectChat(db, input.senderId, input.recipientId, input.createdAt);
-  const { row } = await appendMessage(
+  const { message } = await appendMessage(
     db,
     {
       chatId: chat.id,
@@ -115,5 +119,182 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
     },
     { transferId: input.transferId },
   );
-  return toMessage(row);
+  return message;
+}
+
+/** The message at `seq` of each chat (its last message when `seq` is the chat's lastSeq). */
+export async function lastMessagesOf(db: Database, positions: { chatId: string; seq: number }[]): Promise<Map<string, Message>> {
+  const wanted = positions.filter((position) => position.seq > 0);
+  const byChat = new Map<string, Message>();
+  if (wanted.length === 0) return byChat;
+  const rows = await db
+    .select()
+    .from(messages)
+    .where(or(...wanted.map((position) => and(eq(messages.chatId, position.chatId), eq(messages.seq, position.seq)))))
+    .all();
+  for (const row of rows) byChat.set(row.chatId, toMessage(row));
+  return byChat;
+}
+
+/** v1: a text message to a user, in your direct chat with them (created if missing). */
+export async function sendDirectMessage(db: Database, senderId: string, recipientId: string, content: string): Promise<Posted> {
+  if (recipientId === senderId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
+  await assertCanSendTo(db, senderId, recipientId);
+  const now = Date.now();
+  const { chat } = await findOrCreateDirectChat(db, senderId, recipientId, now);
+  return appendMessage(db, { chatId: chat.id, senderId, type: "text", content, createdAt: now });
+}
+
+/**
+ * v2: a text message into a chat you are a member of. Checks, in order: you are active (403
+ * `account_suspended`); the chat is yours (404 `chat_not_found`); a known `clientMessageId` of
+ * yours in this chat returns the original (`created: false`, answered 200); in a direct chat, the
+ * other person has not blocked you (403 `recipient_blocked`; blocks do not apply inside groups);
+ * `replyToMessageId` is a message of this chat (400).
+ */
+export async function sendChatMessage(
+  db: Database,
+  senderId: string,
+  input: { chatId: string; content: string; replyToMessageId?: string | undefined; clientMessageId?: string | undefined },
+): Promise<Posted> {
+  await assertActiveUser(db, senderId);
+  const { chat } = await requireMember(db, input.chatId, senderId);
+  const dedupe: DedupeKey =
+    input.clientMessageId === undefined ? null : { chatId: chat.id, senderId, clientMessageId: input.clientMessageId };
+  const original = await findByDedupeKey(db, dedupe);
+  if (original) return { message: toMessage(original), created: false };
+  if (chat.type === "direct") {
+    const others = await db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, chat.id), sql`${chatMembers.userId} <> ${senderId}`))
+      .all();
+    for (const other of others) await assertCanSendTo(db, senderId, other.userId);
+  }
+  if (input.replyToMessageId !== undefined) {
+    const target = await db
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.id, input.replyToMessageId), eq(messages.chatId, chat.id)))
+      .get();
+    if (!target) throw new ApiError("validation_failed", ["replyToMessageId: no such message in this chat"]);
+  }
+  return appendMessage(
+    db,
+    {
+      chatId: chat.id,
+      senderId,
+      type: "text",
+      content: input.content,
+      replyToMessageId: input.replyToMessageId ?? null,
+      clientMessageId: input.clientMessageId ?? null,
+      createdAt: Date.now(),
+    },
+    dedupe,
+  );
+}
+
+export type PagePosition = { order: "desc" | "asc"; seq: number | null };
+
+/**
+ * The list query, exposed so a test can EXPLAIN it: a range of the (chat_id, seq) unique index,
+ * walked backwards (newest first) or forwards (catch-up), never sorted in a temp B-tree.
+ */
+export function messagePageQuery(db: Database, chatId: string, position: PagePosition, take: number) {
+  const { order, seq } = position;
+  const range = seq === null ? undefined : order === "desc" ? lt(messages.seq, seq) : gt(messages.seq, seq);
+  return db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.chatId, chatId), range))
+    .orderBy(order === "desc" ? desc(messages.seq) : asc(messages.seq))
+    .limit(take);
+}
+
+const messageCursorShape = z.object({
+  c: z.string().regex(ID_PATTERN),
+  s: z.number().int().min(0),
+  o: z.enum(["asc", "desc"]),
+});
+
+/**
+ * A page of a chat's messages. Without `afterSeq`: newest first, `cursor` continues below the
+ * last seq seen. With `afterSeq`: oldest first from the message after it (catch-up); its
+ * `nextCursor` continues forwards. A cursor carries its chat and direction, so it wins over
+ * `afterSeq`; a cursor of another chat is 400. Deleted messages keep their place.
+ */
+export async function listMessages(
+  db: Database,
+  userId: string,
+  chatId: string,
+  query: { limit: number; cursor?: string | undefined; afterSeq?: number | undefined },
+) {
+  await requireMember(db, chatId, userId);
+  let position: PagePosition;
+  if (query.cursor !== undefined) {
+    const decoded = decodeCursor(query.cursor, messageCursorShape);
+    if (decoded.c !== chatId) throw new ApiError("validation_failed", ["cursor: belongs to another chat"]);
+    position = { order: decoded.o, seq: decoded.s };
+  } else if (query.afterSeq !== undefined) {
+    position = { order: "asc", seq: query.afterSeq };
+  } else {
+    position = { order: "desc", seq: null };
+  }
+  const rows = await messagePageQuery(db, chatId, position, query.limit + 1).all();
+  return toPage(rows, query.limit, toMessage, (row) => ({ c: chatId, s: row.seq, o: position.order }));
+}
+
+/**
+ * The message for an edit or delete by `userId`, checked in API.md's order: not found or not a
+ * member → 404 `message_not_found`; not yours → 403; not a live text message → 409 `message_immutable`.
+ */
+async function ownEditableMessage(db: Database, userId: string, messageId: string): Promise<MessageRow> {
+  const row = await db.select().from(messages).where(eq(messages.id, messageId)).get();
+  const member =
+    row &&
+    (await db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, row.chatId), eq(chatMembers.userId, userId)))
+      .get());
+  if (!row || !member) throw new ApiError("message_not_found", [`No message ${messageId} in your chats`]);
+  if (row.senderId !== userId) throw new ApiError("insufficient_permissions", ["Only the sender edits or deletes a message"]);
+  assertMutable(row);
+  return row;
+}
+
+function assertMutable(row: Pick<MessageRow, "type" | "deletedAt">) {
+  if (row.type !== "text") throw new ApiError("message_immutable", [`A ${row.type} message cannot be edited or deleted`]);
+  if (row.deletedAt !== null) throw new ApiError("message_immutable", ["This message was deleted"]);
+}
+
+/** Runs a conditional update of a live text message; a concurrent delete between check and write is 409. */
+async function updateLiveText(db: Database, messageId: string, set: Partial<typeof messages.$inferInsert>) {
+  const [updated, members] = await db.batch([
+    db
+      .update(messages)
+      .set(set)
+      .where(and(eq(messages.id, messageId), eq(messages.type, "text"), sql`${messages.deletedAt} IS NULL`))
+      .returning(),
+    db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(sql`${chatMembers.chatId} = (SELECT chat_id FROM messages WHERE id = ${messageId})`),
+  ]);
+  const row = updated[0];
+  if (!row) throw new ApiError("message_immutable", ["This message was deleted"]);
+  return { message: toMessage(row), memberIds: members.map((member) => member.userId) };
+}
+
+/** Edits your own text message (a suspended sender cannot: 403 `account_suspended`, after the checks above). */
+export async function editMessage(db: Database, userId: string, messageId: string, content: string) {
+  await ownEditableMessage(db, userId, messageId);
+  await assertActiveUser(db, userId);
+  return updateLiveText(db, messageId, { content, editedAt: Date.now() });
+}
+
+/** Deletes your own text message: it keeps its place and seq, with `content: null` and `deletedAt`. */
+export async function deleteMessage(db: Database, userId: string, messageId: string) {
+  await ownEditableMessage(db, userId, messageId);
+  return updateLiveText(db, messageId, { content: null, deletedAt: Date.now() });
 }

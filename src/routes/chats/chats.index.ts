@@ -1,3 +1,43 @@
+import { createDb } from "../../db/client";
 import { createRouter } from "../../lib/create-router";
+import { ok } from "../../lib/envelope";
+import { currentUser } from "../../middlewares/auth";
+import * as chats from "../../services/chats";
+import * as routes from "./chats.routes";
 
-export const chatsRouter = createRouter();
+export const chatsRouter = createRouter()
+  .openapi(routes.createChat, async (c) => {
+    const user = currentUser(c);
+    const db = createDb(c.env.DB);
+    const body = c.req.valid("json");
+    if (body.type === "direct") {
+      const { chat, created } = await chats.createDirectChat(db, user.id, body.memberId);
+      return created ? ok(c, chat, 201) : ok(c, chat, 200);
+    }
+    return ok(c, await chats.createGroupChat(db, user.id, body.title, body.memberIds), 201);
+  })
+  .openapi(routes.listChats, async (c) => {
+    const { limit, cursor } = c.req.valid("query");
+    return ok(c, await chats.listChats(createDb(c.env.DB), currentUser(c).id, limit, cursor), 200);
+  })
+  .openapi(routes.getChat, async (c) => {
+    const { chatId } = c.req.valid("param");
+    return ok(c, await chats.getChat(createDb(c.env.DB), chatId, currentUser(c).id), 200);
+  })
+  .openapi(routes.addMember, async (c) => {
+    const { chatId } = c.req.valid("param");
+    const { userId } = c.req.valid("json");
+    const { chat } = await chats.addMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    return ok(c, chat, 200);
+  })
+  .openapi(routes.removeMember, async (c) => {
+    const { chatId, userId } = c.req.valid("param");
+    const { removal } = await chats.removeMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    return ok(c, removal, 200);
+  })
+  .openapi(routes.markRead, async (c) => {
+    const { chatId } = c.req.valid("param");
+    const { seq } = c.req.valid("json");
+    const { memberIds: _, ...marker } = await chats.markRead(createDb(c.env.DB), chatId, currentUser(c).id, seq);
+    return ok(c, marker, 200);
+  });

@@ -1,3 +1,46 @@
+import { createDb } from "../../db/client";
 import { createRouter } from "../../lib/create-router";
+import { ok } from "../../lib/envelope";
+import { currentUser } from "../../middlewares/auth";
+import { idempotent, respondIdempotent } from "../../services/idempotency";
+import * as messages from "../../services/messages";
+import { enforceRateLimit } from "../../services/rate-limit";
+import * as routes from "./messages.routes";
 
-export const messagesRouter = createRouter();
+export const messagesRouter = createRouter()
+  .openapi(routes.sendMessageV1, async (c) => {
+    const user = currentUser(c);
+    const { recipientId, content } = c.req.valid("json");
+    const result = await idempotent(c, user.id, async () => {
+      await enforceRateLimit(c, "messages", user.id);
+      const posted = await messages.sendDirectMessage(createDb(c.env.DB), user.id, recipientId, content);
+      return { data: posted.message, status: 201 as const };
+    });
+    return respondIdempotent(c, result);
+  })
+  .openapi(routes.sendMessageV2, async (c) => {
+    const user = currentUser(c);
+    const body = c.req.valid("json");
+    const result = await idempotent(c, user.id, async () => {
+      await enforceRateLimit(c, "messages", user.id);
+      const posted = await messages.sendChatMessage(createDb(c.env.DB), user.id, body);
+      return posted.created ? { data: posted.message, status: 201 as const } : { data: posted.message, status: 200 as const };
+    });
+    return respondIdempotent(c, result);
+  })
+  .openapi(routes.listMessages, async (c) => {
+    const { chatId } = c.req.valid("param");
+    const query = c.req.valid("query");
+    return ok(c, await messages.listMessages(createDb(c.env.DB), currentUser(c).id, chatId, query), 200);
+  })
+  .openapi(routes.editMessage, async (c) => {
+    const { messageId } = c.req.valid("param");
+    const { content } = c.req.valid("json");
+    const { message } = await messages.editMessage(createDb(c.env.DB), currentUser(c).id, messageId, content);
+    return ok(c, message, 200);
+  })
+  .openapi(routes.deleteMessage, async (c) => {
+    const { messageId } = c.req.valid("param");
+    const { message } = await messages.deleteMessage(createDb(c.env.DB), currentUser(c).id, messageId);
+    return ok(c, message, 200);
+  });

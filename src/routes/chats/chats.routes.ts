@@ -1,0 +1,167 @@
+import { z } from "@hono/zod-openapi";
+import { pageQuerySchema, pageSchema } from "../../lib/cursor";
+import { idSchema } from "../../lib/ids";
+import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { chatSchema, membershipRemovalSchema, readMarkerSchema } from "../../schemas/chat";
+import { MAX_GROUP_INVITES } from "../../services/chats";
+
+const TAGS = ["Chats"];
+
+export const chatIdParams = z.object({
+  chatId: idSchema("chat id").openapi({ param: { name: "chatId", in: "path" }, example: "64d15f9e2e6c8f4d5a999999" }),
+});
+
+const directChatBody = z
+  .object({
+    type: z.literal("direct"),
+    memberId: idSchema("other person's user id"),
+  })
+  .openapi("CreateDirectChat", { example: { type: "direct", memberId: "64d15f9e2e6c8f4d5a654321" } });
+
+const groupChatBody = z
+  .object({
+    type: z.literal("group"),
+    title: z.string().trim().min(1, { message: "must not be empty" }).max(100).openapi({ example: "Weekend trip" }),
+    memberIds: z
+      .array(idSchema("member's user id"))
+      .max(MAX_GROUP_INVITES)
+      .default([])
+      .openapi({ description: "Users to add besides you (you become the owner). Duplicates and your own id are ignored." }),
+  })
+  .openapi("CreateGroupChat", {
+    example: { type: "group", title: "Weekend trip", memberIds: ["64d15f9e2e6c8f4d5a654321"] },
+  });
+
+export const createChat = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/chats",
+    tags: TAGS,
+    summary: "Create a chat room",
+    description: [
+      'Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat',
+      "(exactly one per pair, even when both create it at the same moment). The same checks as sending apply:",
+      "403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you;",
+      "a chat with yourself is 400.",
+      '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`.',
+    ].join(" "),
+    request: {
+      body: {
+        required: true,
+        content: { "application/json": { schema: z.discriminatedUnion("type", [directChatBody, groupChatBody]) } },
+      },
+    },
+    responses: {
+      201: jsonSuccess(chatSchema, 201, "The chat was created"),
+      200: jsonSuccess(chatSchema, 200, "The direct chat with that person already existed"),
+    },
+  },
+  { auth: true, errors: [403, 404] },
+);
+
+export const listChats = defineRoute(
+  {
+    method: "get",
+    path: "/api/v1/chats",
+    tags: TAGS,
+    summary: "List my chat rooms",
+    description:
+      "Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.",
+    request: { query: pageQuerySchema },
+    responses: { 200: jsonSuccess(pageSchema(chatSchema), 200, "A page of your chats") },
+  },
+  { auth: true },
+);
+
+export const getChat = defineRoute(
+  {
+    method: "get",
+    path: "/api/v1/chats/{chatId}",
+    tags: TAGS,
+    summary: "Get a chat room",
+    description:
+      "The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.",
+    request: { params: chatIdParams },
+    responses: { 200: jsonSuccess(chatSchema, 200, "The chat") },
+  },
+  { auth: true, errors: [404] },
+);
+
+export const addMember = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/chats/{chatId}/members",
+    tags: TAGS,
+    summary: "Add a member to a group chat",
+    description: [
+      "Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner).",
+      "A direct chat never takes members: 400 `validation_failed`. Adding a current member changes nothing.",
+      "The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.",
+    ].join(" "),
+    request: {
+      params: chatIdParams,
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z
+              .object({ userId: idSchema("user id") })
+              .openapi("AddChatMember", { example: { userId: "64d15f9e2e6c8f4d5a654321" } }),
+          },
+        },
+      },
+    },
+    responses: { 200: jsonSuccess(chatSchema, 200, "The chat with its new member") },
+  },
+  { auth: true, errors: [403, 404] },
+);
+
+export const removeMember = defineRoute(
+  {
+    method: "delete",
+    path: "/api/v1/chats/{chatId}/members/{userId}",
+    tags: TAGS,
+    summary: "Remove a member from a group chat, or leave it",
+    description: [
+      "The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`.",
+      "When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty).",
+      "A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`.",
+      "A `system` message records the change.",
+    ].join(" "),
+    request: {
+      params: chatIdParams.extend({
+        userId: idSchema("user id").openapi({ param: { name: "userId", in: "path" }, example: "64d15f9e2e6c8f4d5a654321" }),
+      }),
+    },
+    responses: {
+      200: jsonSuccess(membershipRemovalSchema, 200, "The member is out of the chat"),
+    },
+  },
+  { auth: true, errors: [403, 404] },
+);
+
+export const markRead = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/chats/{chatId}/read",
+    tags: TAGS,
+    summary: "Mark a chat room as read",
+    description:
+      "Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.",
+    request: {
+      params: chatIdParams,
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z
+              .object({ seq: z.number().int().min(0).openapi({ example: 42 }) })
+              .openapi("MarkRead", { example: { seq: 42 } }),
+          },
+        },
+      },
+    },
+    responses: { 200: jsonSuccess(readMarkerSchema, 200, "Your read marker in this chat") },
+  },
+  { auth: true, errors: [404] },
+);

@@ -1,0 +1,150 @@
+import { and, eq, isNull, lt } from "drizzle-orm";
+import type { Context } from "hono";
+import { createDb } from "../db/client";
+import { idempotencyKeys } from "../db/schema";
+import { type SuccessEnvelope, successBody } from "../lib/envelope";
+import { ApiError } from "../lib/errors";
+import type { AppEnv } from "../lib/types";
+
+/**
+ * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller.
+ *
+ * - The first request with a key claims it (a row with no response yet), runs, and stores its
+ *   success envelope. Replays answer that status and body verbatim with `Idempotent-Replayed: true`.
+ * - Same key, different method/path/body (SHA-256 fingerprint of the canonical JSON) → 409
+ *   `idempotency_key_reused`.
+ * - Anything the request throws (400/403/404/429 refusals before it executed, 5xx) releases the
+ *   claim, so a corrected retry with the same key runs.
+ * - A duplicate arriving while the first is in flight polls until the first finishes (and replays
+ *   it) or gives up (and runs itself). It waits up to WAIT_MS; a claim older than STALE_MS with no
+ *   response belongs to a request that died, and is taken over. A key still in flight after the
+ *   wait answers 409 `idempotency_key_reused` ("still in progress; retry").
+ * - Keys are kept RETENTION_MS (24 h); expired ones are purged when new keys are claimed.
+ */
+export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
+const WAIT_MS = 10_000;
+const STALE_MS = 30_000;
+export const IDEMPOTENCY_HEADER = "Idempotency-Key";
+export const REPLAYED_HEADER = "Idempotent-Replayed";
+
+const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+
+/** The header's value, or undefined when absent; 400 `validation_failed` unless 1..255 printable ASCII. */
+export function parseIdempotencyKey(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!KEY_PATTERN.test(raw)) {
+    throw new ApiError("validation_failed", [`${IDEMPOTENCY_HEADER}: must be 1 to 255 printable ASCII characters`]);
+  }
+  return raw;
+}
+
+/** JSON with object keys sorted at every depth, so key order does not change the fingerprint. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+export async function requestFingerprint(method: string, path: string, body: unknown): Promise<string> {
+  const bytes = new TextEncoder().encode(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`);
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export type IdempotentResult<T, S extends number> = { status: S; body: SuccessEnvelope<T, S>; replayed: boolean };
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `execute` at most once per (caller, Idempotency-Key). Without the header it simply runs.
+ * Answer with `respondIdempotent(c, result)`.
+ */
+export async function idempotent<T, S extends 200 | 201>(
+  c: Context<AppEnv>,
+  userId: string,
+  execute: () => Promise<{ data: T; status: S }>,
+): Promise<IdempotentResult<T, S>> {
+  const key = parseIdempotencyKey(c.req.header(IDEMPOTENCY_HEADER));
+  if (key === undefined) {
+    const { data, status } = await execute();
+    return { status, body: successBody(data, status), replayed: false };
+  }
+  const db = createDb(c.env.DB);
+  const body: unknown = await c.req.json().catch(() => null);
+  const fingerprint = await requestFingerprint(c.req.method, new URL(c.req.url).pathname, body);
+  const thisKey = and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key));
+  const deadline = Date.now() + WAIT_MS;
+
+  for (let attempt = 0; ; attempt++) {
+    const now = Date.now();
+    const [, claimedRows] = await db.batch([
+      db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS)),
+      db
+        .insert(idempotencyKeys)
+        .values({ userId, key, fingerprint, responseStatus: null, responseBody: null, createdAt: now })
+        .onConflictDoNothing()
+        .returning(),
+    ]);
+    let claimedAt = claimedRows[0]?.createdAt;
+
+    if (claimedAt === undefined) {
+      const row = await db.select().from(idempotencyKeys).where(thisKey).get();
+      if (!row) continue; // released between our insert and read: claim again
+      if (row.fingerprint !== fingerprint) {
+        throw new ApiError("idempotency_key_reused", [
+          `${IDEMPOTENCY_HEADER}: this key was used for a different request; use a new key for a new request`,
+        ]);
+      }
+      if (row.responseStatus !== null && row.responseBody !== null) {
+        return { status: row.responseStatus as S, body: JSON.parse(row.responseBody) as SuccessEnvelope<T, S>, replayed: true };
+      }
+      if (row.createdAt < now - STALE_MS) {
+        const taken = await db
+          .update(idempotencyKeys)
+          .set({ createdAt: now })
+          .where(and(thisKey, eq(idempotencyKeys.createdAt, row.createdAt), isNull(idempotencyKeys.responseStatus)))
+          .returning()
+          .get();
+        if (taken) claimedAt = now;
+      }
+      if (claimedAt === undefined) {
+        if (Date.now() >= deadline) {
+          throw new ApiError("idempotency_key_reused", [
+            `${IDEMPOTENCY_HEADER}: a request with this key is still in progress; retry shortly`,
+          ]);
+        }
+        await sleep(Math.min(25 * 2 ** Math.min(attempt, 4), 250));
+        continue;
+      }
+    }
+
+    const ours = and(thisKey, eq(idempotencyKeys.createdAt, claimedAt));
+    let outcome: { data: T; status: S };
+    try {
+      outcome = await execute();
+    } catch (error) {
+      await db
+        .delete(idempotencyKeys)
+        .where(and(ours, isNull(idempotencyKeys.responseStatus)))
+        .catch(() => undefined);
+      throw error;
+    }
+    const envelope = successBody(outcome.data, outcome.status);
+    await db
+      .update(idempotencyKeys)
+      .set({ responseStatus: outcome.status, responseBody: JSON.stringify(envelope) })
+      .where(ours);
+    return { status: outcome.status, body: envelope, replayed: false };
+  }
+}
+
+/** Answers an idempotent result: the (stored) envelope, plus `Idempotent-Replayed: true` on a replay. */
+export function respondIdempotent<T, S extends 200 | 201>(c: Context<AppEnv>, result: IdempotentResult<T, S>) {
+  if (result.replayed) c.header(REPLAYED_HEADER, "true");
+  return c.json(result.body, result.status);
+}

@@ -1,0 +1,50 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { newId } from "../src/lib/ids";
+import { chatPageQuery } from "../src/services/chats";
+import { messagePageQuery, type PagePosition } from "../src/services/messages";
+
+const db = createDb(env.DB);
+
+async function plan(position: PagePosition): Promise<string[]> {
+  const { sql, params } = messagePageQuery(db, newId(), position, 51).toSQL();
+  const result = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+    .bind(...params)
+    .all<{ detail: string }>();
+  return result.results.map((row) => row.detail);
+}
+
+describe("message list query plan", () => {
+  const positions: [string, PagePosition][] = [
+    ["first page, newest first", { order: "desc", seq: null }],
+    ["next page, newest first", { order: "desc", seq: 1000 }],
+    ["catch-up, oldest first", { order: "asc", seq: 40 }],
+  ];
+  for (const [name, position] of positions) {
+    it(`${name}: a range of messages_chat_seq_unique, no temp B-tree sort`, async () => {
+      const details = await plan(position);
+      expect(details.join("\n")).toMatch(/SEARCH messages USING INDEX messages_chat_seq_unique \(chat_id=\?( AND seq[<>]\?)?\)/);
+      expect(details.join("\n")).not.toContain("TEMP B-TREE");
+      expect(details.join("\n")).not.toMatch(/SCAN messages/);
+    });
+  }
+});
+
+describe("chat list query plan", () => {
+  for (const [name, after] of [
+    ["first page", undefined],
+    ["next page", { a: Date.now(), c: newId() }],
+  ] as const) {
+    it(`${name}: walks chat_members_user_activity_idx backwards, then chats by primary key, no sort`, async () => {
+      const { sql, params } = chatPageQuery(db, newId(), after, 51).toSQL();
+      const result = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+        .bind(...params)
+        .all<{ detail: string }>();
+      const details = result.results.map((row) => row.detail).join("\n");
+      expect(details).toMatch(/SEARCH chat_members USING (COVERING )?INDEX chat_members_user_activity_idx \(user_id=\?/);
+      expect(details).toMatch(/SEARCH chats USING INDEX sqlite_autoindex_chats_1 \(id=\?\)/);
+      expect(details).not.toContain("TEMP B-TREE");
+    });
+  }
+});
