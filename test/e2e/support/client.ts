@@ -86,7 +86,11 @@ export function assertOk<T>(
   result: { response: Response; data?: { data: T; statusCode: number; isSuccess: boolean } },
   status: number,
 ): T {
-  assert.equal(result.response.status, status, `expected ${status}, got ${result.response.status}`);
+  assert.equal(
+    result.response.status,
+    status,
+    `expected ${status}, got ${result.response.status} ${JSON.stringify((result as { error?: unknown }).error ?? result.data)}`,
+  );
   assert.ok(result.data, "no body");
   assert.equal(result.data.isSuccess, true);
   assert.equal(result.data.statusCode, status);
@@ -95,4 +99,16 @@ export function assertOk<T>(
 
 let counter = 0;
 /** An email nobody registered yet in this run. */
-export const uniqueEmail = (label: string) => `${label}.${process.pid}.${Date.now()}.${++counter}@e2e.example.com`;
+export const uniqueEmail = (label: string) =>
+  `${label.toLowerCase().replace(/[^a-z0-9]+/g, "-")}.${process.pid}.${Date.now()}.${++counter}@e2e.example.com`;
+
+export const PASSWORD = "correct horse battery";
+
+/** Registers a fresh person through the API, as a client app does; returns the session. */
+export async function registerUser(label: string, email = uniqueEmail(label)) {
+  const session = assertOk(
+    await api().POST("/api/v1/auth/register", { body: { email, password: PASSWORD, displayName: label } }),
+    201,
+  );
+  return { ...session, email, id: session.user.id, client: api(session.accessToken) };
+}
