@@ -8,20 +8,16 @@ import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../../services/idempotency"
 const TAGS = ["Messages"];
 
 /**
- * Declared for the document only: Hono hands header validators lower-cased names, and the key's
- * rules (1..255 printable ASCII, 400 on field `Idempotency-Key`) are checked by the idempotency
- * service, which every creating route goes through.
+ * Declared for the document only: Hono hands header validators lower-cased names (so this key
+ * never sees a value), and the key's rules (1..255 printable ASCII, 400 on field
+ * `Idempotency-Key`) are checked by the idempotency service, which every creating route goes through.
  */
 const idempotencyHeaders = z.object({
-  "idempotency-key": z
-    .string()
-    .optional()
-    .openapi({
-      param: { name: IDEMPOTENCY_HEADER, in: "header" },
-      example: "9b2f6c1e-3f0a-4d5e-8a7b-1c2d3e4f5a6b",
-      description:
-        "1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs.",
-    }),
+  [IDEMPOTENCY_HEADER]: z.string().optional().openapi({
+    example: "9b2f6c1e-3f0a-4d5e-8a7b-1c2d3e4f5a6b",
+    description:
+      "1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs.",
+  }),
 });
 
 const replayedHeader = {
