@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { sign } from "hono/jwt";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { getConfig } from "../src/lib/config";
+import { newId } from "../src/lib/ids";
 import { JWT_AUDIENCE, JWT_ISSUER, signAccessToken } from "../src/lib/jwt";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -232,11 +233,35 @@ describe("refresh tokens", () => {
   });
 
   it("two concurrent refreshes with one token: one wins, and the race counts as reuse", async () => {
-    const first = await register();
-    const results = await Promise.all([refresh(first.refreshToken), refresh(first.refreshToken)]);
-    expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
-    const winner = results.find((r) => r.status === 200);
-    expectError(await refresh(winner?.json.data.refreshToken), 401, "invalid_token");
+    // Several rounds: the interleavings differ (the loser may revoke before or after the winner stores its new token).
+    for (let round = 0; round < 5; round++) {
+      const first = await register();
+      const results = await Promise.all([refresh(first.refreshToken), refresh(first.refreshToken)]);
+      expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
+      const winner = results.find((r) => r.status === 200);
+      expectError(await refresh(winner?.json.data.refreshToken), 401, "invalid_token");
+    }
+  });
+
+  it("a token stored after its family was revoked is refused (the loser of a race revoked first)", async () => {
+    const session = await register();
+    const family = await env.DB.prepare("SELECT family_id FROM refresh_tokens WHERE user_id = ?")
+      .bind(session.user.id)
+      .first<{ family_id: string }>();
+    expect(
+      (await call("POST", "/api/v1/auth/logout", { token: session.accessToken, body: { refreshToken: session.refreshToken } }))
+        .status,
+    ).toBe(200);
+    // What a concurrent winning refresh writes after that revocation: a fresh, unrevoked token of the family.
+    const late = "L".repeat(43);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(late)));
+    const hash = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    await env.DB.prepare(
+      "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+      .bind(newId(), session.user.id, family?.family_id, hash, Date.now() + 60_000, Date.now())
+      .run();
+    expectError(await refresh(late), 401, "invalid_token");
   });
 
   it("unknown, expired and malformed refresh tokens", async () => {

@@ -1,4 +1,5 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, notExists } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import type { Database } from "../db/client";
 import { refreshTokens, type UserRow, users } from "../db/schema";
 import type { Config } from "../lib/config";
@@ -133,8 +134,9 @@ async function revokeFamily(db: Database, familyId: string, now = Date.now()): P
 
 /**
  * Exchanges a refresh token for a new pair. The token is used up by a conditional UPDATE
- * (`used_at IS NULL`), so of two concurrent refreshes with one token exactly one wins; the other
- * counts as reuse and revokes the family, as a replayed stolen token would.
+ * (`used_at IS NULL`, family not revoked), so of two concurrent refreshes with one token exactly
+ * one wins; the other counts as reuse and revokes the family, as a replayed stolen token would,
+ * and that includes the token the winner is issuing.
  */
 export async function refresh(db: Database, config: Config, refreshToken: string): Promise<Session> {
   const now = Date.now();
@@ -145,10 +147,25 @@ export async function refresh(db: Database, config: Config, refreshToken: string
     await revokeFamily(db, row.familyId, now);
     throw invalidRefreshToken();
   }
+  // A family counts as revoked as soon as any of its tokens is: a revocation that raced with the
+  // insert of a newer token (a concurrent refresh or logout) still stops that token here.
+  const revokedMember = alias(refreshTokens, "revoked_member");
   const claimed = await db
     .update(refreshTokens)
     .set({ usedAt: now })
-    .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt), isNull(refreshTokens.revokedAt)));
+    .where(
+      and(
+        eq(refreshTokens.id, row.id),
+        isNull(refreshTokens.usedAt),
+        isNull(refreshTokens.revokedAt),
+        notExists(
+          db
+            .select({ id: revokedMember.id })
+            .from(revokedMember)
+            .where(and(eq(revokedMember.familyId, row.familyId), isNotNull(revokedMember.revokedAt))),
+        ),
+      ),
+    );
   if (claimed.meta.changes !== 1) {
     await revokeFamily(db, row.familyId, now);
     throw invalidRefreshToken();

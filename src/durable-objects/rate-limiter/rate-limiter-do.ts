@@ -9,63 +9,79 @@ export type RateLimitDecision = {
   resetSeconds: number;
 };
 
-export const RATE_LIMIT_WINDOW_MS = 60_000;
-const HITS_KEY = "hits";
+export const RATE_LIMIT_WINDOW_SECONDS = 60;
+const BUCKETS_KEY = "buckets";
+
+/** Allowed attempts counted per whole second: `[unix second, count]`, oldest first. */
+type Bucket = [second: number, count: number];
 
 /**
- * One limiter per `<scope>:<key>` (`idFromName`), a sliding 60 s window kept as the log of the
- * attempts it allowed (at most `limit` timestamps). A Durable Object, not an in-memory map, so
- * every isolate and every colo sees one count; the log is persisted because an object can be
- * evicted or redeployed mid-window. An alarm deletes the storage once the window has emptied,
- * so keys that stop being used (e.g. guessed emails) leave nothing behind.
+ * One limiter per `<scope>:<key>` (`idFromName`): a sliding 60 s window at one-second resolution.
+ * Allowed attempts are counted in per-second buckets, so the state is at most 60 pairs whatever
+ * the limit (a benchmark that raises a limit to millions does not make every hit rewrite a huge
+ * log). A Durable Object, not an in-memory map, so every isolate and colo sees one count; the
+ * buckets are persisted because an object can be evicted or redeployed mid-window. An alarm
+ * deletes the storage once the window has emptied, so keys that stop being used (e.g. guessed
+ * emails) leave nothing behind.
  */
 export class RateLimiterDO extends DurableObject<Env> {
-  private hits: number[];
+  private buckets: Bucket[];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.hits = ctx.storage.kv.get<number[]>(HITS_KEY) ?? [];
+    this.buckets = ctx.storage.kv.get<Bucket[]>(BUCKETS_KEY) ?? [];
   }
 
   /** Counts one attempt if `limit` allows it; denied attempts are not counted (a retry after Retry-After works). */
   async hit(limit: number, now: number = Date.now()): Promise<RateLimitDecision> {
-    this.dropExpired(now);
-    const allowed = this.hits.length < limit;
+    const second = Math.floor(now / 1000);
+    this.dropExpired(second);
+    const wasEmpty = this.buckets.length === 0;
+    let count = this.buckets.reduce((sum, [, n]) => sum + n, 0);
+    const allowed = count < limit;
     if (allowed) {
-      this.hits.push(now);
-      this.ctx.storage.kv.put(HITS_KEY, this.hits);
-      await this.ctx.storage.setAlarm(now + RATE_LIMIT_WINDOW_MS);
+      const newest = this.buckets[this.buckets.length - 1];
+      if (newest && newest[0] === second) newest[1] += 1;
+      else this.buckets.push([second, 1]);
+      count += 1;
+      this.ctx.storage.kv.put(BUCKETS_KEY, this.buckets);
+      // Once per busy period: the alarm reschedules itself while buckets remain.
+      if (wasEmpty) await this.ctx.storage.setAlarm((second + RATE_LIMIT_WINDOW_SECONDS) * 1000);
     }
-    // When denied, a slot frees when enough of the oldest hits leave the window to go below the limit
-    // (more than one if the limit var was lowered since they were counted).
-    const freeingHit = allowed ? this.hits[0] : this.hits[this.hits.length - limit];
-    const resetMs = (freeingHit ?? now) + RATE_LIMIT_WINDOW_MS - now;
     return {
       allowed,
       limit,
-      remaining: Math.max(0, limit - this.hits.length),
-      resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)),
+      remaining: Math.max(0, limit - count),
+      resetSeconds: Math.max(1, Math.ceil((this.freeAt(allowed ? 1 : count - limit + 1) - now) / 1000)),
     };
   }
 
   override async alarm(): Promise<void> {
-    const now = Date.now();
-    this.dropExpired(now);
-    const newest = this.hits[this.hits.length - 1];
+    this.dropExpired(Math.floor(Date.now() / 1000));
+    const newest = this.buckets[this.buckets.length - 1];
     if (newest === undefined) {
       await this.ctx.storage.deleteAll();
       return;
     }
-    await this.ctx.storage.setAlarm(newest + RATE_LIMIT_WINDOW_MS);
+    await this.ctx.storage.setAlarm((newest[0] + RATE_LIMIT_WINDOW_SECONDS) * 1000);
   }
 
-  private dropExpired(now: number) {
-    const windowStart = now - RATE_LIMIT_WINDOW_MS;
-    let firstLive = 0;
-    while (firstLive < this.hits.length && (this.hits[firstLive] ?? 0) <= windowStart) firstLive += 1;
-    if (firstLive > 0) {
-      this.hits = this.hits.slice(firstLive);
-      this.ctx.storage.kv.put(HITS_KEY, this.hits);
+  /** When `slots` counted attempts will have left the window (oldest first). */
+  private freeAt(slots: number): number {
+    let freed = 0;
+    for (const [second, n] of this.buckets) {
+      freed += n;
+      if (freed >= slots) return (second + RATE_LIMIT_WINDOW_SECONDS) * 1000;
+    }
+    return 0;
+  }
+
+  private dropExpired(second: number) {
+    const firstLive = this.buckets.findIndex(([s]) => s > second - RATE_LIMIT_WINDOW_SECONDS);
+    const kept = firstLive === -1 ? [] : this.buckets.slice(firstLive);
+    if (kept.length !== this.buckets.length) {
+      this.buckets = kept;
+      this.ctx.storage.kv.put(BUCKETS_KEY, this.buckets);
     }
   }
 }
