@@ -8,7 +8,18 @@ export default defineConfig(async () => {
     plugins: [
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
-        miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            // Test-only: lets WalletDO.armFault stop a transfer after a protocol step. Deployed
+            // Workers never have this binding (and the switch also requires ENVIRONMENT=local).
+            TEST_FAULT_INJECTION: "on",
+            // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
+            WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
+            WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
+            WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
+          },
+        },
       }),
     ],
     test: {

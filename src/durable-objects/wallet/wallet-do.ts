@@ -1,32 +1,87 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Outcome } from "../../lib/errors";
+import { createDb } from "../../db/client";
+import { getConfig } from "../../lib/config";
+import { errorBody, successBody } from "../../lib/envelope";
+import { type Outcome, refuse } from "../../lib/errors";
 import { newId } from "../../lib/ids";
-import type { Wallet } from "../../schemas/wallet";
-import { migrate, type WalletRow } from "./wallet-schema";
+import type { Grant, Limits, Transfer, Wallet } from "../../schemas/wallet";
+import { postCreditTransferMessage } from "../../services/messages";
+import {
+  type EntryRow,
+  type GrantRow,
+  migrate,
+  type RefusalRow,
+  type TransferInRow,
+  type TransferOutRow,
+  type WalletRow,
+} from "./wallet-schema";
+import { walletStub } from "./wallet-stub";
+import {
+  type CreditCommand,
+  type FaultPoint,
+  type GrantCommand,
+  IDEMPOTENCY_RETENTION_MS,
+  type LedgerRow,
+  RECOVERY_DELAY_MS,
+  type StoredReply,
+  TRANSFER_WINDOW_HOURS,
+  TRANSFER_WINDOW_MS,
+  type TransferCommand,
+  type WalletSummary,
+} from "./wallet-types";
 
 /** The welcome grant's ledger key: UNIQUE(transfer_id, kind) makes it happen at most once. */
 export const SIGNUP_GRANT_ID = "signup";
 
+/** How a transfer request starts inside the sender's one synchronous transaction. */
+type Start =
+  | { kind: "reply"; reply: StoredReply }
+  | { kind: "refused"; refusal: ReturnType<typeof refuse> }
+  | { kind: "continue"; row: TransferOutRow; replayed: boolean };
+
 /**
  * One wallet per user (`idFromName(userId)`), SQLite-backed. It serializes that wallet's credit
- * movements; the transfer protocol lives here (ARCHITECTURE.md §4). Every method is an RPC
+ * movements and coordinates the transfers it sends (ARCHITECTURE.md §4). Every method is an RPC
  * whose refusals are values (`Outcome`), never thrown custom errors.
  *
  * Opening: `open(userId, signupCredits)` creates the wallet and applies the welcome grant exactly
- * once. Registration calls it; every other mutating entry point opens the wallet first too
- * (`ensureOpen`), so a user whose registration died between the D1 insert and `open` still gets
- * the grant on first use, and the recipient of a first transfer needs no separate step.
+ * once. Registration calls it; every other entry point on behalf of the owner opens the wallet
+ * first too (`ensureOpen`), so a user whose registration died between the D1 insert and `open`
+ * still gets the grant on first use, and the recipient of a first transfer needs no extra step.
+ * Only `summary()` (reconciliation) reads without opening.
+ *
+ * Transfer protocol (sender side):
+ *   1. one transactionSync, no await: idempotency lookup → balance and rolling-limit checks →
+ *      debit + `transfer_out` entry + `pending` transfer; the recovery alarm is set in the same
+ *      output-gated turn;
+ *   2. post the `credit_transfer` message in D1 (keyed by transfer id);
+ *   3. `credit()` on the recipient's object (keyed by (transfer id, kind));
+ *   4. one transactionSync: mark `posted` and store the exact response.
+ * The message goes before the credit so the recipient's `transfer_in` entry and its transfer
+ * record carry the message and chat ids in the one credit call; both steps are keyed by the
+ * transfer id, so their order does not matter for correctness. No storage transaction spans an
+ * await, so A→B and B→A at once cannot deadlock; while this object awaits D1 or the recipient,
+ * other requests to it run (the debit already reserved the credits).
+ * Steps 2–4 are repeated by the alarm, by a retry with the same key and by a read of the
+ * transfer until it is posted; every step is idempotent, so repeating is always safe.
  */
 export class WalletDO extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** The alarm time this object last set (null: none), so frequent transfers do not keep pushing it later. */
+  private alarmAt: number | null = null;
+  /** Test-only fault switch (see `armFault`). */
+  private readonly armedFaults = new Map<FaultPoint, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
+      this.alarmAt = await ctx.storage.getAlarm();
     });
   }
+
+  // ------------------------------------------------------------------ RPC: owner's reads and opening
 
   /** Idempotent: the first call creates the wallet with the `signupCredits` grant; later calls change nothing. */
   open(userId: string, signupCredits: number): Outcome<Wallet> {
@@ -34,15 +89,454 @@ export class WalletDO extends DurableObject<Env> {
     return { ok: true, value: toWallet(row) };
   }
 
-  /** The wallet as stored; an unopened wallet is opened first (see the class comment). */
-  wallet(userId: string, signupCredits: number): Outcome<Wallet> {
-    return this.open(userId, signupCredits);
+  /** Newest first; `beforeSeq` continues a page. Returns `limit + 1` rows when there are more. */
+  transactions(userId: string, signupCredits: number, limit: number, beforeSeq: number | null): Outcome<LedgerRow[]> {
+    this.open(userId, signupCredits);
+    const rows = this.sql
+      .exec<EntryRow>(
+        "SELECT * FROM entries WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+        beforeSeq ?? Number.MAX_SAFE_INTEGER,
+        limit + 1,
+      )
+      .toArray();
+    return { ok: true, value: rows.map(toLedgerRow) };
   }
 
-  // ------------------------------------------------------------------ internals (synchronous)
+  limits(userId: string, signupCredits: number, perTransferMax: number, dailyLimit: number): Outcome<Limits> {
+    this.open(userId, signupCredits);
+    const used = this.windowUsed(Date.now());
+    return {
+      ok: true,
+      value: {
+        perTransferMax,
+        windowHours: TRANSFER_WINDOW_HOURS,
+        windowLimit: dailyLimit,
+        windowUsed: used,
+        windowRemaining: Math.max(0, dailyLimit - used),
+      },
+    };
+  }
+
+  /**
+   * A transfer this wallet sent or received. A sent one still pending is finished first (the
+   * client that timed out and asks here gets the real outcome, not "unknown").
+   */
+  async getTransfer(userId: string, signupCredits: number, transferId: string): Promise<Outcome<Transfer>> {
+    this.open(userId, signupCredits);
+    const out = this.transferOut(transferId);
+    if (out) {
+      const posted = out.state === "posted" ? out : (await this.finish(out), this.transferOut(transferId)!);
+      return { ok: true, value: this.toTransfer(posted) };
+    }
+    const incoming = this.sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
+    if (incoming) {
+      return {
+        ok: true,
+        value: {
+          senderId: incoming.sender_id,
+          recipientId: userId,
+          transferredAmount: incoming.amount,
+          senderBalance: incoming.sender_balance,
+          recipientBalance: incoming.recipient_balance,
+          transferId: incoming.transfer_id,
+          messageId: incoming.message_id,
+          chatId: incoming.chat_id,
+          createdAt: iso(incoming.created_at),
+        },
+      };
+    }
+    return refuse("transfer_not_found", `No transfer ${transferId} sent or received by you`);
+  }
+
+  // ------------------------------------------------------------------ RPC: the transfer protocol
+
+  /** Sender side of a transfer (the class comment has the steps). */
+  async transfer(command: TransferCommand): Promise<Outcome<StoredReply>> {
+    const now = Date.now();
+    const start = this.ctx.storage.transactionSync(() => this.begin(command, now));
+    if (start.kind === "refused") return start.refusal;
+    if (start.kind === "reply") return { ok: true, value: start.reply };
+    // Same turn as the commit above, so the debit and its recovery alarm are written together.
+    this.scheduleAlarm(now + RECOVERY_DELAY_MS);
+    this.fault("after_debit");
+    const reply = await this.finish(start.row);
+    this.fault("after_posted");
+    return { ok: true, value: { ...reply, replayed: start.replayed } };
+  }
+
+  /**
+   * Recipient side: idempotent on (transfer id, `transfer_in`); a repeat returns the first
+   * credit's balance after, and changes nothing.
+   */
+  credit(command: CreditCommand): Outcome<{ balanceAfter: number }> {
+    return this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      this.ensureOpen(command.recipientId, command.signupCredits, now);
+      const existing = this.sql
+        .exec<{ balance_after: number }>(
+          "SELECT balance_after FROM entries WHERE transfer_id = ? AND kind = 'transfer_in'",
+          command.transferId,
+        )
+        .toArray()[0];
+      if (existing) return { ok: true, value: { balanceAfter: existing.balance_after } };
+      const balanceAfter = this.applyCredit(
+        command.transferId,
+        "transfer_in",
+        command.amount,
+        command.senderId,
+        command.messageId,
+        command.note,
+        now,
+      );
+      this.sql.exec(
+        "INSERT INTO transfers_in (transfer_id, sender_id, amount, note, sender_balance, recipient_balance, message_id, chat_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        command.transferId,
+        command.senderId,
+        command.amount,
+        command.note,
+        command.senderBalance,
+        balanceAfter,
+        command.messageId,
+        command.chatId,
+        command.createdAt,
+      );
+      return { ok: true, value: { balanceAfter } };
+    });
+  }
+
+  /** Admin grant: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key). */
+  grant(command: GrantCommand): Outcome<StoredReply> {
+    return this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      this.ensureOpen(command.userId, command.signupCredits, now);
+      // Scope of a key: the admin who sent it (API.md §1), within this wallet.
+      const scopedKey = command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
+      if (scopedKey !== null) {
+        const known = this.sql.exec<GrantRow>("SELECT * FROM grants WHERE idempotency_key = ?", scopedKey).toArray()[0];
+        if (known) {
+          if (known.fingerprint !== command.fingerprint) return keyReused();
+          return { ok: true, value: { status: 201, body: known.response!, replayed: true } };
+        }
+      }
+      const grantId = newId(now);
+      const balance = this.applyCredit(grantId, "grant", command.amount, null, null, command.reason, now);
+      const grant: Grant = { grantId, userId: command.userId, amount: command.amount, balance };
+      const body = JSON.stringify(successBody(grant, 201));
+      this.sql.exec(
+        "INSERT INTO grants (grant_id, idempotency_key, fingerprint, granted_by, amount, reason, balance_after, response, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        grantId,
+        scopedKey,
+        command.fingerprint,
+        command.grantedBy,
+        command.amount,
+        command.reason,
+        balance,
+        scopedKey === null ? null : body,
+        now,
+      );
+      if (scopedKey !== null) this.scheduleAlarm(now + IDEMPOTENCY_RETENTION_MS);
+      return { ok: true, value: { status: 201, body, replayed: false } };
+    });
+  }
+
+  // ------------------------------------------------------------------ RPC: reconciliation
+
+  /** This wallet's books, checked internally; never opens the wallet. */
+  summary(userId: string): WalletSummary {
+    const wallet = this.walletRow();
+    const problems: string[] = [];
+    if (!wallet) return { userId, opened: false, balance: 0, granted: 0, problems, outgoing: [], incoming: [] };
+    if (wallet.user_id !== userId) problems.push(`wallet belongs to ${wallet.user_id}`);
+    let running = 0;
+    let granted = 0;
+    for (const entry of this.sql.exec<EntryRow>("SELECT * FROM entries ORDER BY seq")) {
+      running += entry.amount;
+      if (entry.balance_after !== running) {
+        problems.push(`entry ${entry.id}: balanceAfter ${entry.balance_after}, expected ${running}`);
+        running = entry.balance_after;
+      }
+      if (entry.kind === "grant") granted += entry.amount;
+    }
+    if (running !== wallet.balance) problems.push(`balance ${wallet.balance} but the ledger ends at ${running}`);
+    const unmatchedOut = this.sql
+      .exec<{ transfer_id: string }>(
+        `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_out'
+         WHERE e.id IS NULL OR e.amount != -t.amount`,
+      )
+      .toArray();
+    for (const row of unmatchedOut) problems.push(`transfer ${row.transfer_id}: no matching transfer_out entry`);
+    const orphanOutEntries = this.sql
+      .exec<{ transfer_id: string }>(
+        `SELECT e.transfer_id FROM entries e LEFT JOIN transfers_out t ON t.transfer_id = e.transfer_id
+         WHERE e.kind = 'transfer_out' AND t.transfer_id IS NULL`,
+      )
+      .toArray();
+    for (const row of orphanOutEntries) problems.push(`transfer_out entry ${row.transfer_id} without its transfer`);
+    const unmatchedIn = this.sql
+      .exec<{ transfer_id: string }>(
+        `SELECT t.transfer_id FROM transfers_in t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_in'
+         WHERE e.id IS NULL OR e.amount != t.amount`,
+      )
+      .toArray();
+    for (const row of unmatchedIn) problems.push(`incoming transfer ${row.transfer_id}: no matching transfer_in entry`);
+    const outgoing = this.sql
+      .exec<TransferOutRow>("SELECT * FROM transfers_out")
+      .toArray()
+      .map((row) => ({
+        transferId: row.transfer_id,
+        recipientId: row.recipient_id,
+        amount: row.amount,
+        state: row.state,
+        messageId: row.message_id,
+      }));
+    const incoming = this.sql
+      .exec<TransferInRow>("SELECT * FROM transfers_in")
+      .toArray()
+      .map((row) => ({ transferId: row.transfer_id, senderId: row.sender_id, amount: row.amount, messageId: row.message_id }));
+    return { userId, opened: true, balance: wallet.balance, granted, problems, outgoing, incoming };
+  }
+
+  // ------------------------------------------------------------------ alarm: recovery and cleanup
+
+  /**
+   * Finishes every pending transfer (at-least-once: any step may have run already) and drops
+   * idempotency records older than the retention. Reschedules itself while work remains.
+   */
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const pending = this.sql
+      .exec<TransferOutRow>("SELECT * FROM transfers_out WHERE state = 'pending' ORDER BY created_at")
+      .toArray();
+    let failures = 0;
+    for (const row of pending) {
+      try {
+        await this.finish(row);
+      } catch (error) {
+        failures += 1;
+        console.error(
+          JSON.stringify({
+            level: "error",
+            event: "transfer_recovery_failed",
+            transferId: row.transfer_id,
+            message: String(error),
+          }),
+        );
+      }
+    }
+    const now = Date.now();
+    this.cleanup(now);
+    const stillPending = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM transfers_out WHERE state = 'pending'").one().n;
+    if (stillPending > 0) {
+      const attempts = this.sql
+        .exec<{ a: number }>("SELECT MAX(attempts) AS a FROM transfers_out WHERE state = 'pending'")
+        .one().a;
+      // Back off on repeated failures (D1 or the recipient down), up to 5 minutes.
+      const delay = failures > 0 ? Math.min(RECOVERY_DELAY_MS * 2 ** Math.min(attempts, 6), 300_000) : RECOVERY_DELAY_MS;
+      this.scheduleAlarm(now + delay);
+      return;
+    }
+    const oldestKey = this.sql
+      .exec<{ t: number | null }>(
+        `SELECT MIN(t) AS t FROM (
+           SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL
+           UNION ALL SELECT MIN(created_at) FROM refusals
+           UNION ALL SELECT MIN(created_at) FROM grants WHERE idempotency_key IS NOT NULL)`,
+      )
+      .one().t;
+    if (oldestKey !== null) this.scheduleAlarm(oldestKey + IDEMPOTENCY_RETENTION_MS + 1);
+  }
+
+  // ------------------------------------------------------------------ test-only fault switch
+
+  /**
+   * Makes the next `times` transfers through this object throw right after `point`, as a crash
+   * there would. Only in the test harness: it needs the TEST_FAULT_INJECTION binding, which exists
+   * only in vitest.config.ts's miniflare bindings, AND `ENVIRONMENT = "local"`; anywhere else it
+   * throws. No route calls it; tests reach it with `runInDurableObject`.
+   */
+  armFault(point: FaultPoint, times = 1): void {
+    if (!faultInjectionEnabled(this.env)) throw new Error("fault injection is only available in the test harness");
+    this.armedFaults.set(point, times);
+  }
+
+  private fault(point: FaultPoint): void {
+    const left = this.armedFaults.get(point);
+    if (!left) return;
+    if (left <= 1) this.armedFaults.delete(point);
+    else this.armedFaults.set(point, left - 1);
+    throw new Error(`injected fault ${point}`);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** Step 1, inside one transactionSync. */
+  private begin(command: TransferCommand, now: number): Start {
+    this.ensureOpen(command.senderId, command.signupCredits, now);
+    const key = command.idempotencyKey;
+    if (key !== null) {
+      const known = this.sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE idempotency_key = ?", key).toArray()[0];
+      if (known) {
+        if (known.fingerprint !== command.fingerprint) return { kind: "refused", refusal: keyReused() };
+        if (known.state === "posted") return { kind: "reply", reply: { status: 201, body: known.response!, replayed: true } };
+        return { kind: "continue", row: known, replayed: true };
+      }
+      const refused = this.sql.exec<RefusalRow>("SELECT * FROM refusals WHERE idempotency_key = ?", key).toArray()[0];
+      if (refused) {
+        if (refused.fingerprint !== command.fingerprint) return { kind: "refused", refusal: keyReused() };
+        return { kind: "reply", reply: { status: 409, body: refused.response, replayed: true } };
+      }
+    }
+    const balance = this.walletRow()!.balance;
+    if (balance < command.amount) {
+      return this.refuseStored(command, now, "insufficient_balance", [
+        `Insufficient balance: ${balance} available, ${command.amount} requested`,
+      ]);
+    }
+    const used = this.windowUsed(now);
+    if (used + command.amount > command.dailyLimit) {
+      return this.refuseStored(command, now, "transfer_limit_exceeded", [
+        `Transfer limit exceeded: ${used} of ${command.dailyLimit} credits sent in the last ${TRANSFER_WINDOW_HOURS} hours, ${command.amount} requested`,
+      ]);
+    }
+    const transferId = newId(now);
+    const senderBalance = balance - command.amount;
+    this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", senderBalance, now);
+    this.insertEntry(transferId, "transfer_out", -command.amount, senderBalance, command.recipientId, null, command.note, now);
+    this.sql.exec(
+      "INSERT INTO transfers_out (transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note, sender_balance, created_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+      transferId,
+      key,
+      command.fingerprint,
+      command.recipientId,
+      command.amount,
+      command.note,
+      senderBalance,
+      now,
+    );
+    return { kind: "continue", row: this.transferOut(transferId)!, replayed: false };
+  }
+
+  /** A business refusal that was executed: stored under the key (if any) and replayed later. */
+  private refuseStored(
+    command: TransferCommand,
+    now: number,
+    code: "insufficient_balance" | "transfer_limit_exceeded",
+    details: string[],
+  ): Start {
+    const body = JSON.stringify(errorBody(409, code, details));
+    if (command.idempotencyKey !== null) {
+      this.sql.exec(
+        "INSERT INTO refusals (idempotency_key, fingerprint, response, created_at) VALUES (?, ?, ?, ?)",
+        command.idempotencyKey,
+        command.fingerprint,
+        body,
+        now,
+      );
+      this.scheduleAlarm(now + IDEMPOTENCY_RETENTION_MS);
+    }
+    return { kind: "reply", reply: { status: 409, body, replayed: false } };
+  }
+
+  /** Steps 2–4 for a debited transfer; safe to repeat and to run concurrently with itself. */
+  private async finish(row: TransferOutRow): Promise<StoredReply> {
+    if (row.state === "posted") return { status: 201, body: row.response!, replayed: false };
+    this.sql.exec("UPDATE transfers_out SET attempts = attempts + 1 WHERE transfer_id = ?", row.transfer_id);
+    const senderId = this.walletRow()!.user_id;
+    const message = await postCreditTransferMessage(createDb(this.env.DB), {
+      transferId: row.transfer_id,
+      senderId,
+      recipientId: row.recipient_id,
+      amount: row.amount,
+      note: row.note,
+      createdAt: row.created_at,
+    });
+    this.fault("after_message");
+    const credit = await walletStub(this.env, row.recipient_id).credit({
+      transferId: row.transfer_id,
+      senderId,
+      recipientId: row.recipient_id,
+      amount: row.amount,
+      note: row.note,
+      senderBalance: row.sender_balance,
+      messageId: message.id,
+      chatId: message.chatId,
+      createdAt: row.created_at,
+      signupCredits: getConfig(this.env).signupCredits,
+    });
+    if (!credit.ok) throw new Error(`credit of transfer ${row.transfer_id} refused: ${credit.code}`);
+    this.fault("after_credit");
+    return this.ctx.storage.transactionSync(() => {
+      const current = this.transferOut(row.transfer_id)!;
+      // A concurrent finisher (alarm, retry) may have posted it meanwhile: its response is the response.
+      if (current.state === "posted") return { status: 201 as const, body: current.response!, replayed: false };
+      const transfer: Transfer = {
+        senderId,
+        recipientId: row.recipient_id,
+        transferredAmount: row.amount,
+        senderBalance: row.sender_balance,
+        recipientBalance: credit.value.balanceAfter,
+        transferId: row.transfer_id,
+        messageId: message.id,
+        chatId: message.chatId,
+        createdAt: iso(row.created_at),
+      };
+      const body = JSON.stringify(successBody(transfer, 201));
+      this.sql.exec(
+        "UPDATE transfers_out SET state = 'posted', recipient_balance = ?, message_id = ?, chat_id = ?, response = ?, posted_at = ? WHERE transfer_id = ?",
+        credit.value.balanceAfter,
+        message.id,
+        message.chatId,
+        body,
+        Date.now(),
+        row.transfer_id,
+      );
+      this.sql.exec(
+        "UPDATE entries SET message_id = ? WHERE transfer_id = ? AND kind = 'transfer_out'",
+        message.id,
+        row.transfer_id,
+      );
+      return { status: 201 as const, body, replayed: false };
+    });
+  }
+
+  private cleanup(now: number): void {
+    const cutoff = now - IDEMPOTENCY_RETENTION_MS;
+    this.ctx.storage.transactionSync(() => {
+      // Transfers themselves stay (history, GET /wallets/me/transfers/{id}); only their key and stored reply go.
+      this.sql.exec(
+        "UPDATE transfers_out SET idempotency_key = NULL, fingerprint = NULL, response = NULL WHERE state = 'posted' AND idempotency_key IS NOT NULL AND created_at < ?",
+        cutoff,
+      );
+      this.sql.exec("DELETE FROM refusals WHERE created_at < ?", cutoff);
+      this.sql.exec(
+        "UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL WHERE idempotency_key IS NOT NULL AND created_at < ?",
+        cutoff,
+      );
+    });
+  }
+
+  private scheduleAlarm(at: number): void {
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    void this.ctx.storage.setAlarm(at);
+  }
 
   private walletRow(): WalletRow | undefined {
     return this.sql.exec<WalletRow>("SELECT user_id, balance, opened_at, updated_at FROM wallet WHERE id = 1").toArray()[0];
+  }
+
+  private transferOut(transferId: string): TransferOutRow | undefined {
+    return this.sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE transfer_id = ?", transferId).toArray()[0];
+  }
+
+  /** Credits sent in the rolling window. */
+  private windowUsed(now: number): number {
+    return this.sql
+      .exec<{ used: number }>(
+        "SELECT COALESCE(-SUM(amount), 0) AS used FROM entries WHERE kind = 'transfer_out' AND created_at > ?",
+        now - TRANSFER_WINDOW_MS,
+      )
+      .one().used;
   }
 
   /** Must run inside transactionSync. */
@@ -60,7 +554,7 @@ export class WalletDO extends DurableObject<Env> {
   /** Adds `amount` (> 0) and writes its entry; returns the balance after. Inside transactionSync. */
   private applyCredit(
     transferId: string,
-    kind: "grant" | "transfer_in" | "reversal_in",
+    kind: "grant" | "transfer_in",
     amount: number,
     counterpartyId: string | null,
     messageId: string | null,
@@ -69,24 +563,74 @@ export class WalletDO extends DurableObject<Env> {
   ): number {
     const balance = this.walletRow()!.balance + amount;
     this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", balance, now);
+    this.insertEntry(transferId, kind, amount, balance, counterpartyId, messageId, note, now);
+    return balance;
+  }
+
+  private insertEntry(
+    transferId: string,
+    kind: EntryRow["kind"],
+    amount: number,
+    balanceAfter: number,
+    counterpartyId: string | null,
+    messageId: string | null,
+    note: string | null,
+    now: number,
+  ): void {
     this.sql.exec(
       "INSERT INTO entries (id, transfer_id, kind, amount, balance_after, counterparty_id, message_id, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       newId(now),
       transferId,
       kind,
       amount,
-      balance,
+      balanceAfter,
       counterpartyId,
       messageId,
       note,
       now,
     );
-    return balance;
+  }
+
+  private toTransfer(row: TransferOutRow): Transfer {
+    return {
+      senderId: this.walletRow()!.user_id,
+      recipientId: row.recipient_id,
+      transferredAmount: row.amount,
+      senderBalance: row.sender_balance,
+      recipientBalance: row.recipient_balance!,
+      transferId: row.transfer_id,
+      messageId: row.message_id!,
+      chatId: row.chat_id!,
+      createdAt: iso(row.created_at),
+    };
   }
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+const keyReused = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+
 function toWallet(row: WalletRow): Wallet {
   return { userId: row.user_id, balance: row.balance, updatedAt: iso(row.updated_at) };
+}
+
+function toLedgerRow(row: EntryRow): LedgerRow {
+  return {
+    seq: row.seq,
+    id: row.id,
+    transferId: row.transfer_id,
+    kind: row.kind,
+    amount: row.amount,
+    balanceAfter: row.balance_after,
+    counterpartyId: row.counterparty_id,
+    messageId: row.message_id,
+    note: row.note,
+    createdAt: row.created_at,
+  };
+}
+
+/** The test-only switch: a binding only vitest.config.ts defines, and the local environment. */
+export function faultInjectionEnabled(env: Env): boolean {
+  const bindings = env as unknown as Record<string, unknown>;
+  return bindings.TEST_FAULT_INJECTION === "on" && bindings.ENVIRONMENT === "local";
 }

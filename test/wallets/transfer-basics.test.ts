@@ -1,0 +1,192 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { call, expectError } from "../support/http";
+import { seedUser } from "../support/users";
+import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
+
+async function block(blockerId: string, blockedId: string) {
+  await env.DB.prepare("INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)")
+    .bind(blockerId, blockedId, Date.now())
+    .run();
+}
+
+describe("POST /api/v1/messages/credit-transfer", () => {
+  it("the seed example: 100/100 → 25 → 201 with 75/125 and the message in the chat", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const res = await transfer(alice.token, { recipientId: bob.id, amount: 25 });
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({
+      isSuccess: true,
+      statusCode: 201,
+      errors: null,
+      data: { senderId: alice.id, recipientId: bob.id, transferredAmount: 25, senderBalance: 75, recipientBalance: 125 },
+    });
+    const data = res.json.data;
+    for (const id of [data.transferId, data.messageId, data.chatId]) expect(id).toMatch(/^[0-9a-f]{24}$/);
+    expect(new Date(data.createdAt).toISOString()).toBe(data.createdAt);
+    expect(res.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(await balanceOf(alice.id)).toBe(75);
+    expect(await balanceOf(bob.id)).toBe(125);
+    const message = await env.DB.prepare("SELECT * FROM messages WHERE transfer_id = ?").bind(data.transferId).first();
+    expect(message).toMatchObject({
+      id: data.messageId,
+      chat_id: data.chatId,
+      sender_id: alice.id,
+      type: "credit_transfer",
+      transfer_recipient_id: bob.id,
+      transfer_amount: 25,
+    });
+    const chat = await env.DB.prepare("SELECT type FROM chats WHERE id = ?").bind(data.chatId).first();
+    expect(chat).toEqual({ type: "direct" });
+    // Both ledgers: the debit and the credit, each with the message id and the balance after.
+    expect(
+      await rowsOf(alice.id, "SELECT kind, amount, balance_after, counterparty_id, message_id FROM entries ORDER BY seq"),
+    ).toEqual([
+      { kind: "grant", amount: 100, balance_after: 100, counterparty_id: null, message_id: null },
+      { kind: "transfer_out", amount: -25, balance_after: 75, counterparty_id: bob.id, message_id: data.messageId },
+    ]);
+    expect(
+      await rowsOf(bob.id, "SELECT kind, amount, balance_after, counterparty_id, message_id FROM entries ORDER BY seq"),
+    ).toEqual([
+      { kind: "grant", amount: 100, balance_after: 100, counterparty_id: null, message_id: null },
+      { kind: "transfer_in", amount: 25, balance_after: 125, counterparty_id: alice.id, message_id: data.messageId },
+    ]);
+  });
+
+  it("a second transfer reuses the direct chat and the note travels with it", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const first = await transfer(alice.token, { recipientId: bob.id, amount: 1 });
+    const second = await transfer(bob.token, { recipientId: alice.id, amount: 2, note: "thanks!" });
+    expect(second.status).toBe(201);
+    expect(second.json.data.chatId).toBe(first.json.data.chatId);
+    const message = await env.DB.prepare("SELECT transfer_note FROM messages WHERE id = ?")
+      .bind(second.json.data.messageId)
+      .first();
+    expect(message).toEqual({ transfer_note: "thanks!" });
+  });
+
+  it("opens a wallet on first use: a user whose wallet was never opened has the welcome grant", async () => {
+    const alice = await seedUser();
+    const bob = await seedUser();
+    const res = await transfer(alice.token, { recipientId: bob.id, amount: 30 });
+    expect(res.json.data).toMatchObject({ senderBalance: 70, recipientBalance: 130 });
+  });
+
+  it("validates the amount, the recipient and the note (400 with one line per field)", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const cases: [unknown, string][] = [
+      [{ recipientId: bob.id, amount: "25" }, "amount:"],
+      [{ recipientId: bob.id, amount: 25.5 }, "amount:"],
+      [{ recipientId: bob.id, amount: 1e15 }, "amount: must be at most 100000"],
+      [{ recipientId: bob.id, amount: 100001 }, "amount: must be at most 100000"],
+      [{ recipientId: bob.id, amount: -5 }, "amount:"],
+      [{ recipientId: bob.id, amount: 0 }, "amount:"],
+      [{ recipientId: bob.id }, "amount:"],
+      [{ recipientId: bob.id, amount: null }, "amount:"],
+      [{ recipientId: "not-an-id", amount: 5 }, "recipientId:"],
+      [{ recipientId: bob.id.toUpperCase(), amount: 5 }, "recipientId:"],
+      [{ amount: 5 }, "recipientId:"],
+      [{ recipientId: alice.id, amount: 5 }, "recipientId: cannot be yourself"],
+      [{ recipientId: bob.id, amount: 5, note: "x".repeat(281) }, "note:"],
+      [{ recipientId: bob.id, amount: 5, note: 7 }, "note:"],
+    ];
+    for (const [body, line] of cases) {
+      const err = expectError(await transfer(alice.token, body), 400, "validation_failed");
+      expect(err.errors[0]).toBe("Validation failed");
+      expect(
+        err.errors.slice(1).some((e) => e.startsWith(line)),
+        `${JSON.stringify(body)} → ${err.errors.join(" | ")}`,
+      ).toBe(true);
+    }
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 5, note: "x".repeat(280) })).status).toBe(201);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 1 })).status).toBe(201);
+    expect(await balanceOf(alice.id)).toBe(94);
+  });
+
+  it("honours MAX_TRANSFER_AMOUNT from its var", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const vars = { ...NO_RATE_LIMIT, MAX_TRANSFER_AMOUNT: "10" };
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 11 }, { vars }), 400, "validation_failed");
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { vars })).status).toBe(201);
+  });
+
+  it("401 without or with a bad token", async () => {
+    const bob = await seedWalletUser();
+    expectError(
+      await call("POST", "/api/v1/messages/credit-transfer", { body: { recipientId: bob.id, amount: 1 } }),
+      401,
+      "authentication_required",
+    );
+    expectError(await transfer("not.a.jwt", { recipientId: bob.id, amount: 1 }), 401, "invalid_token");
+  });
+
+  it("404 user_not_found for an unknown recipient; 403 for a suspended caller and a blocking recipient; nothing moves", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    expectError(await transfer(alice.token, { recipientId: "64d15f9e2e6c8f4d5a654321", amount: 5 }), 404, "user_not_found");
+    await block(bob.id, alice.id);
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 5 }), 403, "recipient_blocked");
+    // Blocking is one-way: the blocker can still pay the person they blocked.
+    expect((await transfer(bob.token, { recipientId: alice.id, amount: 5 })).status).toBe(201);
+    const suspended = await seedWalletUser({ status: "suspended" });
+    expectError(await transfer(suspended.token, { recipientId: alice.id, amount: 5 }), 403, "account_suspended");
+    expect(await balanceOf(alice.id)).toBe(105);
+    expect(await balanceOf(suspended.id)).toBe(100);
+  });
+
+  it("409 insufficient_balance with the amounts; nothing moves", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 90 })).status).toBe(201);
+    const err = expectError(await transfer(alice.token, { recipientId: bob.id, amount: 25 }), 409, "insufficient_balance");
+    expect(err.errors).toEqual([
+      "Resource already exists or cannot be changed in its current state",
+      "Insufficient balance: 10 available, 25 requested",
+    ]);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 10 })).json.data.senderBalance).toBe(0);
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 1 }), 409, "insufficient_balance");
+    expect(await balanceOf(bob.id)).toBe(200);
+  });
+
+  it("409 transfer_limit_exceeded over DAILY_TRANSFER_LIMIT in a rolling 24 h; older sends do not count", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const vars = { ...NO_RATE_LIMIT, DAILY_TRANSFER_LIMIT: "50" };
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 30 }, { vars })).status).toBe(201);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 20 }, { vars })).status).toBe(201);
+    const err = expectError(
+      await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars }),
+      409,
+      "transfer_limit_exceeded",
+    );
+    expect(err.errors[1]).toContain("50 of 50");
+    const limits = await call("GET", "/api/v1/wallets/me/limits", { token: alice.token, vars });
+    expect(limits.json.data).toEqual({
+      perTransferMax: 100000,
+      windowHours: 24,
+      windowLimit: 50,
+      windowUsed: 50,
+      windowRemaining: 0,
+    });
+    // Move the first send 24 h into the past: it leaves the window.
+    await rowsOf(alice.id, `UPDATE entries SET created_at = created_at - ${24 * 3600 * 1000 + 1} WHERE amount = -30`);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 30 }, { vars })).status).toBe(201);
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars }), 409, "transfer_limit_exceeded");
+  });
+
+  it("429 rate_limited over RATE_LIMIT_TRANSFERS_PER_MINUTE, with Retry-After", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const vars = { RATE_LIMIT_TRANSFERS_PER_MINUTE: "2" };
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars })).status).toBe(201);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars })).status).toBe(201);
+    const limited = await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars });
+    expectError(limited, 429, "rate_limited");
+    expect(Number(limited.headers.get("Retry-After"))).toBeGreaterThan(0);
+    expect(await balanceOf(alice.id)).toBe(98);
+  });
+});

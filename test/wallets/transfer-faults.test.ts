@@ -1,0 +1,131 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { faultInjectionEnabled, type WalletDO } from "../../src/durable-objects/wallet/wallet-do";
+import { FAULT_POINTS, type FaultPoint } from "../../src/durable-objects/wallet/wallet-types";
+import { walletStub } from "../../src/services/wallets";
+import { call, expectError } from "../support/http";
+import { armFault, balanceOf, rowsOf, seedWalletUser, transfer } from "../support/wallets";
+
+async function messagesOf(transferId: string) {
+  const { results } = await env.DB.prepare("SELECT id FROM messages WHERE transfer_id = ?").bind(transferId).all();
+  return results;
+}
+
+/** The books of one pair after one transfer of 25 that must have happened exactly once. */
+async function expectExactlyOnce(senderId: string, recipientId: string) {
+  const [out] = await rowsOf(senderId, "SELECT * FROM transfers_out");
+  expect(out).toMatchObject({ state: "posted", amount: 25, sender_balance: 75, recipient_balance: 125 });
+  expect(await balanceOf(senderId)).toBe(75);
+  expect(await balanceOf(recipientId)).toBe(125);
+  expect(await rowsOf(senderId, "SELECT COUNT(*) AS n FROM entries WHERE kind = 'transfer_out'")).toEqual([{ n: 1 }]);
+  expect(await rowsOf(recipientId, "SELECT COUNT(*) AS n FROM entries WHERE kind = 'transfer_in'")).toEqual([{ n: 1 }]);
+  const messages = await messagesOf(String(out!.transfer_id));
+  expect(messages).toEqual([{ id: out!.message_id }]);
+  const [credit] = await rowsOf(recipientId, "SELECT message_id FROM entries WHERE kind = 'transfer_in'");
+  expect(credit!.message_id).toBe(out!.message_id);
+  return out!;
+}
+
+/** Where a stopped transfer stands, per fault point: what has happened before the stop. */
+const progress: Record<FaultPoint, { message: boolean; credit: boolean; posted: boolean }> = {
+  after_debit: { message: false, credit: false, posted: false },
+  after_message: { message: true, credit: false, posted: false },
+  after_credit: { message: true, credit: true, posted: false },
+  after_posted: { message: true, credit: true, posted: true },
+};
+
+describe("the transfer protocol survives a stop after each step", () => {
+  it("the switch exists only in the test harness", () => {
+    expect(faultInjectionEnabled(env)).toBe(true);
+    expect(faultInjectionEnabled({ ...env, ENVIRONMENT: "dev" })).toBe(false);
+    expect(faultInjectionEnabled({ ...env, TEST_FAULT_INJECTION: undefined } as unknown as Env)).toBe(false);
+  });
+
+  for (const point of FAULT_POINTS) {
+    it(`${point}: the request fails with 500, the books show exactly the steps done, and the alarm (fired twice) finishes it once`, async () => {
+      const alice = await seedWalletUser();
+      const bob = await seedWalletUser();
+      await armFault(alice.id, point);
+      expectError(await transfer(alice.token, { recipientId: bob.id, amount: 25 }), 500, "internal_error");
+
+      const [out] = await rowsOf(alice.id, "SELECT * FROM transfers_out");
+      expect(out!.state).toBe(progress[point].posted ? "posted" : "pending");
+      expect(await balanceOf(alice.id)).toBe(75);
+      expect(await balanceOf(bob.id)).toBe(progress[point].credit ? 125 : 100);
+      expect(await messagesOf(String(out!.transfer_id))).toHaveLength(progress[point].message ? 1 : 0);
+
+      const stub = walletStub(env, alice.id);
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      await runDurableObjectAlarm(stub);
+      await expectExactlyOnce(alice.id, bob.id);
+    });
+
+    it(`${point}: a retry with the same key finishes the same transfer and answers it`, async () => {
+      const alice = await seedWalletUser();
+      const bob = await seedWalletUser();
+      await armFault(alice.id, point);
+      expectError(
+        await transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: `retry-${point}` }),
+        500,
+        "internal_error",
+      );
+      const retry = await transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: `retry-${point}` });
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get("Idempotent-Replayed")).toBe("true");
+      const out = await expectExactlyOnce(alice.id, bob.id);
+      expect(retry.json.data).toMatchObject({
+        transferId: out.transfer_id,
+        senderBalance: 75,
+        recipientBalance: 125,
+        messageId: out.message_id,
+      });
+      // And the alarm afterwards changes nothing.
+      await runDurableObjectAlarm(walletStub(env, alice.id));
+      await expectExactlyOnce(alice.id, bob.id);
+    });
+  }
+
+  it("a client that timed out asks GET /wallets/me/transfers/{id}: a pending transfer is finished and shown", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    await armFault(alice.id, "after_message");
+    await transfer(alice.token, { recipientId: bob.id, amount: 25 });
+    const [out] = await rowsOf(alice.id, "SELECT transfer_id FROM transfers_out");
+    // The recipient does not see it before it is credited.
+    expectError(
+      await call("GET", `/api/v1/wallets/me/transfers/${out!.transfer_id}`, { token: bob.token }),
+      404,
+      "transfer_not_found",
+    );
+    const res = await call("GET", `/api/v1/wallets/me/transfers/${out!.transfer_id}`, { token: alice.token });
+    expect(res.status).toBe(200);
+    expect(res.json.data).toMatchObject({ transferredAmount: 25, senderBalance: 75, recipientBalance: 125 });
+    await expectExactlyOnce(alice.id, bob.id);
+  });
+
+  it("a fault in every step of several transfers, alarms racing retries: still exactly once each", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const stub = walletStub(env, alice.id);
+    await runInDurableObject(stub, (instance: WalletDO) => {
+      for (const point of FAULT_POINTS) instance.armFault(point, 2);
+    });
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: `m-${i}` })),
+    );
+    expect(results.filter((r) => r.status === 500).length).toBeGreaterThan(0);
+    await Promise.all([
+      runDurableObjectAlarm(stub),
+      ...Array.from({ length: 6 }, (_, i) => transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: `m-${i}` })),
+    ]);
+    while ((await rowsOf(alice.id, "SELECT * FROM transfers_out WHERE state = 'pending'")).length > 0)
+      await runDurableObjectAlarm(stub);
+    expect(await balanceOf(alice.id)).toBe(70);
+    expect(await balanceOf(bob.id)).toBe(130);
+    expect(await rowsOf(alice.id, "SELECT COUNT(*) AS n FROM transfers_out WHERE state = 'posted'")).toEqual([{ n: 6 }]);
+    expect(await rowsOf(bob.id, "SELECT COUNT(*) AS n FROM entries WHERE kind = 'transfer_in'")).toEqual([{ n: 6 }]);
+    const { results: msgs } = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE sender_id = ?").bind(alice.id).all();
+    expect(msgs).toEqual([{ n: 6 }]);
+  });
+});
