@@ -29,8 +29,8 @@ export function createApp() {
     c.set("config", getConfig(c.env));
     await next();
   });
-  app.use("*", corsHeaders);
   app.use("*", securityHeaders);
+  app.use("*", corsHeaders);
   app.use("*", bodyGuard);
 
   for (const router of featureRouters) app.route("/", router);

@@ -500,6 +500,8 @@ describe("CORS", () => {
     expect(preflight.headers.get("Access-Control-Allow-Origin")).toBe("*");
     expect(preflight.headers.get("Access-Control-Allow-Headers")).toBe("Authorization,Content-Type,Idempotency-Key,X-Request-Id");
     expect(preflight.headers.get("Access-Control-Allow-Methods")).toContain("DELETE");
+    expect(preflight.headers.get("X-Content-Type-Options")).toBe("nosniff");
+    expect(preflight.headers.get("X-Request-Id")).toBeTruthy();
 
     const res = await call("GET", "/health", { headers: { Origin: "https://app.example.com" } });
     expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
