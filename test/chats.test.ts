@@ -386,3 +386,55 @@ describe("POST /api/v1/chats/{chatId}/read", () => {
     expect((await read(5)).status).toBe(200);
   });
 });
+
+describe("large groups and long chat lists (D1 binds at most 100 parameters per statement)", () => {
+  it("creates a group of 101 and lists 120 chats a hundred at a time", async () => {
+    const owner = await seedUser();
+    const invited = await Promise.all(Array.from({ length: 100 }, () => seedUser()));
+    const big = await group(owner, invited, "Big");
+    expect(big.members).toHaveLength(101);
+
+    const chatIds = [big.id];
+    for (let i = 0; i < 119; i++) chatIds.push((await group(owner, [invited[i % 100]!], `g${i}`)).id);
+    // A message in every chat so each list item carries a lastMessage.
+    for (const chatId of chatIds.slice(0, 110)) await send(owner, chatId, `in ${chatId}`);
+    const page1 = await call("GET", "/api/v1/chats?limit=100", { token: owner.token });
+    expect(page1.status).toBe(200);
+    expect(page1.json.data.items).toHaveLength(100);
+    expect(page1.json.data.items.every((c: { lastMessage: unknown }) => c.lastMessage !== null)).toBe(true);
+    const page2 = await call("GET", `/api/v1/chats?limit=100&cursor=${page1.json.data.nextCursor}`, { token: owner.token });
+    expect(page2.json.data.items).toHaveLength(20);
+    expect(page2.json.data.nextCursor).toBeNull();
+    const all = [...page1.json.data.items, ...page2.json.data.items].map((c: { id: string }) => c.id);
+    expect(new Set(all)).toEqual(new Set(chatIds));
+    // Most recent activity first: the ten chats without messages come last.
+    expect(new Set(all.slice(110))).toEqual(new Set(chatIds.slice(110)));
+  });
+});
+
+describe("authentication on every chat and message route", () => {
+  it("answers 401 without a token", async () => {
+    const id = newId();
+    const routes: [string, string, unknown?][] = [
+      ["POST", "/api/v1/chats", { type: "group", title: "x" }],
+      ["GET", "/api/v1/chats"],
+      ["GET", `/api/v1/chats/${id}`],
+      ["POST", `/api/v1/chats/${id}/members`, { userId: id }],
+      ["DELETE", `/api/v1/chats/${id}/members/${id}`],
+      ["POST", `/api/v1/chats/${id}/read`, { seq: 1 }],
+      ["POST", "/api/v1/messages", { recipientId: id, content: "x" }],
+      ["POST", "/api/v2/messages", { chatId: id, content: "x" }],
+      ["GET", `/api/v1/messages/chat/${id}`],
+      ["PATCH", `/api/v1/messages/${id}`, { content: "x" }],
+      ["DELETE", `/api/v1/messages/${id}`],
+    ];
+    for (const [method, path, body] of routes) {
+      expectError(await call(method, path, body === undefined ? {} : { body }), 401, "authentication_required");
+      expectError(
+        await call(method, path, { ...(body === undefined ? {} : { body }), token: "not.a.jwt" }),
+        401,
+        "invalid_token",
+      );
+    }
+  });
+});

@@ -2,9 +2,10 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { blocks, users } from "../src/db/schema";
+import { blocks, idempotencyKeys, users } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
+import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/services/idempotency";
 import { postCreditTransferMessage } from "../src/services/messages";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -321,6 +322,36 @@ describe("Idempotency-Key on message POSTs", () => {
     expect(results.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(9);
     const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: a.token });
     expect(list.json.data.items).toHaveLength(1);
+  });
+
+  it("a claim left pending by a request that died is taken over; an expired key is free again", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const body = { recipientId: b.id, content: "after a crash" };
+    const fingerprint = await requestFingerprint("POST", "/api/v1/messages", body);
+    await db.insert(idempotencyKeys).values({
+      userId: a.id,
+      key: "died",
+      fingerprint,
+      responseStatus: null,
+      responseBody: null,
+      createdAt: Date.now() - 60_000,
+    });
+    const res = await call("POST", "/api/v1/messages", { token: a.token, body, headers: { "Idempotency-Key": "died" } });
+    expect(res.status).toBe(201);
+    expect(res.headers.get("Idempotent-Replayed")).toBeNull();
+
+    await db.insert(idempotencyKeys).values({
+      userId: a.id,
+      key: "old",
+      fingerprint: "something else entirely",
+      responseStatus: 201,
+      responseBody: "{}",
+      createdAt: Date.now() - IDEMPOTENCY_RETENTION_MS - 1000,
+    });
+    const reused = await call("POST", "/api/v1/messages", { token: a.token, body, headers: { "Idempotency-Key": "old" } });
+    expect(reused.status).toBe(201);
+    expect(reused.json.data.seq).toBe(2);
   });
 
   it("a v2 clientMessageId duplicate under a new key answers 200 and that 200 is what the key replays", async () => {

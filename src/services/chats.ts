@@ -31,6 +31,18 @@ export function directKeyOf(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
 }
 
+/**
+ * D1 binds at most 100 parameters per statement: lists of ids and multi-row inserts are split
+ * into chunks that stay under it and run together in one batch.
+ */
+export const MAX_BOUND_PARAMETERS = 100;
+
+export function inChunks<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
 const chatNotFound = (chatId: string) => new ApiError("chat_not_found", [`No chat ${chatId} among your chats`]);
 
 /**
@@ -105,14 +117,18 @@ export async function memberIdsOf(db: Database, chatId: string): Promise<string[
 
 async function membersOf(db: Database, chatIds: string[]): Promise<Map<string, ChatMemberRow[]>> {
   const byChat = new Map<string, ChatMemberRow[]>(chatIds.map((id) => [id, []]));
-  if (chatIds.length === 0) return byChat;
-  const rows = await db
-    .select()
-    .from(chatMembers)
-    .where(inArray(chatMembers.chatId, chatIds))
-    .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId))
-    .all();
-  for (const row of rows) byChat.get(row.chatId)?.push(row);
+  const queries = inChunks(chatIds, MAX_BOUND_PARAMETERS).map((ids) =>
+    db
+      .select()
+      .from(chatMembers)
+      .where(inArray(chatMembers.chatId, ids))
+      .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId)),
+  );
+  const [first, ...rest] = queries;
+  if (!first) return byChat;
+  for (const rows of await db.batch([first, ...rest])) {
+    for (const row of rows) byChat.get(row.chatId)?.push(row);
+  }
   return byChat;
 }
 
@@ -164,7 +180,10 @@ export async function createGroupChat(db: Database, callerId: string, title: str
   await assertActiveUser(db, callerId);
   const invited = [...new Set(memberIds)].filter((id) => id !== callerId);
   if (invited.length > 0) {
-    const found = await db.select({ id: users.id }).from(users).where(inArray(users.id, invited)).all();
+    const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS).map((ids) =>
+      db.select({ id: users.id }).from(users).where(inArray(users.id, ids)),
+    );
+    const found = first ? (await db.batch([first, ...rest])).flat() : [];
     const known = new Set(found.map((row) => row.id));
     const missing = invited.filter((id) => !known.has(id));
     if (missing.length > 0)
@@ -183,20 +202,20 @@ export async function createGroupChat(db: Database, callerId: string, title: str
     joinedAt: now,
     lastActivityAt: now,
   });
+  const rows = [member(callerId, "owner"), ...invited.map((userId) => member(userId, "member"))];
+  const rowsPerInsert = Math.floor(MAX_BOUND_PARAMETERS / Object.keys(member(callerId, "owner")).length);
   await db.batch([
-    db
-      .insert(chats)
-      .values({
-        id,
-        type: "group",
-        title,
-        directKey: null,
-        createdBy: callerId,
-        lastSeq: 0,
-        lastActivityAt: now,
-        createdAt: now,
-      }),
-    db.insert(chatMembers).values([member(callerId, "owner"), ...invited.map((userId) => member(userId, "member"))]),
+    db.insert(chats).values({
+      id,
+      type: "group",
+      title,
+      directKey: null,
+      createdBy: callerId,
+      lastSeq: 0,
+      lastActivityAt: now,
+      createdAt: now,
+    }),
+    ...inChunks(rows, rowsPerInsert).map((chunk) => db.insert(chatMembers).values(chunk)),
   ]);
   return viewChat(db, id, callerId);
 }

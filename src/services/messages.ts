@@ -6,7 +6,7 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { findOrCreateDirectChat, requireMember } from "./chats";
+import { findOrCreateDirectChat, inChunks, MAX_BOUND_PARAMETERS, requireMember } from "./chats";
 import { assertActiveUser, assertCanSendTo } from "./users";
 
 /**
@@ -126,13 +126,17 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
 export async function lastMessagesOf(db: Database, positions: { chatId: string; seq: number }[]): Promise<Map<string, Message>> {
   const wanted = positions.filter((position) => position.seq > 0);
   const byChat = new Map<string, Message>();
-  if (wanted.length === 0) return byChat;
-  const rows = await db
-    .select()
-    .from(messages)
-    .where(or(...wanted.map((position) => and(eq(messages.chatId, position.chatId), eq(messages.seq, position.seq)))))
-    .all();
-  for (const row of rows) byChat.set(row.chatId, toMessage(row));
+  // Two bound parameters per (chat_id, seq) pair; each pair is one lookup of messages_chat_seq_unique.
+  const [first, ...rest] = inChunks(wanted, Math.floor(MAX_BOUND_PARAMETERS / 2)).map((chunk) =>
+    db
+      .select()
+      .from(messages)
+      .where(or(...chunk.map((position) => and(eq(messages.chatId, position.chatId), eq(messages.seq, position.seq))))),
+  );
+  if (!first) return byChat;
+  for (const rows of await db.batch([first, ...rest])) {
+    for (const row of rows) byChat.set(row.chatId, toMessage(row));
+  }
   return byChat;
 }
 
