@@ -50,6 +50,22 @@ describe("register", () => {
     expect(me.json.data).toEqual(user);
   });
 
+  it("opens the new user's wallet with the SIGNUP_CREDITS grant", async () => {
+    // 37 at registration; the read below runs with the default (100), so it shows 37 only if
+    // registration itself opened the wallet (a wallet opened lazily by the read would get 100).
+    const res = await call("POST", "/api/v1/auth/register", {
+      body: { email: uniqueEmail("wallet"), password: PASSWORD, displayName: "Wallet" },
+      headers: ip(),
+      vars: { SIGNUP_CREDITS: "37" },
+    });
+    expect(res.status).toBe(201);
+    const wallet = await call("GET", "/api/v1/wallets/me", { token: res.json.data.accessToken });
+    expect(wallet.status, wallet.text).toBe(200);
+    expect(wallet.json.data).toMatchObject({ userId: res.json.data.user.id, balance: 37 });
+    const ledger = await call("GET", "/api/v1/wallets/me/transactions", { token: res.json.data.accessToken });
+    expect(ledger.json.data.items).toMatchObject([{ kind: "grant", amount: 37, balanceAfter: 37 }]);
+  });
+
   it("stores a PBKDF2 hash with its parameters, and only the SHA-256 of refresh tokens", async () => {
     const session = await register();
     const row = await env.DB.prepare("SELECT password_hash FROM users WHERE id = ?")
