@@ -159,6 +159,46 @@ describe("blocking", () => {
   });
 });
 
+describe("blocking and suspension as the other features see them (over HTTP)", () => {
+  it("a blocked user cannot open a direct chat with, message or pay the blocker", async () => {
+    const blocker = await seedUser();
+    const blocked = await seedUser();
+    expect((await call("POST", `/api/v1/users/${blocked.id}/block`, { token: blocker.token })).status).toBe(200);
+    const sends = [
+      call("POST", "/api/v1/chats", { token: blocked.token, body: { type: "direct", memberId: blocker.id } }),
+      call("POST", "/api/v1/messages", { token: blocked.token, body: { recipientId: blocker.id, content: "hi" } }),
+      call("POST", "/api/v1/messages/credit-transfer", { token: blocked.token, body: { recipientId: blocker.id, amount: 1 } }),
+    ];
+    for (const res of await Promise.all(sends)) expectError(res, 403, "recipient_blocked");
+    // One-way: the blocker can still write to the person they blocked.
+    expect(
+      (await call("POST", "/api/v1/messages", { token: blocker.token, body: { recipientId: blocked.id, content: "hi" } })).status,
+    ).toBe(201);
+  });
+
+  it("a suspended user can read but every send is 403 account_suspended", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const user = await seedUser();
+    const friend = await seedUser();
+    await call("POST", `/api/v1/admin/users/${user.id}/suspension`, { token: admin.token, body: { reason: "abuse" } });
+    expectError(
+      await call("POST", "/api/v1/messages", { token: user.token, body: { recipientId: friend.id, content: "hi" } }),
+      403,
+      "account_suspended",
+    );
+    expectError(
+      await call("POST", "/api/v1/messages/credit-transfer", { token: user.token, body: { recipientId: friend.id, amount: 1 } }),
+      403,
+      "account_suspended",
+    );
+    expect((await call("GET", "/api/v1/chats", { token: user.token })).status).toBe(200);
+    await call("DELETE", `/api/v1/admin/users/${user.id}/suspension`, { token: admin.token });
+    expect(
+      (await call("POST", "/api/v1/messages", { token: user.token, body: { recipientId: friend.id, content: "hi" } })).status,
+    ).toBe(201);
+  });
+});
+
 describe("suspension", () => {
   it("admins suspend and reinstate; sends are refused meanwhile; reads still work", async () => {
     const admin = await seedUser({ role: "admin" });
