@@ -49,9 +49,8 @@ async function findByDedupeKey(db: Database, key: DedupeKey): Promise<MessageRow
  * won is returned with `created: false`.
  */
 export async function appendMessage(db: Database, input: NewMessage, dedupe: DedupeKey = null): Promise<Posted> {
-  const existing = await findByDedupeKey(db, dedupe);
-  if (existing) return { message: toMessage(existing), created: false };
-
+  // Callers look the dedupe key up first (the common retry is answered without a write); here it
+  // is only consulted when the insert fails, i.e. when a concurrent duplicate won the race.
   const id = newId(input.createdAt);
   const currentSeq = sql`(SELECT last_seq FROM chats WHERE id = ${input.chatId})`;
   try {
