@@ -4,7 +4,7 @@ import type { Database } from "../db/client";
 import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
-import { newId } from "../lib/ids";
+import { ID_PATTERN, newId } from "../lib/ids";
 import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
 import type { Message } from "../schemas/message";
 import { appendMessage, lastMessagesOf } from "./messages";
@@ -220,7 +220,7 @@ export async function createGroupChat(db: Database, callerId: string, title: str
   return viewChat(db, id, callerId);
 }
 
-const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(/^[0-9a-f]{24}$/) });
+const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
 
 /**
  * The caller's chats, most recent activity first (ties by id), from one backwards range scan of
