@@ -18,15 +18,11 @@ const json = <T>(schema: T) => ({ required: true, content: { "application/json":
 
 /** Documented here; its value is checked by the idempotency service (1..255 printable ASCII, else 400). */
 const idempotencyHeaders = z.object({
-  [IDEMPOTENCY_HEADER.toLowerCase()]: z
-    .string()
-    .optional()
-    .openapi({
-      param: { name: IDEMPOTENCY_HEADER, in: "header" },
-      example: "7f9c2ba4-e88f-4a1a-9d3c-5a1e0b6f1c2d",
-      description:
-        "1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation.",
-    }),
+  [IDEMPOTENCY_HEADER]: z.string().optional().openapi({
+    example: "7f9c2ba4-e88f-4a1a-9d3c-5a1e0b6f1c2d",
+    description:
+      "1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation.",
+  }),
 });
 
 const replayedHeader = {
