@@ -48,7 +48,19 @@ export const transferSchema = z
     chatId: idSchema("direct chat id").openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
     createdAt: isoTime(),
   })
-  .openapi("Transfer");
+  .openapi("Transfer", {
+    example: {
+      senderId: "64d15f9e2e6c8f4d5a123456",
+      recipientId: "64d15f9e2e6c8f4d5a654321",
+      transferredAmount: 25,
+      senderBalance: 75,
+      recipientBalance: 125,
+      transferId: "64d15f9e2e6c8f4d5a777777",
+      messageId: "64d15f9e2e6c8f4d5a888888",
+      chatId: "64d15f9e2e6c8f4d5a999999",
+      createdAt: "2026-01-15T10:30:00.000Z",
+    },
+  });
 
 export const transferRequestSchema = z
   .object({
