@@ -121,7 +121,7 @@ async function main() {
     if (hasTransfer && hasRegister) {
       const recipient = await register("recipient");
       operation = await openOperation(page, TRANSFER_SUMMARY);
-      const description = await operation.locator(".opblock-description-wrapper").innerText();
+      const description = await operation.locator(".opblock-description-wrapper").first().innerText();
       assert.ok(description.includes(WARNING_TR), `Turkish production warning on the transfer operation:\n${description}`);
       assert.ok(description.includes(WARNING_EN), `English production warning on the transfer operation:\n${description}`);
       const tryOut = operation.locator("button.try-out__btn");
@@ -150,10 +150,16 @@ async function main() {
     const requestUrl = await operation.locator(".request-url pre").first().innerText();
     assert.ok(requestUrl.startsWith(BASE_URL), `the playground sent to ${requestUrl}, not the local server`);
 
-    await live.scrollIntoViewIfNeeded();
-    await operation.locator(".opblock-summary").first().scrollIntoViewIfNeeded();
-    await page.evaluate(() => window.scrollBy(0, -120));
-    await page.screenshot({ path: SCREENSHOT });
+    // From the operation's header (method, path, warning) down to the rendered server response.
+    const top = await operation.boundingBox();
+    const bottom = await live.locator("tbody tr").first().boundingBox();
+    const scrollY = await page.evaluate(() => window.scrollY);
+    if (!top || !bottom) throw new Error("the operation or its response is not on the page");
+    await page.screenshot({
+      path: SCREENSHOT,
+      fullPage: true,
+      clip: { x: top.x, y: top.y + scrollY, width: top.width, height: bottom.y + bottom.height - top.y },
+    });
 
     assert.deepEqual(blocked, [], `requests outside the local server: ${blocked.join(", ")}`);
     assert.deepEqual(pageErrors, [], `errors on the page: ${pageErrors.join("; ")}`);

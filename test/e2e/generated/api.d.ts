@@ -4,6 +4,57 @@
  */
 
 export interface paths {
+    "/api/v1/admin/reconciliation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reconcile all wallets
+         * @description Admins only. Walks every user's wallet and checks the books end to end: each wallet's `balanceAfter` chain and entries; every `transfer_out` paired with exactly one `transfer_in` of the same amount; every posted transfer has exactly one `credit_transfer` message; total balance + credits in flight (`pendingTransfers`, finished by the alarms within seconds) = total granted. `discrepancies` is empty when the books are right. Not a snapshot: under live traffic a totals-only discrepancy can be a transfer that started mid-walk; run it again before acting.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The result of the check */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Reconciliation"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/users/{userId}/suspension": {
         parameters: {
             query?: never;
@@ -115,6 +166,80 @@ export interface paths {
                 500: components["responses"]["InternalServerError"];
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/wallets/{userId}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Grant credits to a wallet
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.
+         *
+         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description 1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["GrantRequest"];
+                };
+            };
+            responses: {
+                /** @description The grant was applied */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Grant"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -364,6 +489,707 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List my chat rooms
+         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of your chats */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["Chat"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        /**
+         * Create a chat room
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
+         *
+         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CreateDirectChat"] | components["schemas"]["CreateGroupChat"];
+                };
+            };
+            responses: {
+                /** @description The direct chat with that person already existed */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                /** @description The chat was created */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chats/{chatId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a chat room
+         * @description The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chats/{chatId}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a member to a group chat
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["AddChatMember"];
+                };
+            };
+            responses: {
+                /** @description The chat with its new member */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chats/{chatId}/members/{userId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member from a group chat, or leave it
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`. A `system` message records the change.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The member is out of the chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["ChatMembershipRemoval"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chats/{chatId}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark a chat room as read
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["MarkRead"];
+                };
+            };
+            responses: {
+                /** @description Your read marker in this chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["ReadMarker"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a new message
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description 1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SendMessageV1"];
+                };
+            };
+            responses: {
+                /** @description The message was sent */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages/{messageId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a message
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Deletes your own message: it keeps its place and `seq`, with `content: null` and `deletedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The message id (24 lowercase hex characters). */
+                    messageId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The deleted message */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        options?: never;
+        head?: never;
+        /**
+         * Edit a message
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Replaces the text of your own message and sets `editedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`. Then a suspended sender gets 403 `account_suspended`.
+         */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The message id (24 lowercase hex characters). */
+                    messageId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["EditMessage"];
+                };
+            };
+            responses: {
+                /** @description The edited message */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        trace?: never;
+    };
+    "/api/v1/messages/chat/{chatId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List messages in a chat room
+         * @description Without `afterSeq`: newest first; pass `nextCursor` as `cursor` for older messages (new messages arriving meanwhile never shift your pages). With `afterSeq`: oldest first, starting after that seq (catching up after a reconnect); `nextCursor` continues forwards and takes precedence over `afterSeq`. Deleted messages keep their place with `content: null`. 404 `chat_not_found` if you are not a member.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Catch up: messages with a higher seq, oldest first. */
+                    afterSeq?: number | null;
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of messages */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["Message"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages/credit-transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a credit transfer message
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once: the credits and the message always go together, even across crashes and retries (a pending transfer is finished by the sender wallet's alarm within seconds).
+         *
+         *     Validation (400 `validation_failed`, one `field: message` per problem): `recipientId` a 24-hex id that is not the caller; `amount` a JSON integer from 1 to `MAX_TRANSFER_AMOUNT` (default 100000) — strings, floats, zero and negatives are refused; `note` at most 280 characters.
+         *
+         *     Refusals: 403 `account_suspended` (the caller is suspended), 404 `user_not_found` (no such recipient), 403 `recipient_blocked` (the recipient blocked the caller); 409 `insufficient_balance` (e.g. `Insufficient balance: 10 available, 25 requested`); 409 `transfer_limit_exceeded` (more than `DAILY_TRANSFER_LIMIT`, default 1000000, credits sent in a rolling 24 hours, see `GET /api/v1/wallets/me/limits`); 409 `idempotency_key_reused`.
+         *
+         *     Idempotency: with an `Idempotency-Key`, the 201 and the 409 `insufficient_balance` / `transfer_limit_exceeded` outcomes are stored and replayed for 24 h; 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
+         *
+         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute; over it 429 `rate_limited` with `Retry-After`.
+         *
+         *     `senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description 1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CreditTransferRequest"];
+                };
+            };
+            responses: {
+                /** @description The transfer was made and its message posted */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Transfer"] & unknown;
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
                 409: components["responses"]["Conflict"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
@@ -762,6 +1588,310 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/wallets/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get my wallet
+         * @description The caller's balance. Every user has a wallet: it is opened at registration with the `SIGNUP_CREDITS` welcome grant, or on first use if that did not happen.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The caller's wallet */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Wallet"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/wallets/me/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get my transfer limits
+         * @description `perTransferMax` is `MAX_TRANSFER_AMOUNT`; the rolling window is the last `windowHours` (24) hours, in which the caller may send `windowLimit` (`DAILY_TRANSFER_LIMIT`) credits in total; `windowUsed` were sent, `windowRemaining` are left.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The caller's limits and usage */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["TransferLimits"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/wallets/me/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List my wallet transactions
+         * @description The caller's ledger, newest first: every grant, transfer out (negative `amount`) and transfer in (positive), each with the balance right after it. Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of ledger entries */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["LedgerEntry"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/wallets/me/transfers/{transferId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a credit transfer
+         * @description A transfer the caller sent or received. A client whose transfer request timed out asks here whether it went through (a transfer still finishing is finished first). 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The transfer id (24 lowercase hex characters). */
+                    transferId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The transfer */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Transfer"] & unknown;
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a new message (v2)
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description 1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SendMessageV2"];
+                };
+            };
+            responses: {
+                /** @description A message with this clientMessageId was already sent: the original */
+                200: {
+                    headers: {
+                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                /** @description The message was sent */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {number} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -815,10 +1945,74 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @example {
+         *       "userId": "64d15f9e2e6c8f4d5a654321"
+         *     }
+         */
+        AddChatMember: {
+            /**
+             * @description The user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            userId: string;
+        };
         BlockState: {
             /** @example true */
             blocked: boolean;
             /** @example 64d15f9e2e6c8f4d5a654321 */
+            userId: string;
+        };
+        Chat: {
+            /** @example 2026-01-15T10:30:00.000Z */
+            createdAt: string;
+            /** @example 64d15f9e2e6c8f4d5a999999 */
+            id: string;
+            lastMessage: components["schemas"]["Message"] & (Record<string, never> | null);
+            /**
+             * @description The highest `seq` in this chat (0 before the first message).
+             * @example 42
+             */
+            lastSeq: number;
+            members: components["schemas"]["ChatMember"][];
+            /**
+             * @description Null for direct chats.
+             * @example Weekend trip
+             */
+            title: string | null;
+            /**
+             * @example group
+             * @enum {string}
+             */
+            type: "direct" | "group";
+            /**
+             * @description `lastSeq - lastReadSeq` for the caller; system messages count, your own do not.
+             * @example 3
+             */
+            unreadCount: number;
+        };
+        ChatMember: {
+            /** @example 2026-01-15T10:30:00.000Z */
+            joinedAt: string;
+            /**
+             * @description Group chats have one owner; both people in a direct chat are `member`.
+             * @example owner
+             * @enum {string}
+             */
+            role: "owner" | "member";
+            /** @example 64d15f9e2e6c8f4d5a123456 */
+            userId: string;
+        };
+        /**
+         * @example {
+         *       "chatId": "64d15f9e2e6c8f4d5a999999",
+         *       "userId": "64d15f9e2e6c8f4d5a654321",
+         *       "ownerId": "64d15f9e2e6c8f4d5a123456"
+         *     }
+         */
+        ChatMembershipRemoval: {
+            chatId: string;
+            ownerId: string | null;
             userId: string;
         };
         ChatRead: {
@@ -849,6 +2043,47 @@ export interface components {
              */
             type: "chat.read";
         };
+        /**
+         * @example {
+         *       "type": "direct",
+         *       "memberId": "64d15f9e2e6c8f4d5a654321"
+         *     }
+         */
+        CreateDirectChat: {
+            /**
+             * @description The other person's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            memberId: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "direct";
+        };
+        /**
+         * @example {
+         *       "type": "group",
+         *       "title": "Weekend trip",
+         *       "memberIds": [
+         *         "64d15f9e2e6c8f4d5a654321"
+         *       ]
+         *     }
+         */
+        CreateGroupChat: {
+            /**
+             * @description Users to add besides you (you become the owner). Duplicates and your own id are ignored.
+             * @default []
+             */
+            memberIds: string[];
+            /** @example Weekend trip */
+            title: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "group";
+        };
         /** @example null */
         CreditTransferPayload: {
             /**
@@ -863,6 +2098,48 @@ export interface components {
             /** @example 64d15f9e2e6c8f4d5a777777 */
             transferId: string;
         } | null;
+        /**
+         * @example {
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "amount": 25
+         *     }
+         */
+        CreditTransferRequest: {
+            /**
+             * @description Whole credits, 1..MAX_TRANSFER_AMOUNT (default 100000). Never a string or a float.
+             * @example 25
+             */
+            amount: number;
+            /**
+             * @description Shown with the transfer in the chat; up to 280 characters.
+             * @example lunch
+             */
+            note?: string | null;
+            /**
+             * @description The recipient's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a654321
+             */
+            recipientId: string;
+        };
+        Discrepancy: {
+            detail: string;
+            /** @example unpaired_transfer_out */
+            kind: string;
+            transferId: string | null;
+            userId: string | null;
+        };
+        /**
+         * @example {
+         *       "content": "Hello again!"
+         *     }
+         */
+        EditMessage: {
+            /**
+             * @description 1..4000 characters after trimming.
+             * @example Hello!
+             */
+            content: string;
+        };
         ErrorEnvelope: {
             /**
              * @description Stable snake_case error code.
@@ -878,6 +2155,37 @@ export interface components {
             /** @example 2026-01-15T10:30:00.000Z */
             timestamp: string;
         };
+        Grant: {
+            /** @example 500 */
+            amount: number;
+            /**
+             * @description The wallet's balance right after the grant.
+             * @example 600
+             */
+            balance: number;
+            /**
+             * @description The grant id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            grantId: string;
+            /**
+             * @description The user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            userId: string;
+        };
+        /**
+         * @example {
+         *       "amount": 500,
+         *       "reason": "Compensation for ticket #4521"
+         *     }
+         */
+        GrantRequest: {
+            /** @example 500 */
+            amount: number;
+            /** @example Compensation for ticket #4521 */
+            reason: string;
+        };
         Health: {
             /** @enum {string} */
             environment: "local" | "dev" | "production";
@@ -885,6 +2193,38 @@ export interface components {
             status: "ok";
             /** @example 0.1.0 */
             version: string;
+        };
+        LedgerEntry: {
+            /**
+             * @description Signed: negative leaves the wallet, positive enters it.
+             * @example -25
+             */
+            amount: number;
+            /** @example 75 */
+            balanceAfter: number;
+            /** @example 64d15f9e2e6c8f4d5a654321 */
+            counterpartyId: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            createdAt: string;
+            /**
+             * @description The entry id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /** @enum {string} */
+            kind: "transfer_out" | "transfer_in" | "grant" | "reversal_out" | "reversal_in";
+            /** @example 64d15f9e2e6c8f4d5a888888 */
+            messageId: string | null;
+            /** @example lunch */
+            note: string | null;
+            /**
+             * @description The transfer this entry belongs to; for a grant, the grant id (`signup` for the welcome grant).
+             * @example 64d15f9e2e6c8f4d5a777777
+             */
+            transferId: string;
         };
         /**
          * @example {
@@ -908,6 +2248,15 @@ export interface components {
         LogoutResult: {
             /** @enum {boolean} */
             loggedOut: true;
+        };
+        /**
+         * @example {
+         *       "seq": 42
+         *     }
+         */
+        MarkRead: {
+            /** @example 42 */
+            seq: number;
         };
         Message: {
             /** @example 64d15f9e2e6c8f4d5a999999 */
@@ -982,6 +2331,14 @@ export interface components {
              */
             type: "message.updated";
         };
+        ReadMarker: {
+            /** @example 64d15f9e2e6c8f4d5a999999 */
+            chatId: string;
+            /** @example 42 */
+            lastReadSeq: number;
+            /** @example 0 */
+            unreadCount: number;
+        };
         RealtimeErrorFrame: {
             /**
              * @description When the server sent the event (ISO-8601 UTC).
@@ -1022,6 +2379,28 @@ export interface components {
              * @example wss://api.credit-chat.example.com/api/v1/realtime?ticket=64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M
              */
             url: string;
+        };
+        Reconciliation: {
+            discrepancies: components["schemas"]["Discrepancy"][];
+            /**
+             * @description Credits debited by pending transfers but not yet credited.
+             * @example 0
+             */
+            inFlightAmount: number;
+            /**
+             * @description Transfers debited but not yet finished (the alarm finishes them within seconds).
+             * @example 0
+             */
+            pendingTransfers: number;
+            /** @example 200 */
+            totalBalance: number;
+            /** @example 200 */
+            totalGranted: number;
+            /**
+             * @description Wallets walked (one per user; unopened wallets count with 0).
+             * @example 2
+             */
+            wallets: number;
         };
         /**
          * @example {
@@ -1067,6 +2446,53 @@ export interface components {
              * @example Appeal accepted
              */
             reason?: string;
+        };
+        /**
+         * @example {
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "content": "Hello!"
+         *     }
+         */
+        SendMessageV1: {
+            /**
+             * @description 1..4000 characters after trimming.
+             * @example Hello!
+             */
+            content: string;
+            /**
+             * @description The recipient's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            recipientId: string;
+        };
+        /**
+         * @example {
+         *       "chatId": "64d15f9e2e6c8f4d5a999999",
+         *       "content": "Hello!",
+         *       "clientMessageId": "c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77"
+         *     }
+         */
+        SendMessageV2: {
+            /**
+             * @description The chat id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            chatId: string;
+            /**
+             * @description Your id for this message: sending it again in the same chat returns the original with 200.
+             * @example c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77
+             */
+            clientMessageId?: string;
+            /**
+             * @description 1..4000 characters after trimming.
+             * @example Hello!
+             */
+            content: string;
+            /**
+             * @description The message replied to (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            replyToMessageId?: string;
         };
         Session: {
             /**
@@ -1136,6 +2562,33 @@ export interface components {
             transferId: string;
             /** @example 25 */
             transferredAmount: number;
+        };
+        TransferLimits: {
+            /**
+             * @description MAX_TRANSFER_AMOUNT: the largest single transfer.
+             * @example 100000
+             */
+            perTransferMax: number;
+            /**
+             * @description The rolling window of the send limit, in hours.
+             * @example 24
+             */
+            windowHours: number;
+            /**
+             * @description DAILY_TRANSFER_LIMIT: credits one user may send per window.
+             * @example 1000000
+             */
+            windowLimit: number;
+            /**
+             * @description windowLimit − windowUsed (never below 0).
+             * @example 999975
+             */
+            windowRemaining: number;
+            /**
+             * @description Credits sent in the last `windowHours` hours.
+             * @example 25
+             */
+            windowUsed: number;
         };
         /** @description Someone sent you credits; the transfer as its sender saw it. */
         TransferReceivedFrame: {

@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { describe, it } from "node:test";
+import { api, assertError, assertOk, PASSWORD, registerUser } from "./support/client.ts";
+
+/** Paying inside the conversation, as the product's documentation shows it, over HTTP. */
+const balanceOf = async (user: Awaited<ReturnType<typeof registerUser>>) =>
+  assertOk(await user.client.GET("/api/v1/wallets/me"), 200).balance;
+
+/** The admin of the local environment (ADMIN_EMAILS = admin@example.com in wrangler.toml), signed in once. */
+let adminSession: Promise<ReturnType<typeof api>> | undefined;
+function admin() {
+  adminSession ??= (async () => {
+    const email = "admin@example.com";
+    const registered = await api().POST("/api/v1/auth/register", { body: { email, password: PASSWORD, displayName: "Admin" } });
+    if (registered.response.status !== 201) assertError(registered, 409, "already_exists");
+    const session = assertOk(await api().POST("/api/v1/auth/login", { body: { email, password: PASSWORD } }), 200);
+    assert.equal(session.user.role, "admin");
+    return api(session.accessToken);
+  })();
+  return adminSession;
+}
+
+describe("credit transfers over HTTP", () => {
+  it("the seed example: 100/100, 25 sent, 75/125; replayed by Idempotency-Key; looked up; in the ledger and the chat", async () => {
+    const sender = await registerUser("Sender");
+    const recipient = await registerUser("Recipient");
+    assert.equal(await balanceOf(sender), 100);
+    assert.equal(await balanceOf(recipient), 100);
+
+    const key = randomUUID();
+    const send = () =>
+      sender.client.POST("/api/v1/messages/credit-transfer", {
+        body: { recipientId: recipient.id, amount: 25 },
+        headers: { "Idempotency-Key": key },
+      });
+    const first = await send();
+    const transfer = assertOk(first, 201);
+    assert.equal(first.response.headers.get("Idempotent-Replayed"), null);
+    assert.equal(transfer.senderId, sender.id);
+    assert.equal(transfer.recipientId, recipient.id);
+    assert.equal(transfer.transferredAmount, 25);
+    assert.equal(transfer.senderBalance, 75);
+    assert.equal(transfer.recipientBalance, 125);
+    for (const id of [transfer.transferId, transfer.messageId, transfer.chatId]) assert.match(id, /^[0-9a-f]{24}$/);
+
+    const replay = await send();
+    assert.equal(replay.response.headers.get("Idempotent-Replayed"), "true");
+    assert.deepEqual(assertOk(replay, 201), transfer, "the original body again");
+    assert.equal(await balanceOf(sender), 75, "a replay moves nothing");
+    assert.equal(await balanceOf(recipient), 125);
+
+    const reused = await sender.client.POST("/api/v1/messages/credit-transfer", {
+      body: { recipientId: recipient.id, amount: 26 },
+      headers: { "Idempotency-Key": key },
+    });
+    assertError(reused, 409, "idempotency_key_reused");
+
+    // A client that timed out asks whether it went through: sender and recipient may, others may not.
+    for (const user of [sender, recipient]) {
+      const found = assertOk(
+        await user.client.GET("/api/v1/wallets/me/transfers/{transferId}", {
+          params: { path: { transferId: transfer.transferId } },
+        }),
+        200,
+      );
+      assert.deepEqual(found, transfer);
+    }
+    const stranger = await registerUser("Stranger");
+    assertError(
+      await stranger.client.GET("/api/v1/wallets/me/transfers/{transferId}", {
+        params: { path: { transferId: transfer.transferId } },
+      }),
+      404,
+      "transfer_not_found",
+    );
+
+    const senderLedger = assertOk(
+      await sender.client.GET("/api/v1/wallets/me/transactions", { params: { query: { limit: 10 } } }),
+      200,
+    );
+    assert.deepEqual(
+      senderLedger.items.map((e) => [e.kind, e.amount, e.balanceAfter]),
+      [
+        ["transfer_out", -25, 75],
+        ["grant", 100, 100],
+      ],
+    );
+    assert.equal(senderLedger.items[0]?.transferId, transfer.transferId);
+    assert.equal(senderLedger.items[0]?.counterpartyId, recipient.id);
+    assert.equal(senderLedger.nextCursor, null);
+    const recipientLedger = assertOk(await recipient.client.GET("/api/v1/wallets/me/transactions"), 200);
+    assert.deepEqual(
+      recipientLedger.items.map((e) => [e.kind, e.amount, e.balanceAfter]),
+      [
+        ["transfer_in", 25, 125],
+        ["grant", 100, 100],
+      ],
+    );
+
+    const messages = assertOk(
+      await recipient.client.GET("/api/v1/messages/chat/{chatId}", { params: { path: { chatId: transfer.chatId } } }),
+      200,
+    );
+    assert.equal(messages.items.length, 1, "one message for the transfer, replays included");
+    const message = messages.items[0];
+    assert.equal(message?.id, transfer.messageId);
+    assert.equal(message?.type, "credit_transfer");
+    assert.deepEqual(message?.creditTransfer, {
+      transferId: transfer.transferId,
+      recipientId: recipient.id,
+      amount: 25,
+      note: null,
+    });
+
+    const limits = assertOk(await sender.client.GET("/api/v1/wallets/me/limits"), 200);
+    assert.equal(limits.windowUsed, 25);
+  });
+
+  it("refusals: 400 for bad amounts and self, 404 user_not_found, 409 insufficient_balance, 403 blocked and suspended", async () => {
+    const payer = await registerUser("Payer");
+    const payee = await registerUser("Payee");
+    const pay = (body: Record<string, unknown>, user = payer) =>
+      user.client.POST("/api/v1/messages/credit-transfer", { body: body as { recipientId: string; amount: number } });
+
+    for (const amount of [0, -5, 2.5, "10"]) assertError(await pay({ recipientId: payee.id, amount }), 400, "validation_failed");
+    assertError(await pay({ recipientId: payer.id, amount: 1 }), 400, "validation_failed");
+    assertError(await pay({ recipientId: "zz", amount: 1 }), 400, "validation_failed");
+    assertError(await pay({ recipientId: payee.id, amount: 1, note: "n".repeat(281) }), 400, "validation_failed");
+    assertError(await pay({ recipientId: "64d15f9e2e6c8f4d5a000000", amount: 1 }), 404, "user_not_found");
+    const broke = assertError(await pay({ recipientId: payee.id, amount: 101 }), 409, "insufficient_balance");
+    assert.ok((broke.errors ?? []).length > 1, "says how much is available");
+    assertError(
+      await api().POST("/api/v1/messages/credit-transfer", { body: { recipientId: payee.id, amount: 1 } }),
+      401,
+      "authentication_required",
+    );
+
+    assertOk(await payee.client.POST("/api/v1/users/{userId}/block", { params: { path: { userId: payer.id } } }), 200);
+    assertError(await pay({ recipientId: payee.id, amount: 1 }), 403, "recipient_blocked");
+
+    const adminClient = await admin();
+    assertOk(
+      await adminClient.POST("/api/v1/admin/users/{userId}/suspension", {
+        params: { path: { userId: payer.id } },
+        body: { reason: "e2e" },
+      }),
+      200,
+    );
+    const third = await registerUser("Third");
+    assertError(await pay({ recipientId: third.id, amount: 1 }), 403, "account_suspended");
+
+    assert.equal(await balanceOf(payer), 100, "no refusal moved credits");
+    assert.equal(await balanceOf(payee), 100);
+  });
+
+  it("admin grants (403 for non-admins) and a reconciliation with no discrepancies", async () => {
+    const user = await registerUser("Granted");
+    assertError(
+      await user.client.POST("/api/v1/admin/wallets/{userId}/grants", {
+        params: { path: { userId: user.id } },
+        body: { amount: 5, reason: "me" },
+      }),
+      403,
+      "insufficient_permissions",
+    );
+    const adminClient = await admin();
+    const grant = assertOk(
+      await adminClient.POST("/api/v1/admin/wallets/{userId}/grants", {
+        params: { path: { userId: user.id } },
+        body: { amount: 50, reason: "e2e" },
+      }),
+      201,
+    );
+    assert.equal(grant.balance, 150);
+    const books = assertOk(await adminClient.GET("/api/v1/admin/reconciliation"), 200);
+    assert.deepEqual(books.discrepancies, []);
+    assert.equal(books.totalBalance, books.totalGranted);
+  });
+});
