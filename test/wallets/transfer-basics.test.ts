@@ -54,6 +54,47 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     ]);
   });
 
+  it("the message shows in the chat for both people, and a credit_transfer message cannot be edited", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const sent = (await transfer(alice.token, { recipientId: bob.id, amount: 25, note: "lunch" })).json.data;
+    for (const viewer of [alice, bob]) {
+      const page = await call("GET", `/api/v1/messages/chat/${sent.chatId}`, { token: viewer.token });
+      expect(page.status).toBe(200);
+      expect(page.json.data.items).toEqual([
+        expect.objectContaining({
+          id: sent.messageId,
+          chatId: sent.chatId,
+          senderId: alice.id,
+          type: "credit_transfer",
+          creditTransfer: { transferId: sent.transferId, recipientId: bob.id, amount: 25, note: "lunch" },
+        }),
+      ]);
+    }
+    expectError(
+      await call("PATCH", `/api/v1/messages/${sent.messageId}`, { token: alice.token, body: { content: "changed" } }),
+      409,
+      "message_immutable",
+    );
+  });
+
+  it("registration opens the wallet with SIGNUP_CREDITS once, as a grant entry", async () => {
+    const email = `wallet-${Date.now()}@example.com`;
+    const registered = await call("POST", "/api/v1/auth/register", {
+      body: { email, password: "correct horse battery", displayName: "Wally" },
+    });
+    expect(registered.status).toBe(201);
+    const token = registered.json.data.accessToken;
+    expect((await call("GET", "/api/v1/wallets/me", { token })).json.data.balance).toBe(100);
+    const entries = (await call("GET", "/api/v1/wallets/me/transactions", { token })).json.data.items;
+    expect(entries).toEqual([expect.objectContaining({ kind: "grant", amount: 100, balanceAfter: 100, counterpartyId: null })]);
+    const zero = await call("POST", "/api/v1/auth/register", {
+      body: { email: `zero-${email}`, password: "correct horse battery", displayName: "Zero" },
+      vars: { SIGNUP_CREDITS: "0" },
+    });
+    expect((await call("GET", "/api/v1/wallets/me", { token: zero.json.data.accessToken })).json.data.balance).toBe(0);
+  });
+
   it("a second transfer reuses the direct chat and the note travels with it", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
