@@ -223,7 +223,10 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     const vars = { RATE_LIMIT_TRANSFERS_PER_MINUTE: "2" };
-    expect((await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars })).status).toBe(201);
+    const first = await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars });
+    expect(first.status).toBe(201);
+    expect(first.headers.get("X-RateLimit-Limit")).toBe("2");
+    expect(first.headers.get("X-RateLimit-Remaining")).toBe("1");
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars })).status).toBe(201);
     const limited = await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars });
     expectError(limited, 429, "rate_limited");
