@@ -155,6 +155,21 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { vars })).status).toBe(201);
   });
 
+  it("413, 415 and malformed JSON keep the envelope and move nothing", async () => {
+    const alice = await seedWalletUser();
+    const path = "/api/v1/messages/credit-transfer";
+    const json = { "Content-Type": "application/json" };
+    expectError(await call("POST", path, { token: alice.token, rawBody: "{oops", headers: json }), 400, "malformed_json");
+    expectError(
+      await call("POST", path, { token: alice.token, rawBody: "amount=5", headers: { "Content-Type": "text/plain" } }),
+      415,
+      "unsupported_media_type",
+    );
+    const big = JSON.stringify({ recipientId: alice.id, amount: 5, note: "x".repeat(70 * 1024) });
+    expectError(await call("POST", path, { token: alice.token, rawBody: big, headers: json }), 413, "payload_too_large");
+    expect(await balanceOf(alice.id)).toBe(100);
+  });
+
   it("401 without or with a bad token", async () => {
     const bob = await seedWalletUser();
     expectError(
