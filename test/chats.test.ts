@@ -438,3 +438,21 @@ describe("authentication on every chat and message route", () => {
     }
   });
 });
+
+describe("Chat and Message in the OpenAPI document", () => {
+  it("document lastMessage and creditTransfer as $ref-or-null, so a null validates", async () => {
+    const doc = await call("GET", "/openapi.json");
+    expect(doc.status).toBe(200);
+    const schemas = doc.json.components.schemas;
+    expect(schemas.Chat.properties.lastMessage.anyOf).toEqual([{ $ref: "#/components/schemas/Message" }, { type: "null" }]);
+    expect(schemas.Message.properties.creditTransfer.anyOf).toEqual([
+      { $ref: "#/components/schemas/CreditTransferPayload" },
+      { type: "null" },
+    ]);
+    const v2 = doc.json.paths["/api/v2/messages"].post;
+    expect(v2.summary).toBe("Send a new message (v2)");
+    expect(v2.parameters).toEqual(expect.arrayContaining([expect.objectContaining({ in: "header", name: "Idempotency-Key" })]));
+    expect(Object.keys(v2.responses)).toEqual(expect.arrayContaining(["200", "201", "400", "401", "403", "404", "409", "429"]));
+    expect(doc.json.paths["/api/v1/messages/chat/{chatId}"].get.summary).toBe("List messages in a chat room");
+  });
+});

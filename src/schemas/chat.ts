@@ -21,7 +21,9 @@ export const chatSchema = z
     type: z.enum(["direct", "group"]).openapi({ example: "group" }),
     title: z.string().nullable().openapi({ example: "Weekend trip", description: "Null for direct chats." }),
     members: z.array(chatMemberSchema),
-    lastMessage: messageSchema.nullable(),
+    // A union, not .nullable(): zod-to-openapi renders a nullable $ref as allOf[$ref, {type: [object, null]}],
+    // which no null satisfies; the union renders anyOf[$ref, {type: null}].
+    lastMessage: z.union([messageSchema, z.null()]).openapi({ description: "Null until the first message." }),
     lastSeq: z
       .number()
       .int()

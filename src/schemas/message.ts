@@ -31,7 +31,10 @@ export const messageSchema = z
     content: z.string().nullable().openapi({ example: "Hello!" }),
     replyToMessageId: z.string().nullable().openapi({ example: null }),
     clientMessageId: z.string().nullable().openapi({ example: "c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77" }),
-    creditTransfer: creditTransferPayloadSchema.nullable().openapi({ example: null }),
+    // A union, not .nullable(), so the document says anyOf[$ref, null] (see Chat.lastMessage).
+    creditTransfer: z
+      .union([creditTransferPayloadSchema, z.null()])
+      .openapi({ example: null, description: "Only on `credit_transfer` messages." }),
     createdAt: z.string().openapi({ example: EXAMPLE_TIMESTAMP }),
     editedAt: z.string().nullable().openapi({ example: null }),
     deletedAt: z.string().nullable().openapi({ example: null }),
