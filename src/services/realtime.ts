@@ -16,6 +16,12 @@ export const PUBLISH_CONCURRENCY = 16;
 /** `waitUntil` of the request or object that committed the change (ExecutionContext / DurableObjectState). */
 export type WaitUntil = (promise: Promise<unknown>) => void;
 
+/** A request's `waitUntil` (Hono's `c.executionCtx`), read only when publishing, so a context without one loses only the push. */
+export const requestWaitUntil =
+  (c: { executionCtx: { waitUntil(promise: Promise<unknown>): void } }): WaitUntil =>
+  (promise) =>
+    c.executionCtx.waitUntil(promise);
+
 const realtimeStub = (env: Env, userId: string) => env.REALTIME.get(env.REALTIME.idFromName(userId));
 
 /**

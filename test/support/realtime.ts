@@ -57,6 +57,13 @@ export async function openSocket(ticket: string) {
     return frames[read++];
   }
 
+  /** The next `count` frames, sorted by type (events published separately may arrive in any order). */
+  async function take(count: number, timeoutMs = 5_000): Promise<Frame[]> {
+    const out: Frame[] = [];
+    for (let i = 0; i < count; i += 1) out.push(await next(timeoutMs));
+    return out.sort((a, b) => String(a.type).localeCompare(String(b.type)));
+  }
+
   /** Resolves if nothing more arrives within `ms`; fails with what did arrive otherwise. */
   async function expectSilence(ms = 300) {
     await new Promise((resolve) => setTimeout(resolve, ms));
@@ -67,6 +74,7 @@ export async function openSocket(ticket: string) {
     ws,
     frames,
     next,
+    take,
     expectSilence,
     send: (text: string) => ws.send(text),
     isClosed: () => closed,

@@ -24,17 +24,24 @@ type ClientFrame = { type?: unknown };
 export class RealtimeDO extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.blockConcurrencyWhile(async () => {
-      ctx.storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS tickets (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL)",
-      );
-    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  /**
+   * Created on first ticket, not in the constructor: most objects only ever get `deliver` calls
+   * (every member of every chat is published to, connected or not) and should write nothing.
+   */
+  private tickets(): SqlStorage {
+    const sql = this.ctx.storage.sql;
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS tickets (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL)",
+    );
+    return sql;
   }
 
   /** Stores a ticket's hash until `expiresAt` (epoch ms); expired ones are swept on the way. */
   issueTicket(hash: string, expiresAt: number, now: number): void {
-    const sql = this.ctx.storage.sql;
+    const sql = this.tickets();
     sql.exec("DELETE FROM tickets WHERE expires_at <= ?", now);
     sql.exec("INSERT INTO tickets (hash, expires_at, created_at) VALUES (?, ?, ?)", hash, expiresAt, now);
     sql.exec(
@@ -50,7 +57,7 @@ export class RealtimeDO extends DurableObject<Env> {
    */
   override async fetch(request: Request): Promise<Response> {
     const hash = request.headers.get(TICKET_HASH_HEADER) ?? "";
-    const row = this.ctx.storage.sql
+    const row = this.tickets()
       .exec<{ expires_at: number }>("DELETE FROM tickets WHERE hash = ? RETURNING expires_at", hash)
       .toArray()[0];
     if (!row) return refusal("The ticket is unknown or was already used; request a new one");

@@ -1,0 +1,232 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { realtimeFrameSchema } from "../src/schemas/realtime";
+import { call } from "./support/http";
+import { connectAs, type Frame, type TestSocket } from "./support/realtime";
+import { seedUser } from "./support/users";
+
+/**
+ * The events the features publish, end to end: HTTP change → frames on real WebSockets of every
+ * member (and nobody else). Each frame is checked against the documented RealtimeFrame schema.
+ */
+
+const opened: TestSocket[] = [];
+afterEach(() => {
+  for (const socket of opened.splice(0)) socket.close();
+});
+
+async function connect(token: string) {
+  const socket = await connectAs(token);
+  opened.push(socket);
+  return socket;
+}
+
+function documented(frame: Frame) {
+  expect(realtimeFrameSchema.safeParse(frame).error).toBeUndefined();
+  expect(new Date(frame.at).toISOString()).toBe(frame.at);
+  return frame;
+}
+
+async function expectFrame(socket: TestSocket, type: string, data: unknown) {
+  const frame = documented(await socket.next());
+  expect(frame).toEqual({ type, data, at: expect.any(String) });
+  return frame;
+}
+
+async function ok(res: Awaited<ReturnType<typeof call>>, status = 200) {
+  if (res.status !== status) throw new Error(`expected ${status}, got ${res.status} ${res.text}`);
+  return res.json.data;
+}
+
+describe("chat and message events", () => {
+  it("a group message reaches every device of every member and nobody else; edit, delete and read follow", async () => {
+    const owner = await seedUser();
+    const ann = await seedUser();
+    const ben = await seedUser();
+    const outsider = await seedUser();
+    const chat = await ok(
+      await call("POST", "/api/v1/chats", {
+        token: owner.token,
+        body: { type: "group", title: "Trip", memberIds: [ann.id, ben.id] },
+      }),
+      201,
+    );
+    const ownerSocket = await connect(owner.token);
+    const annPhone = await connect(ann.token);
+    const annLaptop = await connect(ann.token);
+    const benSocket = await connect(ben.token);
+    const outsiderSocket = await connect(outsider.token);
+    const members = [ownerSocket, annPhone, annLaptop, benSocket];
+
+    const sent = await ok(
+      await call("POST", "/api/v2/messages", {
+        token: owner.token,
+        body: { chatId: chat.id, content: "hello", clientMessageId: "c-1" },
+      }),
+      201,
+    );
+    for (const socket of members) await expectFrame(socket, "message.created", sent);
+
+    // The same clientMessageId again answers the original (200) and pushes nothing new.
+    await ok(
+      await call("POST", "/api/v2/messages", {
+        token: owner.token,
+        body: { chatId: chat.id, content: "hello", clientMessageId: "c-1" },
+      }),
+    );
+
+    const edited = await ok(
+      await call("PATCH", `/api/v1/messages/${sent.id}`, { token: owner.token, body: { content: "hello!" } }),
+    );
+    for (const socket of members) await expectFrame(socket, "message.updated", edited);
+
+    const read = await ok(await call("POST", `/api/v1/chats/${chat.id}/read`, { token: ann.token, body: { seq: sent.seq } }));
+    for (const socket of members) {
+      await expectFrame(socket, "chat.read", { chatId: chat.id, userId: ann.id, lastReadSeq: read.lastReadSeq });
+    }
+
+    const deleted = await ok(await call("DELETE", `/api/v1/messages/${sent.id}`, { token: owner.token }));
+    expect(deleted.content).toBeNull();
+    for (const socket of members) await expectFrame(socket, "message.deleted", deleted);
+
+    for (const socket of members) await socket.expectSilence(100);
+    await outsiderSocket.expectSilence(200);
+  });
+
+  it("joining and leaving post system messages to everybody concerned, the removed member included", async () => {
+    const owner = await seedUser();
+    const ann = await seedUser();
+    const newcomer = await seedUser();
+    const chat = await ok(
+      await call("POST", "/api/v1/chats", { token: owner.token, body: { type: "group", title: "Club", memberIds: [ann.id] } }),
+      201,
+    );
+    const ownerSocket = await connect(owner.token);
+    const annSocket = await connect(ann.token);
+    const newcomerSocket = await connect(newcomer.token);
+
+    await ok(await call("POST", `/api/v1/chats/${chat.id}/members`, { token: owner.token, body: { userId: newcomer.id } }));
+    const added = [];
+    for (const socket of [ownerSocket, annSocket, newcomerSocket]) added.push(documented(await socket.next()));
+    for (const frame of added)
+      expect(frame).toMatchObject({ type: "message.created", data: { type: "system", chatId: chat.id } });
+    expect(new Set(added.map((frame) => frame.data.id)).size).toBe(1);
+
+    await ok(await call("DELETE", `/api/v1/chats/${chat.id}/members/${ann.id}`, { token: owner.token }));
+    const removed = [];
+    for (const socket of [ownerSocket, annSocket, newcomerSocket]) removed.push(documented(await socket.next()));
+    for (const frame of removed) expect(frame).toMatchObject({ type: "message.created", data: { type: "system", seq: 2 } });
+
+    // Ann is out: the next message reaches the others only.
+    await ok(
+      await call("POST", "/api/v2/messages", { token: newcomer.token, body: { chatId: chat.id, content: "hi all" } }),
+      201,
+    );
+    for (const socket of [ownerSocket, newcomerSocket]) expect((await socket.next()).data.content).toBe("hi all");
+    await annSocket.expectSilence();
+  });
+
+  it("a v1 direct message reaches both people", async () => {
+    const alice = await seedUser();
+    const bob = await seedUser();
+    const aliceSocket = await connect(alice.token);
+    const bobSocket = await connect(bob.token);
+    const sent = await ok(
+      await call("POST", "/api/v1/messages", { token: alice.token, body: { recipientId: bob.id, content: "psst" } }),
+      201,
+    );
+    await expectFrame(aliceSocket, "message.created", sent);
+    await expectFrame(bobSocket, "message.created", sent);
+  });
+
+  it("a refused change pushes nothing", async () => {
+    const owner = await seedUser();
+    const ann = await seedUser();
+    const chat = await ok(
+      await call("POST", "/api/v1/chats", { token: owner.token, body: { type: "group", title: "Quiet", memberIds: [ann.id] } }),
+      201,
+    );
+    const annSocket = await connect(ann.token);
+    const ownerSocket = await connect(owner.token);
+    const res = await call("POST", `/api/v1/chats/${chat.id}/read`, { token: ann.token, body: { seq: 99 } });
+    expect(res.status).toBe(400);
+    const notMine = await call("POST", "/api/v2/messages", {
+      token: (await seedUser()).token,
+      body: { chatId: chat.id, content: "x" },
+    });
+    expect(notMine.status).toBe(404);
+    await annSocket.expectSilence();
+    await ownerSocket.expectSilence(50);
+  });
+});
+
+describe("wallet and transfer events", () => {
+  it("a transfer pushes the new balances to both, the transfer to the recipient and the message to the chat", async () => {
+    const alice = await seedUser();
+    const bob = await seedUser();
+    const outsider = await seedUser();
+    // Open both wallets first (welcome credits), so the transfer is the only balance change observed.
+    await ok(await call("GET", "/api/v1/wallets/me", { token: alice.token }));
+    const bobBefore = await ok(await call("GET", "/api/v1/wallets/me", { token: bob.token }));
+    const aliceSocket = await connect(alice.token);
+    const bobPhone = await connect(bob.token);
+    const bobLaptop = await connect(bob.token);
+    const outsiderSocket = await connect(outsider.token);
+
+    const headers = { "Idempotency-Key": `rt-${alice.id}` };
+    const body = { recipientId: bob.id, amount: 25, note: "lunch" };
+    const transfer = await ok(await call("POST", "/api/v1/messages/credit-transfer", { token: alice.token, body, headers }), 201);
+    const message = await ok(await call("GET", `/api/v1/messages/chat/${transfer.chatId}?afterSeq=0`, { token: bob.token }));
+    const creditMessage = message.items.find((item: { id: string }) => item.id === transfer.messageId);
+    expect(creditMessage.type).toBe("credit_transfer");
+
+    const [aliceMessage, aliceWallet] = (await aliceSocket.take(2)).map(documented);
+    expect(aliceMessage).toMatchObject({ type: "message.created", data: creditMessage });
+    expect(aliceWallet).toMatchObject({ type: "wallet.updated", data: { userId: alice.id, balance: transfer.senderBalance } });
+
+    for (const device of [bobPhone, bobLaptop]) {
+      const [created, received, wallet] = (await device.take(3)).map(documented);
+      expect(created).toMatchObject({ type: "message.created", data: creditMessage });
+      expect(received).toEqual({ type: "transfer.received", data: transfer, at: expect.any(String) });
+      expect(wallet).toMatchObject({ type: "wallet.updated", data: { userId: bob.id, balance: bobBefore.balance + 25 } });
+      expect(wallet.data.balance).toBe(transfer.recipientBalance);
+    }
+
+    // A replay with the same key moves nothing and pushes nothing.
+    const replay = await call("POST", "/api/v1/messages/credit-transfer", { token: alice.token, body, headers });
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    for (const socket of [aliceSocket, bobPhone, bobLaptop]) await socket.expectSilence(100);
+    await outsiderSocket.expectSilence(100);
+  });
+
+  it("a refused transfer pushes nothing", async () => {
+    const alice = await seedUser();
+    const bob = await seedUser();
+    // Opened first: opening applies the welcome grant, itself a balance change that is pushed.
+    await ok(await call("GET", "/api/v1/wallets/me", { token: alice.token }));
+    const aliceSocket = await connect(alice.token);
+    const bobSocket = await connect(bob.token);
+    const res = await call("POST", "/api/v1/messages/credit-transfer", {
+      token: alice.token,
+      body: { recipientId: bob.id, amount: 100_000 },
+    });
+    expect(res.status).toBe(409);
+    await aliceSocket.expectSilence();
+    await bobSocket.expectSilence(50);
+  });
+
+  it("an admin grant pushes the new balance to the wallet's owner", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const user = await seedUser();
+    const socket = await connect(user.token);
+    const grant = await ok(
+      await call("POST", `/api/v1/admin/wallets/${user.id}/grants`, {
+        token: admin.token,
+        body: { amount: 500, reason: "thanks" },
+      }),
+      201,
+    );
+    const frame = documented(await socket.next());
+    expect(frame).toMatchObject({ type: "wallet.updated", data: { userId: user.id, balance: grant.balance } });
+    await socket.expectSilence(100);
+  });
+});
