@@ -4,8 +4,10 @@ import { getConfig } from "../../lib/config";
 import { errorBody, successBody } from "../../lib/envelope";
 import { type Outcome, refuse } from "../../lib/errors";
 import { newId } from "../../lib/ids";
+import type { Message } from "../../schemas/message";
 import type { Grant, Limits, Transfer, Wallet } from "../../schemas/wallet";
 import { postCreditTransferMessage } from "../../services/messages";
+import { publish } from "../../services/realtime";
 import {
   type EntryRow,
   type GrantRow,
@@ -85,7 +87,7 @@ export class WalletDO extends DurableObject<Env> {
 
   /** Idempotent: the first call creates the wallet with the `signupCredits` grant; later calls change nothing. */
   open(userId: string, signupCredits: number): Outcome<Wallet> {
-    const row = this.ctx.storage.transactionSync(() => this.ensureOpen(userId, signupCredits, Date.now()));
+    const row = this.transactAndNotify(() => this.ensureOpen(userId, signupCredits, Date.now()));
     return { ok: true, value: toWallet(row) };
   }
 
@@ -153,7 +155,7 @@ export class WalletDO extends DurableObject<Env> {
   /** Sender side of a transfer (the class comment has the steps). */
   async transfer(command: TransferCommand): Promise<Outcome<StoredReply>> {
     const now = Date.now();
-    const start = this.ctx.storage.transactionSync(() => this.begin(command, now));
+    const start = this.transactAndNotify(() => this.begin(command, now));
     if (start.kind === "refused") return start.refusal;
     if (start.kind === "reply") return { ok: true, value: start.reply };
     // Same turn as the commit above, so the debit and its recovery alarm are written together.
@@ -169,7 +171,7 @@ export class WalletDO extends DurableObject<Env> {
    * credit's balance after, and changes nothing.
    */
   credit(command: CreditCommand): Outcome<{ balanceAfter: number }> {
-    return this.ctx.storage.transactionSync(() => {
+    return this.transactAndNotify(() => {
       const now = Date.now();
       this.ensureOpen(command.recipientId, command.signupCredits, now);
       const existing = this.sql
@@ -206,7 +208,7 @@ export class WalletDO extends DurableObject<Env> {
 
   /** Admin grant: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key). */
   grant(command: GrantCommand): Outcome<StoredReply> {
-    return this.ctx.storage.transactionSync(() => {
+    return this.transactAndNotify(() => {
       const now = Date.now();
       this.ensureOpen(command.userId, command.signupCredits, now);
       // Scope of a key: the admin who sent it (API.md §1), within this wallet.
@@ -465,7 +467,9 @@ export class WalletDO extends DurableObject<Env> {
     });
     if (!credit.ok) throw new Error(`credit of transfer ${row.transfer_id} refused: ${credit.code}`);
     this.fault("after_credit");
-    return this.ctx.storage.transactionSync(() => {
+    // No await between this read and the commit below: exactly one finisher posts it, and announces it.
+    const postingNow = this.transferOut(row.transfer_id)?.state === "pending";
+    const reply = this.ctx.storage.transactionSync(() => {
       const current = this.transferOut(row.transfer_id)!;
       // A concurrent finisher (alarm, retry) may have posted it meanwhile: its response is the response.
       if (current.state === "posted") return { status: 201 as const, body: current.response!, replayed: false };
@@ -497,6 +501,36 @@ export class WalletDO extends DurableObject<Env> {
       );
       return { status: 201 as const, body, replayed: false };
     });
+    if (postingNow) this.announceTransfer((JSON.parse(reply.body) as { data: Transfer }).data, message);
+    return reply;
+  }
+
+  /**
+   * Realtime (docs/realtime.md), once per transfer, after it is posted: the credit_transfer message
+   * to both people of the direct chat, the transfer to its recipient. Never throws.
+   */
+  private announceTransfer(transfer: Transfer, message: Message): void {
+    const waitUntil = (promise: Promise<unknown>) => this.ctx.waitUntil(promise);
+    publish(this.env, waitUntil, [transfer.senderId, transfer.recipientId], { type: "message.created", data: message });
+    publish(this.env, waitUntil, [transfer.recipientId], { type: "transfer.received", data: transfer });
+  }
+
+  /**
+   * One storage transaction; when it changed this wallet (balance, or the wallet opened), the owner
+   * gets `wallet.updated` after the commit. Nothing is awaited between the reads and the commit, so
+   * the comparison sees exactly this transaction's effect.
+   */
+  private transactAndNotify<T>(run: () => T): T {
+    const before = this.walletRow();
+    const result = this.ctx.storage.transactionSync(run);
+    const after = this.walletRow();
+    if (after && (before?.balance !== after.balance || before.updated_at !== after.updated_at)) {
+      publish(this.env, (promise) => this.ctx.waitUntil(promise), [after.user_id], {
+        type: "wallet.updated",
+        data: toWallet(after),
+      });
+    }
+    return result;
   }
 
   private cleanup(now: number): void {

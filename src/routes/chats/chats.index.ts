@@ -3,6 +3,7 @@ import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { currentUser } from "../../middlewares/auth";
 import * as chats from "../../services/chats";
+import { publish, requestWaitUntil } from "../../services/realtime";
 import * as routes from "./chats.routes";
 
 export const chatsRouter = createRouter()
@@ -27,17 +28,24 @@ export const chatsRouter = createRouter()
   .openapi(routes.addMember, async (c) => {
     const { chatId } = c.req.valid("param");
     const { userId } = c.req.valid("json");
-    const { chat } = await chats.addMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    const { chat, message, memberIds } = await chats.addMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    if (message) publish(c.env, requestWaitUntil(c), memberIds, { type: "message.created", data: message });
     return ok(c, chat, 200);
   })
   .openapi(routes.removeMember, async (c) => {
     const { chatId, userId } = c.req.valid("param");
-    const { removal } = await chats.removeMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    const { removal, message, memberIds } = await chats.removeMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    // The removed member hears of it too (their other devices, or the owner's decision).
+    if (message) publish(c.env, requestWaitUntil(c), [...memberIds, userId], { type: "message.created", data: message });
     return ok(c, removal, 200);
   })
   .openapi(routes.markRead, async (c) => {
     const { chatId } = c.req.valid("param");
     const { seq } = c.req.valid("json");
-    const { memberIds: _, ...marker } = await chats.markRead(createDb(c.env.DB), chatId, currentUser(c).id, seq);
+    const { memberIds, ...marker } = await chats.markRead(createDb(c.env.DB), chatId, currentUser(c).id, seq);
+    publish(c.env, requestWaitUntil(c), memberIds, {
+      type: "chat.read",
+      data: { chatId, userId: currentUser(c).id, lastReadSeq: marker.lastReadSeq },
+    });
     return ok(c, marker, 200);
   });

@@ -5,6 +5,7 @@ import { currentUser } from "../../middlewares/auth";
 import { idempotent, respondIdempotent } from "../../services/idempotency";
 import * as messages from "../../services/messages";
 import { enforceRateLimit } from "../../services/rate-limit";
+import { publish, requestWaitUntil } from "../../services/realtime";
 import * as routes from "./messages.routes";
 
 export const messagesRouter = createRouter()
@@ -14,6 +15,8 @@ export const messagesRouter = createRouter()
     const result = await idempotent(c, user.id, async () => {
       await enforceRateLimit(c, "messages", user.id);
       const posted = await messages.sendDirectMessage(createDb(c.env.DB), user.id, recipientId, content);
+      if (posted.created)
+        publish(c.env, requestWaitUntil(c), posted.memberIds, { type: "message.created", data: posted.message });
       return { data: posted.message, status: 201 as const };
     });
     return respondIdempotent(c, result);
@@ -24,6 +27,8 @@ export const messagesRouter = createRouter()
     const result = await idempotent(c, user.id, async () => {
       await enforceRateLimit(c, "messages", user.id);
       const posted = await messages.sendChatMessage(createDb(c.env.DB), user.id, body);
+      if (posted.created)
+        publish(c.env, requestWaitUntil(c), posted.memberIds, { type: "message.created", data: posted.message });
       return posted.created ? { data: posted.message, status: 201 as const } : { data: posted.message, status: 200 as const };
     });
     return respondIdempotent(c, result);
@@ -36,11 +41,13 @@ export const messagesRouter = createRouter()
   .openapi(routes.editMessage, async (c) => {
     const { messageId } = c.req.valid("param");
     const { content } = c.req.valid("json");
-    const { message } = await messages.editMessage(createDb(c.env.DB), currentUser(c).id, messageId, content);
+    const { message, memberIds } = await messages.editMessage(createDb(c.env.DB), currentUser(c).id, messageId, content);
+    publish(c.env, requestWaitUntil(c), memberIds, { type: "message.updated", data: message });
     return ok(c, message, 200);
   })
   .openapi(routes.deleteMessage, async (c) => {
     const { messageId } = c.req.valid("param");
-    const { message } = await messages.deleteMessage(createDb(c.env.DB), currentUser(c).id, messageId);
+    const { message, memberIds } = await messages.deleteMessage(createDb(c.env.DB), currentUser(c).id, messageId);
+    publish(c.env, requestWaitUntil(c), memberIds, { type: "message.deleted", data: message });
     return ok(c, message, 200);
   });
