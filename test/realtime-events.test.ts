@@ -1,8 +1,12 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { realtimeFrameSchema } from "../src/schemas/realtime";
+import { walletStub } from "../src/services/wallets";
 import { call } from "./support/http";
 import { connectAs, type Frame, type TestSocket } from "./support/realtime";
 import { seedUser } from "./support/users";
+import { armFault, seedWalletUser, transfer } from "./support/wallets";
 
 /**
  * The events the features publish, end to end: HTTP change → frames on real WebSockets of every
@@ -228,5 +232,30 @@ describe("wallet and transfer events", () => {
     const frame = documented(await socket.next());
     expect(frame).toMatchObject({ type: "wallet.updated", data: { userId: user.id, balance: grant.balance } });
     await socket.expectSilence(100);
+  });
+
+  it("a transfer finished by the recovery alarm is announced once, by whoever posts it", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const aliceSocket = await connect(alice.token);
+    const bobSocket = await connect(bob.token);
+    // Stop after the debit, the message and the credit, before the transfer is marked posted.
+    await armFault(alice.id, "after_credit");
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 25 })).status).toBe(500);
+    // The balance changes that committed are pushed at once; the transfer is not announced yet.
+    expect(documented(await aliceSocket.next())).toMatchObject({ type: "wallet.updated", data: { balance: 75 } });
+    expect(documented(await bobSocket.next())).toMatchObject({ type: "wallet.updated", data: { balance: 125 } });
+    await bobSocket.expectSilence(100);
+
+    const stub = walletStub(env, alice.id);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runDurableObjectAlarm(stub);
+    const [created, received] = (await bobSocket.take(2)).map(documented);
+    expect(created).toMatchObject({ type: "message.created", data: { type: "credit_transfer", senderId: alice.id } });
+    expect(received).toMatchObject({ type: "transfer.received", data: { senderId: alice.id, recipientBalance: 125 } });
+    expect(received.data.messageId).toBe(created.data.id);
+    expect((await aliceSocket.next()).type).toBe("message.created");
+    await bobSocket.expectSilence(150);
+    await aliceSocket.expectSilence(50);
   });
 });
