@@ -19,7 +19,11 @@ export const bodyGuard: MiddlewareHandler<AppEnv> = async (c, next) => {
 
   const bytes = await readAtMost(raw.body, MAX_BODY_BYTES);
   if (bytes === null) throw tooLarge();
-  if (bytes.byteLength === 0 && !raw.headers.get("Content-Type")) return next();
+  if (bytes.byteLength === 0 && !raw.headers.get("Content-Type")) {
+    // The stream is consumed now: later readers (an optional-body route's media-type check) get "".
+    c.req.bodyCache.text = Promise.resolve("") as unknown as string;
+    return next();
+  }
 
   const contentType = raw.headers.get("Content-Type") ?? "";
   if (!JSON_MEDIA_TYPE.test(contentType)) {
