@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { startServer } from "../test/e2e/support/server.ts";
 import { checkTypesFresh, GENERATED_TYPES } from "./gen-client.ts";
@@ -33,6 +34,23 @@ function runNode(nodeArgs: string[], env: NodeJS.ProcessEnv): Promise<number> {
   });
 }
 
+/** Which documented operations the suite answered at least once (informative, not a gate). */
+async function reportCoverage(baseUrl: string, dir: string) {
+  const doc = (await (await fetch(`${baseUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+  const seen = new Set<string>();
+  for (const file of readdirSync(dir)) {
+    for (const key of Object.keys(JSON.parse(readFileSync(path.join(dir, file), "utf8")) as object)) {
+      seen.add(key.split(" ").slice(0, 2).join(" "));
+    }
+  }
+  const operations = Object.entries(doc.paths).flatMap(([template, methods]) =>
+    Object.keys(methods).map((method) => `${method.toUpperCase()} ${template}`),
+  );
+  const missing = operations.filter((operation) => !seen.has(operation));
+  console.log(`e2e: ${operations.length - missing.length}/${operations.length} documented operations exercised over HTTP`);
+  if (missing.length) console.log(`e2e: not exercised: ${missing.join(", ")}`);
+}
+
 async function main(): Promise<number> {
   const started = Date.now();
   console.log("e2e: starting wrangler dev on a fresh migrated state …");
@@ -58,8 +76,14 @@ async function main(): Promise<number> {
       );
     }
 
-    const suite = await runNode(["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], env);
+    const coverageDir = mkdtempSync(path.join(tmpdir(), "credit-chat-e2e-coverage-"));
+    const suite = await runNode(["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
+      ...env,
+      E2E_COVERAGE_DIR: coverageDir,
+    });
     if (suite !== 0) failures.push("HTTP suite");
+    await reportCoverage(server.baseUrl, coverageDir);
+    rmSync(coverageDir, { recursive: true, force: true });
 
     if (withBrowser) {
       const browser = await runNode([path.join(E2E_DIR, "browser.ts")], env);

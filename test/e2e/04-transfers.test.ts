@@ -1,25 +1,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
-import { api, assertError, assertOk, PASSWORD, registerUser } from "./support/client.ts";
+import { admin, api, assertError, assertOk, registerUser } from "./support/client.ts";
 
 /** Paying inside the conversation, as the product's documentation shows it, over HTTP. */
 const balanceOf = async (user: Awaited<ReturnType<typeof registerUser>>) =>
   assertOk(await user.client.GET("/api/v1/wallets/me"), 200).balance;
-
-/** The admin of the local environment (ADMIN_EMAILS = admin@example.com in wrangler.toml), signed in once. */
-let adminSession: Promise<ReturnType<typeof api>> | undefined;
-function admin() {
-  adminSession ??= (async () => {
-    const email = "admin@example.com";
-    const registered = await api().POST("/api/v1/auth/register", { body: { email, password: PASSWORD, displayName: "Admin" } });
-    if (registered.response.status !== 201) assertError(registered, 409, "already_exists");
-    const session = assertOk(await api().POST("/api/v1/auth/login", { body: { email, password: PASSWORD } }), 200);
-    assert.equal(session.user.role, "admin");
-    return api(session.accessToken);
-  })();
-  return adminSession;
-}
 
 describe("credit transfers over HTTP", () => {
   it("the seed example: 100/100, 25 sent, 75/125; replayed by Idempotency-Key; looked up; in the ledger and the chat", async () => {

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import createClient from "openapi-fetch";
 import type { paths } from "../generated/api.d.ts";
 import { loadDocument, ResponseValidator } from "./openapi.ts";
@@ -12,6 +14,14 @@ export const BASE_URL = process.env.E2E_BASE_URL ?? "";
 if (!BASE_URL) throw new Error("E2E_BASE_URL is not set: run the suite with `npm run test:e2e`");
 
 export const validator = new ResponseValidator(await loadDocument(BASE_URL));
+
+// One line per test file: how many responses were held against the document, and which ones.
+process.on("exit", () => {
+  const total = [...validator.checked.values()].reduce((sum, n) => sum + n, 0);
+  console.log(`# ${total} responses validated against the OpenAPI document (${validator.checked.size} operation/status pairs)`);
+  const dir = process.env.E2E_COVERAGE_DIR;
+  if (dir) writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify(Object.fromEntries(validator.checked)));
+});
 
 /** fetch that validates the JSON body of every response against its documented schema. */
 export const validatingFetch = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
@@ -60,6 +70,7 @@ const GENERIC: Record<number, string> = {
   409: "Resource already exists or cannot be changed in its current state",
   413: "Payload too large",
   415: "Unsupported media type",
+  426: "Upgrade required",
   429: "Too many requests",
 };
 
@@ -111,4 +122,18 @@ export async function registerUser(label: string, email = uniqueEmail(label)) {
     201,
   );
   return { ...session, email, id: session.user.id, client: api(session.accessToken) };
+}
+
+/** The admin of the local environment (ADMIN_EMAILS = admin@example.com in wrangler.toml), signed in once per file. */
+let adminSession: Promise<Client> | undefined;
+export function admin(): Promise<Client> {
+  adminSession ??= (async () => {
+    const email = "admin@example.com";
+    const registered = await api().POST("/api/v1/auth/register", { body: { email, password: PASSWORD, displayName: "Admin" } });
+    if (registered.response.status !== 201) assertError(registered, 409, "already_exists");
+    const session = assertOk(await api().POST("/api/v1/auth/login", { body: { email, password: PASSWORD } }), 200);
+    assert.equal(session.user.role, "admin");
+    return api(session.accessToken);
+  })();
+  return adminSession;
 }
