@@ -6,7 +6,7 @@ import { chatMembers, chats } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
 import { directKeyOf, findOrCreateDirectChat } from "../src/services/chats";
-import { postCreditTransferMessage } from "../src/services/messages";
+import { appendMessage, postCreditTransferMessage } from "../src/services/messages";
 import { seedUser } from "./support/users";
 
 const db = createDb(env.DB);
@@ -89,5 +89,41 @@ describe("findOrCreateDirectChat", () => {
     expect(results.filter((r) => r.created).length).toBe(1);
     const members = await db.select().from(chatMembers).where(eq(chatMembers.chatId, results[0]!.chat.id)).all();
     expect(members).toHaveLength(2);
+  });
+});
+
+describe("appendMessage", () => {
+  it("with senderMustBeMember, a sender who is no longer a member gets 404 and the chat is unchanged", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const { chat } = await findOrCreateDirectChat(db, a.id, b.id);
+    const first = await appendMessage(
+      db,
+      { chatId: chat.id, senderId: a.id, type: "text", content: "hi", createdAt: Date.now() },
+      { senderMustBeMember: true },
+    );
+    expect(first.message.seq).toBe(1);
+    // As if removed between the route's membership check and the write.
+    const outsider = await seedUser();
+    await expect(
+      appendMessage(
+        db,
+        { chatId: chat.id, senderId: outsider.id, type: "text", content: "sneaky", createdAt: Date.now() },
+        { senderMustBeMember: true },
+      ),
+    ).rejects.toMatchObject({ code: "chat_not_found" });
+    const after = await db.select().from(chats).where(eq(chats.id, chat.id)).get();
+    expect(after?.lastSeq).toBe(1);
+    // The same holds in an empty chat, where the seq subquery alone would have been 0.
+    const { chat: empty } = await findOrCreateDirectChat(db, a.id, outsider.id);
+    const stranger = await seedUser();
+    await expect(
+      appendMessage(
+        db,
+        { chatId: empty.id, senderId: stranger.id, type: "text", content: "x", createdAt: Date.now() },
+        { senderMustBeMember: true },
+      ),
+    ).rejects.toMatchObject({ code: "chat_not_found" });
+    expect((await db.select().from(chats).where(eq(chats.id, empty.id)).get())?.lastSeq).toBe(0);
   });
 });

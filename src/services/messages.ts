@@ -45,20 +45,29 @@ async function findByDedupeKey(db: Database, key: DedupeKey): Promise<MessageRow
  * the bump back. The same batch moves the sender's read marker to the new seq (your own messages
  * are never unread) and stamps every membership's activity time (the indexed chat list).
  *
- * When the insert fails on a unique key in `dedupe` (a concurrent duplicate won), the message that
- * won is returned with `created: false`.
+ * - `dedupe`: when the insert fails on that unique key (a concurrent duplicate won the race), the
+ *   message that won is returned with `created: false`. Callers look the key up first, so the
+ *   common retry is answered without a write; here it only settles races.
+ * - `senderMustBeMember`: the membership check is repeated inside the batch (the seq subquery is
+ *   NULL for a non-member, so the NOT NULL insert fails and the whole batch rolls back): a member
+ *   removed between the route's check and this write gets 404 `chat_not_found`, not a message in.
  */
-export async function appendMessage(db: Database, input: NewMessage, dedupe: DedupeKey = null): Promise<Posted> {
-  // Callers look the dedupe key up first (the common retry is answered without a write); here it
-  // is only consulted when the insert fails, i.e. when a concurrent duplicate won the race.
+export async function appendMessage(
+  db: Database,
+  input: NewMessage,
+  options: { dedupe?: DedupeKey; senderMustBeMember?: boolean } = {},
+): Promise<Posted> {
+  const dedupe = options.dedupe ?? null;
   const id = newId(input.createdAt);
-  const currentSeq = sql`(SELECT last_seq FROM chats WHERE id = ${input.chatId})`;
+  const isMember = sql`EXISTS (SELECT 1 FROM chat_members WHERE chat_id = ${input.chatId} AND user_id = ${input.senderId})`;
+  const guard = options.senderMustBeMember ? sql` AND ${isMember}` : sql``;
+  const currentSeq = sql`(SELECT last_seq FROM chats WHERE id = ${input.chatId}${guard})`;
   try {
     const [, , , , inserted, members] = await db.batch([
       db
         .update(chats)
         .set({ lastSeq: sql`${chats.lastSeq} + 1`, lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})` })
-        .where(eq(chats.id, input.chatId)),
+        .where(and(eq(chats.id, input.chatId), options.senderMustBeMember ? isMember : undefined)),
       db.insert(messages).values({ ...input, id, seq: currentSeq }),
       db
         .update(chatMembers)
@@ -77,6 +86,14 @@ export async function appendMessage(db: Database, input: NewMessage, dedupe: Ded
   } catch (error) {
     const winner = await findByDedupeKey(db, dedupe);
     if (winner) return { message: toMessage(winner), created: false };
+    if (options.senderMustBeMember) {
+      const stillMember = await db
+        .select({ userId: chatMembers.userId })
+        .from(chatMembers)
+        .where(and(eq(chatMembers.chatId, input.chatId), eq(chatMembers.userId, input.senderId)))
+        .get();
+      if (!stillMember) throw new ApiError("chat_not_found", [`No chat ${input.chatId} among your chats`]);
+    }
     throw error;
   }
 }
@@ -116,7 +133,7 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
       transferNote: input.note,
       createdAt: input.createdAt,
     },
-    { transferId: input.transferId },
+    { dedupe: { transferId: input.transferId } },
   );
   return message;
 }
@@ -145,7 +162,7 @@ export async function sendDirectMessage(db: Database, senderId: string, recipien
   await assertCanSendTo(db, senderId, recipientId);
   const now = Date.now();
   const { chat } = await findOrCreateDirectChat(db, senderId, recipientId, now);
-  return appendMessage(db, { chatId: chat.id, senderId, type: "text", content, createdAt: now });
+  return appendMessage(db, { chatId: chat.id, senderId, type: "text", content, createdAt: now }, { senderMustBeMember: true });
 }
 
 /**
@@ -193,7 +210,7 @@ export async function sendChatMessage(
       clientMessageId: input.clientMessageId ?? null,
       createdAt: Date.now(),
     },
-    dedupe,
+    { dedupe, senderMustBeMember: true },
   );
 }
 
