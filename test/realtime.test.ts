@@ -1,5 +1,5 @@
 import { evictDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { newId } from "../src/lib/ids";
 import type { RealtimeEvent } from "../src/schemas/realtime";
@@ -75,6 +75,13 @@ describe("realtime tickets", () => {
     const other = await seedUser();
     expectError(await refusal(await upgrade(`${other.id}.${real.split(".")[1]}`)), 401, "invalid_token");
     opened.push(await openSocket(real));
+  });
+
+  it("a ticket given twice in the query is 400 validation_failed", async () => {
+    const res = await exports.default.fetch(
+      new Request("http://localhost/api/v1/realtime?ticket=a&ticket=b", { headers: { Upgrade: "websocket" } }),
+    );
+    expectError(await refusal(res), 400, "validation_failed");
   });
 
   it("a ticket works once", async () => {
