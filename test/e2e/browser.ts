@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Page } from "playwright-core";
@@ -15,7 +15,9 @@ import { loadDocument } from "./support/openapi.ts";
 const BASE_URL = process.env.E2E_BASE_URL ?? "";
 if (!BASE_URL) throw new Error("E2E_BASE_URL is not set: run it with `npm run test:e2e`");
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const SCREENSHOT = path.join(ROOT, "docs/playground.png");
+// The README's picture is refreshed on purpose (`E2E_SCREENSHOT=docs/playground.png npm run test:e2e`);
+// ordinary runs write to the git-ignored test-results/ so they leave the tree clean.
+const SCREENSHOT = path.resolve(ROOT, process.env.E2E_SCREENSHOT ?? "test-results/playground.png");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TRANSFER_SUMMARY = "Send a credit transfer message";
 const WARNING_EN = "Production warning: this endpoint changes data or triggers operations.";
@@ -155,6 +157,7 @@ async function main() {
     const bottom = await live.locator("tbody tr").first().boundingBox();
     const scrollY = await page.evaluate(() => window.scrollY);
     if (!top || !bottom) throw new Error("the operation or its response is not on the page");
+    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({
       path: SCREENSHOT,
       fullPage: true,

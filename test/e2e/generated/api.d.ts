@@ -1175,7 +1175,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: components["schemas"]["Transfer"] & unknown;
+                            data: components["schemas"]["Transfer"];
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
@@ -1777,7 +1777,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: components["schemas"]["Transfer"] & unknown;
+                            data: components["schemas"]["Transfer"];
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
@@ -1968,7 +1968,8 @@ export interface components {
             createdAt: string;
             /** @example 64d15f9e2e6c8f4d5a999999 */
             id: string;
-            lastMessage: components["schemas"]["Message"] & (Record<string, never> | null);
+            /** @description Null until the first message. */
+            lastMessage: components["schemas"]["Message"] | null;
             /**
              * @description The highest `seq` in this chat (0 before the first message).
              * @example 42
@@ -2084,7 +2085,6 @@ export interface components {
              */
             type: "group";
         };
-        /** @example null */
         CreditTransferPayload: {
             /**
              * @description Whole credits moved from the sender to the recipient.
@@ -2097,7 +2097,7 @@ export interface components {
             recipientId: string;
             /** @example 64d15f9e2e6c8f4d5a777777 */
             transferId: string;
-        } | null;
+        };
         /**
          * @example {
          *       "recipientId": "64d15f9e2e6c8f4d5a654321",
@@ -2267,7 +2267,11 @@ export interface components {
             content: string | null;
             /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
-            creditTransfer: components["schemas"]["CreditTransferPayload"];
+            /**
+             * @description Only on `credit_transfer` messages.
+             * @example null
+             */
+            creditTransfer: components["schemas"]["CreditTransferPayload"] | null;
             /** @example null */
             deletedAt: string | null;
             /** @example null */
@@ -2519,6 +2523,19 @@ export interface components {
              */
             reason: string;
         };
+        /**
+         * @example {
+         *       "senderId": "64d15f9e2e6c8f4d5a123456",
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "transferredAmount": 25,
+         *       "senderBalance": 75,
+         *       "recipientBalance": 125,
+         *       "transferId": "64d15f9e2e6c8f4d5a777777",
+         *       "messageId": "64d15f9e2e6c8f4d5a888888",
+         *       "chatId": "64d15f9e2e6c8f4d5a999999",
+         *       "createdAt": "2026-01-15T10:30:00.000Z"
+         *     }
+         */
         Transfer: {
             /**
              * @description The direct chat id (24 lowercase hex characters).
