@@ -18,6 +18,7 @@ export default defineConfig(async () => {
             WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
             WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
             WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
+            WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
           },
         },
       }),

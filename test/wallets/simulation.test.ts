@@ -20,7 +20,10 @@
  *   WALLET_SIM_RUNS=200 npx vitest run test/wallets/simulation.test.ts   # 200 random seeds
  *   WALLET_SIM_SEED=123456 npx vitest run test/wallets/simulation.test.ts  # rerun one seed
  *   WALLET_SIM_OPS=10000 ...                                                # longer runs
- * A failing run names its seed and the command that reruns it.
+ * A failing run names its seed and the command that reruns it. A seed always generates the same
+ * operations; their interleaving inside a concurrent batch can differ between runs, so a failure
+ * that does not come back is a concurrency bug: WALLET_SIM_SERIAL=1 runs the batches one operation
+ * at a time, which makes a run fully reproducible.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -38,6 +41,8 @@ const FIXED_SEEDS = [1, 20261125, 987654321];
 const WALLETS = 20;
 const simEnv = env as unknown as Record<string, string | undefined>;
 const OPS = Number(simEnv.WALLET_SIM_OPS || 2000);
+/** The operations of a seed are always the same; SERIAL runs each batch one by one, so the interleaving is too. */
+const SERIAL = simEnv.WALLET_SIM_SERIAL === "1";
 
 /** mulberry32: small, fast, good enough to drive a simulation reproducibly. */
 function rng(seed: number) {
@@ -235,8 +240,9 @@ async function simulate(seed: number, ops: number) {
         const bad = r.chance(0.5)
           ? { senderId, recipientId: senderId, amount, note }
           : { senderId, recipientId: "64d15f9e2e6c8f4d5a000000", amount, note };
+        const badKey = r.chance(0.5) ? `bad-${seed}-${keySeq++}` : null;
         tasks.push(async () => {
-          const error = await executeTransfer(env, config, bad, r.chance(0.5) ? `bad-${seed}-${keySeq++}` : null).then(
+          const error = await executeTransfer(env, config, bad, badKey).then(
             () => null,
             (e: unknown) => e,
           );
@@ -248,7 +254,8 @@ async function simulate(seed: number, ops: number) {
       }
     }
     done += Math.max(tasks.length, 1);
-    await Promise.all(tasks.map((task) => task()));
+    if (SERIAL) for (const task of tasks) await task();
+    else await Promise.all(tasks.map((task) => task()));
   }
 
   // Recovery by alarms only: every pending transfer must be finished by its sender's alarm.
@@ -287,7 +294,7 @@ async function simulate(seed: number, ops: number) {
 }
 
 function rerunHint(seed: number) {
-  return `rerun with: WALLET_SIM_SEED=${seed} WALLET_SIM_OPS=${OPS} npx vitest run test/wallets/simulation.test.ts`;
+  return `rerun with: WALLET_SIM_SEED=${seed} WALLET_SIM_OPS=${OPS}${SERIAL ? " WALLET_SIM_SERIAL=1" : ""} npx vitest run test/wallets/simulation.test.ts`;
 }
 
 /** The admin reconciliation over every wallet (it needs quiet books: run between rounds, not during one). */
