@@ -47,7 +47,8 @@ describe("the transfer protocol survives a stop after each step", () => {
       const alice = await seedWalletUser();
       const bob = await seedWalletUser();
       await armFault(alice.id, point);
-      expectError(await transfer(alice.token, { recipientId: bob.id, amount: 25 }), 500, "internal_error");
+      const stopped = expectError(await transfer(alice.token, { recipientId: bob.id, amount: 25 }), 500, "internal_error");
+      expect(stopped.errors).toEqual(["Internal server error", `injected fault ${point}`]);
 
       const [out] = await rowsOf(alice.id, "SELECT * FROM transfers_out");
       expect(out!.state).toBe(progress[point].posted ? "posted" : "pending");

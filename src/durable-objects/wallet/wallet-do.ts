@@ -160,10 +160,17 @@ export class WalletDO extends DurableObject<Env> {
     if (start.kind === "reply") return { ok: true, value: start.reply };
     // Same turn as the commit above, so the debit and its recovery alarm are written together.
     this.scheduleAlarm(now + RECOVERY_DELAY_MS);
-    this.fault("after_debit");
-    const reply = await this.finish(start.row);
-    this.fault("after_posted");
-    return { ok: true, value: { ...reply, replayed: start.replayed } };
+    try {
+      this.fault("after_debit");
+      const reply = await this.finish(start.row);
+      this.fault("after_posted");
+      return { ok: true, value: { ...reply, replayed: start.replayed } };
+    } catch (error) {
+      // An injected stop leaves the books exactly as a crash there would and answers the same 500,
+      // without filling test logs with the runtime's report of a thrown RPC error.
+      if (error instanceof InjectedFault) return refuse("internal_error", error.message);
+      throw error;
+    }
   }
 
   /**
@@ -366,7 +373,7 @@ export class WalletDO extends DurableObject<Env> {
     if (!left) return;
     if (left <= 1) this.armedFaults.delete(point);
     else this.armedFaults.set(point, left - 1);
-    throw new Error(`injected fault ${point}`);
+    throw new InjectedFault(`injected fault ${point}`);
   }
 
   // ------------------------------------------------------------------ internals
@@ -641,6 +648,11 @@ export class WalletDO extends DurableObject<Env> {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** What the test-only fault switch throws. */
+class InjectedFault extends Error {
+  override readonly name = "InjectedFault";
+}
 
 const keyReused = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
 
