@@ -7,6 +7,7 @@ import autocannon from "autocannon";
 import { sign } from "hono/jwt";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { freePort } from "../test/e2e/support/server.ts";
+import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
 
 /**
  * `npm run bench`: the built Worker (wrangler deploy --dry-run) served by Miniflare directly (no
@@ -383,6 +384,9 @@ async function main() {
     const pick = () => people[Math.floor(Math.random() * people.length)] as BenchUser;
 
     await measure("health", { path: "/health" });
+    // Probes that split a request's cost: auth + one D1 read, auth + one wallet-object read.
+    await measure("users-me", { path: "/api/v1/users/me", token: people[5]?.token });
+    await measure("wallet-me", { path: "/api/v1/wallets/me", token: people[5]?.token });
     await measure("transfer-hot-sender", {
       method: "POST",
       path: "/api/v1/messages/credit-transfer",
@@ -420,6 +424,15 @@ async function main() {
     await measure("ledger-page-1k", { path: "/api/v1/wallets/me/transactions?limit=50", token: reader1k.token });
     await measure("ledger-page-100k", { path: "/api/v1/wallets/me/transactions?limit=50", token: reader100k.token });
 
+    // Realtime (issue 8): one message to a 100-member group, every member connected.
+    let realtimeFanout: FanoutResult | undefined;
+    if (!only.length || only.includes("realtime-fanout")) {
+      realtimeFanout = await measureGroupFanout(base, { members: 100, rounds: 20 });
+      console.log(
+        `  realtime-fanout-100      all members have it: median ${realtimeFanout.allMembersMs.median} ms, p99 ${realtimeFanout.allMembersMs.p99} ms (health median ${realtimeFanout.healthMs.median} ms)`,
+      );
+    }
+
     // ---- books
     const problems = await checkInvariants(db, api, admin, [...people, reader1k, reader100k]);
 
@@ -431,9 +444,14 @@ async function main() {
       connections: CONNECTIONS,
       secondsPerScenario: SECONDS,
       vars: BENCH_VARS,
+      realtimeFanout,
     };
     if (!only.length) writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
-    const table = renderTable(rows, results);
+    let table = renderTable(rows, results);
+    if (realtimeFanout) {
+      const f = realtimeFanout;
+      table += `\n\nRealtime fan-out (100-member group, all connected, ${f.rounds} messages): every member has the frame after median ${f.allMembersMs.median} ms, p99 ${f.allMembersMs.p99} ms; single deliveries median ${f.eachDeliveryMs.median} ms; the send itself median ${f.sendMs.median} ms; /health median ${f.healthMs.median} ms.`;
+    }
     console.log(`\n${table}`);
     if (!only.length) writeReadmeTable(table);
     console.log(`bench: done in ${seconds(started)}`);
