@@ -77,7 +77,7 @@ async function main(): Promise<number> {
     }
 
     const coverageDir = mkdtempSync(path.join(tmpdir(), "credit-chat-e2e-coverage-"));
-    const suite = await runNode(["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
+    const suite = await runNode(["--test", "--test-concurrency=1", "--test-timeout=60000", "--test-reporter=spec", ...files], {
       ...env,
       E2E_COVERAGE_DIR: coverageDir,
     });
