@@ -42,6 +42,6 @@ export async function rowsOf(userId: string, query: string): Promise<Record<stri
 }
 
 /** Arms the test-only fault switch of `userId`'s wallet: its next transfer stops after `point`. */
-export async function armFault(userId: string, point: FaultPoint, times = 1): Promise<void> {
-  await runInDurableObject(walletStub(env, userId), (instance: WalletDO) => instance.armFault(point, times));
+export async function armFault(userId: string, point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): Promise<void> {
+  await runInDurableObject(walletStub(env, userId), (instance: WalletDO) => instance.armFault(point, times, mode));
 }

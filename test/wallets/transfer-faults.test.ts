@@ -87,6 +87,32 @@ describe("the transfer protocol survives a stop after each step", () => {
     });
   }
 
+  for (const point of FAULT_POINTS) {
+    it(`${point}: the sender's object crashes there (memory lost, storage kept); alarm and retry end with exactly one transfer`, async () => {
+      const alice = await seedWalletUser();
+      const bob = await seedWalletUser();
+      const body = { recipientId: bob.id, amount: 25 };
+      await armFault(alice.id, point, 1, "crash");
+      expectError(await transfer(alice.token, body, { key: `crash-${point}` }), 500, "internal_error");
+      if (point === "after_debit") {
+        // Reset in the same turn as the debit: its write was never confirmed, so all of it is gone
+        // (never half of it) and the caller, who got a 500, retries.
+        expect(await rowsOf(alice.id, "SELECT * FROM transfers_out")).toEqual([]);
+        expect(await balanceOf(alice.id)).toBe(100);
+      }
+      const stub = walletStub(env, alice.id);
+      // The restarted object reads its alarm back from storage and finishes any pending work.
+      await runDurableObjectAlarm(stub);
+      await runDurableObjectAlarm(stub);
+      const retry = await transfer(alice.token, body, { key: `crash-${point}` });
+      expect(retry.status).toBe(201);
+      const out = await expectExactlyOnce(alice.id, bob.id);
+      expect(retry.json.data.transferId).toBe(out.transfer_id);
+      // And it still serves: the next transfer goes through normally.
+      expect((await transfer(alice.token, { recipientId: bob.id, amount: 5 })).json.data.senderBalance).toBe(70);
+    });
+  }
+
   it("a client that timed out asks GET /wallets/me/transfers/{id}: a pending transfer is finished and shown", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();

@@ -72,7 +72,7 @@ export class WalletDO extends DurableObject<Env> {
   /** The alarm time this object last set (null: none), so frequent transfers do not keep pushing it later. */
   private alarmAt: number | null = null;
   /** Test-only fault switch (see `armFault`). */
-  private readonly armedFaults = new Map<FaultPoint, number>();
+  private readonly armedFaults = new Map<FaultPoint, { left: number; mode: "stop" | "crash" }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -363,16 +363,18 @@ export class WalletDO extends DurableObject<Env> {
    * only in vitest.config.ts's miniflare bindings, AND `ENVIRONMENT = "local"`; anywhere else it
    * throws. No route calls it; tests reach it with `runInDurableObject`.
    */
-  armFault(point: FaultPoint, times = 1): void {
+  armFault(point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): void {
     if (!faultInjectionEnabled(this.env)) throw new Error("fault injection is only available in the test harness");
-    this.armedFaults.set(point, times);
+    this.armedFaults.set(point, { left: times, mode });
   }
 
+  /** "stop": the protocol stops there and the caller gets 500. "crash": the object is reset there (ctx.abort), memory lost. */
   private fault(point: FaultPoint): void {
-    const left = this.armedFaults.get(point);
-    if (!left) return;
-    if (left <= 1) this.armedFaults.delete(point);
-    else this.armedFaults.set(point, left - 1);
+    const armed = this.armedFaults.get(point);
+    if (!armed) return;
+    if (armed.left <= 1) this.armedFaults.delete(point);
+    else armed.left -= 1;
+    if (armed.mode === "crash") this.ctx.abort(`injected crash ${point}`);
     throw new InjectedFault(`injected fault ${point}`);
   }
 
