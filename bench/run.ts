@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -557,6 +557,8 @@ function writeReadmeTable(table: string) {
   const block = `${begin}\n${table}\n${end}`;
   readme = readme.includes(begin) ? readme.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), block) : `${readme}\n${block}\n`;
   writeFileSync(file, readme);
+  // Markdown is formatted by biome like everything else (npm run lint checks it).
+  spawnSync(path.join(ROOT, "node_modules/.bin/biome"), ["format", "--write", file], { cwd: ROOT, stdio: "ignore" });
 }
 
 main().then(
