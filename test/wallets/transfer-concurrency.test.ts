@@ -29,13 +29,15 @@ describe("credit transfers under concurrency", () => {
     const bob = await seedWalletUser();
     const requests = [];
     for (let i = 0; i < 500; i++) {
-      requests.push(transfer(alice.token, { recipientId: bob.id, amount: 1 + (i % 7) }));
-      requests.push(transfer(bob.token, { recipientId: alice.id, amount: 1 + (i % 5) }));
+      // Each side asks for ~10,000 credits in all while the pair holds 200: most must be refused.
+      requests.push(transfer(alice.token, { recipientId: bob.id, amount: 1 + (i % 40) }));
+      requests.push(transfer(bob.token, { recipientId: alice.id, amount: 1 + (i % 37) }));
     }
     const results = await Promise.all(requests);
     const unexpected = results.filter((r) => r.status !== 201 && !(r.status === 409 && r.json.code === "insufficient_balance"));
     expect(unexpected.map((r) => `${r.status} ${r.text.slice(0, 200)}`)).toEqual([]);
     expect(results.filter((r) => r.status === 201).length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.status === 409).length).toBeGreaterThan(0);
     const a = await balanceOf(alice.id);
     const b = await balanceOf(bob.id);
     expect(a + b).toBe(200);
