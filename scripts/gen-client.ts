@@ -25,7 +25,16 @@ export async function checkTypesFresh(baseUrl: string): Promise<boolean> {
   } catch {
     // missing counts as stale
   }
-  return committed === served;
+  if (committed === served) return true;
+  // Point at the first difference so the author sees which operation or schema moved.
+  const a = committed.split("\n");
+  const b = served.split("\n");
+  const at = a.findIndex((line, i) => line !== b[i]);
+  const line = at === -1 ? a.length : at;
+  console.error(
+    `  first difference at line ${line + 1}:\n  committed: ${a[line] ?? "(end)"}\n  served:    ${b[line] ?? "(end)"}`,
+  );
+  return false;
 }
 
 async function main() {
