@@ -1,6 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { MIGRATIONS } from "../src/durable-objects/wallet/wallet-schema";
 import { openWallet, walletStub } from "../src/services/wallets";
 import { seedUser } from "./support/users";
 
@@ -28,6 +29,25 @@ describe("opening a wallet", () => {
     expect(entries).toEqual([]);
   });
 
+  it("v2 backfills the per-minute send counters from the ledger", async () => {
+    const user = await seedUser();
+    await openWallet(env, user.id);
+    const counters = await runInDurableObject(walletStub(env, user.id), (_instance, state) => {
+      const sql = state.storage.sql;
+      // Replay v2 over a ledger that predates it.
+      sql.exec("DROP TABLE sent_by_minute");
+      sql.exec(
+        "INSERT INTO entries (id, transfer_id, kind, amount, balance_after, created_at) VALUES ('e1', 't1', 'transfer_out', -5, 95, 120000), ('e2', 't2', 'transfer_out', -7, 88, 150000), ('e3', 't3', 'transfer_out', -1, 87, 185000)",
+      );
+      sql.exec(MIGRATIONS[1]!);
+      return sql.exec("SELECT minute, amount FROM sent_by_minute ORDER BY minute").toArray();
+    });
+    expect(counters).toEqual([
+      { minute: 2, amount: 12 },
+      { minute: 3, amount: 1 },
+    ]);
+  });
+
   it("migrates its schema once and records the version", async () => {
     const user = await seedUser();
     await openWallet(env, user.id);
@@ -35,6 +55,6 @@ describe("opening a wallet", () => {
       walletStub(env, user.id),
       (_instance, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
     );
-    expect(version).toBeGreaterThanOrEqual(1);
+    expect(version).toBe(MIGRATIONS.length);
   });
 });

@@ -228,10 +228,27 @@ describe("POST /api/v1/messages/credit-transfer", () => {
       windowUsed: 50,
       windowRemaining: 0,
     });
-    // Move the first send 24 h into the past: it leaves the window.
-    await rowsOf(alice.id, `UPDATE entries SET created_at = created_at - ${24 * 3600 * 1000 + 1} WHERE amount = -30`);
-    expect((await transfer(alice.token, { recipientId: bob.id, amount: 30 }, { vars })).status).toBe(201);
+    // Sends are counted per minute. Moved 24 h (1440 minutes) back, they still count: a send
+    // counts for 24 h rounded up to the end of its minute, never less.
+    await rowsOf(alice.id, "UPDATE sent_by_minute SET minute = minute - 1440");
     expectError(await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars }), 409, "transfer_limit_exceeded");
+    // One minute more and they leave the window.
+    await rowsOf(alice.id, "UPDATE sent_by_minute SET minute = minute - 1");
+    expect((await call("GET", "/api/v1/wallets/me/limits", { token: alice.token, vars })).json.data.windowUsed).toBe(0);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 50 }, { vars })).status).toBe(201);
+    expect((await transfer(bob.token, { recipientId: alice.id, amount: 10 }, { vars })).status).toBe(201);
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 1 }, { vars }), 409, "transfer_limit_exceeded");
+    // Minutes out of the window are forgotten on the next send.
+    expect(await rowsOf(alice.id, "SELECT amount FROM sent_by_minute")).toEqual([{ amount: 50 }]);
+  });
+
+  it("the window check reads at most one row per minute, however many transfers were sent", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    for (let i = 0; i < 20; i++) await transfer(alice.token, { recipientId: bob.id, amount: 1 });
+    const buckets = await rowsOf(alice.id, "SELECT SUM(amount) AS sent, COUNT(*) AS rows FROM sent_by_minute");
+    expect(Number(buckets[0]!.sent)).toBe(20);
+    expect(Number(buckets[0]!.rows)).toBeLessThanOrEqual(2);
   });
 
   it("429 rate_limited over RATE_LIMIT_TRANSFERS_PER_MINUTE, with Retry-After", async () => {

@@ -27,9 +27,9 @@ import {
   RECOVERY_DELAY_MS,
   type StoredReply,
   TRANSFER_WINDOW_HOURS,
-  TRANSFER_WINDOW_MS,
   type TransferCommand,
   type WalletSummary,
+  WINDOW_MINUTES,
 } from "./wallet-types";
 
 /** The welcome grant's ledger key: UNIQUE(transfer_id, kind) makes it happen at most once. */
@@ -413,6 +413,7 @@ export class WalletDO extends DurableObject<Env> {
     const senderBalance = balance - command.amount;
     this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", senderBalance, now);
     this.insertEntry(transferId, "transfer_out", -command.amount, senderBalance, command.recipientId, null, command.note, now);
+    this.countSent(command.amount, now);
     this.sql.exec(
       "INSERT INTO transfers_out (transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note, sender_balance, created_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
       transferId,
@@ -572,14 +573,25 @@ export class WalletDO extends DurableObject<Env> {
     return this.sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE transfer_id = ?", transferId).toArray()[0];
   }
 
-  /** Credits sent in the rolling window. */
+  /** Credits sent in the rolling window (see WINDOW_MINUTES). */
   private windowUsed(now: number): number {
     return this.sql
       .exec<{ used: number }>(
-        "SELECT COALESCE(-SUM(amount), 0) AS used FROM entries WHERE kind = 'transfer_out' AND created_at > ?",
-        now - TRANSFER_WINDOW_MS,
+        "SELECT COALESCE(SUM(amount), 0) AS used FROM sent_by_minute WHERE minute >= ?",
+        minuteOf(now) - WINDOW_MINUTES,
       )
       .one().used;
+  }
+
+  /** Counts a debit in its minute and forgets minutes that left the window. Inside transactionSync. */
+  private countSent(amount: number, now: number): void {
+    const minute = minuteOf(now);
+    this.sql.exec(
+      "INSERT INTO sent_by_minute (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount",
+      minute,
+      amount,
+    );
+    this.sql.exec("DELETE FROM sent_by_minute WHERE minute < ?", minute - WINDOW_MINUTES);
   }
 
   /** Must run inside transactionSync. */
@@ -650,6 +662,8 @@ export class WalletDO extends DurableObject<Env> {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+const minuteOf = (ms: number) => Math.floor(ms / 60_000);
 
 /** What the test-only fault switch throws. */
 class InjectedFault extends Error {

@@ -77,6 +77,16 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // v2: credits sent per minute, so the rolling-window check sums at most WINDOW_MINUTES + 1 rows
+  // instead of every transfer of the last 24 h (a hot sender has hundreds of thousands).
+  `
+  CREATE TABLE sent_by_minute (
+    minute INTEGER PRIMARY KEY,
+    amount INTEGER NOT NULL CHECK (amount >= 0)
+  );
+  INSERT INTO sent_by_minute (minute, amount)
+    SELECT created_at / 60000, -SUM(amount) FROM entries WHERE kind = 'transfer_out' GROUP BY created_at / 60000;
+  `,
 ];
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };

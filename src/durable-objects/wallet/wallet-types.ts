@@ -1,7 +1,11 @@
 /** What crosses RPC to and from the WalletDO (plain structured-clonable values). */
 
-export const TRANSFER_WINDOW_MS = 24 * 60 * 60 * 1000;
 export const TRANSFER_WINDOW_HOURS = 24;
+/**
+ * The rolling send window in whole minutes. A send counts until the minute it was made is more
+ * than WINDOW_MINUTES minutes old: 24 hours, rounded up to the end of its minute (never less).
+ */
+export const WINDOW_MINUTES = TRANSFER_WINDOW_HOURS * 60;
 
 /** Idempotency keys and their stored responses are kept at least this long (API.md §1), then the alarm drops them. */
 export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
