@@ -186,7 +186,12 @@ export function reconcileSummaries(summaries: WalletSummary[], transferMessages:
         const posted = messagesByTransfer.get(out.transferId) ?? [];
         if (posted.length !== 1) note("transfer_message_count", `${posted.length} credit_transfer messages, expected 1`);
         for (const message of posted) {
-          if (message.id !== out.messageId || message.senderId !== wallet.userId || message.amount !== out.amount) {
+          if (
+            message.id !== out.messageId ||
+            message.senderId !== wallet.userId ||
+            message.recipientId !== out.recipientId ||
+            message.amount !== out.amount
+          ) {
             note("mismatched_transfer_message", `message ${message.id} does not match the transfer`);
           }
         }
