@@ -34,6 +34,7 @@ CREATE TABLE `idempotency_keys` (
 	`fingerprint` text NOT NULL,
 	`response_status` integer,
 	`response_body` text,
+	`message_id` text,
 	`created_at` integer NOT NULL,
 	PRIMARY KEY(`user_id`, `key`)
 );

@@ -74,6 +74,27 @@ describe("postCreditTransferMessage", () => {
     const chat = await db.select().from(chats).where(eq(chats.id, next.chatId)).get();
     expect(chat?.lastSeq).toBe(2);
   });
+  it("different transfers of a new pair at once: one chat, created by one of them, seqs 1..n without gaps", async () => {
+    const payer = await seedUser();
+    const payee = await seedUser();
+    const transfer = (i: number) => ({
+      transferId: newId(),
+      senderId: i % 2 === 0 ? payer.id : payee.id,
+      recipientId: i % 2 === 0 ? payee.id : payer.id,
+      amount: i + 1,
+      note: null,
+      createdAt: Date.now(),
+    });
+    const inputs = Array.from({ length: 10 }, (_, i) => transfer(i));
+    // Each transfer posted twice at once, as a retry racing the alarm would.
+    const results = await Promise.all([...inputs, ...inputs].map((input) => postCreditTransferMessage(db, input)));
+    expect(new Set(results.map((m) => m.chatId)).size).toBe(1);
+    expect(new Set(results.map((m) => m.id)).size).toBe(10);
+    expect(new Set(results.map((m) => m.seq))).toEqual(new Set(Array.from({ length: 10 }, (_, i) => i + 1)));
+    const chat = await db.select().from(chats).where(eq(chats.id, results[0]!.chatId)).get();
+    expect(chat?.lastSeq).toBe(10);
+    expect(await db.select().from(chatMembers).where(eq(chatMembers.chatId, chat!.id)).all()).toHaveLength(2);
+  });
 });
 
 describe("findOrCreateDirectChat", () => {

@@ -354,6 +354,38 @@ describe("Idempotency-Key on message POSTs", () => {
     expect(reused.json.data.seq).toBe(2);
   });
 
+  it("a send whose message committed but whose response was never stored: a retry answers that message, never a second", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const chatId = await directChat(a, b);
+    const headers = { "Idempotency-Key": "died-after-commit" };
+    const body = { chatId, content: "exactly once" };
+    // The request dies between its message batch and storing its response (here: the store fails).
+    await env.DB.prepare(
+      "CREATE TRIGGER fail_response_store BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected: died before storing the response'); END",
+    ).run();
+    let died: Awaited<ReturnType<typeof sendV2>>;
+    try {
+      died = await sendV2(a, body, headers);
+    } finally {
+      await env.DB.prepare("DROP TRIGGER fail_response_store").run();
+    }
+    expectError(died, 500, "internal_error");
+    // Retried once the claim looks abandoned (the stale takeover used to execute the send again).
+    await db
+      .update(idempotencyKeys)
+      .set({ createdAt: Date.now() - 60_000 })
+      .where(eq(idempotencyKeys.key, headers["Idempotency-Key"]));
+    const retry = await sendV2(a, body, headers);
+    expect(retry.status).toBe(201);
+    expect(retry.headers.get("Idempotent-Replayed")).toBe("true");
+    const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: a.token });
+    expect(list.json.data.items.map((m: { id: string }) => m.id)).toEqual([retry.json.data.id]);
+    // That answer is now the stored one.
+    const again = await sendV2(a, body, headers);
+    expect(again.text).toBe(retry.text);
+  });
+
   it("a v2 clientMessageId duplicate under a new key answers 200 and that 200 is what the key replays", async () => {
     const a = await seedUser();
     const b = await seedUser();

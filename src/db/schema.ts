@@ -131,6 +131,11 @@ export const idempotencyKeys = sqliteTable(
     /** Null while the first request is still executing. */
     responseStatus: integer("response_status"),
     responseBody: text("response_body"),
+    /**
+     * The message the request created, written by the message's own insert batch: a retry that
+     * finds it (the request died before storing its response) answers that message, never a second.
+     */
+    messageId: text("message_id"),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],

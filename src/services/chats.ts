@@ -1,14 +1,15 @@
-import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
+import { insertWhere } from "../db/insert-where";
+import { type ChatMemberRow, type ChatRow, chatMembers, chats, type MessageRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
-import type { Message } from "../schemas/message";
-import { appendMessage, lastMessagesOf } from "./messages";
-import { assertActiveUser, assertCanSendTo, getUserOrThrow } from "./users";
+import { type Message, toMessage } from "../schemas/message";
+import { appendMessage, lastMessagesQuery } from "./messages";
+import { assertActiveUser, assertCanSendTo, getUserOrThrow, hasBlockedSql } from "./users";
 
 /**
  * Chats, memberships and read markers. Decisions (also in the OpenAPI descriptions):
@@ -46,49 +47,74 @@ export function inChunks<T>(items: readonly T[], size: number): T[][] {
 const chatNotFound = (chatId: string) => new ApiError("chat_not_found", [`No chat ${chatId} among your chats`]);
 
 /**
- * The direct chat of two users, created if missing. Safe under races (both users creating it at
- * once, or a transfer posting into it): the chat is inserted with ON CONFLICT DO NOTHING on the
- * unique direct key and then read back, so everybody ends up with the one row that won. Both
- * memberships are written in the same batch, only when this call's chat row is the one inserted.
+ * The statements that create the direct chat of two users if it is missing, for a batch: the chat
+ * is inserted with ON CONFLICT DO NOTHING on the unique direct key (so concurrent creators, or a
+ * transfer posting into it, end up with the one row that won), and both memberships only when
+ * this batch's chat row is the one inserted. With `allowed`, nothing is created unless it holds
+ * (the caller's checks, evaluated in the same transaction). `chatId` is SQL for the pair's chat id.
  */
+export function directChatStatements(db: Database, creatorId: string, otherId: string, now: number, allowed: SQL = sql`1`) {
+  const directKey = directKeyOf(creatorId, otherId);
+  const id = newId(now);
+  const thisChatInserted = sql`EXISTS (SELECT 1 FROM ${chats} WHERE ${chats.id} = ${id})`;
+  const addMember = (userId: string) =>
+    insertWhere(
+      db,
+      chatMembers,
+      { chatId: id, userId, role: "member", lastReadSeq: 0, joinedAt: now, lastActivityAt: now },
+      undefined,
+      thisChatInserted,
+    );
+  const chatRow = {
+    id,
+    type: "direct",
+    title: null,
+    directKey,
+    createdBy: creatorId,
+    lastSeq: 0,
+    lastActivityAt: now,
+    createdAt: now,
+  } as const;
+  return {
+    id,
+    directKey,
+    chatId: sql`(SELECT ${chats.id} FROM ${chats} WHERE ${chats.directKey} = ${directKey})`,
+    statements: [
+      insertWhere(db, chats, chatRow, undefined, allowed).onConflictDoNothing({ target: chats.directKey }),
+      addMember(creatorId),
+      addMember(otherId),
+    ] as const,
+  };
+}
+
+/** The direct chat of two users, created if missing (see `directChatStatements`); one batch. */
 export async function findOrCreateDirectChat(
   db: Database,
   creatorId: string,
   otherId: string,
   now: number = Date.now(),
 ): Promise<{ chat: ChatRow; created: boolean }> {
-  const directKey = directKeyOf(creatorId, otherId);
-  const existing = await db.select().from(chats).where(eq(chats.directKey, directKey)).get();
-  if (existing) return { chat: existing, created: false };
-
-  const id = newId(now);
-  const addMember = (userId: string) =>
-    // Columns in table order: chat_id, user_id, role, last_read_seq, joined_at, last_activity_at.
-    db
-      .insert(chatMembers)
-      .select(sql`SELECT ${id}, ${userId}, 'member', 0, ${now}, ${now} WHERE EXISTS (SELECT 1 FROM chats WHERE id = ${id})`);
+  const direct = directChatStatements(db, creatorId, otherId, now);
   const [, , , rows] = await db.batch([
-    db
-      .insert(chats)
-      .values({
-        id,
-        type: "direct",
-        title: null,
-        directKey,
-        createdBy: creatorId,
-        lastSeq: 0,
-        lastActivityAt: now,
-        createdAt: now,
-      })
-      .onConflictDoNothing({ target: chats.directKey }),
-    addMember(creatorId),
-    addMember(otherId),
-    db.select().from(chats).where(eq(chats.directKey, directKey)),
+    ...direct.statements,
+    db.select().from(chats).where(eq(chats.directKey, direct.directKey)),
   ]);
   const chat = rows[0];
-  if (!chat) throw new Error(`direct chat ${directKey} missing right after its insert`);
-  return { chat, created: chat.id === id };
+  if (!chat) throw new Error(`direct chat ${direct.directKey} missing right after its insert`);
+  return { chat, created: chat.id === direct.id };
 }
+
+/** SQL: `userId` is a member of the chat `chatId` (a value, or SQL such as `directChatStatements().chatId`). */
+export const isMemberSql = (chatId: string | SQL, userId: string) =>
+  sql`EXISTS (SELECT 1 FROM ${chatMembers} WHERE ${chatMembers.chatId} = ${chatId} AND ${chatMembers.userId} = ${userId})`.mapWith(
+    Boolean,
+  );
+
+/** SQL: `chatId` is a direct chat whose other person blocked `senderId` (blocks do not apply inside groups). */
+export const blockedInDirectChatSql = (chatId: string, senderId: string) =>
+  sql`EXISTS (SELECT 1 FROM ${chats} JOIN ${chatMembers} ON ${chatMembers.chatId} = ${chats.id}
+    WHERE ${chats.id} = ${chatId} AND ${chats.type} = 'direct' AND ${chatMembers.userId} <> ${senderId}
+    AND ${hasBlockedSql(sql`${chatMembers.userId}`, senderId)})`.mapWith(Boolean);
 
 /** The chat and the caller's membership, or 404 `chat_not_found` (missing or not a member alike). */
 export async function requireMember(
@@ -115,41 +141,45 @@ export async function memberIdsOf(db: Database, chatId: string): Promise<string[
   return rows.map((row) => row.userId);
 }
 
-async function membersOf(db: Database, chatIds: string[]): Promise<Map<string, ChatMemberRow[]>> {
-  const byChat = new Map<string, ChatMemberRow[]>(chatIds.map((id) => [id, []]));
-  const queries = inChunks(chatIds, MAX_BOUND_PARAMETERS).map((ids) =>
+/**
+ * The members (in joining order) and last messages of the chats `chatIds` selects: ids, or a
+ * subquery, so that they come in the same batch (one round trip, one snapshot) as the chats.
+ */
+function chatDetailQueries(db: Database, chatIds: string[] | SQLWrapper) {
+  return [
     db
       .select()
       .from(chatMembers)
-      .where(inArray(chatMembers.chatId, ids))
+      .where(inArray(chatMembers.chatId, chatIds))
       .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId)),
-  );
-  const [first, ...rest] = queries;
-  if (!first) return byChat;
-  for (const rows of await db.batch([first, ...rest])) {
-    for (const row of rows) byChat.get(row.chatId)?.push(row);
-  }
-  return byChat;
+    lastMessagesQuery(db, chatIds),
+  ] as const;
 }
 
 /** Chats as their viewer sees them: members, last message, unread count. */
-async function viewChats(db: Database, rows: { chat: ChatRow; lastReadSeq: number }[]): Promise<Chat[]> {
-  const ids = rows.map((row) => row.chat.id);
-  const [members, lastMessages] = await Promise.all([
-    membersOf(db, ids),
-    lastMessagesOf(
-      db,
-      rows.map((row) => ({ chatId: row.chat.id, seq: row.chat.lastSeq })),
-    ),
-  ]);
+function viewChats(
+  rows: { chat: ChatRow; lastReadSeq: number }[],
+  memberRows: ChatMemberRow[],
+  lastMessageRows: MessageRow[],
+): Chat[] {
+  const members = new Map<string, ChatMemberRow[]>();
+  for (const row of memberRows) members.set(row.chatId, [...(members.get(row.chatId) ?? []), row]);
+  const lastMessages = new Map(lastMessageRows.map((row) => [row.chatId, toMessage(row)]));
   return rows.map(({ chat, lastReadSeq }) =>
     toChat(chat, members.get(chat.id) ?? [], lastMessages.get(chat.id) ?? null, lastReadSeq),
   );
 }
 
+/** One chat as `viewerId` sees it, in one batch; 404 `chat_not_found` unless they are a member. */
 async function viewChat(db: Database, chatId: string, viewerId: string): Promise<Chat> {
-  const { chat, member } = await requireMember(db, chatId, viewerId);
-  const [view] = await viewChats(db, [{ chat, lastReadSeq: member.lastReadSeq }]);
+  const [chatRows, memberRows, lastMessageRows] = await db.batch([
+    db.select().from(chats).where(eq(chats.id, chatId)),
+    ...chatDetailQueries(db, [chatId]),
+  ]);
+  const chat = chatRows[0];
+  const viewer = memberRows.find((row) => row.userId === viewerId);
+  if (!chat || !viewer) throw chatNotFound(chatId);
+  const [view] = viewChats([{ chat, lastReadSeq: viewer.lastReadSeq }], memberRows, lastMessageRows);
   if (!view) throw chatNotFound(chatId);
   return view;
 }
@@ -222,6 +252,15 @@ export async function createGroupChat(db: Database, callerId: string, title: str
 
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
 
+/** The range of the caller's memberships a page covers (for the page and for its details' subquery). */
+function chatPageWhere(userId: string, after: { a: number; c: string } | undefined) {
+  return and(
+    eq(chatMembers.userId, userId),
+    after ? sql`(${chatMembers.lastActivityAt}, ${chatMembers.chatId}) < (${after.a}, ${after.c})` : undefined,
+  );
+}
+const chatPageOrder = [desc(chatMembers.lastActivityAt), desc(chatMembers.chatId)];
+
 /**
  * The caller's chats, most recent activity first (ties by id), from one backwards range scan of
  * `chat_members_user_activity_idx`. The cursor is the last item's (activity time, chat id). A
@@ -229,30 +268,45 @@ const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_P
  * first page, not in the pages after your cursor.
  */
 export function chatPageQuery(db: Database, userId: string, after: { a: number; c: string } | undefined, take: number) {
-  return db
-    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq, activity: chatMembers.lastActivityAt })
-    .from(chatMembers)
-    .innerJoin(chats, eq(chats.id, chatMembers.chatId))
-    .where(
-      and(
-        eq(chatMembers.userId, userId),
-        after ? sql`(${chatMembers.lastActivityAt}, ${chatMembers.chatId}) < (${after.a}, ${after.c})` : undefined,
-      ),
-    )
-    .orderBy(desc(chatMembers.lastActivityAt), desc(chatMembers.chatId))
-    .limit(take);
+  return (
+    db
+      // `activity` aliased: chats has a last_activity_at too, and D1 batch results are keyed by column name.
+      .select({
+        chat: chats,
+        lastReadSeq: chatMembers.lastReadSeq,
+        activity: sql<number>`${chatMembers.lastActivityAt}`.mapWith(Number).as("member_activity"),
+      })
+      .from(chatMembers)
+      .innerJoin(chats, eq(chats.id, chatMembers.chatId))
+      .where(chatPageWhere(userId, after))
+      .orderBy(...chatPageOrder)
+      .limit(take)
+  );
 }
 
+/**
+ * The page's rows, members and last messages in one batch: the details select the page's chat ids
+ * by the same range scan as a subquery, so no second round trip waits for the first.
+ */
 export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
-  const rows = await chatPageQuery(db, userId, after, limit + 1).all();
+  const pageChatIds = db
+    .select({ chatId: chatMembers.chatId })
+    .from(chatMembers)
+    .where(chatPageWhere(userId, after))
+    .orderBy(...chatPageOrder)
+    .limit(limit + 1);
+  const [rows, memberRows, lastMessageRows] = await db.batch([
+    chatPageQuery(db, userId, after, limit + 1),
+    ...chatDetailQueries(db, pageChatIds),
+  ]);
   const page = toPage(
     rows,
     limit,
     (row) => row,
     (row) => ({ a: row.activity, c: row.chat.id }),
   );
-  return { items: await viewChats(db, page.items), nextCursor: page.nextCursor };
+  return { items: viewChats(page.items, memberRows, lastMessageRows), nextCursor: page.nextCursor };
 }
 
 function assertGroup(chat: ChatRow) {

@@ -1,6 +1,6 @@
-import { and, eq, isNull, lt } from "drizzle-orm";
+import { and, eq, isNull, lt, type SQL } from "drizzle-orm";
 import type { Context } from "hono";
-import { createDb } from "../db/client";
+import { createDb, type Database } from "../db/client";
 import { idempotencyKeys } from "../db/schema";
 import { type SuccessEnvelope, successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
@@ -15,6 +15,11 @@ import type { AppEnv } from "../lib/types";
  *   `idempotency_key_reused`.
  * - Anything the request throws (400/403/404/429 refusals before it executed, 5xx) releases the
  *   claim, so a corrected retry with the same key runs.
+ * - The execution gets its claim and records the message it creates on it in the message's own
+ *   insert batch (`recordMessageOnClaim`). A claim with a message but no stored response belongs
+ *   to a request whose write committed but that died (or failed) before storing its response: a
+ *   retry answers that message (201, via `resume`, stored for later replays) instead of executing
+ *   again, so a key never posts two messages. Such a claim is never released.
  * - A duplicate arriving while the first is in flight polls until the first finishes (and replays
  *   it) or gives up (and runs itself). It waits up to WAIT_MS; a claim older than STALE_MS with no
  *   response belongs to a request that died, and is taken over. A key still in flight after the
@@ -58,6 +63,21 @@ export async function requestFingerprint(method: string, path: string, body: unk
 
 export type IdempotentResult<T, S extends number> = { status: S; body: SuccessEnvelope<T, S>; replayed: boolean };
 
+/** The claim a request holds on its key while it executes (the row `createdAt` identifies this holder). */
+export type IdempotencyClaim = { userId: string; key: string; claimedAt: number };
+
+const claimIs = (claim: IdempotencyClaim) =>
+  and(
+    eq(idempotencyKeys.userId, claim.userId),
+    eq(idempotencyKeys.key, claim.key),
+    eq(idempotencyKeys.createdAt, claim.claimedAt),
+  );
+
+/** For the message insert's batch: records `messageId` (SQL: NULL when nothing was inserted) on the claim. */
+export function recordMessageOnClaim(db: Database, claim: IdempotencyClaim, messageId: SQL) {
+  return db.update(idempotencyKeys).set({ messageId }).where(claimIs(claim));
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -67,11 +87,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function idempotent<T, S extends 200 | 201>(
   c: Context<AppEnv>,
   userId: string,
-  execute: () => Promise<{ data: T; status: S }>,
+  execute: (claim: IdempotencyClaim | null) => Promise<{ data: T; status: S }>,
+  resume: (messageId: string) => Promise<{ data: T; status: S }>,
 ): Promise<IdempotentResult<T, S>> {
   const key = parseIdempotencyKey(c.req.header(IDEMPOTENCY_HEADER));
   if (key === undefined) {
-    const { data, status } = await execute();
+    const { data, status } = await execute(null);
     return { status, body: successBody(data, status), replayed: false };
   }
   const db = createDb(c.env.DB);
@@ -103,11 +124,26 @@ export async function idempotent<T, S extends 200 | 201>(
       if (row.responseStatus !== null && row.responseBody !== null) {
         return { status: row.responseStatus as S, body: JSON.parse(row.responseBody) as SuccessEnvelope<T, S>, replayed: true };
       }
+      if (row.messageId !== null) {
+        // Its message committed; only the response is missing. Answer it and store it (first store wins).
+        const outcome = await resume(row.messageId);
+        const envelope = successBody(outcome.data, outcome.status);
+        const stored = await storeResponse(db, { userId, key, claimedAt: row.createdAt }, outcome.status, envelope);
+        if (stored) return { status: outcome.status, body: envelope, replayed: true };
+        continue; // stored meanwhile by the request itself: replay that
+      }
       if (row.createdAt < now - STALE_MS) {
         const taken = await db
           .update(idempotencyKeys)
           .set({ createdAt: now })
-          .where(and(thisKey, eq(idempotencyKeys.createdAt, row.createdAt), isNull(idempotencyKeys.responseStatus)))
+          .where(
+            and(
+              thisKey,
+              eq(idempotencyKeys.createdAt, row.createdAt),
+              isNull(idempotencyKeys.responseStatus),
+              isNull(idempotencyKeys.messageId),
+            ),
+          )
           .returning()
           .get();
         if (taken) claimedAt = now;
@@ -123,24 +159,32 @@ export async function idempotent<T, S extends 200 | 201>(
       }
     }
 
-    const ours = and(thisKey, eq(idempotencyKeys.createdAt, claimedAt));
+    const claim: IdempotencyClaim = { userId, key, claimedAt };
     let outcome: { data: T; status: S };
     try {
-      outcome = await execute();
+      outcome = await execute(claim);
     } catch (error) {
       await db
         .delete(idempotencyKeys)
-        .where(and(ours, isNull(idempotencyKeys.responseStatus)))
+        .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus), isNull(idempotencyKeys.messageId)))
         .catch(() => undefined);
       throw error;
     }
     const envelope = successBody(outcome.data, outcome.status);
-    await db
-      .update(idempotencyKeys)
-      .set({ responseStatus: outcome.status, responseBody: JSON.stringify(envelope) })
-      .where(ours);
+    await storeResponse(db, claim, outcome.status, envelope);
     return { status: outcome.status, body: envelope, replayed: false };
   }
+}
+
+/** Stores the response on the claim unless one is stored already; true when this call stored it. */
+async function storeResponse(db: Database, claim: IdempotencyClaim, status: number, envelope: unknown): Promise<boolean> {
+  const stored = await db
+    .update(idempotencyKeys)
+    .set({ responseStatus: status, responseBody: JSON.stringify(envelope) })
+    .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus)))
+    .returning({ key: idempotencyKeys.key })
+    .get();
+  return stored !== undefined;
 }
 
 /** Answers an idempotent result: the (stored) envelope, plus `Idempotent-Replayed: true` on a replay. */

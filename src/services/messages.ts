@@ -1,101 +1,134 @@
-import { and, asc, desc, eq, gt, lt, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, notExists, or, type SQL, type SQLWrapper, sql } from "drizzle-orm";
+import type { BatchItem, BatchResponse } from "drizzle-orm/batch";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { chatMembers, chats, type MessageRow, messages } from "../db/schema";
+import { insertWhere } from "../db/insert-where";
+import { chatMembers, chats, type MessageRow, messages, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { findOrCreateDirectChat, inChunks, MAX_BOUND_PARAMETERS, requireMember } from "./chats";
-import { assertActiveUser, assertCanSendTo } from "./users";
+import { blockedInDirectChatSql, directChatStatements, isMemberSql, requireMember } from "./chats";
+import { type IdempotencyClaim, recordMessageOnClaim } from "./idempotency";
+import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
 
 /**
  * The only module that reads or writes the `messages` table (ARCHITECTURE.md §10: message storage
  * may move to one Durable Object per chat; everything else goes through these functions).
  */
 
-type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq">;
-
-/** Which unique key identifies "the same message" when an insert loses a race. */
-type DedupeKey = { transferId: string } | { chatId: string; senderId: string; clientMessageId: string } | null;
+type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq" | "chatId">;
 
 /** A posted message; `memberIds` (everybody in the chat when it was posted) only when this call created it. */
 export type Posted = { message: Message; created: true; memberIds: string[] } | { message: Message; created: false };
 
-async function findByDedupeKey(db: Database, key: DedupeKey): Promise<MessageRow | undefined> {
-  if (key === null) return undefined;
-  if ("transferId" in key) return db.select().from(messages).where(eq(messages.transferId, key.transferId)).get();
-  return db
-    .select()
-    .from(messages)
-    .where(
-      and(
-        eq(messages.chatId, key.chatId),
-        eq(messages.senderId, key.senderId),
-        eq(messages.clientMessageId, key.clientMessageId),
-      ),
-    )
-    .get();
+/** What decides where and whether a message goes in; all of it is evaluated inside the append's batch. */
+type AppendRule = {
+  /** The chat: its id, or SQL for it (e.g. `directChatStatements().chatId`). */
+  chatId: string | SQL;
+  /** Must hold for the insert to happen (the sender's checks); absent: always. */
+  allowed?: SQL | undefined;
+  /** A predicate on `messages` naming "the same message": if a row matches, nothing is inserted and that row is the result. */
+  sameMessage?: SQL | undefined;
+  /** The Idempotency-Key claim of the request: it records the new message's id in the same transaction. */
+  claim?: IdempotencyClaim | null | undefined;
+};
+
+const OPTIONAL_FIELDS_UNSET = {
+  content: null,
+  replyToMessageId: null,
+  clientMessageId: null,
+  transferId: null,
+  transferRecipientId: null,
+  transferAmount: null,
+  transferNote: null,
+  editedAt: null,
+  deletedAt: null,
+} as const;
+
+const chatNotFound = (chatId: string | SQL) =>
+  new ApiError("chat_not_found", [
+    typeof chatId === "string" ? `No chat ${chatId} among your chats` : "No such chat among your chats",
+  ]);
+
+/**
+ * Runs `before` and then the append of a message, as ONE D1 batch (one transaction; D1 runs
+ * batches one at a time), so a send is one round trip:
+ * 1. `INSERT … SELECT` from the chat row with `seq = last_seq + 1`, only where `rule.allowed` holds
+ *    and no `rule.sameMessage` exists;
+ * 2. keyed by the new message's id, so they do nothing when step 1 inserted nothing: the chat's
+ *    `last_seq` and activity move to it, the sender's read marker moves to it (your own messages
+ *    are never unread), every membership's activity time is stamped (the indexed chat list), and
+ *    the Idempotency-Key claim records it;
+ * 3. reads: the new message or the existing same message, and the members.
+ * So seqs run 1, 2, 3… with no gap and no repeat, and any number of concurrent or repeated calls
+ * with one `sameMessage` key end in one message. `posted` is undefined when `allowed` did not
+ * hold (or the chat does not exist); `before`'s results (read in the same transaction) say why.
+ */
+async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
+  db: Database,
+  before: B,
+  input: NewMessage,
+  rule: AppendRule,
+): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
+  const id = newId(input.createdAt);
+  const ourId = sql`(SELECT ${messages.id} FROM ${messages} WHERE ${messages.id} = ${id})`;
+  const ourChat = sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${id})`;
+  const ourSeq = sql`(SELECT ${messages.seq} FROM ${messages} WHERE ${messages.id} = ${id})`;
+  const row = { ...OPTIONAL_FIELDS_UNSET, ...input, id, chatId: sql`${chats.id}`, seq: sql`${chats.lastSeq} + 1` };
+  const mayInsert = and(
+    eq(chats.id, rule.chatId),
+    rule.allowed,
+    rule.sameMessage && notExists(db.select({ one: sql`1` }).from(messages).where(rule.sameMessage)),
+  )!;
+  const statements = [
+    insertWhere(db, messages, row, sql`${chats}`, mayInsert),
+    db
+      .update(chats)
+      .set({ lastSeq: ourSeq, lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})` })
+      .where(eq(chats.id, ourChat)),
+    db
+      .update(chatMembers)
+      .set({ lastReadSeq: ourSeq })
+      .where(and(eq(chatMembers.chatId, ourChat), eq(chatMembers.userId, input.senderId))),
+    db
+      .update(chatMembers)
+      .set({ lastActivityAt: sql`max(${chatMembers.lastActivityAt}, ${input.createdAt})` })
+      .where(eq(chatMembers.chatId, ourChat)),
+    ...(rule.claim ? [recordMessageOnClaim(db, rule.claim, ourId)] : []),
+    db
+      .select()
+      .from(messages)
+      .where(rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id)),
+    db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, ourChat)),
+  ];
+  const results = (await db.batch([...before, ...statements] as unknown as [BatchItem<"sqlite">])) as unknown[];
+  const [messageRows, memberRows] = results.slice(-2) as [MessageRow[], { userId: string }[]];
+  const found = messageRows[0];
+  const posted: Posted | undefined =
+    found === undefined
+      ? undefined
+      : found.id === id
+        ? { message: toMessage(found), created: true, memberIds: memberRows.map((member) => member.userId) }
+        : { message: toMessage(found), created: false };
+  return { before: results.slice(0, before.length) as BatchResponse<B>, posted };
 }
 
 /**
- * Appends a message to its chat. The seq is allocated in the same D1 batch (one transaction) as
- * the insert: bump `chats.last_seq`, insert with `seq = (SELECT last_seq ...)`. D1 runs batches one
- * at a time, so concurrent senders get 1, 2, 3… with no gap and no repeat; a failed insert rolls
- * the bump back. The same batch moves the sender's read marker to the new seq (your own messages
- * are never unread) and stamps every membership's activity time (the indexed chat list).
- *
- * - `dedupe`: when the insert fails on that unique key (a concurrent duplicate won the race), the
- *   message that won is returned with `created: false`. Callers look the key up first, so the
- *   common retry is answered without a write; here it only settles races.
- * - `senderMustBeMember`: the membership check is repeated inside the batch (the seq subquery is
- *   NULL for a non-member, so the NOT NULL insert fails and the whole batch rolls back): a member
- *   removed between the route's check and this write gets 404 `chat_not_found`, not a message in.
+ * Appends a message to a chat by id (system messages; the sends below carry more checks). With
+ * `senderMustBeMember`, a sender who is not (or no longer) a member gets 404 `chat_not_found` and
+ * nothing changes: the check is part of the insert, not a read before it.
  */
 export async function appendMessage(
   db: Database,
-  input: NewMessage,
-  options: { dedupe?: DedupeKey; senderMustBeMember?: boolean } = {},
+  input: NewMessage & { chatId: string },
+  options: { senderMustBeMember?: boolean } = {},
 ): Promise<Posted> {
-  const dedupe = options.dedupe ?? null;
-  const id = newId(input.createdAt);
-  const isMember = sql`EXISTS (SELECT 1 FROM chat_members WHERE chat_id = ${input.chatId} AND user_id = ${input.senderId})`;
-  const guard = options.senderMustBeMember ? sql` AND ${isMember}` : sql``;
-  const currentSeq = sql`(SELECT last_seq FROM chats WHERE id = ${input.chatId}${guard})`;
-  try {
-    const [, , , , inserted, members] = await db.batch([
-      db
-        .update(chats)
-        .set({ lastSeq: sql`${chats.lastSeq} + 1`, lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})` })
-        .where(and(eq(chats.id, input.chatId), options.senderMustBeMember ? isMember : undefined)),
-      db.insert(messages).values({ ...input, id, seq: currentSeq }),
-      db
-        .update(chatMembers)
-        .set({ lastReadSeq: currentSeq })
-        .where(and(eq(chatMembers.chatId, input.chatId), eq(chatMembers.userId, input.senderId))),
-      db
-        .update(chatMembers)
-        .set({ lastActivityAt: sql`max(${chatMembers.lastActivityAt}, ${input.createdAt})` })
-        .where(eq(chatMembers.chatId, input.chatId)),
-      db.select().from(messages).where(eq(messages.id, id)),
-      db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, input.chatId)),
-    ]);
-    const row = inserted[0];
-    if (!row) throw new Error(`message ${id} missing right after its insert`);
-    return { message: toMessage(row), created: true, memberIds: members.map((member) => member.userId) };
-  } catch (error) {
-    const winner = await findByDedupeKey(db, dedupe);
-    if (winner) return { message: toMessage(winner), created: false };
-    if (options.senderMustBeMember) {
-      const stillMember = await db
-        .select({ userId: chatMembers.userId })
-        .from(chatMembers)
-        .where(and(eq(chatMembers.chatId, input.chatId), eq(chatMembers.userId, input.senderId)))
-        .get();
-      if (!stillMember) throw new ApiError("chat_not_found", [`No chat ${input.chatId} among your chats`]);
-    }
-    throw error;
-  }
+  const { chatId, ...message } = input;
+  const allowed = options.senderMustBeMember ? isMemberSql(chatId, input.senderId) : undefined;
+  const { posted } = await appendInBatch(db, [], message, { chatId, allowed });
+  if (!posted) throw chatNotFound(chatId);
+  return posted;
 }
 
 export type CreditTransferMessageInput = {
@@ -110,20 +143,19 @@ export type CreditTransferMessageInput = {
 
 /**
  * Posts the `credit_transfer` message of a transfer into the direct chat of payer and payee
- * (created if missing). Keyed by `transferId` (UNIQUE): any number of calls, concurrent or
- * repeated by the transfer protocol's recovery, return the one message. The sender is the payer;
- * `content` is null, the transfer is in `creditTransfer`. Blocks and suspension are NOT checked
- * here: the transfer protocol checked them before moving credits, and a transfer that moved
- * credits must get its message.
+ * (created if missing), in ONE batch: create the chat if missing, append keyed by `transferId`
+ * (UNIQUE), read the message. Any number of calls, concurrent or repeated by the transfer
+ * protocol's recovery, return the one message with one seq. The sender is the payer; `content` is
+ * null, the transfer is in `creditTransfer`. Blocks and suspension are NOT checked here: the
+ * transfer protocol checked them before moving credits, and a transfer that moved credits must get
+ * its message.
  */
 export async function postCreditTransferMessage(db: Database, input: CreditTransferMessageInput): Promise<Message> {
-  const existing = await findByDedupeKey(db, { transferId: input.transferId });
-  if (existing) return toMessage(existing);
-  const { chat } = await findOrCreateDirectChat(db, input.senderId, input.recipientId, input.createdAt);
-  const { message } = await appendMessage(
+  const direct = directChatStatements(db, input.senderId, input.recipientId, input.createdAt);
+  const { posted } = await appendInBatch(
     db,
+    direct.statements,
     {
-      chatId: chat.id,
       senderId: input.senderId,
       type: "credit_transfer",
       content: null,
@@ -133,85 +165,114 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
       transferNote: input.note,
       createdAt: input.createdAt,
     },
-    { dedupe: { transferId: input.transferId } },
+    { chatId: direct.chatId, sameMessage: eq(messages.transferId, input.transferId) },
   );
-  return message;
+  if (!posted) throw new Error(`credit_transfer message of ${input.transferId} neither inserted nor found`);
+  return posted.message;
 }
 
-/** The message at `seq` of each chat (its last message when `seq` is the chat's lastSeq). */
-export async function lastMessagesOf(db: Database, positions: { chatId: string; seq: number }[]): Promise<Map<string, Message>> {
-  const wanted = positions.filter((position) => position.seq > 0);
-  const byChat = new Map<string, Message>();
-  // Two bound parameters per (chat_id, seq) pair; each pair is one lookup of messages_chat_seq_unique.
-  const [first, ...rest] = inChunks(wanted, Math.floor(MAX_BOUND_PARAMETERS / 2)).map((chunk) =>
-    db
-      .select()
-      .from(messages)
-      .where(or(...chunk.map((position) => and(eq(messages.chatId, position.chatId), eq(messages.seq, position.seq))))),
-  );
-  if (!first) return byChat;
-  for (const rows of await db.batch([first, ...rest])) {
-    for (const row of rows) byChat.set(row.chatId, toMessage(row));
-  }
-  return byChat;
+/** The message at each chat's `last_seq` (its last message), for the chats `chatIds` selects (ids or a subquery). */
+export function lastMessagesQuery(db: Database, chatIds: string[] | SQLWrapper) {
+  return db
+    .select(getTableColumns(messages))
+    .from(chats)
+    .innerJoin(messages, and(eq(messages.chatId, chats.id), eq(messages.seq, chats.lastSeq)))
+    .where(inArray(chats.id, chatIds));
 }
 
-/** v1: a text message to a user, in your direct chat with them (created if missing). */
-export async function sendDirectMessage(db: Database, senderId: string, recipientId: string, content: string): Promise<Posted> {
-  if (recipientId === senderId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
-  await assertCanSendTo(db, senderId, recipientId);
-  const now = Date.now();
-  const { chat } = await findOrCreateDirectChat(db, senderId, recipientId, now);
-  return appendMessage(db, { chatId: chat.id, senderId, type: "text", content, createdAt: now }, { senderMustBeMember: true });
+/** A message by id (no membership check: for callers that already know it is the caller's). */
+export async function findMessage(db: Database, messageId: string): Promise<Message | undefined> {
+  const row = await db.select().from(messages).where(eq(messages.id, messageId)).get();
+  return row && toMessage(row);
 }
 
 /**
- * v2: a text message into a chat you are a member of. Checks, in order: you are active (403
- * `account_suspended`); the chat is yours (404 `chat_not_found`); a known `clientMessageId` of
- * yours in this chat returns the original (`created: false`, answered 200); in a direct chat, the
- * other person has not blocked you (403 `recipient_blocked`; blocks do not apply inside groups);
- * `replyToMessageId` is a message of this chat (400).
+ * v1: a text message to a user, in your direct chat with them (created if missing). One batch:
+ * the checks of `assertCanSendTo` (read for the refusal, and as the insert's precondition), the
+ * chat created if missing, the append. A refused send changes nothing.
+ */
+export async function sendDirectMessage(
+  db: Database,
+  senderId: string,
+  recipientId: string,
+  content: string,
+  claim: IdempotencyClaim | null = null,
+): Promise<Posted> {
+  if (recipientId === senderId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
+  const now = Date.now();
+  const checks = canSendToSql(db, senderId, recipientId);
+  const direct = directChatStatements(db, senderId, recipientId, now, checks.allowed);
+  const { before, posted } = await appendInBatch(
+    db,
+    [checks.facts, ...direct.statements] as const,
+    { senderId, type: "text", content, createdAt: now },
+    { chatId: direct.chatId, allowed: and(checks.allowed, isMemberSql(direct.chatId, senderId)), claim },
+  );
+  assertSendToFacts(before[0][0], recipientId);
+  if (!posted) throw chatNotFound(direct.chatId);
+  return posted;
+}
+
+/**
+ * v2: a text message into a chat you are a member of, in one batch whose insert carries every
+ * check; the same batch reads them, so a refusal is named from the same snapshot. Checks, in
+ * order: you are active (403 `account_suspended`); the chat is yours (404 `chat_not_found`); a
+ * known `clientMessageId` of yours in this chat returns the original (`created: false`, answered
+ * 200); in a direct chat, the other person has not blocked you (403 `recipient_blocked`; blocks do
+ * not apply inside groups); `replyToMessageId` is a message of this chat (400).
  */
 export async function sendChatMessage(
   db: Database,
   senderId: string,
   input: { chatId: string; content: string; replyToMessageId?: string | undefined; clientMessageId?: string | undefined },
+  claim: IdempotencyClaim | null = null,
 ): Promise<Posted> {
-  await assertActiveUser(db, senderId);
-  const { chat } = await requireMember(db, input.chatId, senderId);
-  const dedupe: DedupeKey =
-    input.clientMessageId === undefined ? null : { chatId: chat.id, senderId, clientMessageId: input.clientMessageId };
-  const original = await findByDedupeKey(db, dedupe);
-  if (original) return { message: toMessage(original), created: false };
-  if (chat.type === "direct") {
-    const others = await db
-      .select({ userId: chatMembers.userId })
-      .from(chatMembers)
-      .where(and(eq(chatMembers.chatId, chat.id), sql`${chatMembers.userId} <> ${senderId}`))
-      .all();
-    for (const other of others) await assertCanSendTo(db, senderId, other.userId);
-  }
-  if (input.replyToMessageId !== undefined) {
-    const target = await db
-      .select({ id: messages.id })
-      .from(messages)
-      .where(and(eq(messages.id, input.replyToMessageId), eq(messages.chatId, chat.id)))
-      .get();
-    if (!target) throw new ApiError("validation_failed", ["replyToMessageId: no such message in this chat"]);
-  }
-  return appendMessage(
+  const { chatId, replyToMessageId, clientMessageId } = input;
+  const member = isMemberSql(chatId, senderId);
+  const blocked = blockedInDirectChatSql(chatId, senderId);
+  const replyInChat =
+    replyToMessageId === undefined
+      ? sql`1`.mapWith(Boolean)
+      : sql`EXISTS (SELECT 1 FROM ${messages} WHERE ${messages.id} = ${replyToMessageId} AND ${messages.chatId} = ${chatId})`.mapWith(
+          Boolean,
+        );
+  const facts = db
+    .select({
+      status: users.status,
+      member: member.as("member"),
+      blocked: blocked.as("blocked"),
+      replyInChat: replyInChat.as("reply_in_chat"),
+    })
+    .from(users)
+    .where(eq(users.id, senderId));
+  const { before, posted } = await appendInBatch(
     db,
+    [facts] as const,
     {
-      chatId: chat.id,
       senderId,
       type: "text",
       content: input.content,
-      replyToMessageId: input.replyToMessageId ?? null,
-      clientMessageId: input.clientMessageId ?? null,
+      replyToMessageId: replyToMessageId ?? null,
+      clientMessageId: clientMessageId ?? null,
       createdAt: Date.now(),
     },
-    { dedupe, senderMustBeMember: true },
+    {
+      chatId,
+      allowed: sql`${isActiveSql(senderId)} AND ${member} AND NOT ${blocked} AND ${replyInChat}`,
+      sameMessage:
+        clientMessageId === undefined
+          ? undefined
+          : and(eq(messages.chatId, chatId), eq(messages.senderId, senderId), eq(messages.clientMessageId, clientMessageId)),
+      claim,
+    },
   );
+  const sender = before[0][0];
+  assertMaySend(sender);
+  if (!sender.member) throw chatNotFound(chatId);
+  if (posted) return posted;
+  if (sender.blocked) throw recipientBlocked();
+  if (!sender.replyInChat) throw new ApiError("validation_failed", ["replyToMessageId: no such message in this chat"]);
+  throw new Error(`message to chat ${chatId} neither inserted nor refused`);
 }
 
 export type PagePosition = { order: "desc" | "asc"; seq: number | null };

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, gte, lt, or, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, gte, lt, not, or, type SQL, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { blocks, type UserRow, users } from "../db/schema";
@@ -30,6 +30,10 @@ function suspended(): ApiError {
   return new ApiError("account_suspended", ["This account is suspended: it can sign in and read, but not send"]);
 }
 
+export function recipientBlocked(): ApiError {
+  return new ApiError("recipient_blocked", ["The recipient does not accept messages or credits from you"]);
+}
+
 /** A valid token whose user row is gone cannot act (accounts are not deleted today, but a token can outlive a row). */
 function accountGone(): ApiError {
   return new ApiError("invalid_token", ["The account of this access token no longer exists"]);
@@ -38,9 +42,51 @@ function accountGone(): ApiError {
 /** The caller's row; 403 `account_suspended` if they may not send. For any write that is a "send". */
 export async function assertActiveUser(db: Database, userId: string): Promise<UserRow> {
   const row = await findUser(db, userId);
+  assertMaySend(row);
+  return row;
+}
+
+/** The sender-side rule of every send: the row exists (else 401) and is not suspended (else 403). */
+export function assertMaySend<T extends Pick<UserRow, "status">>(row: T | undefined): asserts row is T {
   if (!row) throw accountGone();
   if (row.status === "suspended") throw suspended();
-  return row;
+}
+
+/** SQL form of `assertMaySend`, for a write that carries its preconditions in its own batch. */
+export const isActiveSql = (userId: string) =>
+  sql`EXISTS (SELECT 1 FROM ${users} WHERE ${users.id} = ${userId} AND ${users.status} = 'active')`;
+
+/** SQL: `blockerId` (a value or an expression of the outer query) has blocked `blockedId`. */
+export const hasBlockedSql = (blockerId: string | SQL, blockedId: string) =>
+  sql`EXISTS (SELECT 1 FROM ${blocks} WHERE ${blocks.blockerId} = ${blockerId} AND ${blocks.blockedId} = ${blockedId})`.mapWith(
+    Boolean,
+  );
+
+/**
+ * `assertCanSendTo` as SQL, so a write can carry the checks inside its own batch (no read round
+ * trip first): `allowed` holds exactly when `assertSendToFacts(<row of facts>)` passes; `facts`
+ * reads what that needs to name the refusal (no row: the sender's account is gone).
+ */
+export function canSendToSql(db: Database, senderId: string, recipientId: string) {
+  const recipientExists = sql`EXISTS (SELECT 1 FROM ${users} WHERE ${users.id} = ${recipientId})`.mapWith(Boolean);
+  const blocked = hasBlockedSql(recipientId, senderId);
+  return {
+    // Aliased: D1 batch results are keyed by column name, so every column needs a distinct one.
+    facts: db
+      .select({ status: users.status, recipientExists: recipientExists.as("recipient_exists"), blocked: blocked.as("blocked") })
+      .from(users)
+      .where(eq(users.id, senderId)),
+    allowed: sql`${isActiveSql(senderId)} AND ${recipientExists} AND ${not(blocked)}`,
+  };
+}
+
+type SendToFacts = { status: UserRow["status"]; recipientExists: boolean; blocked: boolean };
+
+/** The refusals of `assertCanSendTo`, in its order, from the facts `canSendToSql` read. */
+export function assertSendToFacts(facts: SendToFacts | undefined, recipientId: string): void {
+  assertMaySend(facts);
+  if (!facts.recipientExists) throw new ApiError("user_not_found", [`No user with id ${recipientId}`]);
+  if (facts.blocked) throw recipientBlocked();
 }
 
 /**
@@ -50,22 +96,13 @@ export async function assertActiveUser(db: Database, userId: string): Promise<Us
  * (Blocking is one-way: the blocker can still reach the person they blocked.) One D1 round trip.
  */
 export async function assertCanSendTo(db: Database, senderId: string, recipientId: string): Promise<UserRow> {
-  const [senderRows, recipientRows, blockRows] = await db.batch([
-    db.select().from(users).where(eq(users.id, senderId)),
+  const [facts, recipientRows] = await db.batch([
+    canSendToSql(db, senderId, recipientId).facts,
     db.select().from(users).where(eq(users.id, recipientId)),
-    db
-      .select({ blockerId: blocks.blockerId })
-      .from(blocks)
-      .where(and(eq(blocks.blockerId, recipientId), eq(blocks.blockedId, senderId))),
   ]);
-  const sender = senderRows[0];
-  if (!sender) throw accountGone();
-  if (sender.status === "suspended") throw suspended();
-  const recipient = recipientRows[0];
-  if (!recipient) throw new ApiError("user_not_found", [`No user with id ${recipientId}`]);
-  if (blockRows.length > 0)
-    throw new ApiError("recipient_blocked", ["The recipient does not accept messages or credits from you"]);
-  return recipient;
+  assertSendToFacts(facts[0], recipientId);
+  // Read in the same batch (one transaction) as the facts, which say it exists.
+  return recipientRows[0]!;
 }
 
 export async function hasBlocked(db: Database, blockerId: string, blockedId: string): Promise<boolean> {
