@@ -30,15 +30,24 @@ export function validateTransfer(config: Config, senderId: string, body: Transfe
  * Runs one transfer request. `reply.body` is the complete response envelope (201 Transfer, or a
  * stored 409 business refusal); `reply.replayed` says it was answered from the idempotency record.
  * Refusals before execution (400/403/404, 409 idempotency_key_reused) are thrown as ApiError.
+ * `admit` (the route's rate limit) runs at the same time as the D1 checks: both only read or count
+ * before any money moves, so neither needs to wait for the other; its refusal (429) still wins
+ * over theirs, as when they ran one after the other.
  */
 export async function executeTransfer(
   env: Env,
   config: Config,
   input: TransferInput,
   idempotencyKey: string | null,
+  admit: () => Promise<void> = async () => {},
 ): Promise<StoredReply> {
   validateTransfer(config, input.senderId, { recipientId: input.recipientId, amount: input.amount, note: input.note });
-  await assertCanSendTo(createDb(env.DB), input.senderId, input.recipientId);
+  const [admitted, checked] = await Promise.allSettled([
+    admit(),
+    assertCanSendTo(createDb(env.DB), input.senderId, input.recipientId),
+  ]);
+  if (admitted.status === "rejected") throw admitted.reason;
+  if (checked.status === "rejected") throw checked.reason;
   // The fingerprint covers the normalized body, so `note` omitted and `note: null` are the same request.
   const fingerprint =
     idempotencyKey === null

@@ -29,8 +29,8 @@ export const walletsRouter = createRouter()
     const user = currentUser(c);
     const key = idempotencyKeyOf(c);
     const input = validateTransfer(c.var.config, user.id, c.req.valid("json"));
-    await enforceRateLimit(c, "transfers", user.id);
-    return storedReply(c, await executeTransfer(c.env, c.var.config, input, key));
+    const admit = () => enforceRateLimit(c, "transfers", user.id);
+    return storedReply(c, await executeTransfer(c.env, c.var.config, input, key, admit));
   })
   .openapi(routes.getMyWallet, async (c) => ok(c, await getWallet(c.env, c.var.config, currentUser(c).id), 200))
   .openapi(routes.listMyTransactions, async (c) => {
