@@ -452,6 +452,7 @@ async function main() {
       const f = realtimeFanout;
       table += `\n\nRealtime fan-out (100-member group, all connected, ${f.rounds} messages): every member has the frame after median ${f.allMembersMs.median} ms, p99 ${f.allMembersMs.p99} ms; single deliveries median ${f.eachDeliveryMs.median} ms; the send itself median ${f.sendMs.median} ms; /health median ${f.healthMs.median} ms.`;
     }
+    table += `\n\n${renderTargets(rows, problems)}`;
     console.log(`\n${table}`);
     if (!only.length) writeReadmeTable(table);
     console.log(`bench: done in ${seconds(started)}`);
@@ -547,6 +548,48 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
     ),
   ];
   return lines.join("\n");
+}
+
+/** The goals of issue 7 against this run: goals to report on, not assertions (only the books fail the run). */
+function renderTargets(rows: Row[], problems: string[]) {
+  const row = (name: string) => rows.find((r) => r.name === name);
+  const factor = (goal: number, got: number) => (got >= goal ? "met" : `missed by ${(goal / Math.max(got, 1e-9)).toFixed(1)}×`);
+  const ratioGoal = (name: string, goal: number, p99Goal?: number) => {
+    const r = row(name);
+    if (!r) return [];
+    const parts = [
+      `${name} ≥ ${goal}× health${p99Goal ? `, p99 ≤ ${p99Goal} ms` : ""}`,
+      `${r.ratioToHealth}×${p99Goal ? `, p99 ${r.p99Ms} ms` : ""}`,
+    ];
+    const verdicts = [factor(goal, r.ratioToHealth)];
+    if (p99Goal) verdicts.push(r.p99Ms <= p99Goal ? "tail met" : `tail missed by ${(r.p99Ms / p99Goal).toFixed(1)}×`);
+    return [`| ${parts[0]} | ${parts[1]} | ${verdicts.join("; ")} |`];
+  };
+  const sizeGoal = (big: string, small: string) => {
+    const b = row(big);
+    const a = row(small);
+    if (!a || !b) return [];
+    return [
+      `| ${big} ≥ 0.9× ${small} (req/s) | ${b.rps.toFixed(0)} vs ${a.rps.toFixed(0)} (${(b.rps / a.rps).toFixed(2)}×) | ${factor(0.9, b.rps / a.rps)} |`,
+    ];
+  };
+  const worstErrors = Math.max(0, ...rows.map((r) => (r.requests ? r.errors / r.requests : 0)));
+  return [
+    "Against the goals of issue 7 (computed by the run):",
+    "",
+    "| goal | measured | verdict |",
+    "|---|---|---|",
+    ...ratioGoal("transfer-hot-sender", 0.1, 300),
+    ...ratioGoal("transfer-random-pairs", 0.06, 400),
+    ...ratioGoal("message-send", 0.15),
+    ...ratioGoal("message-send-100-chats", 0.15),
+    ...ratioGoal("message-list-100k", 0.15),
+    ...sizeGoal("message-list-100k", "message-list-1k"),
+    ...sizeGoal("ledger-page-100k", "ledger-page-1k"),
+    ...ratioGoal("chat-list", 0.15),
+    `| errors ≤ 0.1 % of requests in every scenario | worst ${(worstErrors * 100).toFixed(2)} % | ${worstErrors <= 0.001 ? "met" : "missed"} |`,
+    `| zero invariant violations | ${problems.length} | ${problems.length ? "missed" : "met"} |`,
+  ].join("\n");
 }
 
 function writeReadmeTable(table: string) {
