@@ -8,7 +8,7 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { blockedInDirectChatSql, directChatStatements, isMemberSql, requireMember } from "./chats";
+import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./chats";
 import { type IdempotencyClaim, recordMessageOnClaim } from "./idempotency";
 import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
 
@@ -310,19 +310,37 @@ export async function listMessages(
   chatId: string,
   query: { limit: number; cursor?: string | undefined; afterSeq?: number | undefined },
 ) {
-  await requireMember(db, chatId, userId);
-  let position: PagePosition;
+  let position: PagePosition | undefined;
+  let badCursor: unknown;
+  try {
+    position = pagePositionOf(chatId, query);
+  } catch (error) {
+    badCursor = error;
+  }
+  // Membership and the page in one batch (one round trip); a bad cursor is still reported only
+  // to members, 404 `chat_not_found` coming first.
+  const membership = db
+    .select({ userId: chatMembers.userId })
+    .from(chatMembers)
+    .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)));
+  if (position === undefined) {
+    if (!(await membership.get())) throw chatNotFound(chatId);
+    throw badCursor;
+  }
+  const [members, rows] = await db.batch([membership, messagePageQuery(db, chatId, position, query.limit + 1)]);
+  if (members.length === 0) throw chatNotFound(chatId);
+  const { order } = position;
+  return toPage(rows, query.limit, toMessage, (row) => ({ c: chatId, s: row.seq, o: order }));
+}
+
+function pagePositionOf(chatId: string, query: { cursor?: string | undefined; afterSeq?: number | undefined }): PagePosition {
   if (query.cursor !== undefined) {
     const decoded = decodeCursor(query.cursor, messageCursorShape);
     if (decoded.c !== chatId) throw new ApiError("validation_failed", ["cursor: belongs to another chat"]);
-    position = { order: decoded.o, seq: decoded.s };
-  } else if (query.afterSeq !== undefined) {
-    position = { order: "asc", seq: query.afterSeq };
-  } else {
-    position = { order: "desc", seq: null };
+    return { order: decoded.o, seq: decoded.s };
   }
-  const rows = await messagePageQuery(db, chatId, position, query.limit + 1).all();
-  return toPage(rows, query.limit, toMessage, (row) => ({ c: chatId, s: row.seq, o: position.order }));
+  if (query.afterSeq !== undefined) return { order: "asc", seq: query.afterSeq };
+  return { order: "desc", seq: null };
 }
 
 /**
