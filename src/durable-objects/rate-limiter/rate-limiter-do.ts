@@ -44,7 +44,10 @@ export class RateLimiterDO extends DurableObject<Env> {
       if (newest && newest[0] === second) newest[1] += 1;
       else this.buckets.push([second, 1]);
       count += 1;
-      this.ctx.storage.kv.put(BUCKETS_KEY, this.buckets);
+      // Written on every hit, but the answer does not wait for the write to be confirmed durable
+      // (the output gate would hold every request behind a flush): the count in memory is exact
+      // while this object lives, and a crash in the instant after a hit can only undercount it.
+      void this.ctx.storage.put(BUCKETS_KEY, this.buckets, { allowUnconfirmed: true });
       // Once per busy period: the alarm reschedules itself while buckets remain.
       if (wasEmpty) await this.ctx.storage.setAlarm((second + RATE_LIMIT_WINDOW_SECONDS) * 1000);
     }
