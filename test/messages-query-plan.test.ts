@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { newId } from "../src/lib/ids";
-import { chatPageQuery } from "../src/services/chats";
+import { chatListQueries, chatPageQuery } from "../src/services/chats";
 import { messagePageQuery, type PagePosition } from "../src/services/messages";
 
 const db = createDb(env.DB);
@@ -47,4 +47,26 @@ describe("chat list query plan", () => {
       expect(details).not.toContain("TEMP B-TREE");
     });
   }
+});
+
+describe("chat list details query plans", () => {
+  it("members and last messages of the page come from index lookups of the page's chat ids, never a scan", async () => {
+    const [, members, lastMessages] = chatListQueries(db, newId(), { a: Date.now(), c: newId() }, 51);
+    for (const query of [members, lastMessages]) {
+      const { sql, params } = query.toSQL();
+      const result = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+        .bind(...params)
+        .all<{ detail: string }>();
+      const details = result.results.map((row) => row.detail).join("\n");
+      expect(details).toMatch(/SEARCH chat_members USING (COVERING )?INDEX chat_members_user_activity_idx \(user_id=\?/);
+      expect(details).not.toMatch(/SCAN (chat_members|chats|messages)/);
+    }
+    const { sql, params } = lastMessages.toSQL();
+    const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+      .bind(...params)
+      .all<{ detail: string }>();
+    expect(plan.results.map((row) => row.detail).join("\n")).toMatch(
+      /SEARCH messages USING INDEX messages_chat_seq_unique \(chat_id=\? AND seq=\?\)/,
+    );
+  });
 });
