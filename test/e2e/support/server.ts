@@ -65,7 +65,12 @@ const childEnv = (): NodeJS.ProcessEnv => ({
 export async function startServer(vars: Record<string, string> = E2E_VARS): Promise<LocalServer> {
   const persistDir = mkdtempSync(path.join(tmpdir(), "credit-chat-e2e-"));
   const env = childEnv();
-  await run(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], env);
+  try {
+    await run(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], env);
+  } catch (error) {
+    rmSync(persistDir, { recursive: true, force: true });
+    throw error;
+  }
 
   const port = await freePort();
   const inspectorPort = await freePort();
