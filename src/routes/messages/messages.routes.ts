@@ -2,30 +2,10 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { idempotencyHeadersSchema, replayedResponseHeader } from "../../schemas/idempotency";
 import { clientMessageIdSchema, messageContentSchema, messageSchema } from "../../schemas/message";
-import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../../services/idempotency";
 
 const TAGS = ["Messages"];
-
-/**
- * Declared for the document only: Hono hands header validators lower-cased names (so this key
- * never sees a value), and the key's rules (1..255 printable ASCII, 400 on field
- * `Idempotency-Key`) are checked by the idempotency service, which every creating route goes through.
- */
-const idempotencyHeaders = z.object({
-  [IDEMPOTENCY_HEADER]: z.string().optional().openapi({
-    example: "9b2f6c1e-3f0a-4d5e-8a7b-1c2d3e4f5a6b",
-    description:
-      "1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs.",
-  }),
-});
-
-const replayedHeader = {
-  [REPLAYED_HEADER]: {
-    description: "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.",
-    schema: { type: "string" as const },
-  },
-};
 
 const IDEMPOTENCY_NOTE =
   "Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.";
@@ -42,7 +22,7 @@ export const sendMessageV1 = defineRoute(
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
-      headers: idempotencyHeaders,
+      headers: idempotencyHeadersSchema,
       body: {
         required: true,
         content: {
@@ -55,7 +35,7 @@ export const sendMessageV1 = defineRoute(
       },
     },
     responses: {
-      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedHeader },
+      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedResponseHeader },
     },
   },
   { auth: true, errors: [403, 404, 409, 429] },
@@ -76,7 +56,7 @@ export const sendMessageV2 = defineRoute(
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
-      headers: idempotencyHeaders,
+      headers: idempotencyHeadersSchema,
       body: {
         required: true,
         content: {
@@ -100,10 +80,10 @@ export const sendMessageV2 = defineRoute(
       },
     },
     responses: {
-      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedHeader },
+      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedResponseHeader },
       200: {
         ...jsonSuccess(messageSchema, 200, "A message with this clientMessageId was already sent: the original"),
-        headers: replayedHeader,
+        headers: replayedResponseHeader,
       },
     },
   },

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { idempotencyHeadersSchema, replayedResponseHeader } from "../../schemas/idempotency";
 import {
   grantRequestSchema,
   grantSchema,
@@ -12,25 +13,8 @@ import {
   transferSchema,
   walletSchema,
 } from "../../schemas/wallet";
-import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../../services/idempotency";
 
 const json = <T>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
-
-/** Documented here; its value is checked by the idempotency service (1..255 printable ASCII, else 400). */
-const idempotencyHeaders = z.object({
-  [IDEMPOTENCY_HEADER]: z.string().optional().openapi({
-    example: "7f9c2ba4-e88f-4a1a-9d3c-5a1e0b6f1c2d",
-    description:
-      "1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation.",
-  }),
-});
-
-const replayedHeader = {
-  [REPLAYED_HEADER]: {
-    description: "`true` when this is the stored response of an earlier request with the same Idempotency-Key.",
-    schema: { type: "string" as const, enum: ["true"] },
-  },
-};
 
 export const sendCreditTransfer = defineRoute(
   {
@@ -47,13 +31,13 @@ export const sendCreditTransfer = defineRoute(
       "`senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.",
     ].join("\n\n"),
     request: {
-      headers: idempotencyHeaders,
+      headers: idempotencyHeadersSchema,
       body: json(transferRequestSchema),
     },
     responses: {
       201: {
         ...jsonSuccess(transferSchema, 201, "The transfer was made and its message posted"),
-        headers: replayedHeader,
+        headers: replayedResponseHeader,
       },
     },
   },
@@ -125,12 +109,12 @@ export const grantCredits = defineRoute(
       "Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.",
     ].join("\n\n"),
     request: {
-      headers: idempotencyHeaders,
+      headers: idempotencyHeadersSchema,
       params: z.object({ userId: idSchema("user id") }),
       body: json(grantRequestSchema),
     },
     responses: {
-      201: { ...jsonSuccess(grantSchema, 201, "The grant was applied"), headers: replayedHeader },
+      201: { ...jsonSuccess(grantSchema, 201, "The grant was applied"), headers: replayedResponseHeader },
     },
   },
   { auth: true, errors: [403, 404, 409] },

@@ -194,7 +194,7 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: {
-                    /** @description 1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation. */
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
                     "Idempotency-Key"?: string;
                 };
                 path: {
@@ -897,7 +897,7 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: {
-                    /** @description 1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs. */
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
                     "Idempotency-Key"?: string;
                 };
                 path?: never;
@@ -912,8 +912,8 @@ export interface paths {
                 /** @description The message was sent */
                 201: {
                     headers: {
-                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: string;
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
                         [name: string]: unknown;
                     };
                     content: {
@@ -1154,7 +1154,7 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: {
-                    /** @description 1..255 printable ASCII characters (else 400). Makes the request safe to retry: the same key with the same body answers the original status and body again, with `Idempotent-Replayed: true`, and never moves credits twice; the same key with another body is 409 `idempotency_key_reused`. Scope: the caller. Kept at least 24 hours. Without it, every request is a new operation. */
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
                     "Idempotency-Key"?: string;
                 };
                 path?: never;
@@ -1823,7 +1823,7 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: {
-                    /** @description 1..255 printable ASCII characters, scoped to you, kept 24 h. The same key with the same body answers the original status and body with `Idempotent-Replayed: true`; with another body, 409 `idempotency_key_reused`. Refusals (400/403/404/429) and 5xx are not stored, so a corrected retry runs. */
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
                     "Idempotency-Key"?: string;
                 };
                 path?: never;
@@ -1838,8 +1838,8 @@ export interface paths {
                 /** @description A message with this clientMessageId was already sent: the original */
                 200: {
                     headers: {
-                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: string;
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
                         [name: string]: unknown;
                     };
                     content: {
@@ -1858,8 +1858,8 @@ export interface paths {
                 /** @description The message was sent */
                 201: {
                     headers: {
-                        /** @description `true` when this is the stored answer of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: string;
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
                         [name: string]: unknown;
                     };
                     content: {
