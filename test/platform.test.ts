@@ -68,3 +68,41 @@ describe("configuration", () => {
     expect(ok.json.data.environment).toBe("dev");
   });
 });
+
+describe("input edge cases", () => {
+  it("a forged token with a past exp is invalid_token, never token_expired", async () => {
+    const b64 = (value: object) => btoa(JSON.stringify(value)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const forged = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: "64d15f9e2e6c8f4d5a123456", role: "user", exp: 1, iss: "credit-chat", aud: "credit-chat-api" })}.AAAA`;
+    expectError(await call("GET", "/api/v1/users/me", { token: forged }), 401, "invalid_token");
+  });
+
+  it("limit accepts digits only", async () => {
+    const { seedUser } = await import("./support/users");
+    const user = await seedUser();
+    for (const limit of ["0x10", "1e1", "+5", "5.0", " 5", "0", "101"]) {
+      expectError(
+        await call("GET", `/api/v1/chats?limit=${encodeURIComponent(limit)}`, { token: user.token }),
+        400,
+        "validation_failed",
+      );
+    }
+    expect((await call("GET", "/api/v1/chats?limit=16", { token: user.token })).status).toBe(200);
+  });
+
+  it("a body on a mutating route without a declared body still goes through the guard", async () => {
+    const { seedUser } = await import("./support/users");
+    const user = await seedUser();
+    const other = await seedUser();
+    const path = `/api/v1/users/${other.id}/block`;
+    expectError(
+      await call("POST", path, { token: user.token, rawBody: "x", headers: { "Content-Type": "text/plain" } }),
+      415,
+      "unsupported_media_type",
+    );
+    expectError(
+      await call("POST", path, { token: user.token, rawBody: "{bad", headers: { "Content-Type": "application/json" } }),
+      400,
+      "malformed_json",
+    );
+  });
+});
