@@ -47,6 +47,33 @@ export function createApp() {
     app.openAPIRegistry.registerComponent("responses", name, response);
   }
 
+  // Served outside the router (the document itself and Swagger UI), listed so the document names every route.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    tags: ["Operations"],
+    summary: "Get the OpenAPI document",
+    description: "This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.",
+    security: [],
+    responses: {
+      200: { description: "The OpenAPI document", content: { "application/json": { schema: { type: "object" } } } },
+      500: { $ref: "#/components/responses/InternalServerError" },
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/docs",
+    tags: ["Operations"],
+    summary: "Open the API playground",
+    description:
+      "Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.",
+    security: [],
+    responses: {
+      200: { description: "The playground page", content: { "text/html": { schema: { type: "string" } } } },
+      500: { $ref: "#/components/responses/InternalServerError" },
+    },
+  });
+
   app.doc31("/openapi.json", (c) => {
     const config = c.var.config;
     const servers = [

@@ -25,15 +25,36 @@ export function decodeCursor<T>(cursor: string, shape: z.ZodType<T>): T {
   throw new ApiError("validation_failed", ["cursor: is not a cursor returned by this list"]);
 }
 
+/**
+ * A whole-number query parameter in [min, max]: digits only, since z.coerce alone would take
+ * "0x10", "1e1" or " 5" as numbers.
+ */
+export const queryInteger = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,15}$/, { message: `must be an integer between ${min} and ${max}` })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, { message: `must be between ${min} and ${max}` })
+        .max(max, { message: `must be between ${min} and ${max}` }),
+    );
+
 /** `limit` and `cursor` query parameters shared by every list (API.md "Lists"). */
 export const pageQuerySchema = z.object({
-  limit: z.coerce
-    .number()
-    .int({ message: "must be an integer" })
-    .min(1, { message: "must be between 1 and 100" })
-    .max(100, { message: "must be between 1 and 100" })
+  limit: queryInteger(1, 100)
     .default(50)
-    .openapi({ param: { name: "limit", in: "query" }, example: 50, description: "Page size, 1..100 (default 50)." }),
+    .openapi({
+      param: { name: "limit", in: "query" },
+      type: "integer",
+      minimum: 1,
+      maximum: 100,
+      default: 50,
+      example: 50,
+      description: "Page size, 1..100 (default 50).",
+    }),
   cursor: z
     .string()
     .min(1)

@@ -60,7 +60,7 @@ export const errorEnvelopeSchema = z
 export const envelope = <T extends z.ZodType>(data: T, statusCode: number) =>
   z.object({
     isSuccess: z.literal(true),
-    statusCode: z.literal(statusCode),
+    statusCode: z.literal(statusCode).openapi({ type: "integer" }),
     data,
     errors: z.null(),
     timestamp: z.string().openapi({ example: EXAMPLE_TIMESTAMP }),
@@ -129,7 +129,9 @@ export function defineRoute<const R extends RouteConfig>(route: R, options: Rout
   if (options.auth) statuses.add(401);
   const request = route.request;
   if (request?.params || request?.query || request?.body || request?.headers) statuses.add(400);
-  if (request?.body) {
+  // The body guard reads any body sent with a mutating method, declared or not: 400 malformed_json, 413, 415.
+  if (request?.body || MUTATING_METHODS.has(route.method)) {
+    statuses.add(400);
     statuses.add(413);
     statuses.add(415);
   }

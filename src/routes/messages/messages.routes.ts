@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { pageQuerySchema, pageSchema } from "../../lib/cursor";
+import { pageQuerySchema, pageSchema, queryInteger } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../../schemas/idempotency";
@@ -110,13 +110,12 @@ export const listMessages = defineRoute(
         chatId: idSchema("chat id").openapi({ param: { name: "chatId", in: "path" }, example: "64d15f9e2e6c8f4d5a999999" }),
       }),
       query: pageQuerySchema.extend({
-        afterSeq: z.coerce
-          .number()
-          .int({ message: "must be an integer" })
-          .min(0, { message: "must be 0 or more" })
+        afterSeq: queryInteger(0, Number.MAX_SAFE_INTEGER)
           .optional()
           .openapi({
             param: { name: "afterSeq", in: "query" },
+            type: "integer",
+            minimum: 0,
             example: 40,
             description: "Catch up: messages with a higher seq, oldest first.",
           }),
