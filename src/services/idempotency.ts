@@ -7,7 +7,9 @@ import { ApiError } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 
 /**
- * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller.
+ * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller. The same
+ * table registers the keys of transfers and admin grants (`registerIdempotencyKey`), so a key
+ * belongs to one request per caller across all endpoints.
  *
  * - The first request with a key claims it (a row with no response yet), runs, and stores its
  *   success envelope. Replays answer that status and body verbatim with `Idempotent-Replayed: true`.
@@ -173,6 +175,39 @@ export async function idempotent<T, S extends 200 | 201>(
     const envelope = successBody(outcome.data, outcome.status);
     await storeResponse(db, claim, outcome.status, envelope);
     return { status: outcome.status, body: envelope, replayed: false };
+  }
+}
+
+/**
+ * Registers a key used by a request whose outcome is stored elsewhere (credit transfers and admin
+ * grants keep theirs in the WalletDO), so that the key's scope is the caller across every endpoint
+ * (API.md §1): one row per (caller, key) whichever endpoint used it first. Call it after every
+ * check that refuses before execution (those store nothing) and right before executing. A key
+ * already held by another request (another body, path or endpoint) → 409 `idempotency_key_reused`;
+ * the same request goes on (its executor replays or resumes it).
+ *
+ * The row never gets a response or a message: a message send that meets it sees another
+ * fingerprint (the path is part of it) and answers 409 before any wait or takeover. The row is
+ * kept even if execution then fails (5xx): whether the wallet executed is unknown, and the
+ * wallet would itself refuse another body for the key once it has executed.
+ */
+export async function registerIdempotencyKey(db: Database, userId: string, key: string, fingerprint: string): Promise<void> {
+  const now = Date.now();
+  const [, , rows] = await db.batch([
+    db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS)),
+    db
+      .insert(idempotencyKeys)
+      .values({ userId, key, fingerprint, responseStatus: null, responseBody: null, createdAt: now })
+      .onConflictDoNothing(),
+    db
+      .select({ fingerprint: idempotencyKeys.fingerprint })
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key))),
+  ]);
+  if (rows[0]?.fingerprint !== fingerprint) {
+    throw new ApiError("idempotency_key_reused", [
+      `${IDEMPOTENCY_HEADER}: this key was used for a different request; use a new key for a new request`,
+    ]);
   }
 }
 

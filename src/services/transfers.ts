@@ -4,7 +4,7 @@ import type { StoredReply } from "../durable-objects/wallet/wallet-types";
 import type { Config } from "../lib/config";
 import { ApiError, unwrap } from "../lib/errors";
 import type { TransferRequest } from "../schemas/wallet";
-import { requestFingerprint } from "./idempotency";
+import { registerIdempotencyKey, requestFingerprint } from "./idempotency";
 import { assertCanSendTo } from "./users";
 
 /**
@@ -57,6 +57,9 @@ export async function executeTransfer(
           amount: input.amount,
           note: input.note,
         });
+  if (idempotencyKey !== null && fingerprint !== null) {
+    await registerIdempotencyKey(createDb(env.DB), input.senderId, idempotencyKey, fingerprint);
+  }
   return unwrap(
     await walletStub(env, input.senderId).transfer({
       ...input,

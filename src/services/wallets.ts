@@ -8,7 +8,7 @@ import { type Config, getConfig } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { unwrap } from "../lib/errors";
 import type { Discrepancy, LedgerEntry, Limits, Reconciliation, Transfer, Wallet } from "../schemas/wallet";
-import { requestFingerprint } from "./idempotency";
+import { registerIdempotencyKey, requestFingerprint } from "./idempotency";
 import { getUserOrThrow } from "./users";
 
 /**
@@ -63,7 +63,7 @@ export async function getTransfer(env: Env, config: Config, userId: string, tran
   return unwrap(await walletStub(env, userId).getTransfer(userId, config.signupCredits, transferId));
 }
 
-/** Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key). */
+/** Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key), across endpoints and users. */
 export async function grantCredits(
   env: Env,
   config: Config,
@@ -72,9 +72,12 @@ export async function grantCredits(
   body: { amount: number; reason: string },
   idempotencyKey: string | null,
 ): Promise<StoredReply> {
-  await getUserOrThrow(createDb(env.DB), userId);
+  const db = createDb(env.DB);
+  await getUserOrThrow(db, userId);
   const fingerprint =
     idempotencyKey === null ? null : await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body);
+  // The wallet keeps the outcome; D1 makes the key the admin's across endpoints and users.
+  if (idempotencyKey !== null && fingerprint !== null) await registerIdempotencyKey(db, adminId, idempotencyKey, fingerprint);
   return unwrap(
     await walletStub(env, userId).grant({
       userId,

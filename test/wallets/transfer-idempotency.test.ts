@@ -2,7 +2,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { walletStub } from "../../src/services/wallets";
-import { expectError } from "../support/http";
+import { call, expectError } from "../support/http";
 import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
 
 describe("Idempotency-Key on credit transfers", () => {
@@ -143,5 +143,60 @@ describe("Idempotency-Key on credit transfers", () => {
     expect(reused.status).toBe(201);
     expect(reused.json.data.transferId).not.toBe(first.json.data.transferId);
     expect(await balanceOf(alice.id)).toBe(90);
+  });
+});
+
+describe("Idempotency-Key scope is the caller across endpoints", () => {
+  const sendV2 = (token: string, body: unknown, key: string) =>
+    call("POST", "/api/v2/messages", { token, body, headers: { "Idempotency-Key": key }, vars: NO_RATE_LIMIT });
+
+  it("a key used by a transfer is 409 on a later message send, which posts nothing", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const sent = await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-1" });
+    expect(sent.status).toBe(201);
+    const chatId = sent.json.data.chatId;
+    // Answered at once (no wait for an "in progress" key), and repeatedly.
+    for (let i = 0; i < 2; i++) {
+      expectError(await sendV2(alice.token, { chatId, content: "hi" }, "x-1"), 409, "idempotency_key_reused");
+    }
+    const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: alice.token });
+    expect(list.json.data.items).toHaveLength(1);
+    // The transfer itself still replays.
+    const replay = await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-1" });
+    expect(replay.status).toBe(201);
+    expect(replay.text).toBe(sent.text);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await balanceOf(alice.id)).toBe(90);
+  });
+
+  it("a key used by a message send is 409 on a later transfer, which moves nothing", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const chat = await call("POST", "/api/v1/chats", { token: alice.token, body: { type: "direct", memberId: bob.id } });
+    const posted = await sendV2(alice.token, { chatId: chat.json.data.id, content: "hi" }, "x-2");
+    expect(posted.status).toBe(201);
+    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-2" }), 409, "idempotency_key_reused");
+    expect(await balanceOf(alice.id)).toBe(100);
+    expect(await rowsOf(alice.id, "SELECT * FROM transfers_out")).toEqual([]);
+  });
+
+  it("an admin's grant key is theirs across users and endpoints", async () => {
+    const admin = await seedWalletUser({ role: "admin" });
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const grant = (userId: string) =>
+      call("POST", `/api/v1/admin/wallets/${userId}/grants`, {
+        token: admin.token,
+        body: { amount: 5, reason: "r" },
+        headers: { "Idempotency-Key": "x-3" },
+      });
+    expect((await grant(alice.id)).status).toBe(201);
+    expectError(await grant(bob.id), 409, "idempotency_key_reused");
+    expectError(await transfer(admin.token, { recipientId: bob.id, amount: 5 }, { key: "x-3" }), 409, "idempotency_key_reused");
+    expect(await balanceOf(bob.id)).toBe(100);
+    expect(await balanceOf(admin.id)).toBe(100);
+    expect((await grant(alice.id)).headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await balanceOf(alice.id)).toBe(105);
   });
 });
