@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MIGRATIONS } from "../src/durable-objects/wallet/wallet-schema";
 import { openWallet, walletStub } from "../src/services/wallets";
+import { call } from "./support/http";
 import { seedUser } from "./support/users";
 
 describe("opening a wallet", () => {
@@ -17,6 +18,22 @@ describe("opening a wallet", () => {
       state.storage.sql.exec("SELECT kind, amount, balance_after FROM entries").toArray(),
     );
     expect(grants).toEqual([{ kind: "grant", amount: 100, balance_after: 100 }]);
+  });
+
+  it("the welcome grant's entry has a 24-hex transferId like every ID, and stays the only one after many opens", async () => {
+    const user = await seedUser();
+    await Promise.all(Array.from({ length: 5 }, () => openWallet(env, user.id)));
+    for (let i = 0; i < 3; i++) await openWallet(env, user.id);
+    const page = await call("GET", "/api/v1/wallets/me/transactions", { token: user.token });
+    expect(page.status).toBe(200);
+    expect(page.json.data.items).toEqual([
+      expect.objectContaining({
+        kind: "grant",
+        amount: 100,
+        balanceAfter: 100,
+        transferId: expect.stringMatching(/^[0-9a-f]{24}$/),
+      }),
+    ]);
   });
 
   it("grants SIGNUP_CREDITS as configured (0 writes no entry)", async () => {

@@ -20,7 +20,8 @@ export const ledgerEntrySchema = z
     id: idSchema("entry id"),
     transferId: z.string().openapi({
       example: "64d15f9e2e6c8f4d5a777777",
-      description: "The transfer this entry belongs to; for a grant, the grant id (`signup` for the welcome grant).",
+      description:
+        "The transfer this entry belongs to; for a grant, the grant id (the welcome grant has its own, with the note `Welcome credits`).",
     }),
     kind: ledgerEntryKindSchema,
     amount: z.number().int().openapi({ example: -25, description: "Signed: negative leaves the wallet, positive enters it." }),

@@ -32,8 +32,8 @@ import {
   WINDOW_MINUTES,
 } from "./wallet-types";
 
-/** The welcome grant's ledger key: UNIQUE(transfer_id, kind) makes it happen at most once. */
-export const SIGNUP_GRANT_ID = "signup";
+/** The note of the welcome grant's ledger entry. */
+export const WELCOME_GRANT_NOTE = "Welcome credits";
 
 /** How a transfer request starts inside the sender's one synchronous transaction. */
 type Start =
@@ -602,7 +602,10 @@ export class WalletDO extends DurableObject<Env> {
       return existing;
     }
     this.sql.exec("INSERT INTO wallet (id, user_id, balance, opened_at, updated_at) VALUES (1, ?, 0, ?, ?)", userId, now, now);
-    if (signupCredits > 0) this.applyCredit(SIGNUP_GRANT_ID, "grant", signupCredits, null, null, "Welcome credits", now);
+    // Exactly once because the wallet row is created in this same transaction. Its id is a plain
+    // 24-hex id like every other (API.md IDs); the welcome grant is the `grant` entry with no
+    // `grants` row (admin grants have one), the first entry of the ledger, noted "Welcome credits".
+    if (signupCredits > 0) this.applyCredit(newId(now), "grant", signupCredits, null, null, WELCOME_GRANT_NOTE, now);
     return this.walletRow()!;
   }
 

@@ -2221,7 +2221,7 @@ export interface components {
             /** @example lunch */
             note: string | null;
             /**
-             * @description The transfer this entry belongs to; for a grant, the grant id (`signup` for the welcome grant).
+             * @description The transfer this entry belongs to; for a grant, the grant id (the welcome grant has its own, with the note `Welcome credits`).
              * @example 64d15f9e2e6c8f4d5a777777
              */
             transferId: string;
