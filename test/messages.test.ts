@@ -127,6 +127,26 @@ describe("POST /api/v2/messages", () => {
     expect((await sendV2(a, { chatId, content: "x", clientMessageId: "x".repeat(128) })).status).toBe(201);
   });
 
+  it("accepts explicit nulls for replyToMessageId and clientMessageId as absent", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const chatId = await directChat(a, b);
+    const first = await sendV2(a, { chatId, content: "x", replyToMessageId: null, clientMessageId: null });
+    expect(first.status).toBe(201);
+    expect(first.json.data).toMatchObject({ replyToMessageId: null, clientMessageId: null });
+    // null never deduplicates: a second null-id send is a new message.
+    const second = await sendV2(a, { chatId, content: "x", clientMessageId: null });
+    expect(second.status).toBe(201);
+    expect(second.json.data.id).not.toBe(first.json.data.id);
+    // With an Idempotency-Key, null and omitted are the same request.
+    const headers = { "Idempotency-Key": "null-is-absent" };
+    const keyed = await sendV2(a, { chatId, content: "y", replyToMessageId: null }, headers);
+    expect(keyed.status).toBe(201);
+    const replay = await sendV2(a, { chatId, content: "y" }, headers);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(replay.text).toBe(keyed.text);
+  });
+
   it("replies must point into the same chat", async () => {
     const a = await seedUser();
     const b = await seedUser();

@@ -45,12 +45,16 @@ export function parseIdempotencyKey(raw: string | undefined): string | undefined
   return raw;
 }
 
-/** JSON with object keys sorted at every depth, so key order does not change the fingerprint. */
+/**
+ * JSON with object keys sorted at every depth, so key order does not change the fingerprint.
+ * Members whose value is null are left out like absent ones: every optional request field
+ * accepts null as "absent", so `{"note": null}` and `{}` are the same request.
+ */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
+      .filter(([, v]) => v !== undefined && v !== null)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
   }

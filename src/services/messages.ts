@@ -224,10 +224,18 @@ export async function sendDirectMessage(
 export async function sendChatMessage(
   db: Database,
   senderId: string,
-  input: { chatId: string; content: string; replyToMessageId?: string | undefined; clientMessageId?: string | undefined },
+  input: {
+    chatId: string;
+    content: string;
+    replyToMessageId?: string | null | undefined;
+    clientMessageId?: string | null | undefined;
+  },
   claim: IdempotencyClaim | null = null,
 ): Promise<Posted> {
-  const { chatId, replyToMessageId, clientMessageId } = input;
+  const { chatId } = input;
+  // An explicit null means absent (the Message resource types both fields string|null).
+  const replyToMessageId = input.replyToMessageId ?? undefined;
+  const clientMessageId = input.clientMessageId ?? undefined;
   const member = isMemberSql(chatId, senderId);
   const blocked = blockedInDirectChatSql(chatId, senderId);
   const replyInChat =

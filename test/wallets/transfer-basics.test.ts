@@ -108,6 +108,15 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     expect(message).toEqual({ transfer_note: "thanks!" });
   });
 
+  it("accepts note: null as no note", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const res = await transfer(alice.token, { recipientId: bob.id, amount: 3, note: null });
+    expect(res.status).toBe(201);
+    const message = await env.DB.prepare("SELECT transfer_note FROM messages WHERE id = ?").bind(res.json.data.messageId).first();
+    expect(message).toEqual({ transfer_note: null });
+  });
+
   it("opens a wallet on first use: a user whose wallet was never opened has the welcome grant", async () => {
     const alice = await seedUser();
     const bob = await seedUser();

@@ -51,6 +51,7 @@ export const sendMessageV2 = defineRoute(
       "A text message into a chat you are a member of (404 `chat_not_found` otherwise).",
       "`replyToMessageId` must be a message of the same chat (400 otherwise).",
       "`clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200.",
+      "Both are optional; `null` is the same as leaving them out.",
       "403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you",
       "(blocks do not stop messages inside group chats).",
       IDEMPOTENCY_NOTE,
@@ -65,8 +66,9 @@ export const sendMessageV2 = defineRoute(
               .object({
                 chatId: idSchema("chat id"),
                 content: messageContentSchema,
-                replyToMessageId: idSchema("message replied to").optional(),
-                clientMessageId: clientMessageIdSchema.optional(),
+                // null is accepted as absent: the Message resource types both as string|null.
+                replyToMessageId: idSchema("message replied to").nullish(),
+                clientMessageId: clientMessageIdSchema.nullish(),
               })
               .openapi("SendMessageV2", {
                 example: {

@@ -35,8 +35,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -99,8 +98,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -150,8 +148,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -222,8 +219,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -290,8 +286,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -352,8 +347,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -415,8 +409,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -481,8 +474,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -541,8 +533,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -588,8 +579,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -606,8 +596,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -662,8 +651,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -727,8 +715,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -792,8 +779,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -803,6 +789,8 @@ export interface paths {
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
                 500: components["responses"]["InternalServerError"];
             };
         };
@@ -855,8 +843,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -922,8 +909,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -987,8 +973,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -999,6 +984,8 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["NotFound"];
                 409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
                 500: components["responses"]["InternalServerError"];
             };
         };
@@ -1039,8 +1026,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1073,7 +1059,7 @@ export interface paths {
             parameters: {
                 query?: {
                     /** @description Catch up: messages with a higher seq, oldest first. */
-                    afterSeq?: number | null;
+                    afterSeq?: number;
                     /** @description The `nextCursor` of the previous page. */
                     cursor?: string;
                     /** @description Page size, 1..100 (default 50). */
@@ -1102,8 +1088,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1179,8 +1164,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1302,14 +1286,16 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
                     };
                 };
+                400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
                 500: components["responses"]["InternalServerError"];
             };
         };
@@ -1360,8 +1346,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1414,8 +1399,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1475,8 +1459,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1485,6 +1468,8 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
                 500: components["responses"]["InternalServerError"];
             };
         };
@@ -1519,8 +1504,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1529,6 +1513,8 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
                 500: components["responses"]["InternalServerError"];
             };
         };
@@ -1568,8 +1554,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1619,8 +1604,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1669,8 +1653,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1727,8 +1710,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1781,8 +1763,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1817,7 +1798,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
+         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
          */
         post: {
             parameters: {
@@ -1848,8 +1829,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1868,8 +1848,7 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 201;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1886,6 +1865,46 @@ export interface paths {
                 500: components["responses"]["InternalServerError"];
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/docs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open the API playground
+         * @description Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The playground page */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/html": string;
+                    };
+                };
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1923,11 +1942,50 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            /** @enum {number} */
-                            statusCode: 200;
+                            statusCode: number;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
+                    };
+                };
+                500: components["responses"]["InternalServerError"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/openapi.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get the OpenAPI document
+         * @description This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The OpenAPI document */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": Record<string, never>;
                     };
                 };
                 500: components["responses"]["InternalServerError"];
@@ -2486,7 +2544,7 @@ export interface components {
              * @description Your id for this message: sending it again in the same chat returns the original with 200.
              * @example c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77
              */
-            clientMessageId?: string;
+            clientMessageId?: string | null;
             /**
              * @description 1..4000 characters after trimming.
              * @example Hello!
@@ -2496,7 +2554,7 @@ export interface components {
              * @description The message replied to (24 lowercase hex characters).
              * @example 64d15f9e2e6c8f4d5a123456
              */
-            replyToMessageId?: string;
+            replyToMessageId?: string | null;
         };
         Session: {
             /**
