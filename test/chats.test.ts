@@ -159,6 +159,51 @@ describe("POST /api/v1/chats (group)", () => {
   });
 });
 
+describe("blocks and groups", () => {
+  it("creating a group with someone who blocked you is 403 recipient_blocked, and creates nothing", async () => {
+    const owner = await seedUser();
+    const friend = await seedUser();
+    const blocker = await seedUser();
+    await block(blocker, owner);
+    const res = expectError(
+      await call("POST", "/api/v1/chats", {
+        token: owner.token,
+        body: { type: "group", title: "Sneaky", memberIds: [friend.id, blocker.id] },
+      }),
+      403,
+      "recipient_blocked",
+    );
+    expect(res.errors.slice(1)).toEqual([`memberIds: user ${blocker.id} does not accept messages from you`]);
+    expect((await call("GET", "/api/v1/chats", { token: owner.token })).json.data.items).toEqual([]);
+    // Unknown ids are still named first (404), and blocking is one-way: the blocker may add the blocked.
+    expectError(
+      await call("POST", "/api/v1/chats", {
+        token: owner.token,
+        body: { type: "group", title: "x", memberIds: [blocker.id, newId()] },
+      }),
+      404,
+      "user_not_found",
+    );
+    await group(blocker, [owner]);
+  });
+
+  it("adding someone who blocked you to your group is 403 recipient_blocked, and adds nothing", async () => {
+    const owner = await seedUser();
+    const blocker = await seedUser();
+    const chat = await group(owner, []);
+    await block(blocker, owner);
+    expectError(
+      await call("POST", `/api/v1/chats/${chat.id}/members`, { token: owner.token, body: { userId: blocker.id } }),
+      403,
+      "recipient_blocked",
+    );
+    const after = await call("GET", `/api/v1/chats/${chat.id}`, { token: owner.token });
+    expect(after.json.data.members.map((m: { userId: string }) => m.userId)).toEqual([owner.id]);
+    expect(after.json.data.lastSeq).toBe(0);
+    expectError(await call("GET", `/api/v1/chats/${chat.id}`, { token: blocker.token }), 404, "chat_not_found");
+  });
+});
+
 describe("GET /api/v1/chats/{chatId}", () => {
   it("members see the chat; non-members and unknown ids get 404 chat_not_found; bad ids 400", async () => {
     const owner = await seedUser();

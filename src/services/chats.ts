@@ -9,7 +9,7 @@ import { ID_PATTERN, newId } from "../lib/ids";
 import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
 import { type Message, toMessage } from "../schemas/message";
 import { appendMessage, lastMessagesQuery } from "./messages";
-import { assertActiveUser, assertCanSendTo, getUserOrThrow, hasBlockedSql } from "./users";
+import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**
  * Chats, memberships and read markers. Decisions (also in the OpenAPI descriptions):
@@ -205,13 +205,20 @@ export async function createDirectChat(
 
 export const MAX_GROUP_INVITES = 100;
 
-/** A group chat owned by the caller with the given members (unknown ids: 404 `user_not_found`). */
+/**
+ * A group chat owned by the caller with the given members: unknown ids → 404 `user_not_found`,
+ * then a member who blocked the caller → 403 `recipient_blocked` (a group must not bypass a block).
+ */
 export async function createGroupChat(db: Database, callerId: string, title: string, memberIds: string[]): Promise<Chat> {
   await assertActiveUser(db, callerId);
   const invited = [...new Set(memberIds)].filter((id) => id !== callerId);
   if (invited.length > 0) {
-    const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS).map((ids) =>
-      db.select({ id: users.id }).from(users).where(inArray(users.id, ids)),
+    // One bound parameter per statement is the caller's id (the block check).
+    const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS - 1).map((ids) =>
+      db
+        .select({ id: users.id, blocked: hasBlockedSql(sql`${users.id}`, callerId).as("blocked") })
+        .from(users)
+        .where(inArray(users.id, ids)),
     );
     const found = first ? (await db.batch([first, ...rest])).flat() : [];
     const known = new Set(found.map((row) => row.id));
@@ -221,6 +228,8 @@ export async function createGroupChat(db: Database, callerId: string, title: str
         "user_not_found",
         missing.map((id) => `memberIds: no user with id ${id}`),
       );
+    const blockers = found.filter((row) => row.blocked).map((row) => row.id);
+    if (blockers.length > 0) throw groupBlocked("memberIds", blockers);
   }
   const now = Date.now();
   const id = newId(now);
@@ -319,8 +328,16 @@ function assertGroup(chat: ChatRow) {
   }
 }
 
+/** 403 `recipient_blocked`: these users blocked the caller, who may not put them in a group. */
+function groupBlocked(field: string, blockerIds: string[]): ApiError {
+  return new ApiError(
+    "recipient_blocked",
+    blockerIds.map((id) => `${field}: user ${id} does not accept messages from you`),
+  );
+}
+
 /**
- * Adds `userId` to a group chat; the owner only. Adding a current member changes nothing (200
+ * Adds `userId` to a group chat; the owner only. A user who blocked the caller: 403 `recipient_blocked`. Adding a current member changes nothing (200
  * with the chat). Returns the chat as the caller sees it and the system message, if one was posted.
  */
 export async function addMember(
@@ -333,7 +350,14 @@ export async function addMember(
   assertGroup(chat);
   if (member.role !== "owner") throw new ApiError("insufficient_permissions", ["Only the owner of the group adds members"]);
   const actor = await assertActiveUser(db, callerId);
-  const target = await getUserOrThrow(db, userId);
+  const found = await db
+    .select({ user: users, blocked: hasBlockedSql(userId, callerId).as("blocked") })
+    .from(users)
+    .where(eq(users.id, userId))
+    .get();
+  if (!found) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+  if (found.blocked) throw groupBlocked("userId", [userId]);
+  const target = found.user;
   const now = Date.now();
   const inserted = await db
     .insert(chatMembers)

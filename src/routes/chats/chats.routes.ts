@@ -43,7 +43,8 @@ export const createChat = defineRoute(
       "(exactly one per pair, even when both create it at the same moment). The same checks as sending apply:",
       "403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you;",
       "a chat with yourself is 400.",
-      '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`.',
+      '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`;',
+      "members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.",
     ].join(" "),
     request: {
       body: {
@@ -95,7 +96,8 @@ export const addMember = defineRoute(
     summary: "Add a member to a group chat",
     description: [
       "Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner).",
-      "A direct chat never takes members: 400 `validation_failed`. Adding a current member changes nothing.",
+      "A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user;",
+      "403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing.",
       "The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.",
     ].join(" "),
     request: {

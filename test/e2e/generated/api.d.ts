@@ -553,7 +553,7 @@ export interface paths {
          *
          *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
          *
-         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`.
+         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.
          */
         post: {
             parameters: {
@@ -686,7 +686,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
          */
         post: {
             parameters: {
