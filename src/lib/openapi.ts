@@ -60,7 +60,7 @@ export const errorEnvelopeSchema = z
 export const envelope = <T extends z.ZodType>(data: T, statusCode: number) =>
   z.object({
     isSuccess: z.literal(true),
-    statusCode: z.literal(statusCode).openapi({ type: "integer" }),
+    statusCode: z.literal(statusCode).openapi({ type: "integer", enum: [statusCode] }),
     data,
     errors: z.null(),
     timestamp: z.string().openapi({ example: EXAMPLE_TIMESTAMP }),

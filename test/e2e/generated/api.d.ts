@@ -35,7 +35,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -98,7 +99,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -148,7 +150,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -219,7 +222,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -286,7 +290,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -347,7 +352,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -409,7 +415,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -474,7 +481,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -533,7 +541,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -579,7 +588,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -596,7 +606,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -651,7 +662,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -715,7 +727,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -779,7 +792,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -843,7 +857,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -909,7 +924,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -973,7 +989,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1026,7 +1043,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1088,7 +1106,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1164,7 +1183,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1286,7 +1306,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1346,7 +1367,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1399,7 +1421,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1459,7 +1482,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1504,7 +1528,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1554,7 +1579,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1604,7 +1630,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1653,7 +1680,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1710,7 +1738,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1763,7 +1792,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1829,7 +1859,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1848,7 +1879,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 201;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
@@ -1942,7 +1974,8 @@ export interface paths {
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
-                            statusCode: number;
+                            /** @enum {integer} */
+                            statusCode: 200;
                             /** @example 2026-01-15T10:30:00.000Z */
                             timestamp: string;
                         };
