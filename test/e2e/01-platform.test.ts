@@ -25,6 +25,12 @@ describe("platform over HTTP", () => {
     });
   });
 
+  it("GET /openapi.json is itself a documented operation, answered as documented", async () => {
+    const { data, response } = await api().GET("/openapi.json");
+    assert.equal(response.status, 200);
+    assert.equal((data as { openapi?: string } | undefined)?.openapi, "3.1.0");
+  });
+
   it("an unknown route is a 404 envelope, for any method", async () => {
     assertError(await raw("GET", "/api/v1/does-not-exist"), 404, "not_found");
     assertError(await raw("DELETE", "/nope"), 404, "not_found");
