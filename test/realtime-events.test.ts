@@ -1,6 +1,7 @@
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
+import type { RealtimeDO } from "../src/durable-objects/realtime/realtime-do";
 import { realtimeFrameSchema } from "../src/schemas/realtime";
 import { walletStub } from "../src/services/wallets";
 import { call } from "./support/http";
@@ -34,6 +35,18 @@ async function expectFrame(socket: TestSocket, type: string, data: unknown) {
   const frame = documented(await socket.next());
   expect(frame).toEqual({ type, data, at: expect.any(String) });
   return frame;
+}
+
+/** The next `count` frames in arrival order (a transfer's frames for one person come in one call, in order). */
+async function inOrder(socket: TestSocket, count: number): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  for (let i = 0; i < count; i += 1) frames.push(await socket.next());
+  return frames;
+}
+
+/** `deliver` calls the user's RealtimeDO has served (its instance counter; the sockets keep it alive). */
+function deliverCalls(userId: string): Promise<number> {
+  return runInDurableObject(env.REALTIME.get(env.REALTIME.idFromName(userId)), (instance: RealtimeDO) => instance.deliverCalls);
 }
 
 async function ok(res: Awaited<ReturnType<typeof call>>, status = 200) {
@@ -183,23 +196,61 @@ describe("wallet and transfer events", () => {
     const creditMessage = message.items.find((item: { id: string }) => item.id === transfer.messageId);
     expect(creditMessage.type).toBe("credit_transfer");
 
-    const [aliceMessage, aliceWallet] = (await aliceSocket.take(2)).map(documented);
-    expect(aliceMessage).toMatchObject({ type: "message.created", data: creditMessage });
+    const [aliceWallet, aliceMessage] = (await inOrder(aliceSocket, 2)).map(documented);
     expect(aliceWallet).toMatchObject({ type: "wallet.updated", data: { userId: alice.id, balance: transfer.senderBalance } });
+    expect(aliceWallet.data.updatedAt).toBe(transfer.createdAt);
+    expect(aliceMessage).toMatchObject({ type: "message.created", data: creditMessage });
 
+    const bobWallets: Frame[] = [];
     for (const device of [bobPhone, bobLaptop]) {
-      const [created, received, wallet] = (await device.take(3)).map(documented);
-      expect(created).toMatchObject({ type: "message.created", data: creditMessage });
-      expect(received).toEqual({ type: "transfer.received", data: transfer, at: expect.any(String) });
+      const [wallet, created, received] = (await inOrder(device, 3)).map(documented);
+      bobWallets.push(wallet);
       expect(wallet).toMatchObject({ type: "wallet.updated", data: { userId: bob.id, balance: bobBefore.balance + 25 } });
       expect(wallet.data.balance).toBe(transfer.recipientBalance);
+      expect(created).toMatchObject({ type: "message.created", data: creditMessage });
+      expect(received).toEqual({ type: "transfer.received", data: transfer, at: expect.any(String) });
     }
+    // The recipient's wallet as of the credit: nothing changed it since.
+    const bobNow = await ok(await call("GET", "/api/v1/wallets/me", { token: bob.token }));
+    for (const wallet of bobWallets) expect(wallet.data).toEqual(bobNow);
 
     // A replay with the same key moves nothing and pushes nothing.
     const replay = await call("POST", "/api/v1/messages/credit-transfer", { token: alice.token, body, headers });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     for (const socket of [aliceSocket, bobPhone, bobLaptop]) await socket.expectSilence(100);
     await outsiderSocket.expectSilence(100);
+  });
+
+  it("a transfer costs one realtime call per person, carrying all of that person's frames in order", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const carol = await seedWalletUser();
+    const aliceSocket = await connect(alice.token);
+    const bobSocket = await connect(bob.token);
+    const carolSocket = await connect(carol.token);
+    const before = await Promise.all([alice, bob, carol].map((user) => deliverCalls(user.id)));
+
+    const res = await transfer(alice.token, { recipientId: bob.id, amount: 30 });
+    expect(res.status).toBe(201);
+    const sent = res.json.data;
+    const aliceFrames = (await inOrder(aliceSocket, 2)).map(documented);
+    const bobFrames = (await inOrder(bobSocket, 3)).map(documented);
+    await aliceSocket.expectSilence(100);
+    await bobSocket.expectSilence(50);
+    await carolSocket.expectSilence(50);
+
+    expect(aliceFrames.map((frame) => frame.type)).toEqual(["wallet.updated", "message.created"]);
+    expect(aliceFrames[0].data).toEqual({ userId: alice.id, balance: 70, updatedAt: sent.createdAt });
+    expect(bobFrames.map((frame) => frame.type)).toEqual(["wallet.updated", "message.created", "transfer.received"]);
+    expect(bobFrames[0].data).toMatchObject({ userId: bob.id, balance: 130 });
+    expect(bobFrames[1].data).toEqual(aliceFrames[1].data);
+    expect(bobFrames[1].data.id).toBe(sent.messageId);
+    expect(bobFrames[2].data).toEqual(sent);
+    // Frames of one call share their `at`.
+    expect(new Set(bobFrames.map((frame) => frame.at)).size).toBe(1);
+
+    const after = await Promise.all([alice, bob, carol].map((user) => deliverCalls(user.id)));
+    expect(after.map((count, i) => count - before[i]!)).toEqual([1, 1, 0]);
   });
 
   it("a refused transfer pushes nothing", async () => {
@@ -242,19 +293,22 @@ describe("wallet and transfer events", () => {
     // Stop after the debit, the message and the credit, before the transfer is marked posted.
     await armFault(alice.id, "after_credit");
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 25 })).status).toBe(500);
-    // The balance changes that committed are pushed at once; the transfer is not announced yet.
-    expect(documented(await aliceSocket.next())).toMatchObject({ type: "wallet.updated", data: { balance: 75 } });
-    expect(documented(await bobSocket.next())).toMatchObject({ type: "wallet.updated", data: { balance: 125 } });
+    // The debit and the credit committed, but balance changes of a transfer go out with its
+    // announcement: nothing until it is posted.
     await bobSocket.expectSilence(100);
+    await aliceSocket.expectSilence(50);
 
     const stub = walletStub(env, alice.id);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await runDurableObjectAlarm(stub);
-    const [created, received] = (await bobSocket.take(2)).map(documented);
+    const [bobWallet, created, received] = (await inOrder(bobSocket, 3)).map(documented);
+    expect(bobWallet).toMatchObject({ type: "wallet.updated", data: { userId: bob.id, balance: 125 } });
     expect(created).toMatchObject({ type: "message.created", data: { type: "credit_transfer", senderId: alice.id } });
     expect(received).toMatchObject({ type: "transfer.received", data: { senderId: alice.id, recipientBalance: 125 } });
     expect(received.data.messageId).toBe(created.data.id);
-    expect((await aliceSocket.next()).type).toBe("message.created");
+    const [aliceWallet, aliceMessage] = (await inOrder(aliceSocket, 2)).map(documented);
+    expect(aliceWallet).toMatchObject({ type: "wallet.updated", data: { userId: alice.id, balance: 75 } });
+    expect(aliceMessage).toEqual({ type: "message.created", data: created.data, at: expect.any(String) });
     await bobSocket.expectSilence(150);
     await aliceSocket.expectSilence(50);
   });

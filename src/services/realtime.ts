@@ -58,45 +58,57 @@ export async function connect(env: Env, ticket: string | undefined): Promise<Res
 }
 
 /**
- * Sends `event` to every connection of `userIds`, in the background of the caller (`waitUntil`),
- * after the change it describes has committed. Never throws and never delays the caller: a user
- * who misses a frame catches up over HTTP (docs/realtime.md).
+ * Sends `events` (one, or several in order) to every connection of `userIds`, in the background of
+ * the caller (`waitUntil`), after the change they describe has committed. Several events for the
+ * same users go in one call per user, not one per event (a transfer: docs/realtime.md). Never
+ * throws and never delays the caller: a user who misses a frame catches up over HTTP.
  */
-export function publish(env: Env, waitUntil: WaitUntil, userIds: Iterable<string>, event: RealtimeEvent): void {
+export function publish(
+  env: Env,
+  waitUntil: WaitUntil,
+  userIds: Iterable<string>,
+  events: RealtimeEvent | readonly RealtimeEvent[],
+): void {
   try {
-    waitUntil(fanOut(env, userIds, event));
+    waitUntil(fanOut(env, userIds, events));
   } catch (error) {
-    logFailure(event, "scheduling", error);
+    logFailure(events, "scheduling", error);
   }
 }
 
-/** The fan-out itself, awaited: how many connections received the frame and how many users failed. */
-export async function fanOut(env: Env, userIds: Iterable<string>, event: RealtimeEvent) {
-  const frame: RealtimeFrame = { ...event, at: new Date().toISOString() } as RealtimeFrame;
-  const text = JSON.stringify(frame);
+/** The fan-out itself, awaited: how many connections received the frames and how many users failed. */
+export async function fanOut(env: Env, userIds: Iterable<string>, events: RealtimeEvent | readonly RealtimeEvent[]) {
+  const at = new Date().toISOString();
+  const frames = eventList(events).map((event) => JSON.stringify({ ...event, at } as RealtimeFrame));
   const queue = [...new Set(userIds)];
   let connections = 0;
   let failedUsers = 0;
   const worker = async () => {
     for (let userId = queue.pop(); userId !== undefined; userId = queue.pop()) {
       try {
-        connections += await realtimeStub(env, userId).deliver(text);
+        connections += await realtimeStub(env, userId).deliver(frames);
       } catch (error) {
         failedUsers += 1;
-        logFailure(event, userId, error);
+        logFailure(events, userId, error);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, queue.length) }, worker));
+  if (frames.length > 0) await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, queue.length) }, worker));
   return { connections, failedUsers };
 }
 
-function logFailure(event: RealtimeEvent, target: string, error: unknown) {
+function eventList(events: RealtimeEvent | readonly RealtimeEvent[]): readonly RealtimeEvent[] {
+  return Array.isArray(events) ? events : [events as RealtimeEvent];
+}
+
+function logFailure(events: RealtimeEvent | readonly RealtimeEvent[], target: string, error: unknown) {
   console.error(
     JSON.stringify({
       level: "error",
       msg: "realtime publish failed",
-      type: event.type,
+      type: eventList(events)
+        .map((event) => event.type)
+        .join(","),
       target,
       error: error instanceof Error ? error.message : String(error),
     }),

@@ -22,6 +22,13 @@ type ClientFrame = { type?: unknown };
  * object's own storage, so consuming a ticket is atomic even when two upgrades race.
  */
 export class RealtimeDO extends DurableObject<Env> {
+  /**
+   * `deliver` calls since this instance started (memory only, reset on eviction; a field, so not
+   * callable over RPC): tests read it with runInDurableObject to count the object calls a change
+   * costs, which the frames on a socket cannot show.
+   */
+  deliverCalls = 0;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
@@ -70,14 +77,17 @@ export class RealtimeDO extends DurableObject<Env> {
   }
 
   /**
-   * Sends one serialized frame to every open connection of this user. A socket that fails (closing,
-   * gone) is skipped so the others still get it; returns how many sockets it reached.
+   * Sends serialized frames, in order, to every open connection of this user: several events for
+   * one user cost one call (a transfer's wallet.updated, message.created, transfer.received). A
+   * socket that fails (closing, gone) is skipped so the others still get them; returns how many
+   * sockets received every frame.
    */
-  deliver(frame: string): number {
+  deliver(frames: readonly string[]): number {
+    this.deliverCalls += 1;
     let delivered = 0;
     for (const socket of this.ctx.getWebSockets()) {
       try {
-        socket.send(frame);
+        for (const frame of frames) socket.send(frame);
         delivered += 1;
       } catch {
         // A socket closing under us: the client reconnects and catches up (docs/realtime.md).

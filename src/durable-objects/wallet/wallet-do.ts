@@ -155,7 +155,12 @@ export class WalletDO extends DurableObject<Env> {
   /** Sender side of a transfer (the class comment has the steps). */
   async transfer(command: TransferCommand): Promise<Outcome<StoredReply>> {
     const now = Date.now();
-    const start = this.transactAndNotify(() => this.begin(command, now));
+    // A debit is pushed with the transfer's announcement (announceTransfer), not here; only a
+    // wallet this request opened without debiting it (a refusal, a replay) is pushed at once.
+    const start = this.transactAndNotify(
+      () => this.begin(command, now),
+      (begun) => begun.kind === "continue" && !begun.replayed,
+    );
     if (start.kind === "refused") return start.refusal;
     if (start.kind === "reply") return { ok: true, value: start.reply };
     // Same turn as the commit above, so the debit and its recovery alarm are written together.
@@ -175,19 +180,24 @@ export class WalletDO extends DurableObject<Env> {
 
   /**
    * Recipient side: idempotent on (transfer id, `transfer_in`); a repeat returns the first
-   * credit's balance after, and changes nothing.
+   * credit's balance after and time, and changes nothing. Pushes nothing itself: the sender
+   * announces the credit with the transfer (announceTransfer), `updatedAt` being what that
+   * `wallet.updated` needs. When this call opened the wallet, that same frame shows the welcome
+   * grant too (the balance after the credit includes it).
    */
-  credit(command: CreditCommand): Outcome<{ balanceAfter: number }> {
-    return this.transactAndNotify(() => {
+  credit(command: CreditCommand): Outcome<{ balanceAfter: number; updatedAt: string }> {
+    return this.ctx.storage.transactionSync(() => {
       const now = Date.now();
       this.ensureOpen(command.recipientId, command.signupCredits, now);
       const existing = this.sql
-        .exec<{ balance_after: number }>(
-          "SELECT balance_after FROM entries WHERE transfer_id = ? AND kind = 'transfer_in'",
+        .exec<{ balance_after: number; created_at: number }>(
+          "SELECT balance_after, created_at FROM entries WHERE transfer_id = ? AND kind = 'transfer_in'",
           command.transferId,
         )
         .toArray()[0];
-      if (existing) return { ok: true, value: { balanceAfter: existing.balance_after } };
+      if (existing) {
+        return { ok: true, value: { balanceAfter: existing.balance_after, updatedAt: iso(existing.created_at) } };
+      }
       const balanceAfter = this.applyCredit(
         command.transferId,
         "transfer_in",
@@ -209,7 +219,7 @@ export class WalletDO extends DurableObject<Env> {
         command.chatId,
         command.createdAt,
       );
-      return { ok: true, value: { balanceAfter } };
+      return { ok: true, value: { balanceAfter, updatedAt: iso(now) } };
     });
   }
 
@@ -511,28 +521,63 @@ export class WalletDO extends DurableObject<Env> {
       );
       return { status: 201 as const, body, replayed: false };
     });
-    if (postingNow) this.announceTransfer((JSON.parse(reply.body) as { data: Transfer }).data, message);
+    if (postingNow) {
+      const transfer = (JSON.parse(reply.body) as { data: Transfer }).data;
+      this.announceTransfer(transfer, message, iso(row.created_at), credit.value.updatedAt);
+    }
     return reply;
   }
 
   /**
-   * Realtime (docs/realtime.md), once per transfer, after it is posted: the credit_transfer message
-   * to both people of the direct chat, the transfer to its recipient. Never throws.
+   * Realtime (docs/realtime.md), once per transfer, after it is posted: one push per person, so one
+   * RealtimeDO call each. The sender gets its wallet right after the debit and the credit_transfer
+   * message; the recipient its wallet right after the credit, the message and the transfer.
+   * The balance changes go out here rather than when they commit because every frame for a person
+   * then costs one call instead of two or three (the transfer path's largest cost after the
+   * commits); the price is that a transfer still pending (recipient unreachable, D1 down) shows
+   * the sender's debit only when it posts, whoever posts it (request, retry, read or alarm). The
+   * frames carry each wallet as of its own change (`updatedAt`), which a client compares with what
+   * it already has. Never throws.
    */
-  private announceTransfer(transfer: Transfer, message: Message): void {
+  private announceTransfer(transfer: Transfer, message: Message, debitedAt: string, creditedAt: string): void {
     const waitUntil = (promise: Promise<unknown>) => this.ctx.waitUntil(promise);
-    publish(this.env, waitUntil, [transfer.senderId, transfer.recipientId], { type: "message.created", data: message });
-    publish(this.env, waitUntil, [transfer.recipientId], { type: "transfer.received", data: transfer });
+    publish(
+      this.env,
+      waitUntil,
+      [transfer.senderId],
+      [
+        {
+          type: "wallet.updated",
+          data: { userId: transfer.senderId, balance: transfer.senderBalance, updatedAt: debitedAt },
+        },
+        { type: "message.created", data: message },
+      ],
+    );
+    publish(
+      this.env,
+      waitUntil,
+      [transfer.recipientId],
+      [
+        {
+          type: "wallet.updated",
+          data: { userId: transfer.recipientId, balance: transfer.recipientBalance, updatedAt: creditedAt },
+        },
+        { type: "message.created", data: message },
+        { type: "transfer.received", data: transfer },
+      ],
+    );
   }
 
   /**
    * One storage transaction; when it changed this wallet (balance, or the wallet opened), the owner
-   * gets `wallet.updated` after the commit. Nothing is awaited between the reads and the commit, so
-   * the comparison sees exactly this transaction's effect.
+   * gets `wallet.updated` after the commit, unless `announcedLater(result)` says the change is a
+   * transfer's debit, which announceTransfer pushes. Nothing is awaited between the reads and the
+   * commit, so the comparison sees exactly this transaction's effect.
    */
-  private transactAndNotify<T>(run: () => T): T {
+  private transactAndNotify<T>(run: () => T, announcedLater: (result: T) => boolean = () => false): T {
     const before = this.walletRow();
     const result = this.ctx.storage.transactionSync(run);
+    if (announcedLater(result)) return result;
     const after = this.walletRow();
     if (after && (before?.balance !== after.balance || before.updated_at !== after.updated_at)) {
       publish(this.env, (promise) => this.ctx.waitUntil(promise), [after.user_id], {
