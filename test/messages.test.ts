@@ -5,7 +5,7 @@ import { createDb } from "../src/db/client";
 import { blocks, idempotencyKeys, users } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
-import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/services/idempotency";
+import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempotency";
 import { postCreditTransferMessage } from "../src/services/messages";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";

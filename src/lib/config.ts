@@ -33,6 +33,7 @@ const configSchema = z
     RATE_LIMIT_AUTH_IP_PER_MINUTE: integerVar(1),
     RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
+    TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
   })
   .superRefine((vars, ctx) => {
     if (vars.ENVIRONMENT === "local") return;
@@ -55,6 +56,7 @@ const configSchema = z
     devBaseUrl: vars.DEV_BASE_URL,
     productionBaseUrl: vars.PRODUCTION_BASE_URL,
     corsOrigins: vars.CORS_ORIGINS,
+    transferVoidAfterMs: vars.TRANSFER_VOID_AFTER_SECONDS * 1000,
     rateLimits: {
       loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../services/idempotency";
+import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../lib/idempotency";
 
 /**
  * The `Idempotency-Key` request header and `Idempotent-Replayed` response header, documented once

@@ -4,6 +4,13 @@ import { createDb, type Database } from "../db/client";
 import { idempotencyKeys } from "../db/schema";
 import { type SuccessEnvelope, successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
+import {
+  IDEMPOTENCY_HEADER,
+  IDEMPOTENCY_RETENTION_MS,
+  parseIdempotencyKey,
+  REPLAYED_HEADER,
+  requestFingerprint,
+} from "../lib/idempotency";
 import type { AppEnv } from "../lib/types";
 
 /**
@@ -28,44 +35,8 @@ import type { AppEnv } from "../lib/types";
  *   wait answers 409 `idempotency_key_reused` ("still in progress; retry").
  * - Keys are kept RETENTION_MS (24 h); expired ones are purged when new keys are claimed.
  */
-export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
 const WAIT_MS = 10_000;
 const STALE_MS = 30_000;
-export const IDEMPOTENCY_HEADER = "Idempotency-Key";
-export const REPLAYED_HEADER = "Idempotent-Replayed";
-
-const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
-
-/** The header's value, or undefined when absent; 400 `validation_failed` unless 1..255 printable ASCII. */
-export function parseIdempotencyKey(raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  if (!KEY_PATTERN.test(raw)) {
-    throw new ApiError("validation_failed", [`${IDEMPOTENCY_HEADER}: must be 1 to 255 printable ASCII characters`]);
-  }
-  return raw;
-}
-
-/**
- * JSON with object keys sorted at every depth, so key order does not change the fingerprint.
- * Members whose value is null are left out like absent ones: every optional request field
- * accepts null as "absent", so `{"note": null}` and `{}` are the same request.
- */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined && v !== null)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
-export async function requestFingerprint(method: string, path: string, body: unknown): Promise<string> {
-  const bytes = new TextEncoder().encode(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`);
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 export type IdempotentResult<T, S extends number> = { status: S; body: SuccessEnvelope<T, S>; replayed: boolean };
 

@@ -4,7 +4,8 @@ import type { StoredReply } from "../durable-objects/wallet/wallet-types";
 import type { Config } from "../lib/config";
 import { ApiError, unwrap } from "../lib/errors";
 import type { TransferRequest } from "../schemas/wallet";
-import { registerIdempotencyKey, requestFingerprint } from "./idempotency";
+import { requestFingerprint } from "../lib/idempotency";
+import { registerIdempotencyKey } from "./idempotency";
 import { assertCanSendTo } from "./users";
 
 /**

@@ -8,7 +8,8 @@ import { type Config, getConfig } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { unwrap } from "../lib/errors";
 import type { Discrepancy, LedgerEntry, Limits, Reconciliation, Transfer, Wallet } from "../schemas/wallet";
-import { registerIdempotencyKey, requestFingerprint } from "./idempotency";
+import { requestFingerprint } from "../lib/idempotency";
+import { registerIdempotencyKey } from "./idempotency";
 import { getUserOrThrow } from "./users";
 
 /**

@@ -3,6 +3,7 @@ import { createDb } from "../../db/client";
 import { getConfig } from "../../lib/config";
 import { errorBody, successBody } from "../../lib/envelope";
 import { type Outcome, refuse } from "../../lib/errors";
+import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { newId } from "../../lib/ids";
 import type { Message } from "../../schemas/message";
 import type { Grant, Limits, Transfer, Wallet } from "../../schemas/wallet";
@@ -22,7 +23,6 @@ import {
   type CreditCommand,
   type FaultPoint,
   type GrantCommand,
-  IDEMPOTENCY_RETENTION_MS,
   type LedgerRow,
   RECOVERY_DELAY_MS,
   type StoredReply,

@@ -7,9 +7,6 @@ export const TRANSFER_WINDOW_HOURS = 24;
  */
 export const WINDOW_MINUTES = TRANSFER_WINDOW_HOURS * 60;
 
-/** Idempotency keys and their stored responses are kept at least this long (API.md §1), then the alarm drops them. */
-export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
-
 /** How long after the debit the alarm looks for a transfer that did not finish (and the retry backoff). */
 export const RECOVERY_DELAY_MS = 5_000;
 
