@@ -3,8 +3,8 @@ import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { StoredReply } from "../durable-objects/wallet/wallet-types";
 import type { Config } from "../lib/config";
 import { ApiError, unwrap } from "../lib/errors";
-import type { TransferRequest } from "../schemas/wallet";
 import { requestFingerprint } from "../lib/idempotency";
+import type { TransferRequest } from "../schemas/wallet";
 import { registerIdempotencyKey } from "./idempotency";
 import { assertCanSendTo } from "./users";
 

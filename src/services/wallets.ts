@@ -7,8 +7,8 @@ import type { StoredReply, WalletSummary } from "../durable-objects/wallet/walle
 import { type Config, getConfig } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { unwrap } from "../lib/errors";
-import type { Discrepancy, LedgerEntry, Limits, Reconciliation, Transfer, Wallet } from "../schemas/wallet";
 import { requestFingerprint } from "../lib/idempotency";
+import type { Discrepancy, LedgerEntry, Limits, Reconciliation, Transfer, Wallet } from "../schemas/wallet";
 import { registerIdempotencyKey } from "./idempotency";
 import { getUserOrThrow } from "./users";
 
