@@ -8,12 +8,17 @@ export default defineConfig(async () => {
     plugins: [
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
+        // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
+        // only: deployed Workers are built from src/index.ts and have neither.
+        main: "./test/support/test-worker.ts",
         miniflare: {
+          durableObjects: {
+            WALLET: { className: "TestWalletDO", useSQLite: true },
+            RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
+            REALTIME: { className: "RealtimeDO", useSQLite: true },
+          },
           bindings: {
             TEST_MIGRATIONS: migrations,
-            // Test-only: lets WalletDO.armFault stop a transfer after a protocol step. Deployed
-            // Workers never have this binding (and the switch also requires ENVIRONMENT=local).
-            TEST_FAULT_INJECTION: "on",
             // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
             WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
             WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",

@@ -6,18 +6,24 @@ import { chatMembers, chats } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
 import { directKeyOf, findOrCreateDirectChat } from "../src/services/chats";
-import { appendMessage, postCreditTransferMessage } from "../src/services/messages";
+import { appendMessage, type CreditTransferMessageInput, postCreditTransferMessage } from "../src/services/messages";
 import { seedUser } from "./support/users";
 
 const db = createDb(env.DB);
 
+/** As the transfer protocol does it: the pair's direct chat (created if missing), then the message, whose id is the transfer's. */
+async function postForTransfer(input: Omit<CreditTransferMessageInput, "chatId" | "messageId">) {
+  const { chat } = await findOrCreateDirectChat(db, input.senderId, input.recipientId, input.createdAt);
+  return postCreditTransferMessage(db, { ...input, chatId: chat.id, messageId: input.transferId });
+}
+
 describe("postCreditTransferMessage", () => {
-  it("creates the direct chat and posts the payer's credit_transfer message", async () => {
+  it("posts the payer's credit_transfer message, with the transfer's id, into their direct chat", async () => {
     const payer = await seedUser();
     const payee = await seedUser();
     const transferId = newId();
     const createdAt = Date.now();
-    const message = await postCreditTransferMessage(db, {
+    const message = await postForTransfer({
       transferId,
       senderId: payer.id,
       recipientId: payee.id,
@@ -27,6 +33,7 @@ describe("postCreditTransferMessage", () => {
     });
     expect(messageSchema.parse(message)).toEqual(message);
     expect(message).toMatchObject({
+      id: transferId,
       seq: 1,
       senderId: payer.id,
       type: "credit_transfer",
@@ -56,14 +63,14 @@ describe("postCreditTransferMessage", () => {
       note: null,
       createdAt: Date.now(),
     };
-    const results = await Promise.all(Array.from({ length: 12 }, () => postCreditTransferMessage(db, input)));
+    const results = await Promise.all(Array.from({ length: 12 }, () => postForTransfer(input)));
     const ids = new Set(results.map((m) => m.id));
     expect(ids.size).toBe(1);
     expect(results[0]?.seq).toBe(1);
-    const again = await postCreditTransferMessage(db, input);
+    const again = await postForTransfer(input);
     expect(again.id).toBe(results[0]?.id);
 
-    const next = await postCreditTransferMessage(db, {
+    const next = await postForTransfer({
       ...input,
       transferId: newId(),
       senderId: payee.id,
@@ -87,7 +94,7 @@ describe("postCreditTransferMessage", () => {
     });
     const inputs = Array.from({ length: 10 }, (_, i) => transfer(i));
     // Each transfer posted twice at once, as a retry racing the alarm would.
-    const results = await Promise.all([...inputs, ...inputs].map((input) => postCreditTransferMessage(db, input)));
+    const results = await Promise.all([...inputs, ...inputs].map((input) => postForTransfer(input)));
     expect(new Set(results.map((m) => m.chatId)).size).toBe(1);
     expect(new Set(results.map((m) => m.id)).size).toBe(10);
     expect(new Set(results.map((m) => m.seq))).toEqual(new Set(Array.from({ length: 10 }, (_, i) => i + 1)));

@@ -6,6 +6,7 @@ import { blocks, idempotencyKeys, users } from "../src/db/schema";
 import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempotency";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
+import { findOrCreateDirectChat } from "../src/services/chats";
 import { postCreditTransferMessage } from "../src/services/messages";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -569,8 +570,11 @@ describe("PATCH and DELETE /api/v1/messages/{messageId}", () => {
     expectError(await patch(a, "bad"), 400, "validation_failed");
     expectError(await patch(a, mine.id, "   "), 400, "validation_failed");
 
+    const transferId = newId();
     const transfer = await postCreditTransferMessage(db, {
-      transferId: newId(),
+      transferId,
+      messageId: transferId,
+      chatId: (await findOrCreateDirectChat(db, a.id, b.id)).chat.id,
       senderId: a.id,
       recipientId: b.id,
       amount: 5,

@@ -1,4 +1,4 @@
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RealtimeDO } from "../src/durable-objects/realtime/realtime-do";
@@ -7,7 +7,7 @@ import { walletStub } from "../src/services/wallets";
 import { call } from "./support/http";
 import { connectAs, type Frame, type TestSocket } from "./support/realtime";
 import { seedUser } from "./support/users";
-import { armFault, seedWalletUser, transfer } from "./support/wallets";
+import { armFault, runRecovery, seedWalletUser, transfer } from "./support/wallets";
 
 /**
  * The events the features publish, end to end: HTTP change → frames on real WebSockets of every
@@ -290,17 +290,16 @@ describe("wallet and transfer events", () => {
     const bob = await seedWalletUser();
     const aliceSocket = await connect(alice.token);
     const bobSocket = await connect(bob.token);
-    // Stop after the debit, the message and the credit, before the transfer is marked posted.
-    await armFault(alice.id, "after_credit");
+    // Stop after the debit, the credit and the message, before the transfer is marked posted.
+    await armFault(alice.id, "after_message");
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 25 })).status).toBe(500);
     // The debit and the credit committed, but balance changes of a transfer go out with its
     // announcement: nothing until it is posted.
     await bobSocket.expectSilence(100);
     await aliceSocket.expectSilence(50);
 
-    const stub = walletStub(env, alice.id);
-    expect(await runDurableObjectAlarm(stub)).toBe(true);
-    await runDurableObjectAlarm(stub);
+    expect(await runRecovery(alice.id)).toBe(true);
+    await runRecovery(alice.id);
     const [bobWallet, created, received] = (await inOrder(bobSocket, 3)).map(documented);
     expect(bobWallet).toMatchObject({ type: "wallet.updated", data: { userId: bob.id, balance: 125 } });
     expect(created).toMatchObject({ type: "message.created", data: { type: "credit_transfer", senderId: alice.id } });

@@ -136,6 +136,12 @@ export const idempotencyKeys = sqliteTable(
      * finds it (the request died before storing its response) answers that message, never a second.
      */
     messageId: text("message_id"),
+    /**
+     * Where the outcome of this key is kept when it is not in this row: `transfer:<sender id>` or
+     * `grant:<user id>` (that user's wallet object). Null: a message send, stored here. For such a
+     * row D1 only keeps the key the caller's across endpoints; that wallet decides replays and reuse.
+     */
+    outcomeIn: text("outcome_in"),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],

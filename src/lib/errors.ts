@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   idempotency_key_reused: 409,
   message_immutable: 409,
   transfer_limit_exceeded: 409,
+  transfer_voided: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
@@ -64,12 +65,21 @@ export class ApiError extends Error {
 }
 
 /** A refusal that crosses Durable Object RPC as a value (custom error fields are lost when thrown). */
-export type Refusal = { ok: false; code: ErrorCode; details: string[] };
+export type Refusal = { ok: false; code: ErrorCode; details: string[]; headers?: Record<string, string> };
 export type Outcome<T> = { ok: true; value: T } | Refusal;
 
 export const refuse = (code: ErrorCode, ...details: string[]): Refusal => ({ ok: false, code, details });
 
 export function unwrap<T>(outcome: Outcome<T>): T {
-  if (!outcome.ok) throw new ApiError(outcome.code, outcome.details);
+  if (!outcome.ok) throw new ApiError(outcome.code, outcome.details, outcome.headers);
   return outcome.value;
+}
+
+/**
+ * A runtime check of an invariant the code relies on (never a validation of input): a violation
+ * is a bug or corrupted storage, so it throws a plain Error (500, logged) and, inside a storage
+ * transaction, rolls that transaction back instead of committing wrong books.
+ */
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant violated: ${message}`);
 }

@@ -2,7 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { idSchema } from "../lib/ids";
 import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
 import { messageSchema } from "./message";
-import { transferSchema, walletSchema } from "./wallet";
+import { transferSchema, transferWithStatusSchema, walletSchema } from "./wallet";
 
 /**
  * The realtime protocol (API.md "Realtime"), defined once: the server → client frames
@@ -75,6 +75,12 @@ export const transferReceivedFrameSchema = eventFrame(
   "Someone sent you credits; the transfer as its sender saw it.",
 ).openapi("TransferReceivedFrame");
 
+export const transferVoidedFrameSchema = eventFrame(
+  "transfer.voided",
+  transferWithStatusSchema,
+  "A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient.",
+).openapi("TransferVoidedFrame");
+
 /** Every frame the server pushes to a connection. */
 export const realtimeFrameSchema = z
   .discriminatedUnion("type", [
@@ -84,6 +90,7 @@ export const realtimeFrameSchema = z
     chatReadFrameSchema,
     walletUpdatedFrameSchema,
     transferReceivedFrameSchema,
+    transferVoidedFrameSchema,
   ])
   .openapi("RealtimeFrame");
 

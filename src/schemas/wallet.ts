@@ -63,6 +63,41 @@ export const transferSchema = z
     },
   });
 
+/**
+ * A transfer as `GET /api/v1/wallets/me/transfers/{transferId}` reports it: every field of
+ * `Transfer` plus its `status`. A 201 is always `posted`; `pending` means debited and not yet
+ * ended (it ends posted or, if its credit cannot happen within TRANSFER_VOID_AFTER_SECONDS,
+ * voided); `voided` means the amount went back to the sender and nothing reached the recipient.
+ * `recipientBalance`, `messageId` and `chatId` are null unless the transfer is posted.
+ */
+export const transferStatusSchema = z.enum(["posted", "pending", "voided"]).openapi({
+  description: "posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.",
+});
+
+export const transferWithStatusSchema = transferSchema
+  .extend({
+    status: transferStatusSchema,
+    recipientBalance: transferSchema.shape.recipientBalance
+      .nullable()
+      .openapi({ description: "The recipient's balance right after this credit; null unless posted." }),
+    messageId: transferSchema.shape.messageId.nullable().openapi({ description: "null unless posted." }),
+    chatId: transferSchema.shape.chatId.nullable().openapi({ description: "null unless posted." }),
+  })
+  .openapi("TransferWithStatus", {
+    example: {
+      senderId: "64d15f9e2e6c8f4d5a123456",
+      recipientId: "64d15f9e2e6c8f4d5a654321",
+      transferredAmount: 25,
+      senderBalance: 75,
+      recipientBalance: 125,
+      transferId: "64d15f9e2e6c8f4d5a777777",
+      messageId: "64d15f9e2e6c8f4d5a777777",
+      chatId: "64d15f9e2e6c8f4d5a999999",
+      createdAt: "2026-01-15T10:30:00.000Z",
+      status: "posted",
+    },
+  });
+
 export const transferRequestSchema = z
   .object({
     recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
@@ -157,6 +192,8 @@ export const reconciliationSchema = z
 export type Wallet = z.infer<typeof walletSchema>;
 export type LedgerEntry = z.infer<typeof ledgerEntrySchema>;
 export type Transfer = z.infer<typeof transferSchema>;
+export type TransferStatus = z.infer<typeof transferStatusSchema>;
+export type TransferWithStatus = z.infer<typeof transferWithStatusSchema>;
 export type TransferRequest = z.infer<typeof transferRequestSchema>;
 export type Limits = z.infer<typeof limitsSchema>;
 export type Grant = z.infer<typeof grantSchema>;

@@ -15,7 +15,7 @@ import type { AppEnv } from "../lib/types";
 
 /**
  * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller. The same
- * table registers the keys of transfers and admin grants (`registerIdempotencyKey`), so a key
+ * table registers the keys of transfers and admin grants (`walletKeyRegistration`), so a key
  * belongs to one request per caller across all endpoints.
  *
  * - The first request with a key claims it (a row with no response yet), runs, and stores its
@@ -154,36 +154,65 @@ export async function idempotent<T, S extends 200 | 201>(
 }
 
 /**
- * Registers a key used by a request whose outcome is stored elsewhere (credit transfers and admin
- * grants keep theirs in the WalletDO), so that the key's scope is the caller across every endpoint
- * (API.md §1): one row per (caller, key) whichever endpoint used it first. Call it after every
- * check that refuses before execution (those store nothing) and right before executing. A key
- * already held by another request (another body, path or endpoint) → 409 `idempotency_key_reused`;
- * the same request goes on (its executor replays or resumes it).
+ * The D1 side of a key whose outcome a wallet object keeps (credit transfers: the sender's wallet;
+ * admin grants: the granted user's wallet). D1 holds one row per (caller, key) whichever endpoint
+ * used it first, so the key's scope is the caller across every endpoint (API.md §1); the wallet
+ * named by `outcomeIn` is the authority on replays and on reuse with another body among its own
+ * keys, so a row with another fingerprint but the same `outcomeIn` is left for that wallet to
+ * judge (that is how a corrected retry after a 5xx runs: the wallet never executed the first body).
  *
- * The row never gets a response or a message: a message send that meets it sees another
- * fingerprint (the path is part of it) and answers 409 before any wait or takeover. The row is
- * kept even if execution then fails (5xx): whether the wallet executed is unknown, and the
- * wallet would itself refuse another body for the key once it has executed.
+ * `statements` go into the caller's pre-check batch (one round trip with the checks): claim the
+ * key (an expired row is taken over), then read the row. `assertOurs` reads the result: 409
+ * `idempotency_key_reused` when another endpoint or wallet holds the key. `release` deletes the
+ * row this request created, for a request refused before execution or failed with nothing
+ * executed: such requests store nothing (API.md §1).
  */
-export async function registerIdempotencyKey(db: Database, userId: string, key: string, fingerprint: string): Promise<void> {
-  const now = Date.now();
-  const [, , rows] = await db.batch([
-    db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS)),
-    db
-      .insert(idempotencyKeys)
-      .values({ userId, key, fingerprint, responseStatus: null, responseBody: null, createdAt: now })
-      .onConflictDoNothing(),
-    db
-      .select({ fingerprint: idempotencyKeys.fingerprint })
-      .from(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key))),
-  ]);
-  if (rows[0]?.fingerprint !== fingerprint) {
-    throw new ApiError("idempotency_key_reused", [
-      `${IDEMPOTENCY_HEADER}: this key was used for a different request; use a new key for a new request`,
-    ]);
-  }
+export function walletKeyRegistration(
+  db: Database,
+  userId: string,
+  key: string,
+  fingerprint: string,
+  outcomeIn: string,
+  now: number = Date.now(),
+) {
+  const thisKey = and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key));
+  const fresh = { fingerprint, outcomeIn, createdAt: now, responseStatus: null, responseBody: null, messageId: null };
+  return {
+    fingerprint,
+    statements: [
+      db
+        .insert(idempotencyKeys)
+        .values({ userId, key, ...fresh })
+        .onConflictDoUpdate({
+          target: [idempotencyKeys.userId, idempotencyKeys.key],
+          set: fresh,
+          setWhere: lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS),
+        }),
+      db
+        .select({ fingerprint: idempotencyKeys.fingerprint, outcomeIn: idempotencyKeys.outcomeIn })
+        .from(idempotencyKeys)
+        .where(thisKey),
+    ] as const,
+    assertOurs(rows: { fingerprint: string; outcomeIn: string | null }[]): void {
+      const row = rows[0];
+      if (row && (row.fingerprint === fingerprint || row.outcomeIn === outcomeIn)) return;
+      throw new ApiError("idempotency_key_reused", [
+        `${IDEMPOTENCY_HEADER}: this key was used for a different request; use a new key for a new request`,
+      ]);
+    },
+    async release(): Promise<void> {
+      await db
+        .delete(idempotencyKeys)
+        .where(
+          and(
+            thisKey,
+            eq(idempotencyKeys.fingerprint, fingerprint),
+            eq(idempotencyKeys.outcomeIn, outcomeIn),
+            eq(idempotencyKeys.createdAt, now),
+          ),
+        );
+    },
+  };
 }
 
 /** Stores the response on the claim unless one is stored already; true when this call stored it. */

@@ -17,7 +17,8 @@ import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isAct
  * may move to one Durable Object per chat; everything else goes through these functions).
  */
 
-type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq" | "chatId">;
+/** A message to append; `id` is drawn when absent (a transfer's message has its transfer's id). */
+type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq" | "chatId"> & { id?: string };
 
 /** A posted message; `memberIds` (everybody in the chat when it was posted) only when this call created it. */
 export type Posted = { message: Message; created: true; memberIds: string[] } | { message: Message; created: false };
@@ -71,7 +72,7 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   input: NewMessage,
   rule: AppendRule,
 ): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
-  const id = newId(input.createdAt);
+  const id = input.id ?? newId(input.createdAt);
   const ourId = sql`(SELECT ${messages.id} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourChat = sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourSeq = sql`(SELECT ${messages.seq} FROM ${messages} WHERE ${messages.id} = ${id})`;
@@ -133,6 +134,10 @@ export async function appendMessage(
 
 export type CreditTransferMessageInput = {
   transferId: string;
+  /** Fixed at the debit (the transfer id), so the recipient's credit can name it before it exists. */
+  messageId: string;
+  /** The direct chat of payer and payee, resolved before the credit. */
+  chatId: string;
   senderId: string;
   recipientId: string;
   amount: number;
@@ -142,20 +147,20 @@ export type CreditTransferMessageInput = {
 };
 
 /**
- * Posts the `credit_transfer` message of a transfer into the direct chat of payer and payee
- * (created if missing), in ONE batch: create the chat if missing, append keyed by `transferId`
- * (UNIQUE), read the message. Any number of calls, concurrent or repeated by the transfer
+ * Posts the `credit_transfer` message of a transfer into the direct chat of payer and payee, in ONE
+ * batch keyed by `transferId` (UNIQUE): any number of calls, concurrent or repeated by the transfer
  * protocol's recovery, return the one message with one seq. The sender is the payer; `content` is
  * null, the transfer is in `creditTransfer`. Blocks and suspension are NOT checked here: the
  * transfer protocol checked them before moving credits, and a transfer that moved credits must get
- * its message.
+ * its message. Called only after the recipient's credit (API.md: nobody sees a transfer message
+ * for credits that are not in the recipient's balance).
  */
 export async function postCreditTransferMessage(db: Database, input: CreditTransferMessageInput): Promise<Message> {
-  const direct = directChatStatements(db, input.senderId, input.recipientId, input.createdAt);
   const { posted } = await appendInBatch(
     db,
-    direct.statements,
+    [],
     {
+      id: input.messageId,
       senderId: input.senderId,
       type: "credit_transfer",
       content: null,
@@ -165,9 +170,10 @@ export async function postCreditTransferMessage(db: Database, input: CreditTrans
       transferNote: input.note,
       createdAt: input.createdAt,
     },
-    { chatId: direct.chatId, sameMessage: eq(messages.transferId, input.transferId) },
+    { chatId: input.chatId, sameMessage: eq(messages.transferId, input.transferId) },
   );
-  if (!posted) throw new Error(`credit_transfer message of ${input.transferId} neither inserted nor found`);
+  if (!posted)
+    throw new Error(`credit_transfer message of ${input.transferId} neither inserted nor found in chat ${input.chatId}`);
   return posted.message;
 }
 

@@ -1,73 +1,122 @@
+import { eq } from "drizzle-orm";
 import { createDb } from "../db/client";
+import { chats } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
-import type { StoredReply } from "../durable-objects/wallet/wallet-types";
+import type { PreCheckRefusal, StoredReply } from "../durable-objects/wallet/wallet-types";
 import type { Config } from "../lib/config";
-import { ApiError, unwrap } from "../lib/errors";
+import { ApiError } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
+import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
-import { registerIdempotencyKey } from "./idempotency";
-import { assertCanSendTo } from "./users";
+import { directKeyOf } from "./chats";
+import { walletKeyRegistration } from "./idempotency";
+import type { WaitUntil } from "./realtime";
+import { publishTransferEvent } from "./transfer-events";
+import { assertSendToFacts, canSendToSql } from "./users";
 
 /**
- * Credit transfers, Worker side (ARCHITECTURE.md §4 step 1–2): the checks that need no money
- * (validation, D1: suspension, recipient, block), then one RPC to the sender's WalletDO, which
- * runs the rest of the protocol and answers the exact response to send (fresh or replayed).
+ * Credit transfers, Worker side (ARCHITECTURE.md §4 steps 0–2). One D1 batch reads what the
+ * checks need (the sender's status, the recipient, a block, the pair's direct chat) and registers
+ * the Idempotency-Key; then one RPC to the sender's WalletDO runs the rest. The Worker does not
+ * answer its own refusals: it hands them to the wallet, which answers a key with a stored outcome
+ * first (API.md §1) and this refusal only for a new request. So a transfer is two round trips: one
+ * D1 batch, one wallet call (which makes the credit and message round trips itself).
  */
 
 export const TRANSFER_PATH = "/api/v1/messages/credit-transfer";
 
-export type TransferInput = { senderId: string; recipientId: string; amount: number; note: string | null };
-
-/** The checks zod cannot make alone (they depend on vars or on the caller): 400 `validation_failed`. */
-export function validateTransfer(config: Config, senderId: string, body: TransferRequest): TransferInput {
-  const problems: string[] = [];
-  if (body.amount > config.maxTransferAmount) problems.push(`amount: must be at most ${config.maxTransferAmount}`);
-  if (body.recipientId === senderId) problems.push("recipientId: cannot be yourself");
-  if (problems.length > 0) throw new ApiError("validation_failed", problems);
-  return { senderId, recipientId: body.recipientId, amount: body.amount, note: body.note ?? null };
-}
+export type TransferAnswer = { reply: StoredReply; rateLimit: RateLimitDecision | null };
 
 /**
  * Runs one transfer request. `reply.body` is the complete response envelope (201 Transfer, or a
- * stored 409 business refusal); `reply.replayed` says it was answered from the idempotency record.
- * Refusals before execution (400/403/404, 409 idempotency_key_reused) are thrown as ApiError.
- * `admit` (the route's rate limit) runs at the same time as the D1 checks: both only read or count
- * before any money moves, so neither needs to wait for the other; its refusal (429) still wins
- * over theirs, as when they ran one after the other.
+ * stored 409 business refusal or `transfer_voided`); `reply.replayed` says it was answered from
+ * the key's stored outcome. Refusals of a new request (400, 403, 404, 429, 409
+ * `idempotency_key_reused`) are thrown as ApiError and store nothing.
  */
 export async function executeTransfer(
   env: Env,
   config: Config,
-  input: TransferInput,
+  senderId: string,
+  body: TransferRequest,
   idempotencyKey: string | null,
-  admit: () => Promise<void> = async () => {},
-): Promise<StoredReply> {
-  validateTransfer(config, input.senderId, { recipientId: input.recipientId, amount: input.amount, note: input.note });
-  const [admitted, checked] = await Promise.allSettled([
-    admit(),
-    assertCanSendTo(createDb(env.DB), input.senderId, input.recipientId),
-  ]);
-  if (admitted.status === "rejected") throw admitted.reason;
-  if (checked.status === "rejected") throw checked.reason;
+  waitUntil: WaitUntil,
+): Promise<TransferAnswer> {
+  const db = createDb(env.DB);
+  const input = { recipientId: body.recipientId, amount: body.amount, note: body.note ?? null };
   // The fingerprint covers the normalized body, so `note` omitted and `note: null` are the same request.
-  const fingerprint =
+  const registration =
     idempotencyKey === null
       ? null
-      : await requestFingerprint("POST", TRANSFER_PATH, {
-          recipientId: input.recipientId,
-          amount: input.amount,
-          note: input.note,
-        });
-  if (idempotencyKey !== null && fingerprint !== null) {
-    await registerIdempotencyKey(createDb(env.DB), input.senderId, idempotencyKey, fingerprint);
-  }
-  return unwrap(
-    await walletStub(env, input.senderId).transfer({
+      : walletKeyRegistration(
+          db,
+          senderId,
+          idempotencyKey,
+          await requestFingerprint("POST", TRANSFER_PATH, input),
+          `transfer:${senderId}`,
+        );
+  const factsQuery = canSendToSql(db, senderId, input.recipientId).facts;
+  const chatQuery = db
+    .select({ id: chats.id })
+    .from(chats)
+    .where(eq(chats.directKey, directKeyOf(senderId, input.recipientId)));
+  const [facts, directChats] = registration
+    ? await db.batch([factsQuery, chatQuery, ...registration.statements]).then(([f, c, , keyRows]) => {
+        registration.assertOurs(keyRows);
+        return [f, c] as const;
+      })
+    : await db.batch([factsQuery, chatQuery]);
+
+  const wallet = walletStub(env, senderId);
+  let result: Awaited<ReturnType<typeof wallet.transfer>>;
+  try {
+    result = await wallet.transfer({
+      senderId,
       ...input,
       idempotencyKey,
-      fingerprint,
+      fingerprint: registration?.fingerprint ?? null,
+      refusal: preCheckRefusal(config, senderId, input, facts[0]),
+      chatId: directChats[0]?.id ?? null,
       signupCredits: config.signupCredits,
       dailyLimit: config.dailyTransferLimit,
-    }),
-  );
+      ratePerMinute: config.rateLimits.transfersPerMinute,
+      voidAfterMs: config.transferVoidAfterMs,
+    });
+  } catch (error) {
+    // 5xx stores nothing: the key goes back unless the wallet executed (then it is the wallet's).
+    if (registration && idempotencyKey !== null) {
+      const executed = await wallet.knowsTransferKey(idempotencyKey).catch(() => true);
+      if (!executed) await registration.release().catch(() => undefined);
+    }
+    throw error;
+  }
+  if (!result.ok) {
+    await registration?.release();
+    throw new ApiError(result.code, result.details, result.headers);
+  }
+  if (result.event) publishTransferEvent(env, waitUntil, result.event);
+  return { reply: result.reply, rateLimit: result.rateLimit };
+}
+
+/**
+ * The refusal a new request gets before any money moves, in API.md's order: 400 (amount over
+ * MAX_TRANSFER_AMOUNT, paying yourself), then 403 `account_suspended`, 404 `user_not_found`,
+ * 403 `recipient_blocked`. Null when the request may go on.
+ */
+function preCheckRefusal(
+  config: Config,
+  senderId: string,
+  input: { recipientId: string; amount: number },
+  facts: Parameters<typeof assertSendToFacts>[0],
+): PreCheckRefusal | null {
+  const problems: string[] = [];
+  if (input.amount > config.maxTransferAmount) problems.push(`amount: must be at most ${config.maxTransferAmount}`);
+  if (input.recipientId === senderId) problems.push("recipientId: cannot be yourself");
+  if (problems.length > 0) return { code: "validation_failed", details: problems };
+  try {
+    assertSendToFacts(facts, input.recipientId);
+    return null;
+  } catch (error) {
+    if (error instanceof ApiError) return { code: error.code, details: error.details };
+    throw error;
+  }
 }

@@ -1,4 +1,4 @@
-import { isNotNull } from "drizzle-orm";
+import { eq, isNotNull } from "drizzle-orm";
 import { z } from "zod";
 import { createDb } from "../db/client";
 import { messages, users } from "../db/schema";
@@ -6,11 +6,12 @@ import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { StoredReply, WalletSummary } from "../durable-objects/wallet/wallet-types";
 import { type Config, getConfig } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
-import { unwrap } from "../lib/errors";
+import { ApiError, unwrap } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
-import type { Discrepancy, LedgerEntry, Limits, Reconciliation, Transfer, Wallet } from "../schemas/wallet";
-import { registerIdempotencyKey } from "./idempotency";
-import { getUserOrThrow } from "./users";
+import type { Discrepancy, LedgerEntry, Limits, Reconciliation, TransferWithStatus, Wallet } from "../schemas/wallet";
+import { walletKeyRegistration } from "./idempotency";
+import { publish, type WaitUntil } from "./realtime";
+import { publishTransferEvent } from "./transfer-events";
 
 /**
  * Wallet reads, admin grants and reconciliation (Worker side). The money itself lives in each
@@ -59,12 +60,27 @@ export async function getLimits(env: Env, config: Config, userId: string): Promi
   );
 }
 
-/** A transfer the caller sent or received; 404 `transfer_not_found` for anyone else. */
-export async function getTransfer(env: Env, config: Config, userId: string, transferId: string): Promise<Transfer> {
-  return unwrap(await walletStub(env, userId).getTransfer(userId, config.signupCredits, transferId));
+/**
+ * A transfer the caller sent or received, with its status; 404 `transfer_not_found` for anyone
+ * else. Reading a pending transfer pushes it forward; if that ended it, its frames go out here.
+ */
+export async function getTransfer(
+  env: Env,
+  config: Config,
+  userId: string,
+  transferId: string,
+  waitUntil: WaitUntil,
+): Promise<TransferWithStatus> {
+  const { transfer, event } = unwrap(await walletStub(env, userId).getTransfer(userId, config.signupCredits, transferId));
+  if (event) publishTransferEvent(env, waitUntil, event);
+  return transfer;
 }
 
-/** Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key), across endpoints and users. */
+/**
+ * Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key): the granted
+ * user's wallet keeps the outcome, D1 makes the key the admin's across endpoints and users. The
+ * owner is told (`wallet.updated`) when this call applied it.
+ */
 export async function grantCredits(
   env: Env,
   config: Config,
@@ -72,24 +88,43 @@ export async function grantCredits(
   userId: string,
   body: { amount: number; reason: string },
   idempotencyKey: string | null,
+  waitUntil: WaitUntil,
 ): Promise<StoredReply> {
   const db = createDb(env.DB);
-  await getUserOrThrow(db, userId);
-  const fingerprint =
-    idempotencyKey === null ? null : await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body);
-  // The wallet keeps the outcome; D1 makes the key the admin's across endpoints and users.
-  if (idempotencyKey !== null && fingerprint !== null) await registerIdempotencyKey(db, adminId, idempotencyKey, fingerprint);
-  return unwrap(
-    await walletStub(env, userId).grant({
-      userId,
-      amount: body.amount,
-      reason: body.reason,
-      grantedBy: adminId,
-      idempotencyKey,
-      fingerprint,
-      signupCredits: config.signupCredits,
-    }),
-  );
+  const registration =
+    idempotencyKey === null
+      ? null
+      : walletKeyRegistration(
+          db,
+          adminId,
+          idempotencyKey,
+          await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body),
+          `grant:${userId}`,
+        );
+  const userQuery = db.select({ id: users.id }).from(users).where(eq(users.id, userId));
+  const [found] = registration
+    ? await db.batch([userQuery, ...registration.statements]).then(([u, , keyRows]) => {
+        if (u.length > 0) registration.assertOurs(keyRows);
+        return [u] as const;
+      })
+    : await db.batch([userQuery]);
+  if (found.length === 0) {
+    await registration?.release();
+    throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+  }
+  const granted = await walletStub(env, userId).grant({
+    userId,
+    amount: body.amount,
+    reason: body.reason,
+    grantedBy: adminId,
+    idempotencyKey,
+    fingerprint: registration?.fingerprint ?? null,
+    signupCredits: config.signupCredits,
+  });
+  if (!granted.ok) await registration?.release();
+  const { reply, wallet } = unwrap(granted);
+  if (wallet) publish(env, waitUntil, [userId], { type: "wallet.updated", data: wallet });
+  return reply;
 }
 
 /** Wallet summaries fetched at once: enough to overlap round trips, few enough not to flood one isolate. */
@@ -174,6 +209,9 @@ export function reconcileSummaries(summaries: WalletSummary[], transferMessages:
       if (out.state === "pending") {
         pendingTransfers += 1;
         if (ins.length === 0) inFlightAmount += out.amount;
+      } else if (out.state === "voided") {
+        if (ins.length > 0)
+          note("voided_transfer_credited", `voided transfer of ${out.amount} was credited to ${out.recipientId}`);
       } else if (ins.length === 0) {
         note("unpaired_transfer_out", `posted transfer of ${out.amount} to ${out.recipientId} has no transfer_in`);
       }
@@ -185,6 +223,9 @@ export function reconcileSummaries(summaries: WalletSummary[], transferMessages:
             `transfer_out ${out.amount} to ${out.recipientId} but transfer_in ${credit.amount} from ${credit.senderId} to ${credit.recipientId}`,
           );
         }
+      }
+      if (out.state === "voided" && (messagesByTransfer.get(out.transferId)?.length ?? 0) > 0) {
+        note("voided_transfer_message", "a voided transfer has a credit_transfer message");
       }
       if (out.state === "posted") {
         const posted = messagesByTransfer.get(out.transferId) ?? [];

@@ -1,9 +1,9 @@
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { WalletDO } from "../../src/durable-objects/wallet/wallet-do";
-import type { FaultPoint } from "../../src/durable-objects/wallet/wallet-types";
+import { type FaultPoint, IN_FLIGHT_MS } from "../../src/durable-objects/wallet/wallet-types";
 import { openWallet, walletStub } from "../../src/services/wallets";
 import { call } from "./http";
+import type { TestWalletDO } from "./test-wallet";
 import { seedUser } from "./users";
 
 /** A seeded user whose wallet is open (with SIGNUP_CREDITS = 100 from wrangler.toml). */
@@ -41,7 +41,22 @@ export async function rowsOf(userId: string, query: string): Promise<Record<stri
   return runInDurableObject(walletStub(env, userId), (_instance, state) => state.storage.sql.exec(query).toArray());
 }
 
+/** Runs `fn` inside `userId`'s wallet object, with its test hooks (test/support/test-wallet.ts). */
+export function inWallet<T>(userId: string, fn: (wallet: TestWalletDO, state: DurableObjectState) => T | Promise<T>): Promise<T> {
+  const stub = walletStub(env, userId) as unknown as DurableObjectStub<TestWalletDO>;
+  return runInDurableObject(stub, (instance: TestWalletDO, state) => fn(instance, state));
+}
+
 /** Arms the test-only fault switch of `userId`'s wallet: its next transfer stops after `point`. */
 export async function armFault(userId: string, point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): Promise<void> {
-  await runInDurableObject(walletStub(env, userId), (instance: WalletDO) => instance.armFault(point, times, mode));
+  await inWallet(userId, (wallet) => wallet.armFault(point, times, mode));
+}
+
+/**
+ * Runs `userId`'s recovery alarm as it runs once pending transfers are due: the wallet's clock
+ * first moves `advanceMs` ahead (default: past a request's in-flight window). False when no alarm was set.
+ */
+export async function runRecovery(userId: string, advanceMs = IN_FLIGHT_MS + 1): Promise<boolean> {
+  await inWallet(userId, (wallet) => wallet.advanceClock(advanceMs));
+  return runDurableObjectAlarm(walletStub(env, userId));
 }

@@ -1,9 +1,8 @@
-import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { walletStub } from "../../src/services/wallets";
 import { call, expectError } from "../support/http";
-import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
+import { balanceOf, NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
 
 describe("Idempotency-Key on credit transfers", () => {
   it("same key + same body: the original 201, byte for byte, with Idempotent-Replayed; credits move once", async () => {
@@ -127,16 +126,17 @@ describe("Idempotency-Key on credit transfers", () => {
     await transfer(alice.token, { recipientId: bob.id, amount: 500 }, { key: "old-refusal" });
     const stub = walletStub(env, alice.id);
     // Within 24 h the alarm keeps them.
-    await runDurableObjectAlarm(stub);
+    await runRecovery(alice.id);
     expect(
       (await transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: "old" })).headers.get("Idempotent-Replayed"),
     ).toBe("true");
     await rowsOf(alice.id, `UPDATE transfers_out SET created_at = created_at - ${24 * 3600 * 1000 + 10}`);
     await rowsOf(alice.id, `UPDATE refusals SET created_at = created_at - ${24 * 3600 * 1000 + 10}`);
     await stub.open(alice.id, 100); // make sure the object is awake so the alarm can be run
-    await runDurableObjectAlarm(stub);
-    expect(await rowsOf(alice.id, "SELECT idempotency_key, response FROM transfers_out")).toEqual([
-      { idempotency_key: null, response: null },
+    await runRecovery(alice.id);
+    // The key goes; the transfer and its stored reply stay (history, GET /wallets/me/transfers/{id}).
+    expect(await rowsOf(alice.id, "SELECT idempotency_key, fingerprint FROM transfers_out")).toEqual([
+      { idempotency_key: null, fingerprint: null },
     ]);
     expect(await rowsOf(alice.id, "SELECT * FROM refusals")).toEqual([]);
     const reused = await transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: "old" });

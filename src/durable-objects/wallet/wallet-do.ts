@@ -2,32 +2,42 @@ import { DurableObject } from "cloudflare:workers";
 import { createDb } from "../../db/client";
 import { getConfig } from "../../lib/config";
 import { errorBody, successBody } from "../../lib/envelope";
-import { type Outcome, refuse } from "../../lib/errors";
+import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { newId } from "../../lib/ids";
+import { type Bucket, hitWindow, type RateLimitDecision, rateLimitedDetail, rateLimitHeaders } from "../../lib/sliding-window";
 import type { Message } from "../../schemas/message";
-import type { Grant, Limits, Transfer, Wallet } from "../../schemas/wallet";
+import type { Grant, Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
+import { findOrCreateDirectChat } from "../../services/chats";
 import { postCreditTransferMessage } from "../../services/messages";
-import { publish } from "../../services/realtime";
+import { publishTransferEvent } from "../../services/transfer-events";
 import {
   type EntryRow,
   type GrantRow,
   migrate,
+  RECOVERY_SQL,
   type RefusalRow,
   type TransferInRow,
   type TransferOutRow,
+  type VoidedInRow,
   type WalletRow,
 } from "./wallet-schema";
 import { walletStub } from "./wallet-stub";
 import {
   type CreditCommand,
+  type CreditResult,
   type FaultPoint,
   type GrantCommand,
+  IN_FLIGHT_MS,
   type LedgerRow,
-  RECOVERY_DELAY_MS,
+  MAX_RETRY_DELAY_MS,
+  type PreCheckRefusal,
+  RECOVERY_PAGE,
   type StoredReply,
   TRANSFER_WINDOW_HOURS,
   type TransferCommand,
+  type TransferEvent,
+  type TransferResult,
   type WalletSummary,
   WINDOW_MINUTES,
 } from "./wallet-types";
@@ -35,44 +45,53 @@ import {
 /** The note of the welcome grant's ledger entry. */
 export const WELCOME_GRANT_NOTE = "Welcome credits";
 
-/** How a transfer request starts inside the sender's one synchronous transaction. */
-type Start =
-  | { kind: "reply"; reply: StoredReply }
-  | { kind: "refused"; refusal: ReturnType<typeof refuse> }
-  | { kind: "continue"; row: TransferOutRow; replayed: boolean };
+/** The note of the `reversal_in` entry that gives a voided transfer's amount back. */
+export const VOID_NOTE = "Transfer voided: its credit could not be delivered";
+
+/** Where the owner's transfer rate-limit window lives (ctx.storage.kv, inside the transaction). */
+const RATE_BUCKETS_KEY = "transfer_rate_buckets";
+
+/** Key expiry rows touched per statement per alarm run; the alarm comes back for the rest. */
+const EXPIRY_BATCH = 500;
+
+/** How a transfer request starts, decided inside the sender's one synchronous transaction. */
+type Begun =
+  | { kind: "answered"; result: TransferResult }
+  | { kind: "continue"; row: TransferOutRow; replayed: boolean; rateLimit: RateLimitDecision | null };
+
+/** A transfer at its end: the reply it stores, and the event when this call is the one that ended it. */
+type Ending = { reply: StoredReply; event: TransferEvent | null };
 
 /**
- * One wallet per user (`idFromName(userId)`), SQLite-backed. It serializes that wallet's credit
- * movements and coordinates the transfers it sends (ARCHITECTURE.md §4). Every method is an RPC
- * whose refusals are values (`Outcome`), never thrown custom errors.
+ * One wallet per user (`idFromName(userId)`), SQLite-backed: the ledger and the transfer protocol,
+ * nothing else (realtime is published by the caller from what these methods return; the books are
+ * checked by reconciliation). Every method is an RPC whose refusals are values (`Outcome`), never
+ * thrown custom errors.
  *
  * Opening: `open(userId, signupCredits)` creates the wallet and applies the welcome grant exactly
- * once. Registration calls it; every other entry point on behalf of the owner opens the wallet
- * first too (`ensureOpen`), so a user whose registration died between the D1 insert and `open`
- * still gets the grant on first use, and the recipient of a first transfer needs no extra step.
- * Only `summary()` (reconciliation) reads without opening.
+ * once; every entry point on behalf of the owner opens it first too (`ensureOpen`), so a user whose
+ * registration died between the D1 insert and `open` still gets the grant on first use.
  *
- * Transfer protocol (sender side):
- *   1. one transactionSync, no await: idempotency lookup → balance and rolling-limit checks →
- *      debit + `transfer_out` entry + `pending` transfer; the recovery alarm is set in the same
- *      output-gated turn;
- *   2. post the `credit_transfer` message in D1 (keyed by transfer id);
- *   3. `credit()` on the recipient's object (keyed by (transfer id, kind));
- *   4. one transactionSync: mark `posted` and store the exact response.
- * The message goes before the credit so the recipient's `transfer_in` entry and its transfer
- * record carry the message and chat ids in the one credit call; both steps are keyed by the
- * transfer id, so their order does not matter for correctness. No storage transaction spans an
- * await, so A→B and B→A at once cannot deadlock; while this object awaits D1 or the recipient,
- * other requests to it run (the debit already reserved the credits).
- * Steps 2–4 are repeated by the alarm, by a retry with the same key and by a read of the
- * transfer until it is posted; every step is idempotent, so repeating is always safe.
+ * Transfer protocol, sender side (docs/wallets.md; API.md "Every transfer ends"):
+ *   1. one transactionSync, no await: a key with a stored outcome answers it (before any check);
+ *      else the Worker's pre-check refusal, the per-minute rate limit, the balance and the rolling
+ *      limit; then the debit, its `transfer_out` entry and the `pending` transfer (its message id
+ *      fixed: the transfer id; its void deadline fixed). The recovery alarm is set in the same turn.
+ *   2. the direct chat's id, created in D1 only if this pair has none yet;
+ *   3. the recipient's `credit` (or, past the deadline, `voidUnlessCredited`): idempotent, and
+ *      atomic against a void on the recipient's side, so a transfer is credited or voided, never both;
+ *   4. the `credit_transfer` message in D1 (keyed by transfer id), only after the credit;
+ *   5. one transactionSync: `posted` with its stored 201 — or, if the recipient recorded a void,
+ *      the `reversal_in` entry, `voided` and its stored 409 `transfer_voided`.
+ * No storage transaction spans an await, so A→B and B→A at once cannot deadlock. Steps 2–5 are
+ * repeated by the alarm, by a retry with the same key and by a read of the transfer until it ends;
+ * every step is idempotent, so repeating is always safe, and a credited transfer is never voided:
+ * its message is retried until it is posted.
  */
 export class WalletDO extends DurableObject<Env> {
-  private readonly sql: SqlStorage;
+  protected readonly sql: SqlStorage;
   /** The alarm time this object last set (null: none), so frequent transfers do not keep pushing it later. */
   private alarmAt: number | null = null;
-  /** Test-only fault switch (see `armFault`). */
-  private readonly armedFaults = new Map<FaultPoint, { left: number; mode: "stop" | "crash" }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -83,11 +102,19 @@ export class WalletDO extends DurableObject<Env> {
     });
   }
 
+  /** The clock of every protocol decision (a test subclass moves it past a void deadline). */
+  protected now(): number {
+    return Date.now();
+  }
+
+  /** Called after each protocol step; a test subclass stops or crashes the protocol there. */
+  protected reached(_point: FaultPoint): void {}
+
   // ------------------------------------------------------------------ RPC: owner's reads and opening
 
   /** Idempotent: the first call creates the wallet with the `signupCredits` grant; later calls change nothing. */
   open(userId: string, signupCredits: number): Outcome<Wallet> {
-    const row = this.transactAndNotify(() => this.ensureOpen(userId, signupCredits, Date.now()));
+    const row = this.ctx.storage.transactionSync(() => this.ensureOpen(userId, signupCredits, this.now()));
     return { ok: true, value: toWallet(row) };
   }
 
@@ -106,7 +133,7 @@ export class WalletDO extends DurableObject<Env> {
 
   limits(userId: string, signupCredits: number, perTransferMax: number, dailyLimit: number): Outcome<Limits> {
     this.open(userId, signupCredits);
-    const used = this.windowUsed(Date.now());
+    const used = this.windowUsed(this.now());
     return {
       ok: true,
       value: {
@@ -120,30 +147,68 @@ export class WalletDO extends DurableObject<Env> {
   }
 
   /**
-   * A transfer this wallet sent or received. A sent one still pending is finished first (the
-   * client that timed out and asks here gets the real outcome, not "unknown").
+   * A transfer this wallet sent or received, with its status. A sent one still pending is pushed
+   * forward first, so a client that timed out and asks here gets the most final answer there is
+   * (still `pending` only while the recipient or D1 cannot be reached). `event` is set when this
+   * read ended the transfer; the caller publishes it.
    */
-  async getTransfer(userId: string, signupCredits: number, transferId: string): Promise<Outcome<Transfer>> {
+  async getTransfer(
+    userId: string,
+    signupCredits: number,
+    transferId: string,
+  ): Promise<Outcome<{ transfer: TransferWithStatus; event: TransferEvent | null }>> {
     this.open(userId, signupCredits);
-    const out = this.transferOut(transferId);
-    if (out) {
-      const posted = out.state === "posted" ? out : (await this.finish(out), this.transferOut(transferId)!);
-      return { ok: true, value: this.toTransfer(posted) };
+    const sent = this.transferOut(transferId);
+    if (sent) {
+      let event: TransferEvent | null = null;
+      if (sent.state === "pending") {
+        try {
+          event = (await this.finish(sent)).event;
+        } catch (error) {
+          logRecoveryFailure(transferId, error);
+        }
+      }
+      const current = this.transferOut(transferId);
+      invariant(current, `transfer ${transferId} disappeared`);
+      return { ok: true, value: { transfer: this.sentTransfer(current), event } };
     }
-    const incoming = this.sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
-    if (incoming) {
+    const received = this.sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
+    if (received) {
       return {
         ok: true,
         value: {
-          senderId: incoming.sender_id,
-          recipientId: userId,
-          transferredAmount: incoming.amount,
-          senderBalance: incoming.sender_balance,
-          recipientBalance: incoming.recipient_balance,
-          transferId: incoming.transfer_id,
-          messageId: incoming.message_id,
-          chatId: incoming.chat_id,
-          createdAt: iso(incoming.created_at),
+          transfer: toTransfer("posted", {
+            senderId: received.sender_id,
+            recipientId: userId,
+            amount: received.amount,
+            senderBalance: received.sender_balance,
+            recipientBalance: received.recipient_balance,
+            transferId,
+            messageId: received.message_id,
+            chatId: received.chat_id,
+            createdAt: received.created_at,
+          }),
+          event: null,
+        },
+      };
+    }
+    const voided = this.voidedIn(transferId);
+    if (voided) {
+      return {
+        ok: true,
+        value: {
+          transfer: toTransfer("voided", {
+            senderId: voided.sender_id,
+            recipientId: userId,
+            amount: voided.amount,
+            senderBalance: voided.sender_balance,
+            recipientBalance: null,
+            transferId,
+            messageId: null,
+            chatId: null,
+            createdAt: voided.created_at,
+          }),
+          event: null,
         },
       };
     }
@@ -153,51 +218,34 @@ export class WalletDO extends DurableObject<Env> {
   // ------------------------------------------------------------------ RPC: the transfer protocol
 
   /** Sender side of a transfer (the class comment has the steps). */
-  async transfer(command: TransferCommand): Promise<Outcome<StoredReply>> {
-    const now = Date.now();
-    // A debit is pushed with the transfer's announcement (announceTransfer), not here; only a
-    // wallet this request opened without debiting it (a refusal, a replay) is pushed at once.
-    const start = this.transactAndNotify(
-      () => this.begin(command, now),
-      (begun) => begun.kind === "continue" && !begun.replayed,
-    );
-    if (start.kind === "refused") return start.refusal;
-    if (start.kind === "reply") return { ok: true, value: start.reply };
+  async transfer(command: TransferCommand): Promise<TransferResult> {
+    const now = this.now();
+    const begun = this.ctx.storage.transactionSync(() => this.begin(command, now));
+    if (begun.kind === "answered") return begun.result;
     // Same turn as the commit above, so the debit and its recovery alarm are written together.
-    this.scheduleAlarm(now + RECOVERY_DELAY_MS);
-    try {
-      this.fault("after_debit");
-      const reply = await this.finish(start.row);
-      this.fault("after_posted");
-      return { ok: true, value: { ...reply, replayed: start.replayed } };
-    } catch (error) {
-      // An injected stop leaves the books exactly as a crash there would and answers the same 500,
-      // without filling test logs with the runtime's report of a thrown RPC error.
-      if (error instanceof InjectedFault) return refuse("internal_error", error.message);
-      throw error;
-    }
+    if (!begun.replayed) this.scheduleAlarm(begun.row.retry_at);
+    this.reached("after_debit");
+    const ending = await this.finish(begun.row);
+    this.reached("after_posted");
+    return {
+      ok: true,
+      reply: { ...ending.reply, replayed: begun.replayed },
+      rateLimit: begun.rateLimit,
+      event: ending.event,
+    };
   }
 
   /**
-   * Recipient side: idempotent on (transfer id, `transfer_in`); a repeat returns the first
-   * credit's balance after and time, and changes nothing. Pushes nothing itself: the sender
-   * announces the credit with the transfer (announceTransfer), `updatedAt` being what that
-   * `wallet.updated` needs. When this call opened the wallet, that same frame shows the welcome
-   * grant too (the balance after the credit includes it).
+   * Recipient side: credits the transfer once. A repeat answers the first credit (balance after,
+   * time) and changes nothing; a transfer this wallet already voided is refused forever
+   * (`credited: false`). Atomic with `voidUnlessCredited`: this object runs one at a time.
    */
-  credit(command: CreditCommand): Outcome<{ balanceAfter: number; updatedAt: string }> {
+  credit(command: CreditCommand): CreditResult {
     return this.ctx.storage.transactionSync(() => {
-      const now = Date.now();
+      const known = this.creditOrVoid(command.transferId);
+      if (known) return known;
+      const now = this.now();
       this.ensureOpen(command.recipientId, command.signupCredits, now);
-      const existing = this.sql
-        .exec<{ balance_after: number; created_at: number }>(
-          "SELECT balance_after, created_at FROM entries WHERE transfer_id = ? AND kind = 'transfer_in'",
-          command.transferId,
-        )
-        .toArray()[0];
-      if (existing) {
-        return { ok: true, value: { balanceAfter: existing.balance_after, updatedAt: iso(existing.created_at) } };
-      }
       const balanceAfter = this.applyCredit(
         command.transferId,
         "transfer_in",
@@ -219,14 +267,49 @@ export class WalletDO extends DurableObject<Env> {
         command.chatId,
         command.createdAt,
       );
-      return { ok: true, value: { balanceAfter, updatedAt: iso(now) } };
+      return { credited: true, balanceAfter, creditedAt: now };
     });
   }
 
-  /** Admin grant: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key). */
-  grant(command: GrantCommand): Outcome<StoredReply> {
-    return this.transactAndNotify(() => {
-      const now = Date.now();
+  /**
+   * Recipient side, past the transfer's deadline: in one transaction, either answers that it was
+   * already credited (the sender then posts it) or records the void, after which `credit` for this
+   * id refuses forever. Never opens the wallet: a void moves nothing here.
+   */
+  voidUnlessCredited(command: CreditCommand): CreditResult {
+    return this.ctx.storage.transactionSync(() => {
+      const known = this.creditOrVoid(command.transferId);
+      if (known) return known;
+      const now = this.now();
+      this.sql.exec(
+        "INSERT INTO voided_in (transfer_id, sender_id, amount, note, sender_balance, created_at, voided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        command.transferId,
+        command.senderId,
+        command.amount,
+        command.note,
+        command.senderBalance,
+        command.createdAt,
+        now,
+      );
+      return { credited: false, voidedAt: now };
+    });
+  }
+
+  /** Whether this wallet holds an outcome (ended or in flight) for the owner's transfer key. */
+  knowsTransferKey(idempotencyKey: string): boolean {
+    return (
+      this.sql.exec("SELECT 1 FROM transfers_out WHERE idempotency_key = ?", idempotencyKey).toArray().length > 0 ||
+      this.sql.exec("SELECT 1 FROM refusals WHERE idempotency_key = ?", idempotencyKey).toArray().length > 0
+    );
+  }
+
+  /**
+   * Admin grant: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key).
+   * `wallet` is the wallet after the grant when this call applied it (the caller announces it).
+   */
+  grant(command: GrantCommand): Outcome<{ reply: StoredReply; wallet: Wallet | null }> {
+    return this.ctx.storage.transactionSync(() => {
+      const now = this.now();
       this.ensureOpen(command.userId, command.signupCredits, now);
       // Scope of a key: the admin who sent it (API.md §1), within this wallet.
       const scopedKey = command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
@@ -234,7 +317,8 @@ export class WalletDO extends DurableObject<Env> {
         const known = this.sql.exec<GrantRow>("SELECT * FROM grants WHERE idempotency_key = ?", scopedKey).toArray()[0];
         if (known) {
           if (known.fingerprint !== command.fingerprint) return keyReused();
-          return { ok: true, value: { status: 201, body: known.response!, replayed: true } };
+          invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
+          return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
         }
       }
       const grantId = newId(now);
@@ -254,7 +338,7 @@ export class WalletDO extends DurableObject<Env> {
         now,
       );
       if (scopedKey !== null) this.scheduleAlarm(now + IDEMPOTENCY_RETENTION_MS);
-      return { ok: true, value: { status: 201, body, replayed: false } };
+      return { ok: true, value: { reply: { status: 201, body, replayed: false }, wallet: toWallet(this.wallet()) } };
     });
   }
 
@@ -277,27 +361,33 @@ export class WalletDO extends DurableObject<Env> {
       if (entry.kind === "grant") granted += entry.amount;
     }
     if (running !== wallet.balance) problems.push(`balance ${wallet.balance} but the ledger ends at ${running}`);
-    const unmatchedOut = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_out'
-         WHERE e.id IS NULL OR e.amount != -t.amount`,
-      )
-      .toArray();
-    for (const row of unmatchedOut) problems.push(`transfer ${row.transfer_id}: no matching transfer_out entry`);
-    const orphanOutEntries = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT e.transfer_id FROM entries e LEFT JOIN transfers_out t ON t.transfer_id = e.transfer_id
-         WHERE e.kind = 'transfer_out' AND t.transfer_id IS NULL`,
-      )
-      .toArray();
-    for (const row of orphanOutEntries) problems.push(`transfer_out entry ${row.transfer_id} without its transfer`);
-    const unmatchedIn = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT t.transfer_id FROM transfers_in t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_in'
-         WHERE e.id IS NULL OR e.amount != t.amount`,
-      )
-      .toArray();
-    for (const row of unmatchedIn) problems.push(`incoming transfer ${row.transfer_id}: no matching transfer_in entry`);
+    const mismatched = (query: string, problem: (transferId: string) => string) => {
+      for (const row of this.sql.exec<{ transfer_id: string }>(query)) problems.push(problem(row.transfer_id));
+    };
+    mismatched(
+      `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_out'
+       WHERE e.id IS NULL OR e.amount != -t.amount`,
+      (id) => `transfer ${id}: no matching transfer_out entry`,
+    );
+    mismatched(
+      `SELECT e.transfer_id FROM entries e LEFT JOIN transfers_out t ON t.transfer_id = e.transfer_id
+       WHERE e.kind = 'transfer_out' AND t.transfer_id IS NULL`,
+      (id) => `transfer_out entry ${id} without its transfer`,
+    );
+    mismatched(
+      `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'reversal_in'
+       WHERE (t.state = 'voided') != (e.id IS NOT NULL AND e.amount = t.amount)`,
+      (id) => `transfer ${id}: a reversal_in entry exactly when voided`,
+    );
+    mismatched(
+      `SELECT t.transfer_id FROM transfers_in t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_in'
+       WHERE e.id IS NULL OR e.amount != t.amount`,
+      (id) => `incoming transfer ${id}: no matching transfer_in entry`,
+    );
+    mismatched(
+      "SELECT v.transfer_id FROM voided_in v JOIN transfers_in t ON t.transfer_id = v.transfer_id",
+      (id) => `incoming transfer ${id}: both credited and voided`,
+    );
     const outgoing = this.sql
       .exec<TransferOutRow>("SELECT * FROM transfers_out")
       .toArray()
@@ -306,7 +396,7 @@ export class WalletDO extends DurableObject<Env> {
         recipientId: row.recipient_id,
         amount: row.amount,
         state: row.state,
-        messageId: row.message_id,
+        messageId: row.state === "posted" ? row.message_id : null,
       }));
     const incoming = this.sql
       .exec<TransferInRow>("SELECT * FROM transfers_in")
@@ -315,117 +405,93 @@ export class WalletDO extends DurableObject<Env> {
     return { userId, opened: true, balance: wallet.balance, granted, problems, outgoing, incoming };
   }
 
-  // ------------------------------------------------------------------ alarm: recovery and cleanup
+  // ------------------------------------------------------------------ alarm: recovery and key expiry
 
   /**
-   * Finishes every pending transfer (at-least-once: any step may have run already) and drops
-   * idempotency records older than the retention. Reschedules itself while work remains.
+   * Pushes the pending transfers whose turn has come (a page of them; at-least-once: any step may
+   * have run already) to their end, announces the ones it ended, expires idempotency keys past
+   * their retention in bounded batches, and sets the next alarm: the next transfer due or the next
+   * key expiry, whichever is first.
    */
   override async alarm(): Promise<void> {
     this.alarmAt = null;
-    const pending = this.sql
-      .exec<TransferOutRow>("SELECT * FROM transfers_out WHERE state = 'pending' ORDER BY created_at")
-      .toArray();
-    let failures = 0;
-    for (const row of pending) {
+    const now = this.now();
+    const due = this.sql.exec<TransferOutRow>(RECOVERY_SQL.due, now, RECOVERY_PAGE).toArray();
+    for (const row of due) {
       try {
-        await this.finish(row);
+        const { event } = await this.finish(row);
+        if (event) publishTransferEvent(this.env, (promise) => this.ctx.waitUntil(promise), event);
       } catch (error) {
-        failures += 1;
-        console.error(
-          JSON.stringify({
-            level: "error",
-            event: "transfer_recovery_failed",
-            transferId: row.transfer_id,
-            message: String(error),
-          }),
-        );
+        logRecoveryFailure(row.transfer_id, error);
+        this.backOff(row, now);
       }
     }
-    const now = Date.now();
-    this.cleanup(now);
-    const stillPending = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM transfers_out WHERE state = 'pending'").one().n;
-    if (stillPending > 0) {
-      const attempts = this.sql
-        .exec<{ a: number }>("SELECT MAX(attempts) AS a FROM transfers_out WHERE state = 'pending'")
-        .one().a;
-      // Back off on repeated failures (D1 or the recipient down), up to 5 minutes.
-      const delay = failures > 0 ? Math.min(RECOVERY_DELAY_MS * 2 ** Math.min(attempts, 6), 300_000) : RECOVERY_DELAY_MS;
-      this.scheduleAlarm(now + delay);
-      return;
-    }
-    const oldestKey = this.sql
-      .exec<{ t: number | null }>(
-        `SELECT MIN(t) AS t FROM (
-           SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL
-           UNION ALL SELECT MIN(created_at) FROM refusals
-           UNION ALL SELECT MIN(created_at) FROM grants WHERE idempotency_key IS NOT NULL)`,
-      )
-      .one().t;
-    if (oldestKey !== null) this.scheduleAlarm(oldestKey + IDEMPOTENCY_RETENTION_MS + 1);
+    this.expireKeys(now);
+    this.scheduleNext(now);
   }
 
-  // ------------------------------------------------------------------ test-only fault switch
-
-  /**
-   * Makes the next `times` transfers through this object throw right after `point`, as a crash
-   * there would. Only in the test harness: it needs the TEST_FAULT_INJECTION binding, which exists
-   * only in vitest.config.ts's miniflare bindings, AND `ENVIRONMENT = "local"`; anywhere else it
-   * throws. No route calls it; tests reach it with `runInDurableObject`.
-   */
-  armFault(point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): void {
-    if (!faultInjectionEnabled(this.env)) throw new Error("fault injection is only available in the test harness");
-    this.armedFaults.set(point, { left: times, mode });
-  }
-
-  /** "stop": the protocol stops there and the caller gets 500. "crash": the object is reset there (ctx.abort), memory lost. */
-  private fault(point: FaultPoint): void {
-    const armed = this.armedFaults.get(point);
-    if (!armed) return;
-    if (armed.left <= 1) this.armedFaults.delete(point);
-    else armed.left -= 1;
-    if (armed.mode === "crash") this.ctx.abort(`injected crash ${point}`);
-    throw new InjectedFault(`injected fault ${point}`);
-  }
-
-  // ------------------------------------------------------------------ internals
+  // ------------------------------------------------------------------ internals: the protocol
 
   /** Step 1, inside one transactionSync. */
-  private begin(command: TransferCommand, now: number): Start {
+  private begin(command: TransferCommand, now: number): Begun {
     this.ensureOpen(command.senderId, command.signupCredits, now);
+    const answered = (result: TransferResult): Begun => ({ kind: "answered", result });
     const key = command.idempotencyKey;
     if (key !== null) {
       const known = this.sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE idempotency_key = ?", key).toArray()[0];
       if (known) {
-        if (known.fingerprint !== command.fingerprint) return { kind: "refused", refusal: keyReused() };
-        if (known.state === "posted") return { kind: "reply", reply: { status: 201, body: known.response!, replayed: true } };
-        return { kind: "continue", row: known, replayed: true };
+        if (known.fingerprint !== command.fingerprint) return answered(keyReused());
+        if (known.state === "pending") return { kind: "continue", row: known, replayed: true, rateLimit: null };
+        return answered({ ok: true, reply: endedReply(known, true), rateLimit: null, event: null });
       }
       const refused = this.sql.exec<RefusalRow>("SELECT * FROM refusals WHERE idempotency_key = ?", key).toArray()[0];
       if (refused) {
-        if (refused.fingerprint !== command.fingerprint) return { kind: "refused", refusal: keyReused() };
-        return { kind: "reply", reply: { status: 409, body: refused.response, replayed: true } };
+        if (refused.fingerprint !== command.fingerprint) return answered(keyReused());
+        return answered({
+          ok: true,
+          reply: { status: 409, body: refused.response, replayed: true },
+          rateLimit: null,
+          event: null,
+        });
       }
     }
-    const balance = this.walletRow()!.balance;
+    // A new request from here on: the checks, in the order a client sees them.
+    if (command.refusal && isValidationFailure(command.refusal)) return answered(preCheckRefused(command.refusal));
+    const rateLimit = this.countTransferRequest(command.ratePerMinute, now);
+    if (!rateLimit.allowed) {
+      return answered({
+        ok: false,
+        code: "rate_limited",
+        details: [rateLimitedDetail(rateLimit)],
+        headers: rateLimitHeaders(rateLimit),
+      });
+    }
+    if (command.refusal) return answered(preCheckRefused(command.refusal));
+    const balance = this.wallet().balance;
     if (balance < command.amount) {
-      return this.refuseStored(command, now, "insufficient_balance", [
-        `Insufficient balance: ${balance} available, ${command.amount} requested`,
-      ]);
+      return answered(
+        this.refuseStored(command, now, rateLimit, "insufficient_balance", [
+          `Insufficient balance: ${balance} available, ${command.amount} requested`,
+        ]),
+      );
     }
     const used = this.windowUsed(now);
     if (used + command.amount > command.dailyLimit) {
-      return this.refuseStored(command, now, "transfer_limit_exceeded", [
-        `Transfer limit exceeded: ${used} of ${command.dailyLimit} credits sent in the last ${TRANSFER_WINDOW_HOURS} hours, ${command.amount} requested`,
-      ]);
+      return answered(
+        this.refuseStored(command, now, rateLimit, "transfer_limit_exceeded", [
+          `Transfer limit exceeded: ${used} of ${command.dailyLimit} credits sent in the last ${TRANSFER_WINDOW_HOURS} hours, ${command.amount} requested`,
+        ]),
+      );
     }
     const transferId = newId(now);
     const senderBalance = balance - command.amount;
+    invariant(senderBalance >= 0, `debit of ${command.amount} from ${balance}`);
     this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", senderBalance, now);
     this.insertEntry(transferId, "transfer_out", -command.amount, senderBalance, command.recipientId, null, command.note, now);
     this.countSent(command.amount, now);
     this.sql.exec(
-      "INSERT INTO transfers_out (transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note, sender_balance, created_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+      `INSERT INTO transfers_out (transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note, sender_balance,
+         message_id, chat_id, created_at, void_at, retry_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       transferId,
       key,
       command.fingerprint,
@@ -433,18 +499,25 @@ export class WalletDO extends DurableObject<Env> {
       command.amount,
       command.note,
       senderBalance,
+      transferId,
+      command.chatId,
       now,
+      now + command.voidAfterMs,
+      now + IN_FLIGHT_MS,
     );
-    return { kind: "continue", row: this.transferOut(transferId)!, replayed: false };
+    const row = this.transferOut(transferId);
+    invariant(row, `transfer ${transferId} not written`);
+    return { kind: "continue", row, replayed: false, rateLimit };
   }
 
   /** A business refusal that was executed: stored under the key (if any) and replayed later. */
   private refuseStored(
     command: TransferCommand,
     now: number,
+    rateLimit: RateLimitDecision,
     code: "insufficient_balance" | "transfer_limit_exceeded",
     details: string[],
-  ): Start {
+  ): TransferResult {
     const body = JSON.stringify(errorBody(409, code, details));
     if (command.idempotencyKey !== null) {
       this.sql.exec(
@@ -456,152 +529,182 @@ export class WalletDO extends DurableObject<Env> {
       );
       this.scheduleAlarm(now + IDEMPOTENCY_RETENTION_MS);
     }
-    return { kind: "reply", reply: { status: 409, body, replayed: false } };
+    return { ok: true, reply: { status: 409, body, replayed: false }, rateLimit, event: null };
   }
 
-  /** Steps 2–4 for a debited transfer; safe to repeat and to run concurrently with itself. */
-  private async finish(row: TransferOutRow): Promise<StoredReply> {
-    if (row.state === "posted") return { status: 201, body: row.response!, replayed: false };
-    this.sql.exec("UPDATE transfers_out SET attempts = attempts + 1 WHERE transfer_id = ?", row.transfer_id);
-    const senderId = this.walletRow()!.user_id;
-    const message = await postCreditTransferMessage(createDb(this.env.DB), {
-      transferId: row.transfer_id,
-      senderId,
-      recipientId: row.recipient_id,
-      amount: row.amount,
-      note: row.note,
-      createdAt: row.created_at,
-    });
-    this.fault("after_message");
-    const credit = await walletStub(this.env, row.recipient_id).credit({
+  /** Steps 2–5 for a debited transfer; safe to repeat and to run concurrently with itself. */
+  private async finish(row: TransferOutRow): Promise<Ending> {
+    if (row.state !== "pending") return { reply: endedReply(row, false), event: null };
+    const senderId = this.wallet().user_id;
+    const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
+    const command: CreditCommand = {
       transferId: row.transfer_id,
       senderId,
       recipientId: row.recipient_id,
       amount: row.amount,
       note: row.note,
       senderBalance: row.sender_balance,
-      messageId: message.id,
-      chatId: message.chatId,
+      messageId: row.message_id,
+      chatId,
       createdAt: row.created_at,
       signupCredits: getConfig(this.env).signupCredits,
+    };
+    const recipient = walletStub(this.env, row.recipient_id);
+    const outcome = this.now() >= row.void_at ? await recipient.voidUnlessCredited(command) : await recipient.credit(command);
+    if (!outcome.credited) return this.endVoided(row.transfer_id);
+    this.reached("after_credit");
+    const message = await postCreditTransferMessage(createDb(this.env.DB), {
+      transferId: row.transfer_id,
+      messageId: row.message_id,
+      chatId,
+      senderId,
+      recipientId: row.recipient_id,
+      amount: row.amount,
+      note: row.note,
+      createdAt: row.created_at,
     });
-    if (!credit.ok) throw new Error(`credit of transfer ${row.transfer_id} refused: ${credit.code}`);
-    this.fault("after_credit");
-    // No await between this read and the commit below: exactly one finisher posts it, and announces it.
-    const postingNow = this.transferOut(row.transfer_id)?.state === "pending";
-    const reply = this.ctx.storage.transactionSync(() => {
-      const current = this.transferOut(row.transfer_id)!;
-      // A concurrent finisher (alarm, retry) may have posted it meanwhile: its response is the response.
-      if (current.state === "posted") return { status: 201 as const, body: current.response!, replayed: false };
-      const transfer: Transfer = {
-        senderId,
-        recipientId: row.recipient_id,
-        transferredAmount: row.amount,
-        senderBalance: row.sender_balance,
-        recipientBalance: credit.value.balanceAfter,
-        transferId: row.transfer_id,
-        messageId: message.id,
-        chatId: message.chatId,
-        createdAt: iso(row.created_at),
+    this.reached("after_message");
+    return this.endPosted(row.transfer_id, outcome, message);
+  }
+
+  /** Step 2 for the first transfer between two people: their direct chat, created in D1 if missing. */
+  private async resolveChat(row: TransferOutRow, senderId: string): Promise<string> {
+    const { chat } = await findOrCreateDirectChat(createDb(this.env.DB), senderId, row.recipient_id, row.created_at);
+    this.sql.exec("UPDATE transfers_out SET chat_id = ? WHERE transfer_id = ? AND chat_id IS NULL", chat.id, row.transfer_id);
+    return chat.id;
+  }
+
+  /** Step 5, credited: posted with its 201. Exactly one finisher commits it and gets the event. */
+  private endPosted(transferId: string, credit: CreditResult & { credited: true }, message: Message): Ending {
+    return this.ctx.storage.transactionSync(() => {
+      const current = this.transferOut(transferId);
+      invariant(current, `transfer ${transferId} disappeared`);
+      invariant(current.state !== "voided", `transfer ${transferId} credited by its recipient but voided here`);
+      if (current.state === "posted") return { reply: endedReply(current, false), event: null };
+      invariant(message.id === current.message_id, `transfer ${transferId} posted as message ${message.id}`);
+      const now = this.now();
+      const posted: TransferOutRow = {
+        ...current,
+        state: "posted",
+        recipient_balance: credit.balanceAfter,
+        chat_id: message.chatId,
+        posted_at: now,
       };
+      const transfer = this.sentTransfer(posted);
       const body = JSON.stringify(successBody(transfer, 201));
       this.sql.exec(
-        "UPDATE transfers_out SET state = 'posted', recipient_balance = ?, message_id = ?, chat_id = ?, response = ?, posted_at = ? WHERE transfer_id = ?",
-        credit.value.balanceAfter,
-        message.id,
+        "UPDATE transfers_out SET state = 'posted', recipient_balance = ?, chat_id = ?, response = ?, posted_at = ? WHERE transfer_id = ?",
+        credit.balanceAfter,
         message.chatId,
         body,
-        Date.now(),
-        row.transfer_id,
+        now,
+        transferId,
+      );
+      this.sql.exec("UPDATE entries SET message_id = ? WHERE transfer_id = ? AND kind = 'transfer_out'", message.id, transferId);
+      return {
+        reply: { status: 201, body, replayed: false },
+        event: {
+          kind: "posted",
+          transfer: { ...transfer, recipientBalance: credit.balanceAfter, messageId: message.id, chatId: message.chatId },
+          message,
+          debitedAt: iso(current.created_at),
+          creditedAt: iso(credit.creditedAt),
+        },
+      };
+    });
+  }
+
+  /**
+   * Step 5, voided by the recipient: the amount comes back as a `reversal_in` entry, the transfer
+   * is `voided` with its stored 409 `transfer_voided` (what a replay of its key answers), and it
+   * no longer counts against the rolling send limit. Exactly one finisher commits it.
+   */
+  private endVoided(transferId: string): Ending {
+    return this.ctx.storage.transactionSync(() => {
+      const current = this.transferOut(transferId);
+      invariant(current, `transfer ${transferId} disappeared`);
+      invariant(current.state !== "posted", `transfer ${transferId} voided by its recipient but posted here`);
+      if (current.state === "voided") return { reply: endedReply(current, false), event: null };
+      const now = this.now();
+      const balance = this.wallet().balance + current.amount;
+      this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", balance, now);
+      this.insertEntry(transferId, "reversal_in", current.amount, balance, current.recipient_id, null, VOID_NOTE, now);
+      this.uncountSent(current.amount, current.created_at);
+      const body = JSON.stringify(
+        errorBody(409, "transfer_voided", [
+          `Transfer ${transferId} was voided: its credit could not be delivered in time, so ${current.amount} credits went back to your balance and nothing reached the recipient. Send again with a new Idempotency-Key.`,
+        ]),
       );
       this.sql.exec(
-        "UPDATE entries SET message_id = ? WHERE transfer_id = ? AND kind = 'transfer_out'",
-        message.id,
-        row.transfer_id,
+        "UPDATE transfers_out SET state = 'voided', voided_at = ?, response = ? WHERE transfer_id = ?",
+        now,
+        body,
+        transferId,
       );
-      return { status: 201 as const, body, replayed: false };
+      const voided = this.transferOut(transferId);
+      invariant(voided, `transfer ${transferId} disappeared`);
+      return {
+        reply: { status: 409, body, replayed: false },
+        event: { kind: "voided", transfer: this.sentTransfer(voided), senderWallet: toWallet(this.wallet()) },
+      };
     });
-    if (postingNow) {
-      const transfer = (JSON.parse(reply.body) as { data: Transfer }).data;
-      this.announceTransfer(transfer, message, iso(row.created_at), credit.value.updatedAt);
-    }
-    return reply;
   }
 
-  /**
-   * Realtime (docs/realtime.md), once per transfer, after it is posted: one push per person, so one
-   * RealtimeDO call each. The sender gets its wallet right after the debit and the credit_transfer
-   * message; the recipient its wallet right after the credit, the message and the transfer.
-   * The balance changes go out here rather than when they commit because every frame for a person
-   * then costs one call instead of two or three (the transfer path's largest cost after the
-   * commits); the price is that a transfer still pending (recipient unreachable, D1 down) shows
-   * the sender's debit only when it posts, whoever posts it (request, retry, read or alarm). The
-   * frames carry each wallet as of its own change (`updatedAt`), which a client compares with what
-   * it already has. Never throws.
-   */
-  private announceTransfer(transfer: Transfer, message: Message, debitedAt: string, creditedAt: string): void {
-    const waitUntil = (promise: Promise<unknown>) => this.ctx.waitUntil(promise);
-    publish(
-      this.env,
-      waitUntil,
-      [transfer.senderId],
-      [
-        {
-          type: "wallet.updated",
-          data: { userId: transfer.senderId, balance: transfer.senderBalance, updatedAt: debitedAt },
-        },
-        { type: "message.created", data: message },
-      ],
-    );
-    publish(
-      this.env,
-      waitUntil,
-      [transfer.recipientId],
-      [
-        {
-          type: "wallet.updated",
-          data: { userId: transfer.recipientId, balance: transfer.recipientBalance, updatedAt: creditedAt },
-        },
-        { type: "message.created", data: message },
-        { type: "transfer.received", data: transfer },
-      ],
+  /** The recipient's earlier answer for a transfer, if it gave one. Inside transactionSync. */
+  private creditOrVoid(transferId: string): CreditResult | null {
+    const credited = this.sql
+      .exec<{ balance_after: number; created_at: number }>(
+        "SELECT balance_after, created_at FROM entries WHERE transfer_id = ? AND kind = 'transfer_in'",
+        transferId,
+      )
+      .toArray()[0];
+    const voided = this.voidedIn(transferId);
+    invariant(!(credited && voided), `transfer ${transferId} both credited and voided`);
+    if (credited) return { credited: true, balanceAfter: credited.balance_after, creditedAt: credited.created_at };
+    if (voided) return { credited: false, voidedAt: voided.voided_at };
+    return null;
+  }
+
+  /** The owner's transfer requests per minute, counted after the key lookup. Inside transactionSync. */
+  private countTransferRequest(limit: number, now: number): RateLimitDecision {
+    const stored = this.ctx.storage.kv.get<Bucket[]>(RATE_BUCKETS_KEY) ?? [];
+    const { decision, buckets } = hitWindow(stored, limit, now);
+    if (decision.allowed) this.ctx.storage.kv.put(RATE_BUCKETS_KEY, buckets);
+    return decision;
+  }
+
+  // ------------------------------------------------------------------ internals: recovery scheduling
+
+  /** After a failed recovery attempt: try again later, doubling, but never past the void deadline by much. */
+  private backOff(row: TransferOutRow, now: number): void {
+    const delay = Math.min(IN_FLIGHT_MS * 2 ** Math.min(row.attempts, 10), MAX_RETRY_DELAY_MS);
+    const retryAt = Math.min(now + delay, Math.max(row.void_at, now + IN_FLIGHT_MS));
+    this.sql.exec(
+      "UPDATE transfers_out SET attempts = attempts + 1, retry_at = ? WHERE transfer_id = ? AND state = 'pending'",
+      retryAt,
+      row.transfer_id,
     );
   }
 
-  /**
-   * One storage transaction; when it changed this wallet (balance, or the wallet opened), the owner
-   * gets `wallet.updated` after the commit, unless `announcedLater(result)` says the change is a
-   * transfer's debit, which announceTransfer pushes. Nothing is awaited between the reads and the
-   * commit, so the comparison sees exactly this transaction's effect.
-   */
-  private transactAndNotify<T>(run: () => T, announcedLater: (result: T) => boolean = () => false): T {
-    const before = this.walletRow();
-    const result = this.ctx.storage.transactionSync(run);
-    if (announcedLater(result)) return result;
-    const after = this.walletRow();
-    if (after && (before?.balance !== after.balance || before.updated_at !== after.updated_at)) {
-      publish(this.env, (promise) => this.ctx.waitUntil(promise), [after.user_id], {
-        type: "wallet.updated",
-        data: toWallet(after),
-      });
-    }
-    return result;
-  }
-
-  private cleanup(now: number): void {
+  private expireKeys(now: number): void {
     const cutoff = now - IDEMPOTENCY_RETENTION_MS;
     this.ctx.storage.transactionSync(() => {
-      // Transfers themselves stay (history, GET /wallets/me/transfers/{id}); only their key and stored reply go.
-      this.sql.exec(
-        "UPDATE transfers_out SET idempotency_key = NULL, fingerprint = NULL, response = NULL WHERE state = 'posted' AND idempotency_key IS NOT NULL AND created_at < ?",
-        cutoff,
-      );
-      this.sql.exec("DELETE FROM refusals WHERE created_at < ?", cutoff);
-      this.sql.exec(
-        "UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL WHERE idempotency_key IS NOT NULL AND created_at < ?",
-        cutoff,
-      );
+      this.sql.exec(RECOVERY_SQL.expireTransferKeys, cutoff, EXPIRY_BATCH);
+      this.sql.exec(RECOVERY_SQL.expireRefusals, cutoff, EXPIRY_BATCH);
+      this.sql.exec(RECOVERY_SQL.expireGrantKeys, cutoff, EXPIRY_BATCH);
     });
+  }
+
+  /** The next alarm: the next pending transfer's turn, or the next key expiry; none when neither. */
+  private scheduleNext(now: number): void {
+    const first = (query: string) => this.sql.exec<{ t: number | null }>(query).one().t;
+    const keyTimes = [RECOVERY_SQL.oldestTransferKey, RECOVERY_SQL.oldestRefusal, RECOVERY_SQL.oldestGrantKey]
+      .map(first)
+      .filter((t): t is number => t !== null)
+      .map((t) => t + IDEMPOTENCY_RETENTION_MS + 1);
+    const nextDue = first(RECOVERY_SQL.nextDue);
+    const candidates = nextDue === null ? keyTimes : [nextDue, ...keyTimes];
+    if (candidates.length > 0) this.scheduleAlarm(Math.max(Math.min(...candidates), now));
   }
 
   private scheduleAlarm(at: number): void {
@@ -610,12 +713,42 @@ export class WalletDO extends DurableObject<Env> {
     void this.ctx.storage.setAlarm(at);
   }
 
+  // ------------------------------------------------------------------ internals: the ledger
+
   private walletRow(): WalletRow | undefined {
     return this.sql.exec<WalletRow>("SELECT user_id, balance, opened_at, updated_at FROM wallet WHERE id = 1").toArray()[0];
   }
 
+  /** The wallet of an opened object (every protocol path opens it first). */
+  private wallet(): WalletRow {
+    const row = this.walletRow();
+    invariant(row, "wallet used before it was opened");
+    invariant(row.balance >= 0, `balance ${row.balance} below zero`);
+    return row;
+  }
+
   private transferOut(transferId: string): TransferOutRow | undefined {
     return this.sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE transfer_id = ?", transferId).toArray()[0];
+  }
+
+  private voidedIn(transferId: string): VoidedInRow | undefined {
+    return this.sql.exec<VoidedInRow>("SELECT * FROM voided_in WHERE transfer_id = ?", transferId).toArray()[0];
+  }
+
+  /** A transfer this wallet sent, as its sender sees it. */
+  private sentTransfer(row: TransferOutRow): TransferWithStatus {
+    const posted = row.state === "posted";
+    return toTransfer(row.state, {
+      senderId: this.wallet().user_id,
+      recipientId: row.recipient_id,
+      amount: row.amount,
+      senderBalance: row.sender_balance,
+      recipientBalance: posted ? row.recipient_balance : null,
+      transferId: row.transfer_id,
+      messageId: posted ? row.message_id : null,
+      chatId: posted ? row.chat_id : null,
+      createdAt: row.created_at,
+    });
   }
 
   /** Credits sent in the rolling window (see WINDOW_MINUTES). */
@@ -639,11 +772,16 @@ export class WalletDO extends DurableObject<Env> {
     this.sql.exec("DELETE FROM sent_by_minute WHERE minute < ?", minute - WINDOW_MINUTES);
   }
 
+  /** A voided transfer no longer counts against the window (its minute may have left it already). */
+  private uncountSent(amount: number, debitedAt: number): void {
+    this.sql.exec("UPDATE sent_by_minute SET amount = max(0, amount - ?) WHERE minute = ?", amount, minuteOf(debitedAt));
+  }
+
   /** Must run inside transactionSync. */
   private ensureOpen(userId: string, signupCredits: number, now: number): WalletRow {
     const existing = this.walletRow();
     if (existing) {
-      if (existing.user_id !== userId) throw new Error(`wallet of ${existing.user_id} addressed as ${userId}`);
+      invariant(existing.user_id === userId, `wallet of ${existing.user_id} addressed as ${userId}`);
       return existing;
     }
     this.sql.exec("INSERT INTO wallet (id, user_id, balance, opened_at, updated_at) VALUES (1, ?, 0, ?, ?)", userId, now, now);
@@ -651,7 +789,7 @@ export class WalletDO extends DurableObject<Env> {
     // 24-hex id like every other (API.md IDs); the welcome grant is the `grant` entry with no
     // `grants` row (admin grants have one), the first entry of the ledger, noted "Welcome credits".
     if (signupCredits > 0) this.applyCredit(newId(now), "grant", signupCredits, null, null, WELCOME_GRANT_NOTE, now);
-    return this.walletRow()!;
+    return this.wallet();
   }
 
   /** Adds `amount` (> 0) and writes its entry; returns the balance after. Inside transactionSync. */
@@ -664,12 +802,14 @@ export class WalletDO extends DurableObject<Env> {
     note: string | null,
     now: number,
   ): number {
-    const balance = this.walletRow()!.balance + amount;
+    invariant(amount > 0, `credit of ${amount}`);
+    const balance = this.wallet().balance + amount;
     this.sql.exec("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1", balance, now);
     this.insertEntry(transferId, kind, amount, balance, counterpartyId, messageId, note, now);
     return balance;
   }
 
+  /** The one place ledger entries are written: each (transfer, kind) once, its balanceAfter the wallet's. */
   private insertEntry(
     transferId: string,
     kind: EntryRow["kind"],
@@ -680,6 +820,9 @@ export class WalletDO extends DurableObject<Env> {
     note: string | null,
     now: number,
   ): void {
+    invariant(balanceAfter >= 0, `entry ${kind} of ${transferId} would leave ${balanceAfter}`);
+    const duplicate = this.sql.exec("SELECT 1 FROM entries WHERE transfer_id = ? AND kind = ?", transferId, kind).toArray();
+    invariant(duplicate.length === 0, `a second ${kind} entry for ${transferId}`);
     this.sql.exec(
       "INSERT INTO entries (id, transfer_id, kind, amount, balance_after, counterparty_id, message_id, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       newId(now),
@@ -693,32 +836,53 @@ export class WalletDO extends DurableObject<Env> {
       now,
     );
   }
-
-  private toTransfer(row: TransferOutRow): Transfer {
-    return {
-      senderId: this.walletRow()!.user_id,
-      recipientId: row.recipient_id,
-      transferredAmount: row.amount,
-      senderBalance: row.sender_balance,
-      recipientBalance: row.recipient_balance!,
-      transferId: row.transfer_id,
-      messageId: row.message_id!,
-      chatId: row.chat_id!,
-      createdAt: iso(row.created_at),
-    };
-  }
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 const minuteOf = (ms: number) => Math.floor(ms / 60_000);
 
-/** What the test-only fault switch throws. */
-class InjectedFault extends Error {
-  override readonly name = "InjectedFault";
+const keyReused = (): Refusal =>
+  refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+
+const isValidationFailure = (refusal: PreCheckRefusal) => refusal.code === "validation_failed";
+
+const preCheckRefused = (refusal: PreCheckRefusal): Refusal => ({ ok: false, code: refusal.code, details: refusal.details });
+
+/** The stored reply of a transfer that ended (posted: its 201; voided: its 409). */
+function endedReply(row: TransferOutRow, replayed: boolean): StoredReply {
+  invariant(row.state !== "pending" && row.response !== null, `transfer ${row.transfer_id} has no stored reply`);
+  return { status: row.state === "posted" ? 201 : 409, body: row.response, replayed };
 }
 
-const keyReused = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+/** The one shape of a transfer, from whichever side's rows. */
+function toTransfer(
+  status: TransferWithStatus["status"],
+  fields: {
+    senderId: string;
+    recipientId: string;
+    amount: number;
+    senderBalance: number;
+    recipientBalance: number | null;
+    transferId: string;
+    messageId: string | null;
+    chatId: string | null;
+    createdAt: number;
+  },
+): TransferWithStatus {
+  return {
+    senderId: fields.senderId,
+    recipientId: fields.recipientId,
+    transferredAmount: fields.amount,
+    senderBalance: fields.senderBalance,
+    recipientBalance: fields.recipientBalance,
+    transferId: fields.transferId,
+    messageId: fields.messageId,
+    chatId: fields.chatId,
+    createdAt: iso(fields.createdAt),
+    status,
+  };
+}
 
 function toWallet(row: WalletRow): Wallet {
   return { userId: row.user_id, balance: row.balance, updatedAt: iso(row.updated_at) };
@@ -739,8 +903,13 @@ function toLedgerRow(row: EntryRow): LedgerRow {
   };
 }
 
-/** The test-only switch: a binding only vitest.config.ts defines, and the local environment. */
-export function faultInjectionEnabled(env: Env): boolean {
-  const bindings = env as unknown as Record<string, unknown>;
-  return bindings.TEST_FAULT_INJECTION === "on" && bindings.ENVIRONMENT === "local";
+function logRecoveryFailure(transferId: string, error: unknown): void {
+  console.error(
+    JSON.stringify({
+      level: "error",
+      event: "transfer_recovery_failed",
+      transferId,
+      message: error instanceof Error ? error.message : String(error),
+    }),
+  );
 }

@@ -87,6 +87,58 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO sent_by_minute (minute, amount)
     SELECT created_at / 60000, -SUM(amount) FROM entries WHERE kind = 'transfer_out' GROUP BY created_at / 60000;
   `,
+  // v3 (money protocol v2): a transfer ends `posted` or `voided`; its message id is fixed at the
+  // debit (the transfer id), so the credit can carry it before the message exists; `void_at` is
+  // the deadline after which an uncredited transfer is voided (fixed by the var at the debit);
+  // `retry_at` is when recovery may next touch a pending transfer (after its request's in-flight
+  // window, then backing off). SQLite cannot change a CHECK, so the table is rebuilt.
+  // `voided_in` is the recipient's record of a void: once written, a credit for that id is refused.
+  // Partial indexes make recovery and key expiry index lookups (see wallet-query-plan.test.ts).
+  `
+  CREATE TABLE transfers_out_v3 (
+    transfer_id TEXT PRIMARY KEY,
+    idempotency_key TEXT UNIQUE,
+    fingerprint TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'posted', 'voided')),
+    recipient_id TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    note TEXT,
+    sender_balance INTEGER NOT NULL,
+    recipient_balance INTEGER,
+    message_id TEXT NOT NULL,
+    chat_id TEXT,
+    response TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    void_at INTEGER NOT NULL,
+    retry_at INTEGER NOT NULL,
+    posted_at INTEGER,
+    voided_at INTEGER,
+    CHECK (state != 'posted' OR (recipient_balance IS NOT NULL AND chat_id IS NOT NULL AND response IS NOT NULL)),
+    CHECK (state != 'voided' OR (recipient_balance IS NULL AND response IS NOT NULL))
+  );
+  INSERT INTO transfers_out_v3 (transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note,
+      sender_balance, recipient_balance, message_id, chat_id, response, attempts, created_at, void_at, retry_at, posted_at)
+    SELECT transfer_id, idempotency_key, fingerprint, state, recipient_id, amount, note,
+      sender_balance, recipient_balance, COALESCE(message_id, transfer_id), chat_id, response, attempts,
+      created_at, created_at + 3600000, created_at, posted_at
+    FROM transfers_out;
+  DROP TABLE transfers_out;
+  ALTER TABLE transfers_out_v3 RENAME TO transfers_out;
+  CREATE INDEX transfers_out_due ON transfers_out (retry_at) WHERE state = 'pending';
+  CREATE INDEX transfers_out_keyed ON transfers_out (created_at) WHERE idempotency_key IS NOT NULL;
+  CREATE INDEX refusals_created ON refusals (created_at);
+  CREATE INDEX grants_keyed ON grants (created_at) WHERE idempotency_key IS NOT NULL;
+  CREATE TABLE voided_in (
+    transfer_id TEXT PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    note TEXT,
+    sender_balance INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    voided_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
@@ -108,18 +160,33 @@ export type TransferOutRow = {
   transfer_id: string;
   idempotency_key: string | null;
   fingerprint: string | null;
-  state: "pending" | "posted";
+  state: TransferState;
   recipient_id: string;
   amount: number;
   note: string | null;
   sender_balance: number;
   recipient_balance: number | null;
-  message_id: string | null;
+  message_id: string;
   chat_id: string | null;
   response: string | null;
   attempts: number;
   created_at: number;
+  void_at: number;
+  retry_at: number;
   posted_at: number | null;
+  voided_at: number | null;
+};
+
+export type TransferState = "pending" | "posted" | "voided";
+
+export type VoidedInRow = {
+  transfer_id: string;
+  sender_id: string;
+  amount: number;
+  note: string | null;
+  sender_balance: number;
+  created_at: number;
+  voided_at: number;
 };
 
 export type TransferInRow = {
@@ -162,3 +229,25 @@ export function migrate(storage: DurableObjectStorage): void {
     );
   });
 }
+
+/**
+ * The queries recovery and key expiry run on every alarm, named so that
+ * test/wallets/wallet-query-plan.test.ts can show each is an index lookup (the partial indexes of
+ * v3), never a scan of a wallet's history.
+ */
+export const RECOVERY_SQL = {
+  /** Pending transfers whose turn has come, oldest turn first (a page). */
+  due: "SELECT * FROM transfers_out WHERE state = 'pending' AND retry_at <= ? ORDER BY retry_at LIMIT ?",
+  /** When the next pending transfer is due (null: none pending). */
+  nextDue: "SELECT MIN(retry_at) AS t FROM transfers_out WHERE state = 'pending'",
+  /** The oldest stored outcome of each kind of key, for the next expiry. */
+  oldestTransferKey: "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL",
+  oldestRefusal: "SELECT MIN(created_at) AS t FROM refusals",
+  oldestGrantKey: "SELECT MIN(created_at) AS t FROM grants WHERE idempotency_key IS NOT NULL",
+  /** Key expiry, a bounded batch each (transfers and grants stay as history; only their key and stored reply go). */
+  expireTransferKeys: `UPDATE transfers_out SET idempotency_key = NULL, fingerprint = NULL
+    WHERE rowid IN (SELECT rowid FROM transfers_out WHERE idempotency_key IS NOT NULL AND created_at < ? AND state != 'pending' LIMIT ?)`,
+  expireRefusals: "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals WHERE created_at < ? LIMIT ?)",
+  expireGrantKeys: `UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL
+    WHERE rowid IN (SELECT rowid FROM grants WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)`,
+} as const;

@@ -1,3 +1,9 @@
+import type { ErrorCode, Refusal } from "../../lib/errors";
+import type { RateLimitDecision } from "../../lib/sliding-window";
+import type { Message } from "../../schemas/message";
+import type { Transfer, TransferWithStatus, Wallet } from "../../schemas/wallet";
+import type { TransferState } from "./wallet-schema";
+
 /** What crosses RPC to and from the WalletDO (plain structured-clonable values). */
 
 export const TRANSFER_WINDOW_HOURS = 24;
@@ -7,11 +13,27 @@ export const TRANSFER_WINDOW_HOURS = 24;
  */
 export const WINDOW_MINUTES = TRANSFER_WINDOW_HOURS * 60;
 
-/** How long after the debit the alarm looks for a transfer that did not finish (and the retry backoff). */
-export const RECOVERY_DELAY_MS = 5_000;
+/**
+ * A transfer's own request is still working on it for this long after the debit: recovery (the
+ * alarm) leaves it alone until then, so it never races a request that is about to finish.
+ */
+export const IN_FLIGHT_MS = 10_000;
+
+/** Recovery backs off on repeated failures (D1 or the recipient down) up to this. */
+export const MAX_RETRY_DELAY_MS = 5 * 60_000;
+
+/** Pending transfers one alarm run finishes at most; it reschedules itself for the rest. */
+export const RECOVERY_PAGE = 25;
 
 /** A stored or fresh HTTP outcome: the exact envelope text, so a replay is byte-for-byte the original. */
 export type StoredReply = { status: 201 | 409; body: string; replayed: boolean };
+
+/**
+ * A refusal decided by the Worker before the wallet (400 validation, 403, 404). It is passed in
+ * rather than answered by the Worker because a key with a stored outcome must answer that outcome
+ * first (API.md §1): the wallet returns this refusal only for a key it does not know.
+ */
+export type PreCheckRefusal = { code: ErrorCode; details: string[] };
 
 export type TransferCommand = {
   senderId: string;
@@ -21,12 +43,21 @@ export type TransferCommand = {
   /** Null: no Idempotency-Key, every request is a new transfer. */
   idempotencyKey: string | null;
   fingerprint: string | null;
+  /** The Worker's checks failed: answered unless the key has a stored outcome. */
+  refusal: PreCheckRefusal | null;
+  /** The direct chat of sender and recipient when it already exists (else created after the debit). */
+  chatId: string | null;
   /** SIGNUP_CREDITS, for wallets opened on first use. */
   signupCredits: number;
   /** DAILY_TRANSFER_LIMIT: credits sendable per rolling 24 h. */
   dailyLimit: number;
+  /** RATE_LIMIT_TRANSFERS_PER_MINUTE, counted here after the key lookup (a replay is never limited). */
+  ratePerMinute: number;
+  /** TRANSFER_VOID_AFTER_SECONDS in ms: the transfer's void deadline is fixed at its debit. */
+  voidAfterMs: number;
 };
 
+/** What the sender's wallet hands the recipient's to credit or void a transfer. */
 export type CreditCommand = {
   transferId: string;
   senderId: string;
@@ -39,6 +70,21 @@ export type CreditCommand = {
   createdAt: number;
   signupCredits: number;
 };
+
+/** The recipient's answer to credit or void: it credited (now or before), or the transfer is void forever. */
+export type CreditResult = { credited: true; balanceAfter: number; creditedAt: number } | { credited: false; voidedAt: number };
+
+/**
+ * What a finished transfer tells the realtime layer; the caller publishes it (the Worker for a
+ * request, the alarm for recovery). Present only on the call that moved the transfer to its end.
+ */
+export type TransferEvent =
+  | { kind: "posted"; transfer: Transfer; message: Message; debitedAt: string; creditedAt: string }
+  | { kind: "voided"; transfer: TransferWithStatus; senderWallet: Wallet };
+
+export type TransferResult =
+  | { ok: true; reply: StoredReply; rateLimit: RateLimitDecision | null; event: TransferEvent | null }
+  | Refusal;
 
 export type GrantCommand = {
   userId: string;
@@ -72,10 +118,10 @@ export type WalletSummary = {
   granted: number;
   /** Problems found inside this wallet alone (balanceAfter chain, entries vs transfers). */
   problems: string[];
-  outgoing: { transferId: string; recipientId: string; amount: number; state: "pending" | "posted"; messageId: string | null }[];
+  outgoing: { transferId: string; recipientId: string; amount: number; state: TransferState; messageId: string | null }[];
   incoming: { transferId: string; senderId: string; amount: number; messageId: string }[];
 };
 
 /** Protocol steps after which the test-only fault switch can stop a transfer. */
-export const FAULT_POINTS = ["after_debit", "after_message", "after_credit", "after_posted"] as const;
+export const FAULT_POINTS = ["after_debit", "after_credit", "after_message", "after_posted"] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];

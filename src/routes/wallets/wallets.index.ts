@@ -3,10 +3,11 @@ import type { StoredReply } from "../../durable-objects/wallet/wallet-types";
 import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER } from "../../lib/idempotency";
+import { rateLimitHeaders } from "../../lib/sliding-window";
 import type { AppEnv } from "../../lib/types";
 import { currentUser, requireAdmin } from "../../middlewares/auth";
-import { enforceRateLimit } from "../../services/rate-limit";
-import { executeTransfer, validateTransfer } from "../../services/transfers";
+import { requestWaitUntil } from "../../services/realtime";
+import { executeTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions, reconcile } from "../../services/wallets";
 import * as routes from "./wallets.routes";
 
@@ -26,11 +27,16 @@ function storedReply(c: Context<AppEnv>, reply: StoredReply): never {
 
 export const walletsRouter = createRouter()
   .openapi(routes.sendCreditTransfer, async (c) => {
-    const user = currentUser(c);
-    const key = idempotencyKeyOf(c);
-    const input = validateTransfer(c.var.config, user.id, c.req.valid("json"));
-    const admit = () => enforceRateLimit(c, "transfers", user.id);
-    return storedReply(c, await executeTransfer(c.env, c.var.config, input, key, admit));
+    const answer = await executeTransfer(
+      c.env,
+      c.var.config,
+      currentUser(c).id,
+      c.req.valid("json"),
+      idempotencyKeyOf(c),
+      requestWaitUntil(c),
+    );
+    if (answer.rateLimit) for (const [name, value] of Object.entries(rateLimitHeaders(answer.rateLimit))) c.header(name, value);
+    return storedReply(c, answer.reply);
   })
   .openapi(routes.getMyWallet, async (c) => ok(c, await getWallet(c.env, c.var.config, currentUser(c).id), 200))
   .openapi(routes.listMyTransactions, async (c) => {
@@ -38,14 +44,18 @@ export const walletsRouter = createRouter()
     return ok(c, await listTransactions(c.env, c.var.config, currentUser(c).id, limit, cursor), 200);
   })
   .openapi(routes.getMyLimits, async (c) => ok(c, await getLimits(c.env, c.var.config, currentUser(c).id), 200))
-  .openapi(routes.getMyTransfer, async (c) =>
-    ok(c, await getTransfer(c.env, c.var.config, currentUser(c).id, c.req.valid("param").transferId), 200),
-  )
+  .openapi(routes.getMyTransfer, async (c) => {
+    const { transferId } = c.req.valid("param");
+    return ok(c, await getTransfer(c.env, c.var.config, currentUser(c).id, transferId, requestWaitUntil(c)), 200);
+  })
   .openapi(routes.grantCredits, async (c) => {
     const admin = requireAdmin(c);
     const key = idempotencyKeyOf(c);
-    const reply = await grantCredits(c.env, c.var.config, admin.id, c.req.valid("param").userId, c.req.valid("json"), key);
-    return storedReply(c, reply);
+    const { userId } = c.req.valid("param");
+    return storedReply(
+      c,
+      await grantCredits(c.env, c.var.config, admin.id, userId, c.req.valid("json"), key, requestWaitUntil(c)),
+    );
   })
   .openapi(routes.reconciliation, async (c) => {
     requireAdmin(c);

@@ -1,0 +1,79 @@
+/**
+ * The sliding 60 s rate-limit window of API.md §1, at one-second resolution, as a pure function
+ * over its state, so the RateLimiterDO (one per limited key) and the wallet object (which counts
+ * its owner's transfers after the idempotency lookup) keep one algorithm. The state is at most
+ * 60 `[unix second, count]` pairs whatever the limit.
+ */
+export const RATE_LIMIT_WINDOW_SECONDS = 60;
+
+/** Allowed attempts counted per whole second: `[unix second, count]`, oldest first. */
+export type Bucket = [second: number, count: number];
+
+/** What one attempt against a limit was told; the Worker turns it into X-RateLimit-* headers. */
+export type RateLimitDecision = {
+  allowed: boolean;
+  limit: number;
+  remaining: number;
+  /** Whole seconds (≥ 1) until `remaining` next grows: when denied, until a retry can succeed. */
+  resetSeconds: number;
+};
+
+/** The buckets still inside the window at `now` (the same array when nothing expired). */
+export function liveBuckets(buckets: readonly Bucket[], now: number): Bucket[] {
+  const second = Math.floor(now / 1000);
+  const firstLive = buckets.findIndex(([s]) => s > second - RATE_LIMIT_WINDOW_SECONDS);
+  return firstLive === -1 ? [] : firstLive === 0 ? (buckets as Bucket[]) : buckets.slice(firstLive);
+}
+
+/**
+ * Counts one attempt if `limit` allows it; a denied attempt is not counted (a retry after
+ * Retry-After works). Returns the decision and the new buckets (a fresh array; the input is not changed).
+ */
+export function hitWindow(
+  buckets: readonly Bucket[],
+  limit: number,
+  now: number,
+): { decision: RateLimitDecision; buckets: Bucket[] } {
+  const second = Math.floor(now / 1000);
+  const live = liveBuckets(buckets, now).map(([s, n]): Bucket => [s, n]);
+  let count = live.reduce((sum, [, n]) => sum + n, 0);
+  const allowed = count < limit;
+  if (allowed) {
+    const newest = live[live.length - 1];
+    if (newest && newest[0] === second) newest[1] += 1;
+    else live.push([second, 1]);
+    count += 1;
+  }
+  const freeAt = (slots: number) => {
+    let freed = 0;
+    for (const [s, n] of live) {
+      freed += n;
+      if (freed >= slots) return (s + RATE_LIMIT_WINDOW_SECONDS) * 1000;
+    }
+    return 0;
+  };
+  return {
+    buckets: live,
+    decision: {
+      allowed,
+      limit,
+      remaining: Math.max(0, limit - count),
+      resetSeconds: Math.max(1, Math.ceil((freeAt(allowed ? 1 : count - limit + 1) - now) / 1000)),
+    },
+  };
+}
+
+/** `X-RateLimit-*` for a decision; with `Retry-After` too when it was denied. */
+export function rateLimitHeaders(decision: RateLimitDecision): Record<string, string> {
+  const headers: Record<string, string> = {
+    "X-RateLimit-Limit": String(decision.limit),
+    "X-RateLimit-Remaining": String(decision.remaining),
+    "X-RateLimit-Reset": String(decision.resetSeconds),
+  };
+  if (!decision.allowed) headers["Retry-After"] = String(decision.resetSeconds);
+  return headers;
+}
+
+/** The 429 detail line for a denied decision. */
+export const rateLimitedDetail = (decision: RateLimitDecision) =>
+  `Rate limit of ${decision.limit} per minute reached; retry in ${decision.resetSeconds} s`;
