@@ -65,6 +65,8 @@ const chatNotFound = (chatId: string | SQL) =>
  * So seqs run 1, 2, 3… with no gap and no repeat, and any number of concurrent or repeated calls
  * with one `sameMessage` key end in one message. `posted` is undefined when `allowed` did not
  * hold (or the chat does not exist); `before`'s results (read in the same transaction) say why.
+ * With a fixed `input.id` (a transfer's message), a repeat reads as `created`: such callers use
+ * only the message.
  */
 async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   db: Database,
@@ -86,11 +88,16 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
     insertWhere(db, messages, row, sql`${chats}`, mayInsert),
     db
       .update(chats)
-      .set({ lastSeq: ourSeq, lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})` })
+      // max(): when nothing was inserted and `id` names an existing message (a transfer's message
+      // posted again), the chat and the marker must not move back to that message's seq.
+      .set({
+        lastSeq: sql`max(${chats.lastSeq}, ${ourSeq})`,
+        lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})`,
+      })
       .where(eq(chats.id, ourChat)),
     db
       .update(chatMembers)
-      .set({ lastReadSeq: ourSeq })
+      .set({ lastReadSeq: sql`max(${chatMembers.lastReadSeq}, ${ourSeq})` })
       .where(and(eq(chatMembers.chatId, ourChat), eq(chatMembers.userId, input.senderId))),
     db
       .update(chatMembers)
