@@ -15,6 +15,7 @@ class InjectedFault extends Error {
 
 const CLOCK_KEY = "test_clock_offset_ms";
 const CREDIT_FAILURES_KEY = "test_credit_failures";
+const TRANSFER_FAILURES_KEY = "test_transfer_failures";
 
 /**
  * The wallet object with test hooks, reached with `runInDurableObject`:
@@ -24,7 +25,9 @@ const CREDIT_FAILURES_KEY = "test_credit_failures";
  * - `advanceClock(ms)`: this object's protocol clock runs `ms` ahead (kept in storage, so it
  *   survives a crash), e.g. past a transfer's void deadline;
  * - `failCredits(times)`: the next `times` credits to this wallet throw (a recipient whose credit
- *   cannot happen); voids still work.
+ *   cannot happen); voids still work;
+ * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything (a wallet
+ *   that fails before execution: nothing was executed, so nothing may be kept).
  */
 export class TestWalletDO extends WalletDO {
   private readonly armed = new Map<FaultPoint, { left: number; mode: "stop" | "crash" }>();
@@ -41,6 +44,10 @@ export class TestWalletDO extends WalletDO {
     this.ctx.storage.kv.put(CREDIT_FAILURES_KEY, times);
   }
 
+  failTransfers(times: number): void {
+    this.ctx.storage.kv.put(TRANSFER_FAILURES_KEY, times);
+  }
+
   protected override now(): number {
     return Date.now() + (this.ctx.storage.kv.get<number>(CLOCK_KEY) ?? 0);
   }
@@ -55,16 +62,19 @@ export class TestWalletDO extends WalletDO {
   }
 
   override credit(command: CreditCommand): CreditResult {
-    const failures = this.ctx.storage.kv.get<number>(CREDIT_FAILURES_KEY) ?? 0;
-    if (failures > 0) {
-      this.ctx.storage.kv.put(CREDIT_FAILURES_KEY, failures - 1);
-      throw new Error(`injected credit failure for ${command.transferId}`);
-    }
+    if (this.takeFailure(CREDIT_FAILURES_KEY)) throw new Error(`injected credit failure for ${command.transferId}`);
     return super.credit(command);
+  }
+
+  private takeFailure(key: string): boolean {
+    const left = this.ctx.storage.kv.get<number>(key) ?? 0;
+    if (left > 0) this.ctx.storage.kv.put(key, left - 1);
+    return left > 0;
   }
 
   /** An injected stop answers 500 like a crash would, without the runtime's report of a thrown RPC error in the logs. */
   override async transfer(command: TransferCommand): Promise<TransferResult> {
+    if (this.takeFailure(TRANSFER_FAILURES_KEY)) throw new Error("injected failure before execution");
     try {
       return await super.transfer(command);
     } catch (error) {
