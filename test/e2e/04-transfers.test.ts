@@ -163,4 +163,70 @@ describe("credit transfers over HTTP", () => {
     assert.deepEqual(books.discrepancies, []);
     assert.equal(books.totalBalance, books.totalGranted);
   });
+
+  it("a lost 201 is answered by its key first: after a block, past the rate limit, after a suspension; a stored 409 replays after a grant", async () => {
+    const alice = await registerUser("Alice");
+    const bob = await registerUser("Bob");
+    const carol = await registerUser("Carol");
+    const key = randomUUID();
+    const send = (user = alice, body = { recipientId: bob.id, amount: 25 }, idempotencyKey = key) =>
+      user.client.POST("/api/v1/messages/credit-transfer", { body, headers: { "Idempotency-Key": idempotencyKey } });
+    const first = await send();
+    const original = assertOk(first, 201);
+    const expectReplay = async (story: string) => {
+      const retry = await send();
+      assert.equal(retry.response.status, 201, `${story}: the stored 201`);
+      assert.equal(retry.response.headers.get("Idempotent-Replayed"), "true", story);
+      assert.deepEqual(assertOk(retry, 201), original, `${story}: the original body`);
+    };
+
+    // Bob blocks Alice: a new request is refused, the retry of the paid one is not.
+    assertOk(await bob.client.POST("/api/v1/users/{userId}/block", { params: { path: { userId: alice.id } } }), 200);
+    assertError(await send(alice, { recipientId: bob.id, amount: 25 }, randomUUID()), 403, "recipient_blocked");
+    await expectReplay("after a block");
+
+    // Alice uses up her transfers for the minute (to Carol); a replay is not a new request.
+    let limited = false;
+    for (let i = 0; i < 40 && !limited; i++) {
+      const res = await send(alice, { recipientId: carol.id, amount: 1 }, randomUUID());
+      limited = res.response.status === 429;
+      if (limited) {
+        assertError(res, 429, "rate_limited");
+        assert.match(res.response.headers.get("Retry-After") ?? "", /^\d+$/);
+      }
+    }
+    assert.ok(limited, "the per-minute transfer limit was reached");
+    await expectReplay("past the rate limit");
+
+    // An admin suspends Alice.
+    const adminClient = await admin();
+    assertOk(
+      await adminClient.POST("/api/v1/admin/users/{userId}/suspension", {
+        params: { path: { userId: alice.id } },
+        body: { reason: "e2e replay story" },
+      }),
+      200,
+    );
+    await expectReplay("after a suspension");
+    assert.equal(await balanceOf(bob), 125, "the money moved once");
+
+    // A stored business refusal replays too, even once the balance would allow it.
+    const dave = await registerUser("Dave");
+    const refusalKey = randomUUID();
+    const big = { recipientId: carol.id, amount: 150 };
+    const refused = await send(dave, big, refusalKey);
+    assertError(refused, 409, "insufficient_balance");
+    assertOk(
+      await adminClient.POST("/api/v1/admin/wallets/{userId}/grants", {
+        params: { path: { userId: dave.id } },
+        body: { amount: 100, reason: "e2e" },
+      }),
+      201,
+    );
+    const replayedRefusal = await send(dave, big, refusalKey);
+    assertError(replayedRefusal, 409, "insufficient_balance");
+    assert.equal(replayedRefusal.response.headers.get("Idempotent-Replayed"), "true");
+    assert.deepEqual(replayedRefusal.error, refused.error, "the stored refusal, as it was");
+    assert.equal(await balanceOf(dave), 200);
+  });
 });

@@ -1142,15 +1142,17 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once: the credits and the message always go together, even across crashes and retries (a pending transfer is finished by the sender wallet's alarm within seconds).
+         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once. Order of effects: the debit, then the recipient's credit, then the message, so nobody ever sees a transfer message for credits that are not in the recipient's balance. The message's id is the transfer's id.
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `recipientId` a 24-hex id that is not the caller; `amount` a JSON integer from 1 to `MAX_TRANSFER_AMOUNT` (default 100000) — strings, floats, zero and negatives are refused; `note` at most 280 characters.
          *
          *     Refusals: 403 `account_suspended` (the caller is suspended), 404 `user_not_found` (no such recipient), 403 `recipient_blocked` (the recipient blocked the caller); 409 `insufficient_balance` (e.g. `Insufficient balance: 10 available, 25 requested`); 409 `transfer_limit_exceeded` (more than `DAILY_TRANSFER_LIMIT`, default 1000000, credits sent in a rolling 24 hours, see `GET /api/v1/wallets/me/limits`); 409 `idempotency_key_reused`.
          *
-         *     Idempotency: with an `Idempotency-Key`, the 201 and the 409 `insufficient_balance` / `transfer_limit_exceeded` outcomes are stored and replayed for 24 h; 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
+         *     Idempotency: with an `Idempotency-Key`, a key that has a stored outcome answers it first, before any other check: a client whose 201 was lost and who retries after being blocked, suspended, rate limited or after a limit changed still gets the original 201 with `Idempotent-Replayed: true`. Stored outcomes (24 h): the 201, the 409 `insufficient_balance` / `transfer_limit_exceeded`, and 409 `transfer_voided` for a transfer that was voided. 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
          *
-         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute; over it 429 `rate_limited` with `Retry-After`.
+         *     Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.
+         *
+         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.
          *
          *     `senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.
          */
@@ -1767,7 +1769,7 @@ export interface paths {
         };
         /**
          * Get a credit transfer
-         * @description A transfer the caller sent or received. A client whose transfer request timed out asks here whether it went through (a transfer still finishing is finished first). 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
+         * @description A transfer the caller sent or received, with its `status`: `posted`, `pending` (debited, not yet ended) or `voided` (the amount went back to the sender; nothing reached the recipient). A client whose transfer request timed out asks here whether it went through: a pending transfer the caller sent is pushed forward first, so the answer is as final as it can be. `recipientBalance`, `messageId` and `chatId` are null unless posted. The recipient sees a transfer once it is credited (`posted`) or voided. 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
          */
         get: {
             parameters: {
@@ -1781,14 +1783,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description The transfer */
+                /** @description The transfer and its status */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/json": {
-                            data: components["schemas"]["Transfer"];
+                            data: components["schemas"]["TransferWithStatus"];
                             errors: null;
                             /** @enum {boolean} */
                             isSuccess: true;
@@ -2449,7 +2451,7 @@ export interface components {
             /** @enum {string} */
             type: "error";
         };
-        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"];
+        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"] | components["schemas"]["TransferVoidedFrame"];
         RealtimePingFrame: {
             /** @enum {string} */
             type: "ping";
@@ -2711,6 +2713,56 @@ export interface components {
              * @enum {string}
              */
             type: "transfer.received";
+        };
+        /** @description A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient. */
+        TransferVoidedFrame: {
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            at: string;
+            data: components["schemas"]["TransferWithStatus"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "transfer.voided";
+        };
+        /**
+         * @example {
+         *       "senderId": "64d15f9e2e6c8f4d5a123456",
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "transferredAmount": 25,
+         *       "senderBalance": 75,
+         *       "recipientBalance": 125,
+         *       "transferId": "64d15f9e2e6c8f4d5a777777",
+         *       "messageId": "64d15f9e2e6c8f4d5a777777",
+         *       "chatId": "64d15f9e2e6c8f4d5a999999",
+         *       "createdAt": "2026-01-15T10:30:00.000Z",
+         *       "status": "posted"
+         *     }
+         */
+        TransferWithStatus: components["schemas"]["Transfer"] & {
+            /**
+             * @description null unless posted.
+             * @example 64d15f9e2e6c8f4d5a999999
+             */
+            chatId?: string | null;
+            /**
+             * @description null unless posted.
+             * @example 64d15f9e2e6c8f4d5a888888
+             */
+            messageId?: string | null;
+            /**
+             * @description The recipient's balance right after this credit; null unless posted.
+             * @example 125
+             */
+            recipientBalance?: number | null;
+            /**
+             * @description posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.
+             * @enum {string}
+             */
+            status: "posted" | "pending" | "voided";
         };
         User: {
             /** @example 2026-01-15T10:30:00.000Z */
