@@ -1,12 +1,19 @@
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
-import { getConfig } from "./lib/config";
 import { createRouter } from "./lib/create-router";
 import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
-import { errorEnvelopeSchema, errorResponseComponents, SECURITY_SCHEME_NAME } from "./lib/openapi";
+import {
+  API_CONTACT,
+  API_LICENSE,
+  API_TAGS,
+  errorEnvelopeSchema,
+  errorResponseComponents,
+  SECURITY_SCHEME_NAME,
+} from "./lib/openapi";
 import { bodyGuard } from "./middlewares/body-guard";
 import { corsHeaders } from "./middlewares/cors";
+import { requestContext } from "./middlewares/request-context";
 import { requestId } from "./middlewares/request-id";
 import { securityHeaders } from "./middlewares/security-headers";
 import { authRouter } from "./routes/auth/auth.index";
@@ -25,10 +32,7 @@ export function createApp() {
   const app = createRouter();
 
   app.use("*", requestId);
-  app.use("*", async (c, next) => {
-    c.set("config", getConfig(c.env));
-    await next();
-  });
+  app.use("*", requestContext);
   app.use("*", securityHeaders);
   app.use("*", corsHeaders);
   app.use("*", bodyGuard);
@@ -51,6 +55,7 @@ export function createApp() {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/openapi.json",
+    operationId: "getOpenApiDocument",
     tags: ["Operations"],
     summary: "Get the OpenAPI document",
     description: "This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.",
@@ -63,6 +68,7 @@ export function createApp() {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/docs",
+    operationId: "openPlayground",
     tags: ["Operations"],
     summary: "Open the API playground",
     description:
@@ -88,8 +94,11 @@ export function createApp() {
         version: pkg.version,
         description:
           "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`.",
+        contact: API_CONTACT,
+        license: API_LICENSE,
       },
       servers,
+      tags: API_TAGS,
     };
   });
 

@@ -7,11 +7,17 @@ import { IDEMPOTENCY_HEADER, REPLAYED_HEADER } from "../lib/idempotency";
  *
  * Declared for the document only: Hono hands header validators lower-cased names (so this key
  * never sees a value); the key's rules (1..255 printable ASCII, else 400 on field
- * `Idempotency-Key`) are checked where the key is used. No `example`: the playground would
+ * `Idempotency-Key`) are checked by the step `idempotent` installs (middlewares/idempotency.ts). No `example`: the playground would
  * pre-fill it, and a second "Execute" would silently replay the first request.
  */
 export const idempotencyHeadersSchema = z.object({
-  [IDEMPOTENCY_HEADER]: z.string().optional().openapi({
+  [IDEMPOTENCY_HEADER]: z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x20-\x7e]+$/)
+    .optional()
+    .openapi({
     description:
       "Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation.",
   }),

@@ -8,6 +8,7 @@ export const createTicket = defineRoute(
   {
     method: "post",
     path: "/api/v1/realtime/tickets",
+    operationId: "createRealtimeTicket",
     tags: TAGS,
     summary: "Create a realtime connection ticket",
     description: [
@@ -16,13 +17,14 @@ export const createTicket = defineRoute(
     ].join("\n\n"),
     responses: { 201: jsonSuccess(ticketSchema, 201, "A single-use ticket, valid for `expiresIn` seconds") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const connect = defineRoute(
   {
     method: "get",
     path: "/api/v1/realtime",
+    operationId: "connectRealtime",
     tags: TAGS,
     summary: "Open the realtime WebSocket",
     description: [
@@ -49,5 +51,5 @@ export const connect = defineRoute(
       401: { $ref: "#/components/responses/Unauthorized" },
     },
   },
-  { auth: false, errors: [426] },
+  { auth: "none", errors: [426] },
 );

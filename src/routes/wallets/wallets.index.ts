@@ -2,16 +2,13 @@ import type { Context } from "hono";
 import type { StoredReply } from "../../durable-objects/wallet/wallet-types";
 import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
-import { IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER } from "../../lib/idempotency";
+import { REPLAYED_HEADER } from "../../lib/idempotency";
 import type { AppEnv } from "../../lib/types";
-import { currentUser, requireAdmin } from "../../middlewares/auth";
-import { enforceRateLimit } from "../../services/rate-limit";
+import { currentUser } from "../../middlewares/auth";
+import { admitRequest } from "../../middlewares/rate-limit";
 import { executeTransfer, validateTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions, reconcile } from "../../services/wallets";
 import * as routes from "./wallets.routes";
-
-/** The key as the caller sent it: null when absent, 400 when malformed. */
-const idempotencyKeyOf = (c: Context<AppEnv>) => parseIdempotencyKey(c.req.header(IDEMPOTENCY_HEADER)) ?? null;
 
 /**
  * A response the wallet produced (fresh or stored): its exact envelope text, so a replay is the
@@ -27,9 +24,9 @@ function storedReply(c: Context<AppEnv>, reply: StoredReply): never {
 export const walletsRouter = createRouter()
   .openapi(routes.sendCreditTransfer, async (c) => {
     const user = currentUser(c);
-    const key = idempotencyKeyOf(c);
+    const key = c.var.idempotencyKey;
     const input = validateTransfer(c.var.config, user.id, c.req.valid("json"));
-    const admit = () => enforceRateLimit(c, "transfers", user.id);
+    const admit = () => admitRequest(c, "transfers");
     return storedReply(c, await executeTransfer(c.env, c.var.config, input, key, admit));
   })
   .openapi(routes.getMyWallet, async (c) => ok(c, await getWallet(c.env, c.var.config, currentUser(c).id), 200))
@@ -42,12 +39,11 @@ export const walletsRouter = createRouter()
     ok(c, await getTransfer(c.env, c.var.config, currentUser(c).id, c.req.valid("param").transferId), 200),
   )
   .openapi(routes.grantCredits, async (c) => {
-    const admin = requireAdmin(c);
-    const key = idempotencyKeyOf(c);
+    const admin = currentUser(c);
+    const key = c.var.idempotencyKey;
     const reply = await grantCredits(c.env, c.var.config, admin.id, c.req.valid("param").userId, c.req.valid("json"), key);
     return storedReply(c, reply);
   })
   .openapi(routes.reconciliation, async (c) => {
-    requireAdmin(c);
     return ok(c, await reconcile(c.env), 200);
   });
