@@ -36,7 +36,11 @@ export const API_TAGS = [
 ];
 
 // Placeholders on the project's example domain (like the servers' default URLs): set the real ones before publishing.
-export const API_CONTACT = { name: "credit-chat API team", url: "https://credit-chat.example.com/support", email: "api@credit-chat.example.com" };
+export const API_CONTACT = {
+  name: "credit-chat API team",
+  url: "https://credit-chat.example.com/support",
+  email: "api@credit-chat.example.com",
+};
 export const API_LICENSE = { name: "Proprietary", url: "https://credit-chat.example.com/license" };
 
 export const EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.000Z";

@@ -63,6 +63,9 @@ export const transferSchema = z
     },
   });
 
+/** `MAX_TRANSFER_AMOUNT` in every environment of wrangler.toml. */
+export const DEFAULT_MAX_TRANSFER_AMOUNT = 100_000;
+
 export const transferRequestSchema = z
   .object({
     recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
@@ -72,6 +75,8 @@ export const transferRequestSchema = z
       .min(1, { message: "must be at least 1" })
       .openapi({
         example: 25,
+        // The var's value is checked by the service (it differs per deployment); the document states the default.
+        maximum: DEFAULT_MAX_TRANSFER_AMOUNT,
         description: "Whole credits, 1..MAX_TRANSFER_AMOUNT (default 100000). Never a string or a float.",
       }),
     note: z.string().max(280, { message: "must be at most 280 characters" }).nullable().optional().openapi({

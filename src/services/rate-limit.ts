@@ -31,12 +31,7 @@ export function clientIp(connectingIp: string | undefined): string {
  * over the limit it throws 429 `rate_limited` carrying those and `Retry-After`. Call it after
  * authentication and validation, before any work, so a refused request changes nothing.
  */
-export async function enforceRateLimit(
-  env: Env,
-  config: Config,
-  scope: RateLimitScope,
-  key: string,
-): Promise<RateLimitHeaders> {
+export async function enforceRateLimit(env: Env, config: Config, scope: RateLimitScope, key: string): Promise<RateLimitHeaders> {
   const limit = LIMIT_OF[scope](config.rateLimits);
   const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${scope}:${key}`));
   const decision = await stub.hit(limit);

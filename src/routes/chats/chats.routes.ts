@@ -163,7 +163,7 @@ export const markRead = defineRoute(
         content: {
           "application/json": {
             schema: z
-              .object({ seq: z.number().int().min(0).openapi({ example: 42 }) })
+              .object({ seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).openapi({ example: 42 }) })
               .openapi("MarkRead", { example: { seq: 42 } }),
           },
         },

@@ -115,6 +115,7 @@ export const listMessages = defineRoute(
             param: { name: "afterSeq", in: "query" },
             type: "integer",
             minimum: 0,
+            maximum: Number.MAX_SAFE_INTEGER,
             example: 40,
             description: "Catch up: messages with a higher seq, oldest first.",
           }),

@@ -2,7 +2,6 @@ import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { ApiError } from "../../lib/errors";
 import { currentUser } from "../../middlewares/auth";
-import * as frames from "../../schemas/realtime";
 import { connect, issueTicket } from "../../services/realtime";
 import * as routes from "./realtime.routes";
 
@@ -21,13 +20,3 @@ export const realtimeRouter = createRouter()
     }
     return connect(c.env, c.req.valid("query").ticket);
   });
-
-// The frames are no route's body; registering them puts their schemas in the document.
-for (const [name, schema] of Object.entries({
-  RealtimeFrame: frames.realtimeFrameSchema,
-  RealtimePingFrame: frames.pingFrameSchema,
-  RealtimePongFrame: frames.pongFrameSchema,
-  RealtimeErrorFrame: frames.errorFrameSchema,
-})) {
-  realtimeRouter.openAPIRegistry.register(name, schema);
-}

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { ticketSchema } from "../../schemas/realtime";
+import { errorFrameSchema, pongFrameSchema, realtimeFrameSchema, ticketSchema } from "../../schemas/realtime";
 
 const TAGS = ["Realtime"];
 
@@ -40,14 +40,26 @@ export const connect = defineRoute(
     ].join("\n\n"),
     request: {
       query: z.object({
+        // maxLength documents the real tickets (~70 characters); a longer one is simply invalid (401).
         ticket: z.string().optional().openapi({
+          maxLength: 256,
           description: "The ticket from `POST /api/v1/realtime/tickets`.",
           example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
         }),
       }),
     },
     responses: {
-      101: { description: "Switching Protocols: the WebSocket is open and receives `RealtimeFrame`s." },
+      101: {
+        description:
+          'Switching Protocols: the WebSocket is open. Its text frames (server → client) are one of these JSON objects; the client sends only `{"type":"ping"}` (`x-client-frames`).',
+        content: {
+          "application/json": {
+            schema: z.union([realtimeFrameSchema, pongFrameSchema, errorFrameSchema]).openapi("RealtimeServerFrame"),
+          },
+        },
+        // What the client may send; inline because no operation carries it as a body (a component would be unused).
+        "x-client-frames": [{ type: "object", required: ["type"], properties: { type: { const: "ping" } } }],
+      },
       401: { $ref: "#/components/responses/Unauthorized" },
     },
   },
