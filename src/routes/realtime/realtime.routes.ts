@@ -1,8 +1,11 @@
 import { z } from "@hono/zod-openapi";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { errorFrameSchema, pongFrameSchema, realtimeFrameSchema, ticketSchema } from "../../schemas/realtime";
+import { ticketSchema } from "../../schemas/realtime";
 
 const TAGS = ["Realtime"];
+
+/** The frames the server sends on the socket, registered as components by the realtime router. */
+export const SERVER_FRAMES = ["RealtimeFrame", "RealtimePongFrame", "RealtimeErrorFrame"] as const;
 
 export const createTicket = defineRoute(
   {
@@ -54,7 +57,7 @@ export const connect = defineRoute(
           'Switching Protocols: the WebSocket is open. Its text frames (server → client) are one of these JSON objects; the client sends only `{"type":"ping"}` (`x-client-frames`).',
         content: {
           "application/json": {
-            schema: z.union([realtimeFrameSchema, pongFrameSchema, errorFrameSchema]).openapi("RealtimeServerFrame"),
+            schema: { oneOf: SERVER_FRAMES.map((name) => ({ $ref: `#/components/schemas/${name}` })) },
           },
         },
         // What the client may send; inline because no operation carries it as a body (a component would be unused).
