@@ -305,7 +305,12 @@ describe("OpenAPI document: what SDK generators, linters and validating proxies 
       const key = op.parameters?.find((p) => p.in === "header" && p.name === "Idempotency-Key");
       if (key) {
         idempotent.push(where);
-        expect(key.schema, where).toMatchObject({ type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x20-\\x7e]{1,255}$" });
+        expect(key.schema, where).toMatchObject({
+          type: "string",
+          minLength: 1,
+          maxLength: 255,
+          pattern: "^[\\x20-\\x7e]{1,255}$",
+        });
         expect(Object.keys(op.responses), where).toEqual(expect.arrayContaining(["400", "409"]));
         for (const [status, response] of successes)
           expect(response.headers?.["Idempotent-Replayed"], `${where} ${status}`).toBeDefined();
