@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
 import { createRouter } from "./lib/create-router";
@@ -11,6 +12,7 @@ import {
   errorResponseComponents,
   SECURITY_SCHEME_NAME,
 } from "./lib/openapi";
+import type { AppEnv } from "./lib/types";
 import { bodyGuard } from "./middlewares/body-guard";
 import { corsHeaders } from "./middlewares/cors";
 import { requestContext } from "./middlewares/request-context";
@@ -24,6 +26,7 @@ import { realtimeRouter } from "./routes/realtime/realtime.index";
 import { systemRouter } from "./routes/system/system.index";
 import { usersRouter } from "./routes/users/users.index";
 import { walletsRouter } from "./routes/wallets/wallets.index";
+import { withTransferMaximum } from "./schemas/wallet";
 
 /** Feature routers, mounted at the root: each declares its full paths in its createRoute calls. */
 const featureRouters = [systemRouter, authRouter, usersRouter, chatsRouter, messagesRouter, walletsRouter, realtimeRouter];
@@ -80,7 +83,7 @@ export function createApp() {
     },
   });
 
-  app.doc31("/openapi.json", (c) => {
+  const documentObject = (c: Context<AppEnv>) => {
     const config = c.var.config;
     const servers = [
       { url: config.devBaseUrl, description: "Development" },
@@ -100,7 +103,11 @@ export function createApp() {
       servers,
       tags: API_TAGS,
     };
-  });
+  };
+  // Served like doc31, plus this deployment's MAX_TRANSFER_AMOUNT as the documented maximum.
+  app.get("/openapi.json", (c) =>
+    c.json(withTransferMaximum(app.getOpenAPI31Document(documentObject(c)), c.var.config.maxTransferAmount)),
+  );
 
   app.notFound((c) => c.json(errorBody(404, "not_found", [`No route for ${c.req.method} ${new URL(c.req.url).pathname}`]), 404));
 

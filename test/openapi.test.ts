@@ -263,6 +263,9 @@ describe("OpenAPI document: what SDK generators, linters and validating proxies 
     const transfer = doc.components.schemas.CreditTransferRequest as { properties: Record<string, Schema> };
     expect(transfer.properties.amount).toMatchObject({ type: "integer", minimum: 1, maximum: 100000 });
     expect(transfer.properties.recipientId).toMatchObject({ minLength: 24, maxLength: 24, pattern: "^[0-9a-f]{24}$" });
+    // The deployment's own MAX_TRANSFER_AMOUNT, not only the default.
+    const other = await call("GET", "/openapi.json", { vars: { MAX_TRANSFER_AMOUNT: "500" } });
+    expect(other.json.components.schemas.CreditTransferRequest.properties.amount.maximum).toBe(500);
   });
 
   it("the bounds check is not vacuous: an unbounded string, number or array is reported", async () => {

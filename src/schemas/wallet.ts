@@ -167,3 +167,14 @@ export type Limits = z.infer<typeof limitsSchema>;
 export type Grant = z.infer<typeof grantSchema>;
 export type Discrepancy = z.infer<typeof discrepancySchema>;
 export type Reconciliation = z.infer<typeof reconciliationSchema>;
+
+/**
+ * The served document with this deployment's `MAX_TRANSFER_AMOUNT` as the transfer amount's
+ * `maximum` (the schema can only carry the default), so a validating client or proxy accepts
+ * exactly the amounts the server accepts.
+ */
+export function withTransferMaximum<D extends { components?: { schemas?: Record<string, unknown> } }>(doc: D, max: number): D {
+  const schema = doc.components?.schemas?.CreditTransferRequest as { properties?: { amount?: { maximum?: number } } } | undefined;
+  if (schema?.properties?.amount) schema.properties.amount.maximum = max;
+  return doc;
+}
