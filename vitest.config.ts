@@ -5,35 +5,53 @@ import { defineConfig } from "vitest/config";
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
   return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
-        // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
-        // only: deployed Workers are built from src/index.ts and have neither.
-        main: "./test/support/test-worker.ts",
-        miniflare: {
-          durableObjects: {
-            WALLET: { className: "TestWalletDO", useSQLite: true },
-            RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-            REALTIME: { className: "RealtimeDO", useSQLite: true },
-          },
-          bindings: {
-            TEST_MIGRATIONS: migrations,
-            // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
-            WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
-            WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
-            WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
-            WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
+    test: {
+      projects: [
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET
+              // here only: deployed Workers are built from src/index.ts and have neither.
+              main: "./test/support/test-worker.ts",
+              miniflare: {
+                durableObjects: {
+                  WALLET: { className: "TestWalletDO", useSQLite: true },
+                  RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
+                  REALTIME: { className: "RealtimeDO", useSQLite: true },
+                },
+                bindings: {
+                  TEST_MIGRATIONS: migrations,
+                  // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
+                  WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
+                  WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
+                  WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
+                  WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
+                },
+              },
+            }),
+          ],
+          test: {
+            name: "workers",
+            include: ["test/**/*.test.ts"],
+            exclude: ["test/e2e/**", "test/node/**"],
+            setupFiles: ["./test/apply-migrations.ts"],
+            testTimeout: 30_000,
+            hookTimeout: 60_000,
           },
         },
-      }),
-    ],
-    test: {
-      include: ["test/**/*.test.ts"],
-      exclude: ["test/e2e/**"],
-      setupFiles: ["./test/apply-migrations.ts"],
-      testTimeout: 30_000,
-      hookTimeout: 60_000,
+        {
+          // Judges that need Node (a linter and an SDK generator), run on the document a real
+          // local server serves (test/node/*.test.ts).
+          test: {
+            name: "node",
+            include: ["test/node/**/*.test.ts"],
+            environment: "node",
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+          },
+        },
+      ],
     },
   };
 });

@@ -1,12 +1,21 @@
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
-import { getConfig } from "./lib/config";
 import { createRouter } from "./lib/create-router";
 import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
-import { errorEnvelopeSchema, errorResponseComponents, SECURITY_SCHEME_NAME } from "./lib/openapi";
+import {
+  API_CONTACT,
+  API_LICENSE,
+  API_TAGS,
+  errorEnvelopeSchema,
+  errorResponseComponents,
+  SECURITY_SCHEME_NAME,
+} from "./lib/openapi";
+import type { AppEnv } from "./lib/types";
 import { bodyGuard } from "./middlewares/body-guard";
 import { corsHeaders } from "./middlewares/cors";
+import { requestContext } from "./middlewares/request-context";
 import { requestId } from "./middlewares/request-id";
 import { securityHeaders } from "./middlewares/security-headers";
 import { authRouter } from "./routes/auth/auth.index";
@@ -17,6 +26,7 @@ import { realtimeRouter } from "./routes/realtime/realtime.index";
 import { systemRouter } from "./routes/system/system.index";
 import { usersRouter } from "./routes/users/users.index";
 import { walletsRouter } from "./routes/wallets/wallets.index";
+import { withTransferMaximum } from "./schemas/wallet";
 
 /** Feature routers, mounted at the root: each declares its full paths in its createRoute calls. */
 const featureRouters = [systemRouter, authRouter, usersRouter, chatsRouter, messagesRouter, walletsRouter, realtimeRouter];
@@ -25,10 +35,7 @@ export function createApp() {
   const app = createRouter();
 
   app.use("*", requestId);
-  app.use("*", async (c, next) => {
-    c.set("config", getConfig(c.env));
-    await next();
-  });
+  app.use("*", requestContext);
   app.use("*", securityHeaders);
   app.use("*", corsHeaders);
   app.use("*", bodyGuard);
@@ -51,6 +58,7 @@ export function createApp() {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/openapi.json",
+    operationId: "getOpenApiDocument",
     tags: ["Operations"],
     summary: "Get the OpenAPI document",
     description: "This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.",
@@ -63,6 +71,7 @@ export function createApp() {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/docs",
+    operationId: "openPlayground",
     tags: ["Operations"],
     summary: "Open the API playground",
     description:
@@ -74,7 +83,7 @@ export function createApp() {
     },
   });
 
-  app.doc31("/openapi.json", (c) => {
+  const documentObject = (c: Context<AppEnv>) => {
     const config = c.var.config;
     const servers = [
       { url: config.devBaseUrl, description: "Development" },
@@ -88,10 +97,17 @@ export function createApp() {
         version: pkg.version,
         description:
           "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`.",
+        contact: API_CONTACT,
+        license: API_LICENSE,
       },
       servers,
+      tags: API_TAGS,
     };
-  });
+  };
+  // Served like doc31, plus this deployment's MAX_TRANSFER_AMOUNT as the documented maximum.
+  app.get("/openapi.json", (c) =>
+    c.json(withTransferMaximum(app.getOpenAPI31Document(documentObject(c)), c.var.config.maxTransferAmount)),
+  );
 
   app.notFound((c) => c.json(errorBody(404, "not_found", [`No route for ${c.req.method} ${new URL(c.req.url).pathname}`]), 404));
 

@@ -5,7 +5,8 @@ import { createDb } from "../src/db/client";
 import { chatMembers, chats } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
-import { directKeyOf, findOrCreateDirectChat } from "../src/services/chats";
+import { findOrCreateDirectChat } from "../src/services/chats";
+import { directKeyOf } from "../src/services/membership";
 import { appendMessage, type CreditTransferMessageInput, postCreditTransferMessage } from "../src/services/messages";
 import { seedUser } from "./support/users";
 

@@ -42,7 +42,7 @@ async function document() {
   };
 }
 
-const operations = (doc: Awaited<ReturnType<typeof document>>) =>
+const operations = <O extends Operation>(doc: { paths: Record<string, Record<string, O>> }) =>
   Object.entries(doc.paths).flatMap(([path, methods]) =>
     Object.entries(methods).map(([method, operation]) => ({ path, method, operation })),
   );
@@ -124,6 +124,242 @@ describe("OpenAPI document", () => {
     ]) {
       expect(doc.components.responses[name], name).toBeDefined();
     }
+  });
+});
+
+type Schema = Record<string, unknown>;
+type Parameter = { name: string; in: string; schema?: Schema; required?: boolean };
+type FullOperation = Operation & {
+  operationId?: string;
+  tags?: string[];
+  parameters?: Parameter[];
+  requestBody?: { content: Record<string, { schema?: Schema }> };
+  responses: Record<string, { $ref?: string; headers?: Record<string, unknown> }>;
+};
+
+/** Verbs an operationId may start with (add one here when a route needs a new verb). */
+const OPERATION_VERBS =
+  /^(get|list|search|create|register|send|log|refresh|change|block|unblock|suspend|reinstate|add|remove|mark|edit|delete|grant|connect|open|start|cancel|revoke|update|set)([A-Z][A-Za-z0-9]*)?$/;
+
+async function fullDocument() {
+  return (await document()) as unknown as {
+    info: { license?: { name?: string; url?: string }; contact?: { name?: string; url?: string } };
+    tags?: { name: string; description?: string }[];
+    paths: Record<string, Record<string, FullOperation>>;
+    components: { schemas: Record<string, Schema> };
+  };
+}
+
+/** Resolves local `$ref`s (one level at a time, as the walker meets them). */
+const resolve = (doc: object, schema: Schema): Schema => {
+  let node = schema;
+  while (typeof node.$ref === "string") {
+    node = (node.$ref as string)
+      .slice(2)
+      .split("/")
+      .reduce<unknown>((at, token) => (at as Record<string, unknown>)[token.replaceAll("~1", "/")], doc) as Schema;
+  }
+  return node;
+};
+
+/** Every place under `schema` (a request input) that a client could make arbitrarily large. */
+function unbounded(doc: object, schema: Schema, where: string, seen = new Set<Schema>()): string[] {
+  const node = resolve(doc, schema);
+  if (seen.has(node)) return [];
+  seen.add(node);
+  const problems: string[] = [];
+  for (const key of ["oneOf", "anyOf", "allOf"] as const) {
+    for (const [i, member] of ((node[key] as Schema[] | undefined) ?? []).entries()) {
+      problems.push(...unbounded(doc, member, `${where}/${key}/${i}`, seen));
+    }
+  }
+  const types = ([] as unknown[]).concat(node.type ?? []);
+  const fixed = node.enum !== undefined || node.const !== undefined;
+  if (types.includes("string") && !fixed && node.maxLength === undefined) problems.push(`${where}: string without maxLength`);
+  if ((types.includes("integer") || types.includes("number")) && !fixed) {
+    if (node.minimum === undefined && node.exclusiveMinimum === undefined) problems.push(`${where}: number without minimum`);
+    if (node.maximum === undefined && node.exclusiveMaximum === undefined) problems.push(`${where}: number without maximum`);
+  }
+  if (types.includes("array")) {
+    if (node.maxItems === undefined) problems.push(`${where}: array without maxItems`);
+    if (node.items) problems.push(...unbounded(doc, node.items as Schema, `${where}/items`, seen));
+  }
+  for (const [name, property] of Object.entries((node.properties as Record<string, Schema> | undefined) ?? {})) {
+    problems.push(...unbounded(doc, property, `${where}.${name}`, seen));
+  }
+  return problems;
+}
+
+/** Every `pattern` in the document, with where it is. */
+function patterns(node: unknown, where: string, out: [string, string][] = []): [string, string][] {
+  if (Array.isArray(node)) node.forEach((item, i) => patterns(item, `${where}/${i}`, out));
+  else if (node && typeof node === "object") {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === "pattern" && typeof value === "string") out.push([where, value]);
+      else patterns(value, `${where}/${key}`, out);
+    }
+  }
+  return out;
+}
+
+describe("OpenAPI document: what SDK generators, linters and validating proxies rely on", () => {
+  it("gives every operation a unique camelCase, verb-first operationId", async () => {
+    const doc = await fullDocument();
+    const ids = operations(doc).map(({ path, method, operation }) => {
+      const id = (operation as FullOperation).operationId;
+      expect(id, `${method.toUpperCase()} ${path}`).toMatch(OPERATION_VERBS);
+      return id;
+    });
+    expect(new Set(ids).size).toBe(ids.length);
+    const byRoute = Object.fromEntries(
+      operations(doc).map(({ path, method, operation }) => [`${method} ${path}`, (operation as FullOperation).operationId]),
+    );
+    // The names the contract gives as examples (API.md, "Details of the document").
+    expect(byRoute["post /api/v1/messages/credit-transfer"]).toBe("sendCreditTransfer");
+    expect(byRoute["get /api/v1/messages/chat/{chatId}"]).toBe("listChatMessages");
+    expect(byRoute["get /api/v1/wallets/me"]).toBe("getMyWallet");
+  });
+
+  it("declares every tag an operation uses at the top level, each with a description", async () => {
+    const doc = await fullDocument();
+    const declared = new Map((doc.tags ?? []).map((tag) => [tag.name, tag.description]));
+    const used = new Set<string>();
+    for (const { path, method, operation } of operations(doc)) {
+      const tags = (operation as FullOperation).tags ?? [];
+      expect(tags.length, `${method} ${path}`).toBeGreaterThan(0);
+      for (const tag of tags) {
+        expect(declared.has(tag), `${method} ${path}: tag ${tag}`).toBe(true);
+        used.add(tag);
+      }
+    }
+    for (const [name, description] of declared) {
+      expect(description, name).toBeTruthy();
+      expect(used.has(name), `top-level tag ${name} is used`).toBe(true);
+    }
+  });
+
+  it("names a license and a contact in info", async () => {
+    const { info } = await fullDocument();
+    expect(info.license?.name).toBeTruthy();
+    expect(info.license?.url).toMatch(/^https:\/\//);
+    expect(info.contact?.name).toBeTruthy();
+    expect(info.contact?.url).toMatch(/^https:\/\//);
+  });
+
+  it("bounds every request input: strings maxLength, numbers minimum and maximum, arrays maxItems", async () => {
+    const doc = await fullDocument();
+    const problems: string[] = [];
+    for (const { path, method, operation } of operations(doc)) {
+      const op = operation as FullOperation;
+      for (const parameter of op.parameters ?? []) {
+        if (parameter.schema)
+          problems.push(...unbounded(doc, parameter.schema, `${method} ${path} ${parameter.in}:${parameter.name}`));
+      }
+      for (const [type, media] of Object.entries(op.requestBody?.content ?? {})) {
+        if (media.schema) problems.push(...unbounded(doc, media.schema, `${method} ${path} body(${type})`));
+      }
+    }
+    expect(problems).toEqual([]);
+    const transfer = doc.components.schemas.CreditTransferRequest as { properties: Record<string, Schema> };
+    expect(transfer.properties.amount).toMatchObject({ type: "integer", minimum: 1, maximum: 100000 });
+    expect(transfer.properties.recipientId).toMatchObject({ minLength: 24, maxLength: 24, pattern: "^[0-9a-f]{24}$" });
+    // The deployment's own MAX_TRANSFER_AMOUNT, not only the default.
+    const other = await call("GET", "/openapi.json", { vars: { MAX_TRANSFER_AMOUNT: "500" } });
+    expect(other.json.components.schemas.CreditTransferRequest.properties.amount.maximum).toBe(500);
+  });
+
+  it("the bounds check is not vacuous: an unbounded string, number or array is reported", async () => {
+    const doc = await fullDocument();
+    const schema = {
+      type: "object",
+      properties: {
+        a: { type: "string" },
+        b: { type: "integer", minimum: 0 },
+        c: { type: "array", items: { type: "string", maxLength: 3 } },
+      },
+    };
+    expect(unbounded(doc, schema, "x")).toEqual([
+      "x.a: string without maxLength",
+      "x.b: number without maximum",
+      "x.c: array without maxItems",
+    ]);
+  });
+
+  it("writes every pattern as plain ECMA-262 a JSON Schema validator reads the same: no flags, no \\p{…}", async () => {
+    const doc = await fullDocument();
+    const found = patterns(doc, "#");
+    expect(found.length).toBeGreaterThan(3);
+    for (const [where, pattern] of found) {
+      expect(pattern, where).not.toMatch(/\\[pP]\{/);
+      expect(pattern, where).not.toMatch(/\/[dgimsuvy]+$/);
+      expect(() => new RegExp(pattern), where).not.toThrow();
+      expect(() => new RegExp(pattern, "u"), where).not.toThrow();
+    }
+  });
+
+  it("documents what each route option implies: Idempotency-Key and Idempotent-Replayed, 429 with X-RateLimit-*, 403 for admins", async () => {
+    const doc = await fullDocument();
+    const idempotent: string[] = [];
+    const limited: string[] = [];
+    for (const { path, method, operation } of operations(doc)) {
+      const op = operation as FullOperation;
+      const where = `${method} ${path}`;
+      const successes = Object.entries(op.responses).filter(([status]) => status.startsWith("2"));
+      const key = op.parameters?.find((p) => p.in === "header" && p.name === "Idempotency-Key");
+      if (key) {
+        idempotent.push(where);
+        expect(key.schema, where).toMatchObject({
+          type: "string",
+          minLength: 1,
+          maxLength: 255,
+          pattern: "^[\\x20-\\x7e]{1,255}$",
+        });
+        expect(Object.keys(op.responses), where).toEqual(expect.arrayContaining(["400", "409"]));
+        for (const [status, response] of successes)
+          expect(response.headers?.["Idempotent-Replayed"], `${where} ${status}`).toBeDefined();
+      }
+      if (op.responses["429"]) {
+        limited.push(where);
+        for (const [status, response] of successes) {
+          for (const header of ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]) {
+            expect(response.headers?.[header], `${where} ${status} ${header}`).toBeDefined();
+          }
+        }
+      }
+      if (path.startsWith("/api/v1/admin/")) expect(Object.keys(op.responses), where).toContain("403");
+    }
+    expect(idempotent.sort()).toEqual(
+      [
+        "post /api/v1/admin/wallets/{userId}/grants",
+        "post /api/v1/messages",
+        "post /api/v1/messages/credit-transfer",
+        "post /api/v2/messages",
+      ].sort(),
+    );
+    expect(limited).toEqual(
+      expect.arrayContaining(["post /api/v1/auth/register", "post /api/v1/auth/login", "post /api/v1/messages/credit-transfer"]),
+    );
+    const tooMany = (await document()).components.responses.TooManyRequests as unknown as { headers: Record<string, unknown> };
+    expect(Object.keys(tooMany.headers).sort()).toEqual([
+      "Retry-After",
+      "X-RateLimit-Limit",
+      "X-RateLimit-Remaining",
+      "X-RateLimit-Reset",
+    ]);
+  });
+
+  it("references the realtime frames from the realtime route", async () => {
+    const doc = await fullDocument();
+    const upgrade = doc.paths["/api/v1/realtime"]?.get?.responses["101"] as unknown as {
+      content: Record<string, { schema: Schema }>;
+    };
+    const frames = resolve(doc, upgrade.content["application/json"]?.schema as Schema);
+    const members = ((frames.anyOf ?? frames.oneOf) as Schema[]).map((member) => member.$ref);
+    expect(members).toEqual([
+      "#/components/schemas/RealtimeFrame",
+      "#/components/schemas/RealtimePongFrame",
+      "#/components/schemas/RealtimeErrorFrame",
+    ]);
   });
 });
 

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { fromBase64Url, toBase64Url } from "./encoding";
 import { ApiError } from "./errors";
 
 /**
@@ -6,19 +7,15 @@ import { ApiError } from "./errors";
  * A cursor that does not decode to that shape is 400 `validation_failed` (field `cursor`).
  */
 export function encodeCursor(value: unknown): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(value));
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return toBase64Url(new TextEncoder().encode(JSON.stringify(value)));
 }
 
 export function decodeCursor<T>(cursor: string, shape: z.ZodType<T>): T {
   try {
-    const base64 = cursor.replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(base64);
-    const bytes = Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
-    const parsed = shape.safeParse(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes)));
-    if (parsed.success) return parsed.data;
+    const bytes = fromBase64Url(cursor);
+    const parsed =
+      bytes && shape.safeParse(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes)));
+    if (parsed?.success) return parsed.data;
   } catch {
     // fall through to the 400 below
   }

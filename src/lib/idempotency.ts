@@ -1,3 +1,4 @@
+import { sha256 } from "hono/utils/crypto";
 import { ApiError } from "./errors";
 
 /**
@@ -41,7 +42,10 @@ export function canonicalJson(value: unknown): string {
 
 /** SHA-256 of method, path and canonical body: what "the same request" means for a key. */
 export async function requestFingerprint(method: string, path: string, body: unknown): Promise<string> {
-  const bytes = new TextEncoder().encode(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`);
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const digest = await sha256(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`);
+  if (digest === null) throw new Error("SHA-256 is unavailable (no crypto.subtle)");
+  return digest;
 }
+
+/** The claim a request holds on its key while it executes (the row `createdAt` identifies this holder). */
+export type IdempotencyClaim = { userId: string; key: string; claimedAt: number };

@@ -29,4 +29,9 @@ export const idSchema = (name = "id") =>
   z
     .string()
     .regex(ID_PATTERN, { message: "must be a 24-character lowercase hex id" })
-    .openapi({ example: "64d15f9e2e6c8f4d5a123456", description: `The ${name} (24 lowercase hex characters).` });
+    .openapi({
+      example: "64d15f9e2e6c8f4d5a123456",
+      description: `The ${name} (24 lowercase hex characters).`,
+      minLength: 24,
+      maxLength: 24,
+    });

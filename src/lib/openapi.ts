@@ -1,6 +1,11 @@
 import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
-import { requireAuth } from "../middlewares/auth";
+import { requireAdmin, requireAuth } from "../middlewares/auth";
+import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
+import { rateLimitStep } from "../middlewares/rate-limit";
+import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
+import type { RateLimitScope } from "../services/rate-limit";
 import { type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
+import type { RouteStep } from "./types";
 
 /**
  * One place for what every route's OpenAPI description shares: the envelope, the error
@@ -13,6 +18,30 @@ export const PRODUCTION_WARNING = [
   "**Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.",
   "**Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.",
 ].join("\n\n");
+
+/** The document's top-level tags: every operation names one of these (test/openapi.test.ts checks). */
+export const API_TAGS = [
+  { name: "Auth", description: "Registration, sign-in, token refresh and sign-out (access JWT + rotating refresh token)." },
+  { name: "Users", description: "Profiles, user search, and blocking." },
+  { name: "Chats", description: "Direct and group chat rooms, their members and read markers." },
+  { name: "Messages", description: "Sending, listing, editing and deleting messages." },
+  {
+    name: "Credit transfers",
+    description: "Sending credits inside a conversation: exactly once, as a `credit_transfer` message.",
+  },
+  { name: "Wallets", description: "The caller's balance, ledger, limits and transfers." },
+  { name: "Admin", description: "Operations for admins only: grants, suspensions, reconciliation." },
+  { name: "Realtime", description: "WebSocket push of chat and wallet events (tickets, then the socket)." },
+  { name: "Operations", description: "Health, this document and the playground." },
+];
+
+// Placeholders on the project's example domain (like the servers' default URLs): set the real ones before publishing.
+export const API_CONTACT = {
+  name: "credit-chat API team",
+  url: "https://credit-chat.example.com/support",
+  email: "api@credit-chat.example.com",
+};
+export const API_LICENSE = { name: "Proprietary", url: "https://credit-chat.example.com/license" };
 
 export const EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.000Z";
 
@@ -83,10 +112,8 @@ export function errorResponseComponents() {
         ...(code === 429
           ? {
               headers: {
-                "Retry-After": { description: "Seconds until a retry can succeed.", schema: { type: "integer" as const } },
-                "X-RateLimit-Limit": { description: "Requests allowed in the window.", schema: { type: "integer" as const } },
-                "X-RateLimit-Remaining": { description: "Requests left in the window.", schema: { type: "integer" as const } },
-                "X-RateLimit-Reset": { description: "Seconds until the window resets.", schema: { type: "integer" as const } },
+                "Retry-After": integerHeader("Whole seconds until a retry can succeed."),
+                ...RATE_LIMIT_RESPONSE_HEADERS,
               },
             }
           : {}),
@@ -112,39 +139,107 @@ const toArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [
 
 const MUTATING_METHODS = new Set(["post", "put", "patch", "delete"]);
 
-type RouteOptions = {
-  /** Requires `Authorization: Bearer <access token>` (adds 401 and the security requirement). */
-  auth: boolean;
-  /** Error statuses the route can answer beyond those implied (400/413/415 for input, 401, 500). */
+const integerHeader = (description: string) => ({ description, schema: { type: "integer" as const, minimum: 0 } });
+
+/** Sent by every rate-limited operation, on its successes and on its 429. */
+export const RATE_LIMIT_RESPONSE_HEADERS = {
+  "X-RateLimit-Limit": integerHeader("Requests allowed in the sliding minute."),
+  "X-RateLimit-Remaining": integerHeader("Requests left in the window."),
+  "X-RateLimit-Reset": integerHeader("Seconds until a slot frees up."),
+};
+
+/** A rate limit counted where the route says: by a middleware (`scope`), or by the wallet object. */
+export type RateLimitRule = RateLimitScope | { scope: RateLimitScope; countedBy: "wallet" };
+
+export type RouteOptions = {
+  /**
+   * Who may call: `"none"`; `"user"` (bearer access token: 401, `JWT-auth`); `"admin"` (also 403
+   * `insufficient_permissions` for others). Checked before the request is validated.
+   */
+  auth: "user" | "admin" | "none";
+  /**
+   * `Idempotency-Key` (API.md §1): `"d1"` — the outcome is stored in D1 (message sends): a stored
+   * outcome answers first, before the rate limit and the handler; `"wallet"` — the wallet object
+   * keeps the outcome: only the key is parsed (`c.var.idempotencyKey`). Either documents the
+   * header with its bounds, `Idempotent-Replayed`, 400 and 409.
+   */
+  idempotent?: "d1" | "wallet";
+  /** Per-minute limits, in order; each documents 429 and the X-RateLimit-* headers on the successes. */
+  rateLimit?: readonly RateLimitRule[];
+  /** Error statuses the handler's own rules answer, beyond those the options and the input imply. */
   errors?: readonly ErrorStatus[];
 };
 
+/** The post-validation steps each route's options installed, found by `createRouter` (lib/create-router.ts). */
+const ROUTE_STEPS = new WeakMap<object, RouteStep[]>();
+export const routeSteps = (route: object): RouteStep[] => ROUTE_STEPS.get(route) ?? [];
+
+const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
+  typeof response === "object" && response !== null && !("$ref" in response)
+    ? { ...response, headers: { ...(response as { headers?: object }).headers, ...headers } }
+    : response;
+
 /**
- * createRoute plus the shared parts: the production warning on mutating operations, the
- * `JWT-auth` requirement, and a `$ref` to the error response of every status it can return.
+ * createRoute plus what the options imply, installed and documented in one place: auth
+ * middlewares and the `JWT-auth` requirement, idempotency and rate-limit steps with their
+ * headers, a `$ref` to the error response of every status the route can return, and the
+ * production warning on mutating operations. Every operation names its `operationId`.
  */
-export function defineRoute<const R extends RouteConfig>(route: R, options: RouteOptions) {
+export function defineRoute<const R extends RouteConfig & { operationId: string }>(route: R, options: RouteOptions) {
   const statuses = new Set<ErrorStatus>(options.errors ?? []);
   statuses.add(500);
-  if (options.auth) statuses.add(401);
-  const request = route.request;
+  const middleware = [];
+  if (options.auth !== "none") {
+    statuses.add(401);
+    middleware.push(requireAuth);
+  }
+  if (options.auth === "admin") {
+    statuses.add(403);
+    middleware.push(requireAdmin);
+  }
+  const steps: RouteStep[] = [];
+  let successHeaders: Record<string, unknown> = {};
+  let headersSchema = route.request?.headers;
+  if (options.idempotent) {
+    statuses.add(400);
+    statuses.add(409);
+    steps.push(parseKeyStep);
+    if (options.idempotent === "d1") steps.push(storedOutcomeStep);
+    headersSchema = idempotencyHeadersSchema;
+    successHeaders = { ...successHeaders, ...replayedResponseHeader };
+  }
+  for (const rule of options.rateLimit ?? []) {
+    statuses.add(429);
+    if (typeof rule === "string") steps.push(rateLimitStep(rule));
+    successHeaders = { ...successHeaders, ...RATE_LIMIT_RESPONSE_HEADERS };
+  }
+  const request = route.request ? { ...route.request, ...(headersSchema ? { headers: headersSchema } : {}) } : undefined;
   if (request?.params || request?.query || request?.body || request?.headers) statuses.add(400);
   // The body guard reads any body sent with a mutating method, declared or not: 400 malformed_json, 413, 415.
-  if (request?.body || MUTATING_METHODS.has(route.method)) {
+  const mutating = MUTATING_METHODS.has(route.method);
+  if (request?.body || mutating) {
     statuses.add(400);
     statuses.add(413);
     statuses.add(415);
   }
+  const successResponses = Object.fromEntries(
+    Object.entries(route.responses).map(([status, response]) => [
+      status,
+      status.startsWith("2") ? withHeaders(response, successHeaders) : response,
+    ]),
+  );
   const errorResponses = Object.fromEntries(
     [...statuses].sort().map((status) => [status, { $ref: `#/components/responses/${ERROR_RESPONSE_NAMES[status]}` }]),
   );
-  const mutating = MUTATING_METHODS.has(route.method);
   const description = mutating ? [PRODUCTION_WARNING, route.description].filter(Boolean).join("\n\n") : route.description;
-  return createRoute({
+  const defined = createRoute({
     ...route,
+    ...(request ? { request } : {}),
     description,
-    security: options.auth ? [{ [SECURITY_SCHEME_NAME]: [] }] : [],
-    middleware: options.auth ? [requireAuth, ...toArray(route.middleware)] : route.middleware,
-    responses: { ...route.responses, ...errorResponses },
+    security: options.auth === "none" ? [] : [{ [SECURITY_SCHEME_NAME]: [] }],
+    middleware: [...middleware, ...toArray(route.middleware)],
+    responses: { ...successResponses, ...errorResponses },
   } as R);
+  ROUTE_STEPS.set(defined, steps);
+  return defined;
 }

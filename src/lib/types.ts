@@ -1,15 +1,35 @@
+import type { Database } from "../db/client";
 import type { Config } from "./config";
+import type { IdempotencyClaim } from "./idempotency";
 
 /** The signed-in caller, as the access token states it. */
 export type AuthUser = { id: string; role: "user" | "admin" };
 
-/** Hono's environment for every router of this app. */
+/**
+ * Hono's environment for every router of this app. The request context is `c.var`, built once
+ * per request by the app's context middleware and by the middlewares a route's options install
+ * (lib/openapi.ts `defineRoute`); handlers read their dependencies from it and hand services
+ * plain values (db, env, config, ids), never the Hono context.
+ */
 export type AppEnv = {
   Bindings: Env;
   Variables: {
     requestId: string;
     config: Config;
-    /** Set by the auth middleware on routes declared with `auth: true`; read it with `currentUser(c)`. */
+    /** Drizzle on this request's D1 binding. */
+    db: Database;
+    /** Set on routes declared with `auth: "user"` or `"admin"`; read it with `currentUser(c)`. */
     user: AuthUser | undefined;
+    /** Routes declared `idempotent`: the caller's `Idempotency-Key`, null when none was sent. */
+    idempotencyKey: string | null;
+    /** Routes whose outcome the D1 store keeps: the claim this request holds on its key, if any. */
+    idempotencyClaim: IdempotencyClaim | null;
   };
 };
+
+/**
+ * A step a route option installs after request validation (idempotency, rate limits), in
+ * declaration order before the handler: it answers by calling `next` or by returning its own
+ * response (a replay).
+ */
+export type RouteStep = (c: import("hono").Context<AppEnv>, next: () => Promise<Response>) => Promise<Response>;

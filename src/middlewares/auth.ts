@@ -13,16 +13,15 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** The caller of a route declared with `auth: true`. */
+/** After `requireAuth` on routes declared `auth: "admin"`: 403 unless the caller is an admin. */
+export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (currentUser(c).role !== "admin") throw new ApiError("insufficient_permissions", ["This operation is for admins only"]);
+  await next();
+};
+
+/** The caller of a route declared with `auth: "user"` or `"admin"`. */
 export function currentUser(c: Context<AppEnv>): AuthUser {
   const user = c.var.user;
   if (!user) throw new ApiError("authentication_required");
-  return user;
-}
-
-/** 403 unless the caller is an admin. */
-export function requireAdmin(c: Context<AppEnv>): AuthUser {
-  const user = currentUser(c);
-  if (user.role !== "admin") throw new ApiError("insufficient_permissions", ["This operation is for admins only"]);
   return user;
 }

@@ -19,7 +19,9 @@ export const displayNameField = requiredString()
   .trim()
   .min(1, { message: "must not be blank" })
   .max(64, { message: "must be at most 64 characters" })
-  .regex(/^[^\p{Cc}]*$/u, { message: "must not contain control characters" })
+  // Cc (control characters) written as ranges: a pattern with no flags and no \p{…} means the
+  // same in JSON Schema, so validating clients accept exactly what the server accepts.
+  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, { message: "must not contain control characters" })
   .openapi({ example: "Alice", description: "1..64 characters after trimming; shown to other users." });
 
 /** Any length a real password can have: a too-short one is simply wrong (401), not a 400 that hints at the policy. */

@@ -83,6 +83,8 @@ export const clientMessageIdSchema = z
   .string()
   .regex(/^[\x20-\x7e]{1,128}$/, { message: "must be 1 to 128 printable ASCII characters" })
   .openapi({
+    minLength: 1,
+    maxLength: 128,
     example: "c7a1e0f2-6b1d-4a44-9d0e-2f6a0c1b5e77",
     description: "Your id for this message: sending it again in the same chat returns the original with 200.",
   });

@@ -98,6 +98,9 @@ export const transferWithStatusSchema = transferSchema
     },
   });
 
+/** `MAX_TRANSFER_AMOUNT` in every environment of wrangler.toml. */
+export const DEFAULT_MAX_TRANSFER_AMOUNT = 100_000;
+
 export const transferRequestSchema = z
   .object({
     recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
@@ -107,6 +110,8 @@ export const transferRequestSchema = z
       .min(1, { message: "must be at least 1" })
       .openapi({
         example: 25,
+        // The var's value is checked by the service (it differs per deployment); the document states the default.
+        maximum: DEFAULT_MAX_TRANSFER_AMOUNT,
         description: "Whole credits, 1..MAX_TRANSFER_AMOUNT (default 100000). Never a string or a float.",
       }),
     note: z.string().max(280, { message: "must be at most 280 characters" }).nullable().optional().openapi({
@@ -199,3 +204,14 @@ export type Limits = z.infer<typeof limitsSchema>;
 export type Grant = z.infer<typeof grantSchema>;
 export type Discrepancy = z.infer<typeof discrepancySchema>;
 export type Reconciliation = z.infer<typeof reconciliationSchema>;
+
+/**
+ * The served document with this deployment's `MAX_TRANSFER_AMOUNT` as the transfer amount's
+ * `maximum` (the schema can only carry the default), so a validating client or proxy accepts
+ * exactly the amounts the server accepts.
+ */
+export function withTransferMaximum<D extends { components?: { schemas?: Record<string, unknown> } }>(doc: D, max: number): D {
+  const schema = doc.components?.schemas?.CreditTransferRequest as { properties?: { amount?: { maximum?: number } } } | undefined;
+  if (schema?.properties?.amount) schema.properties.amount.maximum = max;
+  return doc;
+}

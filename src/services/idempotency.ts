@@ -1,17 +1,10 @@
 import { and, eq, isNull, lt, type SQL } from "drizzle-orm";
-import type { Context } from "hono";
-import { createDb, type Database } from "../db/client";
+import type { Database } from "../db/client";
 import { idempotencyKeys } from "../db/schema";
-import { type SuccessEnvelope, successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
-import {
-  IDEMPOTENCY_HEADER,
-  IDEMPOTENCY_RETENTION_MS,
-  parseIdempotencyKey,
-  REPLAYED_HEADER,
-  requestFingerprint,
-} from "../lib/idempotency";
-import type { AppEnv } from "../lib/types";
+import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS, type IdempotencyClaim } from "../lib/idempotency";
+
+export type { IdempotencyClaim };
 
 /**
  * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller. The same
@@ -19,7 +12,7 @@ import type { AppEnv } from "../lib/types";
  * belongs to one request per caller across all endpoints.
  *
  * - The first request with a key claims it (a row with no response yet), runs, and stores its
- *   success envelope. Replays answer that status and body verbatim with `Idempotent-Replayed: true`.
+ *   success response (status and exact body). Replays answer that status and body verbatim with `Idempotent-Replayed: true`.
  * - Same key, different method/path/body (SHA-256 fingerprint of the canonical JSON) → 409
  *   `idempotency_key_reused`.
  * - Anything the request throws (400/403/404/429 refusals before it executed, 5xx) releases the
@@ -38,10 +31,11 @@ import type { AppEnv } from "../lib/types";
 const WAIT_MS = 10_000;
 const STALE_MS = 30_000;
 
-export type IdempotentResult<T, S extends number> = { status: S; body: SuccessEnvelope<T, S>; replayed: boolean };
+/** An outcome as stored and replayed: the status and the exact response body text. */
+export type StoredOutcome = { status: number; body: string };
 
-/** The claim a request holds on its key while it executes (the row `createdAt` identifies this holder). */
-export type IdempotencyClaim = { userId: string; key: string; claimedAt: number };
+/** Which request holds a key: the caller, the key, and the fingerprint of method, path and body. */
+export type IdempotentRequest = { userId: string; key: string; fingerprint: string };
 
 const claimIs = (claim: IdempotencyClaim) =>
   and(
@@ -58,23 +52,21 @@ export function recordMessageOnClaim(db: Database, claim: IdempotencyClaim, mess
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Runs `execute` at most once per (caller, Idempotency-Key). Without the header it simply runs.
- * Answer with `respondIdempotent(c, result)`.
+ * Runs `execute` at most once per (caller, key): a stored outcome is answered first (`replay`),
+ * before `execute` and anything it checks; otherwise `execute` runs holding the claim and its
+ * result is returned (`fresh`). `outcomeOf` says what to store of it: null (not an executed
+ * outcome, e.g. a refusal answered without throwing) releases the claim like a throw does.
+ * `resume` rebuilds the outcome of a claim whose message committed but whose response was never
+ * stored.
  */
-export async function idempotent<T, S extends 200 | 201>(
-  c: Context<AppEnv>,
-  userId: string,
-  execute: (claim: IdempotencyClaim | null) => Promise<{ data: T; status: S }>,
-  resume: (messageId: string) => Promise<{ data: T; status: S }>,
-): Promise<IdempotentResult<T, S>> {
-  const key = parseIdempotencyKey(c.req.header(IDEMPOTENCY_HEADER));
-  if (key === undefined) {
-    const { data, status } = await execute(null);
-    return { status, body: successBody(data, status), replayed: false };
-  }
-  const db = createDb(c.env.DB);
-  const body: unknown = await c.req.json().catch(() => null);
-  const fingerprint = await requestFingerprint(c.req.method, new URL(c.req.url).pathname, body);
+export async function idempotent<R>(
+  db: Database,
+  request: IdempotentRequest,
+  execute: (claim: IdempotencyClaim) => Promise<R>,
+  outcomeOf: (result: R) => Promise<StoredOutcome | null>,
+  resume: (messageId: string) => Promise<StoredOutcome>,
+): Promise<{ replay: StoredOutcome } | { fresh: R }> {
+  const { userId, key, fingerprint } = request;
   const thisKey = and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key));
   const deadline = Date.now() + WAIT_MS;
 
@@ -99,14 +91,12 @@ export async function idempotent<T, S extends 200 | 201>(
         ]);
       }
       if (row.responseStatus !== null && row.responseBody !== null) {
-        return { status: row.responseStatus as S, body: JSON.parse(row.responseBody) as SuccessEnvelope<T, S>, replayed: true };
+        return { replay: { status: row.responseStatus, body: row.responseBody } };
       }
       if (row.messageId !== null) {
         // Its message committed; only the response is missing. Answer it and store it (first store wins).
         const outcome = await resume(row.messageId);
-        const envelope = successBody(outcome.data, outcome.status);
-        const stored = await storeResponse(db, { userId, key, claimedAt: row.createdAt }, outcome.status, envelope);
-        if (stored) return { status: outcome.status, body: envelope, replayed: true };
+        if (await storeOutcome(db, { userId, key, claimedAt: row.createdAt }, outcome)) return { replay: outcome };
         continue; // stored meanwhile by the request itself: replay that
       }
       if (row.createdAt < now - STALE_MS) {
@@ -137,19 +127,22 @@ export async function idempotent<T, S extends 200 | 201>(
     }
 
     const claim: IdempotencyClaim = { userId, key, claimedAt };
-    let outcome: { data: T; status: S };
-    try {
-      outcome = await execute(claim);
-    } catch (error) {
-      await db
+    const release = () =>
+      db
         .delete(idempotencyKeys)
         .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus), isNull(idempotencyKeys.messageId)))
         .catch(() => undefined);
+    let result: R;
+    try {
+      result = await execute(claim);
+    } catch (error) {
+      await release();
       throw error;
     }
-    const envelope = successBody(outcome.data, outcome.status);
-    await storeResponse(db, claim, outcome.status, envelope);
-    return { status: outcome.status, body: envelope, replayed: false };
+    const outcome = await outcomeOf(result);
+    if (outcome === null) await release();
+    else await storeOutcome(db, claim, outcome);
+    return { fresh: result };
   }
 }
 
@@ -215,19 +208,13 @@ export function walletKeyRegistration(
   };
 }
 
-/** Stores the response on the claim unless one is stored already; true when this call stored it. */
-async function storeResponse(db: Database, claim: IdempotencyClaim, status: number, envelope: unknown): Promise<boolean> {
+/** Stores the outcome on the claim unless one is stored already; true when this call stored it. */
+async function storeOutcome(db: Database, claim: IdempotencyClaim, outcome: StoredOutcome): Promise<boolean> {
   const stored = await db
     .update(idempotencyKeys)
-    .set({ responseStatus: status, responseBody: JSON.stringify(envelope) })
+    .set({ responseStatus: outcome.status, responseBody: outcome.body })
     .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus)))
     .returning({ key: idempotencyKeys.key })
     .get();
   return stored !== undefined;
-}
-
-/** Answers an idempotent result: the (stored) envelope, plus `Idempotent-Replayed: true` on a replay. */
-export function respondIdempotent<T, S extends 200 | 201>(c: Context<AppEnv>, result: IdempotentResult<T, S>) {
-  if (result.replayed) c.header(REPLAYED_HEADER, "true");
-  return c.json(result.body, result.status);
 }

@@ -8,8 +8,8 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./chats";
 import { type IdempotencyClaim, recordMessageOnClaim } from "./idempotency";
+import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./membership";
 import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
 
 /**

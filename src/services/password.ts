@@ -1,3 +1,5 @@
+import { fromBase64Url, toBase64Url } from "../lib/encoding";
+
 /**
  * Password hashing: PBKDF2-SHA256 through WebCrypto, 100,000 iterations (the most the Workers
  * runtime allows), a random 16-byte salt per password, a 32-byte key. The parameters are stored
@@ -8,21 +10,6 @@ export const PBKDF2_ITERATIONS = 100_000;
 const SCHEME = "pbkdf2-sha256";
 const SALT_BYTES = 16;
 const KEY_BYTES = 32;
-
-function toBase64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64Url(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9_-]+$/.test(text)) return null;
-  try {
-    return Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (ch) => ch.charCodeAt(0));
-  } catch {
-    return null;
-  }
-}
 
 async function derive(password: string, salt: Uint8Array, iterations: number): Promise<Uint8Array> {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(password), "PBKDF2", false, ["deriveBits"]);

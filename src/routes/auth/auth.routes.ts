@@ -11,6 +11,7 @@ export const register = defineRoute(
   {
     method: "post",
     path: "/api/v1/auth/register",
+    operationId: "registerUser",
     tags: TAGS,
     summary: "Register a new user",
     description: [
@@ -27,13 +28,14 @@ export const register = defineRoute(
     },
     responses: { 201: jsonSuccess(sessionSchema, 201, "The new user and its first session") },
   },
-  { auth: false, errors: [409, 429] },
+  { auth: "none", rateLimit: ["authIp"], errors: [409] },
 );
 
 export const login = defineRoute(
   {
     method: "post",
     path: "/api/v1/auth/login",
+    operationId: "logIn",
     tags: TAGS,
     summary: "Sign in with email and password",
     description: [
@@ -46,13 +48,15 @@ export const login = defineRoute(
     },
     responses: { 200: jsonSuccess(sessionSchema, 200, "The user and a new session") },
   },
-  { auth: false, errors: [401, 429] },
+  // The per-email limit last, so the headers a client sees are those of the tighter limit.
+  { auth: "none", rateLimit: ["authIp", "login"], errors: [401] },
 );
 
 export const refresh = defineRoute(
   {
     method: "post",
     path: "/api/v1/auth/refresh",
+    operationId: "refreshSession",
     tags: TAGS,
     summary: "Refresh an access token",
     description: [
@@ -64,13 +68,14 @@ export const refresh = defineRoute(
     },
     responses: { 200: jsonSuccess(sessionSchema, 200, "A new session pair") },
   },
-  { auth: false, errors: [401, 429] },
+  { auth: "none", rateLimit: ["authIp"], errors: [401] },
 );
 
 export const logout = defineRoute(
   {
     method: "post",
     path: "/api/v1/auth/logout",
+    operationId: "logOut",
     tags: TAGS,
     summary: "Sign out of a session",
     description:
@@ -80,5 +85,5 @@ export const logout = defineRoute(
     },
     responses: { 200: jsonSuccess(logoutResultSchema, 200, "The session is revoked") },
   },
-  { auth: true },
+  { auth: "user" },
 );

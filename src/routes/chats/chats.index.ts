@@ -1,4 +1,3 @@
-import { createDb } from "../../db/client";
 import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { currentUser } from "../../middlewares/auth";
@@ -9,32 +8,31 @@ import * as routes from "./chats.routes";
 export const chatsRouter = createRouter()
   .openapi(routes.createChat, async (c) => {
     const user = currentUser(c);
-    const db = createDb(c.env.DB);
     const body = c.req.valid("json");
     if (body.type === "direct") {
-      const { chat, created } = await chats.createDirectChat(db, user.id, body.memberId);
+      const { chat, created } = await chats.createDirectChat(c.var.db, user.id, body.memberId);
       return created ? ok(c, chat, 201) : ok(c, chat, 200);
     }
-    return ok(c, await chats.createGroupChat(db, user.id, body.title, body.memberIds), 201);
+    return ok(c, await chats.createGroupChat(c.var.db, user.id, body.title, body.memberIds), 201);
   })
   .openapi(routes.listChats, async (c) => {
     const { limit, cursor } = c.req.valid("query");
-    return ok(c, await chats.listChats(createDb(c.env.DB), currentUser(c).id, limit, cursor), 200);
+    return ok(c, await chats.listChats(c.var.db, currentUser(c).id, limit, cursor), 200);
   })
   .openapi(routes.getChat, async (c) => {
     const { chatId } = c.req.valid("param");
-    return ok(c, await chats.getChat(createDb(c.env.DB), chatId, currentUser(c).id), 200);
+    return ok(c, await chats.getChat(c.var.db, chatId, currentUser(c).id), 200);
   })
   .openapi(routes.addMember, async (c) => {
     const { chatId } = c.req.valid("param");
     const { userId } = c.req.valid("json");
-    const { chat, message, memberIds } = await chats.addMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    const { chat, message, memberIds } = await chats.addMember(c.var.db, chatId, currentUser(c).id, userId);
     if (message) publish(c.env, requestWaitUntil(c), memberIds, { type: "message.created", data: message });
     return ok(c, chat, 200);
   })
   .openapi(routes.removeMember, async (c) => {
     const { chatId, userId } = c.req.valid("param");
-    const { removal, message, memberIds } = await chats.removeMember(createDb(c.env.DB), chatId, currentUser(c).id, userId);
+    const { removal, message, memberIds } = await chats.removeMember(c.var.db, chatId, currentUser(c).id, userId);
     // The removed member hears of it too (their other devices, or the owner's decision).
     if (message) publish(c.env, requestWaitUntil(c), [...memberIds, userId], { type: "message.created", data: message });
     return ok(c, removal, 200);
@@ -42,7 +40,7 @@ export const chatsRouter = createRouter()
   .openapi(routes.markRead, async (c) => {
     const { chatId } = c.req.valid("param");
     const { seq } = c.req.valid("json");
-    const { memberIds, ...marker } = await chats.markRead(createDb(c.env.DB), chatId, currentUser(c).id, seq);
+    const { memberIds, ...marker } = await chats.markRead(c.var.db, chatId, currentUser(c).id, seq);
     publish(c.env, requestWaitUntil(c), memberIds, {
       type: "chat.read",
       data: { chatId, userId: currentUser(c).id, lastReadSeq: marker.lastReadSeq },

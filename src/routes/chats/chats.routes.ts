@@ -36,6 +36,7 @@ export const createChat = defineRoute(
   {
     method: "post",
     path: "/api/v1/chats",
+    operationId: "createChat",
     tags: TAGS,
     summary: "Create a chat room",
     description: [
@@ -57,13 +58,14 @@ export const createChat = defineRoute(
       200: jsonSuccess(chatSchema, 200, "The direct chat with that person already existed"),
     },
   },
-  { auth: true, errors: [403, 404] },
+  { auth: "user", errors: [403, 404] },
 );
 
 export const listChats = defineRoute(
   {
     method: "get",
     path: "/api/v1/chats",
+    operationId: "listChats",
     tags: TAGS,
     summary: "List my chat rooms",
     description:
@@ -71,13 +73,14 @@ export const listChats = defineRoute(
     request: { query: pageQuerySchema },
     responses: { 200: jsonSuccess(pageSchema(chatSchema), 200, "A page of your chats") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const getChat = defineRoute(
   {
     method: "get",
     path: "/api/v1/chats/{chatId}",
+    operationId: "getChat",
     tags: TAGS,
     summary: "Get a chat room",
     description:
@@ -85,13 +88,14 @@ export const getChat = defineRoute(
     request: { params: chatIdParams },
     responses: { 200: jsonSuccess(chatSchema, 200, "The chat") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const addMember = defineRoute(
   {
     method: "post",
     path: "/api/v1/chats/{chatId}/members",
+    operationId: "addChatMember",
     tags: TAGS,
     summary: "Add a member to a group chat",
     description: [
@@ -115,13 +119,14 @@ export const addMember = defineRoute(
     },
     responses: { 200: jsonSuccess(chatSchema, 200, "The chat with its new member") },
   },
-  { auth: true, errors: [403, 404] },
+  { auth: "user", errors: [403, 404] },
 );
 
 export const removeMember = defineRoute(
   {
     method: "delete",
     path: "/api/v1/chats/{chatId}/members/{userId}",
+    operationId: "removeChatMember",
     tags: TAGS,
     summary: "Remove a member from a group chat, or leave it",
     description: [
@@ -139,13 +144,14 @@ export const removeMember = defineRoute(
       200: jsonSuccess(membershipRemovalSchema, 200, "The member is out of the chat"),
     },
   },
-  { auth: true, errors: [403, 404] },
+  { auth: "user", errors: [403, 404] },
 );
 
 export const markRead = defineRoute(
   {
     method: "post",
     path: "/api/v1/chats/{chatId}/read",
+    operationId: "markChatRead",
     tags: TAGS,
     summary: "Mark a chat room as read",
     description:
@@ -157,7 +163,7 @@ export const markRead = defineRoute(
         content: {
           "application/json": {
             schema: z
-              .object({ seq: z.number().int().min(0).openapi({ example: 42 }) })
+              .object({ seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).openapi({ example: 42 }) })
               .openapi("MarkRead", { example: { seq: 42 } }),
           },
         },
@@ -165,5 +171,5 @@ export const markRead = defineRoute(
     },
     responses: { 200: jsonSuccess(readMarkerSchema, 200, "Your read marker in this chat") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );

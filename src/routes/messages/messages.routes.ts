@@ -2,7 +2,6 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema, queryInteger } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { idempotencyHeadersSchema, replayedResponseHeader } from "../../schemas/idempotency";
 import { clientMessageIdSchema, messageContentSchema, messageSchema } from "../../schemas/message";
 
 const TAGS = ["Messages"];
@@ -14,6 +13,7 @@ export const sendMessageV1 = defineRoute(
   {
     method: "post",
     path: "/api/v1/messages",
+    operationId: "sendMessage",
     tags: TAGS,
     summary: "Send a new message",
     description: [
@@ -22,7 +22,6 @@ export const sendMessageV1 = defineRoute(
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
-      headers: idempotencyHeadersSchema,
       body: {
         required: true,
         content: {
@@ -35,16 +34,17 @@ export const sendMessageV1 = defineRoute(
       },
     },
     responses: {
-      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedResponseHeader },
+      201: jsonSuccess(messageSchema, 201, "The message was sent"),
     },
   },
-  { auth: true, errors: [403, 404, 409, 429] },
+  { auth: "user", idempotent: "d1", rateLimit: ["messages"], errors: [403, 404] },
 );
 
 export const sendMessageV2 = defineRoute(
   {
     method: "post",
     path: "/api/v2/messages",
+    operationId: "sendMessageV2",
     tags: TAGS,
     summary: "Send a new message (v2)",
     description: [
@@ -57,7 +57,6 @@ export const sendMessageV2 = defineRoute(
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
-      headers: idempotencyHeadersSchema,
       body: {
         required: true,
         content: {
@@ -82,14 +81,11 @@ export const sendMessageV2 = defineRoute(
       },
     },
     responses: {
-      201: { ...jsonSuccess(messageSchema, 201, "The message was sent"), headers: replayedResponseHeader },
-      200: {
-        ...jsonSuccess(messageSchema, 200, "A message with this clientMessageId was already sent: the original"),
-        headers: replayedResponseHeader,
-      },
+      201: jsonSuccess(messageSchema, 201, "The message was sent"),
+      200: jsonSuccess(messageSchema, 200, "A message with this clientMessageId was already sent: the original"),
     },
   },
-  { auth: true, errors: [403, 404, 409, 429] },
+  { auth: "user", idempotent: "d1", rateLimit: ["messages"], errors: [403, 404] },
 );
 
 export const messageIdParams = z.object({
@@ -100,6 +96,7 @@ export const listMessages = defineRoute(
   {
     method: "get",
     path: "/api/v1/messages/chat/{chatId}",
+    operationId: "listChatMessages",
     tags: TAGS,
     summary: "List messages in a chat room",
     description: [
@@ -118,6 +115,7 @@ export const listMessages = defineRoute(
             param: { name: "afterSeq", in: "query" },
             type: "integer",
             minimum: 0,
+            maximum: Number.MAX_SAFE_INTEGER,
             example: 40,
             description: "Catch up: messages with a higher seq, oldest first.",
           }),
@@ -125,7 +123,7 @@ export const listMessages = defineRoute(
     },
     responses: { 200: jsonSuccess(pageSchema(messageSchema), 200, "A page of messages") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 const EDIT_RULES =
@@ -135,6 +133,7 @@ export const editMessage = defineRoute(
   {
     method: "patch",
     path: "/api/v1/messages/{messageId}",
+    operationId: "editMessage",
     tags: TAGS,
     summary: "Edit a message",
     description: `Replaces the text of your own message and sets \`editedAt\`. ${EDIT_RULES} Then a suspended sender gets 403 \`account_suspended\`.`,
@@ -151,18 +150,19 @@ export const editMessage = defineRoute(
     },
     responses: { 200: jsonSuccess(messageSchema, 200, "The edited message") },
   },
-  { auth: true, errors: [403, 404, 409] },
+  { auth: "user", errors: [403, 404, 409] },
 );
 
 export const deleteMessage = defineRoute(
   {
     method: "delete",
     path: "/api/v1/messages/{messageId}",
+    operationId: "deleteMessage",
     tags: TAGS,
     summary: "Delete a message",
     description: `Deletes your own message: it keeps its place and \`seq\`, with \`content: null\` and \`deletedAt\`. ${EDIT_RULES}`,
     request: { params: messageIdParams },
     responses: { 200: jsonSuccess(messageSchema, 200, "The deleted message") },
   },
-  { auth: true, errors: [403, 404, 409] },
+  { auth: "user", errors: [403, 404, 409] },
 );

@@ -2,7 +2,7 @@ import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
 import { ApiError } from "../../lib/errors";
 import { currentUser } from "../../middlewares/auth";
-import * as frames from "../../schemas/realtime";
+import { errorFrameSchema, pongFrameSchema, realtimeFrameSchema } from "../../schemas/realtime";
 import { connect, issueTicket } from "../../services/realtime";
 import * as routes from "./realtime.routes";
 
@@ -22,12 +22,11 @@ export const realtimeRouter = createRouter()
     return connect(c.env, c.req.valid("query").ticket);
   });
 
-// The frames are no route's body; registering them puts their schemas in the document.
-for (const [name, schema] of Object.entries({
-  RealtimeFrame: frames.realtimeFrameSchema,
-  RealtimePingFrame: frames.pingFrameSchema,
-  RealtimePongFrame: frames.pongFrameSchema,
-  RealtimeErrorFrame: frames.errorFrameSchema,
-})) {
-  realtimeRouter.openAPIRegistry.register(name, schema);
-}
+// The frames are no route's JSON body, so zod-openapi would not register them on its own; the
+// 101 response of the realtime route references them by name.
+const serverFrames = {
+  RealtimeFrame: realtimeFrameSchema,
+  RealtimePongFrame: pongFrameSchema,
+  RealtimeErrorFrame: errorFrameSchema,
+};
+for (const name of routes.SERVER_FRAMES) realtimeRouter.openAPIRegistry.register(name, serverFrames[name]);

@@ -4,10 +4,14 @@ import { ticketSchema } from "../../schemas/realtime";
 
 const TAGS = ["Realtime"];
 
+/** The frames the server sends on the socket, registered as components by the realtime router. */
+export const SERVER_FRAMES = ["RealtimeFrame", "RealtimePongFrame", "RealtimeErrorFrame"] as const;
+
 export const createTicket = defineRoute(
   {
     method: "post",
     path: "/api/v1/realtime/tickets",
+    operationId: "createRealtimeTicket",
     tags: TAGS,
     summary: "Create a realtime connection ticket",
     description: [
@@ -16,13 +20,14 @@ export const createTicket = defineRoute(
     ].join("\n\n"),
     responses: { 201: jsonSuccess(ticketSchema, 201, "A single-use ticket, valid for `expiresIn` seconds") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const connect = defineRoute(
   {
     method: "get",
     path: "/api/v1/realtime",
+    operationId: "connectRealtime",
     tags: TAGS,
     summary: "Open the realtime WebSocket",
     description: [
@@ -38,16 +43,28 @@ export const connect = defineRoute(
     ].join("\n\n"),
     request: {
       query: z.object({
+        // maxLength documents the real tickets (~70 characters); a longer one is simply invalid (401).
         ticket: z.string().optional().openapi({
+          maxLength: 256,
           description: "The ticket from `POST /api/v1/realtime/tickets`.",
           example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
         }),
       }),
     },
     responses: {
-      101: { description: "Switching Protocols: the WebSocket is open and receives `RealtimeFrame`s." },
+      101: {
+        description:
+          'Switching Protocols: the WebSocket is open. Its text frames (server → client) are one of these JSON objects; the client sends only `{"type":"ping"}` (`x-client-frames`).',
+        content: {
+          "application/json": {
+            schema: { oneOf: SERVER_FRAMES.map((name) => ({ $ref: `#/components/schemas/${name}` })) },
+          },
+        },
+        // What the client may send; inline because no operation carries it as a body (a component would be unused).
+        "x-client-frames": [{ type: "object", required: ["type"], properties: { type: { const: "ping" } } }],
+      },
       401: { $ref: "#/components/responses/Unauthorized" },
     },
   },
-  { auth: false, errors: [426] },
+  { auth: "none", errors: [426] },
 );

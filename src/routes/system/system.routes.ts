@@ -13,10 +13,11 @@ export const health = defineRoute(
   {
     method: "get",
     path: "/health",
+    operationId: "getHealth",
     tags: ["Operations"],
     summary: "Check service health",
     description: "Liveness of the Worker and the environment it serves.",
     responses: { 200: jsonSuccess(healthSchema, 200, "The service is up") },
   },
-  { auth: false },
+  { auth: "none" },
 );

@@ -44,18 +44,20 @@ export const me = defineRoute(
   {
     method: "get",
     path: "/api/v1/users/me",
+    operationId: "getMyProfile",
     tags: TAGS,
     summary: "Get my profile",
     description: "The caller's own profile, including `email`.",
     responses: { 200: jsonSuccess(userSchema, 200, "The caller") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const getUser = defineRoute(
   {
     method: "get",
     path: "/api/v1/users/{userId}",
+    operationId: "getUser",
     tags: TAGS,
     summary: "Get a user's profile",
     description:
@@ -63,13 +65,14 @@ export const getUser = defineRoute(
     request: { params: userIdParams },
     responses: { 200: jsonSuccess(userSchema, 200, "The user") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const searchUsers = defineRoute(
   {
     method: "get",
     path: "/api/v1/users",
+    operationId: "searchUsers",
     tags: TAGS,
     summary: "Search users",
     description:
@@ -89,13 +92,14 @@ export const searchUsers = defineRoute(
     },
     responses: { 200: jsonSuccess(pageSchema(userSchema), 200, "A page of users") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const block = defineRoute(
   {
     method: "post",
     path: "/api/v1/users/{userId}/block",
+    operationId: "blockUser",
     tags: TAGS,
     summary: "Block a user",
     description:
@@ -103,13 +107,14 @@ export const block = defineRoute(
     request: { params: userIdParams },
     responses: { 200: jsonSuccess(blockStateSchema, 200, "The user is blocked") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const unblock = defineRoute(
   {
     method: "delete",
     path: "/api/v1/users/{userId}/block",
+    operationId: "unblockUser",
     tags: TAGS,
     summary: "Unblock a user",
     description: "Lifts a block set by the caller. Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.",
@@ -122,13 +127,14 @@ export const unblock = defineRoute(
       ),
     },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const suspend = defineRoute(
   {
     method: "post",
     path: "/api/v1/admin/users/{userId}/suspension",
+    operationId: "suspendUser",
     tags: ADMIN_TAGS,
     summary: "Suspend a user",
     description:
@@ -154,13 +160,14 @@ export const suspend = defineRoute(
       ),
     },
   },
-  { auth: true, errors: [403, 404] },
+  { auth: "admin", errors: [404] },
 );
 
 export const reinstate = defineRoute(
   {
     method: "delete",
     path: "/api/v1/admin/users/{userId}/suspension",
+    operationId: "reinstateUser",
     tags: ADMIN_TAGS,
     summary: "Lift a user's suspension",
     description: "Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.",
@@ -170,5 +177,5 @@ export const reinstate = defineRoute(
     },
     responses: { 200: jsonSuccess(userSchema, 200, "The user, active again") },
   },
-  { auth: true, errors: [403, 404] },
+  { auth: "admin", errors: [404] },
 );

@@ -2,17 +2,14 @@ import type { Context } from "hono";
 import type { StoredReply } from "../../durable-objects/wallet/wallet-types";
 import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
-import { IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER } from "../../lib/idempotency";
+import { REPLAYED_HEADER } from "../../lib/idempotency";
 import { rateLimitHeaders } from "../../lib/sliding-window";
 import type { AppEnv } from "../../lib/types";
-import { currentUser, requireAdmin } from "../../middlewares/auth";
+import { currentUser } from "../../middlewares/auth";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions, reconcile } from "../../services/wallets";
 import * as routes from "./wallets.routes";
-
-/** The key as the caller sent it: null when absent, 400 when malformed. */
-const idempotencyKeyOf = (c: Context<AppEnv>) => parseIdempotencyKey(c.req.header(IDEMPOTENCY_HEADER)) ?? null;
 
 /**
  * A response the wallet produced (fresh or stored): its exact envelope text, so a replay is the
@@ -25,6 +22,8 @@ function storedReply(c: Context<AppEnv>, reply: StoredReply): never {
   return c.body(reply.body, reply.status, headers) as never;
 }
 
+// Transfers and grants are declared `idempotent: "wallet"`: the wallet object keeps their outcomes
+// and answers a stored one before any check (the transfer's rate limit is counted there too).
 export const walletsRouter = createRouter()
   .openapi(routes.sendCreditTransfer, async (c) => {
     const answer = await executeTransfer(
@@ -32,7 +31,7 @@ export const walletsRouter = createRouter()
       c.var.config,
       currentUser(c).id,
       c.req.valid("json"),
-      idempotencyKeyOf(c),
+      c.var.idempotencyKey,
       requestWaitUntil(c),
     );
     if (answer.rateLimit) for (const [name, value] of Object.entries(rateLimitHeaders(answer.rateLimit))) c.header(name, value);
@@ -49,15 +48,16 @@ export const walletsRouter = createRouter()
     return ok(c, await getTransfer(c.env, c.var.config, currentUser(c).id, transferId, requestWaitUntil(c)), 200);
   })
   .openapi(routes.grantCredits, async (c) => {
-    const admin = requireAdmin(c);
-    const key = idempotencyKeyOf(c);
     const { userId } = c.req.valid("param");
-    return storedReply(
-      c,
-      await grantCredits(c.env, c.var.config, admin.id, userId, c.req.valid("json"), key, requestWaitUntil(c)),
+    const reply = await grantCredits(
+      c.env,
+      c.var.config,
+      currentUser(c).id,
+      userId,
+      c.req.valid("json"),
+      c.var.idempotencyKey,
+      requestWaitUntil(c),
     );
+    return storedReply(c, reply);
   })
-  .openapi(routes.reconciliation, async (c) => {
-    requireAdmin(c);
-    return ok(c, await reconcile(c.env), 200);
-  });
+  .openapi(routes.reconciliation, async (c) => ok(c, await reconcile(c.env), 200));

@@ -2,7 +2,6 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { idempotencyHeadersSchema, replayedResponseHeader } from "../../schemas/idempotency";
 import {
   grantRequestSchema,
   grantSchema,
@@ -21,6 +20,7 @@ export const sendCreditTransfer = defineRoute(
   {
     method: "post",
     path: "/api/v1/messages/credit-transfer",
+    operationId: "sendCreditTransfer",
     tags: ["Credit transfers"],
     summary: "Send a credit transfer message",
     description: [
@@ -33,36 +33,40 @@ export const sendCreditTransfer = defineRoute(
       "`senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.",
     ].join("\n\n"),
     request: {
-      headers: idempotencyHeadersSchema,
       body: json(transferRequestSchema),
     },
     responses: {
-      201: {
-        ...jsonSuccess(transferSchema, 201, "The transfer was made and its message posted"),
-        headers: replayedResponseHeader,
-      },
+      201: jsonSuccess(transferSchema, 201, "The transfer was made and its message posted"),
     },
   },
-  { auth: true, errors: [403, 404, 409, 429] },
+  // The wallet object answers a stored outcome first, then counts the per-user rate limit.
+  {
+    auth: "user",
+    idempotent: "wallet",
+    rateLimit: [{ scope: "transfers", countedBy: "wallet" }],
+    errors: [403, 404, 409],
+  },
 );
 
 export const getMyWallet = defineRoute(
   {
     method: "get",
     path: "/api/v1/wallets/me",
+    operationId: "getMyWallet",
     tags: ["Wallets"],
     summary: "Get my wallet",
     description:
       "The caller's balance. Every user has a wallet: it is opened at registration with the `SIGNUP_CREDITS` welcome grant, or on first use if that did not happen.",
     responses: { 200: jsonSuccess(walletSchema, 200, "The caller's wallet") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const listMyTransactions = defineRoute(
   {
     method: "get",
     path: "/api/v1/wallets/me/transactions",
+    operationId: "listMyTransactions",
     tags: ["Wallets"],
     summary: "List my wallet transactions",
     description:
@@ -70,26 +74,28 @@ export const listMyTransactions = defineRoute(
     request: { query: pageQuerySchema },
     responses: { 200: jsonSuccess(pageSchema(ledgerEntrySchema), 200, "A page of ledger entries") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const getMyLimits = defineRoute(
   {
     method: "get",
     path: "/api/v1/wallets/me/limits",
+    operationId: "getMyTransferLimits",
     tags: ["Wallets"],
     summary: "Get my transfer limits",
     description:
       "`perTransferMax` is `MAX_TRANSFER_AMOUNT`; the rolling window is the last `windowHours` (24) hours, in which the caller may send `windowLimit` (`DAILY_TRANSFER_LIMIT`) credits in total; `windowUsed` were sent, `windowRemaining` are left.",
     responses: { 200: jsonSuccess(limitsSchema, 200, "The caller's limits and usage") },
   },
-  { auth: true },
+  { auth: "user" },
 );
 
 export const getMyTransfer = defineRoute(
   {
     method: "get",
     path: "/api/v1/wallets/me/transfers/{transferId}",
+    operationId: "getMyTransfer",
     tags: ["Wallets"],
     summary: "Get a credit transfer",
     description:
@@ -97,13 +103,14 @@ export const getMyTransfer = defineRoute(
     request: { params: z.object({ transferId: idSchema("transfer id") }) },
     responses: { 200: jsonSuccess(transferWithStatusSchema, 200, "The transfer and its status") },
   },
-  { auth: true, errors: [404] },
+  { auth: "user", errors: [404] },
 );
 
 export const grantCredits = defineRoute(
   {
     method: "post",
     path: "/api/v1/admin/wallets/{userId}/grants",
+    operationId: "grantCredits",
     tags: ["Admin"],
     summary: "Grant credits to a wallet",
     description: [
@@ -111,26 +118,26 @@ export const grantCredits = defineRoute(
       "Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.",
     ].join("\n\n"),
     request: {
-      headers: idempotencyHeadersSchema,
       params: z.object({ userId: idSchema("user id") }),
       body: json(grantRequestSchema),
     },
     responses: {
-      201: { ...jsonSuccess(grantSchema, 201, "The grant was applied"), headers: replayedResponseHeader },
+      201: jsonSuccess(grantSchema, 201, "The grant was applied"),
     },
   },
-  { auth: true, errors: [403, 404, 409] },
+  { auth: "admin", idempotent: "wallet", errors: [404] },
 );
 
 export const reconciliation = defineRoute(
   {
     method: "get",
     path: "/api/v1/admin/reconciliation",
+    operationId: "getReconciliation",
     tags: ["Admin"],
     summary: "Reconcile all wallets",
     description:
       "Admins only. Walks every user's wallet and checks the books end to end: each wallet's `balanceAfter` chain and entries; every `transfer_out` paired with exactly one `transfer_in` of the same amount; every posted transfer has exactly one `credit_transfer` message; total balance + credits in flight (`pendingTransfers`, finished by the alarms within seconds) = total granted. `discrepancies` is empty when the books are right. Not a snapshot: under live traffic a totals-only discrepancy can be a transfer that started mid-walk; run it again before acting.",
     responses: { 200: jsonSuccess(reconciliationSchema, 200, "The result of the check") },
   },
-  { auth: true, errors: [403] },
+  { auth: "admin" },
 );

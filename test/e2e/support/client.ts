@@ -19,14 +19,24 @@ export const validator = new ResponseValidator(await loadDocument(BASE_URL));
 process.on("exit", () => {
   const total = [...validator.checked.values()].reduce((sum, n) => sum + n, 0);
   console.log(`# ${total} responses validated against the OpenAPI document (${validator.checked.size} operation/status pairs)`);
+  const { checked, refusedByDocument } = validator.requests;
+  console.log(
+    `# ${checked} requests validated against the OpenAPI document (${refusedByDocument} refused by it, each also refused by the server)`,
+  );
   const dir = process.env.E2E_COVERAGE_DIR;
   if (dir) writeFileSync(path.join(dir, `${process.pid}.json`), JSON.stringify(Object.fromEntries(validator.checked)));
 });
 
-/** fetch that validates the JSON body of every response against its documented schema. */
+/**
+ * fetch that validates every request (parameters and JSON body) and the JSON body of every
+ * response against the document: a request the document refuses must be refused by the server
+ * too, else the document is stricter than the server and the test fails.
+ */
 export const validatingFetch = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
   const request = new Request(input, init);
+  const sent = { method: request.method, url: request.url, headers: request.headers, body: await request.clone().text() };
   const response = await fetch(request);
+  validator.checkRequest(sent, response.status);
   const type = response.headers.get("Content-Type") ?? "";
   if (!type.includes("application/json")) {
     throw new Error(`${request.method} ${request.url} answered ${response.status} with Content-Type ${type}, not JSON`);

@@ -60,9 +60,23 @@ export function matchPathTemplate(doc: OpenApiDocument, pathname: string): strin
   return undefined;
 }
 
+type ParameterObject = { name: string; in: "path" | "query" | "header" | "cookie"; required?: boolean; schema?: object };
+type OperationObject = {
+  parameters?: (ParameterObject | { $ref: string })[];
+  requestBody?: { required?: boolean; content?: Record<string, { schema?: object }> } | { $ref: string };
+};
+
+/** A request as sent: method, URL, headers and body text. */
+export type SentRequest = { method: string; url: string; headers: Headers; body: string };
+
 export class ResponseValidator {
   readonly doc: OpenApiDocument;
   readonly #ajv: Ajv2020;
+  /** Parameters arrive as strings: this instance coerces them to their schema's type first, as servers do. */
+  readonly #params: Ajv2020;
+  readonly #compiledParams = new Map<string, ValidateFunction>();
+  /** How many requests were checked against the document, and how many of those the document refused. */
+  readonly requests = { checked: 0, refusedByDocument: 0 };
   readonly #compiled = new Map<string, ValidateFunction>();
   /** How many responses were checked, per "METHOD template status": the suite asserts coverage from it. */
   readonly checked = new Map<string, number>();
@@ -73,6 +87,81 @@ export class ResponseValidator {
     this.#ajv = new Ajv2020({ strict: false, allErrors: true });
     addFormats(this.#ajv);
     this.#ajv.addSchema({ ...doc, $id: DOC_ID } as object);
+    this.#params = new Ajv2020({ strict: false, allErrors: true, coerceTypes: true });
+    addFormats(this.#params);
+    this.#params.addSchema({ ...doc, $id: DOC_ID } as object);
+  }
+
+  /**
+   * What the document says is wrong with a request (path, query and header parameters, JSON
+   * body), as one line per problem; [] when the document accepts it or does not describe the route.
+   */
+  requestProblems(request: SentRequest): string[] {
+    const url = new URL(request.url);
+    const template = matchPathTemplate(this.doc, url.pathname);
+    const lower = request.method.toLowerCase();
+    const operation = template ? (this.doc.paths[template]?.[lower] as OperationObject | undefined) : undefined;
+    if (!template || !operation) return [];
+    const problems: string[] = [];
+    const names = [...template.matchAll(/\{([^}]+)\}/g)].map((m) => m[1] as string);
+    const values = new RegExp(`^${template.replace(/\{[^}]+\}/g, "([^/]+)")}$`).exec(url.pathname)?.slice(1) ?? [];
+    const pathValues = Object.fromEntries(names.map((name, i) => [name, decodeURIComponent(values[i] ?? "")]));
+    for (const [i, entry] of (operation.parameters ?? []).entries()) {
+      const parameter = ("$ref" in entry ? pointerGet(this.doc, entry.$ref) : entry) as ParameterObject;
+      const value =
+        parameter.in === "path"
+          ? pathValues[parameter.name]
+          : parameter.in === "query"
+            ? (url.searchParams.get(parameter.name) ?? undefined)
+            : parameter.in === "header"
+              ? (request.headers.get(parameter.name) ?? undefined)
+              : undefined;
+      if (value === undefined) {
+        if (parameter.required) problems.push(`${parameter.in} ${parameter.name}: required`);
+        continue;
+      }
+      const pointer =
+        "$ref" in entry ? `${entry.$ref}/schema` : `#/paths/${escapeToken(template)}/${lower}/parameters/${i}/schema`;
+      let check = this.#compiledParams.get(pointer);
+      if (!check) {
+        // Wrapped in an object so ajv can coerce the string in place ("50" → 50 for an integer).
+        check = this.#params.compile({ type: "object", properties: { value: { $ref: `${DOC_ID}${pointer}` } } });
+        this.#compiledParams.set(pointer, check);
+      }
+      if (!check({ value })) problems.push(...(check.errors ?? []).map((e) => `${parameter.in} ${parameter.name}: ${e.message}`));
+    }
+    const body = operation.requestBody && ("$ref" in operation.requestBody ? undefined : operation.requestBody);
+    const json = body?.content?.["application/json"];
+    if (request.body === "") {
+      if (body?.required) problems.push("body: required");
+    } else if (json?.schema && (request.headers.get("Content-Type") ?? "").includes("json")) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(request.body);
+      } catch {
+        return [...problems, "body: not JSON"];
+      }
+      const fn = this.#validatorAt(`#/paths/${escapeToken(template)}/${lower}/requestBody/content/application~1json/schema`);
+      if (!fn(parsed))
+        problems.push(...(fn.errors ?? []).map((e) => `body${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`));
+    }
+    return problems;
+  }
+
+  /**
+   * Holds a request and its answer against the document: a request the document refuses but the
+   * server accepted means the document is stricter than the server, which fails the run.
+   */
+  checkRequest(request: SentRequest, status: number) {
+    const problems = this.requestProblems(request);
+    this.requests.checked += 1;
+    if (problems.length === 0) return;
+    this.requests.refusedByDocument += 1;
+    if (status < 400) {
+      throw new Error(
+        `${request.method} ${request.url} was accepted by the server (${status}) but its request does not match the OpenAPI document:\n  ${problems.join("\n  ")}\nbody: ${request.body.slice(0, 800)}`,
+      );
+    }
   }
 
   #validatorAt(pointer: string) {
