@@ -30,10 +30,22 @@ export const authRouter = createRouter()
   })
   .openapi(routes.refresh, async (c) => {
     await enforceRateLimit(c, "authIp", clientIp(c));
-    const session = await auth.refresh(createDb(c.env.DB), c.var.config, c.req.valid("json").refreshToken);
+    const session = await auth.refresh(c.env, createDb(c.env.DB), c.var.config, c.req.valid("json").refreshToken);
     return ok(c, sessionBody(session), 200);
   })
   .openapi(routes.logout, async (c) => {
-    await auth.logout(createDb(c.env.DB), currentUser(c).id, c.req.valid("json").refreshToken);
+    await auth.logout(c.env, createDb(c.env.DB), currentUser(c), c.req.valid("json").refreshToken);
     return ok(c, { loggedOut: true as const }, 200);
+  })
+  .openapi(routes.logoutAll, async (c) => {
+    const result = await auth.logoutAll(c.env, createDb(c.env.DB), currentUser(c));
+    return ok(c, { loggedOut: true as const, ...result }, 200);
+  })
+  .openapi(routes.changePassword, async (c) => {
+    const caller = currentUser(c);
+    await enforceRateLimit(c, "authIp", clientIp(c));
+    // Keyed by account (a caller is signed in), in the sign-in limit's own namespace: `account:` never collides with an email.
+    await enforceRateLimit(c, "login", `account:${caller.id}`);
+    const session = await auth.changePassword(c.env, createDb(c.env.DB), c.var.config, caller, c.req.valid("json"));
+    return ok(c, sessionBody(session), 200);
   });
