@@ -3,11 +3,12 @@ import { sign } from "hono/jwt";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
-import { JWT_AUDIENCE, JWT_ISSUER, signAccessToken } from "../src/lib/jwt";
+import { JWT_AUDIENCE, JWT_ISSUER, keyId, signAccessToken } from "../src/lib/jwt";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
 const PASSWORD = "correct horse battery";
+const b64url = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const uniqueEmail = (tag = "user") => `${tag}-${crypto.randomUUID()}@example.com`;
 /** Each test its own client address, so the shared per-IP auth limit never spills between tests. */
 const ip = () => ({
@@ -332,8 +333,11 @@ describe("access tokens", () => {
   const config = getConfig(env);
   const base = (sub: string) => {
     const iat = Math.floor(Date.now() / 1000);
-    return { sub, role: "user", iat, exp: iat + 900, iss: JWT_ISSUER, aud: JWT_AUDIENCE, jti: crypto.randomUUID() };
+    return { sub, role: "user", sid: newId(), iat, exp: iat + 900, iss: JWT_ISSUER, aud: JWT_AUDIENCE, jti: crypto.randomUUID() };
   };
+  /** Signed with the server's key and its kid in the header, as the server signs, but with any claims and algorithm. */
+  const signed = async (claims: Record<string, unknown>, alg: "HS256" | "HS512" = "HS256") =>
+    sign(claims, { kty: "oct", k: b64url(config.jwtSecret), alg, kid: await keyId(config.jwtSecret) });
   const me = (token: string) => call("GET", "/api/v1/users/me", { token });
 
   it("a valid token works; a missing one is authentication_required; a malformed header is invalid_token", async () => {
@@ -357,13 +361,21 @@ describe("access tokens", () => {
     // Someone else's payload under my signature (e.g. to become admin).
     const adminPayload = admin.token.split(".")[1];
     expectError(await me(`${header}.${adminPayload}.${signature}`), 401, "invalid_token");
-    const forged = await sign({ ...base(user.id), role: "admin" }, "some-other-secret-of-enough-length!!", "HS256");
+    // Another key under the kid of the server's key.
+    const forged = await sign(
+      { ...base(user.id), role: "admin" },
+      { kty: "oct", k: b64url("some-other-secret-of-enough-length!!"), alg: "HS256", kid: await keyId(config.jwtSecret) },
+    );
     expectError(await me(forged), 401, "invalid_token");
   });
 
   it("expired is token_expired", async () => {
     const user = await seedUser();
-    const expired = await signAccessToken(config, { id: user.id, role: "user" }, Date.now() - 16 * 60 * 1000);
+    const expired = await signAccessToken(
+      config,
+      { id: user.id, role: "user", sessionId: user.sessionId },
+      Date.now() - 16 * 60 * 1000,
+    );
     const res = expectError(await me(expired), 401, "token_expired");
     expect(res.errors[0]).toBe("Authentication required");
   });
@@ -373,14 +385,21 @@ describe("access tokens", () => {
     const b64 = (value: unknown) => btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
     const none = `${b64({ alg: "none", typ: "JWT" })}.${b64(base(user.id))}.`;
     expectError(await me(none), 401, "invalid_token");
-    const hs512 = await sign(base(user.id), config.jwtSecret, "HS512");
+    const hs512 = await signed(base(user.id), "HS512");
     expectError(await me(hs512), 401, "invalid_token");
-    const wrongAudience = await sign({ ...base(user.id), aud: "someone-else" }, config.jwtSecret, "HS256");
+    const wrongAudience = await signed({ ...base(user.id), aud: "someone-else" });
     expectError(await me(wrongAudience), 401, "invalid_token");
-    const wrongIssuer = await sign({ ...base(user.id), iss: "someone-else" }, config.jwtSecret, "HS256");
+    const wrongIssuer = await signed({ ...base(user.id), iss: "someone-else" });
     expectError(await me(wrongIssuer), 401, "invalid_token");
     // The control: the same claims with the right audience and issuer pass.
-    expect((await me(await sign(base(user.id), config.jwtSecret, "HS256"))).status).toBe(200);
+    expect((await me(await signed(base(user.id)))).status).toBe(200);
+  });
+
+  it("a token without its session (`sid`) or with a malformed one is invalid_token", async () => {
+    const user = await seedUser();
+    const { sid: _sid, ...withoutSession } = base(user.id);
+    expectError(await me(await signed(withoutSession)), 401, "invalid_token");
+    expectError(await me(await signed({ ...base(user.id), sid: "not-a-session" })), 401, "invalid_token");
   });
 });
 

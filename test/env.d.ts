@@ -5,6 +5,11 @@ declare global {
     interface Env {
       /** Injected by vitest.config.ts: the D1 migrations the setup file applies. */
       TEST_MIGRATIONS: D1Migration[];
+      /** Injected by vitest.config.ts: wrangler.toml's local, dev and production environments as wrangler resolves them. */
+      TEST_WRANGLER_ENVIRONMENTS: Record<
+        "local" | "dev" | "production",
+        { name: string; workersDev: boolean | undefined; routes: unknown[]; route: unknown; vars: Record<string, unknown> }
+      >;
     }
   }
 }

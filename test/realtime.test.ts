@@ -108,19 +108,19 @@ describe("realtime tickets", () => {
 
   it("a ticket expires after 60 s", async () => {
     const user = await seedUser();
-    const stale = await issueTicket(env, user.id, Date.now() - (TICKET_TTL_SECONDS * 1000 + 1));
+    const stale = await issueTicket(env, user, Date.now() - (TICKET_TTL_SECONDS * 1000 + 1));
     const expired = expectError(await refusal(await upgrade(stale.ticket)), 401, "invalid_token");
     expect(expired.errors.join(" ")).toMatch(/expired/);
-    const fresh = await issueTicket(env, user.id, Date.now() - (TICKET_TTL_SECONDS * 1000 - 5_000));
+    const fresh = await issueTicket(env, user, Date.now() - (TICKET_TTL_SECONDS * 1000 - 5_000));
     opened.push(await openSocket(fresh.ticket));
   });
 
   it("only the newest tickets of a user are kept (storage stays bounded)", async () => {
     const user = await seedUser();
-    const first = await issueTicket(env, user.id);
-    for (let i = 0; i < 50; i += 1) await issueTicket(env, user.id);
+    const first = await issueTicket(env, user);
+    for (let i = 0; i < 50; i += 1) await issueTicket(env, user);
     expectError(await refusal(await upgrade(first.ticket)), 401, "invalid_token");
-    const last = await issueTicket(env, user.id);
+    const last = await issueTicket(env, user);
     opened.push(await openSocket(last.ticket));
   });
 });

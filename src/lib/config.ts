@@ -22,6 +22,11 @@ const configSchema = z
   .object({
     ENVIRONMENT: z.enum(["local", "dev", "production"]),
     JWT_SECRET: z.string().optional(),
+    // During a signing-key rotation: the key before JWT_SECRET, which still verifies (never signs).
+    JWT_SECRET_PREVIOUS: z
+      .string()
+      .optional()
+      .transform((value) => value || undefined),
     SIGNUP_CREDITS: integerVar(0),
     ADMIN_EMAILS: listVar.transform((emails) => emails.map((email) => email.toLowerCase())),
     MAX_TRANSFER_AMOUNT: integerVar(1),
@@ -34,21 +39,30 @@ const configSchema = z
     RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
     TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
+    REALTIME_MAX_CONNECTIONS: integerVar(1),
   })
   .superRefine((vars, ctx) => {
     if (vars.ENVIRONMENT === "local") return;
-    const secret = vars.JWT_SECRET ?? "";
-    if (secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32) {
+    const weak = (secret: string) => secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32;
+    if (weak(vars.JWT_SECRET ?? "")) {
       ctx.addIssue({
         code: "custom",
         path: ["JWT_SECRET"],
         message: "must be set with `wrangler secret put JWT_SECRET` to at least 32 bytes (not the local default) outside local",
       });
     }
+    if (vars.JWT_SECRET_PREVIOUS !== undefined && weak(vars.JWT_SECRET_PREVIOUS)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["JWT_SECRET_PREVIOUS"],
+        message: "when set, must be at least 32 bytes (not the local default) outside local",
+      });
+    }
   })
   .transform((vars) => ({
     environment: vars.ENVIRONMENT,
     jwtSecret: vars.JWT_SECRET ?? LOCAL_JWT_SECRET,
+    jwtPreviousSecret: vars.JWT_SECRET_PREVIOUS ?? null,
     signupCredits: vars.SIGNUP_CREDITS,
     adminEmails: vars.ADMIN_EMAILS,
     maxTransferAmount: vars.MAX_TRANSFER_AMOUNT,
@@ -57,6 +71,7 @@ const configSchema = z
     productionBaseUrl: vars.PRODUCTION_BASE_URL,
     corsOrigins: vars.CORS_ORIGINS,
     transferVoidAfterMs: vars.TRANSFER_VOID_AFTER_SECONDS * 1000,
+    realtimeMaxConnections: vars.REALTIME_MAX_CONNECTIONS,
     rateLimits: {
       loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,

@@ -2,8 +2,11 @@ import type { Database } from "../db/client";
 import type { Config } from "./config";
 import type { IdempotencyClaim } from "./idempotency";
 
-/** The signed-in caller, as the access token states it. */
-export type AuthUser = { id: string; role: "user" | "admin" };
+/**
+ * The signed-in caller, as the access token states it; `sessionId` is the refresh-token family
+ * the token was issued for (what a realtime socket belongs to).
+ */
+export type AuthUser = { id: string; role: "user" | "admin"; sessionId: string };
 
 /**
  * Hono's environment for every router of this app. The request context is `c.var`, built once

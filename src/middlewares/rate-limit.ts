@@ -7,6 +7,7 @@ import { currentUser } from "./auth";
 const KEY_OF: Record<RateLimitScope, (c: Context<AppEnv>) => string> = {
   authIp: (c) => clientIp(c.req.header("CF-Connecting-IP")),
   login: (c) => (c.req.valid("json" as never) as { email: string }).email.toLowerCase(),
+  password: (c) => currentUser(c).id,
   messages: (c) => currentUser(c).id,
   transfers: (c) => currentUser(c).id,
 };

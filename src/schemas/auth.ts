@@ -59,3 +59,21 @@ export const sessionSchema = z
   .openapi("Session");
 
 export const logoutResultSchema = z.object({ loggedOut: z.literal(true) }).openapi("LogoutResult");
+
+export const logoutAllResultSchema = z
+  .object({
+    loggedOut: z.literal(true),
+    revokedSessions: z
+      .number()
+      .int()
+      .min(0)
+      .openapi({ example: 3, description: "How many sessions (refresh-token families) were still live and are now revoked." }),
+  })
+  .openapi("LogoutAllResult");
+
+export const changePasswordBodySchema = z
+  .object({
+    currentPassword: passwordField.openapi({ description: "The password the account has now (1..128 characters)." }),
+    newPassword: newPasswordField.openapi({ example: "a much longer passphrase", description: "8..128 characters." }),
+  })
+  .openapi("ChangePasswordRequest");

@@ -10,6 +10,18 @@ import { transferSchema, transferWithStatusSchema, walletSchema } from "./wallet
  * OpenAPI description and docs/realtime.md describe these same schemas.
  */
 
+/**
+ * Close codes the server ends a socket with (4000–4999 are the application's range). A client
+ * that gets 4001 signs in again (or refreshes) before reconnecting; 4003 means the account was
+ * suspended (it may reconnect to read); 4008 means a newer connection of the same user took
+ * this one's place (do not reconnect in a loop).
+ */
+export const REALTIME_CLOSE_CODES = {
+  sessionEnded: { code: 4001, reason: "session_ended" },
+  accountSuspended: { code: 4003, reason: "account_suspended" },
+  tooManyConnections: { code: 4008, reason: "too_many_connections" },
+} as const;
+
 export const ticketSchema = z
   .object({
     ticket: z.string().openapi({

@@ -1,4 +1,4 @@
-import { and, eq, isNotNull, isNull, notExists } from "drizzle-orm";
+import { and, eq, exists, gt, isNotNull, isNull, notExists, type SQL } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { Database } from "../db/client";
 import { refreshTokens, type UserRow, users } from "../db/schema";
@@ -6,7 +6,9 @@ import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { ACCESS_TOKEN_TTL_SECONDS, signAccessToken } from "../lib/jwt";
+import type { AuthUser } from "../lib/types";
 import { hashPassword, verifyPassword } from "./password";
+import { endSessions, sessionEnded } from "./realtime";
 import { displayNameKey, findUser } from "./users";
 import { openWallet } from "./wallets";
 
@@ -15,7 +17,10 @@ import { openWallet } from "./wallets";
  * opaque refresh token: 256 random bits, stored only as its SHA-256, valid 30 days, in a family
  * that starts at sign-in. Each refresh uses up the presented token and issues the next one of the
  * family; presenting a used token again means it leaked (or a client raced itself), so the whole
- * family is revoked. Logout revokes the family. Access tokens already issued run out on their own.
+ * family is revoked. Logout revokes the family; logout-all and a password change revoke every
+ * family of the user. Access tokens already issued run out on their own, but they carry their
+ * family (`sid`), and what they opened ends with it: a revocation closes that session's realtime
+ * sockets (4001) in the same request, and no ticket is issued to a revoked session.
  */
 export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
@@ -54,7 +59,7 @@ async function issueSession(db: Database, config: Config, user: UserRow, familyI
     expiresAt: now + REFRESH_TOKEN_TTL_MS,
     createdAt: now,
   });
-  const accessToken = await signAccessToken(config, { id: user.id, role: user.role }, now);
+  const accessToken = await signAccessToken(config, { id: user.id, role: user.role, sessionId: familyId }, now);
   return { user, accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SECONDS };
 }
 
@@ -132,19 +137,42 @@ async function revokeFamily(db: Database, familyId: string, now = Date.now()): P
     .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
 }
 
+/** Revokes one family and closes its sockets: logout, and refresh-token reuse. */
+async function endFamily(env: Env, db: Database, userId: string, familyId: string): Promise<void> {
+  await revokeFamily(db, familyId);
+  await endSessions(env, userId, [familyId], { everySocket: false });
+}
+
+/**
+ * The families of `userId` that a revocation of all of them would end: those not revoked with
+ * a token not yet expired (an expired family has no refresh token and no live access token).
+ */
+const liveFamiliesOf = (db: Database, userId: string, now: number) =>
+  db
+    .selectDistinct({ familyId: refreshTokens.familyId })
+    .from(refreshTokens)
+    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), gt(refreshTokens.expiresAt, now)));
+
+/** Revokes every family of the user not yet revoked (logout-all, password change), `onlyIf` holds. */
+const revokeAllFamiliesOf = (db: Database, userId: string, now: number, onlyIf?: SQL) =>
+  db
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), onlyIf));
+
 /**
  * Exchanges a refresh token for a new pair. The token is used up by a conditional UPDATE
  * (`used_at IS NULL`, family not revoked), so of two concurrent refreshes with one token exactly
  * one wins; the other counts as reuse and revokes the family, as a replayed stolen token would,
  * and that includes the token the winner is issuing.
  */
-export async function refresh(db: Database, config: Config, refreshToken: string): Promise<Session> {
+export async function refresh(env: Env, db: Database, config: Config, refreshToken: string): Promise<Session> {
   const now = Date.now();
   const tokenHash = await sha256Hex(refreshToken);
   const row = await db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash)).get();
   if (!row || row.revokedAt !== null || row.expiresAt <= now) throw invalidRefreshToken();
   if (row.usedAt !== null) {
-    await revokeFamily(db, row.familyId, now);
+    await endFamilyOnReuse(env, db, row.userId, row.familyId);
     throw invalidRefreshToken();
   }
   // A family counts as revoked as soon as any of its tokens is: a revocation that raced with the
@@ -167,7 +195,7 @@ export async function refresh(db: Database, config: Config, refreshToken: string
       ),
     );
   if (claimed.meta.changes !== 1) {
-    await revokeFamily(db, row.familyId, now);
+    await endFamilyOnReuse(env, db, row.userId, row.familyId);
     throw invalidRefreshToken();
   }
   const user = await findUser(db, row.userId);
@@ -176,15 +204,105 @@ export async function refresh(db: Database, config: Config, refreshToken: string
 }
 
 /**
- * Revokes the family of `refreshToken`, which must be one of the caller's (401 `invalid_token`
- * otherwise). Idempotent: logging out of a family already revoked or rotated answers the same.
+ * Reuse ends the family; the answer is 401 whatever happens to its sockets, so a failure to
+ * close them is logged rather than turned into a 500 the client cannot act on.
  */
-export async function logout(db: Database, userId: string, refreshToken: string): Promise<void> {
+async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId: string): Promise<void> {
+  try {
+    await endFamily(env, db, userId, familyId);
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        event: "end_session_failed",
+        userId,
+        familyId,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
+    await revokeFamily(db, familyId);
+  }
+}
+
+/**
+ * Revokes the family of `refreshToken`, which must be one of the caller's (401 `invalid_token`
+ * otherwise), and closes its sockets. Idempotent: logging out of a family already revoked or
+ * rotated answers the same (and closes whatever of it is still open).
+ */
+export async function logout(env: Env, db: Database, caller: AuthUser, refreshToken: string): Promise<void> {
   const row = await db
     .select()
     .from(refreshTokens)
     .where(eq(refreshTokens.tokenHash, await sha256Hex(refreshToken)))
     .get();
-  if (!row || row.userId !== userId) throw invalidRefreshToken();
-  await revokeFamily(db, row.familyId);
+  if (!row || row.userId !== caller.id) throw invalidRefreshToken();
+  await endFamily(env, db, caller.id, row.familyId);
+}
+
+/**
+ * Log out everywhere: revokes every family of the caller (the caller's own included) and closes
+ * all of the caller's sockets. Returns how many sessions were still live. Idempotent.
+ */
+export async function logoutAll(env: Env, db: Database, caller: AuthUser): Promise<{ revokedSessions: number }> {
+  const now = Date.now();
+  const [families] = await db.batch([liveFamiliesOf(db, caller.id, now), revokeAllFamiliesOf(db, caller.id, now)]);
+  const familyIds = families.map((family) => family.familyId);
+  await endSessions(env, caller.id, [...familyIds, caller.sessionId], { everySocket: true });
+  return { revokedSessions: familyIds.length };
+}
+
+/**
+ * Changes the caller's password: 401 `invalid_credentials` unless `currentPassword` is the
+ * current one (checked with the same constant-time PBKDF2 work as sign-in). Every session of the
+ * caller is revoked and every socket closed, in one D1 transaction with the new hash; the answer
+ * is a new session, the only one left. Two changes racing: the second finds the password it
+ * checked replaced, and is 401 with nothing changed.
+ */
+export async function changePassword(
+  env: Env,
+  db: Database,
+  config: Config,
+  caller: AuthUser,
+  input: { currentPassword: string; newPassword: string },
+): Promise<Session> {
+  const user = await findUser(db, caller.id);
+  const matches = await verifyPassword(input.currentPassword, user?.passwordHash);
+  if (!user) throw new ApiError("invalid_token", ["The account of this access token no longer exists"]);
+  if (!matches) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
+
+  const now = Date.now();
+  const passwordHash = await hashPassword(input.newPassword);
+  const [families, updated] = await db.batch([
+    liveFamiliesOf(db, caller.id, now),
+    db
+      .update(users)
+      .set({ passwordHash })
+      .where(and(eq(users.id, caller.id), eq(users.passwordHash, user.passwordHash)))
+      .returning({ id: users.id }),
+    // Only if the row above changed: the same transaction, so a lost race revokes nothing.
+    revokeAllFamiliesOf(
+      db,
+      caller.id,
+      now,
+      exists(
+        db
+          .select({ id: users.id })
+          .from(users)
+          .where(and(eq(users.id, caller.id), eq(users.passwordHash, passwordHash))),
+      ),
+    ),
+  ]);
+  if (updated.length !== 1) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
+  await endSessions(env, caller.id, families.map((family) => family.familyId).concat(caller.sessionId), { everySocket: true });
+  return issueSession(db, config, { ...user, passwordHash });
+}
+
+/** 401 `invalid_token` when the caller's session (refresh-token family) has been revoked. */
+export async function assertSessionLive(db: Database, caller: AuthUser): Promise<void> {
+  const revoked = await db
+    .select({ id: refreshTokens.id })
+    .from(refreshTokens)
+    .where(and(eq(refreshTokens.familyId, caller.sessionId), isNotNull(refreshTokens.revokedAt)))
+    .get();
+  if (revoked) throw sessionEnded();
 }

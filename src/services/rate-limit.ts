@@ -4,14 +4,18 @@ import { ApiError } from "../lib/errors";
 /**
  * The limits of API.md §1, each from its var (see wrangler.toml):
  * - `login`: sign-in attempts per email (every attempt counts, successful or not);
- * - `authIp`: register/login/refresh requests per client IP (generous: carrier NAT shares addresses);
+ * - `authIp`: register/login/refresh/password-change requests per client IP (generous: carrier NAT
+ *   shares addresses);
+ * - `password`: password changes per account, at the sign-in limit (a signed-in caller guessing
+ *   the current password is limited like a sign-in);
  * - `messages` / `transfers`: sends per user.
  */
-export type RateLimitScope = "login" | "authIp" | "messages" | "transfers";
+export type RateLimitScope = "login" | "authIp" | "password" | "messages" | "transfers";
 
 const LIMIT_OF: Record<RateLimitScope, (limits: Config["rateLimits"]) => number> = {
   login: (limits) => limits.loginPerMinute,
   authIp: (limits) => limits.authIpPerMinute,
+  password: (limits) => limits.loginPerMinute,
   messages: (limits) => limits.messagesPerMinute,
   transfers: (limits) => limits.transfersPerMinute,
 };

@@ -1,11 +1,13 @@
-import { TICKET_HASH_HEADER, type TicketRefusal } from "../durable-objects/realtime/realtime-do";
+import { MAX_CONNECTIONS_HEADER, TICKET_HASH_HEADER, type TicketRefusal } from "../durable-objects/realtime/realtime-do";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
+import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
 
 /**
- * Realtime push: connection tickets, the WebSocket upgrade, and `publish`, which fans an event
- * out to every connection of the given users through their RealtimeDO (one per user).
+ * Realtime push: connection tickets, the WebSocket upgrade, `publish`, which fans an event out
+ * to every connection of the given users through their RealtimeDO (one per user), and the ends
+ * of connections: a session's end (4001), a suspension (4003).
  */
 
 export const TICKET_TTL_SECONDS = 60;
@@ -26,21 +28,31 @@ const realtimeStub = (env: Env, userId: string) => env.REALTIME.get(env.REALTIME
 
 /**
  * A ticket is `<userId>.<secret>`: the user id routes the upgrade to that user's object (ids are
- * not secret); the 32 random bytes are the credential, stored only as their SHA-256 there.
- * Single use comes from the object deleting it on use, which a signed self-contained token
- * could not give.
+ * not secret); the 32 random bytes are the credential, stored only as their SHA-256 there, with
+ * the session of the access token that asked (its socket ends with that session). Single use
+ * comes from the object deleting it on use, which a signed self-contained token could not give.
+ * 401 `invalid_token` when that session has already ended.
  */
-export async function issueTicket(env: Env, userId: string, now = Date.now()) {
+export async function issueTicket(env: Env, caller: Pick<AuthUser, "id" | "sessionId">, now = Date.now()) {
   const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
-  await realtimeStub(env, userId).issueTicket(await sha256Hex(secret), now + TICKET_TTL_SECONDS * 1000, now);
-  return { ticket: `${userId}.${secret}`, expiresIn: TICKET_TTL_SECONDS };
+  const stored = await realtimeStub(env, caller.id).issueTicket(
+    await sha256Hex(secret),
+    caller.sessionId,
+    now + TICKET_TTL_SECONDS * 1000,
+    now,
+  );
+  if (!stored) throw sessionEnded();
+  return { ticket: `${caller.id}.${secret}`, expiresIn: TICKET_TTL_SECONDS };
 }
 
+export const sessionEnded = () => new ApiError("invalid_token", ["The session of this access token has ended; sign in again"]);
+
 /**
- * Opens the WebSocket for a ticket: the 101 response of the user's object. A missing ticket is
- * 401 `authentication_required`; a malformed, unknown, used or expired one is 401 `invalid_token`.
+ * Opens the WebSocket for a ticket: the 101 response of the user's object, which closes the
+ * user's oldest connections past `maxConnections`. A missing ticket is 401
+ * `authentication_required`; a malformed, unknown, used or expired one is 401 `invalid_token`.
  */
-export async function connect(env: Env, ticket: string | undefined): Promise<Response> {
+export async function connect(env: Env, ticket: string | undefined, maxConnections: number): Promise<Response> {
   if (!ticket)
     throw new ApiError("authentication_required", ["Request a ticket with POST /api/v1/realtime/tickets, then pass ?ticket="]);
   const dot = ticket.indexOf(".");
@@ -50,11 +62,35 @@ export async function connect(env: Env, ticket: string | undefined): Promise<Res
     throw new ApiError("invalid_token", ["The ticket is malformed"]);
   }
   const response = await realtimeStub(env, userId).fetch("https://realtime.internal/connect", {
-    headers: { Upgrade: "websocket", [TICKET_HASH_HEADER]: await sha256Hex(secret) },
+    headers: {
+      Upgrade: "websocket",
+      [TICKET_HASH_HEADER]: await sha256Hex(secret),
+      [MAX_CONNECTIONS_HEADER]: String(maxConnections),
+    },
   });
   if (response.status === 101 && response.webSocket) return response;
   const refusal = await response.json<TicketRefusal>().catch(() => ({ reason: "The ticket was refused" }));
   throw new ApiError("invalid_token", [refusal.reason]);
+}
+
+/**
+ * Closes, with 4001 `session_ended`, the sockets of `sessionIds` (or, with `everySocket`, all of
+ * the user's), and makes sure none of those sessions gets a ticket again. Awaited by whoever
+ * revoked the sessions, right after the revocation committed, so the sockets close within the
+ * revoking request; a failure throws (the revocation stands, and repeating it closes them).
+ */
+export async function endSessions(
+  env: Env,
+  userId: string,
+  sessionIds: readonly string[],
+  options: { everySocket: boolean },
+): Promise<number> {
+  return realtimeStub(env, userId).endSessions([...new Set(sessionIds)], options.everySocket, Date.now());
+}
+
+/** Closes every socket of a user who was just suspended with 4003 `account_suspended`. */
+export async function closeForSuspension(env: Env, userId: string): Promise<number> {
+  return realtimeStub(env, userId).suspend();
 }
 
 /**

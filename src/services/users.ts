@@ -6,6 +6,7 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
 import { toUser, type User } from "../schemas/user";
+import { closeForSuspension } from "./realtime";
 
 /** Display names are compared and searched in this form (users.display_name_key). */
 export const displayNameKey = (displayName: string) => displayName.normalize("NFC").toLowerCase();
@@ -148,8 +149,15 @@ export async function unblockUser(db: Database, blockerId: string, blockedId: st
 /**
  * Suspends (`reason` given) or reinstates (`reason` null) a user; idempotent. Admins cannot
  * suspend themselves, so the last admin cannot lock the product's operators out by accident.
+ * A suspension closes every realtime socket of the user (4003) before it answers.
  */
-export async function setSuspension(db: Database, adminId: string, userId: string, reason: string | null): Promise<UserRow> {
+export async function setSuspension(
+  env: Env,
+  db: Database,
+  adminId: string,
+  userId: string,
+  reason: string | null,
+): Promise<UserRow> {
   if (reason !== null && adminId === userId) throw refuseSelf("suspend");
   await getUserOrThrow(db, userId);
   const row = await db
@@ -159,6 +167,7 @@ export async function setSuspension(db: Database, adminId: string, userId: strin
     .returning()
     .get();
   if (!row) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+  if (reason !== null) await closeForSuspension(env, userId);
   return row;
 }
 

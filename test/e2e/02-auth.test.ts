@@ -114,4 +114,46 @@ describe("auth and users over HTTP", () => {
     assertError(limited, 429, "rate_limited");
     assert.match(limited.headers.get("Retry-After") ?? "", /^\d+$/);
   });
+
+  it("logout-all revokes every session; a password change answers a new pair and revokes the rest", async () => {
+    const hana = await registerUser("Hana");
+    const laptop = assertOk(await api().POST("/api/v1/auth/login", { body: { email: hana.email, password: PASSWORD } }), 200);
+    const everywhere = assertOk(await hana.client.POST("/api/v1/auth/logout-all"), 200);
+    assert.deepEqual(everywhere, { loggedOut: true, revokedSessions: 2 });
+    for (const refreshToken of [hana.refreshToken, laptop.refreshToken]) {
+      assertError(await api().POST("/api/v1/auth/refresh", { body: { refreshToken } }), 401, "invalid_token");
+    }
+
+    const again = assertOk(await api().POST("/api/v1/auth/login", { body: { email: hana.email, password: PASSWORD } }), 200);
+    const other = assertOk(await api().POST("/api/v1/auth/login", { body: { email: hana.email, password: PASSWORD } }), 200);
+    const client = api(again.accessToken);
+    assertError(
+      await client.POST("/api/v1/auth/password", {
+        body: { currentPassword: "wrong password!", newPassword: "brand new passphrase" },
+      }),
+      401,
+      "invalid_credentials",
+    );
+    assertError(
+      await client.POST("/api/v1/auth/password", { body: { currentPassword: PASSWORD, newPassword: "short" } }),
+      400,
+      "validation_failed",
+    );
+    const changed = assertOk(
+      await client.POST("/api/v1/auth/password", { body: { currentPassword: PASSWORD, newPassword: "brand new passphrase" } }),
+      200,
+    );
+    assert.equal(changed.user.id, hana.id);
+    for (const refreshToken of [again.refreshToken, other.refreshToken]) {
+      assertError(await api().POST("/api/v1/auth/refresh", { body: { refreshToken } }), 401, "invalid_token");
+    }
+    assertOk(await api(changed.accessToken).GET("/api/v1/users/me"), 200);
+    assertOk(await api().POST("/api/v1/auth/refresh", { body: { refreshToken: changed.refreshToken } }), 200);
+    assertError(
+      await api().POST("/api/v1/auth/login", { body: { email: hana.email, password: PASSWORD } }),
+      401,
+      "invalid_credentials",
+    );
+    assertOk(await api().POST("/api/v1/auth/login", { body: { email: hana.email, password: "brand new passphrase" } }), 200);
+  });
 });

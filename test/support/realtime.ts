@@ -1,4 +1,6 @@
-import { exports } from "cloudflare:workers";
+import { createExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { app } from "../../src/app";
 import { call } from "./http";
 
 /** A pushed frame as parsed JSON; tests assert on its shape. */
@@ -7,10 +9,16 @@ export type Frame = any;
 /** A client end of a realtime WebSocket that keeps every frame it receives, in order. */
 export type TestSocket = Awaited<ReturnType<typeof openSocket>>;
 
-/** Upgrade request straight to the Worker, as a browser would send it after getting a ticket. */
-export function upgrade(ticket: string | null, headers: Record<string, string> = { Upgrade: "websocket" }) {
+type Vars = Partial<Record<keyof Env, string>>;
+
+/**
+ * Upgrade request straight to the Worker, as a browser would send it after getting a ticket;
+ * with `vars`, through the app with those vars overridden (the bindings stay the real ones).
+ */
+export function upgrade(ticket: string | null, headers: Record<string, string> = { Upgrade: "websocket" }, vars?: Vars) {
   const query = ticket === null ? "" : `?ticket=${encodeURIComponent(ticket)}`;
-  return exports.default.fetch(new Request(`http://localhost/api/v1/realtime${query}`, { headers }));
+  const request = new Request(`http://localhost/api/v1/realtime${query}`, { headers });
+  return vars ? app.fetch(request, { ...env, ...vars }, createExecutionContext()) : exports.default.fetch(request);
 }
 
 export async function ticketFor(token: string): Promise<string> {
@@ -20,8 +28,8 @@ export async function ticketFor(token: string): Promise<string> {
 }
 
 /** Opens a connection with `ticket`, or throws with the refusal it got. */
-export async function openSocket(ticket: string) {
-  const res = await upgrade(ticket);
+export async function openSocket(ticket: string, vars?: Vars) {
+  const res = await upgrade(ticket, { Upgrade: "websocket" }, vars);
   const ws = res.webSocket;
   if (res.status !== 101 || !ws) throw new Error(`upgrade: ${res.status} ${await res.text()}`);
   ws.accept();
@@ -29,13 +37,17 @@ export async function openSocket(ticket: string) {
   let read = 0;
   let wake: (() => void) | null = null;
   let closed = false;
+  let closeEvent: { code: number; reason: string; at: number } | null = null;
+  const closeWaiters: (() => void)[] = [];
   ws.addEventListener("message", (event) => {
     frames.push(JSON.parse(String(event.data)));
     wake?.();
   });
-  ws.addEventListener("close", () => {
+  ws.addEventListener("close", (event) => {
     closed = true;
+    closeEvent = { code: event.code, reason: event.reason, at: Date.now() };
     wake?.();
+    for (const resolve of closeWaiters.splice(0)) resolve();
   });
 
   /** The next frame not yet read (waits up to `timeoutMs`). */
@@ -70,12 +82,31 @@ export async function openSocket(ticket: string) {
     if (frames.length > read) throw new Error(`unexpected frames ${JSON.stringify(frames.slice(read))}`);
   }
 
+  /**
+   * The close the server sent: waits up to `timeoutMs` for it and fails if none came. `at` is
+   * when the close event fired (Date.now()), to hold it against a deadline.
+   */
+  async function closedBy(timeoutMs = 2_000): Promise<{ code: number; reason: string; at: number }> {
+    if (!closeEvent) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        closeWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    if (!closeEvent) throw new Error(`the socket was not closed within ${timeoutMs} ms`);
+    return closeEvent;
+  }
+
   return {
     ws,
     frames,
     next,
     take,
     expectSilence,
+    closedBy,
     send: (text: string) => ws.send(text),
     isClosed: () => closed,
     close: () => {

@@ -31,6 +31,8 @@ export async function seedUser(
       status: options.status ?? "active",
       createdAt: Date.now(),
     });
-  const token = await signAccessToken(getConfig(env), { id, role });
-  return { id, email, displayName, role, token };
+  // A session of its own with no refresh token: only logout-all or suspension ends it.
+  const sessionId = newId();
+  const token = await signAccessToken(getConfig(env), { id, role, sessionId });
+  return { id, email, displayName, role, token, sessionId };
 }

@@ -22,10 +22,18 @@ export const authRouter = createRouter()
     return ok(c, sessionBody(session), 200);
   })
   .openapi(routes.refresh, async (c) => {
-    const session = await auth.refresh(c.var.db, c.var.config, c.req.valid("json").refreshToken);
+    const session = await auth.refresh(c.env, c.var.db, c.var.config, c.req.valid("json").refreshToken);
     return ok(c, sessionBody(session), 200);
   })
   .openapi(routes.logout, async (c) => {
-    await auth.logout(c.var.db, currentUser(c).id, c.req.valid("json").refreshToken);
+    await auth.logout(c.env, c.var.db, currentUser(c), c.req.valid("json").refreshToken);
     return ok(c, { loggedOut: true as const }, 200);
+  })
+  .openapi(routes.logoutAll, async (c) => {
+    const result = await auth.logoutAll(c.env, c.var.db, currentUser(c));
+    return ok(c, { loggedOut: true as const, ...result }, 200);
+  })
+  .openapi(routes.changePassword, async (c) => {
+    const session = await auth.changePassword(c.env, c.var.db, c.var.config, currentUser(c), c.req.valid("json"));
+    return ok(c, sessionBody(session), 200);
   });

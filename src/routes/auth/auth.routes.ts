@@ -1,11 +1,19 @@
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { loginBodySchema, logoutResultSchema, refreshBodySchema, registerBodySchema, sessionSchema } from "../../schemas/auth";
+import {
+  changePasswordBodySchema,
+  loginBodySchema,
+  logoutAllResultSchema,
+  logoutResultSchema,
+  refreshBodySchema,
+  registerBodySchema,
+  sessionSchema,
+} from "../../schemas/auth";
 
 const TAGS = ["Auth"];
 const json = <T>(schema: T) => ({ required: true, content: { "application/json": { schema } } });
 
 const IP_LIMIT =
-  "Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.";
+  "Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.";
 
 export const register = defineRoute(
   {
@@ -79,11 +87,54 @@ export const logout = defineRoute(
     tags: TAGS,
     summary: "Sign out of a session",
     description:
-      "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes); clients drop it.",
+      "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.",
     request: {
       body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
     },
     responses: { 200: jsonSuccess(logoutResultSchema, 200, "The session is revoked") },
   },
   { auth: "user" },
+);
+
+const SESSION_END =
+  "Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).";
+
+export const logoutAll = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/logout-all",
+    operationId: "logoutAll",
+    tags: TAGS,
+    summary: "Sign out of every session",
+    description: [
+      "Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.",
+      SESSION_END,
+    ].join("\n\n"),
+    responses: { 200: jsonSuccess(logoutAllResultSchema, 200, "Every session of the caller is revoked") },
+  },
+  { auth: "user" },
+);
+
+export const changePassword = defineRoute(
+  {
+    method: "post",
+    path: "/api/v1/auth/password",
+    operationId: "changePassword",
+    tags: TAGS,
+    summary: "Change the password",
+    description: [
+      "Replaces the caller's password and answers a fresh session pair (like sign-in), which is then the caller's only session: every other session, the one of this access token included, is revoked. A wrong `currentPassword` is 401 `invalid_credentials` (checked with the same constant-time work as sign-in); `newPassword` follows the registration rules (8..128 characters, else 400 `validation_failed`).",
+      SESSION_END,
+      "Rate limited like sign-in: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per account per sliding minute, successful or not, and per client IP (`RATE_LIMIT_AUTH_IP_PER_MINUTE`, default 300). Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over a limit: 429 `rate_limited` with `Retry-After`.",
+    ].join("\n\n"),
+    request: {
+      body: json(
+        changePasswordBodySchema.openapi({
+          example: { currentPassword: "correct horse battery", newPassword: "a much longer passphrase" },
+        }),
+      ),
+    },
+    responses: { 200: jsonSuccess(sessionSchema, 200, "The new session, the caller's only one") },
+  },
+  { auth: "user", rateLimit: ["authIp", "password"] },
 );

@@ -3,12 +3,15 @@ import { ok } from "../../lib/envelope";
 import { ApiError } from "../../lib/errors";
 import { currentUser } from "../../middlewares/auth";
 import { errorFrameSchema, pongFrameSchema, realtimeFrameSchema } from "../../schemas/realtime";
+import { assertSessionLive } from "../../services/auth";
 import { connect, issueTicket } from "../../services/realtime";
 import * as routes from "./realtime.routes";
 
 export const realtimeRouter = createRouter()
   .openapi(routes.createTicket, async (c) => {
-    const issued = await issueTicket(c.env, currentUser(c).id);
+    const caller = currentUser(c);
+    await assertSessionLive(c.var.db, caller);
+    const issued = await issueTicket(c.env, caller);
     const url = new URL("/api/v1/realtime", c.req.url);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("ticket", issued.ticket);
@@ -19,7 +22,7 @@ export const realtimeRouter = createRouter()
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
       throw new ApiError("upgrade_required", ["Open this URL as a WebSocket (Upgrade: websocket)"], { Upgrade: "websocket" });
     }
-    return connect(c.env, c.req.valid("query").ticket);
+    return connect(c.env, c.req.valid("query").ticket, c.var.config.realtimeMaxConnections);
   });
 
 // The frames are no route's JSON body, so zod-openapi would not register them on its own; the

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
-import { ticketSchema } from "../../schemas/realtime";
+import { REALTIME_CLOSE_CODES, ticketSchema } from "../../schemas/realtime";
 
 const TAGS = ["Realtime"];
 
@@ -17,6 +17,7 @@ export const createTicket = defineRoute(
     description: [
       "Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.",
       "A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.",
+      "The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.",
     ].join("\n\n"),
     responses: { 201: jsonSuccess(ticketSchema, 201, "A single-use ticket, valid for `expiresIn` seconds") },
   },
@@ -39,13 +40,12 @@ export const connect = defineRoute(
       "- `wallet.updated` — `data`: `Wallet`; to the wallet's owner after each balance change (transfer sent or received, grant).",
       "- `transfer.received` — `data`: `Transfer`; to the recipient of a credit transfer.",
       '**Client → server**: only `{"type":"ping"}`, answered `{"type":"pong"}` (even while the server-side object hibernates). Anything else is answered `{"type":"error","data":{"code":"validation_failed","message":"…"},"at":"…"}` and the connection stays open.',
+      `**Close codes** (the server ends a socket with these; 4000–4999 are the application's): \`${REALTIME_CLOSE_CODES.sessionEnded.code}\` \`${REALTIME_CLOSE_CODES.sessionEnded.reason}\` — the session whose access token asked for the ticket ended (logout, logout-all, password change, or reuse of a used refresh token), within 2 s of it: sign in or refresh before reconnecting; \`${REALTIME_CLOSE_CODES.accountSuspended.code}\` \`${REALTIME_CLOSE_CODES.accountSuspended.reason}\` — an admin suspended the account (all of its sockets; a suspended user may reconnect to read); \`${REALTIME_CLOSE_CODES.tooManyConnections.code}\` \`${REALTIME_CLOSE_CODES.tooManyConnections.reason}\` — the user opened more than \`REALTIME_MAX_CONNECTIONS\` (default 10) sockets and this was the oldest. A socket outlives its access token: it ends with its session, not at the token's expiry.`,
       "**Delivery** is at most once per connection, only after the change has committed. After a reconnect a client catches up with `GET /api/v1/messages/chat/{chatId}?afterSeq=<last seq seen>` (and `GET /api/v1/wallets/me` for the balance), so nothing is lost. See docs/realtime.md.",
     ].join("\n\n"),
     request: {
       query: z.object({
-        // maxLength documents the real tickets (~70 characters); a longer one is simply invalid (401).
-        ticket: z.string().optional().openapi({
-          maxLength: 256,
+        ticket: z.string().max(256, { message: "must be at most 256 characters" }).optional().openapi({
           description: "The ticket from `POST /api/v1/realtime/tickets`.",
           example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEe-HfGi5jKn_M",
         }),

@@ -29,11 +29,11 @@ export const usersRouter = createRouter()
   })
   .openapi(routes.suspend, async (c) => {
     const admin = currentUser(c);
-    const row = await users.setSuspension(c.var.db, admin.id, c.req.valid("param").userId, c.req.valid("json").reason);
+    const row = await users.setSuspension(c.env, c.var.db, admin.id, c.req.valid("param").userId, c.req.valid("json").reason);
     return ok(c, users.userAsSeenBy(admin, row), 200);
   })
   .openapi(routes.reinstate, async (c) => {
     const admin = currentUser(c);
-    const row = await users.setSuspension(c.var.db, admin.id, c.req.valid("param").userId, null);
+    const row = await users.setSuspension(c.env, c.var.db, admin.id, c.req.valid("param").userId, null);
     return ok(c, users.userAsSeenBy(admin, row), 200);
   });

@@ -101,7 +101,7 @@ export interface paths {
          *
          *     Rate limited per email: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per sliding minute, successful or not; and per client IP as below. Over a limit: 429 `rate_limited` with `Retry-After`.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
         post: operations["logIn"];
         delete?: never;
@@ -125,9 +125,63 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes); clients drop it.
+         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.
          */
         post: operations["logOut"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign out of every session
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.
+         *
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         */
+        post: operations["logoutAll"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the password
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Replaces the caller's password and answers a fresh session pair (like sign-in), which is then the caller's only session: every other session, the one of this access token included, is revoked. A wrong `currentPassword` is 401 `invalid_credentials` (checked with the same constant-time work as sign-in); `newPassword` follows the registration rules (8..128 characters, else 400 `validation_failed`).
+         *
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         *
+         *     Rate limited like sign-in: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per account per sliding minute, successful or not, and per client IP (`RATE_LIMIT_AUTH_IP_PER_MINUTE`, default 300). Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over a limit: 429 `rate_limited` with `Retry-After`.
+         */
+        post: operations["changePassword"];
         delete?: never;
         options?: never;
         head?: never;
@@ -151,7 +205,7 @@ export interface paths {
          *
          *     Trades a refresh token for a new access token and a new refresh token; the presented one stops working. Presenting a refresh token that was already used revokes its whole family (every token descended from the same sign-in): 401 `invalid_token`, and the client must sign in again. An unknown, revoked or expired (30 days) refresh token is 401 `invalid_token`. Access tokens already issued stay valid until they expire (15 minutes).
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
         post: operations["refreshSession"];
         delete?: never;
@@ -179,7 +233,7 @@ export interface paths {
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
         post: operations["registerUser"];
         delete?: never;
@@ -447,6 +501,8 @@ export interface paths {
          *
          *     **Client → server**: only `{"type":"ping"}`, answered `{"type":"pong"}` (even while the server-side object hibernates). Anything else is answered `{"type":"error","data":{"code":"validation_failed","message":"…"},"at":"…"}` and the connection stays open.
          *
+         *     **Close codes** (the server ends a socket with these; 4000–4999 are the application's): `4001` `session_ended` — the session whose access token asked for the ticket ended (logout, logout-all, password change, or reuse of a used refresh token), within 2 s of it: sign in or refresh before reconnecting; `4003` `account_suspended` — an admin suspended the account (all of its sockets; a suspended user may reconnect to read); `4008` `too_many_connections` — the user opened more than `REALTIME_MAX_CONNECTIONS` (default 10) sockets and this was the oldest. A socket outlives its access token: it ends with its session, not at the token's expiry.
+         *
          *     **Delivery** is at most once per connection, only after the change has committed. After a reconnect a client catches up with `GET /api/v1/messages/chat/{chatId}?afterSeq=<last seq seen>` (and `GET /api/v1/wallets/me` for the balance), so nothing is lost. See docs/realtime.md.
          */
         get: operations["connectRealtime"];
@@ -476,6 +532,8 @@ export interface paths {
          *     Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.
          *
          *     A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.
+         *
+         *     The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.
          */
         post: operations["createRealtimeTicket"];
         delete?: never;
@@ -762,6 +820,26 @@ export interface components {
             /** @example 64d15f9e2e6c8f4d5a654321 */
             userId: string;
         };
+        /**
+         * @example {
+         *       "currentPassword": "correct horse battery",
+         *       "newPassword": "a much longer passphrase"
+         *     }
+         */
+        ChangePasswordRequest: {
+            /**
+             * Format: password
+             * @description The password the account has now (1..128 characters).
+             * @example correct horse battery
+             */
+            currentPassword: string;
+            /**
+             * Format: password
+             * @description 8..128 characters.
+             * @example a much longer passphrase
+             */
+            newPassword: string;
+        };
         Chat: {
             /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
@@ -831,10 +909,7 @@ export interface components {
         };
         /** @description A member of one of your chats moved their read marker (you, from another device, included). */
         ChatReadFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["ChatRead"];
             /**
@@ -1044,6 +1119,15 @@ export interface components {
              */
             password: string;
         };
+        LogoutAllResult: {
+            /** @enum {boolean} */
+            loggedOut: true;
+            /**
+             * @description How many sessions (refresh-token families) were still live and are now revoked.
+             * @example 3
+             */
+            revokedSessions: number;
+        };
         LogoutResult: {
             /** @enum {boolean} */
             loggedOut: true;
@@ -1093,10 +1177,7 @@ export interface components {
         };
         /** @description A message was posted in one of your chats (text, credit_transfer or system; your own from another device included). */
         MessageCreatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1107,10 +1188,7 @@ export interface components {
         };
         /** @description A message in one of your chats was deleted (`deletedAt` set, `content: null`; it keeps its `seq`). */
         MessageDeletedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1121,10 +1199,7 @@ export interface components {
         };
         /** @description A message in one of your chats was edited (`editedAt` set). */
         MessageUpdatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1142,10 +1217,7 @@ export interface components {
             unreadCount: number;
         };
         RealtimeErrorFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: {
                 /** @enum {string} */
@@ -1403,10 +1475,7 @@ export interface components {
         };
         /** @description Someone sent you credits; the transfer as its sender saw it. */
         TransferReceivedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Transfer"];
             /**
@@ -1417,10 +1486,7 @@ export interface components {
         };
         /** @description A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient. */
         TransferVoidedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["TransferWithStatus"];
             /**
@@ -1507,10 +1573,7 @@ export interface components {
         };
         /** @description Your balance changed (a transfer sent or received, a grant): the wallet right after the change. */
         WalletUpdatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Wallet"];
             /**
@@ -1994,6 +2057,85 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    logoutAll: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session of the caller is revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["LogoutAllResult"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description The new session, the caller's only one */
+            200: {
+                headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Session"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };

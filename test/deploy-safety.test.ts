@@ -1,0 +1,56 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import packageJson from "../package.json";
+
+/**
+ * No path from a bare deploy to production (README, "Environments and deploy"): wrangler.toml as
+ * wrangler resolves it (vitest.config.ts reads it with wrangler's own reader) and the npm scripts.
+ */
+const { local, dev, production } = env.TEST_WRANGLER_ENVIRONMENTS;
+const scripts: Record<string, string> = packageJson.scripts;
+
+describe("deploy safety", () => {
+  it("the top-level (local) Worker and the dev Worker are named apart from production", () => {
+    expect(production.name).toBe("credit-chat");
+    expect(local.name).not.toBe(production.name);
+    expect(dev.name).not.toBe(production.name);
+    expect(local.name).not.toBe(dev.name);
+  });
+
+  it("a bare `wrangler deploy` (the local settings) would be reachable nowhere: no workers.dev URL, no route", () => {
+    expect(local.workersDev).toBe(false);
+    expect(local.routes).toEqual([]);
+    expect(local.route).toBeNull();
+    expect(local.vars.ENVIRONMENT).toBe("local");
+  });
+
+  it("production vars stay safe: no admin emails, no signup credits, no CORS origins, its own ENVIRONMENT", () => {
+    expect(production.vars.ENVIRONMENT).toBe("production");
+    expect(production.vars.ADMIN_EMAILS).toBe("");
+    expect(production.vars.SIGNUP_CREDITS).toBe("0");
+    expect(production.vars.CORS_ORIGINS).toBe("");
+    expect(dev.vars.ENVIRONMENT).toBe("dev");
+  });
+
+  it("every environment sets every var (wrangler does not inherit vars), REALTIME_MAX_CONNECTIONS included", () => {
+    const names = (vars: Record<string, unknown>) => Object.keys(vars).sort();
+    expect(names(dev.vars)).toEqual(names(local.vars));
+    expect(names(production.vars)).toEqual(names(local.vars));
+    for (const environment of [local, dev, production]) expect(environment.vars.REALTIME_MAX_CONNECTIONS).toBe("10");
+  });
+
+  it("only a command that names --env production reaches production: every deploy script names its environment", () => {
+    const deploying = Object.entries(scripts).filter(([, command]) =>
+      /wrangler (deploy|d1 migrations apply[^&]*--remote)/.test(command),
+    );
+    expect(deploying.length).toBeGreaterThan(0);
+    for (const [name, command] of deploying) {
+      for (const step of command.split("&&")) {
+        if (/wrangler deploy/.test(step) && !/--dry-run/.test(step)) expect(step, name).toMatch(/--env (dev|production)\b/);
+        if (/--remote/.test(step)) expect(step, name).toMatch(/--env (dev|production)\b/);
+      }
+    }
+    expect(scripts["deploy:production"]).toMatch(/wrangler deploy --env production$/);
+    expect(scripts["deploy:dev"]).toMatch(/wrangler deploy --env dev$/);
+  });
+});
