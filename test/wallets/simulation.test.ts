@@ -32,8 +32,9 @@ import type { WalletDO } from "../../src/durable-objects/wallet/wallet-do";
 import { FAULT_POINTS, type StoredReply } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { ApiError } from "../../src/lib/errors";
+import { reconcile } from "../../src/services/reconciliation/runs";
 import { executeTransfer } from "../../src/services/transfers";
-import { grantCredits, reconcile, walletStub } from "../../src/services/wallets";
+import { grantCredits, walletStub } from "../../src/services/wallets";
 import { seedUser } from "../support/users";
 import { rowsOf, seedWalletUser } from "../support/wallets";
 

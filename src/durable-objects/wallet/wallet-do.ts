@@ -10,6 +10,16 @@ import type { Grant, Limits, Transfer, Wallet } from "../../schemas/wallet";
 import { postCreditTransferMessage } from "../../services/messages";
 import { publish } from "../../services/realtime";
 import {
+  type IncomingRow,
+  incomingPage,
+  type OutgoingRow,
+  outgoingPage,
+  type TransferSides,
+  transferSides,
+  type WalletBooks,
+  walletBooks,
+} from "./wallet-books";
+import {
   type EntryRow,
   type GrantRow,
   migrate,
@@ -19,6 +29,7 @@ import {
   type WalletRow,
 } from "./wallet-schema";
 import { walletStub } from "./wallet-stub";
+import { recordEntry } from "./wallet-totals";
 import {
   type CreditCommand,
   type FaultPoint,
@@ -28,7 +39,6 @@ import {
   type StoredReply,
   TRANSFER_WINDOW_HOURS,
   type TransferCommand,
-  type WalletSummary,
   WINDOW_MINUTES,
 } from "./wallet-types";
 
@@ -50,7 +60,7 @@ type Start =
  * once. Registration calls it; every other entry point on behalf of the owner opens the wallet
  * first too (`ensureOpen`), so a user whose registration died between the D1 insert and `open`
  * still gets the grant on first use, and the recipient of a first transfer needs no extra step.
- * Only `summary()` (reconciliation) reads without opening.
+ * Only the reconciliation reads (`books`, `outgoingPage`, `incomingPage`, `transferSides`) read without opening.
  *
  * Transfer protocol (sender side):
  *   1. one transactionSync, no await: idempotency lookup → balance and rolling-limit checks →
@@ -258,61 +268,26 @@ export class WalletDO extends DurableObject<Env> {
     });
   }
 
-  // ------------------------------------------------------------------ RPC: reconciliation
+  // ------------------------------------------------------------------ RPC: reconciliation (wallet-books.ts)
 
-  /** This wallet's books, checked internally; never opens the wallet. */
-  summary(userId: string): WalletSummary {
-    const wallet = this.walletRow();
-    const problems: string[] = [];
-    if (!wallet) return { userId, opened: false, balance: 0, granted: 0, problems, outgoing: [], incoming: [] };
-    if (wallet.user_id !== userId) problems.push(`wallet belongs to ${wallet.user_id}`);
-    let running = 0;
-    let granted = 0;
-    for (const entry of this.sql.exec<EntryRow>("SELECT * FROM entries ORDER BY seq")) {
-      running += entry.amount;
-      if (entry.balance_after !== running) {
-        problems.push(`entry ${entry.id}: balanceAfter ${entry.balance_after}, expected ${running}`);
-        running = entry.balance_after;
-      }
-      if (entry.kind === "grant") granted += entry.amount;
-    }
-    if (running !== wallet.balance) problems.push(`balance ${wallet.balance} but the ledger ends at ${running}`);
-    const unmatchedOut = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_out'
-         WHERE e.id IS NULL OR e.amount != -t.amount`,
-      )
-      .toArray();
-    for (const row of unmatchedOut) problems.push(`transfer ${row.transfer_id}: no matching transfer_out entry`);
-    const orphanOutEntries = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT e.transfer_id FROM entries e LEFT JOIN transfers_out t ON t.transfer_id = e.transfer_id
-         WHERE e.kind = 'transfer_out' AND t.transfer_id IS NULL`,
-      )
-      .toArray();
-    for (const row of orphanOutEntries) problems.push(`transfer_out entry ${row.transfer_id} without its transfer`);
-    const unmatchedIn = this.sql
-      .exec<{ transfer_id: string }>(
-        `SELECT t.transfer_id FROM transfers_in t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_in'
-         WHERE e.id IS NULL OR e.amount != t.amount`,
-      )
-      .toArray();
-    for (const row of unmatchedIn) problems.push(`incoming transfer ${row.transfer_id}: no matching transfer_in entry`);
-    const outgoing = this.sql
-      .exec<TransferOutRow>("SELECT * FROM transfers_out")
-      .toArray()
-      .map((row) => ({
-        transferId: row.transfer_id,
-        recipientId: row.recipient_id,
-        amount: row.amount,
-        state: row.state,
-        messageId: row.message_id,
-      }));
-    const incoming = this.sql
-      .exec<TransferInRow>("SELECT * FROM transfers_in")
-      .toArray()
-      .map((row) => ({ transferId: row.transfer_id, senderId: row.sender_id, amount: row.amount, messageId: row.message_id }));
-    return { userId, opened: true, balance: wallet.balance, granted, problems, outgoing, incoming };
+  /** This wallet's books for a reconciliation run, in O(1) (its running totals); never opens the wallet. */
+  books(userId: string, horizon: { cutoffAt: number; stuckBefore: number; inFlightHorizonMs: number }): WalletBooks {
+    return walletBooks(this.sql, userId, horizon);
+  }
+
+  /** A page of the transfers this wallet sent, by transfer id. */
+  outgoingPage(afterId: string, limit: number): OutgoingRow[] {
+    return outgoingPage(this.sql, afterId, limit);
+  }
+
+  /** A page of the credits this wallet received, by transfer id. */
+  incomingPage(afterId: string, limit: number): IncomingRow[] {
+    return incomingPage(this.sql, afterId, limit);
+  }
+
+  /** One transfer as this wallet's books show it, for the run's re-read of anything that looked wrong. */
+  transferSides(transferId: string): TransferSides {
+    return transferSides(this.sql, transferId);
   }
 
   // ------------------------------------------------------------------ alarm: recovery and cleanup
@@ -692,6 +667,7 @@ export class WalletDO extends DurableObject<Env> {
       note,
       now,
     );
+    recordEntry(this.sql, kind, amount, balanceAfter);
   }
 
   private toTransfer(row: TransferOutRow): Transfer {

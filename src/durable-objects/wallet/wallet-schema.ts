@@ -1,3 +1,5 @@
+import { WALLET_TOTALS_MIGRATION } from "./wallet-totals";
+
 /**
  * The WalletDO's own SQLite schema. Each entry of MIGRATIONS is one version, applied in order
  * inside one transaction from the constructor (under blockConcurrencyWhile); the applied version is
@@ -87,6 +89,9 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO sent_by_minute (minute, amount)
     SELECT created_at / 60000, -SUM(amount) FROM entries WHERE kind = 'transfer_out' GROUP BY created_at / 60000;
   `,
+  // Running totals per entry kind, so reconciliation reads a wallet in O(1) and every entry checks
+  // the books as it is written (wallet-totals.ts).
+  WALLET_TOTALS_MIGRATION,
 ];
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };

@@ -64,18 +64,6 @@ export type LedgerRow = {
   createdAt: number;
 };
 
-/** One wallet's books for reconciliation (read-only: an unopened wallet is reported, not opened). */
-export type WalletSummary = {
-  userId: string;
-  opened: boolean;
-  balance: number;
-  granted: number;
-  /** Problems found inside this wallet alone (balanceAfter chain, entries vs transfers). */
-  problems: string[];
-  outgoing: { transferId: string; recipientId: string; amount: number; state: "pending" | "posted"; messageId: string | null }[];
-  incoming: { transferId: string; senderId: string; amount: number; messageId: string }[];
-};
-
 /** Protocol steps after which the test-only fault switch can stop a transfer. */
 export const FAULT_POINTS = ["after_debit", "after_message", "after_credit", "after_posted"] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];

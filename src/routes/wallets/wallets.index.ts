@@ -7,7 +7,7 @@ import type { AppEnv } from "../../lib/types";
 import { currentUser, requireAdmin } from "../../middlewares/auth";
 import { enforceRateLimit } from "../../services/rate-limit";
 import { executeTransfer, validateTransfer } from "../../services/transfers";
-import { getLimits, getTransfer, getWallet, grantCredits, listTransactions, reconcile } from "../../services/wallets";
+import { getLimits, getTransfer, getWallet, grantCredits, listTransactions } from "../../services/wallets";
 import * as routes from "./wallets.routes";
 
 /** The key as the caller sent it: null when absent, 400 when malformed. */
@@ -46,8 +46,4 @@ export const walletsRouter = createRouter()
     const key = idempotencyKeyOf(c);
     const reply = await grantCredits(c.env, c.var.config, admin.id, c.req.valid("param").userId, c.req.valid("json"), key);
     return storedReply(c, reply);
-  })
-  .openapi(routes.reconciliation, async (c) => {
-    requireAdmin(c);
-    return ok(c, await reconcile(c.env), 200);
   });
