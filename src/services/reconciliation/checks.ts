@@ -176,7 +176,8 @@ export function pairIncoming(recipientId: string, rows: IncomingRow[], messages:
     const message = byTransfer.get(row.transferId);
     byTransfer.delete(row.transferId);
     if (!message || message.senderId !== row.senderId || message.amount !== row.amount) {
-      suspects.push({ transferId: row.transferId, senderId: row.senderId ?? message?.senderId ?? null, recipientId });
+      // The message names the sender as the transfer did; the credit's own counterparty may be what is wrong.
+      suspects.push({ transferId: row.transferId, senderId: message?.senderId ?? row.senderId, recipientId });
     }
   }
   for (const message of byTransfer.values()) {
@@ -288,4 +289,6 @@ export function classifyTransfer(r: TransferReading): Finding[] {
 
 /** A wallet's own problems, after its books were read again. */
 export const ledgerFindings = (books: WalletBooks): Finding[] =>
-  books.problems.map((problem) => ({ kind: "wallet_ledger", userId: books.userId, transferId: null, detail: problem }));
+  books.problems.length === 0
+    ? []
+    : [{ kind: "wallet_ledger", userId: books.userId, transferId: null, detail: books.problems.join("; ") }];

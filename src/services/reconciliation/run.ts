@@ -51,6 +51,8 @@ export type RunParams = {
   stuckBefore: number;
   /** How far before the cut a debit can still be in flight (the void deadline plus slack). */
   inFlightHorizonMs: number;
+  /** Wallets per page step (default WALLETS_PER_PAGE; smaller only to exercise many pages). */
+  walletsPerPage?: number;
 };
 
 export type StepFn = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
@@ -169,7 +171,7 @@ async function readPage(
         .from(users)
         .where(gt(users.id, afterUserId))
         .orderBy(asc(users.id))
-        .limit(WALLETS_PER_PAGE)
+        .limit(params.walletsPerPage ?? WALLETS_PER_PAGE)
         .all(),
     )
   ).map((row) => row.id);
@@ -188,7 +190,7 @@ async function readPage(
   }
   return {
     sums: verdict.sums,
-    nextAfter: ids.length < WALLETS_PER_PAGE ? null : ids[ids.length - 1]!,
+    nextAfter: ids.length < (params.walletsPerPage ?? WALLETS_PER_PAGE) ? null : ids[ids.length - 1]!,
     ledgerSuspects: verdict.ledgerSuspects,
     drillOut: verdict.drillOut,
     drillIn: verdict.drillIn,

@@ -46,12 +46,13 @@ export async function startRun(
   trigger: Trigger,
   startedBy: string | null,
   now = Date.now(),
+  tuning: Pick<RunParams, "walletsPerPage"> = {},
 ): Promise<{ run: ReconciliationRun; created: boolean }> {
   const db = createDb(env.DB);
-  const running = await runningRun(env);
+  const running = await runningRun(env, now);
   if (running) return { run: await toRun(env, running), created: false };
   const runId = newId(now);
-  const params = runParams(getConfig(env), runId, now);
+  const params = { ...runParams(getConfig(env), runId, now), ...tuning };
   const inserted = await db
     .insert(reconciliationRuns)
     .values({ id: runId, status: "running", trigger, startedBy, startedAt: now, cutoffAt: params.cutoffAt })
@@ -59,7 +60,7 @@ export async function startRun(
     .returning();
   if (inserted.length === 0) {
     // Another start won the race for the one running slot.
-    const winner = await runningRun(env);
+    const winner = await runningRun(env, now);
     if (winner) return { run: await toRun(env, winner), created: false };
     throw new Error("a reconciliation run could not be recorded");
   }
@@ -72,24 +73,27 @@ export async function startRun(
   return { run: await toRun(env, inserted[0]!), created: true };
 }
 
-async function runningRun(env: Env): Promise<RunRow | null> {
+async function runningRun(env: Env, now: number): Promise<RunRow | null> {
   const db = createDb(env.DB);
   const row = (await db.select().from(reconciliationRuns).where(eq(reconciliationRuns.status, "running")).limit(1).all())[0];
   if (!row) return null;
-  if (await instanceAlive(env, row.id)) return row;
+  if (await instanceAlive(env, row, now)) return row;
   await markRunFailed(env, row.id, "the workflow instance stopped before the run finished");
   return null;
 }
 
-async function instanceAlive(env: Env, runId: string): Promise<boolean> {
+/** A row is created just before its instance: an instance not found is only dead once the row is a minute old. */
+const INSTANCE_GRACE_MS = 60_000;
+
+async function instanceAlive(env: Env, row: RunRow, now: number): Promise<boolean> {
+  let status: string;
   try {
-    const { status } = await (await env.RECONCILIATION.get(runId)).status();
-    // `complete` with the row still running means the finish step was lost: not alive either.
-    return !["errored", "terminated", "complete"].includes(status);
+    status = (await (await env.RECONCILIATION.get(row.id)).status()).status;
   } catch {
-    // Just created and not visible yet, or a transient error: give it the benefit of the doubt.
-    return true;
+    return now - row.startedAt < INSTANCE_GRACE_MS;
   }
+  // `complete` with the row still running means the finish step was lost: not alive either.
+  return !["errored", "terminated", "complete"].includes(status);
 }
 
 export async function markRunFailed(env: Env, runId: string, error: string): Promise<void> {

@@ -1,0 +1,54 @@
+import { introspectWorkflow, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { newId } from "../../src/lib/ids";
+import { walletStub } from "../../src/services/wallets";
+import { call, expectError } from "../support/http";
+import { seedUser } from "../support/users";
+import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
+import { craftEntry, craftTransferMessage, dropEntry, runToCompletion, waitForRun } from "./support";
+
+type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
+
+const sent = async (from: { token: string }, to: { id: string }, amount: number): Promise<string> => {
+  const res = await transfer(from.token, { recipientId: to.id, amount });
+  expect(res.status, res.text).toBe(201);
+  return res.json.data.transferId;
+};
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("GET /api/v1/admin/reconciliation", () => {
+  it("with no recent run starts one and answers its report; then answers that report until it is 24 h old", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    await sent(alice, bob, 10);
+    const first = await call("GET", "/api/v1/admin/reconciliation", { token: admin.token });
+    expect(first.status).toBe(200);
+    expect(Object.keys(first.json.data).sort()).toEqual(
+      [
+        "checkedAt",
+        "discrepancies",
+        "discrepancyCount",
+        "inFlightAmount",
+        "pendingTransfers",
+        "runId",
+        "stuckTransfers",
+        "totalBalance",
+        "totalGranted",
+        "wallets",
+      ].sort(),
+    );
+    expect(first.json.data).toMatchObject({ totalBalance: 200, totalGranted: 200, pendingTransfers: 0, discrepancies: [] });
+    const again = await call("GET", "/api/v1/admin/reconciliation", { token: admin.token });
+    expect(again.json.data.runId).toBe(first.json.data.runId);
+    const run = (await call("GET", `/api/v1/admin/reconciliations/${first.json.data.runId}`, { token: admin.token })).json.data;
+    expect(run).toMatchObject({ status: "completed", trigger: "auto" });
+
+    await env.DB.prepare("UPDATE reconciliation_runs SET started_at = started_at - 25 * 3600 * 1000").run();
+    const fresh = await call("GET", "/api/v1/admin/reconciliation", { token: admin.token });
+    expect(fresh.status).toBe(200);
+    expect(fresh.json.data.runId).not.toBe(first.json.data.runId);
+  });
+});
