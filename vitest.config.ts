@@ -19,13 +19,17 @@ export default defineConfig(async () => {
             WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
             WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
             WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
+            // test/scale (npm run test:scale): other sizes on demand.
+            SCALE_WALLETS: process.env.SCALE_WALLETS ?? "",
+            SCALE_TRANSFERS: process.env.SCALE_TRANSFERS ?? "",
           },
         },
       }),
     ],
     test: {
       include: ["test/**/*.test.ts"],
-      exclude: ["test/e2e/**"],
+      // test/scale: its own script (`npm run test:scale`), minutes long.
+      exclude: ["test/e2e/**", "test/scale/**"],
       setupFiles: ["./test/apply-migrations.ts"],
       testTimeout: 30_000,
       hookTimeout: 60_000,

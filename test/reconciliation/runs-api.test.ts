@@ -163,3 +163,27 @@ describe("a run over many pages", () => {
     await rowsOf(people[4]!.id, "UPDATE wallet SET balance = balance - 2");
   });
 });
+
+describe("the OpenAPI document", () => {
+  it("documents the three routes with operationIds, statuses and every discrepancy kind", async () => {
+    const doc = (await call("GET", "/openapi.json")).json;
+    const ops: [string, string, string, string[]][] = [
+      ["/api/v1/admin/reconciliations", "post", "startReconciliation", ["200", "202", "400", "401", "403", "413", "415", "500"]],
+      ["/api/v1/admin/reconciliations/{runId}", "get", "getReconciliationRun", ["200", "400", "401", "403", "404", "500"]],
+      ["/api/v1/admin/reconciliation", "get", "getLatestReconciliation", ["200", "202", "401", "403", "500"]],
+    ];
+    for (const [path, method, operationId, statuses] of ops) {
+      const op = doc.paths[path]?.[method];
+      expect(op, `${method} ${path}`).toBeDefined();
+      expect(op.operationId).toBe(operationId);
+      expect(op.tags).toEqual(["Admin"]);
+      expect(Object.keys(op.responses).sort()).toEqual(statuses);
+    }
+    expect(doc.paths["/api/v1/admin/reconciliations"].post.description).toMatch(/^\*\*Production uyarisi:\*\*/);
+    const kinds = doc.components.schemas.Discrepancy.properties.kind;
+    expect(kinds.enum).toContain("stuck_transfer");
+    expect(kinds.enum).toHaveLength(12);
+    for (const kind of kinds.enum) expect(kinds.description).toContain(`\`${kind}\``);
+    expect(doc.components.schemas.ReconciliationRun.properties.status.enum).toEqual(["running", "completed", "failed"]);
+  });
+});
