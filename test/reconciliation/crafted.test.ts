@@ -1,20 +1,11 @@
-import { introspectWorkflow, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
-import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
 import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftTransferMessage, dropEntry, runToCompletion, waitForRun } from "./support";
-
-type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
-
-const sent = async (from: { token: string }, to: { id: string }, amount: number): Promise<string> => {
-  const res = await transfer(from.token, { recipientId: to.id, amount });
-  expect(res.status, res.text).toBe(201);
-  return res.json.data.transferId;
-};
+import { craftEntry, craftTransferMessage, dropEntry, type Found, runToCompletion, sent } from "./support";
 
 afterEach(() => vi.restoreAllMocks());
 

@@ -1,22 +1,9 @@
-import { introspectWorkflow, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { newId } from "../../src/lib/ids";
-import { walletStub } from "../../src/services/wallets";
-import { call, expectError } from "../support/http";
+import { describe, expect, it } from "vitest";
+import { call } from "../support/http";
 import { seedUser } from "../support/users";
-import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftTransferMessage, dropEntry, runToCompletion, waitForRun } from "./support";
-
-type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
-
-const sent = async (from: { token: string }, to: { id: string }, amount: number): Promise<string> => {
-  const res = await transfer(from.token, { recipientId: to.id, amount });
-  expect(res.status, res.text).toBe(201);
-  return res.json.data.transferId;
-};
-
-afterEach(() => vi.restoreAllMocks());
+import { seedWalletUser } from "../support/wallets";
+import { sent } from "./support";
 
 describe("GET /api/v1/admin/reconciliation", () => {
   it("with no recent run starts one and answers its report; then answers that report until it is 24 h old", async () => {

@@ -1,23 +1,12 @@
-import { introspectWorkflow, introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
+import { introspectWorkflow, introspectWorkflowInstance } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { getRun, startRun } from "../../src/services/reconciliation/runs";
-import { walletStub } from "../../src/services/wallets";
 import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
-import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftTransferMessage, dropEntry, runToCompletion, waitForRun } from "./support";
-
-type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
-
-const sent = async (from: { token: string }, to: { id: string }, amount: number): Promise<string> => {
-  const res = await transfer(from.token, { recipientId: to.id, amount });
-  expect(res.status, res.text).toBe(201);
-  return res.json.data.transferId;
-};
-
-afterEach(() => vi.restoreAllMocks());
+import { rowsOf, seedWalletUser } from "../support/wallets";
+import { runToCompletion, sent, waitForRun } from "./support";
 
 describe("admin only, bounded inputs", () => {
   it("403 for non-admins on every route, 404 for an unknown run, 400 for a malformed id", async () => {

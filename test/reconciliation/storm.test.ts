@@ -1,22 +1,7 @@
-import { introspectWorkflow, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { newId } from "../../src/lib/ids";
-import { walletStub } from "../../src/services/wallets";
-import { call, expectError } from "../support/http";
+import { describe, expect, it } from "vitest";
 import { seedUser } from "../support/users";
-import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftTransferMessage, dropEntry, runToCompletion, waitForRun } from "./support";
-
-type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
-
-const sent = async (from: { token: string }, to: { id: string }, amount: number): Promise<string> => {
-  const res = await transfer(from.token, { recipientId: to.id, amount });
-  expect(res.status, res.text).toBe(201);
-  return res.json.data.transferId;
-};
-
-afterEach(() => vi.restoreAllMocks());
+import { seedWalletUser, transfer } from "../support/wallets";
+import { runToCompletion } from "./support";
 
 describe("a run during a storm of transfers", () => {
   it("reports zero discrepancies and totals that add up at its cut", async () => {

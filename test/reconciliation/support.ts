@@ -5,6 +5,7 @@ import { recordEntry } from "../../src/durable-objects/wallet/wallet-totals";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { call } from "../support/http";
+import { transfer } from "../support/wallets";
 
 /** POST /admin/reconciliations, then waits for that run's Workflow instance to finish; returns the run. */
 export async function runToCompletion(adminToken: string) {
@@ -77,4 +78,14 @@ export async function craftTransferMessage(senderId: string, recipientId: string
     .bind(id, newId(), senderId, transferId, recipientId, amount, Date.now())
     .run();
   return id;
+}
+
+/** A discrepancy as the API reports it. */
+export type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
+
+/** A transfer through the API that must succeed; its id. */
+export async function sent(from: { token: string }, to: { id: string }, amount: number): Promise<string> {
+  const res = await transfer(from.token, { recipientId: to.id, amount });
+  expect(res.status, res.text).toBe(201);
+  return res.json.data.transferId;
 }
