@@ -12,41 +12,66 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Reconcile all wallets
-         * @description Admins only. Walks every user's wallet and checks the books end to end: each wallet's `balanceAfter` chain and entries; every `transfer_out` paired with exactly one `transfer_in` of the same amount; every posted transfer has exactly one `credit_transfer` message; total balance + credits in flight (`pendingTransfers`, finished by the alarms within seconds) = total granted. `discrepancies` is empty when the books are right. Not a snapshot: under live traffic a totals-only discrepancy can be a transfer that started mid-walk; run it again before acting.
+         * Get the latest reconciliation report
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     The report of the latest completed run: the books checked end to end. `discrepancies` is empty when they are right.
+         *
+         *     With no completed run in the last 24 hours, this starts one (or joins the one running) and waits up to 20 seconds: 200 with its report if it completes in time; otherwise 200 with the latest older report, and when there has never been one, 202 with the run (`ReconciliationRun`) to follow at `GET /api/v1/admin/reconciliations/{runId}`.
+         *
+         *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The result of the check */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Reconciliation"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                500: components["responses"]["InternalServerError"];
-            };
+        get: operations["getLatestReconciliation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/reconciliations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        get?: never;
+        put?: never;
+        /**
+         * Start a reconciliation run
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/reconciliations/{runId}`. One run at a time: while one is running, this answers 200 with that run and starts nothing.
+         *
+         *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
+         */
+        post: operations["startReconciliation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/reconciliations/{runId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a reconciliation run
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     A run's progress while it runs (`walletsChecked`, `pagesDone`, discrepancies confirmed so far) and its report once `completed`; a `failed` run says why in `error`. 404 `not_found` for an unknown run.
+         */
+        get: operations["getReconciliationRun"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2213,10 +2238,45 @@ export interface components {
             recipientId: string;
         };
         Discrepancy: {
+            /** @example pending since 2026-01-15T09:00:00.000Z, 25 to 64d15f9e2e6c8f4d5a654321 */
             detail: string;
-            /** @example unpaired_transfer_out */
-            kind: string;
+            /**
+             * @description `wallet_ledger`: A wallet's balance disagrees with its running totals or with its last ledger entry.
+             *
+             *     `stuck_transfer`: A transfer still `pending` longer than TRANSFER_VOID_AFTER_SECONDS after its debit and not voided (up to 20 listed per wallet; `stuckTransfers` counts all).
+             *
+             *     `unpaired_transfer_out`: A posted transfer whose recipient's wallet has no credit for it: credits lost.
+             *
+             *     `orphan_transfer_in`: A credit (`transfer_in`) in a wallet with no transfer behind it at its sender: credits created.
+             *
+             *     `mismatched_transfer_in`: A credit whose amount, sender or recipient differs from its transfer.
+             *
+             *     `missing_transfer_message`: A posted transfer without its `credit_transfer` message.
+             *
+             *     `mismatched_transfer_message`: A `credit_transfer` message whose sender, recipient, amount or id differs from its transfer.
+             *
+             *     `orphan_transfer_message`: A `credit_transfer` message with no transfer behind it at its sender.
+             *
+             *     `voided_transfer_credited`: A voided transfer whose recipient was credited anyway: credits created.
+             *
+             *     `voided_transfer_message`: A voided transfer that has a `credit_transfer` message.
+             *
+             *     `unrefunded_void`: A voided transfer whose sender has no `reversal_in` entry restoring the amount.
+             *
+             *     `totals`: The sum of all books at the run's cut does not add up: credits that left senders minus those that arrived or returned is negative (created) or more than could be in flight (lost).
+             * @example stuck_transfer
+             * @enum {string}
+             */
+            kind: "wallet_ledger" | "stuck_transfer" | "unpaired_transfer_out" | "orphan_transfer_in" | "mismatched_transfer_in" | "missing_transfer_message" | "mismatched_transfer_message" | "orphan_transfer_message" | "voided_transfer_credited" | "voided_transfer_message" | "unrefunded_void" | "totals";
+            /**
+             * @description The transfer concerned, if one.
+             * @example 64d15f9e2e6c8f4d5a777777
+             */
             transferId: string | null;
+            /**
+             * @description The wallet concerned, if one.
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
             userId: string | null;
         };
         /**
@@ -2476,26 +2536,135 @@ export interface components {
             url: string;
         };
         Reconciliation: {
+            /**
+             * Format: date-time
+             * @description The run's cut: the instant the totals describe.
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            checkedAt: string;
+            /** @description Empty when the books are right. */
             discrepancies: components["schemas"]["Discrepancy"][];
             /**
-             * @description Credits debited by pending transfers but not yet credited.
+             * @description Discrepancies found (the list holds the first 500 by kind).
+             * @example 0
+             */
+            discrepancyCount: number;
+            /**
+             * @description Credits that had left senders by the cut without arriving or returning: totalBalance + inFlightAmount = totalGranted.
              * @example 0
              */
             inFlightAmount: number;
             /**
-             * @description Transfers debited but not yet finished (the alarm finishes them within seconds).
+             * @description Transfers debited but not yet posted or voided when their wallet was read.
              * @example 0
              */
             pendingTransfers: number;
-            /** @example 200 */
+            /**
+             * @description The reconciliation run id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            runId: string;
+            /**
+             * @description Pending transfers past TRANSFER_VOID_AFTER_SECONDS (each is also a `stuck_transfer` discrepancy, up to 20 per wallet).
+             * @example 0
+             */
+            stuckTransfers: number;
+            /**
+             * @description Sum of all balances at the run's cut (`checkedAt`).
+             * @example 200
+             */
             totalBalance: number;
-            /** @example 200 */
+            /**
+             * @description Sum of all grants (welcome and admin) at the cut.
+             * @example 200
+             */
             totalGranted: number;
             /**
-             * @description Wallets walked (one per user; unopened wallets count with 0).
+             * @description Wallets checked (one per user; unopened wallets count with 0).
              * @example 2
              */
             wallets: number;
+        };
+        ReconciliationRun: {
+            /**
+             * Format: date-time
+             * @description The instant whose books the totals describe.
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            cutoffAt: string;
+            /** @description Confirmed so far (the first 500 by kind). */
+            discrepancies: components["schemas"]["Discrepancy"][];
+            /**
+             * @description Discrepancies found (the list holds the first 500 by kind).
+             * @example 0
+             */
+            discrepancyCount: number;
+            /**
+             * @description Why a failed run failed.
+             * @example null
+             */
+            error: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            finishedAt: string | null;
+            /**
+             * @description The reconciliation run id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            inFlightAmount: number | null;
+            /**
+             * @description Progress: pages of wallets done.
+             * @example 1
+             */
+            pagesDone: number;
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            pendingTransfers: number | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            startedAt: string;
+            /**
+             * @example completed
+             * @enum {string}
+             */
+            status: "running" | "completed" | "failed";
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            stuckTransfers: number | null;
+            /**
+             * @description Set when completed (as in Reconciliation).
+             * @example 200
+             */
+            totalBalance: number | null;
+            /**
+             * @description Set when completed.
+             * @example 200
+             */
+            totalGranted: number | null;
+            /**
+             * @description `manual`: POST /admin/reconciliations; `scheduled`: the daily Cron Trigger; `auto`: GET /admin/reconciliation found no report from the last 24 h.
+             * @example manual
+             * @enum {string}
+             */
+            trigger: "manual" | "scheduled" | "auto";
+            /**
+             * @description Progress: wallets read so far (all of them once completed).
+             * @example 2
+             */
+            walletsChecked: number;
         };
         /**
          * @example {
@@ -2994,4 +3163,145 @@ export interface components {
     pathItems: never;
 }
 export type $defs = Record<string, never>;
-export type operations = Record<string, never>;
+export interface operations {
+    getLatestReconciliation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The latest report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Reconciliation"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description No report yet: the run that will produce it */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReconciliationRun"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    startReconciliation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A run was already in progress: that run */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReconciliationRun"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The run was started */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReconciliationRun"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getReconciliationRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The reconciliation run id (24 lowercase hex characters). */
+                runId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReconciliationRun"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+}
