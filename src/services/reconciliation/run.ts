@@ -67,11 +67,11 @@ export type RunReport = {
   maxStepSubrequests: number;
 };
 
-/** Counts what a step asks of other services (D1 queries and batches, object calls). */
+/** Counts a step's subrequests (a D1 query or batch, an object call: one each) against the per-invocation cap. */
 class Budget {
   used = 0;
-  spend<T>(promise: Promise<T>, n = 1): Promise<T> {
-    this.used += n;
+  spend<T>(promise: Promise<T>): Promise<T> {
+    this.used += 1;
     return promise;
   }
 }
