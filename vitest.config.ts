@@ -14,57 +14,62 @@ function wranglerEnvironments() {
   );
 }
 
-export default defineConfig(async () => {
+/** The Workers pool: the product's entry plus TestWalletDO, real D1 with migrations, real Durable Objects. */
+export async function workersPlugin() {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
-  return {
-    test: {
-      projects: [
-        {
-          plugins: [
-            cloudflareTest({
-              wrangler: { configPath: "./wrangler.toml" },
-              // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET
-              // here only: deployed Workers are built from src/index.ts and have neither.
-              main: "./test/support/test-worker.ts",
-              miniflare: {
-                durableObjects: {
-                  WALLET: { className: "TestWalletDO", useSQLite: true },
-                  RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-                  REALTIME: { className: "RealtimeDO", useSQLite: true },
-                },
-                bindings: {
-                  TEST_MIGRATIONS: migrations,
-                  TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
-                  // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
-                  WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
-                  WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
-                  WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
-                  WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
-                },
-              },
-            }),
-          ],
-          test: {
-            name: "workers",
-            include: ["test/**/*.test.ts"],
-            exclude: ["test/e2e/**", "test/node/**"],
-            setupFiles: ["./test/apply-migrations.ts"],
-            testTimeout: 30_000,
-            hookTimeout: 60_000,
-          },
-        },
-        {
-          // Judges that need Node (a linter and an SDK generator), run on the document a real
-          // local server serves (test/node/*.test.ts).
-          test: {
-            name: "node",
-            include: ["test/node/**/*.test.ts"],
-            environment: "node",
-            testTimeout: 120_000,
-            hookTimeout: 120_000,
-          },
-        },
-      ],
+  return cloudflareTest({
+    wrangler: { configPath: "./wrangler.toml" },
+    // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
+    // only: deployed Workers are built from src/index.ts and have neither.
+    main: "./test/support/test-worker.ts",
+    miniflare: {
+      durableObjects: {
+        WALLET: { className: "TestWalletDO", useSQLite: true },
+        RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
+        REALTIME: { className: "RealtimeDO", useSQLite: true },
+      },
+      bindings: {
+        TEST_MIGRATIONS: migrations,
+        TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
+        // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
+        WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
+        WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",
+        WALLET_SIM_OPS: process.env.WALLET_SIM_OPS ?? "",
+        WALLET_SIM_SERIAL: process.env.WALLET_SIM_SERIAL ?? "",
+        // test/scale (npm run test:scale): other sizes on demand.
+        SCALE_WALLETS: process.env.SCALE_WALLETS ?? "",
+        SCALE_TRANSFERS: process.env.SCALE_TRANSFERS ?? "",
+      },
     },
-  };
-});
+  });
+}
+
+export default defineConfig(async () => ({
+  test: {
+    projects: [
+      {
+        plugins: [await workersPlugin()],
+        test: {
+          name: "workers",
+          include: ["test/**/*.test.ts"],
+          // test/scale: its own script (`npm run test:scale`), minutes long.
+          exclude: ["test/e2e/**", "test/node/**", "test/scale/**"],
+          setupFiles: ["./test/apply-migrations.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        // Judges that need Node (a linter and an SDK generator), run on the document a real
+        // local server serves (test/node/*.test.ts).
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+}));

@@ -23,13 +23,23 @@ import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
 import { messagesRouter } from "./routes/messages/messages.index";
 import { realtimeRouter } from "./routes/realtime/realtime.index";
+import { reconciliationRouter } from "./routes/reconciliation/reconciliation.index";
 import { systemRouter } from "./routes/system/system.index";
 import { usersRouter } from "./routes/users/users.index";
 import { walletsRouter } from "./routes/wallets/wallets.index";
 import { withTransferMaximum } from "./schemas/wallet";
 
 /** Feature routers, mounted at the root: each declares its full paths in its createRoute calls. */
-const featureRouters = [systemRouter, authRouter, usersRouter, chatsRouter, messagesRouter, walletsRouter, realtimeRouter];
+const featureRouters = [
+  systemRouter,
+  authRouter,
+  usersRouter,
+  chatsRouter,
+  messagesRouter,
+  walletsRouter,
+  realtimeRouter,
+  reconciliationRouter,
+];
 
 export function createApp() {
   const app = createRouter();

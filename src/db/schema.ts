@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /**
@@ -43,7 +44,13 @@ export const refreshTokens = sqliteTable(
     revokedAt: integer("revoked_at"),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [uniqueIndex("refresh_tokens_hash_unique").on(t.tokenHash), index("refresh_tokens_family_idx").on(t.familyId)],
+  (t) => [
+    uniqueIndex("refresh_tokens_hash_unique").on(t.tokenHash),
+    index("refresh_tokens_family_idx").on(t.familyId),
+    // The scheduled maintenance purges expired tokens in batches (src/services/maintenance.ts).
+    index("refresh_tokens_expires_idx").on(t.expiresAt),
+    index("refresh_tokens_revoked_idx").on(t.revokedAt).where(sql`revoked_at IS NOT NULL`),
+  ],
 );
 
 export const blocks = sqliteTable(
@@ -117,6 +124,10 @@ export const messages = sqliteTable(
     uniqueIndex("messages_chat_seq_unique").on(t.chatId, t.seq),
     uniqueIndex("messages_client_id_unique").on(t.chatId, t.senderId, t.clientMessageId),
     uniqueIndex("messages_transfer_unique").on(t.transferId),
+    // Reconciliation pairs a page of wallets with their credit_transfer messages by sender and by
+    // recipient (src/services/reconciliation/); only transfer messages are indexed.
+    index("messages_transfer_sender_idx").on(t.senderId, t.transferId).where(sql`transfer_id IS NOT NULL`),
+    index("messages_transfer_recipient_idx").on(t.transferRecipientId, t.transferId).where(sql`transfer_id IS NOT NULL`),
   ],
 );
 
@@ -145,6 +156,54 @@ export const idempotencyKeys = sqliteTable(
     createdAt: integer("created_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
+);
+
+/**
+ * Reconciliation runs (src/services/reconciliation/): one row per run, its progress while it runs
+ * and its report when it ends. The id is also the Workflow instance id. At most one run is
+ * `running` at a time (partial unique index), which is how a second start finds the first.
+ */
+export const reconciliationRuns = sqliteTable(
+  "reconciliation_runs",
+  {
+    id: text("id").primaryKey(),
+    status: text("status", { enum: ["running", "completed", "failed"] }).notNull(),
+    trigger: text("trigger", { enum: ["manual", "scheduled", "auto"] }).notNull(),
+    /** The admin who started it (null: the schedule). */
+    startedBy: text("started_by"),
+    startedAt: integer("started_at").notNull(),
+    /** The cut: balances and totals are those of this instant (see docs/wallets.md). */
+    cutoffAt: integer("cutoff_at").notNull(),
+    finishedAt: integer("finished_at"),
+    walletsChecked: integer("wallets_checked").notNull().default(0),
+    pagesDone: integer("pages_done").notNull().default(0),
+    totalBalance: integer("total_balance"),
+    totalGranted: integer("total_granted"),
+    pendingTransfers: integer("pending_transfers"),
+    inFlightAmount: integer("in_flight_amount"),
+    stuckTransfers: integer("stuck_transfers"),
+    discrepancyCount: integer("discrepancy_count").notNull().default(0),
+    error: text("error"),
+  },
+  (t) => [
+    uniqueIndex("reconciliation_runs_one_running").on(t.status).where(sql`status = 'running'`),
+    index("reconciliation_runs_status_started_idx").on(t.status, t.startedAt),
+  ],
+);
+
+/** Confirmed discrepancies of a run; `key` (kind + transfer or wallet) makes each one reported once. */
+export const reconciliationDiscrepancies = sqliteTable(
+  "reconciliation_discrepancies",
+  {
+    runId: text("run_id").notNull(),
+    key: text("key").notNull(),
+    kind: text("kind").notNull(),
+    userId: text("user_id"),
+    transferId: text("transfer_id"),
+    detail: text("detail").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.key] })],
 );
 
 export type UserRow = typeof users.$inferSelect;

@@ -165,34 +165,98 @@ export const grantSchema = z
   })
   .openapi("Grant");
 
+/** Every kind of discrepancy a run reports (OpenAPI and docs/wallets.md list the same). */
+export const DISCREPANCY_KINDS = {
+  wallet_ledger: "A wallet's balance disagrees with its running totals or with its last ledger entry.",
+  stuck_transfer:
+    "A transfer still `pending` longer than TRANSFER_VOID_AFTER_SECONDS after its debit and not voided (up to 20 listed per wallet; `stuckTransfers` counts all).",
+  unpaired_transfer_out: "A posted transfer whose recipient's wallet has no credit for it: credits lost.",
+  orphan_transfer_in: "A credit (`transfer_in`) in a wallet with no transfer behind it at its sender: credits created.",
+  mismatched_transfer_in: "A credit whose amount, sender or recipient differs from its transfer.",
+  missing_transfer_message: "A posted transfer without its `credit_transfer` message.",
+  mismatched_transfer_message: "A `credit_transfer` message whose sender, recipient, amount or id differs from its transfer.",
+  orphan_transfer_message: "A `credit_transfer` message with no transfer behind it at its sender.",
+  voided_transfer_credited: "A voided transfer whose recipient was credited anyway: credits created.",
+  voided_transfer_message: "A voided transfer that has a `credit_transfer` message.",
+  unrefunded_void: "A voided transfer whose sender has no `reversal_in` entry restoring the amount.",
+  totals:
+    "The sum of all books at the run's cut does not add up: credits that left senders minus those that arrived or returned is negative (created) or more than could be in flight (lost).",
+} as const;
+
+export type DiscrepancyKind = keyof typeof DISCREPANCY_KINDS;
+
+const discrepancyKinds = Object.keys(DISCREPANCY_KINDS) as [DiscrepancyKind, ...DiscrepancyKind[]];
+
 export const discrepancySchema = z
   .object({
-    kind: z.string().openapi({ example: "unpaired_transfer_out" }),
-    userId: z.string().nullable(),
-    transferId: z.string().nullable(),
-    detail: z.string(),
+    kind: z.enum(discrepancyKinds).openapi({
+      example: "stuck_transfer",
+      description: Object.entries(DISCREPANCY_KINDS)
+        .map(([kind, meaning]) => `\`${kind}\`: ${meaning}`)
+        .join("\n\n"),
+    }),
+    userId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a123456", description: "The wallet concerned, if one." }),
+    transferId: z
+      .string()
+      .nullable()
+      .openapi({ example: "64d15f9e2e6c8f4d5a777777", description: "The transfer concerned, if one." }),
+    detail: z.string().openapi({ example: "pending since 2026-01-15T09:00:00.000Z, 25 to 64d15f9e2e6c8f4d5a654321" }),
   })
   .openapi("Discrepancy");
 
+const count = (example: number, description: string) => z.number().int().openapi({ example, description });
+
+const reportFields = {
+  totalBalance: count(200, "Sum of all balances at the run's cut (`checkedAt`)."),
+  totalGranted: count(200, "Sum of all grants (welcome and admin) at the cut."),
+  pendingTransfers: count(0, "Transfers debited but not yet posted or voided when their wallet was read."),
+  inFlightAmount: count(
+    0,
+    "Credits that had left senders by the cut without arriving or returning: totalBalance + inFlightAmount = totalGranted.",
+  ),
+  stuckTransfers: count(
+    0,
+    "Pending transfers past TRANSFER_VOID_AFTER_SECONDS (each is also a `stuck_transfer` discrepancy, up to 20 per wallet).",
+  ),
+  discrepancyCount: count(0, "Discrepancies found (the list holds the first 500 by kind)."),
+};
+
 export const reconciliationSchema = z
   .object({
-    wallets: z
-      .number()
-      .int()
-      .openapi({ example: 2, description: "Wallets walked (one per user; unopened wallets count with 0)." }),
-    totalBalance: z.number().int().openapi({ example: 200 }),
-    totalGranted: z.number().int().openapi({ example: 200 }),
-    pendingTransfers: z
-      .number()
-      .int()
-      .openapi({ example: 0, description: "Transfers debited but not yet finished (the alarm finishes them within seconds)." }),
-    inFlightAmount: z
-      .number()
-      .int()
-      .openapi({ example: 0, description: "Credits debited by pending transfers but not yet credited." }),
-    discrepancies: z.array(discrepancySchema),
+    wallets: count(2, "Wallets checked (one per user; unopened wallets count with 0)."),
+    ...reportFields,
+    discrepancies: z.array(discrepancySchema).openapi({ description: "Empty when the books are right." }),
+    checkedAt: isoTime().openapi({ description: "The run's cut: the instant the totals describe." }),
+    runId: idSchema("reconciliation run id"),
   })
   .openapi("Reconciliation");
+
+const nullableCount = (example: number, description: string) => z.number().int().nullable().openapi({ example, description });
+
+export const reconciliationRunSchema = z
+  .object({
+    id: idSchema("reconciliation run id"),
+    status: z.enum(["running", "completed", "failed"]).openapi({ example: "completed" }),
+    trigger: z.enum(["manual", "scheduled", "auto"]).openapi({
+      example: "manual",
+      description:
+        "`manual`: POST /admin/reconciliations; `scheduled`: the daily Cron Trigger; `auto`: GET /admin/reconciliation found no report from the last 24 h.",
+    }),
+    startedAt: isoTime(),
+    finishedAt: isoTime().nullable(),
+    cutoffAt: isoTime().openapi({ description: "The instant whose books the totals describe." }),
+    walletsChecked: count(2, "Progress: wallets read so far (all of them once completed)."),
+    pagesDone: count(1, "Progress: pages of wallets done."),
+    totalBalance: nullableCount(200, "Set when completed (as in Reconciliation)."),
+    totalGranted: nullableCount(200, "Set when completed."),
+    pendingTransfers: nullableCount(0, "Set when completed."),
+    inFlightAmount: nullableCount(0, "Set when completed."),
+    stuckTransfers: nullableCount(0, "Set when completed."),
+    discrepancyCount: reportFields.discrepancyCount,
+    discrepancies: z.array(discrepancySchema).openapi({ description: "Confirmed so far (the first 500 by kind)." }),
+    error: z.string().nullable().openapi({ example: null, description: "Why a failed run failed." }),
+  })
+  .openapi("ReconciliationRun");
 
 export type Wallet = z.infer<typeof walletSchema>;
 export type LedgerEntry = z.infer<typeof ledgerEntrySchema>;
@@ -215,3 +279,4 @@ export function withTransferMaximum<D extends { components?: { schemas?: Record<
   if (schema?.properties?.amount) schema.properties.amount.maximum = max;
   return doc;
 }
+export type ReconciliationRun = z.infer<typeof reconciliationRunSchema>;

@@ -42,8 +42,9 @@ import {
 } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { ApiError } from "../../src/lib/errors";
+import { reconcile } from "../../src/services/reconciliation/runs";
 import { executeTransfer, type TransferAnswer } from "../../src/services/transfers";
-import { grantCredits, reconcile, walletStub } from "../../src/services/wallets";
+import { grantCredits, walletStub } from "../../src/services/wallets";
 import { seedUser } from "../support/users";
 import { inWallet, rowsOf, runRecovery, seedWalletUser } from "../support/wallets";
 

@@ -12,6 +12,16 @@ import { findOrCreateDirectChat } from "../../services/chats";
 import { postCreditTransferMessage } from "../../services/messages";
 import { publishTransferEvent } from "../../services/transfer-events";
 import {
+  type IncomingRow,
+  incomingPage,
+  type OutgoingRow,
+  outgoingPage,
+  type TransferSides,
+  transferSides,
+  type WalletBooks,
+  walletBooks,
+} from "./wallet-books";
+import {
   type EntryRow,
   type GrantRow,
   migrate,
@@ -23,6 +33,7 @@ import {
   type WalletRow,
 } from "./wallet-schema";
 import { walletStub } from "./wallet-stub";
+import { recordEntry } from "./wallet-totals";
 import {
   type CreditCommand,
   type CreditResult,
@@ -38,7 +49,6 @@ import {
   type TransferCommand,
   type TransferEvent,
   type TransferResult,
-  type WalletSummary,
   WINDOW_MINUTES,
 } from "./wallet-types";
 
@@ -70,7 +80,9 @@ type Ending = { reply: StoredReply; event: TransferEvent | null };
  *
  * Opening: `open(userId, signupCredits)` creates the wallet and applies the welcome grant exactly
  * once; every entry point on behalf of the owner opens it first too (`ensureOpen`), so a user whose
- * registration died between the D1 insert and `open` still gets the grant on first use.
+ * registration died between the D1 insert and `open` still gets the grant on first use. Only the
+ * reconciliation reads (`books`, `outgoingPage`, `incomingPage`, `transferSides`) and a void read
+ * or write without opening.
  *
  * Transfer protocol, sender side (docs/wallets.md; API.md "Every transfer ends"):
  *   1. one transactionSync, no await: a key with a stored outcome answers it (before any check);
@@ -342,67 +354,26 @@ export class WalletDO extends DurableObject<Env> {
     });
   }
 
-  // ------------------------------------------------------------------ RPC: reconciliation
+  // ------------------------------------------------------------------ RPC: reconciliation (wallet-books.ts)
 
-  /** This wallet's books, checked internally; never opens the wallet. */
-  summary(userId: string): WalletSummary {
-    const wallet = this.walletRow();
-    const problems: string[] = [];
-    if (!wallet) return { userId, opened: false, balance: 0, granted: 0, problems, outgoing: [], incoming: [] };
-    if (wallet.user_id !== userId) problems.push(`wallet belongs to ${wallet.user_id}`);
-    let running = 0;
-    let granted = 0;
-    for (const entry of this.sql.exec<EntryRow>("SELECT * FROM entries ORDER BY seq")) {
-      running += entry.amount;
-      if (entry.balance_after !== running) {
-        problems.push(`entry ${entry.id}: balanceAfter ${entry.balance_after}, expected ${running}`);
-        running = entry.balance_after;
-      }
-      if (entry.kind === "grant") granted += entry.amount;
-    }
-    if (running !== wallet.balance) problems.push(`balance ${wallet.balance} but the ledger ends at ${running}`);
-    const mismatched = (query: string, problem: (transferId: string) => string) => {
-      for (const row of this.sql.exec<{ transfer_id: string }>(query)) problems.push(problem(row.transfer_id));
-    };
-    mismatched(
-      `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_out'
-       WHERE e.id IS NULL OR e.amount != -t.amount`,
-      (id) => `transfer ${id}: no matching transfer_out entry`,
-    );
-    mismatched(
-      `SELECT e.transfer_id FROM entries e LEFT JOIN transfers_out t ON t.transfer_id = e.transfer_id
-       WHERE e.kind = 'transfer_out' AND t.transfer_id IS NULL`,
-      (id) => `transfer_out entry ${id} without its transfer`,
-    );
-    mismatched(
-      `SELECT t.transfer_id FROM transfers_out t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'reversal_in'
-       WHERE (t.state = 'voided') != (e.id IS NOT NULL AND e.amount = t.amount)`,
-      (id) => `transfer ${id}: a reversal_in entry exactly when voided`,
-    );
-    mismatched(
-      `SELECT t.transfer_id FROM transfers_in t LEFT JOIN entries e ON e.transfer_id = t.transfer_id AND e.kind = 'transfer_in'
-       WHERE e.id IS NULL OR e.amount != t.amount`,
-      (id) => `incoming transfer ${id}: no matching transfer_in entry`,
-    );
-    mismatched(
-      "SELECT v.transfer_id FROM voided_in v JOIN transfers_in t ON t.transfer_id = v.transfer_id",
-      (id) => `incoming transfer ${id}: both credited and voided`,
-    );
-    const outgoing = this.sql
-      .exec<TransferOutRow>("SELECT * FROM transfers_out")
-      .toArray()
-      .map((row) => ({
-        transferId: row.transfer_id,
-        recipientId: row.recipient_id,
-        amount: row.amount,
-        state: row.state,
-        messageId: row.state === "posted" ? row.message_id : null,
-      }));
-    const incoming = this.sql
-      .exec<TransferInRow>("SELECT * FROM transfers_in")
-      .toArray()
-      .map((row) => ({ transferId: row.transfer_id, senderId: row.sender_id, amount: row.amount, messageId: row.message_id }));
-    return { userId, opened: true, balance: wallet.balance, granted, problems, outgoing, incoming };
+  /** This wallet's books for a reconciliation run, in O(1) (its running totals); never opens the wallet. */
+  books(userId: string, horizon: { cutoffAt: number; stuckBefore: number; inFlightHorizonMs: number }): WalletBooks {
+    return walletBooks(this.sql, userId, horizon);
+  }
+
+  /** A page of the transfers this wallet sent, by transfer id. */
+  outgoingPage(afterId: string, limit: number): OutgoingRow[] {
+    return outgoingPage(this.sql, afterId, limit);
+  }
+
+  /** A page of the credits this wallet received, by transfer id. */
+  incomingPage(afterId: string, limit: number): IncomingRow[] {
+    return incomingPage(this.sql, afterId, limit);
+  }
+
+  /** One transfer as this wallet's books show it, for the run's re-read of anything that looked wrong. */
+  transferSides(transferId: string): TransferSides {
+    return transferSides(this.sql, transferId);
   }
 
   // ------------------------------------------------------------------ alarm: recovery and key expiry
@@ -835,6 +806,7 @@ export class WalletDO extends DurableObject<Env> {
       note,
       now,
     );
+    recordEntry(this.sql, kind, amount, balanceAfter);
   }
 }
 

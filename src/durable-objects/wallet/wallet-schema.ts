@@ -1,3 +1,5 @@
+import { WALLET_TOTALS_MIGRATION } from "./wallet-totals";
+
 /**
  * The WalletDO's own SQLite schema. Each entry of MIGRATIONS is one version, applied in order
  * inside one transaction from the constructor (under blockConcurrencyWhile); the applied version is
@@ -93,7 +95,7 @@ export const MIGRATIONS: readonly string[] = [
   // `retry_at` is when recovery may next touch a pending transfer (after its request's in-flight
   // window, then backing off). SQLite cannot change a CHECK, so the table is rebuilt.
   // `voided_in` is the recipient's record of a void: once written, a credit for that id is refused.
-  // Partial indexes make recovery and key expiry index lookups (see wallet-query-plan.test.ts).
+  // Partial indexes make recovery and key expiry index lookups (see wallet-recovery.test.ts).
   `
   CREATE TABLE transfers_out_v3 (
     transfer_id TEXT PRIMARY KEY,
@@ -139,6 +141,9 @@ export const MIGRATIONS: readonly string[] = [
     voided_at INTEGER NOT NULL
   );
   `,
+  // v4: running totals per entry kind, so reconciliation reads a wallet in O(1) and every entry checks
+  // the books as it is written (wallet-totals.ts).
+  WALLET_TOTALS_MIGRATION,
 ];
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };

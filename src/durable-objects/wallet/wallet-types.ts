@@ -2,7 +2,6 @@ import type { ErrorCode, Refusal } from "../../lib/errors";
 import type { RateLimitDecision } from "../../lib/sliding-window";
 import type { Message } from "../../schemas/message";
 import type { Transfer, TransferWithStatus, Wallet } from "../../schemas/wallet";
-import type { TransferState } from "./wallet-schema";
 
 /** What crosses RPC to and from the WalletDO (plain structured-clonable values). */
 
@@ -108,18 +107,6 @@ export type LedgerRow = {
   messageId: string | null;
   note: string | null;
   createdAt: number;
-};
-
-/** One wallet's books for reconciliation (read-only: an unopened wallet is reported, not opened). */
-export type WalletSummary = {
-  userId: string;
-  opened: boolean;
-  balance: number;
-  granted: number;
-  /** Problems found inside this wallet alone (balanceAfter chain, entries vs transfers). */
-  problems: string[];
-  outgoing: { transferId: string; recipientId: string; amount: number; state: TransferState; messageId: string | null }[];
-  incoming: { transferId: string; senderId: string; amount: number; messageId: string }[];
 };
 
 /** Protocol steps after which the test-only fault switch can stop a transfer. */

@@ -8,7 +8,7 @@ import type { AppEnv } from "../../lib/types";
 import { currentUser } from "../../middlewares/auth";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
-import { getLimits, getTransfer, getWallet, grantCredits, listTransactions, reconcile } from "../../services/wallets";
+import { getLimits, getTransfer, getWallet, grantCredits, listTransactions } from "../../services/wallets";
 import * as routes from "./wallets.routes";
 
 /**
@@ -59,5 +59,4 @@ export const walletsRouter = createRouter()
       requestWaitUntil(c),
     );
     return storedReply(c, reply);
-  })
-  .openapi(routes.reconciliation, async (c) => ok(c, await reconcile(c.env), 200));
+  });

@@ -7,7 +7,6 @@ import {
   grantSchema,
   ledgerEntrySchema,
   limitsSchema,
-  reconciliationSchema,
   transferRequestSchema,
   transferSchema,
   transferWithStatusSchema,
@@ -126,18 +125,4 @@ export const grantCredits = defineRoute(
     },
   },
   { auth: "admin", idempotent: "wallet", errors: [404] },
-);
-
-export const reconciliation = defineRoute(
-  {
-    method: "get",
-    path: "/api/v1/admin/reconciliation",
-    operationId: "getReconciliation",
-    tags: ["Admin"],
-    summary: "Reconcile all wallets",
-    description:
-      "Admins only. Walks every user's wallet and checks the books end to end: each wallet's `balanceAfter` chain and entries; every `transfer_out` paired with exactly one `transfer_in` of the same amount; every posted transfer has exactly one `credit_transfer` message; total balance + credits in flight (`pendingTransfers`, finished by the alarms within seconds) = total granted. `discrepancies` is empty when the books are right. Not a snapshot: under live traffic a totals-only discrepancy can be a transfer that started mid-walk; run it again before acting.",
-    responses: { 200: jsonSuccess(reconciliationSchema, 200, "The result of the check") },
-  },
-  { auth: "admin" },
 );

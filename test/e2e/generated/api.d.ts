@@ -12,10 +12,66 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Reconcile all wallets
-         * @description Admins only. Walks every user's wallet and checks the books end to end: each wallet's `balanceAfter` chain and entries; every `transfer_out` paired with exactly one `transfer_in` of the same amount; every posted transfer has exactly one `credit_transfer` message; total balance + credits in flight (`pendingTransfers`, finished by the alarms within seconds) = total granted. `discrepancies` is empty when the books are right. Not a snapshot: under live traffic a totals-only discrepancy can be a transfer that started mid-walk; run it again before acting.
+         * Get the latest reconciliation report
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     The report of the latest completed run: the books checked end to end. `discrepancies` is empty when they are right.
+         *
+         *     With no completed run in the last 24 hours, this starts one (or joins the one running) and waits up to 20 seconds: 200 with its report if it completes in time; otherwise 200 with the latest older report, and when there has never been one, 202 with the run (`ReconciliationRun`) to follow at `GET /api/v1/admin/reconciliations/{runId}`.
+         *
+         *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
          */
-        get: operations["getReconciliation"];
+        get: operations["getLatestReconciliation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/reconciliations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a reconciliation run
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/reconciliations/{runId}`. One run at a time: while one is running, this answers 200 with that run and starts nothing.
+         *
+         *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
+         */
+        post: operations["startReconciliation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/reconciliations/{runId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a reconciliation run
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     A run's progress while it runs (`walletsChecked`, `pagesDone`, discrepancies confirmed so far) and its report once `completed`; a `failed` run says why in `error`. 404 `not_found` for an unknown run.
+         */
+        get: operations["getReconciliationRun"];
         put?: never;
         post?: never;
         delete?: never;
@@ -41,7 +97,49 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
          */
-        post: operations["suspendUser"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SuspensionRequest"];
+                };
+            };
+            responses: {
+                /** @description The user, now suspended */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["User"] & unknown;
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         /**
          * Lift a user's suspension
          * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
@@ -50,7 +148,49 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.
          */
-        delete: operations["reinstateUser"];
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": components["schemas"]["ReinstateRequest"];
+                };
+            };
+            responses: {
+                /** @description The user, active again */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["User"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -75,7 +215,55 @@ export interface paths {
          *
          *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.
          */
-        post: operations["grantCredits"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["GrantRequest"];
+                };
+            };
+            responses: {
+                /** @description The grant was applied */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Grant"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -101,9 +289,47 @@ export interface paths {
          *
          *     Rate limited per email: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per sliding minute, successful or not; and per client IP as below. Over a limit: 429 `rate_limited` with `Retry-After`.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: operations["logIn"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["LoginRequest"];
+                };
+            };
+            responses: {
+                /** @description The user and a new session */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Session"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -125,63 +351,46 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.
+         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes); clients drop it.
          */
-        post: operations["logOut"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/auth/logout-all": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["RefreshRequest"];
+                };
+            };
+            responses: {
+                /** @description The session is revoked */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["LogoutResult"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
         };
-        get?: never;
-        put?: never;
-        /**
-         * Sign out of every session
-         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
-         *
-         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
-         *
-         *     Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.
-         *
-         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
-         */
-        post: operations["logoutAll"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/auth/password": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Change the password
-         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
-         *
-         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
-         *
-         *     Replaces the caller's password and answers a fresh session pair (like sign-in), which is then the caller's only session: every other session, the one of this access token included, is revoked. A wrong `currentPassword` is 401 `invalid_credentials` (checked with the same constant-time work as sign-in); `newPassword` follows the registration rules (8..128 characters, else 400 `validation_failed`).
-         *
-         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
-         *
-         *     Rate limited like sign-in: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per account per sliding minute, successful or not, and per client IP (`RATE_LIMIT_AUTH_IP_PER_MINUTE`, default 300). Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over a limit: 429 `rate_limited` with `Retry-After`.
-         */
-        post: operations["changePassword"];
         delete?: never;
         options?: never;
         head?: never;
@@ -205,9 +414,47 @@ export interface paths {
          *
          *     Trades a refresh token for a new access token and a new refresh token; the presented one stops working. Presenting a refresh token that was already used revokes its whole family (every token descended from the same sign-in): 401 `invalid_token`, and the client must sign in again. An unknown, revoked or expired (30 days) refresh token is 401 `invalid_token`. Access tokens already issued stay valid until they expire (15 minutes).
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: operations["refreshSession"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["RefreshRequest"];
+                };
+            };
+            responses: {
+                /** @description A new session pair */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Session"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -233,9 +480,47 @@ export interface paths {
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: operations["registerUser"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["RegisterRequest"];
+                };
+            };
+            responses: {
+                /** @description The new user and its first session */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Session"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -253,7 +538,46 @@ export interface paths {
          * List my chat rooms
          * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.
          */
-        get: operations["listChats"];
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of your chats */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["Chat"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         /**
          * Create a chat room
@@ -265,7 +589,64 @@ export interface paths {
          *
          *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.
          */
-        post: operations["createChat"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CreateDirectChat"] | components["schemas"]["CreateGroupChat"];
+                };
+            };
+            responses: {
+                /** @description The direct chat with that person already existed */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                /** @description The chat was created */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -283,7 +664,42 @@ export interface paths {
          * Get a chat room
          * @description The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.
          */
-        get: operations["getChat"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -309,7 +725,49 @@ export interface paths {
          *
          *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
          */
-        post: operations["addChatMember"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["AddChatMember"];
+                };
+            };
+            responses: {
+                /** @description The chat with its new member */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Chat"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -334,7 +792,47 @@ export interface paths {
          *
          *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`. A `system` message records the change.
          */
-        delete: operations["removeChatMember"];
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The member is out of the chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["ChatMembershipRemoval"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -357,7 +855,48 @@ export interface paths {
          *
          *     Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.
          */
-        post: operations["markChatRead"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["MarkRead"];
+                };
+            };
+            responses: {
+                /** @description Your read marker in this chat */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["ReadMarker"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -381,7 +920,53 @@ export interface paths {
          *
          *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
          */
-        post: operations["sendMessage"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SendMessageV1"];
+                };
+            };
+            responses: {
+                /** @description The message was sent */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -406,7 +991,46 @@ export interface paths {
          *
          *     Deletes your own message: it keeps its place and `seq`, with `content: null` and `deletedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`.
          */
-        delete: operations["deleteMessage"];
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The message id (24 lowercase hex characters). */
+                    messageId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The deleted message */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         options?: never;
         head?: never;
         /**
@@ -417,7 +1041,50 @@ export interface paths {
          *
          *     Replaces the text of your own message and sets `editedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`. Then a suspended sender gets 403 `account_suspended`.
          */
-        patch: operations["editMessage"];
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The message id (24 lowercase hex characters). */
+                    messageId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["EditMessage"];
+                };
+            };
+            responses: {
+                /** @description The edited message */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         trace?: never;
     };
     "/api/v1/messages/chat/{chatId}": {
@@ -431,7 +1098,52 @@ export interface paths {
          * List messages in a chat room
          * @description Without `afterSeq`: newest first; pass `nextCursor` as `cursor` for older messages (new messages arriving meanwhile never shift your pages). With `afterSeq`: oldest first, starting after that seq (catching up after a reconnect); `nextCursor` continues forwards and takes precedence over `afterSeq`. Deleted messages keep their place with `content: null`. 404 `chat_not_found` if you are not a member.
          */
-        get: operations["listChatMessages"];
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Catch up: messages with a higher seq, oldest first. */
+                    afterSeq?: number;
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    /** @description The chat id (24 lowercase hex characters). */
+                    chatId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of messages */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["Message"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -455,21 +1167,65 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once. Order of effects: the debit, then the recipient's credit, then the message, so nobody ever sees a transfer message for credits that are not in the recipient's balance. The message's id is the transfer's id.
+         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once: the credits and the message always go together, even across crashes and retries (a pending transfer is finished by the sender wallet's alarm within seconds).
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `recipientId` a 24-hex id that is not the caller; `amount` a JSON integer from 1 to `MAX_TRANSFER_AMOUNT` (default 100000) — strings, floats, zero and negatives are refused; `note` at most 280 characters.
          *
          *     Refusals: 403 `account_suspended` (the caller is suspended), 404 `user_not_found` (no such recipient), 403 `recipient_blocked` (the recipient blocked the caller); 409 `insufficient_balance` (e.g. `Insufficient balance: 10 available, 25 requested`); 409 `transfer_limit_exceeded` (more than `DAILY_TRANSFER_LIMIT`, default 1000000, credits sent in a rolling 24 hours, see `GET /api/v1/wallets/me/limits`); 409 `idempotency_key_reused`.
          *
-         *     Idempotency: with an `Idempotency-Key`, a key that has a stored outcome answers it first, before any other check: a client whose 201 was lost and who retries after being blocked, suspended, rate limited or after a limit changed still gets the original 201 with `Idempotent-Replayed: true`. Stored outcomes (24 h): the 201, the 409 `insufficient_balance` / `transfer_limit_exceeded`, and 409 `transfer_voided` for a transfer that was voided. 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
+         *     Idempotency: with an `Idempotency-Key`, the 201 and the 409 `insufficient_balance` / `transfer_limit_exceeded` outcomes are stored and replayed for 24 h; 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
          *
-         *     Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.
-         *
-         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.
+         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute; over it 429 `rate_limited` with `Retry-After`.
          *
          *     `senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.
          */
-        post: operations["sendCreditTransfer"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CreditTransferRequest"];
+                };
+            };
+            responses: {
+                /** @description The transfer was made and its message posted */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Transfer"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -501,11 +1257,33 @@ export interface paths {
          *
          *     **Client → server**: only `{"type":"ping"}`, answered `{"type":"pong"}` (even while the server-side object hibernates). Anything else is answered `{"type":"error","data":{"code":"validation_failed","message":"…"},"at":"…"}` and the connection stays open.
          *
-         *     **Close codes** (the server ends a socket with these; 4000–4999 are the application's): `4001` `session_ended` — the session whose access token asked for the ticket ended (logout, logout-all, password change, or reuse of a used refresh token), within 2 s of it: sign in or refresh before reconnecting; `4003` `account_suspended` — an admin suspended the account (all of its sockets; a suspended user may reconnect to read); `4008` `too_many_connections` — the user opened more than `REALTIME_MAX_CONNECTIONS` (default 10) sockets and this was the oldest. A socket outlives its access token: it ends with its session, not at the token's expiry.
-         *
          *     **Delivery** is at most once per connection, only after the change has committed. After a reconnect a client catches up with `GET /api/v1/messages/chat/{chatId}?afterSeq=<last seq seen>` (and `GET /api/v1/wallets/me` for the balance), so nothing is lost. See docs/realtime.md.
          */
-        get: operations["connectRealtime"];
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The ticket from `POST /api/v1/realtime/tickets`. */
+                    ticket?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching Protocols: the WebSocket is open and receives `RealtimeFrame`s. */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                426: components["responses"]["UpgradeRequired"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -532,10 +1310,41 @@ export interface paths {
          *     Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.
          *
          *     A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.
-         *
-         *     The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.
          */
-        post: operations["createRealtimeTicket"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A single-use ticket, valid for `expiresIn` seconds */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["RealtimeTicket"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -553,7 +1362,48 @@ export interface paths {
          * Search users
          * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).
          */
-        get: operations["searchUsers"];
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                    /** @description Display-name prefix or exact email. */
+                    search?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of users */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["User"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -573,7 +1423,42 @@ export interface paths {
          * Get a user's profile
          * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.
          */
-        get: operations["getUser"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The user */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["User"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -599,7 +1484,44 @@ export interface paths {
          *
          *     The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`); the caller can still reach them. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.
          */
-        post: operations["blockUser"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The user is blocked */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["BlockState"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         /**
          * Unblock a user
          * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
@@ -608,7 +1530,44 @@ export interface paths {
          *
          *     Lifts a block set by the caller. Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.
          */
-        delete: operations["unblockUser"];
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The user id (24 lowercase hex characters). */
+                    userId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The user is not blocked */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["BlockState"] & unknown;
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -625,7 +1584,38 @@ export interface paths {
          * Get my profile
          * @description The caller's own profile, including `email`.
          */
-        get: operations["getMyProfile"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The caller */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["User"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -645,7 +1635,37 @@ export interface paths {
          * Get my wallet
          * @description The caller's balance. Every user has a wallet: it is opened at registration with the `SIGNUP_CREDITS` welcome grant, or on first use if that did not happen.
          */
-        get: operations["getMyWallet"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The caller's wallet */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Wallet"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -665,7 +1685,37 @@ export interface paths {
          * Get my transfer limits
          * @description `perTransferMax` is `MAX_TRANSFER_AMOUNT`; the rolling window is the last `windowHours` (24) hours, in which the caller may send `windowLimit` (`DAILY_TRANSFER_LIMIT`) credits in total; `windowUsed` were sent, `windowRemaining` are left.
          */
-        get: operations["getMyTransferLimits"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The caller's limits and usage */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["TransferLimits"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -685,7 +1735,46 @@ export interface paths {
          * List my wallet transactions
          * @description The caller's ledger, newest first: every grant, transfer out (negative `amount`) and transfer in (positive), each with the balance right after it. Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
          */
-        get: operations["listMyTransactions"];
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description Page size, 1..100 (default 50). */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of ledger entries */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                items: components["schemas"]["LedgerEntry"][];
+                                nextCursor: string | null;
+                            };
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -703,9 +1792,44 @@ export interface paths {
         };
         /**
          * Get a credit transfer
-         * @description A transfer the caller sent or received, with its `status`: `posted`, `pending` (debited, not yet ended) or `voided` (the amount went back to the sender; nothing reached the recipient). A client whose transfer request timed out asks here whether it went through: a pending transfer the caller sent is pushed forward first, so the answer is as final as it can be. `recipientBalance`, `messageId` and `chatId` are null unless posted. The recipient sees a transfer once it is credited (`posted`) or voided. 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
+         * @description A transfer the caller sent or received. A client whose transfer request timed out asks here whether it went through (a transfer still finishing is finished first). 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
          */
-        get: operations["getMyTransfer"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The transfer id (24 lowercase hex characters). */
+                    transferId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The transfer */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Transfer"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                404: components["responses"]["NotFound"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -731,7 +1855,73 @@ export interface paths {
          *
          *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
          */
-        post: operations["sendMessageV2"];
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                    "Idempotency-Key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SendMessageV2"];
+                };
+            };
+            responses: {
+                /** @description A message with this clientMessageId was already sent: the original */
+                200: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                /** @description The message was sent */
+                201: {
+                    headers: {
+                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                        "Idempotent-Replayed"?: "true";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Message"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 201;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -749,7 +1939,27 @@ export interface paths {
          * Open the API playground
          * @description Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.
          */
-        get: operations["openPlayground"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The playground page */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/html": string;
+                    };
+                };
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -769,7 +1979,36 @@ export interface paths {
          * Check service health
          * @description Liveness of the Worker and the environment it serves.
          */
-        get: operations["getHealth"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The service is up */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["Health"];
+                            errors: null;
+                            /** @enum {boolean} */
+                            isSuccess: true;
+                            /** @enum {integer} */
+                            statusCode: 200;
+                            /** @example 2026-01-15T10:30:00.000Z */
+                            timestamp: string;
+                        };
+                    };
+                };
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -789,7 +2028,27 @@ export interface paths {
          * Get the OpenAPI document
          * @description This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.
          */
-        get: operations["getOpenApiDocument"];
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The OpenAPI document */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
+                };
+                500: components["responses"]["InternalServerError"];
+            };
+        };
         put?: never;
         post?: never;
         delete?: never;
@@ -819,26 +2078,6 @@ export interface components {
             blocked: boolean;
             /** @example 64d15f9e2e6c8f4d5a654321 */
             userId: string;
-        };
-        /**
-         * @example {
-         *       "currentPassword": "correct horse battery",
-         *       "newPassword": "a much longer passphrase"
-         *     }
-         */
-        ChangePasswordRequest: {
-            /**
-             * Format: password
-             * @description The password the account has now (1..128 characters).
-             * @example correct horse battery
-             */
-            currentPassword: string;
-            /**
-             * Format: password
-             * @description 8..128 characters.
-             * @example a much longer passphrase
-             */
-            newPassword: string;
         };
         Chat: {
             /** @example 2026-01-15T10:30:00.000Z */
@@ -909,7 +2148,10 @@ export interface components {
         };
         /** @description A member of one of your chats moved their read marker (you, from another device, included). */
         ChatReadFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["ChatRead"];
             /**
@@ -996,10 +2238,45 @@ export interface components {
             recipientId: string;
         };
         Discrepancy: {
+            /** @example pending since 2026-01-15T09:00:00.000Z, 25 to 64d15f9e2e6c8f4d5a654321 */
             detail: string;
-            /** @example unpaired_transfer_out */
-            kind: string;
+            /**
+             * @description `wallet_ledger`: A wallet's balance disagrees with its running totals or with its last ledger entry.
+             *
+             *     `stuck_transfer`: A transfer still `pending` longer than TRANSFER_VOID_AFTER_SECONDS after its debit and not voided (up to 20 listed per wallet; `stuckTransfers` counts all).
+             *
+             *     `unpaired_transfer_out`: A posted transfer whose recipient's wallet has no credit for it: credits lost.
+             *
+             *     `orphan_transfer_in`: A credit (`transfer_in`) in a wallet with no transfer behind it at its sender: credits created.
+             *
+             *     `mismatched_transfer_in`: A credit whose amount, sender or recipient differs from its transfer.
+             *
+             *     `missing_transfer_message`: A posted transfer without its `credit_transfer` message.
+             *
+             *     `mismatched_transfer_message`: A `credit_transfer` message whose sender, recipient, amount or id differs from its transfer.
+             *
+             *     `orphan_transfer_message`: A `credit_transfer` message with no transfer behind it at its sender.
+             *
+             *     `voided_transfer_credited`: A voided transfer whose recipient was credited anyway: credits created.
+             *
+             *     `voided_transfer_message`: A voided transfer that has a `credit_transfer` message.
+             *
+             *     `unrefunded_void`: A voided transfer whose sender has no `reversal_in` entry restoring the amount.
+             *
+             *     `totals`: The sum of all books at the run's cut does not add up: credits that left senders minus those that arrived or returned is negative (created) or more than could be in flight (lost).
+             * @example stuck_transfer
+             * @enum {string}
+             */
+            kind: "wallet_ledger" | "stuck_transfer" | "unpaired_transfer_out" | "orphan_transfer_in" | "mismatched_transfer_in" | "missing_transfer_message" | "mismatched_transfer_message" | "orphan_transfer_message" | "voided_transfer_credited" | "voided_transfer_message" | "unrefunded_void" | "totals";
+            /**
+             * @description The transfer concerned, if one.
+             * @example 64d15f9e2e6c8f4d5a777777
+             */
             transferId: string | null;
+            /**
+             * @description The wallet concerned, if one.
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
             userId: string | null;
         };
         /**
@@ -1119,15 +2396,6 @@ export interface components {
              */
             password: string;
         };
-        LogoutAllResult: {
-            /** @enum {boolean} */
-            loggedOut: true;
-            /**
-             * @description How many sessions (refresh-token families) were still live and are now revoked.
-             * @example 3
-             */
-            revokedSessions: number;
-        };
         LogoutResult: {
             /** @enum {boolean} */
             loggedOut: true;
@@ -1148,6 +2416,7 @@ export interface components {
             clientMessageId: string | null;
             /** @example Hello! */
             content: string | null;
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
              * @description Only on `credit_transfer` messages.
@@ -1177,7 +2446,10 @@ export interface components {
         };
         /** @description A message was posted in one of your chats (text, credit_transfer or system; your own from another device included). */
         MessageCreatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1188,7 +2460,10 @@ export interface components {
         };
         /** @description A message in one of your chats was deleted (`deletedAt` set, `content: null`; it keeps its `seq`). */
         MessageDeletedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1199,7 +2474,10 @@ export interface components {
         };
         /** @description A message in one of your chats was edited (`editedAt` set). */
         MessageUpdatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1217,7 +2495,10 @@ export interface components {
             unreadCount: number;
         };
         RealtimeErrorFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: {
                 /** @enum {string} */
@@ -1228,7 +2509,11 @@ export interface components {
             /** @enum {string} */
             type: "error";
         };
-        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"] | components["schemas"]["TransferVoidedFrame"];
+        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"];
+        RealtimePingFrame: {
+            /** @enum {string} */
+            type: "ping";
+        };
         RealtimePongFrame: {
             /** @enum {string} */
             type: "pong";
@@ -1251,26 +2536,135 @@ export interface components {
             url: string;
         };
         Reconciliation: {
+            /**
+             * Format: date-time
+             * @description The run's cut: the instant the totals describe.
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            checkedAt: string;
+            /** @description Empty when the books are right. */
             discrepancies: components["schemas"]["Discrepancy"][];
             /**
-             * @description Credits debited by pending transfers but not yet credited.
+             * @description Discrepancies found (the list holds the first 500 by kind).
+             * @example 0
+             */
+            discrepancyCount: number;
+            /**
+             * @description Credits that had left senders by the cut without arriving or returning: totalBalance + inFlightAmount = totalGranted.
              * @example 0
              */
             inFlightAmount: number;
             /**
-             * @description Transfers debited but not yet finished (the alarm finishes them within seconds).
+             * @description Transfers debited but not yet posted or voided when their wallet was read.
              * @example 0
              */
             pendingTransfers: number;
-            /** @example 200 */
+            /**
+             * @description The reconciliation run id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            runId: string;
+            /**
+             * @description Pending transfers past TRANSFER_VOID_AFTER_SECONDS (each is also a `stuck_transfer` discrepancy, up to 20 per wallet).
+             * @example 0
+             */
+            stuckTransfers: number;
+            /**
+             * @description Sum of all balances at the run's cut (`checkedAt`).
+             * @example 200
+             */
             totalBalance: number;
-            /** @example 200 */
+            /**
+             * @description Sum of all grants (welcome and admin) at the cut.
+             * @example 200
+             */
             totalGranted: number;
             /**
-             * @description Wallets walked (one per user; unopened wallets count with 0).
+             * @description Wallets checked (one per user; unopened wallets count with 0).
              * @example 2
              */
             wallets: number;
+        };
+        ReconciliationRun: {
+            /**
+             * Format: date-time
+             * @description The instant whose books the totals describe.
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            cutoffAt: string;
+            /** @description Confirmed so far (the first 500 by kind). */
+            discrepancies: components["schemas"]["Discrepancy"][];
+            /**
+             * @description Discrepancies found (the list holds the first 500 by kind).
+             * @example 0
+             */
+            discrepancyCount: number;
+            /**
+             * @description Why a failed run failed.
+             * @example null
+             */
+            error: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            finishedAt: string | null;
+            /**
+             * @description The reconciliation run id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            inFlightAmount: number | null;
+            /**
+             * @description Progress: pages of wallets done.
+             * @example 1
+             */
+            pagesDone: number;
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            pendingTransfers: number | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            startedAt: string;
+            /**
+             * @example completed
+             * @enum {string}
+             */
+            status: "running" | "completed" | "failed";
+            /**
+             * @description Set when completed.
+             * @example 0
+             */
+            stuckTransfers: number | null;
+            /**
+             * @description Set when completed (as in Reconciliation).
+             * @example 200
+             */
+            totalBalance: number | null;
+            /**
+             * @description Set when completed.
+             * @example 200
+             */
+            totalGranted: number | null;
+            /**
+             * @description `manual`: POST /admin/reconciliations; `scheduled`: the daily Cron Trigger; `auto`: GET /admin/reconciliation found no report from the last 24 h.
+             * @example manual
+             * @enum {string}
+             */
+            trigger: "manual" | "scheduled" | "auto";
+            /**
+             * @description Progress: wallets read so far (all of them once completed).
+             * @example 2
+             */
+            walletsChecked: number;
         };
         /**
          * @example {
@@ -1475,7 +2869,10 @@ export interface components {
         };
         /** @description Someone sent you credits; the transfer as its sender saw it. */
         TransferReceivedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Transfer"];
             /**
@@ -1484,54 +2881,8 @@ export interface components {
              */
             type: "transfer.received";
         };
-        /** @description A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient. */
-        TransferVoidedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
-            at: string;
-            data: components["schemas"]["TransferWithStatus"];
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
-            type: "transfer.voided";
-        };
-        /**
-         * @example {
-         *       "senderId": "64d15f9e2e6c8f4d5a123456",
-         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
-         *       "transferredAmount": 25,
-         *       "senderBalance": 75,
-         *       "recipientBalance": 125,
-         *       "transferId": "64d15f9e2e6c8f4d5a777777",
-         *       "messageId": "64d15f9e2e6c8f4d5a777777",
-         *       "chatId": "64d15f9e2e6c8f4d5a999999",
-         *       "createdAt": "2026-01-15T10:30:00.000Z",
-         *       "status": "posted"
-         *     }
-         */
-        TransferWithStatus: components["schemas"]["Transfer"] & {
-            /**
-             * @description null unless posted.
-             * @example 64d15f9e2e6c8f4d5a999999
-             */
-            chatId?: string | null;
-            /**
-             * @description null unless posted.
-             * @example 64d15f9e2e6c8f4d5a888888
-             */
-            messageId?: string | null;
-            /**
-             * @description The recipient's balance right after this credit; null unless posted.
-             * @example 125
-             */
-            recipientBalance?: number | null;
-            /**
-             * @description posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.
-             * @enum {string}
-             */
-            status: "posted" | "pending" | "voided";
-        };
         User: {
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /** @example Alice */
             displayName: string;
@@ -1573,7 +2924,10 @@ export interface components {
         };
         /** @description Your balance changed (a transfer sent or received, a grant): the wallet right after the change. */
         WalletUpdatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Wallet"];
             /**
@@ -1713,13 +3067,13 @@ export interface components {
         /** @description Too many requests */
         TooManyRequests: {
             headers: {
-                /** @description Whole seconds until a retry can succeed. */
+                /** @description Seconds until a retry can succeed. */
                 "Retry-After"?: number;
-                /** @description Requests allowed in the sliding minute. */
+                /** @description Requests allowed in the window. */
                 "X-RateLimit-Limit"?: number;
                 /** @description Requests left in the window. */
                 "X-RateLimit-Remaining"?: number;
-                /** @description Seconds until a slot frees up. */
+                /** @description Seconds until the window resets. */
                 "X-RateLimit-Reset"?: number;
                 [name: string]: unknown;
             };
@@ -1810,7 +3164,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    getReconciliation: {
+    getLatestReconciliation: {
         parameters: {
             query?: never;
             header?: never;
@@ -1819,7 +3173,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The result of the check */
+            /** @description The latest report */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1837,230 +3191,30 @@ export interface operations {
                     };
                 };
             };
+            /** @description No report yet: the run that will produce it */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReconciliationRun"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             500: components["responses"]["InternalServerError"];
         };
     };
-    suspendUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SuspensionRequest"];
-            };
-        };
-        responses: {
-            /** @description The user, now suspended */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["User"] & unknown;
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    reinstateUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/json": components["schemas"]["ReinstateRequest"];
-            };
-        };
-        responses: {
-            /** @description The user, active again */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["User"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    grantCredits: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                "Idempotency-Key"?: string;
-            };
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["GrantRequest"];
-            };
-        };
-        responses: {
-            /** @description The grant was applied */
-            201: {
-                headers: {
-                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Grant"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    logIn: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LoginRequest"];
-            };
-        };
-        responses: {
-            /** @description The user and a new session */
-            200: {
-                headers: {
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Session"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    logOut: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RefreshRequest"];
-            };
-        };
-        responses: {
-            /** @description The session is revoked */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["LogoutResult"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    logoutAll: {
+    startReconciliation: {
         parameters: {
             query?: never;
             header?: never;
@@ -2069,14 +3223,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every session of the caller is revoked */
+            /** @description A run was already in progress: that run */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["LogoutAllResult"];
+                        data: components["schemas"]["ReconciliationRun"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -2087,232 +3241,19 @@ export interface operations {
                     };
                 };
             };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    changePassword: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChangePasswordRequest"];
-            };
-        };
-        responses: {
-            /** @description The new session, the caller's only one */
-            200: {
-                headers: {
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Session"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    refreshSession: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RefreshRequest"];
-            };
-        };
-        responses: {
-            /** @description A new session pair */
-            200: {
-                headers: {
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Session"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    registerUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RegisterRequest"];
-            };
-        };
-        responses: {
-            /** @description The new user and its first session */
-            201: {
-                headers: {
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Session"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    listChats: {
-        parameters: {
-            query?: {
-                /** @description The `nextCursor` of the previous page. */
-                cursor?: string;
-                /** @description Page size, 1..100 (default 50). */
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of your chats */
-            200: {
+            /** @description The run was started */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        data: {
-                            items: components["schemas"]["Chat"][];
-                            nextCursor: string | null;
-                        };
+                        data: components["schemas"]["ReconciliationRun"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
                         /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    createChat: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateDirectChat"] | components["schemas"]["CreateGroupChat"];
-            };
-        };
-        responses: {
-            /** @description The direct chat with that person already existed */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Chat"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            /** @description The chat was created */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Chat"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
+                        statusCode: 202;
                         /** @example 2026-01-15T10:30:00.000Z */
                         timestamp: string;
                     };
@@ -2321,72 +3262,31 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalServerError"];
         };
     };
-    getChat: {
+    getReconciliationRun: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                /** @description The chat id (24 lowercase hex characters). */
-                chatId: string;
+                /** @description The reconciliation run id (24 lowercase hex characters). */
+                runId: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The chat */
+            /** @description The run */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["Chat"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    addChatMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The chat id (24 lowercase hex characters). */
-                chatId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["AddChatMember"];
-            };
-        };
-        responses: {
-            /** @description The chat with its new member */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Chat"];
+                        data: components["schemas"]["ReconciliationRun"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -2401,863 +3301,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    removeChatMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The chat id (24 lowercase hex characters). */
-                chatId: string;
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The member is out of the chat */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ChatMembershipRemoval"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    markChatRead: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The chat id (24 lowercase hex characters). */
-                chatId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["MarkRead"];
-            };
-        };
-        responses: {
-            /** @description Your read marker in this chat */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ReadMarker"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    sendMessage: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SendMessageV1"];
-            };
-        };
-        responses: {
-            /** @description The message was sent */
-            201: {
-                headers: {
-                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Message"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    deleteMessage: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The message id (24 lowercase hex characters). */
-                messageId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The deleted message */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Message"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    editMessage: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The message id (24 lowercase hex characters). */
-                messageId: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["EditMessage"];
-            };
-        };
-        responses: {
-            /** @description The edited message */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Message"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    listChatMessages: {
-        parameters: {
-            query?: {
-                /** @description Catch up: messages with a higher seq, oldest first. */
-                afterSeq?: number;
-                /** @description The `nextCursor` of the previous page. */
-                cursor?: string;
-                /** @description Page size, 1..100 (default 50). */
-                limit?: number;
-            };
-            header?: never;
-            path: {
-                /** @description The chat id (24 lowercase hex characters). */
-                chatId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of messages */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: {
-                            items: components["schemas"]["Message"][];
-                            nextCursor: string | null;
-                        };
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    sendCreditTransfer: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreditTransferRequest"];
-            };
-        };
-        responses: {
-            /** @description The transfer was made and its message posted */
-            201: {
-                headers: {
-                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Transfer"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    connectRealtime: {
-        parameters: {
-            query?: {
-                /** @description The ticket from `POST /api/v1/realtime/tickets`. */
-                ticket?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Switching Protocols: the WebSocket is open. Its text frames (server → client) are one of these JSON objects; the client sends only `{"type":"ping"}` (`x-client-frames`). */
-            101: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RealtimeFrame"] | components["schemas"]["RealtimePongFrame"] | components["schemas"]["RealtimeErrorFrame"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            426: components["responses"]["UpgradeRequired"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    createRealtimeTicket: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A single-use ticket, valid for `expiresIn` seconds */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["RealtimeTicket"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    searchUsers: {
-        parameters: {
-            query?: {
-                /** @description The `nextCursor` of the previous page. */
-                cursor?: string;
-                /** @description Page size, 1..100 (default 50). */
-                limit?: number;
-                /** @description Display-name prefix or exact email. */
-                search?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of users */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: {
-                            items: components["schemas"]["User"][];
-                            nextCursor: string | null;
-                        };
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The user */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["User"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    blockUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The user is blocked */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["BlockState"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    unblockUser: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The user id (24 lowercase hex characters). */
-                userId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The user is not blocked */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["BlockState"] & unknown;
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getMyProfile: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The caller */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["User"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getMyWallet: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The caller's wallet */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Wallet"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getMyTransferLimits: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The caller's limits and usage */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["TransferLimits"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    listMyTransactions: {
-        parameters: {
-            query?: {
-                /** @description The `nextCursor` of the previous page. */
-                cursor?: string;
-                /** @description Page size, 1..100 (default 50). */
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of ledger entries */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: {
-                            items: components["schemas"]["LedgerEntry"][];
-                            nextCursor: string | null;
-                        };
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getMyTransfer: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The transfer id (24 lowercase hex characters). */
-                transferId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The transfer and its status */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["TransferWithStatus"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    sendMessageV2: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SendMessageV2"];
-            };
-        };
-        responses: {
-            /** @description A message with this clientMessageId was already sent: the original */
-            200: {
-                headers: {
-                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Message"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            /** @description The message was sent */
-            201: {
-                headers: {
-                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
-                    /** @description Requests allowed in the sliding minute. */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests left in the window. */
-                    "X-RateLimit-Remaining"?: number;
-                    /** @description Seconds until a slot frees up. */
-                    "X-RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Message"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 201;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    openPlayground: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The playground page */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/html": string;
-                };
-            };
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getHealth: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The service is up */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["Health"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getOpenApiDocument: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The OpenAPI document */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": Record<string, never>;
-                };
-            };
             500: components["responses"]["InternalServerError"];
         };
     };

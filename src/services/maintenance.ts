@@ -1,0 +1,68 @@
+import { IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency";
+import { startRun } from "./reconciliation/runs";
+
+/**
+ * What the Cron Trigger runs (src/index.ts `scheduled`, wrangler.toml `[triggers]`): the daily
+ * reconciliation run and the purge of D1 rows nothing needs any more. Each purge deletes in
+ * batches of PURGE_BATCH rows, at most PURGE_MAX_BATCHES per table per invocation (a backlog
+ * shrinks over a few days instead of one invocation exceeding its limits).
+ *
+ * Not purged here: realtime tickets live in each user's RealtimeDO (hashed, 60 s, at most 50 per
+ * user, expired ones deleted whenever a ticket is issued or used) and a cron cannot enumerate
+ * objects; wallet idempotency records are dropped by each wallet's own alarm.
+ */
+export const PURGE_BATCH = 500;
+export const PURGE_MAX_BATCHES = 20;
+
+export type PurgeCounts = { idempotencyKeys: number; refreshTokens: number };
+
+/**
+ * Rows that can go, each with the condition that makes it useless:
+ * - `idempotency_keys` older than the retention (API.md: at least 24 h), in flight or not;
+ * - `refresh_tokens` expired (unusable whatever their state) or revoked (their family is ended:
+ *   presenting one is 401 with or without the row). A used token that has not expired stays: it
+ *   is what detects the reuse of a stolen token and revokes its family.
+ */
+export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> {
+  const idempotencyKeys = await purgeInBatches(
+    env,
+    `DELETE FROM idempotency_keys WHERE rowid IN
+       (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT ${PURGE_BATCH})`,
+    now - IDEMPOTENCY_RETENTION_MS,
+  );
+  const refreshTokens = await purgeInBatches(
+    env,
+    `DELETE FROM refresh_tokens WHERE id IN
+       (SELECT id FROM refresh_tokens WHERE expires_at <= ?1
+        UNION SELECT id FROM refresh_tokens WHERE revoked_at IS NOT NULL AND revoked_at <= ?1
+        LIMIT ${PURGE_BATCH})`,
+    now,
+  );
+  return { idempotencyKeys, refreshTokens };
+}
+
+async function purgeInBatches(env: Env, statement: string, bound: number): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < PURGE_MAX_BATCHES; i += 1) {
+    const result = await env.DB.prepare(statement).bind(bound).run();
+    total += result.meta.changes;
+    if (result.meta.changes < PURGE_BATCH) break;
+  }
+  return total;
+}
+
+/** The scheduled handler's work: the daily run (joined if one is running) and the purge. Never throws. */
+export async function runScheduled(env: Env, scheduledTime: number): Promise<void> {
+  const [run, purge] = await Promise.allSettled([
+    startRun(env, "scheduled", null, scheduledTime),
+    purgeExpired(env, scheduledTime),
+  ]);
+  const log = { event: "scheduled", scheduledTime: new Date(scheduledTime).toISOString() };
+  if (run.status === "fulfilled") {
+    console.log(JSON.stringify({ ...log, level: "info", runId: run.value.run.id, started: run.value.created }));
+  } else {
+    console.error(JSON.stringify({ ...log, level: "error", task: "reconciliation", message: String(run.reason) }));
+  }
+  if (purge.status === "fulfilled") console.log(JSON.stringify({ ...log, level: "info", purged: purge.value }));
+  else console.error(JSON.stringify({ ...log, level: "error", task: "purge", message: String(purge.reason) }));
+}

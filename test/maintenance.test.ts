@@ -1,0 +1,95 @@
+import { createExecutionContext, createScheduledController, introspectWorkflow, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import worker from "../src";
+import { IDEMPOTENCY_RETENTION_MS } from "../src/lib/idempotency";
+import { newId } from "../src/lib/ids";
+import { PURGE_BATCH, purgeExpired } from "../src/services/maintenance";
+
+/** The scheduled handler runs at a fake "now": every row below is placed relative to it. */
+const NOW = Date.UTC(2026, 5, 1, 3, 17);
+const HOUR = 3_600_000;
+
+async function idempotencyRow(label: string, createdAt: number) {
+  await env.DB.prepare("INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES (?, ?, 'f', ?)")
+    .bind(newId(), label, createdAt)
+    .run();
+}
+
+async function refreshToken(label: string, row: { expiresAt: number; usedAt?: number; revokedAt?: number }) {
+  await env.DB.prepare(
+    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, used_at, revoked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  )
+    .bind(
+      label,
+      newId(),
+      newId(),
+      `hash-${label}`,
+      row.expiresAt,
+      row.usedAt ?? null,
+      row.revokedAt ?? null,
+      NOW - 40 * 24 * HOUR,
+    )
+    .run();
+}
+
+const labels = async (table: "idempotency_keys" | "refresh_tokens", column: "key" | "id") =>
+  (await env.DB.prepare(`SELECT ${column} AS label FROM ${table} ORDER BY ${column}`).all<{ label: string }>()).results.map(
+    (row) => row.label,
+  );
+
+describe("the scheduled handler (Cron Trigger)", () => {
+  it("purges what nothing needs any more, keeps the rest, and starts the daily reconciliation run", async () => {
+    await idempotencyRow("expired", NOW - IDEMPOTENCY_RETENTION_MS - 1);
+    await idempotencyRow("expired-in-flight", NOW - 30 * HOUR);
+    await idempotencyRow("kept-23h", NOW - 23 * HOUR);
+    await idempotencyRow("kept-fresh", NOW - 1000);
+    await refreshToken("expired", { expiresAt: NOW - 1 });
+    await refreshToken("expired-used", { expiresAt: NOW - HOUR, usedAt: NOW - 2 * HOUR });
+    await refreshToken("revoked", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW - HOUR });
+    await refreshToken("kept-active", { expiresAt: NOW + 10 * 24 * HOUR });
+    // Used but not expired: it is what detects a stolen token's reuse, so it stays until it expires.
+    await refreshToken("kept-used", { expiresAt: NOW + 10 * 24 * HOUR, usedAt: NOW - HOUR });
+    // Revoked "later" than the fake now (a clock ahead of the schedule): not yet.
+    await refreshToken("kept-revoked-later", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW + HOUR });
+
+    await using introspector = await introspectWorkflow(env.RECONCILIATION);
+    const logs = vi.spyOn(console, "log").mockImplementation(() => {});
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ scheduledTime: NOW, cron: "17 3 * * *" }), env, ctx);
+    await waitOnExecutionContext(ctx);
+
+    expect(await labels("idempotency_keys", "key")).toEqual(["kept-23h", "kept-fresh"]);
+    expect(await labels("refresh_tokens", "id")).toEqual(["kept-active", "kept-revoked-later", "kept-used"]);
+    const run = await env.DB.prepare("SELECT id, trigger, cutoff_at FROM reconciliation_runs").first<{
+      id: string;
+      trigger: string;
+      cutoff_at: number;
+    }>();
+    expect(run).toMatchObject({ trigger: "scheduled", cutoff_at: NOW });
+    const [instance] = await introspector.get();
+    await instance!.waitForStatus("complete");
+    const lines = logs.mock.calls.map(([line]) => JSON.parse(String(line)));
+    expect(lines).toContainEqual(expect.objectContaining({ event: "scheduled", runId: run!.id, started: true }));
+    expect(lines).toContainEqual(
+      expect.objectContaining({ event: "scheduled", purged: { idempotencyKeys: 2, refreshTokens: 3 } }),
+    );
+    logs.mockRestore();
+  });
+
+  it("purges in bounded batches until nothing expired is left", async () => {
+    const rows = PURGE_BATCH * 2 + 37;
+    const values = Array.from({ length: rows }, (_, i) => `('u${i}', 'k', 'f', ${NOW - 2 * IDEMPOTENCY_RETENTION_MS})`);
+    for (let i = 0; i < values.length; i += 400) {
+      await env.DB.prepare(
+        `INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ${values.slice(i, i + 400).join(",")}`,
+      ).run();
+    }
+    const batches = vi.spyOn(env.DB, "prepare");
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows, refreshTokens: 0 });
+    // Three full-or-partial batches for the keys, one (empty) for the tokens.
+    expect(batches.mock.calls.filter(([statement]) => statement.includes("idempotency_keys"))).toHaveLength(3);
+    batches.mockRestore();
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: 0, refreshTokens: 0 });
+  });
+});

@@ -1,0 +1,91 @@
+import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { expect } from "vitest";
+import { recordEntry } from "../../src/durable-objects/wallet/wallet-totals";
+import { newId } from "../../src/lib/ids";
+import { walletStub } from "../../src/services/wallets";
+import { call } from "../support/http";
+import { transfer } from "../support/wallets";
+
+/** POST /admin/reconciliations, then waits for that run's Workflow instance to finish; returns the run. */
+export async function runToCompletion(adminToken: string) {
+  const started = await call("POST", "/api/v1/admin/reconciliations", { token: adminToken });
+  expect([200, 202], started.text).toContain(started.status);
+  const runId: string = started.json.data.id;
+  await waitForRun(runId);
+  const run = await call("GET", `/api/v1/admin/reconciliations/${runId}`, { token: adminToken });
+  expect(run.status).toBe(200);
+  return run.json.data;
+}
+
+export async function waitForRun(runId: string) {
+  await using instance = await introspectWorkflowInstance(env.RECONCILIATION, runId);
+  await instance.waitForStatus("complete");
+  return instance.getOutput();
+}
+
+/**
+ * Writes an entry into a wallet the way the wallet itself does (balance, entry, running totals in
+ * one transaction), for books that are wrong across wallets but right inside each one.
+ */
+export async function craftEntry(
+  userId: string,
+  entry: { transferId: string; kind: "transfer_in" | "transfer_out"; amount: number; counterpartyId: string; createdAt?: number },
+) {
+  await runInDurableObject(walletStub(env, userId), (_instance, state) =>
+    state.storage.transactionSync(() => {
+      const sql = state.storage.sql;
+      const now = entry.createdAt ?? Date.now();
+      const balance = sql.exec<{ balance: number }>("SELECT balance FROM wallet").one().balance + entry.amount;
+      sql.exec("UPDATE wallet SET balance = ?", balance);
+      sql.exec(
+        "INSERT INTO entries (id, transfer_id, kind, amount, balance_after, counterparty_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        newId(now),
+        entry.transferId,
+        entry.kind,
+        entry.amount,
+        balance,
+        entry.counterpartyId,
+        now,
+      );
+      recordEntry(sql, entry.kind, entry.amount, balance);
+    }),
+  );
+}
+
+/** Removes an entry and undoes its effect on the balance and the totals (a wallet that never saw it). */
+export async function dropEntry(userId: string, transferId: string, kind: "transfer_in" | "transfer_out") {
+  await runInDurableObject(walletStub(env, userId), (_instance, state) =>
+    state.storage.transactionSync(() => {
+      const sql = state.storage.sql;
+      const row = sql
+        .exec<{ amount: number }>("DELETE FROM entries WHERE transfer_id = ? AND kind = ? RETURNING amount", transferId, kind)
+        .one();
+      const column = kind === "transfer_in" ? "received" : "sent";
+      sql.exec(`UPDATE wallet_totals SET ${column} = ${column} - ?, ${column}_count = ${column}_count - 1`, Math.abs(row.amount));
+      sql.exec("UPDATE wallet SET balance = balance - ?", row.amount);
+      if (kind === "transfer_in") sql.exec("DELETE FROM transfers_in WHERE transfer_id = ?", transferId);
+    }),
+  );
+}
+
+/** Inserts a credit_transfer message straight into D1 (for messages with no transfer behind them). */
+export async function craftTransferMessage(senderId: string, recipientId: string, transferId: string, amount: number) {
+  const id = newId();
+  await env.DB.prepare(
+    "INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at) VALUES (?, ?, 1, ?, 'credit_transfer', ?, ?, ?, ?)",
+  )
+    .bind(id, newId(), senderId, transferId, recipientId, amount, Date.now())
+    .run();
+  return id;
+}
+
+/** A discrepancy as the API reports it. */
+export type Found = { kind: string; userId: string | null; transferId: string | null; detail: string };
+
+/** A transfer through the API that must succeed; its id. */
+export async function sent(from: { token: string }, to: { id: string }, amount: number): Promise<string> {
+  const res = await transfer(from.token, { recipientId: to.id, amount });
+  expect(res.status, res.text).toBe(201);
+  return res.json.data.transferId;
+}

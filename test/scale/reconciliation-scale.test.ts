@@ -1,0 +1,189 @@
+import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { recordEntry } from "../../src/durable-objects/wallet/wallet-totals";
+import { getRun, startRun } from "../../src/services/reconciliation/runs";
+import { walletStub } from "../../src/services/wallets";
+import type { ReconciliationOutput } from "../../src/workflows/reconciliation-workflow";
+import { seedUser } from "../support/users";
+
+/**
+ * `npm run test:scale` (not part of `npm test`: seeding alone takes minutes). A reconciliation run
+ * over WALLETS wallets and TRANSFERS posted transfers seeded straight into wallet storage and D1
+ * (the HTTP API would take hours), through the real Workflow. Prints the figures docs/wallets.md
+ * quotes. SCALE_WALLETS / SCALE_TRANSFERS override the sizes.
+ */
+const sizes = env as unknown as Record<string, string>;
+const WALLETS = Number(sizes.SCALE_WALLETS || 10_000);
+const TRANSFERS = Number(sizes.SCALE_TRANSFERS || 100_000);
+const GRANT = 1_000;
+const SEED_CONCURRENCY = 32;
+
+const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
+const userId = (i: number) => `6a0000aa${hex(i, 16)}`;
+const transferId = (k: number) => `6a0000bb${hex(k, 16)}`;
+const messageId = (k: number) => `6a0000cc${hex(k, 16)}`;
+const chatId = (k: number) => `6a0000dd${hex(k, 16)}`;
+
+type Seeded = { k: number; sender: number; recipient: number; amount: number };
+
+function transfers(): Seeded[] {
+  const perSender = Math.ceil(TRANSFERS / WALLETS);
+  return Array.from({ length: TRANSFERS }, (_, k) => {
+    const sender = k % WALLETS;
+    const j = Math.floor(k / WALLETS);
+    // A different recipient for each of a sender's transfers, never the sender itself.
+    const recipient = (sender + 1 + ((j * 997) % (WALLETS - 1 - perSender))) % WALLETS;
+    return { k, sender, recipient, amount: 1 + (k % 7) };
+  });
+}
+
+async function seedD1(all: Seeded[], at: number) {
+  const rows = (values: string[], insert: string) => {
+    const statements: D1PreparedStatement[] = [];
+    for (let i = 0; i < values.length; i += 400)
+      statements.push(env.DB.prepare(`${insert} VALUES ${values.slice(i, i + 400).join(",")}`));
+    return statements;
+  };
+  const users = Array.from(
+    { length: WALLETS },
+    (_, i) =>
+      `('${userId(i)}', 'scale-${i}@example.com', 'Scale ${i}', 'scale ${i}', 'seeded$cannot-sign-in', 'user', 'active', ${at})`,
+  );
+  const messages = all.map(
+    (t) =>
+      `('${messageId(t.k)}', '${chatId(t.k)}', 1, '${userId(t.sender)}', 'credit_transfer', '${transferId(t.k)}', '${userId(t.recipient)}', ${t.amount}, ${at})`,
+  );
+  const statements = [
+    ...rows(users, "INSERT INTO users (id, email, display_name, display_name_key, password_hash, role, status, created_at)"),
+    ...rows(
+      messages,
+      "INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at)",
+    ),
+  ];
+  for (let i = 0; i < statements.length; i += 50) await env.DB.batch(statements.slice(i, i + 50));
+}
+
+/** One wallet's storage as the protocol would have left it: grant, transfers out (posted), credits in. */
+async function seedWallet(i: number, outs: Seeded[], ins: Seeded[], at: number) {
+  await runInDurableObject(walletStub(env, userId(i)), (_instance, state) =>
+    state.storage.transactionSync(() => {
+      const sql = state.storage.sql;
+      let balance = 0;
+      let seq = 0;
+      const entry = (
+        id: string,
+        kind: "grant" | "transfer_out" | "transfer_in",
+        amount: number,
+        counterparty: string | null,
+        message: string | null,
+      ) => {
+        balance += amount;
+        seq += 1;
+        sql.exec(
+          "INSERT INTO entries (id, transfer_id, kind, amount, balance_after, counterparty_id, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          `${id.slice(0, 8)}ee${hex(seq, 6)}${id.slice(16)}`,
+          id,
+          kind,
+          amount,
+          balance,
+          counterparty,
+          message,
+          at,
+        );
+        recordEntry(sql, kind, amount, balance);
+      };
+      sql.exec("INSERT INTO wallet (id, user_id, balance, opened_at, updated_at) VALUES (1, ?, 0, ?, ?)", userId(i), at, at);
+      entry(`6a0000ff${hex(i, 16)}`, "grant", GRANT, null, null);
+      for (const t of outs) {
+        entry(transferId(t.k), "transfer_out", -t.amount, userId(t.recipient), messageId(t.k));
+        sql.exec(
+          "INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, recipient_balance, message_id, chat_id, created_at, posted_at) VALUES (?, 'posted', ?, ?, ?, 0, ?, ?, ?, ?)",
+          transferId(t.k),
+          userId(t.recipient),
+          t.amount,
+          balance,
+          messageId(t.k),
+          chatId(t.k),
+          at,
+          at,
+        );
+      }
+      for (const t of ins) {
+        entry(transferId(t.k), "transfer_in", t.amount, userId(t.sender), messageId(t.k));
+        sql.exec(
+          "INSERT INTO transfers_in (transfer_id, sender_id, amount, sender_balance, recipient_balance, message_id, chat_id, created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+          transferId(t.k),
+          userId(t.sender),
+          t.amount,
+          balance,
+          messageId(t.k),
+          chatId(t.k),
+          at,
+        );
+      }
+      sql.exec("UPDATE wallet SET balance = ?", balance);
+    }),
+  );
+}
+
+describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfers`, () => {
+  it("completes with every step under the subrequest cap and the exact totals", async () => {
+    const at = Date.now() - 3 * 24 * 3_600_000;
+    const all = transfers();
+    const outs = new Map<number, Seeded[]>();
+    const ins = new Map<number, Seeded[]>();
+    for (const t of all) {
+      outs.set(t.sender, [...(outs.get(t.sender) ?? []), t]);
+      ins.set(t.recipient, [...(ins.get(t.recipient) ?? []), t]);
+    }
+    const seedStart = Date.now();
+    await seedD1(all, at);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: SEED_CONCURRENCY }, async () => {
+        while (next < WALLETS) {
+          const i = next++;
+          await seedWallet(i, outs.get(i) ?? [], ins.get(i) ?? [], at);
+        }
+      }),
+    );
+    const seedMs = Date.now() - seedStart;
+    const admin = await seedUser({ role: "admin" });
+
+    const runStart = Date.now();
+    const { run } = await startRun(env, "manual", admin.id);
+    await using instance = await introspectWorkflowInstance(env.RECONCILIATION, run.id);
+    await instance.waitForStatus("complete");
+    const runMs = Date.now() - runStart;
+    const output = (await instance.getOutput()) as ReconciliationOutput;
+    const report = await getRun(env, run.id);
+
+    const moved = all.reduce((sum, t) => sum + t.amount, 0);
+    console.log(
+      JSON.stringify({
+        wallets: WALLETS,
+        transfers: TRANSFERS,
+        credits_moved: moved,
+        seed_ms: seedMs,
+        run_ms: runMs,
+        steps: output.steps,
+        max_step_subrequests: output.maxStepSubrequests,
+        pages: report.pagesDone,
+      }),
+    );
+    expect(report).toMatchObject({
+      status: "completed",
+      walletsChecked: WALLETS + 1,
+      totalBalance: WALLETS * GRANT,
+      totalGranted: WALLETS * GRANT,
+      pendingTransfers: 0,
+      inFlightAmount: 0,
+      discrepancyCount: 0,
+    });
+    expect(output.maxStepSubrequests).toBeLessThan(1000);
+    expect(output.maxStepSubrequests).toBeGreaterThan(200);
+    // No wallet's aggregates differed, so no drill and no re-read: one step per page plus the finish.
+    expect(output.steps).toBe(report.pagesDone + 1);
+  });
+});
