@@ -182,7 +182,7 @@ describe("logout-all and password in the OpenAPI document", () => {
     const doc = (await call("GET", "/openapi.json")).json;
     const logoutAllOp = doc.paths["/api/v1/auth/logout-all"].post;
     const passwordOp = doc.paths["/api/v1/auth/password"].post;
-    expect(logoutAllOp.operationId).toBe("logoutAll");
+    expect(logoutAllOp.operationId).toBe("logOutAll");
     expect(passwordOp.operationId).toBe("changePassword");
     for (const op of [logoutAllOp, passwordOp]) {
       expect(op.security).toEqual([{ "JWT-auth": [] }]);

@@ -103,7 +103,7 @@ export const logoutAll = defineRoute(
   {
     method: "post",
     path: "/api/v1/auth/logout-all",
-    operationId: "logoutAll",
+    operationId: "logOutAll",
     tags: TAGS,
     summary: "Sign out of every session",
     description: [

@@ -97,49 +97,7 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["SuspensionRequest"];
-                };
-            };
-            responses: {
-                /** @description The user, now suspended */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["User"] & unknown;
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["suspendUser"];
         /**
          * Lift a user's suspension
          * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
@@ -148,49 +106,7 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["ReinstateRequest"];
-                };
-            };
-            responses: {
-                /** @description The user, active again */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["User"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        delete: operations["reinstateUser"];
         options?: never;
         head?: never;
         patch?: never;
@@ -215,55 +131,7 @@ export interface paths {
          *
          *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                    "Idempotency-Key"?: string;
-                };
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["GrantRequest"];
-                };
-            };
-            responses: {
-                /** @description The grant was applied */
-                201: {
-                    headers: {
-                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: "true";
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Grant"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["grantCredits"];
         delete?: never;
         options?: never;
         head?: never;
@@ -289,47 +157,9 @@ export interface paths {
          *
          *     Rate limited per email: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per sliding minute, successful or not; and per client IP as below. Over a limit: 429 `rate_limited` with `Retry-After`.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["LoginRequest"];
-                };
-            };
-            responses: {
-                /** @description The user and a new session */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Session"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["logIn"];
         delete?: never;
         options?: never;
         head?: never;
@@ -351,46 +181,63 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes); clients drop it.
+         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["RefreshRequest"];
-                };
-            };
-            responses: {
-                /** @description The session is revoked */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["LogoutResult"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
+        post: operations["logOut"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        get?: never;
+        put?: never;
+        /**
+         * Sign out of every session
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.
+         *
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         */
+        post: operations["logOutAll"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the password
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Replaces the caller's password and answers a fresh session pair (like sign-in), which is then the caller's only session: every other session, the one of this access token included, is revoked. A wrong `currentPassword` is 401 `invalid_credentials` (checked with the same constant-time work as sign-in); `newPassword` follows the registration rules (8..128 characters, else 400 `validation_failed`).
+         *
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         *
+         *     Rate limited like sign-in: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per account per sliding minute, successful or not, and per client IP (`RATE_LIMIT_AUTH_IP_PER_MINUTE`, default 300). Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over a limit: 429 `rate_limited` with `Retry-After`.
+         */
+        post: operations["changePassword"];
         delete?: never;
         options?: never;
         head?: never;
@@ -414,47 +261,9 @@ export interface paths {
          *
          *     Trades a refresh token for a new access token and a new refresh token; the presented one stops working. Presenting a refresh token that was already used revokes its whole family (every token descended from the same sign-in): 401 `invalid_token`, and the client must sign in again. An unknown, revoked or expired (30 days) refresh token is 401 `invalid_token`. Access tokens already issued stay valid until they expire (15 minutes).
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["RefreshRequest"];
-                };
-            };
-            responses: {
-                /** @description A new session pair */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Session"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["refreshSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -480,47 +289,9 @@ export interface paths {
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.
          *
-         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login and refresh: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
+         *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["RegisterRequest"];
-                };
-            };
-            responses: {
-                /** @description The new user and its first session */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Session"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["registerUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -538,46 +309,7 @@ export interface paths {
          * List my chat rooms
          * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description The `nextCursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Page size, 1..100 (default 50). */
-                    limit?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A page of your chats */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                items: components["schemas"]["Chat"][];
-                                nextCursor: string | null;
-                            };
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["listChats"];
         put?: never;
         /**
          * Create a chat room
@@ -589,64 +321,7 @@ export interface paths {
          *
          *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["CreateDirectChat"] | components["schemas"]["CreateGroupChat"];
-                };
-            };
-            responses: {
-                /** @description The direct chat with that person already existed */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Chat"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                /** @description The chat was created */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Chat"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["createChat"];
         delete?: never;
         options?: never;
         head?: never;
@@ -664,42 +339,7 @@ export interface paths {
          * Get a chat room
          * @description The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The chat id (24 lowercase hex characters). */
-                    chatId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The chat */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Chat"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getChat"];
         put?: never;
         post?: never;
         delete?: never;
@@ -725,49 +365,7 @@ export interface paths {
          *
          *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The chat id (24 lowercase hex characters). */
-                    chatId: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["AddChatMember"];
-                };
-            };
-            responses: {
-                /** @description The chat with its new member */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Chat"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["addChatMember"];
         delete?: never;
         options?: never;
         head?: never;
@@ -792,47 +390,7 @@ export interface paths {
          *
          *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`. A `system` message records the change.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The chat id (24 lowercase hex characters). */
-                    chatId: string;
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The member is out of the chat */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["ChatMembershipRemoval"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        delete: operations["removeChatMember"];
         options?: never;
         head?: never;
         patch?: never;
@@ -855,48 +413,7 @@ export interface paths {
          *
          *     Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The chat id (24 lowercase hex characters). */
-                    chatId: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["MarkRead"];
-                };
-            };
-            responses: {
-                /** @description Your read marker in this chat */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["ReadMarker"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["markChatRead"];
         delete?: never;
         options?: never;
         head?: never;
@@ -920,53 +437,7 @@ export interface paths {
          *
          *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                    "Idempotency-Key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["SendMessageV1"];
-                };
-            };
-            responses: {
-                /** @description The message was sent */
-                201: {
-                    headers: {
-                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: "true";
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Message"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["sendMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -991,46 +462,7 @@ export interface paths {
          *
          *     Deletes your own message: it keeps its place and `seq`, with `content: null` and `deletedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The message id (24 lowercase hex characters). */
-                    messageId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The deleted message */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Message"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        delete: operations["deleteMessage"];
         options?: never;
         head?: never;
         /**
@@ -1041,50 +473,7 @@ export interface paths {
          *
          *     Replaces the text of your own message and sets `editedAt`. Checked in this order: not found or not a member → 404 `message_not_found`; not your message → 403 `insufficient_permissions`; a `credit_transfer` or `system` message, or a deleted one → 409 `message_immutable`. Then a suspended sender gets 403 `account_suspended`.
          */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The message id (24 lowercase hex characters). */
-                    messageId: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["EditMessage"];
-                };
-            };
-            responses: {
-                /** @description The edited message */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Message"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        patch: operations["editMessage"];
         trace?: never;
     };
     "/api/v1/messages/chat/{chatId}": {
@@ -1098,52 +487,7 @@ export interface paths {
          * List messages in a chat room
          * @description Without `afterSeq`: newest first; pass `nextCursor` as `cursor` for older messages (new messages arriving meanwhile never shift your pages). With `afterSeq`: oldest first, starting after that seq (catching up after a reconnect); `nextCursor` continues forwards and takes precedence over `afterSeq`. Deleted messages keep their place with `content: null`. 404 `chat_not_found` if you are not a member.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description Catch up: messages with a higher seq, oldest first. */
-                    afterSeq?: number;
-                    /** @description The `nextCursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Page size, 1..100 (default 50). */
-                    limit?: number;
-                };
-                header?: never;
-                path: {
-                    /** @description The chat id (24 lowercase hex characters). */
-                    chatId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A page of messages */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                items: components["schemas"]["Message"][];
-                                nextCursor: string | null;
-                            };
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["listChatMessages"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1167,65 +511,21 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once: the credits and the message always go together, even across crashes and retries (a pending transfer is finished by the sender wallet's alarm within seconds).
+         *     Moves `amount` credits from the caller to `recipientId` and posts a `credit_transfer` message from the caller into their direct chat (created if missing), exactly once. Order of effects: the debit, then the recipient's credit, then the message, so nobody ever sees a transfer message for credits that are not in the recipient's balance. The message's id is the transfer's id.
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `recipientId` a 24-hex id that is not the caller; `amount` a JSON integer from 1 to `MAX_TRANSFER_AMOUNT` (default 100000) — strings, floats, zero and negatives are refused; `note` at most 280 characters.
          *
          *     Refusals: 403 `account_suspended` (the caller is suspended), 404 `user_not_found` (no such recipient), 403 `recipient_blocked` (the recipient blocked the caller); 409 `insufficient_balance` (e.g. `Insufficient balance: 10 available, 25 requested`); 409 `transfer_limit_exceeded` (more than `DAILY_TRANSFER_LIMIT`, default 1000000, credits sent in a rolling 24 hours, see `GET /api/v1/wallets/me/limits`); 409 `idempotency_key_reused`.
          *
-         *     Idempotency: with an `Idempotency-Key`, the 201 and the 409 `insufficient_balance` / `transfer_limit_exceeded` outcomes are stored and replayed for 24 h; 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
+         *     Idempotency: with an `Idempotency-Key`, a key that has a stored outcome answers it first, before any other check: a client whose 201 was lost and who retries after being blocked, suspended, rate limited or after a limit changed still gets the original 201 with `Idempotent-Replayed: true`. Stored outcomes (24 h): the 201, the 409 `insufficient_balance` / `transfer_limit_exceeded`, and 409 `transfer_voided` for a transfer that was voided. 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
          *
-         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute; over it 429 `rate_limited` with `Retry-After`.
+         *     Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.
+         *
+         *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.
          *
          *     `senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                    "Idempotency-Key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["CreditTransferRequest"];
-                };
-            };
-            responses: {
-                /** @description The transfer was made and its message posted */
-                201: {
-                    headers: {
-                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: "true";
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Transfer"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["sendCreditTransfer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1257,33 +557,11 @@ export interface paths {
          *
          *     **Client → server**: only `{"type":"ping"}`, answered `{"type":"pong"}` (even while the server-side object hibernates). Anything else is answered `{"type":"error","data":{"code":"validation_failed","message":"…"},"at":"…"}` and the connection stays open.
          *
+         *     **Close codes** (the server ends a socket with these; 4000–4999 are the application's): `4001` `session_ended` — the session whose access token asked for the ticket ended (logout, logout-all, password change, or reuse of a used refresh token), within 2 s of it: sign in or refresh before reconnecting; `4003` `account_suspended` — an admin suspended the account (all of its sockets; a suspended user may reconnect to read); `4008` `too_many_connections` — the user opened more than `REALTIME_MAX_CONNECTIONS` (default 10) sockets and this was the oldest. A socket outlives its access token: it ends with its session, not at the token's expiry.
+         *
          *     **Delivery** is at most once per connection, only after the change has committed. After a reconnect a client catches up with `GET /api/v1/messages/chat/{chatId}?afterSeq=<last seq seen>` (and `GET /api/v1/wallets/me` for the balance), so nothing is lost. See docs/realtime.md.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description The ticket from `POST /api/v1/realtime/tickets`. */
-                    ticket?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Switching Protocols: the WebSocket is open and receives `RealtimeFrame`s. */
-                101: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                426: components["responses"]["UpgradeRequired"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["connectRealtime"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1310,41 +588,10 @@ export interface paths {
          *     Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.
          *
          *     A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.
+         *
+         *     The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A single-use ticket, valid for `expiresIn` seconds */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["RealtimeTicket"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["createRealtimeTicket"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1362,48 +609,7 @@ export interface paths {
          * Search users
          * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description The `nextCursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Page size, 1..100 (default 50). */
-                    limit?: number;
-                    /** @description Display-name prefix or exact email. */
-                    search?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A page of users */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                items: components["schemas"]["User"][];
-                                nextCursor: string | null;
-                            };
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["searchUsers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1423,42 +629,7 @@ export interface paths {
          * Get a user's profile
          * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The user */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["User"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getUser"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1484,44 +655,7 @@ export interface paths {
          *
          *     The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`); the caller can still reach them. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The user is blocked */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["BlockState"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["blockUser"];
         /**
          * Unblock a user
          * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
@@ -1530,44 +664,7 @@ export interface paths {
          *
          *     Lifts a block set by the caller. Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The user id (24 lowercase hex characters). */
-                    userId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The user is not blocked */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["BlockState"] & unknown;
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        delete: operations["unblockUser"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1584,38 +681,7 @@ export interface paths {
          * Get my profile
          * @description The caller's own profile, including `email`.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The caller */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["User"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getMyProfile"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1635,37 +701,7 @@ export interface paths {
          * Get my wallet
          * @description The caller's balance. Every user has a wallet: it is opened at registration with the `SIGNUP_CREDITS` welcome grant, or on first use if that did not happen.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The caller's wallet */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Wallet"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                401: components["responses"]["Unauthorized"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getMyWallet"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1685,37 +721,7 @@ export interface paths {
          * Get my transfer limits
          * @description `perTransferMax` is `MAX_TRANSFER_AMOUNT`; the rolling window is the last `windowHours` (24) hours, in which the caller may send `windowLimit` (`DAILY_TRANSFER_LIMIT`) credits in total; `windowUsed` were sent, `windowRemaining` are left.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The caller's limits and usage */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["TransferLimits"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                401: components["responses"]["Unauthorized"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getMyTransferLimits"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1735,46 +741,7 @@ export interface paths {
          * List my wallet transactions
          * @description The caller's ledger, newest first: every grant, transfer out (negative `amount`) and transfer in (positive), each with the balance right after it. Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description The `nextCursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Page size, 1..100 (default 50). */
-                    limit?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A page of ledger entries */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                items: components["schemas"]["LedgerEntry"][];
-                                nextCursor: string | null;
-                            };
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["listMyTransactions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1792,44 +759,9 @@ export interface paths {
         };
         /**
          * Get a credit transfer
-         * @description A transfer the caller sent or received. A client whose transfer request timed out asks here whether it went through (a transfer still finishing is finished first). 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
+         * @description A transfer the caller sent or received, with its `status`: `posted`, `pending` (debited, not yet ended) or `voided` (the amount went back to the sender; nothing reached the recipient). A client whose transfer request timed out asks here whether it went through: a pending transfer the caller sent is pushed forward first, so the answer is as final as it can be. `recipientBalance`, `messageId` and `chatId` are null unless posted. The recipient sees a transfer once it is credited (`posted`) or voided. 404 `transfer_not_found` for an unknown transfer or one the caller is not part of.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description The transfer id (24 lowercase hex characters). */
-                    transferId: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The transfer */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Transfer"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                404: components["responses"]["NotFound"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getMyTransfer"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1855,73 +787,7 @@ export interface paths {
          *
          *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
-                    "Idempotency-Key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["SendMessageV2"];
-                };
-            };
-            responses: {
-                /** @description A message with this clientMessageId was already sent: the original */
-                200: {
-                    headers: {
-                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: "true";
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Message"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                /** @description The message was sent */
-                201: {
-                    headers: {
-                        /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
-                        "Idempotent-Replayed"?: "true";
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Message"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 201;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                400: components["responses"]["BadRequest"];
-                401: components["responses"]["Unauthorized"];
-                403: components["responses"]["Forbidden"];
-                404: components["responses"]["NotFound"];
-                409: components["responses"]["Conflict"];
-                413: components["responses"]["PayloadTooLarge"];
-                415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        post: operations["sendMessageV2"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1939,27 +805,7 @@ export interface paths {
          * Open the API playground
          * @description Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The playground page */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/html": string;
-                    };
-                };
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["openPlayground"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1979,36 +825,7 @@ export interface paths {
          * Check service health
          * @description Liveness of the Worker and the environment it serves.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The service is up */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: components["schemas"]["Health"];
-                            errors: null;
-                            /** @enum {boolean} */
-                            isSuccess: true;
-                            /** @enum {integer} */
-                            statusCode: 200;
-                            /** @example 2026-01-15T10:30:00.000Z */
-                            timestamp: string;
-                        };
-                    };
-                };
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getHealth"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2028,27 +845,7 @@ export interface paths {
          * Get the OpenAPI document
          * @description This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The OpenAPI document */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": Record<string, never>;
-                    };
-                };
-                500: components["responses"]["InternalServerError"];
-            };
-        };
+        get: operations["getOpenApiDocument"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2078,6 +875,26 @@ export interface components {
             blocked: boolean;
             /** @example 64d15f9e2e6c8f4d5a654321 */
             userId: string;
+        };
+        /**
+         * @example {
+         *       "currentPassword": "correct horse battery",
+         *       "newPassword": "a much longer passphrase"
+         *     }
+         */
+        ChangePasswordRequest: {
+            /**
+             * Format: password
+             * @description The password the account has now (1..128 characters).
+             * @example correct horse battery
+             */
+            currentPassword: string;
+            /**
+             * Format: password
+             * @description 8..128 characters.
+             * @example a much longer passphrase
+             */
+            newPassword: string;
         };
         Chat: {
             /** @example 2026-01-15T10:30:00.000Z */
@@ -2148,10 +965,7 @@ export interface components {
         };
         /** @description A member of one of your chats moved their read marker (you, from another device, included). */
         ChatReadFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["ChatRead"];
             /**
@@ -2396,6 +1210,15 @@ export interface components {
              */
             password: string;
         };
+        LogoutAllResult: {
+            /** @enum {boolean} */
+            loggedOut: true;
+            /**
+             * @description How many sessions (refresh-token families) were still live and are now revoked.
+             * @example 3
+             */
+            revokedSessions: number;
+        };
         LogoutResult: {
             /** @enum {boolean} */
             loggedOut: true;
@@ -2416,7 +1239,6 @@ export interface components {
             clientMessageId: string | null;
             /** @example Hello! */
             content: string | null;
-            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
              * @description Only on `credit_transfer` messages.
@@ -2446,10 +1268,7 @@ export interface components {
         };
         /** @description A message was posted in one of your chats (text, credit_transfer or system; your own from another device included). */
         MessageCreatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -2460,10 +1279,7 @@ export interface components {
         };
         /** @description A message in one of your chats was deleted (`deletedAt` set, `content: null`; it keeps its `seq`). */
         MessageDeletedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -2474,10 +1290,7 @@ export interface components {
         };
         /** @description A message in one of your chats was edited (`editedAt` set). */
         MessageUpdatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -2495,10 +1308,7 @@ export interface components {
             unreadCount: number;
         };
         RealtimeErrorFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: {
                 /** @enum {string} */
@@ -2509,11 +1319,7 @@ export interface components {
             /** @enum {string} */
             type: "error";
         };
-        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"];
-        RealtimePingFrame: {
-            /** @enum {string} */
-            type: "ping";
-        };
+        RealtimeFrame: components["schemas"]["MessageCreatedFrame"] | components["schemas"]["MessageUpdatedFrame"] | components["schemas"]["MessageDeletedFrame"] | components["schemas"]["ChatReadFrame"] | components["schemas"]["WalletUpdatedFrame"] | components["schemas"]["TransferReceivedFrame"] | components["schemas"]["TransferVoidedFrame"];
         RealtimePongFrame: {
             /** @enum {string} */
             type: "pong";
@@ -2869,10 +1675,7 @@ export interface components {
         };
         /** @description Someone sent you credits; the transfer as its sender saw it. */
         TransferReceivedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Transfer"];
             /**
@@ -2881,8 +1684,54 @@ export interface components {
              */
             type: "transfer.received";
         };
+        /** @description A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient. */
+        TransferVoidedFrame: {
+            /** @description When the server sent the event (ISO-8601 UTC). */
+            at: string;
+            data: components["schemas"]["TransferWithStatus"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "transfer.voided";
+        };
+        /**
+         * @example {
+         *       "senderId": "64d15f9e2e6c8f4d5a123456",
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "transferredAmount": 25,
+         *       "senderBalance": 75,
+         *       "recipientBalance": 125,
+         *       "transferId": "64d15f9e2e6c8f4d5a777777",
+         *       "messageId": "64d15f9e2e6c8f4d5a777777",
+         *       "chatId": "64d15f9e2e6c8f4d5a999999",
+         *       "createdAt": "2026-01-15T10:30:00.000Z",
+         *       "status": "posted"
+         *     }
+         */
+        TransferWithStatus: components["schemas"]["Transfer"] & {
+            /**
+             * @description null unless posted.
+             * @example 64d15f9e2e6c8f4d5a999999
+             */
+            chatId?: string | null;
+            /**
+             * @description null unless posted.
+             * @example 64d15f9e2e6c8f4d5a888888
+             */
+            messageId?: string | null;
+            /**
+             * @description The recipient's balance right after this credit; null unless posted.
+             * @example 125
+             */
+            recipientBalance?: number | null;
+            /**
+             * @description posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.
+             * @enum {string}
+             */
+            status: "posted" | "pending" | "voided";
+        };
         User: {
-            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /** @example Alice */
             displayName: string;
@@ -2924,10 +1773,7 @@ export interface components {
         };
         /** @description Your balance changed (a transfer sent or received, a grant): the wallet right after the change. */
         WalletUpdatedFrame: {
-            /**
-             * @description When the server sent the event (ISO-8601 UTC).
-             * @example 2026-01-15T10:30:00.000Z
-             */
+            /** @description When the server sent the event (ISO-8601 UTC). */
             at: string;
             data: components["schemas"]["Wallet"];
             /**
@@ -3067,13 +1913,13 @@ export interface components {
         /** @description Too many requests */
         TooManyRequests: {
             headers: {
-                /** @description Seconds until a retry can succeed. */
+                /** @description Whole seconds until a retry can succeed. */
                 "Retry-After"?: number;
-                /** @description Requests allowed in the window. */
+                /** @description Requests allowed in the sliding minute. */
                 "X-RateLimit-Limit"?: number;
                 /** @description Requests left in the window. */
                 "X-RateLimit-Remaining"?: number;
-                /** @description Seconds until the window resets. */
+                /** @description Seconds until a slot frees up. */
                 "X-RateLimit-Reset"?: number;
                 [name: string]: unknown;
             };
@@ -3301,6 +2147,1425 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    suspendUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SuspensionRequest"];
+            };
+        };
+        responses: {
+            /** @description The user, now suspended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["User"] & unknown;
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    reinstateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReinstateRequest"];
+            };
+        };
+        responses: {
+            /** @description The user, active again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["User"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    grantCredits: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GrantRequest"];
+            };
+        };
+        responses: {
+            /** @description The grant was applied */
+            201: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Grant"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    logIn: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description The user and a new session */
+            200: {
+                headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Session"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    logOut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description The session is revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["LogoutResult"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    logOutAll: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session of the caller is revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["LogoutAllResult"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description The new session, the caller's only one */
+            200: {
+                headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Session"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    refreshSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description A new session pair */
+            200: {
+                headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Session"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    registerUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterRequest"];
+            };
+        };
+        responses: {
+            /** @description The new user and its first session */
+            201: {
+                headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Session"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    listChats: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Page size, 1..100 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of your chats */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            items: components["schemas"]["Chat"][];
+                            nextCursor: string | null;
+                        };
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    createChat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateDirectChat"] | components["schemas"]["CreateGroupChat"];
+            };
+        };
+        responses: {
+            /** @description The direct chat with that person already existed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Chat"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The chat was created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Chat"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getChat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat id (24 lowercase hex characters). */
+                chatId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The chat */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Chat"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    addChatMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat id (24 lowercase hex characters). */
+                chatId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddChatMember"];
+            };
+        };
+        responses: {
+            /** @description The chat with its new member */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Chat"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    removeChatMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat id (24 lowercase hex characters). */
+                chatId: string;
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The member is out of the chat */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ChatMembershipRemoval"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    markChatRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat id (24 lowercase hex characters). */
+                chatId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MarkRead"];
+            };
+        };
+        responses: {
+            /** @description Your read marker in this chat */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ReadMarker"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    sendMessage: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendMessageV1"];
+            };
+        };
+        responses: {
+            /** @description The message was sent */
+            201: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Message"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    deleteMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The message id (24 lowercase hex characters). */
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deleted message */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Message"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    editMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The message id (24 lowercase hex characters). */
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditMessage"];
+            };
+        };
+        responses: {
+            /** @description The edited message */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Message"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    listChatMessages: {
+        parameters: {
+            query?: {
+                /** @description Catch up: messages with a higher seq, oldest first. */
+                afterSeq?: number;
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Page size, 1..100 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The chat id (24 lowercase hex characters). */
+                chatId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of messages */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            items: components["schemas"]["Message"][];
+                            nextCursor: string | null;
+                        };
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    sendCreditTransfer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreditTransferRequest"];
+            };
+        };
+        responses: {
+            /** @description The transfer was made and its message posted */
+            201: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Transfer"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    connectRealtime: {
+        parameters: {
+            query?: {
+                /** @description The ticket from `POST /api/v1/realtime/tickets`. */
+                ticket?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching Protocols: the WebSocket is open. Its text frames (server → client) are one of these JSON objects; the client sends only `{"type":"ping"}` (`x-client-frames`). */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RealtimeFrame"] | components["schemas"]["RealtimePongFrame"] | components["schemas"]["RealtimeErrorFrame"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            426: components["responses"]["UpgradeRequired"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    createRealtimeTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A single-use ticket, valid for `expiresIn` seconds */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["RealtimeTicket"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    searchUsers: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Page size, 1..100 (default 50). */
+                limit?: number;
+                /** @description Display-name prefix or exact email. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of users */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            items: components["schemas"]["User"][];
+                            nextCursor: string | null;
+                        };
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["User"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    blockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user is blocked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["BlockState"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    unblockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (24 lowercase hex characters). */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user is not blocked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["BlockState"] & unknown;
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getMyProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["User"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getMyWallet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's wallet */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Wallet"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getMyTransferLimits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's limits and usage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["TransferLimits"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    listMyTransactions: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Page size, 1..100 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of ledger entries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            items: components["schemas"]["LedgerEntry"][];
+                            nextCursor: string | null;
+                        };
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getMyTransfer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The transfer id (24 lowercase hex characters). */
+                transferId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The transfer and its status */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["TransferWithStatus"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    sendMessageV2: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Optional, 1..255 printable ASCII characters (e.g. a UUID you generate per operation), scoped to you and kept at least 24 h. The same key with the same body answers the original status and body again with `Idempotent-Replayed: true` and never executes twice; with another body, 409 `idempotency_key_reused`. Refusals before execution (400/401/403/404/429) and 5xx are not stored, so a corrected retry runs. Without a key every request is a new operation. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendMessageV2"];
+            };
+        };
+        responses: {
+            /** @description A message with this clientMessageId was already sent: the original */
+            200: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Message"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The message was sent */
+            201: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Message"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    openPlayground: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The playground page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The service is up */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Health"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getOpenApiDocument: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI document */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
             500: components["responses"]["InternalServerError"];
         };
     };
