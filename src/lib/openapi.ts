@@ -4,6 +4,7 @@ import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
 import { rateLimitStep } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
+import { EXAMPLE_TIMESTAMP } from "./envelope";
 import { type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
 import type { RouteStep } from "./types";
 
@@ -42,8 +43,6 @@ export const API_CONTACT = {
   email: "api@credit-chat.example.com",
 };
 export const API_LICENSE = { name: "Proprietary", url: "https://credit-chat.example.com/license" };
-
-export const EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.000Z";
 
 const ERROR_RESPONSE_NAMES: Record<ErrorStatus, string> = {
   400: "BadRequest",

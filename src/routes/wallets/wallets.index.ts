@@ -26,6 +26,7 @@ export const walletsRouter = createRouter()
     const user = currentUser(c);
     const key = c.var.idempotencyKey;
     const input = validateTransfer(c.var.config, user.id, c.req.valid("json"));
+    // The route declares this limit "counted by the wallet"; until the wallet counts it, it is taken here.
     const admit = () => admitRequest(c, "transfers");
     return storedReply(c, await executeTransfer(c.env, c.var.config, input, key, admit));
   })
