@@ -1062,6 +1062,7 @@ export interface components {
             clientMessageId: string | null;
             /** @example Hello! */
             content: string | null;
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
              * @description Only on `credit_transfer` messages.
@@ -1414,6 +1415,7 @@ export interface components {
             type: "transfer.received";
         };
         User: {
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /** @example Alice */
             displayName: string;
