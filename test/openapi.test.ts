@@ -370,6 +370,12 @@ describe("/docs", () => {
     expect(page.headers.get("Content-Type")).toContain("text/html");
     expect(page.text).not.toMatch(/https?:\/\//);
     expect(page.text).toContain("persistAuthorization: true");
+    // Executing a sign-in operation authorizes the playground (test/e2e/browser.ts drives it in Chromium).
+    expect(page.text).toContain("responseInterceptor");
+    expect(page.text).toContain('preauthorizeApiKey("JWT-auth", token)');
+    for (const path of ["/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/password"]) {
+      expect(page.text).toContain(`"${path}"`);
+    }
     const assets = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string);
     expect(assets).toEqual(["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"]);
     for (const asset of assets) {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { defineRoute } from "../src/lib/openapi";
 import { displayNameField } from "../src/schemas/auth";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -60,6 +61,37 @@ describe("route options: idempotent + rateLimit on message sends", () => {
     expect(chats.json.data.items).toEqual([]);
     const ledger = await call("GET", "/api/v1/wallets/me/transactions", { token: b.token });
     expect(ledger.json.data.items.map((entry: { kind: string }) => entry.kind)).not.toContain("transfer_in");
+  });
+});
+
+describe("defineRoute", () => {
+  const route = { method: "get", path: "/x", operationId: "getX", responses: { 200: { description: "ok" } } } as const;
+
+  it("refuses statuses listed by hand that the options imply (they are documented by the options)", () => {
+    expect(() => defineRoute(route, { auth: "admin", errors: [403] })).toThrow("getX: errors 403 are implied");
+    expect(() => defineRoute(route, { auth: "user", rateLimit: ["messages"], errors: [401, 429, 404] })).toThrow(
+      "getX: errors 401, 429 are implied",
+    );
+    expect(() => defineRoute(route, { auth: "user", errors: [404] })).not.toThrow();
+  });
+
+  it("documents the options on the route: security, statuses, success headers", () => {
+    type Documented = { security: unknown; responses: Record<string, { headers?: Record<string, unknown> }> };
+    const defined = defineRoute(route, {
+      auth: "admin",
+      idempotent: "wallet",
+      rateLimit: [{ scope: "transfers", countedBy: "wallet" }],
+    });
+    const doc = defined as unknown as Documented;
+    expect(doc.security).toEqual([{ "JWT-auth": [] }]);
+    expect(Object.keys(doc.responses).sort()).toEqual(["200", "400", "401", "403", "409", "429", "500"]);
+    expect(Object.keys(doc.responses[200]?.headers ?? {}).sort()).toEqual([
+      "Idempotent-Replayed",
+      "X-RateLimit-Limit",
+      "X-RateLimit-Remaining",
+      "X-RateLimit-Reset",
+    ]);
+    expect((defineRoute(route, { auth: "none" }) as unknown as Documented).security).toEqual([]);
   });
 });
 

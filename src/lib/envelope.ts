@@ -2,6 +2,9 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { type ErrorCode, type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
 
+/** The timestamp every example in the document shows (the seed's). */
+export const EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.000Z";
+
 /** The response envelope of API.md §1; every JSON body the API sends is built here. */
 export type SuccessEnvelope<T, S extends number> = {
   isSuccess: true;

@@ -4,6 +4,7 @@ import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
 import { rateLimitStep } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
+import { EXAMPLE_TIMESTAMP } from "./envelope";
 import { type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
 import type { RouteStep } from "./types";
 
@@ -42,8 +43,6 @@ export const API_CONTACT = {
   email: "api@credit-chat.example.com",
 };
 export const API_LICENSE = { name: "Proprietary", url: "https://credit-chat.example.com/license" };
-
-export const EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.000Z";
 
 const ERROR_RESPONSE_NAMES: Record<ErrorStatus, string> = {
   400: "BadRequest",
@@ -101,6 +100,15 @@ export const jsonSuccess = <T extends z.ZodType>(data: T, statusCode: 200 | 201,
   content: { "application/json": { schema: envelope(data, statusCode) } },
 });
 
+const integerHeader = (description: string) => ({ description, schema: { type: "integer" as const, minimum: 0 } });
+
+/** Sent by every rate-limited operation, on its successes and on its 429. */
+export const RATE_LIMIT_RESPONSE_HEADERS = {
+  "X-RateLimit-Limit": integerHeader("Requests allowed in the sliding minute."),
+  "X-RateLimit-Remaining": integerHeader("Requests left in the window."),
+  "X-RateLimit-Reset": integerHeader("Seconds until a slot frees up."),
+};
+
 /** `components.responses` for every error status, registered once by the app. */
 export function errorResponseComponents() {
   return Object.entries(GENERIC_ERROR_MESSAGES).map(([status, message]) => {
@@ -139,15 +147,6 @@ const toArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [
 
 const MUTATING_METHODS = new Set(["post", "put", "patch", "delete"]);
 
-const integerHeader = (description: string) => ({ description, schema: { type: "integer" as const, minimum: 0 } });
-
-/** Sent by every rate-limited operation, on its successes and on its 429. */
-export const RATE_LIMIT_RESPONSE_HEADERS = {
-  "X-RateLimit-Limit": integerHeader("Requests allowed in the sliding minute."),
-  "X-RateLimit-Remaining": integerHeader("Requests left in the window."),
-  "X-RateLimit-Reset": integerHeader("Seconds until a slot frees up."),
-};
-
 /** A rate limit counted where the route says: by a middleware (`scope`), or by the wallet object. */
 export type RateLimitRule = RateLimitScope | { scope: RateLimitScope; countedBy: "wallet" };
 
@@ -175,7 +174,7 @@ const ROUTE_STEPS = new WeakMap<object, RouteStep[]>();
 export const routeSteps = (route: object): RouteStep[] => ROUTE_STEPS.get(route) ?? [];
 
 const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
-  typeof response === "object" && response !== null && !("$ref" in response)
+  Object.keys(headers).length > 0 && typeof response === "object" && response !== null && !("$ref" in response)
     ? { ...response, headers: { ...(response as { headers?: object }).headers, ...headers } }
     : response;
 
@@ -186,7 +185,7 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
  * production warning on mutating operations. Every operation names its `operationId`.
  */
 export function defineRoute<const R extends RouteConfig & { operationId: string }>(route: R, options: RouteOptions) {
-  const statuses = new Set<ErrorStatus>(options.errors ?? []);
+  const statuses = new Set<ErrorStatus>();
   statuses.add(500);
   const middleware = [];
   if (options.auth !== "none") {
@@ -213,7 +212,8 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     if (typeof rule === "string") steps.push(rateLimitStep(rule));
     successHeaders = { ...successHeaders, ...RATE_LIMIT_RESPONSE_HEADERS };
   }
-  const request = route.request ? { ...route.request, ...(headersSchema ? { headers: headersSchema } : {}) } : undefined;
+  const request =
+    route.request || headersSchema ? { ...route.request, ...(headersSchema ? { headers: headersSchema } : {}) } : undefined;
   if (request?.params || request?.query || request?.body || request?.headers) statuses.add(400);
   // The body guard reads any body sent with a mutating method, declared or not: 400 malformed_json, 413, 415.
   const mutating = MUTATING_METHODS.has(route.method);
@@ -222,6 +222,14 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     statuses.add(413);
     statuses.add(415);
   }
+  // What the options and the input imply is never listed by hand (and so cannot drift from them).
+  const listedByHand = (options.errors ?? []).filter((status) => statuses.has(status));
+  if (listedByHand.length > 0) {
+    throw new Error(
+      `${route.operationId}: errors ${listedByHand.join(", ")} are implied by its options or input; leave them out`,
+    );
+  }
+  for (const status of options.errors ?? []) statuses.add(status);
   const successResponses = Object.fromEntries(
     Object.entries(route.responses).map(([status, response]) => [
       status,

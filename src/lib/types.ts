@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import type { Database } from "../db/client";
 import type { Config } from "./config";
 import type { IdempotencyClaim } from "./idempotency";
@@ -35,4 +36,4 @@ export type AppEnv = {
  * declaration order before the handler: it answers by calling `next` or by returning its own
  * response (a replay).
  */
-export type RouteStep = (c: import("hono").Context<AppEnv>, next: () => Promise<Response>) => Promise<Response>;
+export type RouteStep = (c: Context<AppEnv>, next: () => Promise<Response>) => Promise<Response>;

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { ChatMemberRow, ChatRow } from "../db/schema";
-import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
+import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 import { type Message, messageSchema } from "./message";
 
 export const chatMemberSchema = z

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { MessageRow } from "../db/schema";
-import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
+import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
+import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 import { idSchema } from "../lib/ids";
-import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
 import { messageSchema } from "./message";
 import { transferSchema, transferWithStatusSchema, walletSchema } from "./wallet";
 

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { UserRow } from "../db/schema";
-import { EXAMPLE_TIMESTAMP } from "../lib/openapi";
+import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 
 /**
  * A user of API.md §2. `email` is present only when the caller looks at their own profile or is

@@ -12,7 +12,9 @@ export type { IdempotencyClaim };
  * belongs to one request per caller across all endpoints.
  *
  * - The first request with a key claims it (a row with no response yet), runs, and stores its
- *   success response (status and exact body). Replays answer that status and body verbatim with `Idempotent-Replayed: true`.
+ *   success response (status and exact body). Replays answer that status and body verbatim
+ *   with `Idempotent-Replayed: true`. The route's step (middlewares/idempotency.ts) runs this
+ *   before the rate limit, so a stored outcome answers first (API.md §1).
  * - Same key, different method/path/body (SHA-256 fingerprint of the canonical JSON) → 409
  *   `idempotency_key_reused`.
  * - Anything the request throws (400/403/404/429 refusals before it executed, 5xx) releases the

@@ -35,7 +35,7 @@ afterAll(async () => {
 });
 
 /** The README's table of accepted warnings: `rule` and JSON pointer, each with its reason. */
-export function acceptedWarnings(readme: string): Set<string> {
+function acceptedWarnings(readme: string): Set<string> {
   const start = readme.indexOf("<!-- openapi-lint-exceptions:start -->");
   const end = readme.indexOf("<!-- openapi-lint-exceptions:end -->");
   if (start === -1 || end === -1) throw new Error("README.md has no openapi-lint-exceptions table");

@@ -43,7 +43,8 @@ export const sendCreditTransfer = defineRoute(
     auth: "user",
     idempotent: "wallet",
     rateLimit: [{ scope: "transfers", countedBy: "wallet" }],
-    errors: [403, 404, 409],
+    // 409 (insufficient_balance, transfer_limit_exceeded) comes with `idempotent` already.
+    errors: [403, 404],
   },
 );
 

@@ -965,7 +965,10 @@ export interface components {
         };
         /** @description A member of one of your chats moved their read marker (you, from another device, included). */
         ChatReadFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["ChatRead"];
             /**
@@ -1239,6 +1242,7 @@ export interface components {
             clientMessageId: string | null;
             /** @example Hello! */
             content: string | null;
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
              * @description Only on `credit_transfer` messages.
@@ -1268,7 +1272,10 @@ export interface components {
         };
         /** @description A message was posted in one of your chats (text, credit_transfer or system; your own from another device included). */
         MessageCreatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1279,7 +1286,10 @@ export interface components {
         };
         /** @description A message in one of your chats was deleted (`deletedAt` set, `content: null`; it keeps its `seq`). */
         MessageDeletedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1290,7 +1300,10 @@ export interface components {
         };
         /** @description A message in one of your chats was edited (`editedAt` set). */
         MessageUpdatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Message"];
             /**
@@ -1308,7 +1321,10 @@ export interface components {
             unreadCount: number;
         };
         RealtimeErrorFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: {
                 /** @enum {string} */
@@ -1675,7 +1691,10 @@ export interface components {
         };
         /** @description Someone sent you credits; the transfer as its sender saw it. */
         TransferReceivedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Transfer"];
             /**
@@ -1686,7 +1705,10 @@ export interface components {
         };
         /** @description A transfer you sent was voided (its credit could not happen within TRANSFER_VOID_AFTER_SECONDS): the amount is back in your balance (a `wallet.updated` frame follows) and nothing reached the recipient. */
         TransferVoidedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["TransferWithStatus"];
             /**
@@ -1732,6 +1754,7 @@ export interface components {
             status: "posted" | "pending" | "voided";
         };
         User: {
+            /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /** @example Alice */
             displayName: string;
@@ -1773,7 +1796,10 @@ export interface components {
         };
         /** @description Your balance changed (a transfer sent or received, a grant): the wallet right after the change. */
         WalletUpdatedFrame: {
-            /** @description When the server sent the event (ISO-8601 UTC). */
+            /**
+             * @description When the server sent the event (ISO-8601 UTC).
+             * @example 2026-01-15T10:30:00.000Z
+             */
             at: string;
             data: components["schemas"]["Wallet"];
             /**
