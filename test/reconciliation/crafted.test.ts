@@ -44,10 +44,15 @@ describe("crafted books", () => {
     });
     await runInDurableObject(walletStub(env, u[13]!.id), (_i, state) => {
       state.storage.sql.exec(
-        "INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, created_at) VALUES (?, 'pending', ?, 12, 88, ?)",
+        // Its deadline passed an hour ago; its next recovery attempt is far off (so nothing voids it during the test).
+        `INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, message_id, created_at, void_at, retry_at)
+         VALUES (?, 'pending', ?, 12, 88, ?, ?, ?, ?)`,
         stuck,
         u[14]!.id,
+        stuck,
         twoHoursAgo,
+        twoHoursAgo + 3_600_000,
+        Date.now() + 86_400_000,
       );
     });
     // Looks wrong to the page aggregates (debited, no message yet), but it is in flight: never reported.

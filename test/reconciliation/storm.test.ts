@@ -2,13 +2,17 @@ import { describe, expect, it } from "vitest";
 import type { ReconciliationOutput } from "../../src/workflows/reconciliation-workflow";
 import { call } from "../support/http";
 import { seedUser } from "../support/users";
-import { seedWalletUser, transfer } from "../support/wallets";
+import { armFault, seedWalletUser, transfer } from "../support/wallets";
 import { waitForRun } from "./support";
 
 describe("a run during a storm of transfers", () => {
   it("reports zero discrepancies and totals that add up at its cut", async () => {
     const admin = await seedUser({ role: "admin" });
     const people = await Promise.all(Array.from({ length: 12 }, () => seedWalletUser()));
+    // Some transfers stop half-way (credited but not posted; posted message but not marked), so
+    // the run certainly meets transfers in flight: they make pages look wrong and must not be reported.
+    await armFault(people[0]!.id, "after_credit", 2);
+    await armFault(people[1]!.id, "after_message", 2);
     let stop = false;
     let made = 0;
     const storm = Promise.all(

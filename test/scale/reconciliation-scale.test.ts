@@ -98,13 +98,16 @@ async function seedWallet(i: number, outs: Seeded[], ins: Seeded[], at: number) 
       for (const t of outs) {
         entry(transferId(t.k), "transfer_out", -t.amount, userId(t.recipient), messageId(t.k));
         sql.exec(
-          "INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, recipient_balance, message_id, chat_id, created_at, posted_at) VALUES (?, 'posted', ?, ?, ?, 0, ?, ?, ?, ?)",
+          `INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, recipient_balance, message_id, chat_id,
+             response, created_at, void_at, retry_at, posted_at) VALUES (?, 'posted', ?, ?, ?, 0, ?, ?, '{}', ?, ?, ?, ?)`,
           transferId(t.k),
           userId(t.recipient),
           t.amount,
           balance,
           messageId(t.k),
           chatId(t.k),
+          at,
+          at + 3_600_000,
           at,
           at,
         );
