@@ -1,6 +1,6 @@
-import { and, asc, eq, gt, inArray, isNotNull, sql } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { createDb, type Database } from "../../db/client";
-import { messages, reconciliationDiscrepancies, reconciliationRuns, users } from "../../db/schema";
+import { reconciliationDiscrepancies, reconciliationRuns, users } from "../../db/schema";
 import type { IncomingRow, OutgoingRow, TransferSides, WalletBooks } from "../../durable-objects/wallet/wallet-books";
 import { walletStub } from "../../durable-objects/wallet/wallet-stub";
 import {
@@ -20,6 +20,7 @@ import {
   type Suspect,
   type TransferMessage,
 } from "./checks";
+import { transferMessageAggregates, transferMessagesById, transferMessagesInRange } from "./transfer-messages";
 
 /**
  * One reconciliation run, written against a `step` function so the same code runs as a Cloudflare
@@ -42,8 +43,6 @@ export const RECHECK_BATCH = 90;
 const CONCURRENCY = 25;
 /** Confirmed discrepancies logged one by one per run (the rest are counted in one line). */
 const LOGGED_FINDINGS = 200;
-/** D1 allows 100 bound parameters per statement. */
-const IDS_PER_STATEMENT = 90;
 
 export type RunParams = {
   runId: string;
@@ -178,7 +177,7 @@ async function readPage(
   const horizon = { cutoffAt: params.cutoffAt, stuckBefore: params.stuckBefore, inFlightHorizonMs: params.inFlightHorizonMs };
   const books = await mapLimited(ids, (id) => budget.spend(walletStub(env, id).books(id, horizon)) as Promise<WalletBooks>);
   // Read after the wallets: a transfer that posts in between shows as a difference, which the drill re-reads.
-  const [bySender, byRecipient] = await budget.spend(messageAggregates(env, ids));
+  const [bySender, byRecipient] = await budget.spend(transferMessageAggregates(env, ids));
   const verdict = checkPage(books, bySender, byRecipient);
   if (mode.persist) {
     await budget.spend(
@@ -199,35 +198,6 @@ async function readPage(
   };
 }
 
-/** Transfer messages per sender and per recipient for a page of users: one D1 batch. */
-async function messageAggregates(
-  env: Env,
-  ids: string[],
-): Promise<[Map<string, MessageAggregate>, Map<string, MessageAggregate>]> {
-  const bySender = new Map<string, MessageAggregate>();
-  const byRecipient = new Map<string, MessageAggregate>();
-  if (ids.length === 0) return [bySender, byRecipient];
-  const statements: D1PreparedStatement[] = [];
-  const chunks: string[][] = [];
-  for (let i = 0; i < ids.length; i += IDS_PER_STATEMENT) chunks.push(ids.slice(i, i + IDS_PER_STATEMENT));
-  for (const column of ["sender_id", "transfer_recipient_id"]) {
-    for (const chunk of chunks) {
-      statements.push(
-        env.DB.prepare(
-          `SELECT ${column} AS user_id, COUNT(*) AS count, COALESCE(SUM(transfer_amount), 0) AS amount FROM messages
-           WHERE transfer_id IS NOT NULL AND ${column} IN (${chunk.map(() => "?").join(",")}) GROUP BY ${column}`,
-        ).bind(...chunk),
-      );
-    }
-  }
-  const results = await env.DB.batch<{ user_id: string; count: number; amount: number }>(statements);
-  results.forEach((result, index) => {
-    const target = index < chunks.length ? bySender : byRecipient;
-    for (const row of result.results) target.set(row.user_id, { count: row.count, amount: row.amount });
-  });
-  return [bySender, byRecipient];
-}
-
 type DrillResult = { suspects: Suspect[]; nextAfter: string | null; subrequests: number };
 
 /**
@@ -238,24 +208,8 @@ type DrillResult = { suspects: Suspect[]; nextAfter: string | null; subrequests:
 async function drillWallet(env: Env, direction: "out" | "in", userId: string, afterId: string): Promise<DrillResult> {
   const budget = new Budget();
   const wallet = walletStub(env, userId);
-  const messagesIn = async (last: string | null) => {
-    const column = direction === "out" ? messages.senderId : messages.transferRecipientId;
-    const rows = await budget.spend(
-      createDb(env.DB)
-        .select(messageColumns)
-        .from(messages)
-        .where(
-          and(
-            eq(column, userId),
-            isNotNull(messages.transferId),
-            gt(messages.transferId, afterId),
-            last === null ? undefined : sql`${messages.transferId} <= ${last}`,
-          ),
-        )
-        .all(),
-    );
-    return rows.map(toTransferMessage);
-  };
+  const messagesIn = (last: string | null) =>
+    budget.spend(transferMessagesInRange(env, direction === "out" ? "sender" : "recipient", userId, afterId, last));
   const lastOf = (rows: { transferId: string }[]) => (rows.length < DRILL_PAGE ? null : rows[rows.length - 1]!.transferId);
   if (direction === "out") {
     const rows: OutgoingRow[] = await budget.spend(wallet.outgoingPage(afterId, DRILL_PAGE));
@@ -266,22 +220,6 @@ async function drillWallet(env: Env, direction: "out" | "in", userId: string, af
   const last = lastOf(rows);
   return { suspects: pairIncoming(userId, rows, await messagesIn(last)), nextAfter: last, subrequests: budget.used };
 }
-
-const messageColumns = {
-  id: messages.id,
-  transferId: messages.transferId,
-  senderId: messages.senderId,
-  recipientId: messages.transferRecipientId,
-  amount: messages.transferAmount,
-};
-
-const toTransferMessage = (row: {
-  id: string;
-  transferId: string | null;
-  senderId: string;
-  recipientId: string | null;
-  amount: number | null;
-}): TransferMessage => ({ ...row, transferId: row.transferId ?? "" });
 
 type RecheckResult = { findings: Finding[]; subrequests: number };
 
@@ -323,7 +261,7 @@ async function recheck(
     return { suspect, sender, recipientId, recipient, stray };
   });
   const transferIds = suspects.map((s) => s.transferId);
-  const found = transferIds.length === 0 ? [] : await budget.spend(readMessages(db, transferIds));
+  const found = transferIds.length === 0 ? [] : await budget.spend(transferMessagesById(env, transferIds));
   const messageByTransfer = new Map(found.map((m) => [m.transferId, m]));
   for (const reading of readings) {
     const { suspect } = reading;
@@ -346,11 +284,6 @@ async function recheck(
   const unique = dedupeFindings(findings);
   if (mode.persist && unique.length > 0) await budget.spend(storeFindings(db, params.runId, unique));
   return { findings: unique, subrequests: budget.used };
-}
-
-async function readMessages(db: Database, transferIds: string[]): Promise<TransferMessage[]> {
-  const rows = await db.select(messageColumns).from(messages).where(inArray(messages.transferId, transferIds)).all();
-  return rows.map(toTransferMessage);
 }
 
 async function storeFindings(db: Database, runId: string, findings: Finding[]): Promise<void> {
