@@ -1,11 +1,11 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RealtimeDO } from "../src/durable-objects/realtime/realtime-do";
 import { realtimeFrameSchema } from "../src/schemas/realtime";
 import { walletStub } from "../src/services/wallets";
 import { call } from "./support/http";
-import { connectAs, type Frame, type TestSocket } from "./support/realtime";
+import { closeSocketsAfterEach, type Frame, type TestSocket } from "./support/realtime";
 import { seedUser } from "./support/users";
 import { armFault, runRecovery, seedWalletUser, transfer } from "./support/wallets";
 
@@ -14,16 +14,7 @@ import { armFault, runRecovery, seedWalletUser, transfer } from "./support/walle
  * member (and nobody else). Each frame is checked against the documented RealtimeFrame schema.
  */
 
-const opened: TestSocket[] = [];
-afterEach(() => {
-  for (const socket of opened.splice(0)) socket.close();
-});
-
-async function connect(token: string) {
-  const socket = await connectAs(token);
-  opened.push(socket);
-  return socket;
-}
+const { connect } = closeSocketsAfterEach();
 
 function documented(frame: Frame) {
   expect(realtimeFrameSchema.safeParse(frame).error).toBeUndefined();

@@ -1,10 +1,10 @@
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../src/lib/ids";
 import { REALTIME_CLOSE_CODES } from "../src/schemas/realtime";
 import { fanOut, issueTicket } from "../src/services/realtime";
 import { call, expectError } from "./support/http";
-import { connectAs, openSocket, type TestSocket, ticketFor, upgrade } from "./support/realtime";
+import { closeSocketsAfterEach, openSocket, type TestSocket, ticketFor, upgrade } from "./support/realtime";
 import {
   changePassword,
   loginSession,
@@ -24,16 +24,7 @@ import { seedUser } from "./support/users";
 const DEADLINE_MS = 2_000;
 const { sessionEnded, accountSuspended, tooManyConnections } = REALTIME_CLOSE_CODES;
 
-const opened: TestSocket[] = [];
-afterEach(() => {
-  for (const socket of opened.splice(0)) socket.close();
-});
-
-async function connect(accessToken: string) {
-  const socket = await connectAs(accessToken);
-  opened.push(socket);
-  return socket;
-}
+const { opened, connect } = closeSocketsAfterEach();
 
 /** Two sessions of one account (register, then a second sign-in), one socket each. */
 async function twoSessions() {

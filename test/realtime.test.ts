@@ -1,23 +1,14 @@
 import { evictDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../src/lib/ids";
 import type { RealtimeEvent } from "../src/schemas/realtime";
 import { fanOut, issueTicket, publish, TICKET_TTL_SECONDS } from "../src/services/realtime";
 import { call, expectError } from "./support/http";
-import { connectAs, openSocket, type TestSocket, ticketFor, upgrade } from "./support/realtime";
+import { closeSocketsAfterEach, openSocket, type TestSocket, ticketFor, upgrade } from "./support/realtime";
 import { seedUser } from "./support/users";
 
-const opened: TestSocket[] = [];
-afterEach(() => {
-  for (const socket of opened.splice(0)) socket.close();
-});
-
-async function connect(token: string) {
-  const socket = await connectAs(token);
-  opened.push(socket);
-  return socket;
-}
+const { opened, connect } = closeSocketsAfterEach();
 
 async function refusal(res: Response) {
   const text = await res.text();

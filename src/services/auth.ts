@@ -137,12 +137,6 @@ async function revokeFamily(db: Database, familyId: string, now = Date.now()): P
     .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
 }
 
-/** Revokes one family and closes its sockets: logout, and refresh-token reuse. */
-async function endFamily(env: Env, db: Database, userId: string, familyId: string): Promise<void> {
-  await revokeFamily(db, familyId);
-  await endSessions(env, userId, [familyId], { everySocket: false });
-}
-
 /**
  * The families of `userId` that a revocation of all of them would end: those not revoked with
  * a token not yet expired (an expired family has no refresh token and no live access token).
@@ -204,12 +198,13 @@ export async function refresh(env: Env, db: Database, config: Config, refreshTok
 }
 
 /**
- * Reuse ends the family; the answer is 401 whatever happens to its sockets, so a failure to
- * close them is logged rather than turned into a 500 the client cannot act on.
+ * Reuse ends the family. The answer is 401 whatever happens to its sockets, so a failure to close
+ * them (the revocation stands) is logged rather than turned into a 500 the client cannot act on.
  */
 async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId: string): Promise<void> {
+  await revokeFamily(db, familyId);
   try {
-    await endFamily(env, db, userId, familyId);
+    await endSessions(env, userId, [familyId], { everySocket: false });
   } catch (error) {
     console.error(
       JSON.stringify({
@@ -220,7 +215,6 @@ async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId
         error: error instanceof Error ? error.message : String(error),
       }),
     );
-    await revokeFamily(db, familyId);
   }
 }
 
@@ -236,7 +230,9 @@ export async function logout(env: Env, db: Database, caller: AuthUser, refreshTo
     .where(eq(refreshTokens.tokenHash, await sha256Hex(refreshToken)))
     .get();
   if (!row || row.userId !== caller.id) throw invalidRefreshToken();
-  await endFamily(env, db, caller.id, row.familyId);
+  await revokeFamily(db, row.familyId);
+  // A failure here answers 500 with the family revoked; logging out again closes the sockets.
+  await endSessions(env, caller.id, [row.familyId], { everySocket: false });
 }
 
 /**

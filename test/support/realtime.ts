@@ -1,5 +1,6 @@
 import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
+import { afterEach } from "vitest";
 import { app } from "../../src/app";
 import { call } from "./http";
 
@@ -122,4 +123,23 @@ export async function openSocket(ticket: string, vars?: Vars) {
 /** A ticket and a connection for the holder of `token` (one device). */
 export async function connectAs(token: string) {
   return openSocket(await ticketFor(token));
+}
+
+/**
+ * For a test file: every socket it opens through `connect` (or pushes to `opened`) is closed
+ * after each test, so no test leaves connections behind for the next.
+ */
+export function closeSocketsAfterEach() {
+  const opened: TestSocket[] = [];
+  afterEach(() => {
+    for (const socket of opened.splice(0)) socket.close();
+  });
+  return {
+    opened,
+    connect: async (token: string) => {
+      const socket = await connectAs(token);
+      opened.push(socket);
+      return socket;
+    },
+  };
 }
