@@ -57,6 +57,7 @@ const out = (extra: Partial<OutgoingRow> = {}): OutgoingRow => ({
   amount: 25,
   state: "posted",
   messageId: "m1",
+  refunded: false,
   createdAt: NOW - 1000,
   ...extra,
 });
@@ -75,11 +76,17 @@ describe("checkPage: a page of wallets against its message aggregates", () => {
   });
 
   it("a pending or voided transfer is not expected to have a message; any other difference is drilled", () => {
-    const a = books(A, totals({ transfer_out: [60, 3] }), {
+    const a = books(A, totals({ transfer_out: [60, 3], reversal_in: [25, 1] }), {
       pending: { count: 1, amount: 10 },
       voided: { count: 1, amount: 25 },
     });
     expect(checkPage([a], new Map([[A, { count: 1, amount: 25 }]]), new Map()).drillOut).toEqual([]);
+    // A void without its refund (refunds are written with the void, so they always match): drilled.
+    const unrefunded = books(A, totals({ transfer_out: [60, 3] }), {
+      pending: { count: 1, amount: 10 },
+      voided: { count: 1, amount: 25 },
+    });
+    expect(checkPage([unrefunded], new Map([[A, { count: 1, amount: 25 }]]), new Map()).drillOut).toEqual([A]);
     expect(checkPage([a], new Map([[A, { count: 2, amount: 35 }]]), new Map()).drillOut).toEqual([A]);
     expect(checkPage([a], new Map([[A, { count: 1, amount: 24 }]]), new Map()).drillOut).toEqual([A]);
     const b = books(B, totals({ transfer_in: [25, 1] }));
@@ -111,8 +118,9 @@ describe("pairOutgoing / pairIncoming: one wallet, transfer by transfer", () => 
     expect(pairOutgoing(A, [out()], [])).toEqual([suspect]);
     expect(pairOutgoing(A, [out()], [message({ amount: 26 })])).toEqual([suspect]);
     expect(pairOutgoing(A, [out()], [message({ id: "m2" })])).toEqual([suspect]);
-    expect(pairOutgoing(A, [out({ state: "voided", messageId: null })], [message()])).toEqual([suspect]);
-    expect(pairOutgoing(A, [out({ state: "voided", messageId: null })], [])).toEqual([]);
+    expect(pairOutgoing(A, [out({ state: "voided", messageId: null, refunded: true })], [message()])).toEqual([suspect]);
+    expect(pairOutgoing(A, [out({ state: "voided", messageId: null, refunded: true })], [])).toEqual([]);
+    expect(pairOutgoing(A, [out({ state: "voided", messageId: null, refunded: false })], [])).toEqual([suspect]);
     expect(pairOutgoing(A, [], [message({ transferId: T2, recipientId: C })])).toEqual([
       { transferId: T2, senderId: A, recipientId: C },
     ]);

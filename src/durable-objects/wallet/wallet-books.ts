@@ -34,6 +34,8 @@ export type OutgoingRow = {
   amount: number;
   state: string;
   messageId: string | null;
+  /** A `reversal_in` entry of the transfer's amount gave it back (what a voided transfer must have). */
+  refunded: boolean;
   createdAt: number;
 };
 
@@ -127,10 +129,14 @@ export function outgoingPage(sql: SqlStorage, afterId: string, limit: number): O
       amount: number;
       state: string;
       message_id: string | null;
+      refunded: number;
       created_at: number;
     }>(
       // The message id is fixed at the debit; only a posted transfer has its message.
-      "SELECT transfer_id, recipient_id, amount, state, CASE state WHEN 'posted' THEN message_id END AS message_id, created_at FROM transfers_out WHERE transfer_id > ? ORDER BY transfer_id LIMIT ?",
+      `SELECT t.transfer_id, t.recipient_id, t.amount, t.state, CASE t.state WHEN 'posted' THEN t.message_id END AS message_id,
+         EXISTS (SELECT 1 FROM entries e WHERE e.transfer_id = t.transfer_id AND e.kind = 'reversal_in' AND e.amount = t.amount) AS refunded,
+         t.created_at
+       FROM transfers_out t WHERE t.transfer_id > ? ORDER BY t.transfer_id LIMIT ?`,
       afterId,
       limit,
     )
@@ -141,6 +147,7 @@ export function outgoingPage(sql: SqlStorage, afterId: string, limit: number): O
       amount: row.amount,
       state: row.state,
       messageId: row.message_id,
+      refunded: row.refunded === 1,
       createdAt: row.created_at,
     }));
 }

@@ -131,7 +131,11 @@ export function checkPage(
       amount: sent.amount - books.pending.amount - books.voided.amount,
     };
     const none = { count: 0, amount: 0 };
-    if (!sameAggregate(posted, bySender.get(books.userId) ?? none)) verdict.drillOut.push(books.userId);
+    // A void writes its refund in the same transaction as the state: refunds equal voids, always.
+    const refunds = books.totals.reversal_in;
+    if (!sameAggregate(posted, bySender.get(books.userId) ?? none) || !sameAggregate(refunds, books.voided)) {
+      verdict.drillOut.push(books.userId);
+    }
     const credits = books.totals.transfer_in;
     if (!sameAggregate(credits, byRecipient.get(books.userId) ?? none)) verdict.drillIn.push(books.userId);
     for (const stuck of books.stuck) {
@@ -160,7 +164,7 @@ export function pairOutgoing(senderId: string, rows: OutgoingRow[], messages: Tr
     if (row.state === "pending") continue;
     if (row.state === "posted") {
       if (!message || !messageMatches(message, senderId, row)) suspects.push(suspect);
-    } else if (message) suspects.push(suspect);
+    } else if (message || !row.refunded) suspects.push(suspect);
   }
   for (const message of byTransfer.values()) {
     suspects.push({ transferId: message.transferId, senderId, recipientId: message.recipientId });
