@@ -63,7 +63,9 @@ async function issueSession(db: Database, config: Config, user: UserRow, familyI
   return { user, accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SECONDS };
 }
 
-const isUniqueViolation = (error: unknown) => error instanceof Error && /UNIQUE constraint failed/i.test(String(error.message));
+/** D1's unique-constraint failure, also when Drizzle wraps it ("Failed query: …", the D1 error as its `cause`). */
+const isUniqueViolation = (error: unknown): boolean =>
+  error instanceof Error && (/UNIQUE constraint failed/i.test(error.message) || isUniqueViolation(error.cause));
 
 /**
  * Creates the account (admin when its email is in ADMIN_EMAILS), signs it in, and opens its
