@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
 import { JWT_AUDIENCE, JWT_ISSUER, keyId, signAccessToken } from "../src/lib/jwt";
+import { isUniqueViolation } from "../src/services/auth";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
@@ -26,6 +27,14 @@ const login = (email: string, password: string, headers = ip()) =>
 const refresh = (refreshToken: string) => call("POST", "/api/v1/auth/refresh", { body: { refreshToken }, headers: ip() });
 
 describe("register", () => {
+  it("recognizes the email race's unique violation as D1 raises it and as Drizzle wraps it (so the loser gets 409, not 500)", () => {
+    const d1 = new Error("D1_ERROR: UNIQUE constraint failed: users.email: SQLITE_CONSTRAINT");
+    expect(isUniqueViolation(d1)).toBe(true);
+    expect(isUniqueViolation(new Error('Failed query: insert into "users" …', { cause: d1 }))).toBe(true);
+    expect(isUniqueViolation(new Error("Failed query", { cause: new Error("D1_ERROR: no such table") }))).toBe(false);
+    expect(isUniqueViolation("UNIQUE constraint failed")).toBe(false);
+  });
+
   it("creates the user and a session: 201 {user, accessToken, refreshToken, expiresIn}", async () => {
     const email = uniqueEmail("New");
     const res = await call("POST", "/api/v1/auth/register", {

@@ -64,7 +64,7 @@ async function issueSession(db: Database, config: Config, user: UserRow, familyI
 }
 
 /** D1's unique-constraint failure, also when Drizzle wraps it ("Failed query: …", the D1 error as its `cause`). */
-const isUniqueViolation = (error: unknown): boolean =>
+export const isUniqueViolation = (error: unknown): boolean =>
   error instanceof Error && (/UNIQUE constraint failed/i.test(error.message) || isUniqueViolation(error.cause));
 
 /**
