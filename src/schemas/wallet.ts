@@ -27,11 +27,24 @@ export const ledgerEntrySchema = z
     amount: z.number().int().openapi({ example: -25, description: "Signed: negative leaves the wallet, positive enters it." }),
     balanceAfter: z.number().int().min(0).openapi({ example: 75 }),
     counterpartyId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
-    messageId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a888888" }),
+    messageId: z.string().nullable().openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
     note: z.string().nullable().openapi({ example: "lunch" }),
     createdAt: isoTime(),
   })
   .openapi("LedgerEntry");
+
+/** The product documentation's example transfer (a transfer's message has the transfer's id). */
+const TRANSFER_EXAMPLE = {
+  senderId: "64d15f9e2e6c8f4d5a123456",
+  recipientId: "64d15f9e2e6c8f4d5a654321",
+  transferredAmount: 25,
+  senderBalance: 75,
+  recipientBalance: 125,
+  transferId: "64d15f9e2e6c8f4d5a777777",
+  messageId: "64d15f9e2e6c8f4d5a777777",
+  chatId: "64d15f9e2e6c8f4d5a999999",
+  createdAt: "2026-01-15T10:30:00.000Z",
+};
 
 export const transferSchema = z
   .object({
@@ -45,23 +58,11 @@ export const transferSchema = z
       .min(0)
       .openapi({ example: 125, description: "The recipient's balance right after this credit." }),
     transferId: idSchema("transfer id").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
-    messageId: idSchema("credit_transfer message id").openapi({ example: "64d15f9e2e6c8f4d5a888888" }),
+    messageId: idSchema("credit_transfer message id (the transfer's id)").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
     chatId: idSchema("direct chat id").openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
     createdAt: isoTime(),
   })
-  .openapi("Transfer", {
-    example: {
-      senderId: "64d15f9e2e6c8f4d5a123456",
-      recipientId: "64d15f9e2e6c8f4d5a654321",
-      transferredAmount: 25,
-      senderBalance: 75,
-      recipientBalance: 125,
-      transferId: "64d15f9e2e6c8f4d5a777777",
-      messageId: "64d15f9e2e6c8f4d5a888888",
-      chatId: "64d15f9e2e6c8f4d5a999999",
-      createdAt: "2026-01-15T10:30:00.000Z",
-    },
-  });
+  .openapi("Transfer", { example: TRANSFER_EXAMPLE });
 
 /**
  * A transfer as `GET /api/v1/wallets/me/transfers/{transferId}` reports it: every field of
@@ -83,20 +84,7 @@ export const transferWithStatusSchema = transferSchema
     messageId: transferSchema.shape.messageId.nullable().openapi({ description: "null unless posted." }),
     chatId: transferSchema.shape.chatId.nullable().openapi({ description: "null unless posted." }),
   })
-  .openapi("TransferWithStatus", {
-    example: {
-      senderId: "64d15f9e2e6c8f4d5a123456",
-      recipientId: "64d15f9e2e6c8f4d5a654321",
-      transferredAmount: 25,
-      senderBalance: 75,
-      recipientBalance: 125,
-      transferId: "64d15f9e2e6c8f4d5a777777",
-      messageId: "64d15f9e2e6c8f4d5a777777",
-      chatId: "64d15f9e2e6c8f4d5a999999",
-      createdAt: "2026-01-15T10:30:00.000Z",
-      status: "posted",
-    },
-  });
+  .openapi("TransferWithStatus", { example: { ...TRANSFER_EXAMPLE, status: "posted" } });
 
 /** `MAX_TRANSFER_AMOUNT` in every environment of wrangler.toml. */
 export const DEFAULT_MAX_TRANSFER_AMOUNT = 100_000;

@@ -7,7 +7,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client";
 import { idempotencyKeys } from "../../src/db/schema";
-import { VOID_NOTE } from "../../src/durable-objects/wallet/wallet-do";
+import { creditCommandOf, VOID_NOTE } from "../../src/durable-objects/wallet/wallet-do";
+import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
 import { type CreditCommand, FAULT_POINTS, MAX_RETRY_DELAY_MS } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { walletStub } from "../../src/services/wallets";
@@ -32,20 +33,10 @@ async function keyRows(userId: string, key: string) {
 }
 
 /** The command the sender's wallet hands the recipient's for `transferId` (as a late or racing credit would carry it). */
-async function creditCommandOf(senderId: string, transferId: string): Promise<CreditCommand> {
+async function creditCommandFor(senderId: string, transferId: string): Promise<CreditCommand> {
   const [row] = await rowsOf(senderId, `SELECT * FROM transfers_out WHERE transfer_id = '${transferId}'`);
-  return {
-    transferId,
-    senderId,
-    recipientId: String(row!.recipient_id),
-    amount: Number(row!.amount),
-    note: (row!.note as string | null) ?? null,
-    senderBalance: Number(row!.sender_balance),
-    messageId: String(row!.message_id),
-    chatId: String(row!.chat_id ?? "64d15f9e2e6c8f4d5a000000"),
-    createdAt: Number(row!.created_at),
-    signupCredits: 100,
-  };
+  const sent = row as unknown as TransferOutRow;
+  return creditCommandOf(sent, senderId, sent.chat_id ?? "64d15f9e2e6c8f4d5a000000", 100);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -263,7 +254,7 @@ describe("every transfer ends", () => {
 
       // A credit arriving after the void is refused forever.
       await inWallet(bob.id, (wallet) => wallet.failCredits(0));
-      const late = await walletStub(env, bob.id).credit(await creditCommandOf(alice.id, transferId));
+      const late = await walletStub(env, bob.id).credit(await creditCommandFor(alice.id, transferId));
       expect(late.credited).toBe(false);
       expect(await balanceOf(bob.id)).toBe(100);
       await aliceSocket.expectSilence(100);
@@ -295,7 +286,7 @@ describe("every transfer ends", () => {
       await transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: `race-${round}` });
       const [row] = await rowsOf(alice.id, "SELECT transfer_id FROM transfers_out");
       const transferId = String(row!.transfer_id);
-      const command = await creditCommandOf(alice.id, transferId);
+      const command = await creditCommandFor(alice.id, transferId);
       await inWallet(alice.id, (wallet) => wallet.advanceClock(VOID_AFTER_MS));
       const jitter = () => sleep(Math.floor(Math.random() * 4));
       const racers: Promise<unknown>[] = [

@@ -33,13 +33,9 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import {
-  type CreditCommand,
-  FAULT_POINTS,
-  IN_FLIGHT_MS,
-  MAX_RETRY_DELAY_MS,
-  type StoredReply,
-} from "../../src/durable-objects/wallet/wallet-types";
+import { creditCommandOf } from "../../src/durable-objects/wallet/wallet-do";
+import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
+import { FAULT_POINTS, IN_FLIGHT_MS, MAX_RETRY_DELAY_MS, type StoredReply } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { ApiError } from "../../src/lib/errors";
 import { reconcile } from "../../src/services/reconciliation/runs";
@@ -260,23 +256,10 @@ async function simulate(seed: number, ops: number) {
         // A late credit: the recipient of a voided transfer is asked to credit it; it must refuse.
         tasks.push(async () => {
           const voided = await rowsOf(senderId, "SELECT * FROM transfers_out WHERE state = 'voided' LIMIT 1");
-          const row = voided[0] as
-            | (TransferRow & { note: string | null; sender_balance: number; message_id: string; created_at: number })
-            | undefined;
+          const row = voided[0] as TransferOutRow | undefined;
           if (!row) return;
           stats.lateCredits += 1;
-          const command: CreditCommand = {
-            transferId: row.transfer_id,
-            senderId,
-            recipientId: row.recipient_id,
-            amount: row.amount,
-            note: row.note,
-            senderBalance: row.sender_balance,
-            messageId: row.message_id,
-            chatId: "64d15f9e2e6c8f4d5a000000",
-            createdAt: row.created_at,
-            signupCredits: 0,
-          };
+          const command = creditCommandOf(row, senderId, "64d15f9e2e6c8f4d5a000000", 0);
           // A recipient in an injected outage throws instead of answering: it did not credit either.
           const result = await walletStub(env, row.recipient_id)
             .credit(command)

@@ -508,18 +508,7 @@ export class WalletDO extends DurableObject<Env> {
     if (row.state !== "pending") return { reply: endedReply(row, false), event: null };
     const senderId = this.wallet().user_id;
     const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
-    const command: CreditCommand = {
-      transferId: row.transfer_id,
-      senderId,
-      recipientId: row.recipient_id,
-      amount: row.amount,
-      note: row.note,
-      senderBalance: row.sender_balance,
-      messageId: row.message_id,
-      chatId,
-      createdAt: row.created_at,
-      signupCredits: getConfig(this.env).signupCredits,
-    };
+    const command = creditCommandOf(row, senderId, chatId, getConfig(this.env).signupCredits);
     const recipient = walletStub(this.env, row.recipient_id);
     const outcome = this.now() >= row.void_at ? await recipient.voidUnlessCredited(command) : await recipient.credit(command);
     if (!outcome.credited) return this.endVoided(row.transfer_id);
@@ -820,6 +809,22 @@ const keyReused = (): Refusal =>
 const isValidationFailure = (refusal: PreCheckRefusal) => refusal.code === "validation_failed";
 
 const preCheckRefused = (refusal: PreCheckRefusal): Refusal => ({ ok: false, code: refusal.code, details: refusal.details });
+
+/** What the sender's wallet hands the recipient's to credit (or void) the transfer of `row`. */
+export function creditCommandOf(row: TransferOutRow, senderId: string, chatId: string, signupCredits: number): CreditCommand {
+  return {
+    transferId: row.transfer_id,
+    senderId,
+    recipientId: row.recipient_id,
+    amount: row.amount,
+    note: row.note,
+    senderBalance: row.sender_balance,
+    messageId: row.message_id,
+    chatId,
+    createdAt: row.created_at,
+    signupCredits,
+  };
+}
 
 /** The stored reply of a transfer that ended (posted: its 201; voided: its 409). */
 function endedReply(row: TransferOutRow, replayed: boolean): StoredReply {

@@ -1184,7 +1184,7 @@ export interface components {
             id: string;
             /** @enum {string} */
             kind: "transfer_out" | "transfer_in" | "grant" | "reversal_out" | "reversal_in";
-            /** @example 64d15f9e2e6c8f4d5a888888 */
+            /** @example 64d15f9e2e6c8f4d5a777777 */
             messageId: string | null;
             /** @example lunch */
             note: string | null;
@@ -1613,7 +1613,7 @@ export interface components {
          *       "senderBalance": 75,
          *       "recipientBalance": 125,
          *       "transferId": "64d15f9e2e6c8f4d5a777777",
-         *       "messageId": "64d15f9e2e6c8f4d5a888888",
+         *       "messageId": "64d15f9e2e6c8f4d5a777777",
          *       "chatId": "64d15f9e2e6c8f4d5a999999",
          *       "createdAt": "2026-01-15T10:30:00.000Z"
          *     }
@@ -1630,8 +1630,8 @@ export interface components {
              */
             createdAt: string;
             /**
-             * @description The credit_transfer message id (24 lowercase hex characters).
-             * @example 64d15f9e2e6c8f4d5a888888
+             * @description The credit_transfer message id (the transfer's id) (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a777777
              */
             messageId: string;
             /**
@@ -1739,7 +1739,7 @@ export interface components {
             chatId?: string | null;
             /**
              * @description null unless posted.
-             * @example 64d15f9e2e6c8f4d5a888888
+             * @example 64d15f9e2e6c8f4d5a777777
              */
             messageId?: string | null;
             /**
