@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
+import { type Row, renderGoals } from "./goals.ts";
 import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
 import { BARE_PATH, BARE_SECONDS, BENCH_VARS, CONNECTIONS, checkInvariants, createWorld, load, ROOT, SECONDS } from "./world.ts";
 
@@ -13,18 +14,6 @@ import { BARE_PATH, BARE_SECONDS, BENCH_VARS, CONNECTIONS, checkInvariants, crea
  * fails if not. A full run writes bench/results.json and the block in bench/README.md.
  */
 const only = process.argv.slice(2);
-
-export type Row = {
-  name: string;
-  requests: number;
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-  /** rps over the bare Worker's rps, measured just before this scenario. */
-  ratioToBare: number;
-  bareRps: number;
-};
 
 async function main() {
   const started = Date.now();
@@ -106,51 +95,6 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
     ),
   ];
   return lines.join("\n");
-}
-
-/** The goals of issue 12 against this run: reported, not asserted (only the books fail the run). */
-export function renderGoals(rows: Row[], problems: string[]) {
-  const row = (name: string) => rows.find((r) => r.name === name);
-  const factor = (goal: number, got: number) => (got >= goal ? "met" : `missed by ${(goal / Math.max(got, 1e-9)).toFixed(2)}×`);
-  const ratioGoal = (name: string, goal: number, p99Goal?: number) => {
-    const r = row(name);
-    if (!r) return [];
-    const verdicts = [factor(goal, r.ratioToBare)];
-    if (p99Goal) verdicts.push(r.p99Ms <= p99Goal ? "tail met" : `tail missed by ${(r.p99Ms / p99Goal).toFixed(1)}×`);
-    return [
-      `| ${name} ≥ ${goal}× bare${p99Goal ? `, p99 ≤ ${p99Goal} ms` : ""} | ${r.ratioToBare}×${p99Goal ? `, p99 ${r.p99Ms} ms` : ""} | ${verdicts.join("; ")} |`,
-    ];
-  };
-  const sizeGoal = (big: string, small: string) => {
-    const b = row(big);
-    const a = row(small);
-    if (!a || !b) return [];
-    return [
-      `| ${big} ≥ 0.9× ${small} (req/s) | ${b.rps.toFixed(0)} vs ${a.rps.toFixed(0)} (${(b.rps / a.rps).toFixed(2)}×) | ${factor(0.9, b.rps / a.rps)} |`,
-    ];
-  };
-  const errors = rows.reduce((sum, r) => sum + r.errors, 0);
-  return [
-    "Against the goals of issue 12 (computed by the run):",
-    "",
-    "| goal | measured | verdict |",
-    "|---|---|---|",
-    ...ratioGoal("transfer-hot-sender", 0.065, 300),
-    ...ratioGoal("transfer-random-pairs", 0.06, 400),
-    ...ratioGoal("message-send", 0.15),
-    ...ratioGoal("message-send-100-chats", 0.15),
-    ...ratioGoal("chat-list", 0.15),
-    ...ratioGoal("health", 0.8),
-    ...ratioGoal("users-me", 0.3),
-    ...ratioGoal("message-list-1k", 0.15),
-    ...ratioGoal("message-list-100k", 0.15),
-    ...ratioGoal("ledger-page-1k", 0.15),
-    ...ratioGoal("ledger-page-100k", 0.15),
-    ...sizeGoal("message-list-100k", "message-list-1k"),
-    ...sizeGoal("ledger-page-100k", "ledger-page-1k"),
-    `| 0 errors in every scenario | ${errors} | ${errors ? "missed" : "met"} |`,
-    `| books: reconciliation clean, seq contiguous, 0 negative | ${problems.length} violations | ${problems.length ? "missed" : "met"} |`,
-  ].join("\n");
 }
 
 function writeReadmeTable(table: string) {

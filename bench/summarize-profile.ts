@@ -7,7 +7,8 @@ import path from "node:path";
  * request per bucket. A sample's self time goes to the bucket of its own frame; a frame that tells
  * nothing by itself (a builtin or native function with no script, such as SubtleCrypto's `verify`
  * or a Promise job) inherits the bucket of the nearest caller that does, except JSON.parse /
- * JSON.stringify, which are always "JSON". Frames of the bundle are placed by their original
+ * JSON.stringify ("JSON") and an object's SQLite calls (`exec`, `transactionSync`: "object RPC +
+ * storage"). Frames of the bundle are placed by their original
  * source file through the bundle's source map (wrangler writes one beside index.js).
  *
  *   node bench/summarize-profile.ts bench/profiles/<scenario>.cpuprofile <requests> [index.js.map]
@@ -91,6 +92,8 @@ export function summarize(profile: CpuProfile, requests: number, sourceMap?: str
     if (functionName === "(garbage collector)") return "GC";
     if (functionName === "(program)" || functionName === "(root)") return "other";
     if (!url && /^(parse|stringify)$/.test(functionName) && isJsonCall(n)) return "JSON";
+    // SQLite storage inside an object (ctx.storage.sql.exec, transactionSync) is native code.
+    if (!url && /^(exec|transactionSync|databaseSize)$/.test(functionName)) return "object RPC + storage";
     if (!url) return undefined;
     return bucketOfSource(sourceOf(n));
   };
