@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "../test/e2e/support/server.ts";
 import { busyPerRequest, type CpuProfile, renderSummary, summarize } from "./summarize-profile.ts";
-import { APP_WORKER, BARE_PATH, createWorld, load, ROOT, SECONDS } from "./world.ts";
+import { APP_WORKER, BARE_PATH, createWorld, load, ROOT, SECONDS, workerdThreadCpuMs } from "./world.ts";
 
 /**
  * `npm run bench:profile [-- scenario …]`: V8 CPU profiles of the product's isolate (the Worker and
@@ -81,7 +81,10 @@ async function main() {
       // Warm the paths (JIT, first-use objects) so the profile shows the steady state.
       await load(world.base, { ...spec, seconds: 2 });
       await Promise.all(sessions.map((s) => s.cdp.send("Profiler.start")));
+      const port = new URL(world.base).port;
+      const cpuBefore = workerdThreadCpuMs(port);
       const r = await load(world.base, spec);
+      const cpuAfter = workerdThreadCpuMs(port);
       const profiles = await Promise.all(
         sessions.map(async (s) => ({
           role: s.role,
@@ -106,7 +109,11 @@ async function main() {
         }
       }
       if (!report) report = `### bare: ${r.requests} requests in ${SECONDS} s (${r.rps.toFixed(0)}/s under the profiler)`;
-      report += `\n\nOther isolates, thread ms / request: ${others.join("; ")}.`;
+      const threadMs =
+        cpuBefore === undefined || cpuAfter === undefined
+          ? "unknown"
+          : ((cpuAfter - cpuBefore) / Math.max(r.requests, 1)).toFixed(3);
+      report += `\n\nworkerd's main thread (every isolate, the runtime, the sockets; /proc, 10 ms ticks): ${threadMs} CPU ms / request. Other isolates' own samples (they overlap: not additive): ${others.join("; ")}.`;
       console.log(`\n${report}\n(profiles: ${path.relative(ROOT, OUT)}/${name}.*.cpuprofile)`);
       reports.push(report);
     }

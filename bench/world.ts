@@ -34,10 +34,10 @@ const LOCAL_JWT_SECRET = "local-development-only-insecure-jwt-secret-do-not-depl
 export type D1 = Awaited<ReturnType<Miniflare["getD1Database"]>>;
 type D1Statement = ReturnType<D1["prepare"]>;
 
-function sh(command: string, args: string[]) {
+function sh(command: string, args: string[], cwd = ROOT) {
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, args, {
-      cwd: ROOT,
+      cwd,
       env: { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ""}`, CI: "1" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -51,8 +51,9 @@ function sh(command: string, args: string[]) {
 }
 
 /** The production bundle of the top-level (local) config, as `wrangler deploy` would upload it. */
-export async function build(outdir: string) {
-  await sh(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", outdir]);
+/** `root`: another checkout of the project (bench/ab.ts builds older commits), with node_modules. */
+export async function build(outdir: string, root = ROOT) {
+  await sh(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", outdir], root);
   return readdirSync(outdir)
     .filter((name) => !name.endsWith(".map") && name !== "README.md")
     .map((name) => ({
@@ -63,7 +64,7 @@ export async function build(outdir: string) {
     .sort((a, b) => (a.type === "ESModule" ? -1 : b.type === "ESModule" ? 1 : 0));
 }
 
-function tomlVars(): Record<string, string> {
+export function tomlVars(): Record<string, string> {
   // The [vars] table at the top level of wrangler.toml (local): KEY = "value" lines until the next table.
   const toml = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
   const section = toml.split(/^\[vars\]\s*$/m)[1]?.split(/^\[/m)[0] ?? "";
@@ -123,7 +124,7 @@ export async function startMiniflare(
   return { mf, url: url.origin };
 }
 
-async function migrate(db: D1) {
+export async function migrate(db: D1) {
   const dir = path.join(ROOT, "migrations");
   for (const file of readdirSync(dir)
     .filter((name) => name.endsWith(".sql"))
@@ -159,7 +160,7 @@ async function tokenFor(id: string, role: "user" | "admin") {
 }
 
 /** Users inserted straight into D1 (registration hashes a password per user: too slow for 1,000). */
-async function seedUsers(db: D1, count: number, label: string, role: "user" | "admin" = "user"): Promise<BenchUser[]> {
+export async function seedUsers(db: D1, count: number, label: string, role: "user" | "admin" = "user"): Promise<BenchUser[]> {
   const users: BenchUser[] = [];
   const now = Date.now();
   for (let start = 0; start < count; start += 500) {
@@ -219,6 +220,8 @@ export type Load = {
   /** Per-request token/body: called for every request autocannon sends. */
   next?: () => { token?: string; body?: unknown; path?: string };
   token?: string;
+  /** Which Worker of the Miniflare process answers, by name (bench/ab.ts); else its routes decide. */
+  worker?: string;
   /** A fresh `Idempotency-Key` on every request, as a real client sends on money moves and sends. */
   idempotencyKey?: boolean;
   connections?: number;
@@ -241,6 +244,8 @@ export async function load(base: string, spec: Load) {
           const token = next.token ?? spec.token;
           const headers: Record<string, string> = { ...(request.headers as Record<string, string>) };
           if (token) headers.authorization = `Bearer ${token}`;
+          // Miniflare's entry router reads (and strips) this header before its routes.
+          if (spec.worker) headers["mf-route-override"] = spec.worker;
           if (spec.idempotencyKey) headers["idempotency-key"] = `bench-${process.pid}-${++keyCounter}`;
           if (next.body !== undefined) headers["content-type"] = "application/json";
           return {
@@ -260,6 +265,32 @@ export async function load(base: string, spec: Load) {
     p99Ms: result.latency.p99,
     errors: result.non2xx + result.errors + result.timeouts,
   };
+}
+
+/**
+ * CPU ms so far of workerd's main thread (every isolate, the runtime and its sockets run there),
+ * from /proc (Linux). Miniflare does not expose the pid: the process is the workerd whose
+ * command line serves this port.
+ */
+export function workerdThreadCpuMs(port: string): number | undefined {
+  try {
+    for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+      let cmdline = "";
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      } catch {
+        continue;
+      }
+      if (!cmdline.includes("workerd") || !cmdline.includes(`127.0.0.1:${port}`)) continue;
+      // utime and stime are the 12th and 13th fields after the ")" that ends the thread's name.
+      const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
 }
 
 // ------------------------------------------------------------------ invariants
