@@ -133,7 +133,8 @@ async function main() {
         (s) =>
           `| ${s.name} | ${variants
             .map(
-              (v) => `${median(rps[s.name]?.[v.name] ?? []).toFixed(0)} | ${median(ratios[s.name]?.[v.name] ?? []).toFixed(3)}`,
+              (v) =>
+                `${median(rps[s.name]?.[v.name] ?? []).toFixed(0)} | ${median(ratios[s.name]?.[v.name] ?? []).toFixed(3)} | ${cpu[s.name]?.[v.name]?.length ? median(cpu[s.name]?.[v.name] ?? []).toFixed(3) : "?"}`,
             )
             .join(" | ")} |`,
       ),
