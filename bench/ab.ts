@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { freePort } from "../test/e2e/support/server.ts";
-import { BARE_PATH, BENCH_VARS, build, load, migrate, ROOT, seedUsers, tomlVars, workerdThreadCpuMs } from "./world.ts";
+import { appWorker, BARE_PATH, bareWorker, build, load, migrate, ROOT, seedUsers, workerdThreadCpuMs } from "./world.ts";
 
 /**
  * `npm run bench:ab -- <commit> <commit> …`: what a change buys, measured in ONE Miniflare process.
@@ -42,35 +42,12 @@ async function main() {
       console.log(`bench:ab: building ${commit} …`);
       variants.push({ name: `v${i}`, ref, commit, modules: await build(outdir, checkout), outdir });
     }
-    const compat = "2026-11-01";
     const listenPort = await freePort();
     mf = new Miniflare(
       convertV4MiniflareOptions({
         host: "127.0.0.1",
         port: listenPort,
-        workers: [
-          ...variants.map((v) => ({
-            name: v.name,
-            modules: v.modules,
-            modulesRoot: v.outdir,
-            compatibilityDate: compat,
-            compatibilityFlags: ["nodejs_compat"],
-            bindings: { ...tomlVars(), ...BENCH_VARS },
-            d1Databases: { DB: `ab-db-${v.name}` },
-            durableObjects: {
-              WALLET: { className: "WalletDO", useSQLite: true },
-              RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-              REALTIME: { className: "RealtimeDO", useSQLite: true },
-            },
-          })),
-          {
-            name: "bench-bare",
-            modules: true,
-            scriptPath: path.join(ROOT, "bench/bare-worker.js"),
-            compatibilityDate: compat,
-            routes: [`*${BARE_PATH}`],
-          },
-        ],
+        workers: [...variants.map((v) => appWorker(v.name, v.modules, v.outdir, `ab-db-${v.name}`)), bareWorker()],
       }),
     );
     const base = (await mf.ready).origin;

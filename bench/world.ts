@@ -76,6 +76,38 @@ export const APP_WORKER = "credit-chat";
 /** Where the bare Worker answers, on any host, through the same Miniflare entry as the app. */
 export const BARE_PATH = "/__bare";
 
+const compatibilityDate = () =>
+  readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
+
+/** A built product bundle as one worker of a Miniflare process: the local vars raised as above, its own D1 and objects. */
+export function appWorker(name: string, modules: Awaited<ReturnType<typeof build>>, outdir: string, database: string) {
+  return {
+    name,
+    modules,
+    modulesRoot: outdir,
+    compatibilityDate: compatibilityDate(),
+    compatibilityFlags: ["nodejs_compat"],
+    bindings: { ...tomlVars(), ...BENCH_VARS },
+    d1Databases: { DB: database },
+    durableObjects: {
+      WALLET: { className: "WalletDO", useSQLite: true },
+      RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
+      REALTIME: { className: "RealtimeDO", useSQLite: true },
+    },
+  };
+}
+
+/** bench/bare-worker.js on BARE_PATH: the denominator of every ratio. */
+export function bareWorker() {
+  return {
+    name: "bench-bare",
+    modules: true,
+    scriptPath: path.join(ROOT, "bench/bare-worker.js"),
+    compatibilityDate: compatibilityDate(),
+    routes: [`*${BARE_PATH}`],
+  };
+}
+
 /**
  * One Miniflare process, two workers: the product bundle, and bench/bare-worker.js routed on
  * BARE_PATH (the denominator of every ratio). `inspectorPort` opens the V8 inspector (profiling).
@@ -87,7 +119,6 @@ export async function startMiniflare(
   port: number,
   inspectorPort?: number,
 ) {
-  const compat = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
   // miniflare 5 (the one wrangler runs) still takes the v4 option shape through this converter.
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -95,29 +126,7 @@ export async function startMiniflare(
       port,
       ...(inspectorPort ? { inspectorPort } : {}),
       resourcePersistencePath: persist,
-      workers: [
-        {
-          name: APP_WORKER,
-          modules,
-          modulesRoot: outdir,
-          compatibilityDate: compat,
-          compatibilityFlags: ["nodejs_compat"],
-          bindings: { ...tomlVars(), ...BENCH_VARS },
-          d1Databases: { DB: "bench-db" },
-          durableObjects: {
-            WALLET: { className: "WalletDO", useSQLite: true },
-            RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-            REALTIME: { className: "RealtimeDO", useSQLite: true },
-          },
-        },
-        {
-          name: "bench-bare",
-          modules: true,
-          scriptPath: path.join(ROOT, "bench/bare-worker.js"),
-          compatibilityDate: compat,
-          routes: [`*${BARE_PATH}`],
-        },
-      ],
+      workers: [appWorker(APP_WORKER, modules, outdir, "bench-db"), bareWorker()],
     }),
   );
   const url = await mf.ready;
