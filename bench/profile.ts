@@ -9,9 +9,10 @@ import { APP_WORKER, BARE_PATH, createWorld, load, ROOT, SECONDS, workerdThreadC
  * its Durable Objects, which workerd runs in one isolate) under each scenario's load, taken
  * through Miniflare's inspector with the Chrome DevTools Protocol (`Profiler.start` /
  * `Profiler.stop`). Writes bench/profiles/<scenario>.cpuprofile (open it in Chrome DevTools →
- * Performance, or `node bench/summarize-profile.ts <file> <requests>`) and prints thread ms per
- * request by bucket. Default scenarios: the hot paths (transfer, message send, users-me, health,
- * chat-list). Profiling slows the isolate; compare buckets with each other, not with bench figures.
+ * Performance, or `npm run bench:summarize -- <file> <requests>`) and prints sampled ms per
+ * request by bucket, and the CPU per request of workerd's thread (all isolates) from /proc.
+ * Default scenarios: the hot paths (transfer, message send, users-me, health, chat-list).
+ * Profiling slows the isolate; compare buckets with each other, not with bench figures.
  */
 const HOT_PATHS = ["transfer-hot-sender", "message-send", "users-me", "health", "chat-list"];
 const only = process.argv.slice(2);

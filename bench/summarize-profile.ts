@@ -3,8 +3,11 @@ import { SourceMap } from "node:module";
 import path from "node:path";
 
 /**
- * Attributes a V8 CPU profile of the product's isolate to buckets of work and prints thread ms per
- * request per bucket. A sample's self time goes to the bucket of its own frame; a frame that tells
+ * Attributes a V8 CPU profile of the product's isolate to buckets of work and prints sampled ms
+ * per request per bucket. V8 samples on a timer: a sample taken while the OS has the thread
+ * descheduled (a loaded machine) still lands on the current frame, so the absolute figures
+ * are wall time spent in each frame, inflated by load; the shares are what to compare, and the
+ * thread's real CPU per request comes from /proc (bench/profile.ts prints it). A sample's self time goes to the bucket of its own frame; a frame that tells
  * nothing by itself (a builtin or native function with no script, such as SubtleCrypto's `verify`
  * or a Promise job) inherits the bucket of the nearest caller that does, except JSON.parse /
  * JSON.stringify ("JSON") and an object's SQLite calls (`exec`, `transactionSync`: "object RPC +
@@ -169,7 +172,7 @@ export function renderSummary(
   const lines = [
     `### ${name}: ${run.requests} requests in ${run.seconds} s (${run.rps.toFixed(0)}/s under the profiler, ${run.errors} errors); isolate busy ${((summary.busyMs / summary.wallMs) * 100).toFixed(0)} % of ${summary.wallMs.toFixed(0)} ms`,
     "",
-    "| bucket | thread ms / request | share |",
+    "| bucket | sampled ms / request | share |",
     "|---|---:|---:|",
     ...BUCKETS.filter((b) => summary.perBucketMs[b] > 0).map(
       (b) => `| ${b} | ${fmt(summary.perBucketMs[b])} | ${((summary.perBucketMs[b] / total) * 100).toFixed(0)} % |`,
