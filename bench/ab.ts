@@ -76,9 +76,15 @@ async function main() {
     // CPU ms of workerd's thread per request: what a request costs, far less sensitive than req/s
     // to what else the shared machine runs at that moment.
     const cpu: Record<string, Record<string, number[]>> = {};
+    const bareCpu: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const scenario of scenarios) {
+        const bareCpuBefore = workerdThreadCpuMs(port);
         const bare = await load(base, { path: BARE_PATH, seconds: SLOT_SECONDS });
+        const bareCpuAfter = workerdThreadCpuMs(port);
+        if (bareCpuBefore !== undefined && bareCpuAfter !== undefined) {
+          bareCpu.push((bareCpuAfter - bareCpuBefore) / Math.max(bare.requests, 1));
+        }
         const order = variants.map((_, i) => variants[(i + round) % variants.length] as (typeof variants)[number]);
         for (const v of order) {
           const cpuBefore = workerdThreadCpuMs(port);
@@ -102,7 +108,7 @@ async function main() {
       }
     }
     const lines = [
-      `A/B in one Miniflare process, ${ROUNDS} rounds × ${SLOT_SECONDS} s per slot, order rotated each round; median over rounds.`,
+      `A/B in one Miniflare process, ${ROUNDS} rounds × ${SLOT_SECONDS} s per slot, order rotated each round; median over rounds. The bare Worker: ${bareCpu.length ? median(bareCpu).toFixed(3) : "?"} thread CPU ms / request.`,
       "",
       `| scenario | ${variants.map((v) => `${v.commit} req/s | × bare | thread CPU ms / req`).join(" | ")} |`,
       `|---|${variants.map(() => "---:|---:|---:").join("|")}|`,
