@@ -569,6 +569,16 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
         next: () => ({ body: { chatId: oneChat, content: "bench message in one chat" } }),
       },
     });
+    // Probe: the same send without a key, to split off what the key's D1 claim and stored outcome cost.
+    scenarios.push({
+      name: "message-send-unkeyed",
+      load: {
+        method: "POST",
+        path: "/api/v2/messages",
+        token: hot.token,
+        next: () => ({ body: { chatId: oneChat, content: "bench message in one chat, no key" } }),
+      },
+    });
     scenarios.push({
       name: "message-send-100-chats",
       load: {
