@@ -12,7 +12,27 @@ import { closeForSuspension } from "./realtime";
 export const displayNameKey = (displayName: string) => displayName.normalize("NFC").toLowerCase();
 
 export async function findUser(db: Database, userId: string): Promise<UserRow | undefined> {
-  return db.select().from(users).where(eq(users.id, userId)).get();
+  return userById(db).get({ userId });
+}
+
+/**
+ * The by-id read every profile request makes, built once per database (Drizzle's query building
+ * was a fifth of `GET /users/me`'s thread time: bench/README.md) and bound per call.
+ */
+const userByIdQueries = new WeakMap<Database, ReturnType<typeof prepareUserById>>();
+const prepareUserById = (db: Database) =>
+  db
+    .select()
+    .from(users)
+    .where(eq(users.id, sql.placeholder("userId")))
+    .prepare();
+function userById(db: Database) {
+  let query = userByIdQueries.get(db);
+  if (!query) {
+    query = prepareUserById(db);
+    userByIdQueries.set(db, query);
+  }
+  return query;
 }
 
 /** The user, or 404 `user_not_found`. */

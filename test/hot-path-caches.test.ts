@@ -1,0 +1,43 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { users } from "../src/db/schema";
+import { getConfig } from "../src/lib/config";
+import { signAccessToken, verifyAccessToken } from "../src/lib/jwt";
+import { findUser } from "../src/services/users";
+import { seedUser } from "./support/users";
+
+/** What the hot-path caches of issue 12 keep across requests must never mix bindings, secrets or rows. */
+describe("hot-path caches", () => {
+  it("builds Drizzle once per D1 binding, and a different binding gets its own", () => {
+    expect(createDb(env.DB)).toBe(createDb(env.DB));
+    const other = { ...env.DB } as D1Database;
+    expect(createDb(other)).not.toBe(createDb(env.DB));
+  });
+
+  it("keeps one key id per secret: a token signed under one secret is refused under another, both ways", async () => {
+    const config = getConfig(env);
+    const a = { ...config, jwtSecret: "first-secret-of-at-least-thirty-two-bytes!" };
+    const b = { ...config, jwtSecret: "second-secret-of-at-least-thirty-two-bytes" };
+    const user = { id: "0123456789abcdef01234567", role: "user" as const, sessionId: "0123456789abcdef01234568" };
+    const tokenA = await signAccessToken(a, user);
+    const tokenB = await signAccessToken(b, user);
+    // Both keys are cached now; each must still verify only its own tokens.
+    await expect(verifyAccessToken(a, tokenA)).resolves.toEqual(user);
+    await expect(verifyAccessToken(b, tokenB)).resolves.toEqual(user);
+    await expect(verifyAccessToken(a, tokenB)).rejects.toMatchObject({ code: "invalid_token" });
+    await expect(verifyAccessToken(b, tokenA)).rejects.toMatchObject({ code: "invalid_token" });
+  });
+
+  it("binds the prepared by-id read per call: each id gets its own row, a missing id none, a change is seen", async () => {
+    const db = createDb(env.DB);
+    const first = await seedUser({ displayName: "Cache First" });
+    const second = await seedUser({ displayName: "Cache Second" });
+    expect((await findUser(db, first.id))?.displayName).toBe("Cache First");
+    expect((await findUser(db, second.id))?.displayName).toBe("Cache Second");
+    expect(await findUser(db, "ffffffffffffffffffffffff")).toBeUndefined();
+    await db.update(users).set({ displayName: "Cache Renamed" }).where(eq(users.id, first.id));
+    expect((await findUser(db, first.id))?.displayName).toBe("Cache Renamed");
+  });
+});

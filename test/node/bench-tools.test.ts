@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { type Row, renderGoals } from "../../bench/goals.ts";
+import { type CpuProfile, summarize } from "../../bench/summarize-profile.ts";
+
+type Node = CpuProfile["nodes"][number];
+const frame = (id: number, functionName: string, url: string, children: number[] = []): Node => ({
+  id,
+  callFrame: { functionName, url, lineNumber: -1, columnNumber: -1 },
+  children,
+});
+
+/** A profile whose samples hit `hits` (node id → number of 1 ms samples), in that order. */
+function profileOf(nodes: Node[], hits: [number, number][]): CpuProfile {
+  const samples = hits.flatMap(([id, n]) => Array.from({ length: n }, () => id));
+  return { nodes, samples, timeDeltas: samples.map(() => 1000), startTime: 0, endTime: samples.length * 1000 };
+}
+
+describe("bench/summarize-profile.ts", () => {
+  // root → app code (src/…) → SubtleCrypto verify (native, no URL) and JSON.parse (native);
+  // root → drizzle → D1 binding's fetch (native); root → wallet object → sql.exec (native); idle.
+  const nodes = [
+    frame(1, "(root)", "", [2, 5, 7, 10]),
+    frame(2, "verifyAccessToken", "file:///node_modules/hono/dist/utils/jwt/jwt.js", [3, 4]),
+    frame(3, "verify", ""),
+    frame(4, "parse", ""),
+    frame(5, "buildQuery", "file:///app/node_modules/drizzle-orm/sql/sql.js", [6]),
+    frame(6, "_send", "cloudflare-internal:d1-api"),
+    frame(7, "debit", "file:///app/src/durable-objects/wallet/wallet-do.ts", [8]),
+    frame(8, "exec", ""),
+    frame(10, "(idle)", ""),
+  ];
+  const profile = profileOf(nodes, [
+    [3, 4],
+    [4, 2],
+    [5, 3],
+    [6, 5],
+    [7, 1],
+    [8, 6],
+    [10, 9],
+  ]);
+
+  it("gives a native frame its caller's bucket, JSON and SQLite storage their own, and leaves idle out", () => {
+    const summary = summarize(profile, 2);
+    // per request: ms / 2 requests
+    expect(summary.perBucketMs["JWT + crypto"]).toBeCloseTo(2); // verify inherits from hono/jwt
+    expect(summary.perBucketMs.JSON).toBeCloseTo(1);
+    expect(summary.perBucketMs["Drizzle query building"]).toBeCloseTo(1.5);
+    expect(summary.perBucketMs["D1 calls"]).toBeCloseTo(2.5);
+    expect(summary.perBucketMs["wallet object (own code)"]).toBeCloseTo(0.5);
+    expect(summary.perBucketMs["object RPC + storage"]).toBeCloseTo(3);
+    expect(summary.idleMs).toBeCloseTo(9);
+    expect(summary.busyMs).toBeCloseTo(21);
+    expect(summary.topFrames[0]).toMatchObject({ frame: "exec (native)", bucket: "object RPC + storage" });
+  });
+});
+
+describe("bench/goals.ts", () => {
+  const row = (name: string, rps: number, ratioToBare: number, p99Ms = 10): Row => ({
+    name,
+    rps,
+    ratioToBare,
+    p99Ms,
+    p50Ms: 1,
+    requests: rps * 8,
+    errors: 0,
+    bareRps: rps / ratioToBare,
+  });
+
+  it("judges each goal of issue 12 from the run's own ratios", () => {
+    const table = renderGoals(
+      [
+        row("health", 900, 0.85),
+        row("users-me", 200, 0.2),
+        row("transfer-hot-sender", 70, 0.07, 450),
+        row("message-list-1k", 200, 0.2),
+        row("message-list-100k", 150, 0.15),
+      ],
+      [],
+    );
+    expect(table).toContain("| health ≥ 0.8× bare | 0.85× | met |");
+    expect(table).toContain("| users-me ≥ 0.3× bare | 0.2× | missed by 1.50× |");
+    expect(table).toContain("| transfer-hot-sender ≥ 0.065× bare, p99 ≤ 300 ms | 0.07×, p99 450 ms | met; tail missed by 1.5× |");
+    expect(table).toContain("| message-list-100k ≥ 0.9× message-list-1k (req/s) | 150 vs 200 (0.75×) | missed by 1.20× |");
+    expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 0 violations | met |");
+  });
+
+  it("misses the error goal when any scenario had an error, and the books when a check failed", () => {
+    const table = renderGoals([{ ...row("health", 900, 0.9), errors: 3 }], ["money not conserved"]);
+    expect(table).toContain("| 0 errors in every scenario | 3 | missed |");
+    expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 1 violations | missed |");
+  });
+});
