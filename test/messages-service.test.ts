@@ -7,7 +7,7 @@ import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
 import { findOrCreateDirectChat } from "../src/services/chats";
 import { directKeyOf } from "../src/services/membership";
-import { appendMessage, type CreditTransferMessageInput, postCreditTransferMessage } from "../src/services/messages";
+import { appendMessage, type CreditTransferMessageInput, postCreditTransferMessages } from "../src/services/messages";
 import { seedUser } from "./support/users";
 
 const db = createDb(env.DB);
@@ -15,10 +15,12 @@ const db = createDb(env.DB);
 /** As the transfer protocol does it: the pair's direct chat (created if missing), then the message, whose id is the transfer's. */
 async function postForTransfer(input: Omit<CreditTransferMessageInput, "chatId" | "messageId">) {
   const { chat } = await findOrCreateDirectChat(db, input.senderId, input.recipientId, input.createdAt);
-  return postCreditTransferMessage(db, { ...input, chatId: chat.id, messageId: input.transferId });
+  const [message] = await postCreditTransferMessages(db, [{ ...input, chatId: chat.id, messageId: input.transferId }]);
+  if (!message) throw new Error(`no message for ${input.transferId}`);
+  return message;
 }
 
-describe("postCreditTransferMessage", () => {
+describe("postCreditTransferMessages", () => {
   it("posts the payer's credit_transfer message, with the transfer's id, into their direct chat", async () => {
     const payer = await seedUser();
     const payee = await seedUser();

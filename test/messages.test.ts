@@ -7,7 +7,7 @@ import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempot
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
 import { findOrCreateDirectChat } from "../src/services/chats";
-import { postCreditTransferMessage } from "../src/services/messages";
+import { postCreditTransferMessages } from "../src/services/messages";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
@@ -571,16 +571,19 @@ describe("PATCH and DELETE /api/v1/messages/{messageId}", () => {
     expectError(await patch(a, mine.id, "   "), 400, "validation_failed");
 
     const transferId = newId();
-    const transfer = await postCreditTransferMessage(db, {
-      transferId,
-      messageId: transferId,
-      chatId: (await findOrCreateDirectChat(db, a.id, b.id)).chat.id,
-      senderId: a.id,
-      recipientId: b.id,
-      amount: 5,
-      note: null,
-      createdAt: Date.now(),
-    });
+    const [transfer] = await postCreditTransferMessages(db, [
+      {
+        transferId,
+        messageId: transferId,
+        chatId: (await findOrCreateDirectChat(db, a.id, b.id)).chat.id,
+        senderId: a.id,
+        recipientId: b.id,
+        amount: 5,
+        note: null,
+        createdAt: Date.now(),
+      },
+    ]);
+    if (!transfer) throw new Error("no credit_transfer message");
     expectError(await patch(a, transfer.id), 409, "message_immutable");
     expectError(await del(a, transfer.id), 409, "message_immutable");
     // Someone else's credit transfer: 403 comes before 409.

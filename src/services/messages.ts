@@ -74,6 +74,17 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   input: NewMessage,
   rule: AppendRule,
 ): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
+  const append = appendStatements(db, input, rule);
+  const results = (await db.batch([...before, ...append.statements] as unknown as [BatchItem<"sqlite">])) as unknown[];
+  return { before: results.slice(0, before.length) as BatchResponse<B>, posted: append.read(results.slice(before.length)) };
+}
+
+/**
+ * The statements of one append (appendInBatch has the steps), and `read`, which turns their
+ * results into the posted message. Several appends can share one batch: each one's statements
+ * name only its own message id, and the chat's `last_seq` moves between them in batch order.
+ */
+function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
   const id = input.id ?? newId(input.createdAt);
   const ourId = sql`(SELECT ${messages.id} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourChat = sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${id})`;
@@ -110,16 +121,19 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
       .where(rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id)),
     db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, ourChat)),
   ];
-  const results = (await db.batch([...before, ...statements] as unknown as [BatchItem<"sqlite">])) as unknown[];
-  const [messageRows, memberRows] = results.slice(-2) as [MessageRow[], { userId: string }[]];
-  const found = messageRows[0];
-  const posted: Posted | undefined =
-    found === undefined
-      ? undefined
-      : found.id === id
-        ? { message: toMessage(found), created: true, memberIds: memberRows.map((member) => member.userId) }
-        : { message: toMessage(found), created: false };
-  return { before: results.slice(0, before.length) as BatchResponse<B>, posted };
+  /** `results`: this append's own results, in the order of `statements`. */
+  const read = (results: unknown[]): Posted | undefined => {
+    const [messageRows, memberRows] = results.slice(statements.length - 2, statements.length) as [
+      MessageRow[],
+      { userId: string }[],
+    ];
+    const found = messageRows[0];
+    if (found === undefined) return undefined;
+    return found.id === id
+      ? { message: toMessage(found), created: true, memberIds: memberRows.map((member) => member.userId) }
+      : { message: toMessage(found), created: false };
+  };
+  return { statements, read };
 }
 
 /**
@@ -154,34 +168,44 @@ export type CreditTransferMessageInput = {
 };
 
 /**
- * Posts the `credit_transfer` message of a transfer into the direct chat of payer and payee, in ONE
- * batch keyed by `transferId` (UNIQUE): any number of calls, concurrent or repeated by the transfer
- * protocol's recovery, return the one message with one seq. The sender is the payer; `content` is
- * null, the transfer is in `creditTransfer`. Blocks and suspension are NOT checked here: the
- * transfer protocol checked them before moving credits, and a transfer that moved credits must get
- * its message. Called only after the recipient's credit (API.md: nobody sees a transfer message
- * for credits that are not in the recipient's balance).
+ * Posts the `credit_transfer` messages of transfers, each into the direct chat of its payer and
+ * payee, all in ONE batch (one D1 round trip for a sender's whole group commit), each keyed by its
+ * `transferId` (UNIQUE): any number of calls, concurrent or repeated by the transfer protocol's
+ * recovery, return the one message with one seq per transfer. The sender is the payer; `content`
+ * is null, the transfer is in `creditTransfer`. Blocks and suspension are NOT checked here: the
+ * transfer protocol checked them before moving credits, and a transfer that moved credits must
+ * get its message. Called only after the recipients' credits (API.md: nobody sees a transfer
+ * message for credits that are not in the recipient's balance). The messages come back in the
+ * order of `inputs` (undefined where the chat does not exist); a D1 failure fails them all (none is
+ * half-written: a batch is one transaction).
  */
-export async function postCreditTransferMessage(db: Database, input: CreditTransferMessageInput): Promise<Message> {
-  const { posted } = await appendInBatch(
-    db,
-    [],
-    {
-      id: input.messageId,
-      senderId: input.senderId,
-      type: "credit_transfer",
-      content: null,
-      transferId: input.transferId,
-      transferRecipientId: input.recipientId,
-      transferAmount: input.amount,
-      transferNote: input.note,
-      createdAt: input.createdAt,
-    },
-    { chatId: input.chatId, sameMessage: eq(messages.transferId, input.transferId) },
+export async function postCreditTransferMessages(
+  db: Database,
+  inputs: readonly CreditTransferMessageInput[],
+): Promise<(Message | undefined)[]> {
+  if (inputs.length === 0) return [];
+  const appends = inputs.map((input) =>
+    appendStatements(
+      db,
+      {
+        id: input.messageId,
+        senderId: input.senderId,
+        type: "credit_transfer",
+        content: null,
+        transferId: input.transferId,
+        transferRecipientId: input.recipientId,
+        transferAmount: input.amount,
+        transferNote: input.note,
+        createdAt: input.createdAt,
+      },
+      { chatId: input.chatId, sameMessage: eq(messages.transferId, input.transferId) },
+    ),
   );
-  if (!posted)
-    throw new Error(`credit_transfer message of ${input.transferId} neither inserted nor found in chat ${input.chatId}`);
-  return posted.message;
+  const results = (await db.batch(
+    appends.flatMap((append) => append.statements) as unknown as [BatchItem<"sqlite">],
+  )) as unknown[];
+  let offset = 0;
+  return appends.map((append) => append.read(results.slice(offset, (offset += append.statements.length)))?.message);
 }
 
 /** The message at each chat's `last_seq` (its last message), for the chats `chatIds` selects (ids or a subquery). */

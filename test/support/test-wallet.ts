@@ -1,4 +1,4 @@
-import { WalletDO } from "../../src/durable-objects/wallet/wallet-do";
+import { MAX_GROUP, WalletDO } from "../../src/durable-objects/wallet/wallet-do";
 import type {
   CreditCommand,
   CreditResult,
@@ -27,10 +27,37 @@ const TRANSFER_FAILURES_KEY = "test_transfer_failures";
  * - `failCredits(times)`: the next `times` credits to this wallet throw (a recipient whose credit
  *   cannot happen); voids still work;
  * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything (a wallet
- *   that fails before execution: nothing was executed, so nothing may be kept).
+ *   that fails before execution: nothing was executed, so nothing may be kept);
+ * - `holdGroups()` / `releaseGroups()`: transfer requests queue up without being committed until
+ *   released, so a test can fill one group with requests in a known order (`waitingCount()`);
+ *   `groupSizes` lists the size of every group committed since this instance started (memory).
  */
 export class TestWalletDO extends WalletDO {
   private readonly armed = new Map<FaultPoint, { left: number; mode: "stop" | "crash" }>();
+  private hold: { released: Promise<void>; release: () => void } | null = null;
+  readonly groupSizes: number[] = [];
+
+  holdGroups(): void {
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.hold = { released, release };
+  }
+
+  releaseGroups(): void {
+    this.hold?.release();
+    this.hold = null;
+  }
+
+  waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  protected override async beforeGroup(): Promise<void> {
+    if (this.hold) await this.hold.released;
+    this.groupSizes.push(Math.min(this.waiting.length, MAX_GROUP));
+  }
 
   armFault(point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): void {
     this.armed.set(point, { left: times, mode });

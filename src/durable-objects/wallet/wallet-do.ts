@@ -9,7 +9,7 @@ import { type Bucket, hitWindow, type RateLimitDecision, rateLimitedDetail, rate
 import type { Message } from "../../schemas/message";
 import type { Grant, Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
 import { findOrCreateDirectChat } from "../../services/chats";
-import { postCreditTransferMessage } from "../../services/messages";
+import { postCreditTransferMessages } from "../../services/messages";
 import { publishTransferEvent } from "../../services/transfer-events";
 import {
   type IncomingRow,
@@ -72,6 +72,15 @@ type Begun =
 /** A transfer at its end: the reply it stores, and the event when this call is the one that ended it. */
 type Ending = { reply: StoredReply; event: TransferEvent | null };
 
+/** A transfer request waiting for its group (see `transfer`). */
+type Waiting = { command: TransferCommand; answer: (result: TransferResult) => void; fail: (error: unknown) => void };
+
+/**
+ * The most transfer requests one group commits together: bounds the D1 batch of their messages
+ * (seven statements each) and how long the last of a group waits for the first.
+ */
+export const MAX_GROUP = 32;
+
 /**
  * One wallet per user (`idFromName(userId)`), SQLite-backed: the ledger and the transfer protocol,
  * nothing else (realtime is published by the caller from what these methods return; the books are
@@ -104,6 +113,10 @@ export class WalletDO extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
   /** The alarm time this object last set (null: none), so frequent transfers do not keep pushing it later. */
   private alarmAt: number | null = null;
+  /** Transfer requests that arrived while a group was being committed, in arrival order: the next group. */
+  protected readonly waiting: Waiting[] = [];
+  /** Whether a group is being committed (then new requests wait in `waiting`). */
+  private committing = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -119,8 +132,11 @@ export class WalletDO extends DurableObject<Env> {
     return Date.now();
   }
 
-  /** Called after each protocol step; a test subclass stops or crashes the protocol there. */
+  /** Called after each protocol step, per transfer; a test subclass stops or crashes the protocol there. */
   protected reached(_point: FaultPoint): void {}
+
+  /** Awaited before each group is taken from `waiting`; a test subclass holds groups here to fill one. */
+  protected async beforeGroup(): Promise<void> {}
 
   // ------------------------------------------------------------------ RPC: owner's reads and opening
 
@@ -229,22 +245,21 @@ export class WalletDO extends DurableObject<Env> {
 
   // ------------------------------------------------------------------ RPC: the transfer protocol
 
-  /** Sender side of a transfer (the class comment has the steps). */
-  async transfer(command: TransferCommand): Promise<TransferResult> {
-    const now = this.now();
-    const begun = this.ctx.storage.transactionSync(() => this.begin(command, now));
-    if (begun.kind === "answered") return begun.result;
-    // Same turn as the commit above, so the debit and its recovery alarm are written together.
-    if (!begun.replayed) this.scheduleAlarm(begun.row.retry_at);
-    this.reached("after_debit");
-    const ending = await this.finish(begun.row);
-    this.reached("after_posted");
-    return {
-      ok: true,
-      reply: { ...ending.reply, replayed: begun.replayed },
-      rateLimit: begun.rateLimit,
-      event: ending.event,
-    };
+  /**
+   * Sender side of a transfer (the class comment has the steps), committed in groups (group
+   * commit): a request that arrives while a group is being committed waits for the next group,
+   * which takes every request waiting by then (up to MAX_GROUP), in arrival order. So a busy wallet
+   * makes one storage transaction (one durable flush) for N debits, N credits in parallel, one D1
+   * batch for the N messages and one transaction marking them posted, where a transfer at a time
+   * makes N of each. Nothing else changes for a request: its key, its checks and its refusal are
+   * its own, decided in arrival order against the balance and limits the requests before it left,
+   * and an idle wallet commits a request at once (a group of one).
+   */
+  transfer(command: TransferCommand): Promise<TransferResult> {
+    return new Promise((answer, fail) => {
+      this.waiting.push({ command, answer, fail });
+      if (!this.committing) void this.commitWaiting();
+    });
   }
 
   /**
@@ -388,12 +403,15 @@ export class WalletDO extends DurableObject<Env> {
     this.alarmAt = null;
     const now = this.now();
     const due = this.sql.exec<TransferOutRow>(RECOVERY_SQL.due, now, RECOVERY_PAGE).toArray();
+    const endings = await this.finishAll(due);
     for (const row of due) {
-      try {
-        const { event } = await this.finish(row);
+      const ending = endings.get(row.transfer_id);
+      invariant(ending, `transfer ${row.transfer_id} left unsettled`);
+      if (ending.status === "fulfilled") {
+        const { event } = ending.value;
         if (event) publishTransferEvent(this.env, (promise) => this.ctx.waitUntil(promise), event);
-      } catch (error) {
-        logRecoveryFailure(row.transfer_id, error);
+      } else {
+        logRecoveryFailure(row.transfer_id, ending.reason);
         this.backOff(row, now);
       }
     }
@@ -402,6 +420,79 @@ export class WalletDO extends DurableObject<Env> {
   }
 
   // ------------------------------------------------------------------ internals: the protocol
+
+  /** Commits groups until no request waits; runs once at a time (`committing`). */
+  private async commitWaiting(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.waiting.length > 0) {
+        await this.beforeGroup();
+        const group = this.waiting.splice(0, MAX_GROUP);
+        try {
+          await this.commitGroup(group);
+        } catch (error) {
+          // commitGroup settles every request itself; this is only a bug's way out, and must not strand them.
+          for (const request of group) request.fail(error);
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  /**
+   * One group: step 1 for each request in ONE transaction, in arrival order; then steps 2–5 for
+   * the debited transfers together (`finishAll`). Every request is answered or failed on its own.
+   */
+  private async commitGroup(group: readonly Waiting[]): Promise<void> {
+    const now = this.now();
+    let begun: Begun[];
+    try {
+      begun = this.ctx.storage.transactionSync(() => group.map(({ command }) => this.begin(command, now)));
+    } catch (error) {
+      for (const request of group) request.fail(error);
+      return;
+    }
+    // Same turn as the commit above, so the debits and their recovery alarm are written together.
+    const retryTimes = begun.flatMap((b) => (b.kind === "continue" && !b.replayed ? [b.row.retry_at] : []));
+    if (retryTimes.length > 0) this.scheduleAlarm(Math.min(...retryTimes));
+
+    const going: { request: Waiting; begun: Extract<Begun, { kind: "continue" }> }[] = [];
+    group.forEach((request, i) => {
+      const started = begun[i];
+      invariant(started, "a request of the group has no beginning");
+      if (started.kind === "answered") request.answer(started.result);
+      else if (this.passes("after_debit", request)) going.push({ request, begun: started });
+    });
+    // A retry of a key still pending names the same transfer as its original: finished once.
+    const rows = [...new Map(going.map(({ begun }) => [begun.row.transfer_id, begun.row])).values()];
+    const endings = await this.finishAll(rows);
+    const announced = new Set<string>();
+    for (const { request, begun } of going) {
+      const transferId = begun.row.transfer_id;
+      const ending = endings.get(transferId);
+      invariant(ending, `transfer ${transferId} left unsettled`);
+      if (ending.status === "rejected") {
+        request.fail(ending.reason);
+        continue;
+      }
+      if (!this.passes("after_posted", request)) continue;
+      const event = announced.has(transferId) ? null : ending.value.event;
+      announced.add(transferId);
+      request.answer({ ok: true, reply: { ...ending.value.reply, replayed: begun.replayed }, rateLimit: begun.rateLimit, event });
+    }
+  }
+
+  /** `reached(point)` for one request of a group: false (and the request failed) when it stops there. */
+  private passes(point: FaultPoint, request: Waiting): boolean {
+    try {
+      this.reached(point);
+      return true;
+    } catch (error) {
+      request.fail(error);
+      return false;
+    }
+  }
 
   /** Step 1, inside one transactionSync. */
   private begin(command: TransferCommand, now: number): Begun {
@@ -503,28 +594,103 @@ export class WalletDO extends DurableObject<Env> {
     return { ok: true, reply: { status: 409, body, replayed: false }, rateLimit, event: null };
   }
 
-  /** Steps 2–5 for a debited transfer; safe to repeat and to run concurrently with itself. */
+  /** Steps 2–5 for one debited transfer (`finishAll`); throws what stopped it. */
   private async finish(row: TransferOutRow): Promise<Ending> {
-    if (row.state !== "pending") return { reply: endedReply(row, false), event: null };
+    const ending = (await this.finishAll([row])).get(row.transfer_id);
+    invariant(ending, `transfer ${row.transfer_id} left unsettled`);
+    if (ending.status === "rejected") throw ending.reason;
+    return ending.value;
+  }
+
+  /**
+   * Steps 2–5 for debited transfers, together: their credits (or voids) in parallel, the messages
+   * of the credited ones in ONE D1 batch (in the order of `rows`, so one chat's messages follow
+   * the debits), then ONE transaction marking them posted. Safe to repeat and to run concurrently
+   * with itself. Each transfer settles on its own: a recipient that cannot be reached fails only
+   * its transfer, a failed D1 batch the transfers whose messages it carried; they stay pending
+   * for the next retry.
+   */
+  private async finishAll(rows: readonly TransferOutRow[]): Promise<Map<string, PromiseSettledResult<Ending>>> {
+    const settled = new Map<string, PromiseSettledResult<Ending>>();
+    const end = (transferId: string, value: Ending) => settled.set(transferId, { status: "fulfilled", value });
+    const fail = (transferId: string, reason: unknown) => settled.set(transferId, { status: "rejected", reason });
+    if (rows.length === 0) return settled;
     const senderId = this.wallet().user_id;
-    const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
-    const command = creditCommandOf(row, senderId, chatId, getConfig(this.env).signupCredits);
-    const recipient = walletStub(this.env, row.recipient_id);
-    const outcome = this.now() >= row.void_at ? await recipient.voidUnlessCredited(command) : await recipient.credit(command);
-    if (!outcome.credited) return this.endVoided(row.transfer_id);
-    this.reached("after_credit");
-    const message = await postCreditTransferMessage(createDb(this.env.DB), {
-      transferId: row.transfer_id,
-      messageId: row.message_id,
-      chatId,
-      senderId,
-      recipientId: row.recipient_id,
-      amount: row.amount,
-      note: row.note,
-      createdAt: row.created_at,
+    const signupCredits = getConfig(this.env).signupCredits;
+
+    const credits = await Promise.all(
+      rows.map(async (row) => {
+        try {
+          if (row.state !== "pending") {
+            end(row.transfer_id, { reply: endedReply(row, false), event: null });
+            return null;
+          }
+          const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
+          const command = creditCommandOf(row, senderId, chatId, signupCredits);
+          const recipient = walletStub(this.env, row.recipient_id);
+          const outcome =
+            this.now() >= row.void_at ? await recipient.voidUnlessCredited(command) : await recipient.credit(command);
+          if (!outcome.credited) {
+            end(row.transfer_id, this.endVoided(row.transfer_id));
+            return null;
+          }
+          this.reached("after_credit");
+          return { row, chatId, credit: outcome };
+        } catch (error) {
+          fail(row.transfer_id, error);
+          return null;
+        }
+      }),
+    );
+    const credited = credits.filter((credit) => credit !== null);
+    if (credited.length === 0) return settled;
+
+    let messages: (Message | undefined)[];
+    try {
+      messages = await postCreditTransferMessages(
+        createDb(this.env.DB),
+        credited.map(({ row, chatId }) => ({
+          transferId: row.transfer_id,
+          messageId: row.message_id,
+          chatId,
+          senderId,
+          recipientId: row.recipient_id,
+          amount: row.amount,
+          note: row.note,
+          createdAt: row.created_at,
+        })),
+      );
+    } catch (error) {
+      for (const { row } of credited) fail(row.transfer_id, error);
+      return settled;
+    }
+    const posting = credited.flatMap((credited, i) => {
+      const message = messages[i];
+      const transferId = credited.row.transfer_id;
+      if (!message) {
+        fail(
+          transferId,
+          new Error(`credit_transfer message of ${transferId} neither inserted nor found in chat ${credited.chatId}`),
+        );
+        return [];
+      }
+      try {
+        this.reached("after_message");
+      } catch (error) {
+        fail(transferId, error);
+        return [];
+      }
+      return [{ ...credited, message }];
     });
-    this.reached("after_message");
-    return this.endPosted(row.transfer_id, outcome, message);
+    try {
+      const endings = this.ctx.storage.transactionSync(() =>
+        posting.map(({ row, credit, message }) => this.endPosted(row.transfer_id, credit, message)),
+      );
+      posting.forEach(({ row }, i) => end(row.transfer_id, endings[i] as Ending));
+    } catch (error) {
+      for (const { row } of posting) fail(row.transfer_id, error);
+    }
+    return settled;
   }
 
   /** Step 2 for the first transfer between two people: their direct chat, created in D1 if missing. */
@@ -534,44 +700,42 @@ export class WalletDO extends DurableObject<Env> {
     return chat.id;
   }
 
-  /** Step 5, credited: posted with its 201. Exactly one finisher commits it and gets the event. */
+  /** Step 5, credited: posted with its 201. Exactly one finisher commits it and gets the event. Inside transactionSync. */
   private endPosted(transferId: string, credit: CreditResult & { credited: true }, message: Message): Ending {
-    return this.ctx.storage.transactionSync(() => {
-      const current = this.transferOut(transferId);
-      invariant(current, `transfer ${transferId} disappeared`);
-      invariant(current.state !== "voided", `transfer ${transferId} credited by its recipient but voided here`);
-      if (current.state === "posted") return { reply: endedReply(current, false), event: null };
-      invariant(message.id === current.message_id, `transfer ${transferId} posted as message ${message.id}`);
-      const now = this.now();
-      const posted: TransferOutRow = {
-        ...current,
-        state: "posted",
-        recipient_balance: credit.balanceAfter,
-        chat_id: message.chatId,
-        posted_at: now,
-      };
-      const transfer = this.sentTransfer(posted);
-      const body = JSON.stringify(successBody(transfer, 201));
-      this.sql.exec(
-        "UPDATE transfers_out SET state = 'posted', recipient_balance = ?, chat_id = ?, response = ?, posted_at = ? WHERE transfer_id = ?",
-        credit.balanceAfter,
-        message.chatId,
-        body,
-        now,
-        transferId,
-      );
-      this.sql.exec("UPDATE entries SET message_id = ? WHERE transfer_id = ? AND kind = 'transfer_out'", message.id, transferId);
-      return {
-        reply: { status: 201, body, replayed: false },
-        event: {
-          kind: "posted",
-          transfer: { ...transfer, recipientBalance: credit.balanceAfter, messageId: message.id, chatId: message.chatId },
-          message,
-          debitedAt: iso(current.created_at),
-          creditedAt: iso(credit.creditedAt),
-        },
-      };
-    });
+    const current = this.transferOut(transferId);
+    invariant(current, `transfer ${transferId} disappeared`);
+    invariant(current.state !== "voided", `transfer ${transferId} credited by its recipient but voided here`);
+    if (current.state === "posted") return { reply: endedReply(current, false), event: null };
+    invariant(message.id === current.message_id, `transfer ${transferId} posted as message ${message.id}`);
+    const now = this.now();
+    const posted: TransferOutRow = {
+      ...current,
+      state: "posted",
+      recipient_balance: credit.balanceAfter,
+      chat_id: message.chatId,
+      posted_at: now,
+    };
+    const transfer = this.sentTransfer(posted);
+    const body = JSON.stringify(successBody(transfer, 201));
+    this.sql.exec(
+      "UPDATE transfers_out SET state = 'posted', recipient_balance = ?, chat_id = ?, response = ?, posted_at = ? WHERE transfer_id = ?",
+      credit.balanceAfter,
+      message.chatId,
+      body,
+      now,
+      transferId,
+    );
+    this.sql.exec("UPDATE entries SET message_id = ? WHERE transfer_id = ? AND kind = 'transfer_out'", message.id, transferId);
+    return {
+      reply: { status: 201, body, replayed: false },
+      event: {
+        kind: "posted",
+        transfer: { ...transfer, recipientBalance: credit.balanceAfter, messageId: message.id, chatId: message.chatId },
+        message,
+        debitedAt: iso(current.created_at),
+        creditedAt: iso(credit.creditedAt),
+      },
+    };
   }
 
   /**
