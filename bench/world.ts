@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -94,6 +95,8 @@ export function appWorker(name: string, modules: Awaited<ReturnType<typeof build
       RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
       REALTIME: { className: "RealtimeDO", useSQLite: true },
     },
+    // The reconciliation the correctness check reads runs as a Workflow (wrangler.toml).
+    workflows: { RECONCILIATION: { name: `${name}-reconciliation`, className: "ReconciliationWorkflow" } },
   };
 }
 
@@ -159,12 +162,13 @@ function benchId(): string {
 
 export type BenchUser = { id: string; token: string };
 
+/** An access token as `signAccessToken` (src/lib/jwt.ts) makes it: HS256 through an `oct` JWK, so its header names the key's `kid`. */
 async function tokenFor(id: string, role: "user" | "admin") {
   const iat = Math.floor(Date.now() / 1000);
+  const kid = createHash("sha256").update(`credit-chat-jwt-kid:${LOCAL_JWT_SECRET}`).digest("hex").slice(0, 16);
   return sign(
-    { sub: id, role, iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
-    LOCAL_JWT_SECRET,
-    "HS256",
+    { sub: id, role, sid: benchId(), iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
+    { kty: "oct", k: Buffer.from(LOCAL_JWT_SECRET).toString("base64url"), alg: "HS256", kid },
   );
 }
 
@@ -368,7 +372,7 @@ function findFile(dir: string, name: string): string | undefined {
 /**
  * `count - 1` more grant entries (1 credit each, balanceAfter chained, with their grant rows) in the
  * SQLite file of a stopped wallet object that already holds one grant: 100k API grants would take
- * minutes. The wallet's own reconciliation summary then still balances.
+ * minutes. Its running totals (`wallet_totals`) count them too, so reconciliation still balances.
  */
 function seedLedger(persist: string, walletId: string, count: number) {
   const file = findFile(persist, `${walletId}.sqlite`);
@@ -397,6 +401,9 @@ function seedLedger(persist: string, walletId: string, count: number) {
       insertEntry.run(entryId, grantId, balance, now - (count - i));
     }
     sqlite.prepare("UPDATE wallet SET balance = ?, updated_at = ? WHERE id = 1").run(balance, now);
+    sqlite
+      .prepare("UPDATE wallet_totals SET granted = granted + ?, granted_count = granted_count + ? WHERE id = 1")
+      .run(count - 1, count - 1);
     sqlite.exec("COMMIT");
   } finally {
     sqlite.close();
