@@ -106,13 +106,14 @@ function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
         lastActivityAt: sql`max(${chats.lastActivityAt}, ${input.createdAt})`,
       })
       .where(eq(chats.id, ourChat)),
+    // One statement for every membership of the chat: the activity time (the indexed chat list),
+    // and for the sender also the read marker.
     db
       .update(chatMembers)
-      .set({ lastReadSeq: sql`max(${chatMembers.lastReadSeq}, ${ourSeq})` })
-      .where(and(eq(chatMembers.chatId, ourChat), eq(chatMembers.userId, input.senderId))),
-    db
-      .update(chatMembers)
-      .set({ lastActivityAt: sql`max(${chatMembers.lastActivityAt}, ${input.createdAt})` })
+      .set({
+        lastActivityAt: sql`max(${chatMembers.lastActivityAt}, ${input.createdAt})`,
+        lastReadSeq: sql`CASE WHEN ${chatMembers.userId} = ${input.senderId} THEN max(${chatMembers.lastReadSeq}, ${ourSeq}) ELSE ${chatMembers.lastReadSeq} END`,
+      })
       .where(eq(chatMembers.chatId, ourChat)),
     ...(rule.claim ? [recordMessageOnClaim(db, rule.claim, ourId)] : []),
     db
