@@ -104,6 +104,8 @@ export const MAX_GROUP = 32;
  *   4. the `credit_transfer` message in D1 (keyed by transfer id), only after the credit;
  *   5. one transactionSync: `posted` with its stored 201 — or, if the recipient recorded a void,
  *      the `reversal_in` entry, `voided` and its stored 409 `transfer_voided`.
+ * Requests are committed in groups (`transfer`; docs/wallets.md "Group commit"): step 1 for every
+ * waiting request in one transaction, steps 2–5 for the debited ones together.
  * No storage transaction spans an await, so A→B and B→A at once cannot deadlock. Steps 2–5 are
  * repeated by the alarm, by a retry with the same key and by a read of the transfer until it ends;
  * every step is idempotent, so repeating is always safe, and a credited transfer is never voided:
