@@ -1,7 +1,8 @@
 import { env } from "cloudflare:workers";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
+import { batchPrepared, preparedPerDatabase } from "../src/db/prepared";
 import { users } from "../src/db/schema";
 import { getConfig } from "../src/lib/config";
 import { signAccessToken, verifyAccessToken } from "../src/lib/jwt";
@@ -39,5 +40,35 @@ describe("hot-path caches", () => {
     expect(await findUser(db, "ffffffffffffffffffffffff")).toBeUndefined();
     await db.update(users).set({ displayName: "Cache Renamed" }).where(eq(users.id, first.id));
     expect((await findUser(db, first.id))?.displayName).toBe("Cache Renamed");
+  });
+
+  it("batches queries prepared once with each call's values, mapped as Drizzle maps them", async () => {
+    const db = createDb(env.DB);
+    let builds = 0;
+    const prepared = preparedPerDatabase((database) => {
+      builds += 1;
+      return [
+        database
+          .select()
+          .from(users)
+          .where(eq(users.id, sql.placeholder("a")))
+          .prepare(),
+        database
+          .select({ name: users.displayName })
+          .from(users)
+          .where(eq(users.id, sql.placeholder("b")))
+          .prepare(),
+      ] as const;
+    });
+    const a = await seedUser({ displayName: "Prepared A" });
+    const b = await seedUser({ displayName: "Prepared B" });
+    const [rowsA, namesB] = await batchPrepared(db, prepared(db), { a: a.id, b: b.id });
+    expect(rowsA).toHaveLength(1);
+    expect(rowsA[0]).toMatchObject({ id: a.id, displayName: "Prepared A", createdAt: expect.any(Number) });
+    expect(namesB).toEqual([{ name: "Prepared B" }]);
+    const [rowsB, namesA] = await batchPrepared(db, prepared(db), { a: b.id, b: a.id });
+    expect(rowsB[0]?.id).toBe(b.id);
+    expect(namesA).toEqual([{ name: "Prepared A" }]);
+    expect(builds).toBe(1);
   });
 });

@@ -1,7 +1,8 @@
-import { and, asc, desc, eq, inArray, type SQL, type SQLWrapper, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, type Placeholder, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
+import { batchPrepared, preparedPerDatabase } from "../db/prepared";
 import { type ChatMemberRow, type ChatRow, chatMembers, chats, type MessageRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -205,7 +206,10 @@ export async function createGroupChat(db: Database, callerId: string, title: str
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
 
 /** The range of the caller's memberships a page covers (for the page and for its details' subquery). */
-function chatPageWhere(userId: string, after: { a: number; c: string } | undefined) {
+/** A value, or the named placeholder of a query prepared once (src/db/prepared.ts). */
+type Param<T> = T | Placeholder;
+
+function chatPageWhere(userId: Param<string>, after: { a: Param<number>; c: Param<string> } | undefined) {
   return and(
     eq(chatMembers.userId, userId),
     after ? sql`(${chatMembers.lastActivityAt}, ${chatMembers.chatId}) < (${after.a}, ${after.c})` : undefined,
@@ -219,7 +223,12 @@ const chatPageOrder = [desc(chatMembers.lastActivityAt), desc(chatMembers.chatId
  * chat that gets a new message while you page moves to the top: it shows up again on a fresh
  * first page, not in the pages after your cursor.
  */
-export function chatPageQuery(db: Database, userId: string, after: { a: number; c: string } | undefined, take: number) {
+export function chatPageQuery(
+  db: Database,
+  userId: Param<string>,
+  after: { a: Param<number>; c: Param<string> } | undefined,
+  take: Param<number>,
+) {
   return (
     db
       // `activity` aliased: chats has a last_activity_at too, and D1 batch results are keyed by column name.
@@ -241,7 +250,12 @@ export function chatPageQuery(db: Database, userId: string, after: { a: number; 
  * ids by the same range scan as a subquery, so no second round trip waits for the first.
  * Exposed so a test can EXPLAIN each of them.
  */
-export function chatListQueries(db: Database, userId: string, after: { a: number; c: string } | undefined, take: number) {
+export function chatListQueries(
+  db: Database,
+  userId: Param<string>,
+  after: { a: Param<number>; c: Param<string> } | undefined,
+  take: Param<number>,
+) {
   const pageChatIds = db
     .select({ chatId: chatMembers.chatId })
     .from(chatMembers)
@@ -251,9 +265,23 @@ export function chatListQueries(db: Database, userId: string, after: { a: number
   return [chatPageQuery(db, userId, after, take), ...chatDetailQueries(db, pageChatIds)] as const;
 }
 
+/** The chat list's queries built once per database: the first page, and a page after a cursor. */
+const preparedChatList = preparedPerDatabase((db) => {
+  const prepare = (after: { a: Placeholder; c: Placeholder } | undefined) => {
+    const [page, members, lastMessages] = chatListQueries(db, sql.placeholder("userId"), after, sql.placeholder("take"));
+    return [page.prepare(), members.prepare(), lastMessages.prepare()] as const;
+  };
+  return { first: prepare(undefined), after: prepare({ a: sql.placeholder("a"), c: sql.placeholder("c") }) };
+});
+
 export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
-  const [rows, memberRows, lastMessageRows] = await db.batch(chatListQueries(db, userId, after, limit + 1));
+  const prepared = preparedChatList(db);
+  const [rows, memberRows, lastMessageRows] = await batchPrepared(db, after ? prepared.after : prepared.first, {
+    userId,
+    take: limit + 1,
+    ...after,
+  });
   const page = toPage(
     rows,
     limit,

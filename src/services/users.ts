@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, gte, lt, not, or, type SQL, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
+import { preparedPerDatabase } from "../db/prepared";
 import { blocks, type UserRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -19,21 +20,13 @@ export async function findUser(db: Database, userId: string): Promise<UserRow | 
  * The by-id read every profile request makes, built once per database (Drizzle's query building
  * was a fifth of `GET /users/me`'s thread time: bench/README.md) and bound per call.
  */
-const userByIdQueries = new WeakMap<Database, ReturnType<typeof prepareUserById>>();
-const prepareUserById = (db: Database) =>
+const userById = preparedPerDatabase((db) =>
   db
     .select()
     .from(users)
     .where(eq(users.id, sql.placeholder("userId")))
-    .prepare();
-function userById(db: Database) {
-  let query = userByIdQueries.get(db);
-  if (!query) {
-    query = prepareUserById(db);
-    userByIdQueries.set(db, query);
-  }
-  return query;
-}
+    .prepare(),
+);
 
 /** The user, or 404 `user_not_found`. */
 export async function getUserOrThrow(db: Database, userId: string): Promise<UserRow> {
