@@ -1,8 +1,24 @@
-import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, notExists, or, type SQL, type SQLWrapper, sql } from "drizzle-orm";
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  gt,
+  inArray,
+  lt,
+  notExists,
+  or,
+  type Placeholder,
+  type SQL,
+  type SQLWrapper,
+  sql,
+} from "drizzle-orm";
 import type { BatchItem, BatchResponse } from "drizzle-orm/batch";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
+import { batchPrepared, preparedPerDatabase } from "../db/prepared";
 import { chatMembers, chats, type MessageRow, messages, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -327,7 +343,12 @@ export type PagePosition = { order: "desc" | "asc"; seq: number | null };
  * The list query, exposed so a test can EXPLAIN it: a range of the (chat_id, seq) unique index,
  * walked backwards (newest first) or forwards (catch-up), never sorted in a temp B-tree.
  */
-export function messagePageQuery(db: Database, chatId: string, position: PagePosition, take: number) {
+export function messagePageQuery(
+  db: Database,
+  chatId: string | Placeholder,
+  position: { order: PagePosition["order"]; seq: number | Placeholder | null },
+  take: number | Placeholder,
+) {
   const { order, seq } = position;
   const range = seq === null ? undefined : order === "desc" ? lt(messages.seq, seq) : gt(messages.seq, seq);
   return db
@@ -342,6 +363,21 @@ const messageCursorShape = z.object({
   c: z.string().regex(ID_PATTERN),
   s: z.number().int().min(0),
   o: z.enum(["asc", "desc"]),
+});
+
+/** The message list's queries built once per database: membership, and a page in each of its three shapes. */
+const preparedMessageList = preparedPerDatabase((db) => {
+  const [chatId, seq, take] = [sql.placeholder("chatId"), sql.placeholder("seq"), sql.placeholder("take")];
+  return {
+    membership: db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, sql.placeholder("userId"))))
+      .prepare(),
+    newest: messagePageQuery(db, chatId, { order: "desc", seq: null }, take).prepare(),
+    before: messagePageQuery(db, chatId, { order: "desc", seq }, take).prepare(),
+    after: messagePageQuery(db, chatId, { order: "asc", seq }, take).prepare(),
+  };
 });
 
 /**
@@ -365,15 +401,18 @@ export async function listMessages(
   }
   // Membership and the page in one batch (one round trip); a bad cursor is still reported only
   // to members, 404 `chat_not_found` coming first.
-  const membership = db
-    .select({ userId: chatMembers.userId })
-    .from(chatMembers)
-    .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)));
+  const prepared = preparedMessageList(db);
   if (position === undefined) {
-    if (!(await membership.get())) throw chatNotFound(chatId);
+    if (!(await prepared.membership.get({ chatId, userId }))) throw chatNotFound(chatId);
     throw badCursor;
   }
-  const [members, rows] = await db.batch([membership, messagePageQuery(db, chatId, position, query.limit + 1)]);
+  const page = position.seq === null ? prepared.newest : position.order === "desc" ? prepared.before : prepared.after;
+  const [members, rows] = await batchPrepared(db, [prepared.membership, page] as const, {
+    chatId,
+    userId,
+    seq: position.seq,
+    take: query.limit + 1,
+  });
   if (members.length === 0) throw chatNotFound(chatId);
   const { order } = position;
   return toPage(rows, query.limit, toMessage, (row) => ({ c: chatId, s: row.seq, o: order }));
