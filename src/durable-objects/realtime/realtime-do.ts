@@ -196,13 +196,13 @@ export class RealtimeDO extends DurableObject<Env> {
   }
 
   /**
-   * Marks the user disconnected in D1 when no open socket is left besides `closing` (the one
-   * whose close is being handled), unless D1 already says so as of this object's last stamp. A
+   * Marks the user disconnected in D1 when no open socket is left (one being closed is no longer
+   * open), unless D1 already says so as of this object's last stamp. A
    * failure is logged and leaves "connected" there: a false positive, which costs pushes until
    * a `deliver` that finds no socket tries again.
    */
-  private async markDisconnectedIfIdle(closing?: WebSocket): Promise<void> {
-    if (this.openSockets().some(({ socket }) => socket !== closing)) return;
+  private async markDisconnectedIfIdle(): Promise<void> {
+    if (this.openSockets().length > 0) return;
     const state = this.presenceState();
     if (!state?.maybe_connected) return;
     const stamp = this.nextPresenceStamp(state.user_id, false);
@@ -311,7 +311,7 @@ export class RealtimeDO extends DurableObject<Env> {
     } catch {
       // Already closed (the runtime may have answered the close itself).
     }
-    await this.markDisconnectedIfIdle(socket);
+    await this.markDisconnectedIfIdle();
   }
 
   override async webSocketError(socket: WebSocket): Promise<void> {
@@ -320,7 +320,7 @@ export class RealtimeDO extends DurableObject<Env> {
     } catch {
       // Already gone.
     }
-    await this.markDisconnectedIfIdle(socket);
+    await this.markDisconnectedIfIdle();
   }
 }
 
