@@ -108,6 +108,11 @@ export async function closeForSuspension(env: Env, userId: string): Promise<numb
  * the caller (`waitUntil`), after the change they describe has committed. Several events for the
  * same users go in one call per user, not one per event (a transfer: docs/realtime.md). Never
  * throws and never delays the caller: a user who misses a frame catches up over HTTP.
+ *
+ * Each listed user costs one RealtimeDO call, socket or not, so the hot paths list only the users
+ * presence says are connected (transfers, message sends: src/services/presence.ts), which keeps
+ * the guarantee that a socket opened before the request began gets its frames. Other callers list
+ * everybody concerned.
  */
 export function publish(
   env: Env,

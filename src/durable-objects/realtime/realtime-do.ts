@@ -49,6 +49,9 @@ const sessionTag = (sessionId: string) => `session:${sessionId}`;
  * Each socket belongs to the session (refresh-token family) whose access token asked for its
  * ticket, tagged `session:<id>`; it is closed with 4001 when that session ends, 4003 when the
  * user is suspended, 4008 when a newer one exceeds the cap (REALTIME_CLOSE_CODES).
+ *
+ * It is also the only writer of the user's presence row in D1 (src/services/presence.ts): connected
+ * before an upgrade answers, disconnected when the last socket goes (docs/realtime.md, "Presence").
  */
 export class RealtimeDO extends DurableObject<Env> {
   /**
@@ -66,9 +69,9 @@ export class RealtimeDO extends DurableObject<Env> {
   }
 
   /**
-   * Created on first ticket or session end, not in the constructor: most objects only ever get
-   * `deliver` calls (every member of every chat is published to, connected or not) and should
-   * write nothing.
+   * Created on first ticket or session end, not in the constructor: many objects only ever get
+   * `deliver` calls (the publishers other than transfers and sends call users with no socket
+   * too) and should write nothing.
    */
   private sql(): SqlStorage {
     const sql = this.ctx.storage.sql;
