@@ -18,9 +18,10 @@ import { assertSendToFacts, canSendToSql } from "./users";
 /**
  * Credit transfers, Worker side (ARCHITECTURE.md §4 steps 0–2). One D1 batch reads what the
  * checks need (the sender's status, the recipient, a block, the pair's direct chat) and who of
- * the two has an open socket (realtime presence), and registers the Idempotency-Key; then one RPC to the sender's WalletDO runs the rest. The Worker does not
- * answer its own refusals: it hands them to the wallet, which answers a key with a stored outcome
- * first (API.md §1) and this refusal only for a new request. So a transfer is two round trips: one
+ * the two has an open socket (realtime presence), and registers the Idempotency-Key; then one RPC
+ * to the sender's WalletDO runs the rest. The Worker does not answer its own refusals: it hands
+ * them to the wallet, which answers a key with a stored outcome first (API.md §1) and this
+ * refusal only for a new request. So a transfer is two round trips: one
  * D1 batch, one wallet call (which makes the credit and message round trips itself).
  */
 
