@@ -4,7 +4,12 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { createDb } from "../src/db/client";
 import { realtimePresence } from "../src/db/schema";
-import type { RealtimeDO } from "../src/durable-objects/realtime/realtime-do";
+import {
+  MAX_CONNECTIONS_HEADER,
+  type RealtimeDO,
+  TICKET_HASH_HEADER,
+  USER_ID_HEADER,
+} from "../src/durable-objects/realtime/realtime-do";
 import { REALTIME_CLOSE_CODES } from "../src/schemas/realtime";
 import { writePresence } from "../src/services/presence";
 import { call, expectError } from "./support/http";
@@ -193,6 +198,22 @@ describe("presence follows the sockets", () => {
 
     const socket = await openSocket(ticket);
     opened.push(socket);
+    expect((await presence(user.id))?.connected).toBe(true);
+  });
+
+  it("an upgrade that does not say whose it is fails before spending the ticket", async () => {
+    const user = await seedUser();
+    const ticket = await ticketFor(user.token);
+    const hash = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(ticket.slice(ticket.indexOf(".") + 1)))),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+    await expect(
+      stubOf(user.id).fetch("https://realtime.internal/connect", {
+        headers: { Upgrade: "websocket", [TICKET_HASH_HEADER]: hash, [MAX_CONNECTIONS_HEADER]: "10" },
+      }),
+    ).rejects.toThrow(USER_ID_HEADER);
+    opened.push(await openSocket(ticket));
     expect((await presence(user.id))?.connected).toBe(true);
   });
 

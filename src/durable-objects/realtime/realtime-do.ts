@@ -1,5 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { createDb } from "../../db/client";
+import { invariant } from "../../lib/errors";
+import { ID_PATTERN } from "../../lib/ids";
 import { ACCESS_TOKEN_TTL_SECONDS } from "../../lib/jwt";
 import { REALTIME_CLOSE_CODES } from "../../schemas/realtime";
 import { writePresence } from "../../services/presence";
@@ -127,6 +129,8 @@ export class RealtimeDO extends DurableObject<Env> {
     const hash = request.headers.get(TICKET_HASH_HEADER) ?? "";
     const maxConnections = Number(request.headers.get(MAX_CONNECTIONS_HEADER));
     const userId = request.headers.get(USER_ID_HEADER) ?? "";
+    // Checked before the ticket is spent: the presence row is keyed by it.
+    invariant(ID_PATTERN.test(userId), `upgrade without a valid ${USER_ID_HEADER}`);
     const row = this.sql()
       .exec<{ expires_at: number; session_id: string; created_at: number }>(
         "DELETE FROM session_tickets WHERE hash = ? RETURNING expires_at, session_id, created_at",
