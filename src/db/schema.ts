@@ -159,6 +159,20 @@ export const idempotencyKeys = sqliteTable(
 );
 
 /**
+ * Who has an open realtime socket (docs/realtime.md, "Presence"): one row per user who ever
+ * connected, written only by that user's RealtimeDO, read by the hot paths (a transfer's
+ * pre-checks, a message's append batch) in the batch they already run, so a push to nobody is
+ * skipped at no extra round trip. `changed_at` is the object's own strictly increasing clock
+ * (epoch ms, bumped past the last stamp): a write lands only over an older one, so writes that
+ * arrive out of order cannot leave a stale state.
+ */
+export const realtimePresence = sqliteTable("realtime_presence", {
+  userId: text("user_id").primaryKey(),
+  connected: integer("connected", { mode: "boolean" }).notNull(),
+  changedAt: integer("changed_at").notNull(),
+});
+
+/**
  * Reconciliation runs (src/services/reconciliation/): one row per run, its progress while it runs
  * and its report when it ends. The id is also the Workflow instance id. At most one run is
  * `running` at a time (partial unique index), which is how a second start finds the first.

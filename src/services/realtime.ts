@@ -1,4 +1,9 @@
-import { MAX_CONNECTIONS_HEADER, TICKET_HASH_HEADER, type TicketRefusal } from "../durable-objects/realtime/realtime-do";
+import {
+  MAX_CONNECTIONS_HEADER,
+  TICKET_HASH_HEADER,
+  type TicketRefusal,
+  USER_ID_HEADER,
+} from "../durable-objects/realtime/realtime-do";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
 import type { AuthUser } from "../lib/types";
@@ -49,8 +54,10 @@ export const sessionEnded = () => new ApiError("invalid_token", ["The session of
 
 /**
  * Opens the WebSocket for a ticket: the 101 response of the user's object, which closes the
- * user's oldest connections past `maxConnections`. A missing ticket is 401
- * `authentication_required`; a malformed, unknown, used or expired one is 401 `invalid_token`.
+ * user's oldest connections past `maxConnections` and has marked the user connected (presence,
+ * src/services/presence.ts) before answering. A missing ticket is 401 `authentication_required`;
+ * a malformed, unknown, used or expired one is 401 `invalid_token`; presence that could not be
+ * recorded is 500 with the ticket still usable.
  */
 export async function connect(env: Env, ticket: string | undefined, maxConnections: number): Promise<Response> {
   if (!ticket)
@@ -66,10 +73,13 @@ export async function connect(env: Env, ticket: string | undefined, maxConnectio
       Upgrade: "websocket",
       [TICKET_HASH_HEADER]: await sha256Hex(secret),
       [MAX_CONNECTIONS_HEADER]: String(maxConnections),
+      [USER_ID_HEADER]: userId,
     },
   });
   if (response.status === 101 && response.webSocket) return response;
   const refusal = await response.json<TicketRefusal>().catch(() => ({ reason: "The ticket was refused" }));
+  // Anything but a ticket refusal is the object failing to record presence: 500, ticket kept.
+  if (response.status !== 401) throw new Error(`realtime upgrade failed (${response.status}): ${refusal.reason}`);
   throw new ApiError("invalid_token", [refusal.reason]);
 }
 
@@ -98,6 +108,11 @@ export async function closeForSuspension(env: Env, userId: string): Promise<numb
  * the caller (`waitUntil`), after the change they describe has committed. Several events for the
  * same users go in one call per user, not one per event (a transfer: docs/realtime.md). Never
  * throws and never delays the caller: a user who misses a frame catches up over HTTP.
+ *
+ * Each listed user costs one RealtimeDO call, socket or not, so the hot paths list only the users
+ * presence says are connected (transfers, message sends: src/services/presence.ts), which keeps
+ * the guarantee that a socket opened before the request began gets its frames. Other callers list
+ * everybody concerned.
  */
 export function publish(
   env: Env,
@@ -105,8 +120,10 @@ export function publish(
   userIds: Iterable<string>,
   events: RealtimeEvent | readonly RealtimeEvent[],
 ): void {
+  const targets = [...new Set(userIds)];
+  if (targets.length === 0) return;
   try {
-    waitUntil(fanOut(env, userIds, events));
+    waitUntil(fanOut(env, targets, events));
   } catch (error) {
     logFailure(events, "scheduling", error);
   }

@@ -10,16 +10,18 @@ import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
+import { connectedUsersQuery } from "./presence";
 import type { WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
 import { assertSendToFacts, canSendToSql } from "./users";
 
 /**
  * Credit transfers, Worker side (ARCHITECTURE.md §4 steps 0–2). One D1 batch reads what the
- * checks need (the sender's status, the recipient, a block, the pair's direct chat) and registers
- * the Idempotency-Key; then one RPC to the sender's WalletDO runs the rest. The Worker does not
- * answer its own refusals: it hands them to the wallet, which answers a key with a stored outcome
- * first (API.md §1) and this refusal only for a new request. So a transfer is two round trips: one
+ * checks need (the sender's status, the recipient, a block, the pair's direct chat) and who of
+ * the two has an open socket (realtime presence), and registers the Idempotency-Key; then one RPC
+ * to the sender's WalletDO runs the rest. The Worker does not answer its own refusals: it hands
+ * them to the wallet, which answers a key with a stored outcome first (API.md §1) and this
+ * refusal only for a new request. So a transfer is two round trips: one
  * D1 batch, one wallet call (which makes the credit and message round trips itself).
  */
 
@@ -59,12 +61,14 @@ export async function executeTransfer(
     .select({ id: chats.id })
     .from(chats)
     .where(eq(chats.directKey, directKeyOf(senderId, input.recipientId)));
-  const [facts, directChats] = registration
-    ? await db.batch([factsQuery, chatQuery, ...registration.statements]).then(([f, c, , keyRows]) => {
+  // Who of the two has an open socket, read here so the frames skip the others at no extra round trip.
+  const presenceQuery = connectedUsersQuery(db, [senderId, input.recipientId]);
+  const [facts, directChats, connectedRows] = registration
+    ? await db.batch([factsQuery, chatQuery, presenceQuery, ...registration.statements]).then(([f, c, p, , keyRows]) => {
         registration.assertOurs(keyRows);
-        return [f, c] as const;
+        return [f, c, p] as const;
       })
-    : await db.batch([factsQuery, chatQuery]);
+    : await db.batch([factsQuery, chatQuery, presenceQuery]);
 
   const wallet = walletStub(env, senderId);
   let result: Awaited<ReturnType<typeof wallet.transfer>>;
@@ -93,7 +97,7 @@ export async function executeTransfer(
     await registration?.release();
     throw new ApiError(result.code, result.details, result.headers);
   }
-  if (result.event) publishTransferEvent(env, waitUntil, result.event);
+  if (result.event) publishTransferEvent(env, waitUntil, result.event, new Set(connectedRows.map((row) => row.userId)));
   return { reply: result.reply, rateLimit: result.rateLimit };
 }
 

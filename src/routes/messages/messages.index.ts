@@ -11,13 +11,14 @@ export const messagesRouter = createRouter()
   .openapi(routes.sendMessageV1, async (c) => {
     const { recipientId, content } = c.req.valid("json");
     const posted = await messages.sendDirectMessage(c.var.db, currentUser(c).id, recipientId, content, c.var.idempotencyClaim);
-    if (posted.created) publish(c.env, requestWaitUntil(c), posted.memberIds, { type: "message.created", data: posted.message });
+    if (posted.created)
+      publish(c.env, requestWaitUntil(c), posted.connectedMemberIds, { type: "message.created", data: posted.message });
     return ok(c, posted.message, 201);
   })
   .openapi(routes.sendMessageV2, async (c) => {
     const posted = await messages.sendChatMessage(c.var.db, currentUser(c).id, c.req.valid("json"), c.var.idempotencyClaim);
     if (!posted.created) return ok(c, posted.message, 200);
-    publish(c.env, requestWaitUntil(c), posted.memberIds, { type: "message.created", data: posted.message });
+    publish(c.env, requestWaitUntil(c), posted.connectedMemberIds, { type: "message.created", data: posted.message });
     return ok(c, posted.message, 201);
   })
   .openapi(routes.listMessages, async (c) => {

@@ -1,0 +1,40 @@
+import { and, eq, inArray, type SQLWrapper, sql } from "drizzle-orm";
+import type { Database } from "../db/client";
+import { realtimePresence } from "../db/schema";
+
+/**
+ * Realtime presence (docs/realtime.md, "Presence"): whether a user has an open socket, kept in
+ * D1 so the hot paths read it inside the batch they already run and push only to users who can
+ * receive. Written only by the user's RealtimeDO, which serializes that user's sockets; the
+ * guarantee is that a socket whose upgrade answered before a request began is seen by it.
+ */
+
+/**
+ * Records `userId` as connected or not as of `changedAt` (the object's strictly increasing
+ * clock). Lands only over an older stamp, so a write delayed in flight cannot undo a newer one;
+ * on an equal stamp "connected" wins (a needless push costs little, a skipped one a frame).
+ * Returns whether it landed.
+ */
+export async function writePresence(db: Database, userId: string, connected: boolean, changedAt: number): Promise<boolean> {
+  const landed = await db
+    .insert(realtimePresence)
+    .values({ userId, connected, changedAt })
+    .onConflictDoUpdate({
+      target: realtimePresence.userId,
+      set: { connected: sql`excluded.connected`, changedAt: sql`excluded.changed_at` },
+      setWhere: sql`excluded.changed_at > ${realtimePresence.changedAt} OR (excluded.changed_at = ${realtimePresence.changedAt} AND excluded.connected = 1)`,
+    })
+    .returning({ userId: realtimePresence.userId });
+  return landed.length > 0;
+}
+
+/** The users among `userIds` with an open socket, as a query to put in a batch. */
+export function connectedUsersQuery(db: Database, userIds: string[]) {
+  return db
+    .select({ userId: realtimePresence.userId })
+    .from(realtimePresence)
+    .where(and(inArray(realtimePresence.userId, userIds), eq(realtimePresence.connected, true)));
+}
+
+/** Join condition keeping only rows whose `userId` column names a user with an open socket. */
+export const isConnected = (userId: SQLWrapper) => and(eq(realtimePresence.userId, userId), eq(realtimePresence.connected, true));
