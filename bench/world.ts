@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -159,12 +160,16 @@ function benchId(): string {
 
 export type BenchUser = { id: string; token: string };
 
+/** The `kid` src/lib/jwt.ts derives from a secret (the Worker refuses tokens without the kid of a key it holds). */
+const LOCAL_JWT_KID = createHash("sha256").update(`credit-chat-jwt-kid:${LOCAL_JWT_SECRET}`).digest("hex").slice(0, 16);
+
 async function tokenFor(id: string, role: "user" | "admin") {
   const iat = Math.floor(Date.now() / 1000);
+  // As src/lib/jwt.ts signs: an `oct` JWK carrying the kid, and a session id (`sid`).
+  const key = { kty: "oct", k: Buffer.from(LOCAL_JWT_SECRET).toString("base64url"), alg: "HS256", kid: LOCAL_JWT_KID };
   return sign(
-    { sub: id, role, iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
-    LOCAL_JWT_SECRET,
-    "HS256",
+    { sub: id, role, sid: benchId(), iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
+    key,
   );
 }
 
