@@ -37,6 +37,11 @@ const keyRow = (user: Seeded, key: string) =>
     .where(and(eq(idempotencyKeys.userId, user.id), eq(idempotencyKeys.key, key)))
     .get();
 
+const send1 = (user: Seeded, body: unknown, headers: Record<string, string>) =>
+  call("POST", "/api/v1/messages", { token: user.token, body, headers });
+const send2 = (user: Seeded, body: unknown, headers: Record<string, string>) =>
+  call("POST", "/api/v2/messages", { token: user.token, body, headers });
+
 const listOf = async (user: Seeded, chatId: string) =>
   (await call("GET", `/api/v1/messages/chat/${chatId}`, { token: user.token })).json.data.items as {
     id: string;
@@ -73,7 +78,7 @@ describe("a keyed send on a fresh key", () => {
     expect(res.status).toBe(201);
     expect(roundTrips).toHaveLength(1);
     expect((await keyRow(a, "v1-fresh"))?.responseBody).toBe(res.text);
-    const replay = await call("POST", "/api/v1/messages", { token: a.token, body, headers: { "Idempotency-Key": "v1-fresh" } });
+    const replay = await send1(a, body, { "Idempotency-Key": "v1-fresh" });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.text).toBe(res.text);
   });
@@ -111,9 +116,9 @@ describe("replays of a send whose 201 was stored with its message", () => {
     const chatId = await directChat(a, b);
     const headers = { "Idempotency-Key": "edit-then-replay" };
     const body = { chatId, content: "original words", clientMessageId: "c-edit" };
-    const first = await call("POST", "/api/v2/messages", { token: a.token, body, headers });
+    const first = await send2(a, body, headers);
     expect(first.status).toBe(201);
-    const send = () => call("POST", "/api/v2/messages", { token: a.token, body, headers });
+    const send = () => send2(a, body, headers);
     const replay = await send();
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.text).toBe(first.text);
@@ -142,22 +147,14 @@ describe("replays of a send whose 201 was stored with its message", () => {
     ).run();
     let first: Awaited<ReturnType<typeof call>>;
     try {
-      first = await call("POST", "/api/v2/messages", {
-        token: a.token,
-        body: { chatId, content: "quiet" },
-        headers: { "Idempotency-Key": "as-stored" },
-      });
+      first = await send2(a, { chatId, content: "quiet" }, { "Idempotency-Key": "as-stored" });
     } finally {
       await env.DB.prepare("DROP TRIGGER shout_on_insert").run();
     }
     expect(first.status).toBe(201);
     expect(first.json.data.content).toBe("QUIET");
     expect((await listOf(a, chatId))[0]?.content).toBe("QUIET");
-    const replay = await call("POST", "/api/v2/messages", {
-      token: a.token,
-      body: { chatId, content: "quiet" },
-      headers: { "Idempotency-Key": "as-stored" },
-    });
+    const replay = await send2(a, { chatId, content: "quiet" }, { "Idempotency-Key": "as-stored" });
     expect(replay.text).toBe(first.text);
   });
 
@@ -173,14 +170,14 @@ describe("replays of a send whose 201 was stored with its message", () => {
     ).run();
     let failed: Awaited<ReturnType<typeof call>>;
     try {
-      failed = await call("POST", "/api/v2/messages", { token: a.token, body, headers });
+      failed = await send2(a, body, headers);
     } finally {
       await env.DB.prepare("DROP TRIGGER fail_outcome").run();
     }
     expectError(failed, 500, "internal_error");
     expect(await listOf(a, chatId)).toEqual([]);
     expect(await keyRow(a, "atomic")).toBeUndefined();
-    const retry = await call("POST", "/api/v2/messages", { token: a.token, body, headers });
+    const retry = await send2(a, body, headers);
     expect(retry.status).toBe(201);
     expect(retry.headers.get("Idempotent-Replayed")).toBeNull();
     expect((await listOf(a, chatId)).map((m) => m.id)).toEqual([retry.json.data.id]);
@@ -193,9 +190,7 @@ describe("a key already held when the batch runs", () => {
     const b = await seedUser();
     const body = { recipientId: b.id, content: "only once" };
     const headers = { "Idempotency-Key": "v1-race" };
-    const results = await Promise.all(
-      Array.from({ length: 8 }, () => call("POST", "/api/v1/messages", { token: a.token, body, headers })),
-    );
+    const results = await Promise.all(Array.from({ length: 8 }, () => send1(a, body, headers)));
     expect(results.map((r) => r.status)).toEqual(Array(8).fill(201));
     expect(new Set(results.map((r) => r.text)).size).toBe(1);
     expect(results.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(7);
@@ -208,14 +203,10 @@ describe("a key already held when the batch runs", () => {
     const b = await seedUser();
     const c = await seedUser();
     const headers = { "Idempotency-Key": "taken" };
-    const first = await call("POST", "/api/v1/messages", { token: a.token, body: { recipientId: b.id, content: "x" }, headers });
+    const first = await send1(a, { recipientId: b.id, content: "x" }, headers);
     expect(first.status).toBe(201);
     // A v1 send to someone new would create the direct chat: not under a key another request holds.
-    expectError(
-      await call("POST", "/api/v1/messages", { token: a.token, body: { recipientId: c.id, content: "x" }, headers }),
-      409,
-      "idempotency_key_reused",
-    );
+    expectError(await send1(a, { recipientId: c.id, content: "x" }, headers), 409, "idempotency_key_reused");
     const chatsOfC = await db
       .select({ id: chats.id })
       .from(chats)
@@ -280,7 +271,7 @@ describe("refusals store nothing", () => {
     expect(await listOf(a, chatId)).toEqual([]);
 
     // A corrected retry with the same key runs.
-    const ok = await call("POST", "/api/v2/messages", { token: a.token, body: { chatId, content: "x" }, headers });
+    const ok = await send2(a, { chatId, content: "x" }, headers);
     expect(ok.status).toBe(201);
     expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
   });
@@ -289,24 +280,12 @@ describe("refusals store nothing", () => {
     const a = await seedUser();
     const b = await seedUser();
     const headers = { "Idempotency-Key": "self-check" };
-    const first = await call("POST", "/api/v1/messages", { token: a.token, body: { recipientId: b.id, content: "hi" }, headers });
+    const first = await send1(a, { recipientId: b.id, content: "hi" }, headers);
     expect(first.status).toBe(201);
     // Another body under a used key is 409 before any check of that body (API.md §1).
-    expectError(
-      await call("POST", "/api/v1/messages", { token: a.token, body: { recipientId: a.id, content: "hi" }, headers }),
-      409,
-      "idempotency_key_reused",
-    );
+    expectError(await send1(a, { recipientId: a.id, content: "hi" }, headers), 409, "idempotency_key_reused");
     // Under a new key the same body is refused, and keeps no key.
-    expectError(
-      await call("POST", "/api/v1/messages", {
-        token: a.token,
-        body: { recipientId: a.id, content: "hi" },
-        headers: { "Idempotency-Key": "self-2" },
-      }),
-      400,
-      "validation_failed",
-    );
+    expectError(await send1(a, { recipientId: a.id, content: "hi" }, { "Idempotency-Key": "self-2" }), 400, "validation_failed");
     expect(await keyRow(a, "self-2")).toBeUndefined();
   });
 
@@ -315,13 +294,13 @@ describe("refusals store nothing", () => {
     const b = await seedUser();
     const chatId = await directChat(a, b);
     const body = { chatId, content: "dup", clientMessageId: "cm-1" };
-    const original = await call("POST", "/api/v2/messages", { token: a.token, body, headers: { "Idempotency-Key": "cm-a" } });
+    const original = await send2(a, body, { "Idempotency-Key": "cm-a" });
     expect(original.status).toBe(201);
-    const dup = await call("POST", "/api/v2/messages", { token: a.token, body, headers: { "Idempotency-Key": "cm-b" } });
+    const dup = await send2(a, body, { "Idempotency-Key": "cm-b" });
     expect(dup.status).toBe(200);
     expect(dup.json.data.id).toBe(original.json.data.id);
     expect(await keyRow(a, "cm-b")).toMatchObject({ responseStatus: 200, responseBody: dup.text, messageId: null });
-    const replay = await call("POST", "/api/v2/messages", { token: a.token, body, headers: { "Idempotency-Key": "cm-b" } });
+    const replay = await send2(a, body, { "Idempotency-Key": "cm-b" });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.text).toBe(dup.text);
   });
@@ -344,7 +323,7 @@ describe("a duplicate that finds the first one in flight", () => {
       createdAt: claimedAt,
     });
     const stored = '{"stored":"by the first request"}';
-    const duplicate = call("POST", "/api/v2/messages", { token: a.token, body, headers: { "Idempotency-Key": "in-flight" } });
+    const duplicate = send2(a, body, { "Idempotency-Key": "in-flight" });
     await new Promise((resolve) => setTimeout(resolve, 150));
     await db
       .update(idempotencyKeys)
