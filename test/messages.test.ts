@@ -381,6 +381,16 @@ describe("Idempotency-Key on message POSTs", () => {
     const chatId = await directChat(a, b);
     const headers = { "Idempotency-Key": "died-after-commit" };
     const body = { chatId, content: "exactly once" };
+    // A fresh key's batch stores the response with the message; a request that took over a claim
+    // left by one that died (claim-first) stores it afterwards, so it can die in between.
+    await db.insert(idempotencyKeys).values({
+      userId: a.id,
+      key: headers["Idempotency-Key"],
+      fingerprint: await requestFingerprint("POST", "/api/v2/messages", body),
+      responseStatus: null,
+      responseBody: null,
+      createdAt: Date.now() - 60_000,
+    });
     // The request dies between its message batch and storing its response (here: the store fails).
     await env.DB.prepare(
       "CREATE TRIGGER fail_response_store BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected: died before storing the response'); END",

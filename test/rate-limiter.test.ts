@@ -51,6 +51,25 @@ describe("RateLimiterDO", () => {
     expect(await stub.hit(2, t0 + 4000)).toEqual({ allowed: false, limit: 2, remaining: 0, resetSeconds: 58 });
   });
 
+  it("refund gives back one attempt counted at a time: its second's bucket, or the next one", async () => {
+    const stub = limiter(`test:${crypto.randomUUID()}`);
+    const t0 = Math.ceil(Date.now() / 1000) * 1000;
+    await stub.hit(2, t0);
+    await stub.hit(2, t0 + 2500);
+    expect((await stub.hit(2, t0 + 2600)).allowed).toBe(false);
+    // Taken at t0 + 1.2 s by the Worker's clock, counted in the bucket of t0 + 2 s: that one gives back.
+    await stub.refund(t0 + 1200);
+    const buckets = await runInDurableObject(
+      stub,
+      (instance: RateLimiterDO) => (instance as unknown as { buckets: unknown }).buckets,
+    );
+    expect(buckets).toEqual([[t0 / 1000, 1]]);
+    expect(await stub.hit(2, t0 + 2700)).toMatchObject({ allowed: true, remaining: 0 });
+    // Nothing counted at or after that time: nothing to give back.
+    await stub.refund(t0 + 5000);
+    expect((await stub.hit(2, t0 + 2800)).allowed).toBe(false);
+  });
+
   it("its alarm deletes the storage once the window is empty", async () => {
     const name = `test:${crypto.randomUUID()}`;
     await limiter(name).hit(5, Date.now() - 61_000);

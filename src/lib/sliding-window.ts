@@ -63,6 +63,17 @@ export function hitWindow(
   };
 }
 
+/**
+ * Gives back one attempt counted at `at` (epoch ms; its bucket, or the next one when the count
+ * landed a second later): for a request that turned out not to count (a replay). A fresh array.
+ */
+export function refundWindow(buckets: readonly Bucket[], at: number): Bucket[] {
+  const second = Math.floor(at / 1000);
+  const index = buckets.findIndex(([s, n]) => s >= second && n > 0);
+  if (index === -1) return [...buckets];
+  return buckets.flatMap(([s, n], i): Bucket[] => (i !== index ? [[s, n]] : n > 1 ? [[s, n - 1]] : []));
+}
+
 /** `X-RateLimit-*` for a decision; with `Retry-After` too when it was denied. */
 export function rateLimitHeaders(decision: RateLimitDecision): Record<string, string> {
   const headers: Record<string, string> = {

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { Database } from "../db/client";
 import type { Config } from "./config";
-import type { IdempotencyClaim } from "./idempotency";
+import type { KeyClaim } from "./idempotency";
 
 /**
  * The signed-in caller, as the access token states it; `sessionId` is the refresh-token family
@@ -26,8 +26,8 @@ export type AppEnv = {
     user: AuthUser | undefined;
     /** Routes declared `idempotent`: the caller's `Idempotency-Key`, null when none was sent. */
     idempotencyKey: string | null;
-    /** Routes whose outcome the D1 store keeps: the claim this request holds on its key, if any. */
-    idempotencyClaim: IdempotencyClaim | null;
+    /** Routes whose outcome the D1 store keeps: the claim on its key this request holds or its batch takes, if any. */
+    idempotencyClaim: KeyClaim | null;
   };
 };
 

@@ -1,9 +1,8 @@
 import type { Context } from "hono";
-import { successBody } from "../lib/envelope";
 import { IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint } from "../lib/idempotency";
 import type { AppEnv, RouteStep } from "../lib/types";
 import { idempotent, type StoredOutcome } from "../services/idempotency";
-import { findMessage } from "../services/messages";
+import { createdMessageBody, findMessage } from "../services/messages";
 import { currentUser } from "./auth";
 
 /** Every idempotent route: `c.var.idempotencyKey` (null without the header), 400 for a malformed key. */
@@ -19,9 +18,13 @@ export function replayResponse(c: Context<AppEnv>, outcome: StoredOutcome): Resp
 
 /**
  * Routes whose outcome is kept in D1 (message sends, `idempotent: "d1"`): a key with a stored
- * outcome is answered here, before the steps after it (the rate limit) and the handler, which
- * runs holding the claim (`c.var.idempotencyClaim`) so its insert can record the message on it.
- * Only 2xx answers are stored; a refusal (thrown or not) releases the key.
+ * outcome is answered here, before the steps after it (the rate limit) and the handler. The
+ * handler runs with `c.var.idempotencyClaim`: first a claim its message batch takes (a fresh key
+ * costs no round trip of its own, and the 201 is stored with the message), then, when that batch
+ * found the key held or the request was refused before its batch, the claim-first way
+ * (services/idempotency.ts). Only 2xx answers are stored; a refusal (thrown or not) keeps no key.
+ * A 201 stored with its message is the answer itself, so the first response and every replay
+ * are the same bytes.
  */
 export const storedOutcomeStep: RouteStep = async (c, next) => {
   const key = c.var.idempotencyKey;
@@ -42,8 +45,10 @@ export const storedOutcomeStep: RouteStep = async (c, next) => {
     async (messageId) => {
       const message = await findMessage(db, messageId);
       if (!message) throw new Error(`message ${messageId} recorded on an idempotency key is missing`);
-      return { status: 201, body: JSON.stringify(successBody(message, 201)) };
+      return { status: 201, body: createdMessageBody(message) };
     },
   );
-  return "replay" in result ? replayResponse(c, result.replay) : result.fresh;
+  if ("replay" in result) return replayResponse(c, result.replay);
+  const { fresh, stored } = result;
+  return stored ? new Response(stored.body, { status: stored.status, headers: fresh.headers }) : fresh;
 };

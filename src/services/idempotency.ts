@@ -1,25 +1,50 @@
-import { and, eq, isNull, lt, type SQL } from "drizzle-orm";
+import { and, eq, exists, isNull, lt, not, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { idempotencyKeys } from "../db/schema";
 import { ApiError } from "../lib/errors";
-import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS, type IdempotencyClaim } from "../lib/idempotency";
+import {
+  type BatchClaim,
+  IDEMPOTENCY_HEADER,
+  IDEMPOTENCY_RETENTION_MS,
+  type IdempotencyClaim,
+  isBatchClaim,
+  type KeyClaim,
+} from "../lib/idempotency";
+import { newId } from "../lib/ids";
 
-export type { IdempotencyClaim };
+export type { BatchClaim, IdempotencyClaim, KeyClaim };
 
 /**
  * `Idempotency-Key` for message-creating POSTs (API.md §1), stored in D1 per caller. The same
  * table registers the keys of transfers and admin grants (`walletKeyRegistration`), so a key
  * belongs to one request per caller across all endpoints.
  *
- * - The first request with a key claims it (a row with no response yet), runs, and stores its
+ * - A fresh key costs no round trip of its own: the send's message batch (one D1 transaction)
+ *   claims it (insert, or nothing on conflict; expired keys are purged first, so an expired row
+ *   is taken over), inserts the message only if the key's row is this request's claim (marked
+ *   with the message's id), and stores the outcome with the message: status 201 and the exact
+ *   body, whose one part the batch decides, the `seq`, is spliced into a body built before the
+ *   batch (`keyClaimStatements`). So the key, the message and the stored outcome commit together
+ *   or not at all: no window in which a message exists without its outcome, and the 201 a replay
+ *   answers is the bytes the first response carried, whatever happens to the message afterwards
+ *   (an edit or delete changes the message, never the stored answer). The first response is that
+ *   stored body too (the route's own answer differs only in its timestamp).
+ * - When that batch finds the key already held (a duplicate in flight, a stored outcome, another
+ *   request's key, a claim left by a request that died) it inserts nothing and the request goes
+ *   the claim-first way below, as does a request refused before its batch ran (a rate limit, a
+ *   check in the Worker): a stored outcome answers before any other check, and the rate limit
+ *   gives back the count of such a request (`retriesClaimFirst`, middlewares/rate-limit.ts), so a
+ *   replay is never limited and never counted.
+ * - Claim-first: the request claims the key (a row with no response yet), runs, and stores its
  *   success response (status and exact body). Replays answer that status and body verbatim
  *   with `Idempotent-Replayed: true`. The route's step (middlewares/idempotency.ts) runs this
  *   before the rate limit, so a stored outcome answers first (API.md §1).
  * - Same key, different method/path/body (SHA-256 fingerprint of the canonical JSON) → 409
  *   `idempotency_key_reused`.
  * - Anything the request throws (400/403/404/429 refusals before it executed, 5xx) releases the
- *   claim, so a corrected retry with the same key runs.
- * - The execution gets its claim and records the message it creates on it in the message's own
+ *   claim, so a corrected retry with the same key runs; a refusal named by the batch leaves no
+ *   claim from the batch itself.
+ * - A claim-first execution records the message it creates on its claim in the message's own
  *   insert batch (`recordMessageOnClaim`). A claim with a message but no stored response belongs
  *   to a request whose write committed but that died (or failed) before storing its response: a
  *   retry answers that message (201, via `resume`, stored for later replays) instead of executing
@@ -51,23 +76,171 @@ export function recordMessageOnClaim(db: Database, claim: IdempotencyClaim, mess
   return db.update(idempotencyKeys).set({ messageId }).where(claimIs(claim));
 }
 
+/** Thrown by a message batch that found its key held by another request: it inserted nothing, the key decides the answer. */
+export class KeyHeldError extends Error {
+  constructor() {
+    super("the Idempotency-Key is held by another request");
+    this.name = "KeyHeldError";
+  }
+}
+
+/** A claim for the request's own batch to take (see the module comment). */
+export function newBatchClaim(request: IdempotentRequest, now: number = Date.now()): BatchClaim {
+  return { ...request, claimedAt: now, messageId: newId(now), batch: "unsent", held: false, outcome: null };
+}
+
+/**
+ * Whether a request that threw `error` while its batch claim was out goes the claim-first way:
+ * its batch found the key held, or it was refused before its batch ran (so nothing of it
+ * happened, and the key must be looked at before that refusal stands).
+ */
+export function retriesClaimFirst(claim: KeyClaim | null, error: unknown): boolean {
+  return error instanceof KeyHeldError || (isBatchClaim(claim) && claim.batch === "unsent");
+}
+
+const batchClaimRow = (claim: BatchClaim) =>
+  and(
+    eq(idempotencyKeys.userId, claim.userId),
+    eq(idempotencyKeys.key, claim.key),
+    eq(idempotencyKeys.messageId, claim.messageId),
+  );
+
+/**
+ * SQL, true inside the claim's batch (after `take`) when the key's row is this request's: every
+ * write of the send carries it, so a request whose key is held changes nothing. Undefined for no
+ * claim or a claim already held.
+ */
+export function heldInBatchSql(db: Database, claim: KeyClaim | null | undefined): SQL | undefined {
+  if (!isBatchClaim(claim)) return undefined;
+  return exists(db.select({ one: sql`1` }).from(idempotencyKeys).where(batchClaimRow(claim)));
+}
+
+/**
+ * The key's part of its message batch (one transaction):
+ * - `take`, first: purge expired keys (an expired row of this key is thereby taken over), then
+ *   claim the key with the message's id as the mark, or nothing when the key has a row;
+ * - `settle`, after the message's insert: with no message inserted and no `kept` (a same message
+ *   that answers the request: the claim stays for its outcome), the claim is dropped (a refusal
+ *   leaves no key); otherwise the row gets the message id (`messageId`: SQL, NULL when nothing was
+ *   inserted) and, when a message was inserted, `outcome` (its status and its body as SQL);
+ * - `read(results)`, with the batch's results: throws KeyHeldError when the key was held, and
+ *   reports `held` and `outcome` on the claim.
+ */
+export function keyClaimStatements(
+  db: Database,
+  claim: BatchClaim,
+  message: { messageId: SQL; kept: SQL | undefined; outcome: { status: number; body: SQL } },
+) {
+  const { userId, key, fingerprint, claimedAt, messageId } = claim;
+  const ours = batchClaimRow(claim);
+  const posted = sql`${message.messageId} IS NOT NULL`;
+  const claimed = db
+    .insert(idempotencyKeys)
+    .values({
+      userId,
+      key,
+      fingerprint,
+      responseStatus: null,
+      responseBody: null,
+      messageId,
+      outcomeIn: null,
+      createdAt: claimedAt,
+    })
+    .onConflictDoNothing()
+    .returning({ createdAt: idempotencyKeys.createdAt });
+  const settled = db
+    .update(idempotencyKeys)
+    .set({
+      messageId: message.messageId,
+      responseStatus: sql`CASE WHEN ${posted} THEN ${message.outcome.status} END`,
+      responseBody: sql`CASE WHEN ${posted} THEN ${message.outcome.body} END`,
+    })
+    .where(ours)
+    .returning({ responseStatus: idempotencyKeys.responseStatus, responseBody: idempotencyKeys.responseBody });
+  return {
+    take: [
+      db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, claimedAt - IDEMPOTENCY_RETENTION_MS)),
+      claimed,
+    ] as const,
+    settle: [db.delete(idempotencyKeys).where(and(ours, not(posted), message.kept && not(message.kept))), settled] as const,
+    read(statements: readonly unknown[], results: readonly unknown[]): void {
+      claim.batch = "done";
+      const taken = results[statements.indexOf(claimed)] as unknown[];
+      if (taken.length === 0) throw new KeyHeldError();
+      const row = (results[statements.indexOf(settled)] as { responseStatus: number | null; responseBody: string | null }[])[0];
+      claim.held = row !== undefined;
+      claim.outcome =
+        row?.responseStatus != null && row.responseBody != null ? { status: row.responseStatus, body: row.responseBody } : null;
+    },
+  };
+}
+
+/**
+ * Replaces the body stored with a batch claim's message: for a body built before the batch that
+ * turned out not to be the message as stored (checked after every batch; not expected to happen).
+ */
+export async function restoreBatchOutcome(db: Database, claim: BatchClaim, body: string): Promise<void> {
+  await db.update(idempotencyKeys).set({ responseBody: body }).where(batchClaimRow(claim));
+  claim.outcome = claim.outcome && { ...claim.outcome, body };
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `execute` at most once per (caller, key): a stored outcome is answered first (`replay`),
  * before `execute` and anything it checks; otherwise `execute` runs holding the claim and its
- * result is returned (`fresh`). `outcomeOf` says what to store of it: null (not an executed
- * outcome, e.g. a refusal answered without throwing) releases the claim like a throw does.
- * `resume` rebuilds the outcome of a claim whose message committed but whose response was never
- * stored.
+ * result is returned (`fresh`). `execute` is first given a claim for its batch to take (a fresh
+ * key: one round trip); when that batch finds the key held, or the request is refused before its
+ * batch ran, it runs again the claim-first way. `stored` is the outcome stored with the message
+ * (the request's answer, byte for byte), or null. `outcomeOf` says what to store of a result
+ * whose outcome was not stored with it: null (not an executed outcome, e.g. a refusal answered
+ * without throwing) releases the claim like a throw does. `resume` rebuilds the outcome of a
+ * claim whose message committed but whose response was never stored.
  */
 export async function idempotent<R>(
   db: Database,
   request: IdempotentRequest,
-  execute: (claim: IdempotencyClaim) => Promise<R>,
+  execute: (claim: KeyClaim) => Promise<R>,
   outcomeOf: (result: R) => Promise<StoredOutcome | null>,
   resume: (messageId: string) => Promise<StoredOutcome>,
-): Promise<{ replay: StoredOutcome } | { fresh: R }> {
+): Promise<{ replay: StoredOutcome } | { fresh: R; stored: StoredOutcome | null }> {
+  const claim = newBatchClaim(request);
+  const held: IdempotencyClaim = { userId: claim.userId, key: claim.key, claimedAt: claim.claimedAt };
+  let result: R;
+  try {
+    result = await execute(claim);
+  } catch (error) {
+    if (retriesClaimFirst(claim, error)) return claimFirst(db, request, execute, outcomeOf, resume);
+    // A batch that failed may have committed or not; one that kept the claim has an answer never stored.
+    if (claim.batch === "sent" || claim.held) await release(db, held);
+    throw error;
+  }
+  if (claim.outcome !== null) return { fresh: result, stored: claim.outcome };
+  const outcome = await outcomeOf(result);
+  if (claim.batch === "unsent" && outcome !== null)
+    throw new Error("an idempotent send answered without its batch claiming the key");
+  if (claim.held) {
+    if (outcome === null) await release(db, held);
+    else await storeOutcome(db, held, outcome);
+  }
+  return { fresh: result, stored: null };
+}
+
+/** Deletes a claim that has neither a stored response nor a message: its request stored nothing. */
+const release = (db: Database, claim: IdempotencyClaim) =>
+  db
+    .delete(idempotencyKeys)
+    .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus), isNull(idempotencyKeys.messageId)))
+    .catch(() => undefined);
+
+/** The claim-first way (see the module comment): claim, wait, replay, take over, or 409. */
+async function claimFirst<R>(
+  db: Database,
+  request: IdempotentRequest,
+  execute: (claim: KeyClaim) => Promise<R>,
+  outcomeOf: (result: R) => Promise<StoredOutcome | null>,
+  resume: (messageId: string) => Promise<StoredOutcome>,
+): Promise<{ replay: StoredOutcome } | { fresh: R; stored: null }> {
   const { userId, key, fingerprint } = request;
   const thisKey = and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key));
   const deadline = Date.now() + WAIT_MS;
@@ -129,22 +302,17 @@ export async function idempotent<R>(
     }
 
     const claim: IdempotencyClaim = { userId, key, claimedAt };
-    const release = () =>
-      db
-        .delete(idempotencyKeys)
-        .where(and(claimIs(claim), isNull(idempotencyKeys.responseStatus), isNull(idempotencyKeys.messageId)))
-        .catch(() => undefined);
     let result: R;
     try {
       result = await execute(claim);
     } catch (error) {
-      await release();
+      await release(db, claim);
       throw error;
     }
     const outcome = await outcomeOf(result);
-    if (outcome === null) await release();
+    if (outcome === null) await release(db, claim);
     else await storeOutcome(db, claim, outcome);
-    return { fresh: result };
+    return { fresh: result, stored: null };
   }
 }
 

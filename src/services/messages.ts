@@ -3,6 +3,7 @@ import {
   asc,
   desc,
   eq,
+  exists,
   getTableColumns,
   gt,
   inArray,
@@ -21,10 +22,19 @@ import { insertWhere } from "../db/insert-where";
 import { batchPrepared, preparedPerDatabase } from "../db/prepared";
 import { chatMembers, chats, type MessageRow, messages, realtimePresence, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
+import { successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
+import { isBatchClaim } from "../lib/idempotency";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
-import { type IdempotencyClaim, recordMessageOnClaim } from "./idempotency";
+import {
+  type BatchClaim,
+  heldInBatchSql,
+  type KeyClaim,
+  keyClaimStatements,
+  recordMessageOnClaim,
+  restoreBatchOutcome,
+} from "./idempotency";
 import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./membership";
 import { isConnected } from "./presence";
 import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
@@ -51,8 +61,11 @@ type AppendRule = {
   allowed?: SQL | undefined;
   /** A predicate on `messages` naming "the same message": if a row matches, nothing is inserted and that row is the result. */
   sameMessage?: SQL | undefined;
-  /** The Idempotency-Key claim of the request: it records the new message's id in the same transaction. */
-  claim?: IdempotencyClaim | null | undefined;
+  /**
+   * The Idempotency-Key claim of the request: it records the new message's id in the same
+   * transaction; a claim for the batch to take is taken in it, and the 201 stored with the message.
+   */
+  claim?: KeyClaim | null | undefined;
 };
 
 const OPTIONAL_FIELDS_UNSET = {
@@ -88,6 +101,10 @@ const chatNotFound = (chatId: string | SQL) =>
  * hold (or the chat does not exist); `before`'s results (read in the same transaction) say why.
  * With a fixed `input.id` (a transfer's message), a repeat reads as `created`: such callers use
  * only the message.
+ * A claim for the batch to take (`isBatchClaim`) adds the key's statements (services/
+ * idempotency.ts `keyClaimStatements`): claimed first, the insert only when the key is this
+ * request's (else KeyHeldError, nothing written), and the message's 201 stored with it; the
+ * message takes the claim's id.
  */
 async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   db: Database,
@@ -96,25 +113,46 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   rule: AppendRule,
 ): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
   const append = appendStatements(db, input, rule);
-  const results = (await db.batch([...before, ...append.statements] as unknown as [BatchItem<"sqlite">])) as unknown[];
-  return { before: results.slice(0, before.length) as BatchResponse<B>, posted: append.read(results.slice(before.length)) };
+  const take = append.keyClaim?.take ?? [];
+  const batch = [...take, ...before, ...append.statements];
+  if (append.batchClaim) append.batchClaim.batch = "sent";
+  const results = (await db.batch(batch as unknown as [BatchItem<"sqlite">])) as unknown[];
+  append.keyClaim?.read(batch, results);
+  const { found, posted } = append.read(results.slice(take.length + before.length));
+  const { batchClaim, created } = append;
+  if (batchClaim && created && batchClaim.outcome && posted?.created) await checkStoredBody(db, batchClaim, created, found!);
+  return { before: results.slice(take.length, take.length + before.length) as BatchResponse<B>, posted };
 }
 
 /**
  * The statements of one append (appendInBatch has the steps), and `read`, which turns their
- * results into the posted message. Several appends can share one batch: each one's statements
- * name only its own message id, and the chat's `last_seq` moves between them in batch order.
+ * results into the posted message; with a claim for the batch, also the key's statements
+ * (`keyClaim.take` goes first in the batch). Several appends without a claim can share one batch:
+ * each one's statements name only its own message id, and the chat's `last_seq` moves between
+ * them in batch order.
  */
 function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
-  const id = input.id ?? newId(input.createdAt);
+  const batchClaim = isBatchClaim(rule.claim) ? rule.claim : undefined;
+  const id = batchClaim?.messageId ?? input.id ?? newId(input.createdAt);
   const ourId = sql`(SELECT ${messages.id} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourChat = sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourSeq = sql`(SELECT ${messages.seq} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const row = { ...OPTIONAL_FIELDS_UNSET, ...input, id, chatId: sql`${chats.id}`, seq: sql`${chats.lastSeq} + 1` };
+  const sameMessage = rule.sameMessage && db.select({ one: sql`1` }).from(messages).where(rule.sameMessage);
+  const created = batchClaim && createdBodyTemplate({ ...OPTIONAL_FIELDS_UNSET, ...input, id });
+  const keyClaim =
+    batchClaim &&
+    created &&
+    keyClaimStatements(db, batchClaim, {
+      messageId: ourId,
+      kept: sameMessage && exists(sameMessage),
+      outcome: { status: 201, body: created.sql },
+    });
   const mayInsert = and(
     eq(chats.id, rule.chatId),
     rule.allowed,
-    rule.sameMessage && notExists(db.select({ one: sql`1` }).from(messages).where(rule.sameMessage)),
+    heldInBatchSql(db, batchClaim),
+    sameMessage && notExists(sameMessage),
   )!;
   const statements = [
     insertWhere(db, messages, row, sql`${chats}`, mayInsert),
@@ -136,7 +174,8 @@ function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
         lastReadSeq: sql`CASE WHEN ${chatMembers.userId} = ${input.senderId} THEN max(${chatMembers.lastReadSeq}, ${ourSeq}) ELSE ${chatMembers.lastReadSeq} END`,
       })
       .where(eq(chatMembers.chatId, ourChat)),
-    ...(rule.claim ? [recordMessageOnClaim(db, rule.claim, ourId)] : []),
+    ...(rule.claim && !batchClaim ? [recordMessageOnClaim(db, rule.claim, ourId)] : []),
+    ...(keyClaim?.settle ?? []),
     db
       .select()
       .from(messages)
@@ -147,19 +186,57 @@ function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
       .innerJoin(realtimePresence, isConnected(chatMembers.userId))
       .where(eq(chatMembers.chatId, ourChat)),
   ];
-  /** `results`: this append's own results, in the order of `statements`. */
-  const read = (results: unknown[]): Posted | undefined => {
+  /** `results`: this append's own results, in the order of `statements`; `found`: the message row read back. */
+  const read = (results: unknown[]): { found: MessageRow | undefined; posted: Posted | undefined } => {
     const [messageRows, connectedRows] = results.slice(statements.length - 2, statements.length) as [
       MessageRow[],
       { userId: string }[],
     ];
     const found = messageRows[0];
-    if (found === undefined) return undefined;
-    return found.id === id
-      ? { message: toMessage(found), created: true, connectedMemberIds: connectedRows.map((member) => member.userId) }
-      : { message: toMessage(found), created: false };
+    if (found === undefined) return { found, posted: undefined };
+    return {
+      found,
+      posted:
+        found.id === id
+          ? { message: toMessage(found), created: true, connectedMemberIds: connectedRows.map((member) => member.userId) }
+          : { message: toMessage(found), created: false },
+    };
   };
-  return { statements, read };
+  return { statements, read, keyClaim, batchClaim, created };
+}
+
+/** The 201 of a send, as the routes answer it (`ok(c, message, 201)`), with a given envelope `timestamp`. */
+export function createdMessageBody(message: Message, timestamp: string = new Date().toISOString()): string {
+  return JSON.stringify({ ...successBody(message, 201), timestamp });
+}
+
+const SPLICED = `"chatId":"","seq":0,`;
+
+/**
+ * The 201 body of a message about to be inserted, as SQL for its batch: everything is known
+ * before the batch but the chat id (a direct chat may be created by it) and the `seq` it
+ * allocates, which the SQL reads from the inserted row. They are the 2nd and 3rd members of
+ * `data`, after fixed-format ones, so the first occurrence of the placeholder is theirs.
+ */
+function createdBodyTemplate(row: Omit<MessageRow, "chatId" | "seq">) {
+  const timestamp = new Date().toISOString();
+  const text = createdMessageBody(toMessage({ ...row, chatId: "", seq: 0 }), timestamp);
+  const at = text.indexOf(SPLICED);
+  if (at < 0) throw new Error("a message's 201 body does not carry chatId and seq where expected");
+  const head = `${text.slice(0, at)}"chatId":"`;
+  const tail = `,${text.slice(at + SPLICED.length)}`;
+  const sqlText = sql`(SELECT ${head} || ${messages.chatId} || ${'","seq":'} || ${messages.seq} || ${tail} FROM ${messages} WHERE ${messages.id} = ${row.id})`;
+  return { sql: sqlText, timestamp };
+}
+
+/**
+ * The body stored with the message must be the message as D1 stored it (what a GET shows): built
+ * before the batch from the input, it is checked against the row read back in the same batch and
+ * replaced in the rare case they differ (text D1 does not store as given, e.g. a lone surrogate).
+ */
+async function checkStoredBody(db: Database, claim: BatchClaim, created: { timestamp: string }, found: MessageRow) {
+  const exact = createdMessageBody(toMessage(found), created.timestamp);
+  if (claim.outcome?.body !== exact) await restoreBatchOutcome(db, claim, exact);
 }
 
 /**
@@ -231,7 +308,7 @@ export async function postCreditTransferMessages(
     appends.flatMap((append) => append.statements) as unknown as [BatchItem<"sqlite">],
   )) as unknown[];
   let offset = 0;
-  return appends.map((append) => append.read(results.slice(offset, (offset += append.statements.length)))?.message);
+  return appends.map((append) => append.read(results.slice(offset, (offset += append.statements.length))).posted?.message);
 }
 
 /** The message at each chat's `last_seq` (its last message), for the chats `chatIds` selects (ids or a subquery). */
@@ -259,12 +336,13 @@ export async function sendDirectMessage(
   senderId: string,
   recipientId: string,
   content: string,
-  claim: IdempotencyClaim | null = null,
+  claim: KeyClaim | null = null,
 ): Promise<Posted> {
   if (recipientId === senderId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
   const now = Date.now();
   const checks = canSendToSql(db, senderId, recipientId);
-  const direct = directChatStatements(db, senderId, recipientId, now, checks.allowed);
+  // A request whose key its batch finds held creates no chat either.
+  const direct = directChatStatements(db, senderId, recipientId, now, and(checks.allowed, heldInBatchSql(db, claim)));
   const { before, posted } = await appendInBatch(
     db,
     [checks.facts, ...direct.statements] as const,
@@ -293,7 +371,7 @@ export async function sendChatMessage(
     replyToMessageId?: string | null | undefined;
     clientMessageId?: string | null | undefined;
   },
-  claim: IdempotencyClaim | null = null,
+  claim: KeyClaim | null = null,
 ): Promise<Posted> {
   const { chatId } = input;
   // An explicit null means absent (the Message resource types both fields string|null).

@@ -29,6 +29,14 @@ export function clientIp(connectingIp: string | undefined): string {
   return connectingIp?.trim() || "unknown";
 }
 
+const limiterOf = (env: Env, scope: RateLimitScope, key: string) =>
+  env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${scope}:${key}`));
+
+/** Gives back one request counted at `at` (epoch ms, taken just before `enforceRateLimit`) that turned out not to count. */
+export async function refundRateLimit(env: Env, scope: RateLimitScope, key: string, at: number): Promise<void> {
+  await limiterOf(env, scope, key).refund(at);
+}
+
 /**
  * Counts one request against `<scope>:<key>` in its RateLimiterDO and answers the
  * `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds) headers to send;
@@ -37,8 +45,7 @@ export function clientIp(connectingIp: string | undefined): string {
  */
 export async function enforceRateLimit(env: Env, config: Config, scope: RateLimitScope, key: string): Promise<RateLimitHeaders> {
   const limit = LIMIT_OF[scope](config.rateLimits);
-  const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${scope}:${key}`));
-  const decision = await stub.hit(limit);
+  const decision = await limiterOf(env, scope, key).hit(limit);
   const headers: RateLimitHeaders = {
     "X-RateLimit-Limit": String(decision.limit),
     "X-RateLimit-Remaining": String(decision.remaining),

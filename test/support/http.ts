@@ -13,6 +13,8 @@ export async function call(
     headers?: Record<string, string>;
     /** Vars to override for this request (e.g. a low rate limit); the bindings stay the real ones. */
     vars?: Partial<Record<keyof Env, string>>;
+    /** Bindings to replace for this request (e.g. a D1 that counts its round trips). */
+    bindings?: Partial<Env>;
   } = {},
 ) {
   const headers: Record<string, string> = { ...options.headers };
@@ -24,9 +26,9 @@ export async function call(
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
   const request = new Request(`http://localhost${path}`, { method, headers, body });
   let response: Response;
-  if (options.vars) {
+  if (options.vars || options.bindings) {
     const ctx = createExecutionContext();
-    response = await app.fetch(request, { ...env, ...options.vars }, ctx);
+    response = await app.fetch(request, { ...env, ...options.vars, ...options.bindings }, ctx);
     await waitOnExecutionContext(ctx);
   } else {
     response = await exports.default.fetch(request);

@@ -1,5 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
-import { type Bucket, hitWindow, liveBuckets, RATE_LIMIT_WINDOW_SECONDS, type RateLimitDecision } from "../../lib/sliding-window";
+import {
+  type Bucket,
+  hitWindow,
+  liveBuckets,
+  RATE_LIMIT_WINDOW_SECONDS,
+  type RateLimitDecision,
+  refundWindow,
+} from "../../lib/sliding-window";
 
 export type { RateLimitDecision } from "../../lib/sliding-window";
 
@@ -34,6 +41,12 @@ export class RateLimiterDO extends DurableObject<Env> {
       if (wasEmpty) await this.ctx.storage.setAlarm((Math.floor(now / 1000) + RATE_LIMIT_WINDOW_SECONDS) * 1000);
     }
     return decision;
+  }
+
+  /** Gives back one attempt counted at `at` (a request that turned out to be a replay); the alarm stays as it is. */
+  async refund(at: number): Promise<void> {
+    this.buckets = refundWindow(this.buckets, at);
+    void this.ctx.storage.put(BUCKETS_KEY, this.buckets, { allowUnconfirmed: true });
   }
 
   override async alarm(): Promise<void> {
