@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { migratedPersistDir, serveOn } from "../test/e2e/support/server.ts";
 
 /**
@@ -47,6 +48,8 @@ const USERS = numberFlag("users", 24);
 const HOT_CONCURRENCY = numberFlag("hot", 32);
 const PAIR_CONCURRENCY = numberFlag("pairs", 16);
 const KEEP = flags.keep === "true";
+/** The checker's own check: one wallet gets a credit from nowhere while the server is down; the run must then fail. */
+const TAMPER = flags.tamper === "true";
 const HOT_GRANT = 3_000;
 const USER_GRANT = 500;
 /** MAX_TRANSFER_AMOUNT's default: more than all the money there is, so always an overdraft. */
@@ -469,6 +472,46 @@ async function checkMessages(persistDir: string, posted: { request: Keyed; trans
   );
 }
 
+/**
+ * A group's debits share one timestamp (`commitGroup` takes `now` once), so a sender's posted
+ * transfers with the same `createdAt` were debited in one group (groups take milliseconds, so two
+ * groups of one wallet landing in the same millisecond is unlikely): a lower bound on grouping.
+ */
+function groupsSeen(posted: { request: Keyed; transfer: any }[], sender?: number) {
+  const sizes = new Map<string, number>();
+  for (const { request, transfer } of posted) {
+    if (sender !== undefined && request.sender !== sender) continue;
+    const group = `${request.sender} ${transfer.createdAt}`;
+    sizes.set(group, (sizes.get(group) ?? 0) + 1);
+  }
+  const all = [...sizes.values()];
+  const shared = all.filter((size) => size > 1);
+  return {
+    transfers: all.reduce((sum, size) => sum + size, 0),
+    groups: all.length,
+    multi: shared.length,
+    inMulti: shared.reduce((sum, size) => sum + size, 0),
+    max: Math.max(0, ...all),
+  };
+}
+
+/** A credit from nowhere in the first wallet object file found (the server is down): the checks must catch it. */
+function tamper(persistDir: string) {
+  const dir = path.join(persistDir, "v3/do");
+  const walletDir = readdirSync(dir).find((name) => name.endsWith("WalletDO"));
+  if (!walletDir) throw new Error(`no WalletDO state under ${dir}`);
+  for (const name of readdirSync(path.join(dir, walletDir)).filter((n) => n.endsWith(".sqlite"))) {
+    const sqlite = new DatabaseSync(path.join(dir, walletDir, name));
+    try {
+      const changed = sqlite.prepare("UPDATE wallet SET balance = balance + 1 WHERE id = 1").run().changes;
+      if (changed) return log(`tampered: +1 credit in wallet object ${name}`);
+    } finally {
+      sqlite.close();
+    }
+  }
+  throw new Error("no wallet object to tamper with");
+}
+
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<number> {
@@ -504,9 +547,9 @@ async function main(): Promise<number> {
     const running = storm(users);
     await sleep(KILL_AFTER_MS);
     killed = true;
+    const inFlightAtKill = requests.filter((r) => !r.answers.length && !r.failures.length).length;
     await server.crash();
     writeFileSync(path.join(persistDir, "server-before-kill.log"), server.log());
-    const inFlightAtKill = requests.filter((r) => !r.answers.length && !r.failures.length).length;
     await running;
     const stormMs = Date.now() - stormStarted;
     const answeredInStorm = requests.filter((r) => r.answers.length).length;
@@ -514,6 +557,7 @@ async function main(): Promise<number> {
       `SIGKILLed the server group after ${stormMs} ms of storm: ${requests.length} keys sent (${duplicatesSent} with an immediate duplicate), ${answeredInStorm} answered, ~${inFlightAtKill} in flight at the kill`,
     );
 
+    if (TAMPER) tamper(persistDir);
     server = await serveOn(persistDir, VARS);
     base = server.baseUrl;
     log(`restarted on the same state at ${base}; retrying every key`);
@@ -539,6 +583,8 @@ async function main(): Promise<number> {
         statuses.set(name, (statuses.get(name) ?? 0) + 1);
       }
     }
+    const hotGroups = groupsSeen(posted, 0);
+    const allGroups = groupsSeen(posted);
     const failures = requests.reduce((sum, r) => sum + r.failures.length, 0);
     console.log(
       [
@@ -548,7 +594,7 @@ async function main(): Promise<number> {
         `  keys with no final answer before the kill: ${stats.unansweredBeforeCrash} (committed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after the restart: ${stats.answeredOnlyAfterCrash})`,
         `  keys that needed more than one attempt after the restart: ${retried}; keys that saw a 5xx: ${stats.fivexx} (${stats.fivexxResolved} resolved to a final answer)`,
         `  connection failures: ${failures}; answers by phase and status: ${[...statuses].map(([k, v]) => `${k}: ${v}`).join(", ")}`,
-        `  group sizes: not observable over HTTP (the hot sender keeps ${HOT_CONCURRENCY} requests in flight, more with duplicates)`,
+        `  groups (posted transfers of one sender sharing a debit timestamp): hot sender ${hotGroups.transfers} transfers in ${hotGroups.groups} groups, ${hotGroups.multi} of 2+ holding ${hotGroups.inMulti}, largest ${hotGroups.max}; all senders: ${allGroups.multi} groups of 2+ holding ${allGroups.inMulti} of ${allGroups.transfers}, largest ${allGroups.max}`,
         `  time: ${elapsed()}`,
       ].join("\n"),
     );
