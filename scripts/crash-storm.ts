@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { BENCH_VARS } from "../bench/world.ts";
 import { migratedPersistDir, serveOn } from "../test/e2e/support/server.ts";
 
 /**
@@ -56,15 +57,8 @@ const USER_GRANT = 500;
 const OVERDRAFT = 100_000;
 const RETRY_BUDGET_MS = 90_000;
 
-const VARS: Record<string, string> = {
-  RATE_LIMIT_LOGIN_PER_MINUTE: "1000000000",
-  RATE_LIMIT_AUTH_IP_PER_MINUTE: "1000000000",
-  RATE_LIMIT_MESSAGES_PER_MINUTE: "1000000000",
-  RATE_LIMIT_TRANSFERS_PER_MINUTE: "1000000000",
-  DAILY_TRANSFER_LIMIT: "1000000000000",
-  SIGNUP_CREDITS: "0",
-  ADMIN_EMAILS: "crash-admin@crash.example.com",
-};
+/** The benchmark's raised limits (so the limiter refuses nothing), SIGNUP_CREDITS 0 and its admin email. */
+const VARS = BENCH_VARS;
 
 type User = { id: string; token: string; granted: number };
 type Body = { recipientId: string; amount: number; note?: string };
@@ -114,11 +108,11 @@ async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise
   );
 }
 
-async function register(label: string): Promise<User> {
+async function register(label: string, email = `${label}@crash.example.com`): Promise<User> {
   const json = await expectJson(
     `register ${label}`,
     call("POST", "/api/v1/auth/register", undefined, {
-      email: `${label}@crash.example.com`,
+      email,
       password: "crash-storm-password",
       displayName: label,
     }),
@@ -495,16 +489,51 @@ function groupsSeen(posted: { request: Keyed; transfer: any }[], sender?: number
   };
 }
 
-/** A credit from nowhere in the first wallet object file found (the server is down): the checks must catch it. */
-function tamper(persistDir: string) {
+/** The WalletDO SQLite files the server left (read while it is down). */
+function walletFiles(persistDir: string): string[] {
   const dir = path.join(persistDir, "v3/do");
   const walletDir = readdirSync(dir).find((name) => name.endsWith("WalletDO"));
   if (!walletDir) throw new Error(`no WalletDO state under ${dir}`);
-  for (const name of readdirSync(path.join(dir, walletDir)).filter((n) => n.endsWith(".sqlite"))) {
-    const sqlite = new DatabaseSync(path.join(dir, walletDir, name));
+  return readdirSync(path.join(dir, walletDir))
+    .filter((name) => name.endsWith(".sqlite"))
+    .map((name) => path.join(dir, walletDir, name));
+}
+
+/**
+ * What the kill left in the senders' objects, read-only while the server is down: debits
+ * committed but not yet posted (`pending`) are the transfers a crash mid-group leaves to recovery.
+ */
+function stateAtKill(persistDir: string) {
+  let pending = 0;
+  let posted = 0;
+  for (const file of walletFiles(persistDir)) {
+    const sqlite = new DatabaseSync(file, { readOnly: true });
+    try {
+      const rows = sqlite.prepare("SELECT state, COUNT(*) AS n FROM transfers_out GROUP BY state").all() as {
+        state: string;
+        n: number;
+      }[];
+      for (const row of rows) {
+        if (row.state === "pending") pending += row.n;
+        else if (row.state === "posted") posted += row.n;
+      }
+    } catch (error) {
+      // an object that never sent has no transfers_out table yet
+      if (!String(error).includes("no such table")) throw error;
+    } finally {
+      sqlite.close();
+    }
+  }
+  return { pending, posted };
+}
+
+/** A credit from nowhere in the first wallet object file found (the server is down): the checks must catch it. */
+function tamper(persistDir: string) {
+  for (const file of walletFiles(persistDir)) {
+    const sqlite = new DatabaseSync(file);
     try {
       const changed = sqlite.prepare("UPDATE wallet SET balance = balance + 1 WHERE id = 1").run().changes;
-      if (changed) return log(`tampered: +1 credit in wallet object ${name}`);
+      if (changed) return log(`tampered: +1 credit in wallet object ${path.basename(file)}`);
     } finally {
       sqlite.close();
     }
@@ -525,7 +554,7 @@ async function main(): Promise<number> {
   try {
     base = server.baseUrl;
     log(`server at ${base}, state in ${persistDir}`);
-    const admin = await register("crash-admin");
+    const admin = await register("crash-admin", VARS.ADMIN_EMAILS);
     const users: User[] = [];
     // Registration hashes a password per user: a few at a time.
     await inParallel(
@@ -557,6 +586,10 @@ async function main(): Promise<number> {
       `SIGKILLed the server group after ${stormMs} ms of storm: ${requests.length} keys sent (${duplicatesSent} with an immediate duplicate), ${answeredInStorm} answered, ~${inFlightAtKill} in flight at the kill`,
     );
 
+    const atKill = stateAtKill(persistDir);
+    log(
+      `left by the kill in the wallet objects: ${atKill.posted} transfers posted, ${atKill.pending} debited but not yet posted`,
+    );
     if (TAMPER) tamper(persistDir);
     server = await serveOn(persistDir, VARS);
     base = server.baseUrl;
@@ -592,6 +625,7 @@ async function main(): Promise<number> {
         `crash-storm summary (seed ${SEED}, kill after ${KILL_AFTER_MS} ms):`,
         `  keys: ${requests.length}; 201: ${stats.created}; refused 409: ${stats.refused}; duplicates sent together: ${duplicatesSent}`,
         `  keys with no final answer before the kill: ${stats.unansweredBeforeCrash} (committed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after the restart: ${stats.answeredOnlyAfterCrash})`,
+        `  left by the kill: ${atKill.pending} transfers debited but not posted (finished after the restart by retries or the alarm)`,
         `  keys that needed more than one attempt after the restart: ${retried}; keys that saw a 5xx: ${stats.fivexx} (${stats.fivexxResolved} resolved to a final answer)`,
         `  connection failures: ${failures}; answers by phase and status: ${[...statuses].map(([k, v]) => `${k}: ${v}`).join(", ")}`,
         `  groups (posted transfers of one sender sharing a debit timestamp): hot sender ${hotGroups.transfers} transfers in ${hotGroups.groups} groups, ${hotGroups.multi} of 2+ holding ${hotGroups.inMulti}, largest ${hotGroups.max}; all senders: ${allGroups.multi} groups of 2+ holding ${allGroups.inMulti} of ${allGroups.transfers}, largest ${allGroups.max}`,
