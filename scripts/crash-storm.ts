@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { BENCH_VARS } from "../bench/world.ts";
@@ -45,6 +46,9 @@ function random(): number {
 const randomInt = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
 
 const KILL_AFTER_MS = numberFlag("kill-after-ms", randomInt(300, 15_000));
+/** Kill and restart this many times; each storm after a restart also re-sends keys that have no final answer yet. */
+const CRASHES = Math.max(1, numberFlag("crashes", 1));
+const LATER_KILLS_MS = Array.from({ length: CRASHES - 1 }, () => randomInt(300, 6_000));
 const USERS = numberFlag("users", 24);
 const HOT_CONCURRENCY = numberFlag("hot", 32);
 const PAIR_CONCURRENCY = numberFlag("pairs", 16);
@@ -63,8 +67,18 @@ const VARS = BENCH_VARS;
 type User = { id: string; token: string; granted: number };
 type Body = { recipientId: string; amount: number; note?: string };
 type Phase = "storm" | "retry" | "confirm";
-type Answer = { phase: Phase; status: number; text: string; replayed: boolean };
-type Keyed = { key: string; sender: number; recipient: number; body: Body; answers: Answer[]; failures: string[] };
+/** `sentAt`/`receivedAt` order answers: one sent after a final answer arrived must be a replay. */
+type Answer = { phase: Phase; status: number; text: string; replayed: boolean; sentAt: number; receivedAt: number };
+type Keyed = {
+  key: string;
+  sender: number;
+  recipient: number;
+  body: Body;
+  answers: Answer[];
+  failures: string[];
+  /** When its first attempt to fail without an answer (a kill) failed. */
+  firstFailureAt?: number;
+};
 type Envelope = { statusCode: number; data: any; code?: string; errors: string[] | null };
 
 const started = Date.now();
@@ -153,6 +167,7 @@ function newRequest(users: User[], sender: number, recipient: number, amount: nu
 }
 
 async function send(users: User[], request: Keyed, phase: Phase): Promise<Answer | undefined> {
+  const sentAt = performance.now();
   try {
     const { status, text, replayed } = await call(
       "POST",
@@ -161,11 +176,12 @@ async function send(users: User[], request: Keyed, phase: Phase): Promise<Answer
       request.body,
       request.key,
     );
-    const answer = { phase, status, text, replayed };
+    const answer = { phase, status, text, replayed, sentAt, receivedAt: performance.now() };
     request.answers.push(answer);
     return answer;
   } catch (error) {
     request.failures.push(`${phase}: ${(error as Error).cause ?? (error as Error).message}`);
+    request.firstFailureAt ??= performance.now();
     return undefined;
   }
 }
@@ -178,7 +194,7 @@ async function fire(users: User[], request: Keyed) {
   } else await send(users, request, "storm");
 }
 
-async function storm(users: User[]) {
+async function storm(users: User[], resend: boolean) {
   const otherThan = (index: number) => {
     const other = randomInt(0, users.length - 2);
     return other >= index ? other + 1 : other;
@@ -198,7 +214,12 @@ async function storm(users: User[]) {
       await fire(users, newRequest(users, sender, otherThan(sender), amount));
     }
   });
-  await Promise.all([...hot, ...pairs]);
+  // After a restart, keys left without a final answer are re-sent while the new storm runs.
+  const unresolved = resend ? requests.filter((r) => !r.answers.some((a) => isFinal(a.status))) : [];
+  const resenders = Array.from({ length: resend ? 4 : 0 }, async () => {
+    while (!killed && unresolved.length) await send(users, unresolved.shift() as Keyed, "storm");
+  });
+  await Promise.all([...hot, ...pairs, ...resenders]);
 }
 
 // ------------------------------------------------------------------ after the restart
@@ -244,8 +265,8 @@ function checkOutcomes(users: User[], problems: string[]) {
   const stats = {
     created: 0,
     refused: 0,
-    unansweredBeforeCrash: 0,
-    answeredOnlyAfterCrash: 0,
+    cutByKill: 0,
+    executedAfterRestart: 0,
     lostReplies: 0,
     fivexx: 0,
     fivexxResolved: 0,
@@ -289,18 +310,25 @@ function checkOutcomes(users: User[], problems: string[]) {
     } else {
       problems.push(`key ${request.key}: unexpected final answer ${first.status} ${first.text.slice(0, 300)}`);
     }
-    const before = request.answers.filter((answer) => answer.phase === "storm" && isFinal(answer.status));
-    if (!before.length) {
-      stats.unansweredBeforeCrash++;
-      const afterCrash = request.answers.filter((answer) => answer.phase === "retry" && isFinal(answer.status));
-      // Its first answer after the restart is a replay: it had committed before the kill and its reply was lost.
-      if (afterCrash[0]?.replayed) stats.lostReplies++;
-      else stats.answeredOnlyAfterCrash++;
+    const firstFinal = [...finals].sort((a, b) => a.receivedAt - b.receivedAt)[0] as Answer;
+    if (request.firstFailureAt !== undefined && firstFinal.receivedAt > request.firstFailureAt) {
+      // Cut by a kill before any final answer: a first answer that is a replay means it had executed
+      // before the kill and only its reply was lost.
+      stats.cutByKill++;
+      if (firstFinal.replayed) stats.lostReplies++;
+      else stats.executedAfterRestart++;
     }
-    for (const answer of request.answers) {
-      const mustReplay = answer.phase === "confirm" || (answer.phase === "retry" && before.length > 0);
-      if (mustReplay && isFinal(answer.status) && !answer.replayed) {
-        problems.push(`key ${request.key}: ${answer.phase} answer ${answer.status} not marked Idempotent-Replayed`);
+    // One execution per key: at most one final answer not marked as a replay, and every answer to a
+    // request sent after a final answer had arrived is a replay.
+    const firstFinalAt = Math.min(...finals.map((answer) => answer.receivedAt));
+    const originals = finals.filter((answer) => !answer.replayed);
+    if (originals.length > 1)
+      problems.push(`key ${request.key}: ${originals.length} final answers not marked Idempotent-Replayed`);
+    for (const answer of finals) {
+      if (answer.sentAt > firstFinalAt && !answer.replayed) {
+        problems.push(
+          `key ${request.key}: ${answer.phase} answer ${answer.status} after a final answer, not marked Idempotent-Replayed`,
+        );
       }
     }
   }
@@ -500,14 +528,20 @@ function walletFiles(persistDir: string): string[] {
 }
 
 /**
- * What the kill left in the senders' objects, read-only while the server is down: debits
+ * What the kill left in the senders' objects (copies read while the server is down): debits
  * committed but not yet posted (`pending`) are the transfers a crash mid-group leaves to recovery.
  */
 function stateAtKill(persistDir: string) {
   let pending = 0;
   let posted = 0;
+  const scratch = mkdtempSync(path.join(tmpdir(), "credit-chat-crash-read-"));
   for (const file of walletFiles(persistDir)) {
-    const sqlite = new DatabaseSync(file, { readOnly: true });
+    // A copy with its WAL, opened normally, so SQLite recovers the WAL the killed server left without touching the original.
+    const copy = path.join(scratch, path.basename(file));
+    for (const suffix of ["", "-wal", "-shm"]) {
+      if (existsSync(file + suffix)) copyFileSync(file + suffix, copy + suffix);
+    }
+    const sqlite = new DatabaseSync(copy);
     try {
       const rows = sqlite.prepare("SELECT state, COUNT(*) AS n FROM transfers_out GROUP BY state").all() as {
         state: string;
@@ -524,6 +558,7 @@ function stateAtKill(persistDir: string) {
       sqlite.close();
     }
   }
+  rmSync(scratch, { recursive: true, force: true });
   return { pending, posted };
 }
 
@@ -545,7 +580,7 @@ function tamper(persistDir: string) {
 
 async function main(): Promise<number> {
   log(
-    `seed ${SEED}, kill after ${KILL_AFTER_MS} ms of storm, ${USERS} users, hot sender ×${HOT_CONCURRENCY}, random pairs ×${PAIR_CONCURRENCY}`,
+    `seed ${SEED}, ${CRASHES} kill(s) after ${[KILL_AFTER_MS, ...LATER_KILLS_MS].join(", ")} ms of storm, ${USERS} users, hot sender ×${HOT_CONCURRENCY}, random pairs ×${PAIR_CONCURRENCY}`,
   );
   const persistDir = await migratedPersistDir("credit-chat-crash-");
   let server = await serveOn(persistDir, VARS);
@@ -572,28 +607,34 @@ async function main(): Promise<number> {
     const granted = users.reduce((sum, user) => sum + user.granted, 0);
     log(`${users.length} users registered and funded (${granted} credits granted), storm starts`);
 
-    const stormStarted = Date.now();
-    const running = storm(users);
-    await sleep(KILL_AFTER_MS);
-    killed = true;
-    const inFlightAtKill = requests.filter((r) => !r.answers.length && !r.failures.length).length;
-    await server.crash();
-    writeFileSync(path.join(persistDir, "server-before-kill.log"), server.log());
-    await running;
-    const stormMs = Date.now() - stormStarted;
-    const answeredInStorm = requests.filter((r) => r.answers.length).length;
-    log(
-      `SIGKILLed the server group after ${stormMs} ms of storm: ${requests.length} keys sent (${duplicatesSent} with an immediate duplicate), ${answeredInStorm} answered, ~${inFlightAtKill} in flight at the kill`,
-    );
-
-    const atKill = stateAtKill(persistDir);
-    log(
-      `left by the kill in the wallet objects: ${atKill.posted} transfers posted, ${atKill.pending} debited but not yet posted`,
-    );
-    if (TAMPER) tamper(persistDir);
-    server = await serveOn(persistDir, VARS);
-    base = server.baseUrl;
-    log(`restarted on the same state at ${base}; retrying every key`);
+    let pendingAtKills = 0;
+    const killTimes = [KILL_AFTER_MS, ...LATER_KILLS_MS];
+    for (const [crash, killAfter] of killTimes.entries()) {
+      killed = false;
+      const sentBefore = requests.length;
+      const stormStarted = Date.now();
+      const running = storm(users, crash > 0);
+      await sleep(killAfter);
+      killed = true;
+      const inFlightAtKill = requests.filter((r) => !r.answers.length && !r.failures.length).length;
+      await server.crash();
+      writeFileSync(path.join(persistDir, `server-${crash + 1}-killed.log`), server.log());
+      await running;
+      const answered = requests.slice(sentBefore).filter((r) => r.answers.length).length;
+      log(
+        `kill ${crash + 1}/${killTimes.length}: SIGKILLed the server group after ${Date.now() - stormStarted} ms of storm: ${requests.length - sentBefore} new keys sent, ${answered} answered, ~${inFlightAtKill} in flight at the kill`,
+      );
+      const atKill = stateAtKill(persistDir);
+      pendingAtKills += atKill.pending;
+      log(
+        `left by the kill in the wallet objects: ${atKill.posted} transfers posted, ${atKill.pending} debited but not yet posted`,
+      );
+      if (TAMPER && crash === killTimes.length - 1) tamper(persistDir);
+      server = await serveOn(persistDir, VARS);
+      base = server.baseUrl;
+      log(`restarted on the same state at ${base}`);
+    }
+    log("retrying every key");
     const retried = await retryAll(users);
     log(`every key re-sent; ${retried} needed more than one attempt after the restart`);
     await inParallel(requests, 24, async (request) => {
@@ -622,10 +663,10 @@ async function main(): Promise<number> {
     console.log(
       [
         "",
-        `crash-storm summary (seed ${SEED}, kill after ${KILL_AFTER_MS} ms):`,
+        `crash-storm summary (seed ${SEED}, ${killTimes.length} kill(s) after ${killTimes.join(", ")} ms of storm):`,
         `  keys: ${requests.length}; 201: ${stats.created}; refused 409: ${stats.refused}; duplicates sent together: ${duplicatesSent}`,
-        `  keys with no final answer before the kill: ${stats.unansweredBeforeCrash} (committed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after the restart: ${stats.answeredOnlyAfterCrash})`,
-        `  left by the kill: ${atKill.pending} transfers debited but not posted (finished after the restart by retries or the alarm)`,
+        `  keys cut by a kill before any final answer: ${stats.cutByKill} (executed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after a restart: ${stats.executedAfterRestart})`,
+        `  left by the kill: ${pendingAtKills} transfers debited but not posted, summed over the kills (finished after the restart by retries or the alarm)`,
         `  keys that needed more than one attempt after the restart: ${retried}; keys that saw a 5xx: ${stats.fivexx} (${stats.fivexxResolved} resolved to a final answer)`,
         `  connection failures: ${failures}; answers by phase and status: ${[...statuses].map(([k, v]) => `${k}: ${v}`).join(", ")}`,
         `  groups (posted transfers of one sender sharing a debit timestamp): hot sender ${hotGroups.transfers} transfers in ${hotGroups.groups} groups, ${hotGroups.multi} of 2+ holding ${hotGroups.inMulti}, largest ${hotGroups.max}; all senders: ${allGroups.multi} groups of 2+ holding ${allGroups.inMulti} of ${allGroups.transfers}, largest ${allGroups.max}`,
@@ -636,7 +677,7 @@ async function main(): Promise<number> {
     problems.push(`aborted: ${(error as Error).stack ?? error}`);
   } finally {
     await server.stop();
-    writeFileSync(path.join(persistDir, "server-after-restart.log"), server.log());
+    writeFileSync(path.join(persistDir, "server-last.log"), server.log());
     if (problems.length) keepDir = true;
     if (!keepDir) rmSync(persistDir, { recursive: true, force: true });
     else log(`state kept in ${persistDir}`);
