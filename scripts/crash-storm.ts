@@ -7,7 +7,7 @@ import { BENCH_VARS } from "../bench/world.ts";
 import { migratedPersistDir, serveOn } from "../test/e2e/support/server.ts";
 
 /**
- * `npm run crash-storm -- [--seed=N] [--kill-after-ms=N] [--users=N] [--hot=N] [--pairs=N] [--keep]`
+ * `npm run crash-storm -- [--seed=N] [--kill-after-ms=N] [--crashes=N] [--users=N] [--hot=N] [--pairs=N] [--keep] [--tamper]`
  *
  * Money survives a power cut: `wrangler dev` (127.0.0.1 only) over a fresh persist directory,
  * users registered through the API and funded by keyed admin grants (SIGNUP_CREDITS 0, so the books
@@ -15,10 +15,12 @@ import { migratedPersistDir, serveOn } from "../test/e2e/support/server.ts";
  * wallet commits in groups, plus random pairs, overdrafts and immediate duplicates), SIGKILL of the
  * whole server process group mid-storm, a restart on the same directory, and every recorded request
  * retried with its key and body until it has a final answer. Then the invariants: one outcome per
- * key (byte-identical `data`/`code`, replays marked), every 201 posted, a clean reconciliation with
+ * key (byte-identical `data`/`code`, one original answer, later ones marked as replays), every 201 posted, a clean reconciliation with
  * balances == grants, each balance == grants + received − sent (from the 201s), and in D1 every
  * chat's seq 1..lastSeq and exactly one credit_transfer message per posted transfer.
- * Exits 1 with the violations listed; the persist directory is removed unless `--keep` (or a violation).
+ * Exits 1 with the violations listed; the persist directory (with the server logs) is removed unless
+ * `--keep` or a violation. Bounded: the storm by the kill time, the retries by RETRY_BUDGET_MS, the
+ * reconciliation by 60 s. README.md "Crash storm" says what each flag does.
  */
 const ROOT = path.resolve(import.meta.dirname, "..");
 
@@ -76,7 +78,7 @@ type Keyed = {
   body: Body;
   answers: Answer[];
   failures: string[];
-  /** When its first attempt to fail without an answer (a kill) failed. */
+  /** When a send of it first failed without any answer (cut by a kill). */
   firstFailureAt?: number;
 };
 type Envelope = { statusCode: number; data: any; code?: string; errors: string[] | null };
