@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -62,6 +62,13 @@ const USER_GRANT = 500;
 /** MAX_TRANSFER_AMOUNT's default: more than all the money there is, so always an overdraft. */
 const OVERDRAFT = 100_000;
 const RETRY_BUDGET_MS = 90_000;
+/** When a pending transfer's recovery alarm is due, read from the source (the Node typecheck cannot import src/). */
+const IN_FLIGHT_MS = Number(
+  readFileSync(path.join(ROOT, "src/durable-objects/wallet/wallet-types.ts"), "utf8")
+    .match(/export const IN_FLIGHT_MS = ([\d_]+);/)?.[1]
+    ?.replaceAll("_", "") ?? Number.NaN,
+);
+if (!Number.isFinite(IN_FLIGHT_MS)) throw new Error("IN_FLIGHT_MS not found in src/durable-objects/wallet/wallet-types.ts");
 
 /** The benchmark's raised limits (so the limiter refuses nothing), SIGNUP_CREDITS 0 and its admin email. */
 const VARS = BENCH_VARS;
@@ -359,7 +366,8 @@ async function settleAndCheckPosted(users: User[], posted: { request: Keyed; tra
   return notPosted;
 }
 
-async function reconcile(admin: User, granted: number, problems: string[]) {
+/** A reconciliation run started now (one already running is waited out first), once it has ended. */
+async function freshRun(admin: User): Promise<any> {
   const deadline = Date.now() + 60_000;
   const waitFor = async (runId: string) => {
     while (Date.now() < deadline) {
@@ -383,6 +391,11 @@ async function reconcile(admin: User, granted: number, problems: string[]) {
     if (start.status !== 200) throw new Error(`start reconciliation: ${start.status} ${start.text}`);
     await waitFor(json.data.id);
   }
+  return run;
+}
+
+async function reconcile(admin: User, granted: number, problems: string[]) {
+  const run = await freshRun(admin);
   const summary = `run ${run.id} ${run.status}: ${run.walletsChecked} wallets, balance ${run.totalBalance}, granted ${run.totalGranted}, pending ${run.pendingTransfers}, stuck ${run.stuckTransfers}, ${run.discrepancyCount} discrepancies`;
   log(`reconciliation ${summary}`);
   if (run.status !== "completed") problems.push(`reconciliation ${summary} (error ${run.error})`);
@@ -610,6 +623,9 @@ async function main(): Promise<number> {
     log(`${users.length} users registered and funded (${granted} credits granted), storm starts`);
 
     let pendingAtKills = 0;
+    let pendingAtLastKill = 0;
+    let alarmCheck = "not exercised (the last kill left no debit pending)";
+    let lastKillAt = 0;
     const killTimes = [KILL_AFTER_MS, ...LATER_KILLS_MS];
     for (const [crash, killAfter] of killTimes.entries()) {
       killed = false;
@@ -628,6 +644,8 @@ async function main(): Promise<number> {
       );
       const atKill = stateAtKill(persistDir);
       pendingAtKills += atKill.pending;
+      pendingAtLastKill = atKill.pending;
+      lastKillAt = Date.now();
       log(
         `left by the kill in the wallet objects: ${atKill.posted} transfers posted, ${atKill.pending} debited but not yet posted`,
       );
@@ -635,6 +653,17 @@ async function main(): Promise<number> {
       server = await serveOn(persistDir, VARS);
       base = server.baseUrl;
       log(`restarted on the same state at ${base}`);
+    }
+    if (pendingAtLastKill > 0) {
+      // Nothing asks about them until their alarm is due: only the recovery alarm, armed in the
+      // killed server's storage, can have finished them.
+      const quietMs = Math.max(0, IN_FLIGHT_MS + 5_000 - (Date.now() - lastKillAt));
+      log(`${pendingAtLastKill} debits left pending by the last kill: no request for ${quietMs} ms, then a reconciliation run`);
+      await sleep(quietMs);
+      const run = await freshRun(admin);
+      alarmCheck = `${pendingAtLastKill} left pending by the last kill, ${run.pendingTransfers} still pending ${((Date.now() - lastKillAt) / 1000).toFixed(0)} s after it with no transfer request about them`;
+      log(`recovery alarm: ${alarmCheck}`);
+      if (run.pendingTransfers !== 0) problems.push(`recovery alarm after the restart: ${alarmCheck}`);
     }
     log("retrying every key");
     const retried = await retryAll(users);
@@ -669,6 +698,7 @@ async function main(): Promise<number> {
         `  keys: ${requests.length}; 201: ${stats.created}; refused 409: ${stats.refused}; duplicates sent together: ${duplicatesSent}`,
         `  keys cut by a kill before any final answer: ${stats.cutByKill} (executed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after a restart: ${stats.executedAfterRestart})`,
         `  left by the kill: ${pendingAtKills} transfers debited but not posted, summed over the kills (finished after the restart by retries or the alarm)`,
+        `  recovery alarm alone: ${alarmCheck}`,
         `  keys that needed more than one attempt after the restart: ${retried}; keys that saw a 5xx: ${stats.fivexx} (${stats.fivexxResolved} resolved to a final answer)`,
         `  connection failures: ${failures}; answers by phase and status: ${[...statuses].map(([k, v]) => `${k}: ${v}`).join(", ")}`,
         `  groups (posted transfers of one sender sharing a debit timestamp): hot sender ${hotGroups.transfers} transfers in ${hotGroups.groups} groups, ${hotGroups.multi} of 2+ holding ${hotGroups.inMulti}, largest ${hotGroups.max}; all senders: ${allGroups.multi} groups of 2+ holding ${allGroups.inMulti} of ${allGroups.transfers}, largest ${allGroups.max}`,
