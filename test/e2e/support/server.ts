@@ -64,15 +64,42 @@ const childEnv = (): NodeJS.ProcessEnv => ({
 });
 
 export async function startServer(vars: Record<string, string> = E2E_VARS): Promise<LocalServer> {
-  const persistDir = mkdtempSync(path.join(tmpdir(), "credit-chat-e2e-"));
-  const env = childEnv();
+  const persistDir = await migratedPersistDir();
+  const served = await serveOn(persistDir, vars).catch((error) => {
+    rmSync(persistDir, { recursive: true, force: true });
+    throw error;
+  });
+  return {
+    ...served,
+    stop: async () => {
+      await served.stop();
+      rmSync(persistDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh persist directory with the D1 migrations applied (the caller removes it). */
+export async function migratedPersistDir(prefix = "credit-chat-e2e-"): Promise<string> {
+  const persistDir = mkdtempSync(path.join(tmpdir(), prefix));
   try {
-    await run(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], env);
+    await run(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], childEnv());
   } catch (error) {
     rmSync(persistDir, { recursive: true, force: true });
     throw error;
   }
+  return persistDir;
+}
 
+/**
+ * `wrangler dev` over an EXISTING persist directory (so a server can be restarted on the state a
+ * killed one left), on a fresh free port. `stop` ends it gracefully and keeps the directory;
+ * `crash` SIGKILLs its whole process group at once, as a power cut would (scripts/crash-storm.ts).
+ */
+export async function serveOn(
+  persistDir: string,
+  vars: Record<string, string>,
+): Promise<LocalServer & { crash(): Promise<void> }> {
+  const env = childEnv();
   const port = await freePort();
   const inspectorPort = await freePort();
   const varArgs = Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]);
@@ -98,15 +125,13 @@ export async function startServer(vars: Record<string, string> = E2E_VARS): Prom
   child.stderr?.on("data", (chunk) => (log += chunk));
 
   const baseUrl = `http://127.0.0.1:${port}`;
-  const server: LocalServer = {
+  const server = {
     baseUrl,
     port,
     persistDir,
     log: () => log,
-    stop: async () => {
-      await killGroup(child);
-      rmSync(persistDir, { recursive: true, force: true });
-    },
+    stop: () => killGroup(child),
+    crash: () => crashGroup(child),
   };
   try {
     await waitForHealth(baseUrl, child, () => log);
@@ -149,4 +174,17 @@ export async function killGroup(child: ChildProcess) {
   if ((await Promise.race([exited, timer])) === "timeout") signal("SIGKILL");
   // Whatever the leader did, no straggler of the group may outlive us.
   signal("SIGKILL");
+}
+
+/** SIGKILL to the server's whole process group at once (no graceful shutdown), then wait for the leader to go. */
+export async function crashGroup(child: ChildProcess) {
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // the group is already gone
+  }
+  await exited;
 }
