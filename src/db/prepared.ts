@@ -1,4 +1,4 @@
-import { fillPlaceholders } from "drizzle-orm";
+import { fillPlaceholders, type Placeholder } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "./client";
 
@@ -10,6 +10,9 @@ import type { Database } from "./client";
  * binds the values to the statement prepared once, and maps the rows with that query's own mapping
  * (Drizzle's batch protocol: `_prepare()` → `getQuery()`, `stmt`, `mapResult(result, true)`).
  */
+
+/** A value, or the named placeholder (`sql.placeholder`) of a query prepared once. */
+export type Param<T> = T | Placeholder;
 
 /** `prepare(db)`, run once per database (createDb gives one per D1 binding). */
 export function preparedPerDatabase<T>(prepare: (db: Database) => T): (db: Database) => T {

@@ -2,7 +2,7 @@ import { and, asc, desc, eq, inArray, type Placeholder, type SQL, type SQLWrappe
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
-import { batchPrepared, preparedPerDatabase } from "../db/prepared";
+import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
 import { type ChatMemberRow, type ChatRow, chatMembers, chats, type MessageRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -206,9 +206,6 @@ export async function createGroupChat(db: Database, callerId: string, title: str
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
 
 /** The range of the caller's memberships a page covers (for the page and for its details' subquery). */
-/** A value, or the named placeholder of a query prepared once (src/db/prepared.ts). */
-type Param<T> = T | Placeholder;
-
 function chatPageWhere(userId: Param<string>, after: { a: Param<number>; c: Param<string> } | undefined) {
   return and(
     eq(chatMembers.userId, userId),

@@ -1,5 +1,6 @@
 import { and, eq, exists, isNull, lt, not, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { preparedPerDatabase } from "../db/prepared";
 import { idempotencyKeys } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import {
@@ -339,23 +340,18 @@ export function walletKeyRegistration(
   now: number = Date.now(),
 ) {
   const thisKey = and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key));
-  const fresh = { fingerprint, outcomeIn, createdAt: now, responseStatus: null, responseBody: null, messageId: null };
   return {
     fingerprint,
-    statements: [
-      db
-        .insert(idempotencyKeys)
-        .values({ userId, key, ...fresh })
-        .onConflictDoUpdate({
-          target: [idempotencyKeys.userId, idempotencyKeys.key],
-          set: fresh,
-          setWhere: lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS),
-        }),
-      db
-        .select({ fingerprint: idempotencyKeys.fingerprint, outcomeIn: idempotencyKeys.outcomeIn })
-        .from(idempotencyKeys)
-        .where(thisKey),
-    ] as const,
+    /** For `batchPrepared` with `values`: claim the key (an expired row is taken over), then read its row. */
+    queries: preparedKeyRegistration(db),
+    values: {
+      keyUserId: userId,
+      key,
+      keyFingerprint: fingerprint,
+      keyOutcomeIn: outcomeIn,
+      keyCreatedAt: now,
+      keyExpiredBefore: now - IDEMPOTENCY_RETENTION_MS,
+    },
     assertOurs(rows: { fingerprint: string; outcomeIn: string | null }[]): void {
       const row = rows[0];
       if (row && (row.fingerprint === fingerprint || row.outcomeIn === outcomeIn)) return;
@@ -377,6 +373,41 @@ export function walletKeyRegistration(
     },
   };
 }
+
+/** The two statements of `walletKeyRegistration`, built once per database (they run on every keyed transfer and grant). */
+const preparedKeyRegistration = preparedPerDatabase((db) => {
+  const empty = { responseStatus: null, responseBody: null, messageId: null };
+  const thisKey = and(eq(idempotencyKeys.userId, sql.placeholder("keyUserId")), eq(idempotencyKeys.key, sql.placeholder("key")));
+  return [
+    db
+      .insert(idempotencyKeys)
+      .values({
+        userId: sql.placeholder("keyUserId"),
+        key: sql.placeholder("key"),
+        fingerprint: sql.placeholder("keyFingerprint"),
+        outcomeIn: sql.placeholder("keyOutcomeIn"),
+        createdAt: sql.placeholder("keyCreatedAt"),
+        ...empty,
+      })
+      .onConflictDoUpdate({
+        target: [idempotencyKeys.userId, idempotencyKeys.key],
+        // The row this request would have inserted (`excluded`) replaces an expired one.
+        set: {
+          fingerprint: sql`excluded.fingerprint`,
+          outcomeIn: sql`excluded.outcome_in`,
+          createdAt: sql`excluded.created_at`,
+          ...empty,
+        },
+        setWhere: lt(idempotencyKeys.createdAt, sql.placeholder("keyExpiredBefore")),
+      })
+      .prepare(),
+    db
+      .select({ fingerprint: idempotencyKeys.fingerprint, outcomeIn: idempotencyKeys.outcomeIn })
+      .from(idempotencyKeys)
+      .where(thisKey)
+      .prepare(),
+  ] as const;
+});
 
 /** Stores the outcome on the claim unless one is stored already; true when this call stored it. */
 async function storeOutcome(db: Database, claim: IdempotencyClaim, outcome: StoredOutcome): Promise<boolean> {

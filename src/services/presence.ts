@@ -1,5 +1,6 @@
-import { and, eq, inArray, type SQLWrapper, sql } from "drizzle-orm";
+import { and, eq, type SQLWrapper, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import type { Param } from "../db/prepared";
 import { realtimePresence } from "../db/schema";
 
 /**
@@ -28,13 +29,11 @@ export async function writePresence(db: Database, userId: string, connected: boo
   return landed.length > 0;
 }
 
-/** The users among `userIds` with an open socket, as a query to put in a batch. */
-export function connectedUsersQuery(db: Database, userIds: string[]) {
-  return db
-    .select({ userId: realtimePresence.userId })
-    .from(realtimePresence)
-    .where(and(inArray(realtimePresence.userId, userIds), eq(realtimePresence.connected, true)));
-}
+/** SQL: `userId` (a value or a placeholder) has an open socket, as a fact to read in a batch the request already runs. */
+export const isConnectedSql = (userId: Param<string>) =>
+  sql`EXISTS (SELECT 1 FROM ${realtimePresence} WHERE ${realtimePresence.userId} = ${userId} AND ${realtimePresence.connected} = 1)`.mapWith(
+    Boolean,
+  );
 
 /** Join condition keeping only rows whose `userId` column names a user with an open socket. */
 export const isConnected = (userId: SQLWrapper) => and(eq(realtimePresence.userId, userId), eq(realtimePresence.connected, true));

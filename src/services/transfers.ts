@@ -1,5 +1,6 @@
-import { eq } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { createDb } from "../db/client";
+import { batchPrepared, preparedPerDatabase } from "../db/prepared";
 import { chats } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { PreCheckRefusal, StoredReply } from "../durable-objects/wallet/wallet-types";
@@ -10,7 +11,7 @@ import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
-import { connectedUsersQuery } from "./presence";
+import { isConnectedSql } from "./presence";
 import type { WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
 import { assertSendToFacts, canSendToSql } from "./users";
@@ -28,6 +29,22 @@ import { assertSendToFacts, canSendToSql } from "./users";
 export const TRANSFER_PATH = "/api/v1/messages/credit-transfer";
 
 export type TransferAnswer = { reply: StoredReply; rateLimit: RateLimitDecision | null };
+
+/**
+ * Everything a transfer's checks read, as ONE row built once per database and bound per request:
+ * the sender's status, whether the recipient exists and blocked the sender, the pair's direct chat
+ * id, and who of the two has an open socket (realtime presence). No row: the sender is gone.
+ */
+const preparedTransferChecks = preparedPerDatabase((db) => {
+  const [senderId, recipientId] = [sql.placeholder("senderId"), sql.placeholder("recipientId")];
+  return canSendToSql(db, senderId, recipientId, {
+    directChatId: sql<
+      string | null
+    >`(SELECT ${chats.id} FROM ${chats} WHERE ${chats.directKey} = ${sql.placeholder("directKey")})`.as("direct_chat_id"),
+    senderConnected: isConnectedSql(senderId).as("sender_connected") as SQL.Aliased<boolean>,
+    recipientConnected: isConnectedSql(recipientId).as("recipient_connected") as SQL.Aliased<boolean>,
+  }).facts.prepare();
+});
 
 /**
  * Runs one transfer request. `reply.body` is the complete response envelope (201 Transfer, or a
@@ -56,19 +73,21 @@ export async function executeTransfer(
           await requestFingerprint("POST", TRANSFER_PATH, input),
           `transfer:${senderId}`,
         );
-  const factsQuery = canSendToSql(db, senderId, input.recipientId).facts;
-  const chatQuery = db
-    .select({ id: chats.id })
-    .from(chats)
-    .where(eq(chats.directKey, directKeyOf(senderId, input.recipientId)));
-  // Who of the two has an open socket, read here so the frames skip the others at no extra round trip.
-  const presenceQuery = connectedUsersQuery(db, [senderId, input.recipientId]);
-  const [facts, directChats, connectedRows] = registration
-    ? await db.batch([factsQuery, chatQuery, presenceQuery, ...registration.statements]).then(([f, c, p, , keyRows]) => {
-        registration.assertOurs(keyRows);
-        return [f, c, p] as const;
-      })
-    : await db.batch([factsQuery, chatQuery, presenceQuery]);
+  const values = { senderId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
+  const checks = preparedTransferChecks(db);
+  const facts = registration
+    ? await batchPrepared(db, [checks, ...registration.queries] as const, { ...values, ...registration.values }).then(
+        ([f, , keyRows]) => {
+          registration.assertOurs(keyRows);
+          return f;
+        },
+      )
+    : (await batchPrepared(db, [checks] as const, values))[0];
+  const fact = facts[0];
+  const connected = new Set([
+    ...(fact?.senderConnected ? [senderId] : []),
+    ...(fact?.recipientConnected ? [input.recipientId] : []),
+  ]);
 
   const wallet = walletStub(env, senderId);
   let result: Awaited<ReturnType<typeof wallet.transfer>>;
@@ -78,8 +97,8 @@ export async function executeTransfer(
       ...input,
       idempotencyKey,
       fingerprint: registration?.fingerprint ?? null,
-      refusal: preCheckRefusal(config, senderId, input, facts[0]),
-      chatId: directChats[0]?.id ?? null,
+      refusal: preCheckRefusal(config, senderId, input, fact),
+      chatId: fact?.directChatId ?? null,
       signupCredits: config.signupCredits,
       dailyLimit: config.dailyTransferLimit,
       ratePerMinute: config.rateLimits.transfersPerMinute,
@@ -97,7 +116,7 @@ export async function executeTransfer(
     await registration?.release();
     throw new ApiError(result.code, result.details, result.headers);
   }
-  if (result.event) publishTransferEvent(env, waitUntil, result.event, new Set(connectedRows.map((row) => row.userId)));
+  if (result.event) publishTransferEvent(env, waitUntil, result.event, connected);
   return { reply: result.reply, rateLimit: result.rateLimit };
 }
 

@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, gte, lt, not, or, type SQL, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { preparedPerDatabase } from "../db/prepared";
+import { type Param, preparedPerDatabase } from "../db/prepared";
 import { blocks, type UserRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -67,11 +67,11 @@ export function assertMaySend<T extends Pick<UserRow, "status">>(row: T | undefi
 }
 
 /** SQL form of `assertMaySend`, for a write that carries its preconditions in its own batch. */
-export const isActiveSql = (userId: string) =>
+export const isActiveSql = (userId: Param<string>) =>
   sql`EXISTS (SELECT 1 FROM ${users} WHERE ${users.id} = ${userId} AND ${users.status} = 'active')`;
 
 /** SQL: `blockerId` (a value or an expression of the outer query) has blocked `blockedId`. */
-export const hasBlockedSql = (blockerId: string | SQL, blockedId: string) =>
+export const hasBlockedSql = (blockerId: Param<string> | SQL, blockedId: Param<string>) =>
   sql`EXISTS (SELECT 1 FROM ${blocks} WHERE ${blocks.blockerId} = ${blockerId} AND ${blocks.blockedId} = ${blockedId})`.mapWith(
     Boolean,
   );
@@ -79,15 +79,26 @@ export const hasBlockedSql = (blockerId: string | SQL, blockedId: string) =>
 /**
  * `assertCanSendTo` as SQL, so a write can carry the checks inside its own batch (no read round
  * trip first): `allowed` holds exactly when `assertSendToFacts(<row of facts>)` passes; `facts`
- * reads what that needs to name the refusal (no row: the sender's account is gone).
+ * reads what that needs to name the refusal (no row: the sender's account is gone), plus
+ * `extraFacts` read in the same row (each aliased). Ids may be placeholders of a prepared query.
  */
-export function canSendToSql(db: Database, senderId: string, recipientId: string) {
+export function canSendToSql<E extends Record<string, SQL.Aliased>>(
+  db: Database,
+  senderId: Param<string>,
+  recipientId: Param<string>,
+  extraFacts: E = {} as E,
+) {
   const recipientExists = sql`EXISTS (SELECT 1 FROM ${users} WHERE ${users.id} = ${recipientId})`.mapWith(Boolean);
   const blocked = hasBlockedSql(recipientId, senderId);
   return {
     // Aliased: D1 batch results are keyed by column name, so every column needs a distinct one.
     facts: db
-      .select({ status: users.status, recipientExists: recipientExists.as("recipient_exists"), blocked: blocked.as("blocked") })
+      .select({
+        status: users.status,
+        recipientExists: recipientExists.as("recipient_exists"),
+        blocked: blocked.as("blocked"),
+        ...extraFacts,
+      })
       .from(users)
       .where(eq(users.id, senderId)),
     allowed: sql`${isActiveSql(senderId)} AND ${recipientExists} AND ${not(blocked)}`,

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { createDb } from "../db/client";
+import { batchPrepared } from "../db/prepared";
 import { users } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { StoredReply } from "../durable-objects/wallet/wallet-types";
@@ -103,10 +104,12 @@ export async function grantCredits(
         );
   const userQuery = db.select({ id: users.id }).from(users).where(eq(users.id, userId));
   const [found] = registration
-    ? await db.batch([userQuery, ...registration.statements]).then(([u, , keyRows]) => {
-        if (u.length > 0) registration.assertOurs(keyRows);
-        return [u] as const;
-      })
+    ? await batchPrepared(db, [userQuery.prepare(), ...registration.queries] as const, registration.values).then(
+        ([u, , keyRows]) => {
+          if (u.length > 0) registration.assertOurs(keyRows);
+          return [u] as const;
+        },
+      )
     : await db.batch([userQuery]);
   if (found.length === 0) {
     await registration?.release();
