@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
+import { replaceBlock } from "./blocks.ts";
 import { type Row, renderGoals } from "./goals.ts";
 import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
 import { BARE_PATH, BARE_SECONDS, BENCH_VARS, CONNECTIONS, checkInvariants, createWorld, load, ROOT, SECONDS } from "./world.ts";
@@ -11,7 +12,8 @@ import { BARE_PATH, BARE_SECONDS, BENCH_VARS, CONNECTIONS, checkInvariants, crea
  * bare Worker served by the same Miniflare process, so every figure is also a ratio to the bare
  * runtime measured moments before on the same (shared, noisy) machine. After the load the books
  * are checked (money conserved, no negative balance, every chat's seq contiguous) and the run
- * fails if not. A full run writes bench/results.json and the block in bench/README.md.
+ * fails if not. A full run writes bench/results.json, the block in bench/README.md and the short
+ * table in README.md.
  */
 const only = process.argv.slice(2);
 
@@ -70,7 +72,10 @@ async function main() {
     }
     table += `\n\n${renderGoals(rows, problems)}`;
     console.log(`\n${table}`);
-    if (!only.length) writeReadmeTable(table);
+    if (!only.length) {
+      writeBlock("bench/README.md", "bench:results", table);
+      writeBlock("README.md", "bench:latest", renderSummary(rows, results));
+    }
     console.log(`bench: done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     if (problems.length) {
       console.error(`bench: INVARIANTS VIOLATED\n  ${problems.join("\n  ")}`);
@@ -97,14 +102,21 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
   return lines.join("\n");
 }
 
-function writeReadmeTable(table: string) {
-  const file = path.join(ROOT, "bench/README.md");
-  const begin = "<!-- bench:results:begin -->";
-  const end = "<!-- bench:results:end -->";
-  let readme = readFileSync(file, "utf8");
-  const block = `${begin}\n${table}\n${end}`;
-  readme = readme.includes(begin) ? readme.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), block) : `${readme}\n${block}\n`;
-  writeFileSync(file, readme);
+/** The project README's short table: what the run measured, the command, and where the rest is. */
+function renderSummary(rows: Row[], results: { machine: string; at: string; connections: number; secondsPerScenario: number }) {
+  return [
+    `Latest figures (\`npm run bench\`, ${results.at}, on ${results.machine}; ${results.connections} connections, ${results.secondsPerScenario} s per scenario; the run before it, and the verdict against issue 12's goals, are in bench/README.md):`,
+    "",
+    "| scenario | req/s | p50 ms | p99 ms | errors | × bare |",
+    "|---|--:|--:|--:|--:|--:|",
+    ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToBare} |`),
+  ].join("\n");
+}
+
+/** Rewrites `relative`'s generated block `marker` (bench/blocks.ts) with `content`, formatted as biome formats Markdown. */
+function writeBlock(relative: string, marker: string, content: string) {
+  const file = path.join(ROOT, relative);
+  writeFileSync(file, replaceBlock(readFileSync(file, "utf8"), marker, content));
   // Markdown is formatted by biome like everything else (npm run lint checks it).
   spawnSync(path.join(ROOT, "node_modules/.bin/biome"), ["format", "--write", file], { cwd: ROOT, stdio: "ignore" });
 }

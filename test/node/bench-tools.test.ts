@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { replaceBlock } from "../../bench/blocks.ts";
 import { type Row, renderGoals } from "../../bench/goals.ts";
 import { type CpuProfile, summarize } from "../../bench/summarize-profile.ts";
 
@@ -88,5 +89,15 @@ describe("bench/goals.ts", () => {
     const table = renderGoals([{ ...row("health", 900, 0.9), errors: 3 }], ["money not conserved"]);
     expect(table).toContain("| 0 errors in every scenario | 3 | missed |");
     expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 1 violations | missed |");
+  });
+});
+
+describe("bench/blocks.ts", () => {
+  it("replaces only the named block, keeps the rest, and appends the block where it is missing", () => {
+    const text = "intro\n<!-- a:begin -->\nold a\n<!-- a:end -->\nmiddle\n<!-- b:begin -->\nold b\n<!-- b:end -->\nend\n";
+    expect(replaceBlock(text, "a", "new $& a")).toBe(
+      "intro\n<!-- a:begin -->\nnew $& a\n<!-- a:end -->\nmiddle\n<!-- b:begin -->\nold b\n<!-- b:end -->\nend\n",
+    );
+    expect(replaceBlock("only text", "c", "x")).toBe("only text\n<!-- c:begin -->\nx\n<!-- c:end -->\n");
   });
 });
