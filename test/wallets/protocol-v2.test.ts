@@ -288,14 +288,18 @@ describe("every transfer ends", () => {
       const transferId = String(row!.transfer_id);
       const command = await creditCommandFor(alice.id, transferId);
       await inWallet(alice.id, (wallet) => wallet.advanceClock(VOID_AFTER_MS));
-      const jitter = () => sleep(Math.floor(Math.random() * 4));
+      // Random start offsets, with a head start of 0–15 ms for the credit in odd rounds and for
+      // the void's side in even ones, so that both orders really happen on a fast or a slow machine.
+      const jitter = (headStart: boolean) =>
+        sleep(Math.floor(Math.random() * 4) + (headStart ? 0 : Math.floor(Math.random() * 16)));
+      const creditFirst = round % 2 === 1;
       const racers: Promise<unknown>[] = [
         // The slow credit, straight to the recipient, as a finisher that started before the deadline would send it.
-        jitter().then(async () => ({ credited: (await walletStub(env, bob.id).credit(command)).credited })),
+        jitter(creditFirst).then(async () => ({ credited: (await walletStub(env, bob.id).credit(command)).credited })),
         // The sender's recovery, now past the deadline: it asks the recipient to void.
-        jitter().then(() => runRecovery(alice.id)),
+        jitter(!creditFirst).then(() => runRecovery(alice.id)),
         // A retry of the same key, racing both.
-        jitter().then(() => transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: `race-${round}` })),
+        jitter(!creditFirst).then(() => transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: `race-${round}` })),
       ];
       const [credit] = (await Promise.all(racers)) as [{ credited: boolean }, ...unknown[]];
       while ((await rowsOf(alice.id, "SELECT 1 FROM transfers_out WHERE state = 'pending'")).length > 0) {
