@@ -14,10 +14,8 @@ import {
 } from "./lib/openapi";
 import type { AppEnv } from "./lib/types";
 import { bodyGuard } from "./middlewares/body-guard";
-import { corsHeaders } from "./middlewares/cors";
 import { requestContext } from "./middlewares/request-context";
-import { requestId } from "./middlewares/request-id";
-import { securityHeaders } from "./middlewares/security-headers";
+import { responseHeaders } from "./middlewares/response-headers";
 import { authRouter } from "./routes/auth/auth.index";
 import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
@@ -44,10 +42,8 @@ const featureRouters = [
 export function createApp() {
   const app = createRouter();
 
-  app.use("*", requestId);
+  app.use("*", responseHeaders);
   app.use("*", requestContext);
-  app.use("*", securityHeaders);
-  app.use("*", corsHeaders);
   app.use("*", bodyGuard);
 
   for (const router of featureRouters) app.route("/", router);

@@ -75,6 +75,21 @@ describe("realtime tickets", () => {
     expectError(await refusal(res), 400, "validation_failed");
   });
 
+  it("the upgrade (a response passed through from the user's object) carries the headers of every response", async () => {
+    const user = await seedUser();
+    const res = await exports.default.fetch(
+      new Request(`http://localhost/api/v1/realtime?ticket=${await ticketFor(user.token)}`, {
+        headers: { Upgrade: "websocket", "X-Request-Id": "upgrade-req-1", Origin: "https://app.example.com" },
+      }),
+    );
+    expect(res.status).toBe(101);
+    expect(res.headers.get("X-Request-Id")).toBe("upgrade-req-1");
+    expect(res.headers.get("X-Content-Type-Options")).toBe("nosniff");
+    expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    res.webSocket?.accept();
+    res.webSocket?.close(1000);
+  });
+
   it("a ticket works once", async () => {
     const user = await seedUser();
     const ticket = await ticketFor(user.token);
