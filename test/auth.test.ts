@@ -404,6 +404,39 @@ describe("access tokens", () => {
     expect((await me(await signed(base(user.id)))).status).toBe(200);
   });
 
+  it("a token not valid yet (nbf), issued in the future (iat), of another type, with crit, or an array audience", async () => {
+    const user = await seedUser();
+    const later = Math.floor(Date.now() / 1000) + 300;
+    expectError(await me(await signed({ ...base(user.id), nbf: later })), 401, "invalid_token");
+    expectError(await me(await signed({ ...base(user.id), iat: later })), 401, "invalid_token");
+    expectError(await me(await signed({ ...base(user.id), exp: "never" })), 401, "invalid_token");
+    const key = { kty: "oct", k: b64url(config.jwtSecret), alg: "HS256" as const, kid: await keyId(config.jwtSecret) };
+    /** Signed by hand, so that the header can say anything. */
+    const withHeader = async (header: Record<string, unknown>) => {
+      const b64 = (value: unknown) => btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+      const input = `${b64({ alg: "HS256", kid: key.kid, ...header })}.${b64(base(user.id))}`;
+      const hmac = await crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(config.jwtSecret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign"],
+      );
+      const signature = new Uint8Array(await crypto.subtle.sign("HMAC", hmac, new TextEncoder().encode(input)));
+      return `${input}.${btoa(String.fromCharCode(...signature))
+        .replace(/\+/g, "-")
+        .replace(/\//g, "_")
+        .replace(/=+$/, "")}`;
+    };
+    expectError(await me(await withHeader({ typ: "JWE" })), 401, "invalid_token");
+    expectError(await me(await withHeader({ crit: ["exp"] })), 401, "invalid_token");
+    // The controls: a hand-signed header without typ, or with typ "jwt", and a list of audiences naming this API pass.
+    expect((await me(await withHeader({}))).status).toBe(200);
+    expect((await me(await withHeader({ typ: "application/jwt" }))).status).toBe(200);
+    expect((await me(await signed({ ...base(user.id), aud: ["another-api", JWT_AUDIENCE] }))).status).toBe(200);
+    expect((await me(await signed({ ...base(user.id), nbf: later - 600 }))).status).toBe(200);
+  });
+
   it("a token without its session (`sid`) or with a malformed one is invalid_token", async () => {
     const user = await seedUser();
     const { sid: _sid, ...withoutSession } = base(user.id);
@@ -575,5 +608,13 @@ describe("CORS", () => {
     expect(refused.headers.get("Access-Control-Allow-Origin")).toBeNull();
     const none = await call("GET", "/health", { headers: { Origin: "https://app.example.com" }, vars: { CORS_ORIGINS: "" } });
     expect(none.headers.get("Access-Control-Allow-Origin")).toBeNull();
+    // A preflight from an origin not on the list is answered without the allow headers' origin.
+    const refusedPreflight = await call("OPTIONS", "/api/v2/messages", {
+      headers: { Origin: "https://evil.example.com", "Access-Control-Request-Method": "POST" },
+      vars,
+    });
+    expect(refusedPreflight.status).toBe(204);
+    expect(refusedPreflight.headers.get("Access-Control-Allow-Origin")).toBeNull();
+    expect(refusedPreflight.headers.get("Vary")).toContain("Origin");
   });
 });
