@@ -1,11 +1,15 @@
 import { env } from "cloudflare:workers";
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { batchPrepared, preparedPerDatabase } from "../src/db/prepared";
-import { users } from "../src/db/schema";
+import { idempotencyKeys, users } from "../src/db/schema";
 import { getConfig } from "../src/lib/config";
 import { signAccessToken, verifyAccessToken } from "../src/lib/jwt";
+import type { Message } from "../src/schemas/message";
+import { createDirectChat } from "../src/services/chats";
+import { newBatchClaim } from "../src/services/idempotency";
+import { sendChatMessage } from "../src/services/messages";
 import { findUser } from "../src/services/users";
 import { seedUser } from "./support/users";
 
@@ -70,5 +74,63 @@ describe("hot-path caches", () => {
     expect(rowsB[0]?.id).toBe(b.id);
     expect(namesA).toEqual([{ name: "Prepared A" }]);
     expect(builds).toBe(1);
+  });
+
+  it("binds every v2 send's own values into its prepared shape: keyed or not, with a reply, a client id, interleaved", async () => {
+    const db = createDb(env.DB);
+    const a = await seedUser();
+    const b = await seedUser();
+    const c = await seedUser();
+    const ab = (await createDirectChat(db, a.id, b.id)).chat.id;
+    const ac = (await createDirectChat(db, a.id, c.id)).chat.id;
+    const keyed = (userId: string, key: string) => newBatchClaim({ userId, key, fingerprint: `fp-${key}` });
+    const first = await sendChatMessage(db, a.id, { chatId: ab, content: "one" });
+    const second = await sendChatMessage(
+      db,
+      b.id,
+      { chatId: ab, content: "two", replyToMessageId: first.message.id },
+      keyed(b.id, "k2"),
+    );
+    const third = await sendChatMessage(
+      db,
+      a.id,
+      { chatId: ac, content: "three", clientMessageId: "client-3" },
+      keyed(a.id, "k3"),
+    );
+    const fourth = await sendChatMessage(db, c.id, {
+      chatId: ac,
+      content: "four",
+      replyToMessageId: third.message.id,
+      clientMessageId: "client-4",
+    });
+    const again = await sendChatMessage(db, a.id, { chatId: ac, content: "three", clientMessageId: "client-3" });
+    const fifth = await sendChatMessage(db, b.id, { chatId: ab, content: "five" }, keyed(b.id, "k5"));
+    const view = ({ message }: { message: Message }) => [
+      message.chatId,
+      message.seq,
+      message.senderId,
+      message.content,
+      message.replyToMessageId,
+      message.clientMessageId,
+    ];
+    expect([first, second, third, fourth, fifth].map(view)).toEqual([
+      [ab, 1, a.id, "one", null, null],
+      [ab, 2, b.id, "two", first.message.id, null],
+      [ac, 1, a.id, "three", null, "client-3"],
+      [ac, 2, c.id, "four", third.message.id, "client-4"],
+      [ab, 3, b.id, "five", null, null],
+    ]);
+    expect(again).toMatchObject({ created: false, message: { id: third.message.id } });
+    // The keyed sends stored their own 201s under their own keys.
+    const stored = await db
+      .select()
+      .from(idempotencyKeys)
+      .where(inArray(idempotencyKeys.key, ["k2", "k3", "k5"]));
+    const bodies = Object.fromEntries(stored.map((row) => [row.key, JSON.parse(row.responseBody ?? "null")?.data?.content]));
+    expect(bodies).toEqual({ k2: "two", k3: "three", k5: "five" });
+    // A refusal in a prepared shape names its own reason: a reply to a message of another chat.
+    await expect(
+      sendChatMessage(db, a.id, { chatId: ab, content: "x", replyToMessageId: fourth.message.id }, keyed(a.id, "k6")),
+    ).rejects.toMatchObject({ code: "validation_failed" });
   });
 });

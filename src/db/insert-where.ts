@@ -1,9 +1,14 @@
-import { getTableColumns, is, SQL, sql } from "drizzle-orm";
+import { getTableColumns, is, type Placeholder, SQL, sql } from "drizzle-orm";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import type { Database } from "./client";
 
-/** Every column of the row, each a value or an SQL expression (which may read the `from` table). */
-export type RowExpressions<T extends SQLiteTable> = { [K in keyof T["$inferInsert"]]-?: T["$inferInsert"][K] | SQL };
+/**
+ * Every column of the row, each a value, a named placeholder (a query prepared once per database)
+ * or an SQL expression (which may read the `from` table).
+ */
+export type RowExpressions<T extends SQLiteTable> = {
+  [K in keyof T["$inferInsert"]]-?: T["$inferInsert"][K] | Placeholder | SQL;
+};
 
 /**
  * `INSERT INTO table (…every column…) SELECT <row> [FROM <from>] WHERE <where>`: the row is written

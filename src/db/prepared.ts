@@ -35,21 +35,25 @@ type PreparedQuery = {
 };
 
 /**
- * One D1 batch (one round trip, one transaction) of queries prepared once, bound to `values` (one
- * set of named values for the whole batch); the results in their order, typed as each query answers.
+ * One D1 batch (one round trip, one transaction) of queries prepared once, bound to `values`: one
+ * set of named values for the whole batch, or one per query (a query repeated with other values);
+ * the results in their order, typed as each query answers.
  */
 export async function batchPrepared<T extends readonly PreparedQuery[]>(
   db: Database,
   queries: T,
-  values: Record<string, unknown>,
+  values: Record<string, unknown> | readonly Record<string, unknown>[],
 ): Promise<{ -readonly [K in keyof T]: Awaited<ReturnType<T[K]["execute"]>> }> {
-  const items = queries.map((prepared) => {
+  const valuesOf = (i: number) =>
+    Array.isArray(values) ? (values[i] as Record<string, unknown>) : (values as Record<string, unknown>);
+  const items = queries.map((prepared, i) => {
+    const bound = valuesOf(i);
     // `stmt` is Drizzle's D1 statement for the query (not in its public types); `bind` copies it.
     const { stmt } = prepared as unknown as { stmt: D1PreparedStatement };
     const { sql, params } = prepared.getQuery();
     return {
       _prepare: () => ({
-        getQuery: () => ({ sql, params: fillPlaceholders(params, values) }),
+        getQuery: () => ({ sql, params: fillPlaceholders(params, bound) }),
         stmt,
         mapResult: (response: unknown, isFromBatch?: boolean) => prepared.mapResult(response, isFromBatch),
       }),

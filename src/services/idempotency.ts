@@ -1,6 +1,6 @@
 import { and, eq, exists, isNull, lt, not, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
-import { preparedPerDatabase } from "../db/prepared";
+import { type Param, preparedPerDatabase } from "../db/prepared";
 import { idempotencyKeys } from "../db/schema";
 import { ApiError } from "../lib/errors";
 import {
@@ -99,7 +99,26 @@ export function retriesClaimFirst(claim: KeyClaim | null, error: unknown): boole
   return error instanceof KeyHeldError || (isBatchClaim(claim) && claim.batch === "unsent");
 }
 
-const batchClaimRow = (claim: BatchClaim) =>
+/**
+ * What a batch claim's SQL binds, each a value or a named placeholder (a send prepared once per
+ * database binds them per call): the claim's own fields, and the time before which keys expired.
+ */
+export type BatchClaimSql = {
+  userId: Param<string>;
+  key: Param<string>;
+  fingerprint: Param<string>;
+  claimedAt: Param<number>;
+  messageId: Param<string>;
+  expiredBefore: Param<number>;
+};
+
+/** The values of `claim` for its SQL (the names of `BatchClaimSql`). */
+export function batchClaimValues(claim: BatchClaim) {
+  const { userId, key, fingerprint, claimedAt, messageId } = claim;
+  return { userId, key, fingerprint, claimedAt, messageId, expiredBefore: claimedAt - IDEMPOTENCY_RETENTION_MS };
+}
+
+const batchClaimRow = (claim: Pick<BatchClaimSql, "userId" | "key" | "messageId">) =>
   and(
     eq(idempotencyKeys.userId, claim.userId),
     eq(idempotencyKeys.key, claim.key),
@@ -111,8 +130,8 @@ const batchClaimRow = (claim: BatchClaim) =>
  * write of the send carries it, so a request whose key is held changes nothing. Undefined for no
  * claim or a claim already held.
  */
-export function heldInBatchSql(db: Database, claim: KeyClaim | null | undefined): SQL | undefined {
-  if (!isBatchClaim(claim)) return undefined;
+export function heldInBatchSql(db: Database, claim: KeyClaim | BatchClaimSql | null | undefined): SQL | undefined {
+  if (!claim || !("messageId" in claim)) return undefined;
   return exists(db.select({ one: sql`1` }).from(idempotencyKeys).where(batchClaimRow(claim)));
 }
 
@@ -124,15 +143,16 @@ export function heldInBatchSql(db: Database, claim: KeyClaim | null | undefined)
  *   that answers the request: the claim stays for its outcome), the claim is dropped (a refusal
  *   leaves no key); otherwise the row gets the message id (`messageId`: SQL, NULL when nothing was
  *   inserted) and, when a message was inserted, `outcome` (its status and its body as SQL);
- * - `read(results)`, with the batch's results: throws KeyHeldError when the key was held, and
- *   reports `held` and `outcome` on the claim.
+ * - `read(claim, takeResults, settleResults)`, with the results of `take` and of `settle`: throws
+ *   KeyHeldError when the key was held, and reports `held` and `outcome` on the claim.
+ * `claim` is values or placeholders (`BatchClaimSql`), so the statements can be prepared once.
  */
 export function keyClaimStatements(
   db: Database,
-  claim: BatchClaim,
+  claim: BatchClaimSql,
   message: { messageId: SQL; kept: SQL | undefined; outcome: { status: number; body: SQL } },
 ) {
-  const { userId, key, fingerprint, claimedAt, messageId } = claim;
+  const { userId, key, fingerprint, claimedAt, messageId, expiredBefore } = claim;
   const ours = batchClaimRow(claim);
   const posted = sql`${message.messageId} IS NOT NULL`;
   const claimed = db
@@ -159,21 +179,20 @@ export function keyClaimStatements(
     .where(ours)
     .returning({ responseStatus: idempotencyKeys.responseStatus, responseBody: idempotencyKeys.responseBody });
   return {
-    take: [
-      db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, claimedAt - IDEMPOTENCY_RETENTION_MS)),
-      claimed,
-    ] as const,
+    take: [db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, expiredBefore)), claimed] as const,
     settle: [db.delete(idempotencyKeys).where(and(ours, not(posted), message.kept && not(message.kept))), settled] as const,
-    read(statements: readonly unknown[], results: readonly unknown[]): void {
-      claim.batch = "done";
-      const taken = results[statements.indexOf(claimed)] as unknown[];
-      if (taken.length === 0) throw new KeyHeldError();
-      const row = (results[statements.indexOf(settled)] as { responseStatus: number | null; responseBody: string | null }[])[0];
-      claim.held = row !== undefined;
-      claim.outcome =
-        row?.responseStatus != null && row.responseBody != null ? { status: row.responseStatus, body: row.responseBody } : null;
-    },
   };
+}
+
+/** Reads what a batch claim's statements (`keyClaimStatements`) answered onto the claim; KeyHeldError when the key was held. */
+export function readKeyClaim(claim: BatchClaim, takeResults: readonly unknown[], settleResults: readonly unknown[]): void {
+  claim.batch = "done";
+  const taken = takeResults[1] as unknown[];
+  if (taken.length === 0) throw new KeyHeldError();
+  const row = (settleResults[1] as { responseStatus: number | null; responseBody: string | null }[])[0];
+  claim.held = row !== undefined;
+  claim.outcome =
+    row?.responseStatus != null && row.responseBody != null ? { status: row.responseStatus, body: row.responseBody } : null;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
+import type { Param } from "../db/prepared";
 import { chatMembers, chats } from "../db/schema";
 import { newId } from "../lib/ids";
 import { hasBlockedSql } from "./users";
@@ -58,13 +59,13 @@ export function directChatStatements(db: Database, creatorId: string, otherId: s
 }
 
 /** SQL: `userId` is a member of the chat `chatId` (a value, or SQL such as `directChatStatements().chatId`). */
-export const isMemberSql = (chatId: string | SQL, userId: string) =>
+export const isMemberSql = (chatId: Param<string> | SQL, userId: Param<string>) =>
   sql`EXISTS (SELECT 1 FROM ${chatMembers} WHERE ${chatMembers.chatId} = ${chatId} AND ${chatMembers.userId} = ${userId})`.mapWith(
     Boolean,
   );
 
 /** SQL: `chatId` is a direct chat whose other person blocked `senderId` (blocks do not apply inside groups). */
-export const blockedInDirectChatSql = (chatId: string, senderId: string) =>
+export const blockedInDirectChatSql = (chatId: Param<string>, senderId: Param<string>) =>
   sql`EXISTS (SELECT 1 FROM ${chats} JOIN ${chatMembers} ON ${chatMembers.chatId} = ${chats.id}
     WHERE ${chats.id} = ${chatId} AND ${chats.type} = 'direct' AND ${chatMembers.userId} <> ${senderId}
     AND ${hasBlockedSql(sql`${chatMembers.userId}`, senderId)})`.mapWith(Boolean);

@@ -19,19 +19,22 @@ import type { BatchItem, BatchResponse } from "drizzle-orm/batch";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
-import { batchPrepared, preparedPerDatabase } from "../db/prepared";
-import { chatMembers, chats, type MessageRow, messages, realtimePresence, users } from "../db/schema";
+import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
+import { chatMembers, chats, type MessageRow, messages, realtimePresence, type UserRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
-import { isBatchClaim } from "../lib/idempotency";
+import { type IdempotencyClaim, isBatchClaim } from "../lib/idempotency";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Message, toMessage } from "../schemas/message";
 import {
   type BatchClaim,
+  type BatchClaimSql,
+  batchClaimValues,
   heldInBatchSql,
   type KeyClaim,
   keyClaimStatements,
+  readKeyClaim,
   recordMessageOnClaim,
   restoreBatchOutcome,
 } from "./idempotency";
@@ -47,6 +50,9 @@ import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isAct
 /** A message to append; `id` is drawn when absent (a transfer's message has its transfer's id). */
 type NewMessage = Omit<typeof messages.$inferInsert, "id" | "seq" | "chatId"> & { id?: string };
 
+/** A message row as an append binds it: every column but the chat's, each a value or a named placeholder. */
+type AppendInput = { [K in keyof Required<NewMessage>]: Param<Required<NewMessage>[K]> };
+
 /**
  * A posted message; only when this call created it, `connectedMemberIds`: the members of the chat
  * when it was posted who had an open realtime socket (the others are not pushed to).
@@ -55,17 +61,21 @@ export type Posted = { message: Message; created: true; connectedMemberIds: stri
 
 /** What decides where and whether a message goes in; all of it is evaluated inside the append's batch. */
 type AppendRule = {
-  /** The chat: its id, or SQL for it (e.g. `directChatStatements().chatId`). */
-  chatId: string | SQL;
+  /** The chat: its id (or placeholder), or SQL for it (e.g. `directChatStatements().chatId`). */
+  chatId: Param<string> | SQL;
   /** Must hold for the insert to happen (the sender's checks); absent: always. */
   allowed?: SQL | undefined;
   /** A predicate on `messages` naming "the same message": if a row matches, nothing is inserted and that row is the result. */
   sameMessage?: SQL | undefined;
+  /** A claim-first Idempotency-Key claim (services/idempotency.ts): the batch records the new message's id on it. */
+  recordOn?: IdempotencyClaim | undefined;
   /**
-   * The Idempotency-Key claim of the request: it records the new message's id in the same
-   * transaction; a claim for the batch to take is taken in it, and the 201 stored with the message.
+   * A claim the batch takes (`keyClaimStatements`: its values or placeholders), with the 201's body
+   * around the chat id and seq the batch fills in (`createdBodyParts`); the message's id is the claim's.
    */
-  claim?: KeyClaim | null | undefined;
+  takes?: { claim: BatchClaimSql; body: { head: Param<string>; tail: Param<string> } } | undefined;
+  /** Read the chat's members with an open socket (for the push); a transfer's message is pushed by its transfer. */
+  readConnected?: boolean;
 };
 
 const OPTIONAL_FIELDS_UNSET = {
@@ -104,57 +114,65 @@ const chatNotFound = (chatId: string | SQL) =>
  * A claim for the batch to take (`isBatchClaim`) adds the key's statements (services/
  * idempotency.ts `keyClaimStatements`): claimed first, the insert only when the key is this
  * request's (else KeyHeldError, nothing written), and the message's 201 stored with it; the
- * message takes the claim's id.
+ * message takes the claim's id. The hot sends run the same statements prepared once
+ * (`preparedChatSend`).
  */
 async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   db: Database,
   before: B,
   input: NewMessage,
-  rule: AppendRule,
+  rule: Omit<AppendRule, "recordOn" | "takes"> & { claim?: KeyClaim | null | undefined },
 ): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
-  const append = appendStatements(db, input, rule);
-  const take = append.keyClaim?.take ?? [];
-  const batch = [...take, ...before, ...append.statements];
-  if (append.batchClaim) append.batchClaim.batch = "sent";
+  const { claim, ...where } = rule;
+  const batchClaim = isBatchClaim(claim) ? claim : undefined;
+  const row = { ...OPTIONAL_FIELDS_UNSET, ...input, id: batchClaim?.messageId ?? input.id ?? newId(input.createdAt) };
+  const body = batchClaim && createdBodyParts(row);
+  const append = appendStatements(db, row, {
+    ...where,
+    recordOn: claim && !batchClaim ? claim : undefined,
+    takes: batchClaim && body && { claim: batchClaimValues(batchClaim), body },
+  });
+  const batch = [...append.take, ...before, ...append.statements];
+  if (batchClaim) batchClaim.batch = "sent";
   const results = (await db.batch(batch as unknown as [BatchItem<"sqlite">])) as unknown[];
-  append.keyClaim?.read(batch, results);
-  const { found, posted } = append.read(results.slice(take.length + before.length));
-  const { batchClaim, created } = append;
-  if (batchClaim && created && batchClaim.outcome && posted?.created) await checkStoredBody(db, batchClaim, created, found!);
-  return { before: results.slice(take.length, take.length + before.length) as BatchResponse<B>, posted };
+  const own = results.slice(append.take.length + before.length);
+  if (batchClaim) readKeyClaim(batchClaim, results.slice(0, append.take.length), append.settleResults(own));
+  const { found, posted } = append.read(own, row.id);
+  if (batchClaim && body && batchClaim.outcome && posted?.created) await checkStoredBody(db, batchClaim, body.timestamp, found!);
+  return { before: results.slice(append.take.length, append.take.length + before.length) as BatchResponse<B>, posted };
 }
 
 /**
- * The statements of one append (appendInBatch has the steps), and `read`, which turns their
- * results into the posted message; with a claim for the batch, also the key's statements
- * (`keyClaim.take` goes first in the batch). Several appends without a claim can share one batch:
- * each one's statements name only its own message id, and the chat's `last_seq` moves between
- * them in batch order.
+ * The statements of one append (appendInBatch has the steps), each value of `input` and `rule` a
+ * value or a named placeholder, so a hot path can prepare them once per database: `take` (a
+ * claim's statements that go first in the batch), `statements`, and readers of their results:
+ * `read(results, id)` turns this append's own results into the posted message (`id`: the message
+ * id as bound), `settleResults` picks the claim's settling results. Several appends without a
+ * claim can share one batch: each one's statements name only its own message id, and the chat's
+ * `last_seq` moves between them in batch order.
  */
-function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
-  const batchClaim = isBatchClaim(rule.claim) ? rule.claim : undefined;
-  const id = batchClaim?.messageId ?? input.id ?? newId(input.createdAt);
+function appendStatements(db: Database, input: AppendInput, rule: AppendRule) {
+  const { id } = input;
   const ourId = sql`(SELECT ${messages.id} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourChat = sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${id})`;
   const ourSeq = sql`(SELECT ${messages.seq} FROM ${messages} WHERE ${messages.id} = ${id})`;
-  const row = { ...OPTIONAL_FIELDS_UNSET, ...input, id, chatId: sql`${chats.id}`, seq: sql`${chats.lastSeq} + 1` };
+  const row = { ...input, chatId: sql`${chats.id}`, seq: sql`${chats.lastSeq} + 1` };
   const sameMessage = rule.sameMessage && db.select({ one: sql`1` }).from(messages).where(rule.sameMessage);
-  const created = batchClaim && createdBodyTemplate({ ...OPTIONAL_FIELDS_UNSET, ...input, id });
+  const takes = rule.takes;
   const keyClaim =
-    batchClaim &&
-    created &&
-    keyClaimStatements(db, batchClaim, {
+    takes &&
+    keyClaimStatements(db, takes.claim, {
       messageId: ourId,
       kept: sameMessage && exists(sameMessage),
-      outcome: { status: 201, body: created.sql },
+      outcome: { status: 201, body: createdBodySql(takes.body, id) },
     });
   const mayInsert = and(
     eq(chats.id, rule.chatId),
     rule.allowed,
-    heldInBatchSql(db, batchClaim),
+    takes && heldInBatchSql(db, takes.claim),
     sameMessage && notExists(sameMessage),
   )!;
-  const statements = [
+  const writes = [
     insertWhere(db, messages, row, sql`${chats}`, mayInsert),
     db
       .update(chats)
@@ -174,35 +192,42 @@ function appendStatements(db: Database, input: NewMessage, rule: AppendRule) {
         lastReadSeq: sql`CASE WHEN ${chatMembers.userId} = ${input.senderId} THEN max(${chatMembers.lastReadSeq}, ${ourSeq}) ELSE ${chatMembers.lastReadSeq} END`,
       })
       .where(eq(chatMembers.chatId, ourChat)),
-    ...(rule.claim && !batchClaim ? [recordMessageOnClaim(db, rule.claim, ourId)] : []),
-    ...(keyClaim?.settle ?? []),
-    db
-      .select()
-      .from(messages)
-      .where(rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id)),
-    db
-      .select({ userId: chatMembers.userId })
-      .from(chatMembers)
-      .innerJoin(realtimePresence, isConnected(chatMembers.userId))
-      .where(eq(chatMembers.chatId, ourChat)),
+    ...(rule.recordOn ? [recordMessageOnClaim(db, rule.recordOn, ourId)] : []),
   ];
+  const settleAt = writes.length;
+  const readMessage = db
+    .select()
+    .from(messages)
+    .where(rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id));
+  const readConnected = db
+    .select({ userId: chatMembers.userId })
+    .from(chatMembers)
+    .innerJoin(realtimePresence, isConnected(chatMembers.userId))
+    .where(eq(chatMembers.chatId, ourChat));
+  const statements = [
+    ...writes,
+    ...(keyClaim?.settle ?? []),
+    readMessage,
+    ...(rule.readConnected === false ? [] : [readConnected]),
+  ];
+  const messageAt = statements.indexOf(readMessage);
   /** `results`: this append's own results, in the order of `statements`; `found`: the message row read back. */
-  const read = (results: unknown[]): { found: MessageRow | undefined; posted: Posted | undefined } => {
-    const [messageRows, connectedRows] = results.slice(statements.length - 2, statements.length) as [
-      MessageRow[],
-      { userId: string }[],
-    ];
-    const found = messageRows[0];
+  const read = (results: readonly unknown[], boundId: string): { found: MessageRow | undefined; posted: Posted | undefined } => {
+    const found = (results[messageAt] as MessageRow[])[0];
     if (found === undefined) return { found, posted: undefined };
+    if (found.id !== boundId) return { found, posted: { message: toMessage(found), created: false } };
+    const connected = rule.readConnected === false ? [] : (results[messageAt + 1] as { userId: string }[]);
     return {
       found,
-      posted:
-        found.id === id
-          ? { message: toMessage(found), created: true, connectedMemberIds: connectedRows.map((member) => member.userId) }
-          : { message: toMessage(found), created: false },
+      posted: { message: toMessage(found), created: true, connectedMemberIds: connected.map((member) => member.userId) },
     };
   };
-  return { statements, read, keyClaim, batchClaim, created };
+  return {
+    take: keyClaim?.take ?? [],
+    statements,
+    read,
+    settleResults: (results: readonly unknown[]) => results.slice(settleAt, settleAt + 2),
+  };
 }
 
 /** The 201 of a send, as the routes answer it (`ok(c, message, 201)`), with a given envelope `timestamp`. */
@@ -213,29 +238,30 @@ export function createdMessageBody(message: Message, timestamp: string = new Dat
 const SPLICED = `"chatId":"","seq":0,`;
 
 /**
- * The 201 body of a message about to be inserted, as SQL for its batch: everything is known
- * before the batch but the chat id (a direct chat may be created by it) and the `seq` it
- * allocates, which the SQL reads from the inserted row. They are the 2nd and 3rd members of
- * `data`, after fixed-format ones, so the first occurrence of the placeholder is theirs.
+ * The 201 body of a message about to be inserted, in two parts around what its batch fills in:
+ * everything is known before the batch but the chat id (a direct chat may be created by it) and
+ * the `seq` it allocates, which `createdBodySql` reads from the inserted row. They are the 2nd and
+ * 3rd members of `data`, after fixed-format ones, so the first occurrence of the placeholder is theirs.
  */
-function createdBodyTemplate(row: Omit<MessageRow, "chatId" | "seq">) {
+function createdBodyParts(row: Omit<MessageRow, "chatId" | "seq">) {
   const timestamp = new Date().toISOString();
   const text = createdMessageBody(toMessage({ ...row, chatId: "", seq: 0 }), timestamp);
   const at = text.indexOf(SPLICED);
   if (at < 0) throw new Error("a message's 201 body does not carry chatId and seq where expected");
-  const head = `${text.slice(0, at)}"chatId":"`;
-  const tail = `,${text.slice(at + SPLICED.length)}`;
-  const sqlText = sql`(SELECT ${head} || ${messages.chatId} || ${'","seq":'} || ${messages.seq} || ${tail} FROM ${messages} WHERE ${messages.id} = ${row.id})`;
-  return { sql: sqlText, timestamp };
+  return { head: `${text.slice(0, at)}"chatId":"`, tail: `,${text.slice(at + SPLICED.length)}`, timestamp };
 }
+
+/** SQL: the 201 body of the message `id` as inserted (its chat id and seq between the parts of `createdBodyParts`). */
+const createdBodySql = (body: { head: Param<string>; tail: Param<string> }, id: Param<string>) =>
+  sql`(SELECT ${body.head} || ${messages.chatId} || ${'","seq":'} || ${messages.seq} || ${body.tail} FROM ${messages} WHERE ${messages.id} = ${id})`;
 
 /**
  * The body stored with the message must be the message as D1 stored it (what a GET shows): built
  * before the batch from the input, it is checked against the row read back in the same batch and
  * replaced in the rare case they differ (text D1 does not store as given, e.g. a lone surrogate).
  */
-async function checkStoredBody(db: Database, claim: BatchClaim, created: { timestamp: string }, found: MessageRow) {
-  const exact = createdMessageBody(toMessage(found), created.timestamp);
+async function checkStoredBody(db: Database, claim: BatchClaim, timestamp: string, found: MessageRow) {
+  const exact = createdMessageBody(toMessage(found), timestamp);
   if (claim.outcome?.body !== exact) await restoreBatchOutcome(db, claim, exact);
 }
 
@@ -287,29 +313,37 @@ export async function postCreditTransferMessages(
   inputs: readonly CreditTransferMessageInput[],
 ): Promise<(Message | undefined)[]> {
   if (inputs.length === 0) return [];
-  const appends = inputs.map((input) =>
-    appendStatements(
-      db,
-      {
-        id: input.messageId,
-        senderId: input.senderId,
-        type: "credit_transfer",
-        content: null,
-        transferId: input.transferId,
-        transferRecipientId: input.recipientId,
-        transferAmount: input.amount,
-        transferNote: input.note,
-        createdAt: input.createdAt,
-      },
-      { chatId: input.chatId, sameMessage: eq(messages.transferId, input.transferId) },
-    ),
-  );
-  const results = (await db.batch(
-    appends.flatMap((append) => append.statements) as unknown as [BatchItem<"sqlite">],
+  const { queries, read } = preparedCreditTransferAppend(db);
+  const results = (await batchPrepared(
+    db,
+    inputs.flatMap(() => queries),
+    inputs.flatMap((input) => queries.map(() => input)),
   )) as unknown[];
-  let offset = 0;
-  return appends.map((append) => append.read(results.slice(offset, (offset += append.statements.length))).posted?.message);
+  return inputs.map(
+    (input, i) => read(results.slice(i * queries.length, (i + 1) * queries.length), input.messageId).posted?.message,
+  );
 }
+
+/** One transfer's message append, prepared once per database; bound with a `CreditTransferMessageInput`'s fields. */
+const preparedCreditTransferAppend = preparedPerDatabase((db) => {
+  const transferId = sql.placeholder("transferId");
+  const append = appendStatements(
+    db,
+    {
+      ...OPTIONAL_FIELDS_UNSET,
+      id: sql.placeholder("messageId"),
+      senderId: sql.placeholder("senderId"),
+      type: "credit_transfer",
+      transferId,
+      transferRecipientId: sql.placeholder("recipientId"),
+      transferAmount: sql.placeholder("amount"),
+      transferNote: sql.placeholder("note"),
+      createdAt: sql.placeholder("createdAt"),
+    },
+    { chatId: sql.placeholder("chatId"), sameMessage: eq(messages.transferId, transferId), readConnected: false },
+  );
+  return { queries: append.statements.map((statement) => statement.prepare()), read: append.read };
+});
 
 /** The message at each chat's `last_seq` (its last message), for the chats `chatIds` selects (ids or a subquery). */
 export function lastMessagesQuery(db: Database, chatIds: string[] | SQLWrapper) {
@@ -375,12 +409,56 @@ export async function sendChatMessage(
 ): Promise<Posted> {
   const { chatId } = input;
   // An explicit null means absent (the Message resource types both fields string|null).
-  const replyToMessageId = input.replyToMessageId ?? undefined;
-  const clientMessageId = input.clientMessageId ?? undefined;
+  const replyToMessageId = input.replyToMessageId ?? null;
+  const clientMessageId = input.clientMessageId ?? null;
+  const createdAt = Date.now();
+  const values: ChatSendValues = { senderId, chatId, content: input.content, replyToMessageId, clientMessageId, createdAt };
+  let sender: ChatSendFacts | undefined;
+  let posted: Posted | undefined;
+  if (claim === null || isBatchClaim(claim)) {
+    ({ sender, posted } = await runPreparedChatSend(db, values, claim));
+  } else {
+    // A claim-first retry (services/idempotency.ts) records its message on its claim: built per call, rare.
+    const send = chatSendStatements(db, values);
+    const message = { senderId, type: "text" as const, content: input.content, replyToMessageId, clientMessageId, createdAt };
+    const result = await appendInBatch(db, [send.facts] as const, message, { ...send.rule, claim });
+    sender = result.before[0][0];
+    posted = result.posted;
+  }
+  assertMaySend(sender);
+  if (!sender.member) throw chatNotFound(chatId);
+  if (posted) return posted;
+  if (sender.blocked) throw recipientBlocked();
+  if (!sender.replyInChat) throw new ApiError("validation_failed", ["replyToMessageId: no such message in this chat"]);
+  throw new Error(`message to chat ${chatId} neither inserted nor refused`);
+}
+
+/** A v2 send's values, each bound as a value or as the placeholder of the same name (`preparedChatSend`). */
+type ChatSendValues = {
+  senderId: string;
+  chatId: string;
+  content: string;
+  replyToMessageId: string | null;
+  clientMessageId: string | null;
+  createdAt: number;
+};
+type ChatSendFacts = { status: UserRow["status"]; member: boolean; blocked: boolean; replyInChat: boolean };
+
+/**
+ * The sender's facts (read for a refusal's name, in the same snapshot) and the append rule of a
+ * v2 send, from values or placeholders: `values` names which optional parts the send has (a
+ * reply, a client message id), so a prepared shape binds only what it uses.
+ */
+function chatSendStatements(
+  db: Database,
+  values: { [K in keyof ChatSendValues]: Param<ChatSendValues[K]> },
+  extra: Pick<AppendRule, "recordOn" | "takes"> = {},
+) {
+  const { senderId, chatId, replyToMessageId, clientMessageId } = values;
   const member = isMemberSql(chatId, senderId);
   const blocked = blockedInDirectChatSql(chatId, senderId);
   const replyInChat =
-    replyToMessageId === undefined
+    replyToMessageId === null
       ? sql`1`.mapWith(Boolean)
       : sql`EXISTS (SELECT 1 FROM ${messages} WHERE ${messages.id} = ${replyToMessageId} AND ${messages.chatId} = ${chatId})`.mapWith(
           Boolean,
@@ -394,34 +472,118 @@ export async function sendChatMessage(
     })
     .from(users)
     .where(eq(users.id, senderId));
-  const { before, posted } = await appendInBatch(
+  const rule: AppendRule = {
+    chatId,
+    allowed: sql`${isActiveSql(senderId)} AND ${member} AND NOT ${blocked} AND ${replyInChat}`,
+    sameMessage:
+      clientMessageId === null
+        ? undefined
+        : and(eq(messages.chatId, chatId), eq(messages.senderId, senderId), eq(messages.clientMessageId, clientMessageId)),
+    ...extra,
+  };
+  const input = { senderId, type: "text" as const, content: values.content, replyToMessageId, clientMessageId };
+  return { facts, rule, input };
+}
+
+/**
+ * The v2 send's batch, prepared once per database for each shape: with or without a key the
+ * batch claims, a reply, a client message id (Drizzle building it on every send was a fifth of a
+ * send's thread time: bench/README.md). Placeholders are named as `ChatSendValues`, the claim's
+ * as `BatchClaimSql` (`messageId` is the message's id) and the 201 body's parts `bodyHead`, `bodyTail`.
+ */
+const preparedChatSend = preparedPerDatabase((db) => {
+  const shapes = new Map<string, ReturnType<typeof prepareChatSend>>();
+  return (shape: { keyed: boolean; reply: boolean; clientId: boolean }) => {
+    const name = `${shape.keyed}:${shape.reply}:${shape.clientId}`;
+    let prepared = shapes.get(name);
+    if (!prepared) {
+      prepared = prepareChatSend(db, shape);
+      shapes.set(name, prepared);
+    }
+    return prepared;
+  };
+});
+
+function prepareChatSend(db: Database, shape: { keyed: boolean; reply: boolean; clientId: boolean }) {
+  const p = sql.placeholder;
+  const messageId = p("messageId");
+  const senderId = p("senderId");
+  const send = chatSendStatements(
     db,
-    [facts] as const,
     {
       senderId,
-      type: "text",
-      content: input.content,
-      replyToMessageId: replyToMessageId ?? null,
-      clientMessageId: clientMessageId ?? null,
-      createdAt: Date.now(),
+      chatId: p("chatId"),
+      content: p("content"),
+      replyToMessageId: shape.reply ? p("replyToMessageId") : null,
+      clientMessageId: shape.clientId ? p("clientMessageId") : null,
+      createdAt: p("createdAt"),
     },
-    {
-      chatId,
-      allowed: sql`${isActiveSql(senderId)} AND ${member} AND NOT ${blocked} AND ${replyInChat}`,
-      sameMessage:
-        clientMessageId === undefined
-          ? undefined
-          : and(eq(messages.chatId, chatId), eq(messages.senderId, senderId), eq(messages.clientMessageId, clientMessageId)),
-      claim,
-    },
+    shape.keyed
+      ? {
+          takes: {
+            claim: {
+              userId: senderId,
+              key: p("key"),
+              fingerprint: p("fingerprint"),
+              claimedAt: p("claimedAt"),
+              messageId,
+              expiredBefore: p("expiredBefore"),
+            },
+            body: { head: p("bodyHead"), tail: p("bodyTail") },
+          },
+        }
+      : {},
   );
-  const sender = before[0][0];
-  assertMaySend(sender);
-  if (!sender.member) throw chatNotFound(chatId);
-  if (posted) return posted;
-  if (sender.blocked) throw recipientBlocked();
-  if (!sender.replyInChat) throw new ApiError("validation_failed", ["replyToMessageId: no such message in this chat"]);
-  throw new Error(`message to chat ${chatId} neither inserted nor refused`);
+  const append = appendStatements(
+    db,
+    { ...OPTIONAL_FIELDS_UNSET, ...send.input, id: messageId, createdAt: p("createdAt") },
+    send.rule,
+  );
+  return {
+    queries: [...append.take, send.facts, ...append.statements].map((statement) => statement.prepare()),
+    takeCount: append.take.length,
+    read: append.read,
+    settleResults: append.settleResults,
+  };
+}
+
+/** A v2 send without a key or with one its batch claims: the prepared batch of its shape, bound to this send. */
+async function runPreparedChatSend(
+  db: Database,
+  values: ChatSendValues,
+  claim: BatchClaim | null,
+): Promise<{ sender: ChatSendFacts | undefined; posted: Posted | undefined }> {
+  const messageId = claim?.messageId ?? newId(values.createdAt);
+  const prepared = preparedChatSend(db)({
+    keyed: claim !== null,
+    reply: values.replyToMessageId !== null,
+    clientId: values.clientMessageId !== null,
+  });
+  const body =
+    claim &&
+    createdBodyParts({
+      ...OPTIONAL_FIELDS_UNSET,
+      id: messageId,
+      senderId: values.senderId,
+      type: "text",
+      content: values.content,
+      replyToMessageId: values.replyToMessageId,
+      clientMessageId: values.clientMessageId,
+      createdAt: values.createdAt,
+    });
+  const bound = {
+    ...values,
+    messageId,
+    ...(claim && body ? { ...batchClaimValues(claim), bodyHead: body.head, bodyTail: body.tail } : {}),
+  };
+  if (claim) claim.batch = "sent";
+  const results = (await batchPrepared(db, prepared.queries, bound)) as unknown[];
+  const own = results.slice(prepared.takeCount + 1);
+  if (claim) readKeyClaim(claim, results.slice(0, prepared.takeCount), prepared.settleResults(own));
+  const sender = (results[prepared.takeCount] as ChatSendFacts[])[0];
+  const { found, posted } = prepared.read(own, messageId);
+  if (claim && body && claim.outcome && posted?.created) await checkStoredBody(db, claim, body.timestamp, found!);
+  return { sender, posted };
 }
 
 export type PagePosition = { order: "desc" | "asc"; seq: number | null };
