@@ -107,7 +107,11 @@ function viewChats(
   lastMessageRows: MessageRow[],
 ): Chat[] {
   const members = new Map<string, ChatMemberRow[]>();
-  for (const row of memberRows) members.set(row.chatId, [...(members.get(row.chatId) ?? []), row]);
+  for (const row of memberRows) {
+    const list = members.get(row.chatId);
+    if (list) list.push(row);
+    else members.set(row.chatId, [row]);
+  }
   const lastMessages = new Map(lastMessageRows.map((row) => [row.chatId, toMessage(row)]));
   return rows.map(({ chat, lastReadSeq }) =>
     toChat(chat, members.get(chat.id) ?? [], lastMessages.get(chat.id) ?? null, lastReadSeq),
