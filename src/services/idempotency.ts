@@ -54,7 +54,8 @@ export type { BatchClaim, IdempotencyClaim, KeyClaim };
  *   it) or gives up (and runs itself). It waits up to WAIT_MS; a claim older than STALE_MS with no
  *   response belongs to a request that died, and is taken over. A key still in flight after the
  *   wait answers 409 `idempotency_key_reused` ("still in progress; retry").
- * - Keys are kept RETENTION_MS (24 h); expired ones are purged when new keys are claimed.
+ * - Keys are kept RETENTION_MS (24 h); the cron purges expired ones daily (services/maintenance.ts), and a
+ *   claim takes over an expired row of its own key (a claim-first request also purges them).
  */
 const WAIT_MS = 10_000;
 const STALE_MS = 30_000;
@@ -137,8 +138,8 @@ export function heldInBatchSql(db: Database, claim: KeyClaim | BatchClaimSql | n
 
 /**
  * The key's part of its message batch (one transaction):
- * - `take`, first: purge expired keys (an expired row of this key is thereby taken over), then
- *   claim the key with the message's id as the mark, or nothing when the key has a row;
+ * - `take`, first: claim the key with the message's id as the mark (taking over a row of the key
+ *   past retention), or nothing when the key has a live row;
  * - `settle`, after the message's insert: with no message inserted and no `kept` (a same message
  *   that answers the request: the claim stays for its outcome), the claim is dropped (a refusal
  *   leaves no key); otherwise the row gets the message id (`messageId`: SQL, NULL when nothing was
@@ -167,7 +168,20 @@ export function keyClaimStatements(
       outcomeIn: null,
       createdAt: claimedAt,
     })
-    .onConflictDoNothing()
+    // A row of this key past retention is taken over here (the cron purges the rest daily);
+    // a live row is left alone and nothing comes back: the key is held.
+    .onConflictDoUpdate({
+      target: [idempotencyKeys.userId, idempotencyKeys.key],
+      set: {
+        fingerprint: sql`excluded.fingerprint`,
+        responseStatus: null,
+        responseBody: null,
+        messageId: sql`excluded.message_id`,
+        outcomeIn: null,
+        createdAt: sql`excluded.created_at`,
+      },
+      setWhere: lt(idempotencyKeys.createdAt, expiredBefore),
+    })
     .returning({ createdAt: idempotencyKeys.createdAt });
   const settled = db
     .update(idempotencyKeys)
@@ -179,7 +193,7 @@ export function keyClaimStatements(
     .where(ours)
     .returning({ responseStatus: idempotencyKeys.responseStatus, responseBody: idempotencyKeys.responseBody });
   return {
-    take: [db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, expiredBefore)), claimed] as const,
+    take: [claimed] as const,
     settle: [db.delete(idempotencyKeys).where(and(ours, not(posted), message.kept && not(message.kept))), settled] as const,
   };
 }
@@ -187,7 +201,7 @@ export function keyClaimStatements(
 /** Reads what a batch claim's statements (`keyClaimStatements`) answered onto the claim; KeyHeldError when the key was held. */
 export function readKeyClaim(claim: BatchClaim, takeResults: readonly unknown[], settleResults: readonly unknown[]): void {
   claim.batch = "done";
-  const taken = takeResults[1] as unknown[];
+  const taken = takeResults[0] as unknown[];
   if (taken.length === 0) throw new KeyHeldError();
   const row = (settleResults[1] as { responseStatus: number | null; responseBody: string | null }[])[0];
   claim.held = row !== undefined;
