@@ -111,8 +111,23 @@ export function bareWorker() {
   };
 }
 
+/** Where bench/bare-d1-worker.js answers: the bare Worker plus the one D1 round trip a D1 route cannot avoid. */
+export const BARE_D1_PATH = "/__bare-d1";
+
+/** bench/bare-d1-worker.js on BARE_D1_PATH, on the product's D1 database `database`: the floor of the D1 paths (probes). */
+export function bareD1Worker(database: string) {
+  return {
+    name: "bench-bare-d1",
+    modules: true,
+    scriptPath: path.join(ROOT, "bench/bare-d1-worker.js"),
+    compatibilityDate: compatibilityDate(),
+    d1Databases: { DB: database },
+    routes: [`*${BARE_D1_PATH}/*`],
+  };
+}
+
 /**
- * One Miniflare process, two workers: the product bundle, and bench/bare-worker.js routed on
+ * One Miniflare process, two workers (and the D1 floor's): the product bundle, and bench/bare-worker.js routed on
  * BARE_PATH (the denominator of every ratio). `inspectorPort` opens the V8 inspector (profiling).
  */
 export async function startMiniflare(
@@ -129,7 +144,7 @@ export async function startMiniflare(
       port,
       ...(inspectorPort ? { inspectorPort } : {}),
       resourcePersistencePath: persist,
-      workers: [appWorker(APP_WORKER, modules, outdir, "bench-db"), bareWorker()],
+      workers: [appWorker(APP_WORKER, modules, outdir, "bench-db"), bareWorker(), bareD1Worker("bench-db")],
     }),
   );
   const url = await mf.ready;
@@ -541,6 +556,13 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     // Probes that split a request's cost: auth + one D1 read, auth + one wallet-object read.
     scenarios.push({ name: "users-me", load: { path: "/api/v1/users/me", token: people[5]?.token } });
     scenarios.push({ name: "wallet-me", load: { path: "/api/v1/wallets/me", token: people[5]?.token } });
+    // Probes of the platform's floor (bench/bare-d1-worker.js): a bare Worker making one D1 read by
+    // id (users-me's round trip), and one message append with its seq (a send's least write).
+    scenarios.push({ name: "bare-d1-read", load: { path: `${BARE_D1_PATH}/read?id=${people[5]?.id}` } });
+    scenarios.push({
+      name: "bare-d1-append",
+      load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${chatIds[99]}&sender=${hot.id}` },
+    });
     scenarios.push({
       name: "transfer-hot-sender",
       load: {
