@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import worker from "../src";
 import { IDEMPOTENCY_RETENTION_MS } from "../src/lib/idempotency";
 import { newId } from "../src/lib/ids";
-import { PURGE_BATCH, purgeExpired } from "../src/services/maintenance";
+import { PURGE_BATCH, PURGE_TIME_BUDGET_MS, purgeExpired } from "../src/services/maintenance";
 
 /** The scheduled handler runs at a fake "now": every row below is placed relative to it. */
 const NOW = Date.UTC(2026, 5, 1, 3, 17);
@@ -91,5 +91,21 @@ describe("the scheduled handler (Cron Trigger)", () => {
     expect(batches.mock.calls.filter(([statement]) => statement.includes("idempotency_keys"))).toHaveLength(3);
     batches.mockRestore();
     expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: 0, refreshTokens: 0 });
+  });
+
+  it("stops a table's purge when its time budget is spent, and the next run goes on", async () => {
+    const rows = PURGE_BATCH * 2 + 5;
+    const values = Array.from({ length: rows }, (_, i) => `('b${i}', 'k', 'f', ${NOW - 2 * IDEMPOTENCY_RETENTION_MS})`);
+    for (let i = 0; i < values.length; i += 400) {
+      await env.DB.prepare(
+        `INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ${values.slice(i, i + 400).join(",")}`,
+      ).run();
+    }
+    // Each reading of the clock is a budget later than the one before: one batch per table, then stop.
+    let clock = Date.now();
+    const now = vi.spyOn(Date, "now").mockImplementation(() => (clock += PURGE_TIME_BUDGET_MS));
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: PURGE_BATCH, refreshTokens: 0 });
+    now.mockRestore();
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows - PURGE_BATCH, refreshTokens: 0 });
   });
 });

@@ -4,15 +4,19 @@ import { startRun } from "./reconciliation/runs";
 /**
  * What the Cron Trigger runs (src/index.ts `scheduled`, wrangler.toml `[triggers]`): the daily
  * reconciliation run and the purge of D1 rows nothing needs any more. Each purge deletes in
- * batches of PURGE_BATCH rows, at most PURGE_MAX_BATCHES per table per invocation (a backlog
- * shrinks over a few days instead of one invocation exceeding its limits).
+ * batches of PURGE_BATCH rows until nothing expired is left, stopping early after
+ * PURGE_MAX_BATCHES batches (a million rows) or PURGE_TIME_BUDGET_MS per table, far inside a Cron
+ * Trigger's limits; a larger backlog shrinks over the next days. This is what bounds
+ * `idempotency_keys`: a keyed request's claim takes over an expired row of its own key, but no
+ * request purges the others.
  *
  * Not purged here: realtime tickets live in each user's RealtimeDO (hashed, 60 s, at most 50 per
  * user, expired ones deleted whenever a ticket is issued or used) and a cron cannot enumerate
  * objects; wallet idempotency records are dropped by each wallet's own alarm.
  */
 export const PURGE_BATCH = 500;
-export const PURGE_MAX_BATCHES = 20;
+export const PURGE_MAX_BATCHES = 2_000;
+export const PURGE_TIME_BUDGET_MS = 60_000;
 
 export type PurgeCounts = { idempotencyKeys: number; refreshTokens: number };
 
@@ -42,11 +46,12 @@ export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> 
 }
 
 async function purgeInBatches(env: Env, statement: string, bound: number): Promise<number> {
+  const deadline = Date.now() + PURGE_TIME_BUDGET_MS;
   let total = 0;
   for (let i = 0; i < PURGE_MAX_BATCHES; i += 1) {
     const result = await env.DB.prepare(statement).bind(bound).run();
     total += result.meta.changes;
-    if (result.meta.changes < PURGE_BATCH) break;
+    if (result.meta.changes < PURGE_BATCH || Date.now() >= deadline) break;
   }
   return total;
 }
