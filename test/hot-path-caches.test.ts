@@ -74,6 +74,8 @@ describe("hot-path caches", () => {
     expect(rowsB[0]?.id).toBe(b.id);
     expect(namesA).toEqual([{ name: "Prepared A" }]);
     expect(builds).toBe(1);
+    // One set of values per query, or the batch is refused before it is sent.
+    await expect(batchPrepared(db, prepared(db), [{ a: a.id, b: b.id }])).rejects.toThrow(/2 queries but 1 sets of values/);
   });
 
   it("binds every v2 send's own values into its prepared shape: keyed or not, with a reply, a client id, interleaved", async () => {

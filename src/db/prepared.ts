@@ -44,6 +44,9 @@ export async function batchPrepared<T extends readonly PreparedQuery[]>(
   queries: T,
   values: Record<string, unknown> | readonly Record<string, unknown>[],
 ): Promise<{ -readonly [K in keyof T]: Awaited<ReturnType<T[K]["execute"]>> }> {
+  if (Array.isArray(values) && values.length !== queries.length) {
+    throw new Error(`batchPrepared: ${queries.length} queries but ${values.length} sets of values`);
+  }
   const valuesOf = (i: number) =>
     Array.isArray(values) ? (values[i] as Record<string, unknown>) : (values as Record<string, unknown>);
   const items = queries.map((prepared, i) => {

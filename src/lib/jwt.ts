@@ -82,6 +82,8 @@ function verifyKey(secret: string): Promise<CryptoKey> {
   let key = verifyKeys.get(secret);
   if (!key) {
     key = crypto.subtle.importKey("raw", utf8.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+    // A failed import is not kept: the next request tries again.
+    key.catch(() => verifyKeys.delete(secret));
     verifyKeys.set(secret, key);
   }
   return key;

@@ -522,7 +522,7 @@ function prepareChatSend(db: Database, shape: { keyed: boolean; reply: boolean; 
       ? {
           takes: {
             claim: {
-              userId: senderId,
+              userId: p("userId"),
               key: p("key"),
               fingerprint: p("fingerprint"),
               claimedAt: p("claimedAt"),
