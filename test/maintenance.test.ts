@@ -38,6 +38,16 @@ const labels = async (table: "idempotency_keys" | "refresh_tokens", column: "key
     (row) => row.label,
   );
 
+/** `rows` keys past their retention, of users `<prefix>0`, `<prefix>1`, … */
+async function seedExpiredKeys(prefix: string, rows: number) {
+  const values = Array.from({ length: rows }, (_, i) => `('${prefix}${i}', 'k', 'f', ${NOW - 2 * IDEMPOTENCY_RETENTION_MS})`);
+  for (let i = 0; i < values.length; i += 400) {
+    await env.DB.prepare(
+      `INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ${values.slice(i, i + 400).join(",")}`,
+    ).run();
+  }
+}
+
 describe("the scheduled handler (Cron Trigger)", () => {
   it("purges what nothing needs any more, keeps the rest, and starts the daily reconciliation run", async () => {
     await idempotencyRow("expired", NOW - IDEMPOTENCY_RETENTION_MS - 1);
@@ -79,12 +89,7 @@ describe("the scheduled handler (Cron Trigger)", () => {
 
   it("purges in bounded batches until nothing expired is left", async () => {
     const rows = PURGE_BATCH * 2 + 37;
-    const values = Array.from({ length: rows }, (_, i) => `('u${i}', 'k', 'f', ${NOW - 2 * IDEMPOTENCY_RETENTION_MS})`);
-    for (let i = 0; i < values.length; i += 400) {
-      await env.DB.prepare(
-        `INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ${values.slice(i, i + 400).join(",")}`,
-      ).run();
-    }
+    await seedExpiredKeys("u", rows);
     const batches = vi.spyOn(env.DB, "prepare");
     expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows, refreshTokens: 0 });
     // Three full-or-partial batches for the keys, one (empty) for the tokens.
@@ -95,12 +100,7 @@ describe("the scheduled handler (Cron Trigger)", () => {
 
   it("stops a table's purge when its time budget is spent, and the next run goes on", async () => {
     const rows = PURGE_BATCH * 2 + 5;
-    const values = Array.from({ length: rows }, (_, i) => `('b${i}', 'k', 'f', ${NOW - 2 * IDEMPOTENCY_RETENTION_MS})`);
-    for (let i = 0; i < values.length; i += 400) {
-      await env.DB.prepare(
-        `INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ${values.slice(i, i + 400).join(",")}`,
-      ).run();
-    }
+    await seedExpiredKeys("b", rows);
     // Each reading of the clock is a budget later than the one before: one batch per table, then stop.
     let clock = Date.now();
     const now = vi.spyOn(Date, "now").mockImplementation(() => (clock += PURGE_TIME_BUDGET_MS));
