@@ -6,6 +6,7 @@ import { blocks, chats, idempotencyKeys } from "../src/db/schema";
 import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempotency";
 import { newId } from "../src/lib/ids";
 import { countingD1 } from "./support/d1-counter";
+import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
@@ -30,6 +31,17 @@ async function counted(method: string, path: string, user: Seeded, body: unknown
   return { res, roundTrips };
 }
 
+/** A v2 send through the counting binding. */
+const counted2 = (user: Seeded, body: unknown, headers: Record<string, string>) =>
+  counted("POST", "/api/v2/messages", user, body, headers);
+
+/** Two users and their direct chat. */
+async function pairInChat() {
+  const a = await seedUser();
+  const b = await seedUser();
+  return { a, b, chatId: await directChat(a, b) };
+}
+
 const keyRow = (user: Seeded, key: string) =>
   db
     .select()
@@ -50,22 +62,14 @@ const listOf = async (user: Seeded, chatId: string) =>
 
 describe("a keyed send on a fresh key", () => {
   it("v2 is one D1 round trip, and the 201 it answered is stored with the message", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
-    const { res, roundTrips } = await counted(
-      "POST",
-      "/api/v2/messages",
-      a,
-      { chatId, content: "one trip" },
-      { "Idempotency-Key": "v2-fresh" },
-    );
+    const { a, chatId } = await pairInChat();
+    const { res, roundTrips } = await counted2(a, { chatId, content: "one trip" }, { "Idempotency-Key": "v2-fresh" });
     expect(res.status).toBe(201);
     expect(roundTrips).toEqual([expect.stringMatching(/^batch of /)]);
     const row = await keyRow(a, "v2-fresh");
     expect(row).toMatchObject({ responseStatus: 201, responseBody: res.text, messageId: res.json.data.id });
     // Unkeyed, the same send is one round trip too: the key adds none.
-    const unkeyed = await counted("POST", "/api/v2/messages", a, { chatId, content: "no key" }, {});
+    const unkeyed = await counted2(a, { chatId, content: "no key" }, {});
     expect(unkeyed.res.status).toBe(201);
     expect(unkeyed.roundTrips).toHaveLength(1);
   });
@@ -84,9 +88,7 @@ describe("a keyed send on a fresh key", () => {
   });
 
   it("an expired key is taken over in that one round trip", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     await db.insert(idempotencyKeys).values({
       userId: a.id,
       key: "expired",
@@ -95,13 +97,7 @@ describe("a keyed send on a fresh key", () => {
       responseBody: "{}",
       createdAt: Date.now() - IDEMPOTENCY_RETENTION_MS - 1000,
     });
-    const { res, roundTrips } = await counted(
-      "POST",
-      "/api/v2/messages",
-      a,
-      { chatId, content: "new day" },
-      { "Idempotency-Key": "expired" },
-    );
+    const { res, roundTrips } = await counted2(a, { chatId, content: "new day" }, { "Idempotency-Key": "expired" });
     expect(res.status).toBe(201);
     expect(res.headers.get("Idempotent-Replayed")).toBeNull();
     expect(roundTrips).toHaveLength(1);
@@ -111,9 +107,7 @@ describe("a keyed send on a fresh key", () => {
 
 describe("replays of a send whose 201 was stored with its message", () => {
   it("are the first response byte for byte, also after the message was edited and after it was deleted", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     const headers = { "Idempotency-Key": "edit-then-replay" };
     const body = { chatId, content: "original words", clientMessageId: "c-edit" };
     const first = await send2(a, body, headers);
@@ -138,19 +132,12 @@ describe("replays of a send whose 201 was stored with its message", () => {
   });
 
   it("store the message as D1 stored it: a body built before the batch is checked against the row", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     // Something between the request and the row (here a trigger) changes what is stored.
-    await env.DB.prepare(
-      "CREATE TRIGGER shout_on_insert AFTER INSERT ON messages BEGIN UPDATE messages SET content = upper(content) WHERE id = NEW.id; END",
-    ).run();
-    let first: Awaited<ReturnType<typeof call>>;
-    try {
-      first = await send2(a, { chatId, content: "quiet" }, { "Idempotency-Key": "as-stored" });
-    } finally {
-      await env.DB.prepare("DROP TRIGGER shout_on_insert").run();
-    }
+    const first = await withTriggers(
+      { shout_on_insert: "AFTER INSERT ON messages BEGIN UPDATE messages SET content = upper(content) WHERE id = NEW.id; END" },
+      () => send2(a, { chatId, content: "quiet" }, { "Idempotency-Key": "as-stored" }),
+    );
     expect(first.status).toBe(201);
     expect(first.json.data.content).toBe("QUIET");
     expect((await listOf(a, chatId))[0]?.content).toBe("QUIET");
@@ -159,21 +146,17 @@ describe("replays of a send whose 201 was stored with its message", () => {
   });
 
   it("a send whose batch fails leaves neither message nor key: the retry posts the one message", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     const headers = { "Idempotency-Key": "atomic" };
     const body = { chatId, content: "all or nothing" };
     // Storing the outcome fails: it is in the message's batch, so nothing of the send commits.
-    await env.DB.prepare(
-      "CREATE TRIGGER fail_outcome BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END",
-    ).run();
-    let failed: Awaited<ReturnType<typeof call>>;
-    try {
-      failed = await send2(a, body, headers);
-    } finally {
-      await env.DB.prepare("DROP TRIGGER fail_outcome").run();
-    }
+    const failed = await withTriggers(
+      {
+        fail_outcome:
+          "BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END",
+      },
+      () => send2(a, body, headers),
+    );
     expectError(failed, 500, "internal_error");
     expect(await listOf(a, chatId)).toEqual([]);
     expect(await keyRow(a, "atomic")).toBeUndefined();
@@ -216,9 +199,7 @@ describe("a key already held when the batch runs", () => {
   });
 
   it("a replay is never rate limited and never counted", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     const vars = { RATE_LIMIT_MESSAGES_PER_MINUTE: "2" };
     const send = (key: string) =>
       call("POST", "/api/v2/messages", {
@@ -250,22 +231,20 @@ describe("a key already held when the batch runs", () => {
 
 describe("refusals store nothing", () => {
   it("403, 404 and 400 named by the batch leave no key, in that one round trip", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, b, chatId } = await pairInChat();
     const headers = { "Idempotency-Key": "refused" };
     await db.insert(blocks).values({ blockerId: b.id, blockedId: a.id, createdAt: Date.now() });
-    const blocked = await counted("POST", "/api/v2/messages", a, { chatId, content: "x" }, headers);
+    const blocked = await counted2(a, { chatId, content: "x" }, headers);
     expectError(blocked.res, 403, "recipient_blocked");
     expect(blocked.roundTrips).toHaveLength(1);
     expect(await keyRow(a, "refused")).toBeUndefined();
     await db.delete(blocks).where(eq(blocks.blockerId, b.id));
 
-    const notMine = await counted("POST", "/api/v2/messages", a, { chatId: newId(), content: "x" }, headers);
+    const notMine = await counted2(a, { chatId: newId(), content: "x" }, headers);
     expectError(notMine.res, 404, "chat_not_found");
     expect(await keyRow(a, "refused")).toBeUndefined();
 
-    const badReply = await counted("POST", "/api/v2/messages", a, { chatId, content: "x", replyToMessageId: newId() }, headers);
+    const badReply = await counted2(a, { chatId, content: "x", replyToMessageId: newId() }, headers);
     expectError(badReply.res, 400, "validation_failed");
     expect(await keyRow(a, "refused")).toBeUndefined();
     expect(await listOf(a, chatId)).toEqual([]);
@@ -290,9 +269,7 @@ describe("refusals store nothing", () => {
   });
 
   it("a clientMessageId duplicate under a fresh key answers 200, stored for the key's replays", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, b, chatId } = await pairInChat();
     const body = { chatId, content: "dup", clientMessageId: "cm-1" };
     const original = await send2(a, body, { "Idempotency-Key": "cm-a" });
     expect(original.status).toBe(201);
@@ -308,9 +285,7 @@ describe("refusals store nothing", () => {
 
 describe("a duplicate that finds the first one in flight", () => {
   it("waits for it and answers its bytes (the claim-first way), one message", async () => {
-    const a = await seedUser();
-    const b = await seedUser();
-    const chatId = await directChat(a, b);
+    const { a, chatId } = await pairInChat();
     const body = { chatId, content: "in flight" };
     // The first request holds the key (claim-first, not yet finished) when the duplicate's batch runs.
     const claimedAt = Date.now();

@@ -8,6 +8,7 @@ import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
 import { findOrCreateDirectChat } from "../src/services/chats";
 import { postCreditTransferMessages } from "../src/services/messages";
+import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
@@ -392,15 +393,13 @@ describe("Idempotency-Key on message POSTs", () => {
       createdAt: Date.now() - 60_000,
     });
     // The request dies between its message batch and storing its response (here: the store fails).
-    await env.DB.prepare(
-      "CREATE TRIGGER fail_response_store BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected: died before storing the response'); END",
-    ).run();
-    let died: Awaited<ReturnType<typeof sendV2>>;
-    try {
-      died = await sendV2(a, body, headers);
-    } finally {
-      await env.DB.prepare("DROP TRIGGER fail_response_store").run();
-    }
+    const died = await withTriggers(
+      {
+        fail_response_store:
+          "BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected: died before storing the response'); END",
+      },
+      () => sendV2(a, body, headers),
+    );
     expectError(died, 500, "internal_error");
     // Retried once the claim looks abandoned (the stale takeover used to execute the send again).
     await db

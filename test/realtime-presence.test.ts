@@ -12,6 +12,7 @@ import {
 } from "../src/durable-objects/realtime/realtime-do";
 import { REALTIME_CLOSE_CODES } from "../src/schemas/realtime";
 import { writePresence } from "../src/services/presence";
+import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { closeSocketsAfterEach, openSocket, ticketFor, upgrade } from "./support/realtime";
 import { seedUser } from "./support/users";
@@ -176,16 +177,13 @@ describe("presence follows the sockets", () => {
     const ticket = await ticketFor(user.token);
     const trigger = `fail_presence_${user.id}`;
     const raise = `WHEN NEW.user_id = '${user.id}' BEGIN SELECT RAISE(ABORT, 'injected: presence down'); END`;
-    await env.DB.batch([
-      env.DB.prepare(`CREATE TRIGGER ${trigger}_insert BEFORE INSERT ON realtime_presence ${raise}`),
-      env.DB.prepare(`CREATE TRIGGER ${trigger}_update BEFORE UPDATE ON realtime_presence ${raise}`),
-    ]);
-    let failed: Response;
-    try {
-      failed = await upgrade(ticket);
-    } finally {
-      await env.DB.batch([env.DB.prepare(`DROP TRIGGER ${trigger}_insert`), env.DB.prepare(`DROP TRIGGER ${trigger}_update`)]);
-    }
+    const failed = await withTriggers(
+      {
+        [`${trigger}_insert`]: `BEFORE INSERT ON realtime_presence ${raise}`,
+        [`${trigger}_update`]: `BEFORE UPDATE ON realtime_presence ${raise}`,
+      },
+      () => upgrade(ticket),
+    );
     expect(failed.webSocket).toBeNull();
     const body = await failed.json<any>();
     expectError(
@@ -222,16 +220,16 @@ describe("presence follows the sockets", () => {
     const bob = await seedWalletUser();
     const bobSocket = await connect(bob.token);
     const trigger = `fail_disconnect_${bob.id}`;
-    await env.DB.prepare(
-      `CREATE TRIGGER ${trigger} BEFORE UPDATE ON realtime_presence WHEN NEW.user_id = '${bob.id}' BEGIN SELECT RAISE(ABORT, 'injected: presence down'); END`,
-    ).run();
-    try {
-      bobSocket.close();
-      await vi.waitFor(async () => expect(await stubOf(bob.id).connections()).toBe(0), { timeout: 2_000, interval: 20 });
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    } finally {
-      await env.DB.prepare(`DROP TRIGGER ${trigger}`).run();
-    }
+    await withTriggers(
+      {
+        [trigger]: `BEFORE UPDATE ON realtime_presence WHEN NEW.user_id = '${bob.id}' BEGIN SELECT RAISE(ABORT, 'injected: presence down'); END`,
+      },
+      async () => {
+        bobSocket.close();
+        await vi.waitFor(async () => expect(await stubOf(bob.id).connections()).toBe(0), { timeout: 2_000, interval: 20 });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      },
+    );
     // A false positive: it costs a push, which finds nobody and corrects the row.
     expect((await presence(bob.id))?.connected).toBe(true);
     const stale = await callsDuring([bob.id], () => transfer(alice.token, { recipientId: bob.id, amount: 5 }));
