@@ -135,11 +135,32 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   const batch = [...append.take, ...before, ...append.statements];
   if (batchClaim) batchClaim.batch = "sent";
   const results = (await db.batch(batch as unknown as [BatchItem<"sqlite">])) as unknown[];
-  const own = results.slice(append.take.length + before.length);
-  if (batchClaim) readKeyClaim(batchClaim, results.slice(0, append.take.length), append.settleResults(own));
-  const { found, posted } = append.read(own, row.id);
-  if (batchClaim && body && batchClaim.outcome && posted?.created) await checkStoredBody(db, batchClaim, body.timestamp, found!);
+  const posted = await settleAppend(
+    db,
+    append,
+    row.id,
+    { take: results.slice(0, append.take.length), own: results.slice(append.take.length + before.length) },
+    batchClaim && body && { claim: batchClaim, timestamp: body.timestamp },
+  );
   return { before: results.slice(append.take.length, append.take.length + before.length) as BatchResponse<B>, posted };
+}
+
+/**
+ * What an append's batch answered, read the same way for a batch built per call or prepared:
+ * the claim it took (KeyHeldError when its key was held), the posted message, and the 201
+ * stored with it checked against the row as D1 stored it.
+ */
+async function settleAppend(
+  db: Database,
+  append: Pick<ReturnType<typeof appendStatements>, "read" | "settleResults">,
+  id: string,
+  results: { take: readonly unknown[]; own: readonly unknown[] },
+  taken: { claim: BatchClaim; timestamp: string } | undefined,
+): Promise<Posted | undefined> {
+  if (taken) readKeyClaim(taken.claim, results.take, append.settleResults(results.own));
+  const { found, posted } = append.read(results.own, id);
+  if (taken?.claim.outcome && posted?.created && found) await checkStoredBody(db, taken.claim, taken.timestamp, found);
+  return posted;
 }
 
 /**
@@ -578,12 +599,14 @@ async function runPreparedChatSend(
   };
   if (claim) claim.batch = "sent";
   const results = (await batchPrepared(db, prepared.queries, bound)) as unknown[];
-  const own = results.slice(prepared.takeCount + 1);
-  if (claim) readKeyClaim(claim, results.slice(0, prepared.takeCount), prepared.settleResults(own));
-  const sender = (results[prepared.takeCount] as ChatSendFacts[])[0];
-  const { found, posted } = prepared.read(own, messageId);
-  if (claim && body && claim.outcome && posted?.created) await checkStoredBody(db, claim, body.timestamp, found!);
-  return { sender, posted };
+  const posted = await settleAppend(
+    db,
+    prepared,
+    messageId,
+    { take: results.slice(0, prepared.takeCount), own: results.slice(prepared.takeCount + 1) },
+    claim && body ? { claim, timestamp: body.timestamp } : undefined,
+  );
+  return { sender: (results[prepared.takeCount] as ChatSendFacts[])[0], posted };
 }
 
 export type PagePosition = { order: "desc" | "asc"; seq: number | null };
