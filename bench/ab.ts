@@ -4,7 +4,18 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { freePort } from "../test/e2e/support/server.ts";
-import { appWorker, BARE_PATH, bareWorker, build, load, migrate, ROOT, seedUsers, workerdThreadCpuMs } from "./world.ts";
+import {
+  appWorker,
+  BARE_PATH,
+  bareWorker,
+  build,
+  type Load,
+  load,
+  migrate,
+  ROOT,
+  seedUsers,
+  workerdThreadCpuMs,
+} from "./world.ts";
 
 /**
  * `npm run bench:ab -- <commit> <commit> …`: what a change buys, measured in ONE Miniflare process.
@@ -12,7 +23,8 @@ import { appWorker, BARE_PATH, bareWorker, build, load, migrate, ROOT, seedUsers
  * and the bare Worker are served side by side (each commit picked by Miniflare's route-override header, with its own D1
  * and objects), and the scenarios run in rounds, rotating the order: bare, then every commit. So
  * every commit meets the same machine moments; on a shared, noisy machine this is the fair way to
- * compare them. Scenarios: health, users-me (no seeding beyond one user).
+ * compare them. Scenarios: health, users-me, message-send (v2, keyed, into the direct chat of two
+ * seeded users; `BENCH_AB_SCENARIOS=health,users-me,message-send` picks some).
  * BENCH_AB_ROUNDS (default 4) rounds of BENCH_AB_SECONDS (default 4) per slot.
  */
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 4);
@@ -53,16 +65,35 @@ async function main() {
     const base = (await mf.ready).origin;
     const port = String(listenPort);
     const tokens: Record<string, string> = {};
+    const chatIds: Record<string, string> = {};
     for (const v of variants) {
       const db = await mf.getD1Database("DB", v.name);
       await migrate(db);
-      const [user] = await seedUsers(db, 1, `ab-${v.name}`);
+      const [user, other] = await seedUsers(db, 2, `ab-${v.name}`);
       tokens[v.name] = user?.token ?? "";
+      const chat = await fetch(`${base}/api/v1/chats`, {
+        method: "POST",
+        headers: { "mf-route-override": v.name, authorization: `Bearer ${tokens[v.name]}`, "content-type": "application/json" },
+        body: JSON.stringify({ type: "direct", memberId: other?.id }),
+      });
+      if (chat.status !== 201) throw new Error(`${v.name} (${v.commit}) answered the chat's creation with ${chat.status}`);
+      chatIds[v.name] = ((await chat.json()) as { data: { id: string } }).data.id;
     }
+    const picked = process.env.BENCH_AB_SCENARIOS?.split(",");
     const scenarios = [
-      { name: "health", path: "/health", auth: false },
-      { name: "users-me", path: "/api/v1/users/me", auth: true },
-    ];
+      { name: "health", load: () => ({ path: "/health" }) },
+      { name: "users-me", load: (v: string) => ({ path: "/api/v1/users/me", token: tokens[v] }) },
+      {
+        name: "message-send",
+        load: (v: string): Omit<Load, "worker" | "seconds"> => ({
+          method: "POST",
+          path: "/api/v2/messages",
+          token: tokens[v],
+          idempotencyKey: true,
+          next: () => ({ body: { chatId: chatIds[v], content: "a/b" } }),
+        }),
+      },
+    ].filter((scenario) => !picked || picked.includes(scenario.name));
     // A wrong route would measure the wrong Worker: check each Worker answers as itself first.
     for (const v of variants) {
       const res = await fetch(`${base}/api/v1/users/me`, {
@@ -88,12 +119,7 @@ async function main() {
         const order = variants.map((_, i) => variants[(i + round) % variants.length] as (typeof variants)[number]);
         for (const v of order) {
           const cpuBefore = workerdThreadCpuMs(port);
-          const r = await load(base, {
-            path: scenario.path,
-            seconds: SLOT_SECONDS,
-            worker: v.name,
-            token: scenario.auth ? tokens[v.name] : undefined,
-          });
+          const r = await load(base, { ...scenario.load(v.name), seconds: SLOT_SECONDS, worker: v.name });
           const cpuAfter = workerdThreadCpuMs(port);
           if (cpuBefore !== undefined && cpuAfter !== undefined) {
             ((cpu[scenario.name] ??= {})[v.name] ??= []).push((cpuAfter - cpuBefore) / Math.max(r.requests, 1));

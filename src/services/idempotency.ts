@@ -1,5 +1,6 @@
-import { and, eq, exists, isNull, lt, not, type SQL, sql } from "drizzle-orm";
+import { and, eq, exists, gte, isNull, lt, not, or, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { insertWhere } from "../db/insert-where";
 import { type Param, preparedPerDatabase } from "../db/prepared";
 import { idempotencyKeys } from "../db/schema";
 import { ApiError } from "../lib/errors";
@@ -21,9 +22,8 @@ export type { BatchClaim, IdempotencyClaim, KeyClaim };
  * belongs to one request per caller across all endpoints.
  *
  * - A fresh key costs no round trip of its own: the send's message batch (one D1 transaction)
- *   claims it (insert, or nothing on conflict; expired keys are purged first, so an expired row
- *   is taken over), inserts the message only if the key's row is this request's claim (marked
- *   with the message's id), and stores the outcome with the message: status 201 and the exact
+ *   inserts the message only while the key has no live row, then writes the key's row with the
+ *   message's id and its outcome (a row past retention is taken over): status 201 and the exact
  *   body, whose one part the batch decides, the `seq`, is spliced into a body built before the
  *   batch (`keyClaimStatements`). So the key, the message and the stored outcome commit together
  *   or not at all: no window in which a message exists without its outcome, and the 201 a replay
@@ -126,26 +126,43 @@ const batchClaimRow = (claim: Pick<BatchClaimSql, "userId" | "key" | "messageId"
     eq(idempotencyKeys.messageId, claim.messageId),
   );
 
+/** SQL: the key has a row within retention (a live claim or outcome; an older row may be taken over). */
+const liveKeySql = (db: Database, claim: Pick<BatchClaimSql, "userId" | "key" | "expiredBefore">) =>
+  exists(
+    db
+      .select({ one: sql`1` })
+      .from(idempotencyKeys)
+      .where(
+        and(
+          eq(idempotencyKeys.userId, claim.userId),
+          eq(idempotencyKeys.key, claim.key),
+          gte(idempotencyKeys.createdAt, claim.expiredBefore),
+        ),
+      ),
+  );
+
 /**
- * SQL, true inside the claim's batch (after `take`) when the key's row is this request's: every
- * write of the send carries it, so a request whose key is held changes nothing. Undefined for no
- * claim or a claim already held.
+ * SQL, true inside a batch claim's batch while its key is free (no live row): every write of the
+ * send carries it, so a request whose key is held changes nothing. Undefined for no claim or a
+ * claim already held (claim-first).
  */
-export function heldInBatchSql(db: Database, claim: KeyClaim | BatchClaimSql | null | undefined): SQL | undefined {
+export function keyFreeInBatchSql(db: Database, claim: KeyClaim | BatchClaimSql | null | undefined): SQL | undefined {
   if (!claim || !("messageId" in claim)) return undefined;
-  return exists(db.select({ one: sql`1` }).from(idempotencyKeys).where(batchClaimRow(claim)));
+  return not(liveKeySql(db, "expiredBefore" in claim ? claim : batchClaimValues(claim)));
 }
 
 /**
- * The key's part of its message batch (one transaction):
- * - `take`, first: claim the key with the message's id as the mark (taking over a row of the key
- *   past retention), or nothing when the key has a live row;
- * - `settle`, after the message's insert: with no message inserted and no `kept` (a same message
- *   that answers the request: the claim stays for its outcome), the claim is dropped (a refusal
- *   leaves no key); otherwise the row gets the message id (`messageId`: SQL, NULL when nothing was
- *   inserted) and, when a message was inserted, `outcome` (its status and its body as SQL);
- * - `read(claim, takeResults, settleResults)`, with the results of `take` and of `settle`: throws
- *   KeyHeldError when the key was held, and reports `held` and `outcome` on the claim.
+ * The key's part of its message batch (one transaction), around the message's writes, which
+ * carry `free` (`keyFreeInBatchSql`):
+ * - `claim`, after the message's insert: when a message was inserted (`message.messageId`: SQL,
+ *   NULL when not) the key's row is written with it and its `outcome` (status and body as SQL);
+ *   when none was but `kept` holds (a same message answers the request) the row is a claim with
+ *   no outcome, for the request to store its answer on; otherwise nothing is written (a refusal
+ *   leaves no key). A row of the key past retention is taken over; a live one is left alone.
+ *   It returns the row only when this request wrote it.
+ * - `live`, for the batch's last read: whether the key has a live row after `claim`.
+ * - `read(claim, claimRows, live)`: throws KeyHeldError when the key was held by another request
+ *   (nothing of this one was written), and reports `held` and `outcome` on the claim.
  * `claim` is values or placeholders (`BatchClaimSql`), so the statements can be prepared once.
  */
 export function keyClaimStatements(
@@ -153,57 +170,50 @@ export function keyClaimStatements(
   claim: BatchClaimSql,
   message: { messageId: SQL; kept: SQL | undefined; outcome: { status: number; body: SQL } },
 ) {
-  const { userId, key, fingerprint, claimedAt, messageId, expiredBefore } = claim;
-  const ours = batchClaimRow(claim);
+  const { userId, key, fingerprint, claimedAt, expiredBefore } = claim;
   const posted = sql`${message.messageId} IS NOT NULL`;
-  const claimed = db
-    .insert(idempotencyKeys)
-    .values({
+  const claimed = insertWhere(
+    db,
+    idempotencyKeys,
+    {
       userId,
       key,
       fingerprint,
-      responseStatus: null,
-      responseBody: null,
-      messageId,
+      responseStatus: sql`CASE WHEN ${posted} THEN ${message.outcome.status} END`,
+      responseBody: sql`CASE WHEN ${posted} THEN ${message.outcome.body} END`,
+      messageId: message.messageId,
       outcomeIn: null,
       createdAt: claimedAt,
-    })
-    // A row of this key past retention is taken over here (the cron purges the rest daily);
-    // a live row is left alone and nothing comes back: the key is held.
+    },
+    undefined,
+    message.kept ? or(posted, message.kept)! : posted,
+  )
     .onConflictDoUpdate({
       target: [idempotencyKeys.userId, idempotencyKeys.key],
+      // The row this request would have inserted (`excluded`) replaces one past retention.
       set: {
         fingerprint: sql`excluded.fingerprint`,
-        responseStatus: null,
-        responseBody: null,
+        responseStatus: sql`excluded.response_status`,
+        responseBody: sql`excluded.response_body`,
         messageId: sql`excluded.message_id`,
         outcomeIn: null,
         createdAt: sql`excluded.created_at`,
       },
       setWhere: lt(idempotencyKeys.createdAt, expiredBefore),
     })
-    .returning({ createdAt: idempotencyKeys.createdAt });
-  const settled = db
-    .update(idempotencyKeys)
-    .set({
-      messageId: message.messageId,
-      responseStatus: sql`CASE WHEN ${posted} THEN ${message.outcome.status} END`,
-      responseBody: sql`CASE WHEN ${posted} THEN ${message.outcome.body} END`,
-    })
-    .where(ours)
     .returning({ responseStatus: idempotencyKeys.responseStatus, responseBody: idempotencyKeys.responseBody });
-  return {
-    take: [claimed] as const,
-    settle: [db.delete(idempotencyKeys).where(and(ours, not(posted), message.kept && not(message.kept))), settled] as const,
-  };
+  return { free: keyFreeInBatchSql(db, claim)!, claim: claimed, live: liveKeySql(db, claim).mapWith(Boolean) };
 }
 
 /** Reads what a batch claim's statements (`keyClaimStatements`) answered onto the claim; KeyHeldError when the key was held. */
-export function readKeyClaim(claim: BatchClaim, takeResults: readonly unknown[], settleResults: readonly unknown[]): void {
+export function readKeyClaim(
+  claim: BatchClaim,
+  claimRows: readonly { responseStatus: number | null; responseBody: string | null }[],
+  live: boolean,
+): void {
   claim.batch = "done";
-  const taken = takeResults[0] as unknown[];
-  if (taken.length === 0) throw new KeyHeldError();
-  const row = (settleResults[1] as { responseStatus: number | null; responseBody: string | null }[])[0];
+  const row = claimRows[0];
+  if (row === undefined && live) throw new KeyHeldError();
   claim.held = row !== undefined;
   claim.outcome =
     row?.responseStatus != null && row.responseBody != null ? { status: row.responseStatus, body: row.responseBody } : null;

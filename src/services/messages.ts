@@ -31,9 +31,9 @@ import {
   type BatchClaim,
   type BatchClaimSql,
   batchClaimValues,
-  heldInBatchSql,
   type KeyClaim,
   keyClaimStatements,
+  keyFreeInBatchSql,
   readKeyClaim,
   recordMessageOnClaim,
   restoreBatchOutcome,
@@ -76,7 +76,16 @@ type AppendRule = {
   takes?: { claim: BatchClaimSql; body: { head: Param<string>; tail: Param<string> } } | undefined;
   /** Read the chat's members with an open socket (for the push); a transfer's message is pushed by its transfer. */
   readConnected?: boolean;
+  /**
+   * Facts to read in the append's last statement, beside the message (the sender's checks, read
+   * for a refusal's name in the same snapshot). Aliased with names no column of `messages` has:
+   * D1 batch rows are keyed by column name.
+   */
+  facts?: Record<string, SQL.Aliased> | undefined;
 };
+
+/** The append's last read: its facts, the message (null when none), and what the batch reports back. */
+type ReadBack = { message: MessageRow | null; connected?: string[]; keyLive?: boolean } & Record<string, unknown>;
 
 const OPTIONAL_FIELDS_UNSET = {
   content: null,
@@ -98,22 +107,24 @@ const chatNotFound = (chatId: string | SQL) =>
 /**
  * Runs `before` and then the append of a message, as ONE D1 batch (one transaction; D1 runs
  * batches one at a time), so a send is one round trip:
- * 1. `INSERT … SELECT` from the chat row with `seq = last_seq + 1`, only where `rule.allowed` holds
- *    and no `rule.sameMessage` exists;
+ * 1. `INSERT … SELECT` from the chat row with `seq = last_seq + 1`, only where `rule.allowed` holds,
+ *    no `rule.sameMessage` exists and a key its batch claims is free;
  * 2. keyed by the new message's id, so they do nothing when step 1 inserted nothing: the chat's
  *    `last_seq` and activity move to it, the sender's read marker moves to it (your own messages
  *    are never unread), every membership's activity time is stamped (the indexed chat list), and
  *    the Idempotency-Key claim records it;
- * 3. reads: the new message or the existing same message, and the members with an open realtime
- *    socket (presence), so the push skips the others at no extra round trip.
+ * 3. ONE read: the new message or the existing same message, `rule.facts`, and the members with
+ *    an open realtime socket (presence), so the push skips the others at no extra round trip.
+ * Statements are what a batch costs (each one is a unit of D1's work, and under Miniflare about a
+ * tenth of a millisecond of the one thread: bench/README.md), so the reads are one.
  * So seqs run 1, 2, 3… with no gap and no repeat, and any number of concurrent or repeated calls
  * with one `sameMessage` key end in one message. `posted` is undefined when `allowed` did not
- * hold (or the chat does not exist); `before`'s results (read in the same transaction) say why.
- * With a fixed `input.id` (a transfer's message), a repeat reads as `created`: such callers use
- * only the message.
+ * hold (or the chat does not exist); `facts` and `before`'s results (read in the same
+ * transaction) say why. With a fixed `input.id` (a transfer's message), a repeat reads as
+ * `created`: such callers use only the message.
  * A claim for the batch to take (`isBatchClaim`) adds the key's statements (services/
- * idempotency.ts `keyClaimStatements`): claimed first, the insert only when the key is this
- * request's (else KeyHeldError, nothing written), and the message's 201 stored with it; the
+ * idempotency.ts `keyClaimStatements`): the insert only while the key is free (else
+ * KeyHeldError, nothing written), and the key's row written with the message and its 201; the
  * message takes the claim's id. The hot sends run the same statements prepared once
  * (`preparedChatSend`).
  */
@@ -122,7 +133,7 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
   before: B,
   input: NewMessage,
   rule: Omit<AppendRule, "recordOn" | "takes"> & { claim?: KeyClaim | null | undefined },
-): Promise<{ before: BatchResponse<B>; posted: Posted | undefined }> {
+): Promise<{ before: BatchResponse<B>; posted: Posted | undefined; facts: Record<string, unknown> }> {
   const { claim, ...where } = rule;
   const batchClaim = isBatchClaim(claim) ? claim : undefined;
   const row = { ...OPTIONAL_FIELDS_UNSET, ...input, id: batchClaim?.messageId ?? input.id ?? newId(input.createdAt) };
@@ -132,45 +143,45 @@ async function appendInBatch<B extends readonly BatchItem<"sqlite">[]>(
     recordOn: claim && !batchClaim ? claim : undefined,
     takes: batchClaim && body && { claim: batchClaimValues(batchClaim), body },
   });
-  const batch = [...append.take, ...before, ...append.statements];
+  const batch = [...before, ...append.statements];
   if (batchClaim) batchClaim.batch = "sent";
   const results = (await db.batch(batch as unknown as [BatchItem<"sqlite">])) as unknown[];
-  const posted = await settleAppend(
+  const settled = await settleAppend(
     db,
     append,
     row.id,
-    { take: results.slice(0, append.take.length), own: results.slice(append.take.length + before.length) },
+    results.slice(before.length),
     batchClaim && body && { claim: batchClaim, timestamp: body.timestamp },
   );
-  return { before: results.slice(append.take.length, append.take.length + before.length) as BatchResponse<B>, posted };
+  return { before: results.slice(0, before.length) as BatchResponse<B>, ...settled };
 }
 
 /**
  * What an append's batch answered, read the same way for a batch built per call or prepared:
- * the claim it took (KeyHeldError when its key was held), the posted message, and the 201
- * stored with it checked against the row as D1 stored it.
+ * the claim it took (KeyHeldError when its key was held), the posted message and the facts, and
+ * the 201 stored with it checked against the row as D1 stored it.
  */
 async function settleAppend(
   db: Database,
-  append: Pick<ReturnType<typeof appendStatements>, "read" | "settleResults">,
+  append: Pick<ReturnType<typeof appendStatements>, "read" | "readClaim">,
   id: string,
-  results: { take: readonly unknown[]; own: readonly unknown[] },
+  results: readonly unknown[],
   taken: { claim: BatchClaim; timestamp: string } | undefined,
-): Promise<Posted | undefined> {
-  if (taken) readKeyClaim(taken.claim, results.take, append.settleResults(results.own));
-  const { found, posted } = append.read(results.own, id);
+): Promise<{ posted: Posted | undefined; facts: Record<string, unknown> }> {
+  if (taken) append.readClaim(taken.claim, results);
+  const { found, posted, facts } = append.read(results, id);
   if (taken?.claim.outcome && posted?.created && found) await checkStoredBody(db, taken.claim, taken.timestamp, found);
-  return posted;
+  return { posted, facts };
 }
 
 /**
  * The statements of one append (appendInBatch has the steps), each value of `input` and `rule` a
- * value or a named placeholder, so a hot path can prepare them once per database: `take` (a
- * claim's statements that go first in the batch), `statements`, and readers of their results:
- * `read(results, id)` turns this append's own results into the posted message (`id`: the message
- * id as bound), `settleResults` picks the claim's settling results. Several appends without a
- * claim can share one batch: each one's statements name only its own message id, and the chat's
- * `last_seq` moves between them in batch order.
+ * value or a named placeholder, so a hot path can prepare them once per database: `statements`,
+ * and readers of their results (this append's own, in the order of `statements`):
+ * `read(results, id)` gives the posted message (`id`: the message id as bound), the row read
+ * back and the facts; `readClaim(claim, results)` reads the key's part onto a batch claim.
+ * Several appends without a claim can share one batch: each one's statements name only its own
+ * message id, and the chat's `last_seq` moves between them in batch order.
  */
 function appendStatements(db: Database, input: AppendInput, rule: AppendRule) {
   const { id } = input;
@@ -187,12 +198,7 @@ function appendStatements(db: Database, input: AppendInput, rule: AppendRule) {
       kept: sameMessage && exists(sameMessage),
       outcome: { status: 201, body: createdBodySql(takes.body, id) },
     });
-  const mayInsert = and(
-    eq(chats.id, rule.chatId),
-    rule.allowed,
-    takes && heldInBatchSql(db, takes.claim),
-    sameMessage && notExists(sameMessage),
-  )!;
+  const mayInsert = and(eq(chats.id, rule.chatId), rule.allowed, keyClaim?.free, sameMessage && notExists(sameMessage))!;
   const writes = [
     insertWhere(db, messages, row, sql`${chats}`, mayInsert),
     db
@@ -214,41 +220,39 @@ function appendStatements(db: Database, input: AppendInput, rule: AppendRule) {
       })
       .where(eq(chatMembers.chatId, ourChat)),
     ...(rule.recordOn ? [recordMessageOnClaim(db, rule.recordOn, ourId)] : []),
+    ...(keyClaim ? [keyClaim.claim] : []),
   ];
-  const settleAt = writes.length;
-  const readMessage = db
-    .select()
-    .from(messages)
-    .where(rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id));
-  const readConnected = db
-    .select({ userId: chatMembers.userId })
-    .from(chatMembers)
-    .innerJoin(realtimePresence, isConnected(chatMembers.userId))
-    .where(eq(chatMembers.chatId, ourChat));
-  const statements = [
-    ...writes,
-    ...(keyClaim?.settle ?? []),
-    readMessage,
-    ...(rule.readConnected === false ? [] : [readConnected]),
-  ];
-  const messageAt = statements.indexOf(readMessage);
-  /** `results`: this append's own results, in the order of `statements`; `found`: the message row read back. */
-  const read = (results: readonly unknown[], boundId: string): { found: MessageRow | undefined; posted: Posted | undefined } => {
-    const found = (results[messageAt] as MessageRow[])[0];
-    if (found === undefined) return { found, posted: undefined };
-    if (found.id !== boundId) return { found, posted: { message: toMessage(found), created: false } };
-    const connected = rule.readConnected === false ? [] : (results[messageAt + 1] as { userId: string }[]);
-    return {
-      found,
-      posted: { message: toMessage(found), created: true, connectedMemberIds: connected.map((member) => member.userId) },
-    };
+  const connected = sql<string[]>`(SELECT json_group_array(${chatMembers.userId}) FROM ${chatMembers}
+    JOIN ${realtimePresence} ON ${isConnected(chatMembers.userId)} WHERE ${chatMembers.chatId} = ${ourChat})`.mapWith(
+    (value: string) => JSON.parse(value) as string[],
+  );
+  // From a one-row base, so the facts come back whether or not there is a message.
+  const readBack = db
+    .select({
+      ...rule.facts,
+      ...(keyClaim ? { keyLive: keyClaim.live.as("key_live") } : {}),
+      ...(rule.readConnected === false ? {} : { connected: connected.as("connected") }),
+      message: getTableColumns(messages),
+    })
+    .from(sql`(SELECT 1)`)
+    .leftJoin(messages, rule.sameMessage ? or(eq(messages.id, id), rule.sameMessage) : eq(messages.id, id))
+    .limit(1);
+  const statements = [...writes, readBack];
+  const claimAt = keyClaim ? writes.indexOf(keyClaim.claim) : -1;
+  const readAt = statements.length - 1;
+  const readBackOf = (results: readonly unknown[]) => (results[readAt] as ReadBack[])[0] as ReadBack;
+  const read = (results: readonly unknown[], boundId: string) => {
+    const { message, connected: connectedIds, keyLive: _, ...facts } = readBackOf(results);
+    const found = message ?? undefined;
+    let posted: Posted | undefined;
+    if (found === undefined) posted = undefined;
+    else if (found.id !== boundId) posted = { message: toMessage(found), created: false };
+    else posted = { message: toMessage(found), created: true, connectedMemberIds: connectedIds ?? [] };
+    return { found, posted, facts };
   };
-  return {
-    take: keyClaim?.take ?? [],
-    statements,
-    read,
-    settleResults: (results: readonly unknown[]) => results.slice(settleAt, settleAt + 2),
-  };
+  const readClaim = (claim: BatchClaim, results: readonly unknown[]) =>
+    readKeyClaim(claim, results[claimAt] as Parameters<typeof readKeyClaim>[1], readBackOf(results).keyLive === true);
+  return { statements, read, readClaim };
 }
 
 /** The 201 of a send, as the routes answer it (`ok(c, message, 201)`), with a given envelope `timestamp`. */
@@ -397,7 +401,7 @@ export async function sendDirectMessage(
   const now = Date.now();
   const checks = canSendToSql(db, senderId, recipientId);
   // A request whose key its batch finds held creates no chat either.
-  const direct = directChatStatements(db, senderId, recipientId, now, and(checks.allowed, heldInBatchSql(db, claim)));
+  const direct = directChatStatements(db, senderId, recipientId, now, and(checks.allowed, keyFreeInBatchSql(db, claim)));
   const { before, posted } = await appendInBatch(
     db,
     [checks.facts, ...direct.statements] as const,
@@ -434,19 +438,17 @@ export async function sendChatMessage(
   const clientMessageId = input.clientMessageId ?? null;
   const createdAt = Date.now();
   const values: ChatSendValues = { senderId, chatId, content: input.content, replyToMessageId, clientMessageId, createdAt };
-  let sender: ChatSendFacts | undefined;
-  let posted: Posted | undefined;
+  let settled: { posted: Posted | undefined; facts: Record<string, unknown> };
   if (claim === null || isBatchClaim(claim)) {
-    ({ sender, posted } = await runPreparedChatSend(db, values, claim));
+    settled = await runPreparedChatSend(db, values, claim);
   } else {
     // A claim-first retry (services/idempotency.ts) records its message on its claim: built per call, rare.
-    const send = chatSendStatements(db, values);
     const message = { senderId, type: "text" as const, content: input.content, replyToMessageId, clientMessageId, createdAt };
-    const result = await appendInBatch(db, [send.facts] as const, message, { ...send.rule, claim });
-    sender = result.before[0][0];
-    posted = result.posted;
+    settled = await appendInBatch(db, [], message, { ...chatSendStatements(db, values).rule, claim });
   }
-  assertMaySend(sender);
+  const { posted } = settled;
+  const sender = settled.facts as ChatSendFacts;
+  assertMaySend(sender.status === null ? undefined : { status: sender.status });
   if (!sender.member) throw chatNotFound(chatId);
   if (posted) return posted;
   if (sender.blocked) throw recipientBlocked();
@@ -463,7 +465,8 @@ type ChatSendValues = {
   clientMessageId: string | null;
   createdAt: number;
 };
-type ChatSendFacts = { status: UserRow["status"]; member: boolean; blocked: boolean; replyInChat: boolean };
+/** The sender's facts a v2 send reads (`status` null: no such user). */
+type ChatSendFacts = { status: UserRow["status"] | null; member: boolean; blocked: boolean; replyInChat: boolean };
 
 /**
  * The sender's facts (read for a refusal's name, in the same snapshot) and the append rule of a
@@ -484,17 +487,15 @@ function chatSendStatements(
       : sql`EXISTS (SELECT 1 FROM ${messages} WHERE ${messages.id} = ${replyToMessageId} AND ${messages.chatId} = ${chatId})`.mapWith(
           Boolean,
         );
-  const facts = db
-    .select({
-      status: users.status,
+  const status = sql<UserRow["status"] | null>`(SELECT ${users.status} FROM ${users} WHERE ${users.id} = ${senderId})`;
+  const rule: AppendRule = {
+    chatId,
+    facts: {
+      status: status.as("status"),
       member: member.as("member"),
       blocked: blocked.as("blocked"),
       replyInChat: replyInChat.as("reply_in_chat"),
-    })
-    .from(users)
-    .where(eq(users.id, senderId));
-  const rule: AppendRule = {
-    chatId,
+    },
     allowed: sql`${isActiveSql(senderId)} AND ${member} AND NOT ${blocked} AND ${replyInChat}`,
     sameMessage:
       clientMessageId === null
@@ -503,7 +504,7 @@ function chatSendStatements(
     ...extra,
   };
   const input = { senderId, type: "text" as const, content: values.content, replyToMessageId, clientMessageId };
-  return { facts, rule, input };
+  return { rule, input };
 }
 
 /**
@@ -561,10 +562,9 @@ function prepareChatSend(db: Database, shape: { keyed: boolean; reply: boolean; 
     send.rule,
   );
   return {
-    queries: [...append.take, send.facts, ...append.statements].map((statement) => statement.prepare()),
-    takeCount: append.take.length,
+    queries: append.statements.map((statement) => statement.prepare()),
     read: append.read,
-    settleResults: append.settleResults,
+    readClaim: append.readClaim,
   };
 }
 
@@ -573,7 +573,7 @@ async function runPreparedChatSend(
   db: Database,
   values: ChatSendValues,
   claim: BatchClaim | null,
-): Promise<{ sender: ChatSendFacts | undefined; posted: Posted | undefined }> {
+): Promise<{ posted: Posted | undefined; facts: Record<string, unknown> }> {
   const messageId = claim?.messageId ?? newId(values.createdAt);
   const prepared = preparedChatSend(db)({
     keyed: claim !== null,
@@ -599,14 +599,7 @@ async function runPreparedChatSend(
   };
   if (claim) claim.batch = "sent";
   const results = (await batchPrepared(db, prepared.queries, bound)) as unknown[];
-  const posted = await settleAppend(
-    db,
-    prepared,
-    messageId,
-    { take: results.slice(0, prepared.takeCount), own: results.slice(prepared.takeCount + 1) },
-    claim && body ? { claim, timestamp: body.timestamp } : undefined,
-  );
-  return { sender: (results[prepared.takeCount] as ChatSendFacts[])[0], posted };
+  return settleAppend(db, prepared, messageId, results, claim && body ? { claim, timestamp: body.timestamp } : undefined);
 }
 
 export type PagePosition = { order: "desc" | "asc"; seq: number | null };
