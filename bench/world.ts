@@ -126,6 +126,22 @@ export function bareD1Worker(database: string) {
   };
 }
 
+/** Where bench/bare-transfer-worker.js answers: a transfer's work (debit, credit, message, posted) with nothing else. */
+export const BARE_TRANSFER_PATH = "/__bare-transfer";
+
+/** bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects, on the product's D1 `database` (probes). */
+export function bareTransferWorker(database: string) {
+  return {
+    name: "bench-bare-transfer",
+    modules: true,
+    scriptPath: path.join(ROOT, "bench/bare-transfer-worker.js"),
+    compatibilityDate: compatibilityDate(),
+    d1Databases: { DB: database },
+    durableObjects: { BARE_WALLET: { className: "BareWallet", useSQLite: true } },
+    routes: [`*${BARE_TRANSFER_PATH}/*`],
+  };
+}
+
 /**
  * One Miniflare process, two workers (and the D1 floor's): the product bundle, and bench/bare-worker.js routed on
  * BARE_PATH (the denominator of every ratio). `inspectorPort` opens the V8 inspector (profiling).
@@ -144,7 +160,12 @@ export async function startMiniflare(
       port,
       ...(inspectorPort ? { inspectorPort } : {}),
       resourcePersistencePath: persist,
-      workers: [appWorker(APP_WORKER, modules, outdir, "bench-db"), bareWorker(), bareD1Worker("bench-db")],
+      workers: [
+        appWorker(APP_WORKER, modules, outdir, "bench-db"),
+        bareWorker(),
+        bareD1Worker("bench-db"),
+        bareTransferWorker("bench-db"),
+      ],
     }),
   );
   const url = await mf.ready;
@@ -563,6 +584,30 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       name: "bare-d1-append",
       load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${chatIds[99]}&sender=${hot.id}` },
     });
+    // The transfer's floor (bench/bare-transfer-worker.js): the same work with nothing else, for
+    // the hot sender's pattern and the random pairs'.
+    const bareTransfer = (from: BenchUser, to: BenchUser) =>
+      `${BARE_TRANSFER_PATH}/pay?from=${from.id}&to=${to.id}&chat=${chatIds[Math.floor(Math.random() * chatIds.length)]}`;
+    const pickOther = (from: BenchUser) => {
+      let to = pick();
+      while (to === from) to = pick();
+      return to;
+    };
+    scenarios.push({
+      name: "bare-transfer-hot-sender",
+      load: { method: "POST", path: BARE_TRANSFER_PATH, next: () => ({ path: bareTransfer(hot, pickOther(hot)) }) },
+    });
+    scenarios.push({
+      name: "bare-transfer-random-pairs",
+      load: {
+        method: "POST",
+        path: BARE_TRANSFER_PATH,
+        next: () => {
+          const from = pick();
+          return { path: bareTransfer(from, pickOther(from)) };
+        },
+      },
+    });
     scenarios.push({
       name: "transfer-hot-sender",
       load: {
@@ -581,9 +626,7 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
         idempotencyKey: true,
         next: () => {
           const from = pick();
-          let to = pick();
-          while (to === from) to = pick();
-          return { token: from.token, body: { recipientId: to.id, amount: 1 } };
+          return { token: from.token, body: { recipientId: pickOther(from).id, amount: 1 } };
         },
       },
     });

@@ -1,0 +1,81 @@
+import { DurableObject } from "cloudflare:workers";
+
+/**
+ * The platform's floor for a credit transfer: issue 12's "bare Worker + wallet object + D1 doing
+ * the same work", with no framework, no auth, no checks, no Idempotency-Key, no limits and no
+ * recovery. `POST /__bare-transfer/pay?from=<user id>&to=<user id>&chat=<chat id>`:
+ * 1. the Worker calls the sender's object (one per user, SQLite storage, funded on first use);
+ * 2. the object debits in one storage transaction, refusing an overdraft;
+ * 3. it credits the recipient's object, idempotently by transfer id (object → object);
+ * 4. it appends the message with its `seq` in one D1 batch (as bench/bare-d1-worker.js does);
+ * 5. it marks the transfer posted.
+ * A probe, not a goal (bench/README.md): the product's transfers cannot beat it on the same machine
+ * except by sharing work between requests (group commit).
+ */
+export class BareWallet extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    const sql = ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS wallet (id INTEGER PRIMARY KEY CHECK (id = 1), balance INTEGER NOT NULL)");
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS entries (transfer_id TEXT PRIMARY KEY, amount INTEGER NOT NULL, posted INTEGER NOT NULL DEFAULT 0)",
+    );
+    sql.exec("INSERT OR IGNORE INTO wallet (id, balance) VALUES (1, 1000000000)");
+  }
+
+  async pay(transferId, senderId, recipientId, chatId, amount) {
+    const sql = this.ctx.storage.sql;
+    const debited = this.ctx.storage.transactionSync(() => {
+      const { balance } = sql.exec("SELECT balance FROM wallet WHERE id = 1").one();
+      if (balance < amount) return false;
+      sql.exec("UPDATE wallet SET balance = balance - ? WHERE id = 1", amount);
+      sql.exec("INSERT INTO entries (transfer_id, amount) VALUES (?, ?)", transferId, -amount);
+      return true;
+    });
+    if (!debited) return { ok: false };
+    await this.env.BARE_WALLET.get(this.env.BARE_WALLET.idFromName(recipientId)).credit(transferId, amount);
+    const now = Date.now();
+    const [inserted] = await this.env.DB.batch([
+      this.env.DB.prepare(
+        "INSERT INTO messages (id, chat_id, seq, sender_id, type, content, created_at) SELECT ?, id, last_seq + 1, ?, 'text', ?, ? FROM chats WHERE id = ? RETURNING seq",
+      ).bind(transferId, senderId, "bare transfer", now, chatId),
+      this.env.DB.prepare("UPDATE chats SET last_seq = last_seq + 1, last_activity_at = ? WHERE id = ?").bind(now, chatId),
+    ]);
+    sql.exec("UPDATE entries SET posted = 1 WHERE transfer_id = ?", transferId);
+    return { ok: true, seq: inserted.results[0]?.seq ?? null };
+  }
+
+  credit(transferId, amount) {
+    const sql = this.ctx.storage.sql;
+    this.ctx.storage.transactionSync(() => {
+      const { rowsWritten } = sql.exec(
+        "INSERT OR IGNORE INTO entries (transfer_id, amount, posted) VALUES (?, ?, 1)",
+        transferId,
+        amount,
+      );
+      if (rowsWritten > 0) sql.exec("UPDATE wallet SET balance = balance + ? WHERE id = 1", amount);
+    });
+    return true;
+  }
+}
+
+function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname !== "/__bare-transfer/pay" || request.method !== "POST") return json({ error: "not found" });
+    const from = url.searchParams.get("from");
+    const sender = env.BARE_WALLET.get(env.BARE_WALLET.idFromName(from));
+    const result = await sender.pay(newId(), from, url.searchParams.get("to"), url.searchParams.get("chat"), 1);
+    return new Response(JSON.stringify(result), {
+      status: result.ok ? 201 : 409,
+      headers: { "content-type": "application/json" },
+    });
+  },
+};
