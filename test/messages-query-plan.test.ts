@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { newId } from "../src/lib/ids";
 import { chatListQueries, chatPageQuery } from "../src/services/chats";
-import { messagePageQuery, type PagePosition } from "../src/services/messages";
+import { messagePageQuery, type PagePosition, preparedChatSend, preparedCreditTransferAppend } from "../src/services/messages";
 
 const db = createDb(env.DB);
 
@@ -68,5 +68,36 @@ describe("chat list details query plans", () => {
     expect(plan.results.map((row) => row.detail).join("\n")).toMatch(
       /SEARCH messages USING INDEX messages_chat_seq_unique \(chat_id=\? AND seq=\?\)/,
     );
+  });
+});
+
+describe("append query plans", () => {
+  const explain = async (query: { getQuery(): { sql: string; params: unknown[] } }) => {
+    const { sql, params } = query.getQuery();
+    const result = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+      .bind(...params.map(() => "x"))
+      .all<{ detail: string }>();
+    return result.results.map((row) => row.detail).join("\n");
+  };
+
+  it("every statement of a send and of a transfer's message looks rows up by index, never scans a table", async () => {
+    const statements = [
+      ...preparedChatSend(db)({ keyed: true, reply: true, clientId: true }).queries,
+      ...preparedChatSend(db)({ keyed: false, reply: false, clientId: false }).queries,
+      ...preparedCreditTransferAppend(db).queries,
+    ];
+    for (const statement of statements) {
+      expect(await explain(statement)).not.toMatch(
+        /SCAN (messages|chats|chat_members|idempotency_keys|users|blocks|realtime_presence)\b/,
+      );
+    }
+  });
+
+  it("the last read finds the message by id or by its 'same message' key through their indexes", async () => {
+    const [read] = preparedCreditTransferAppend(db).queries.slice(-1);
+    expect(read).toBeDefined();
+    const plan = await explain(read as NonNullable<typeof read>);
+    expect(plan).toMatch(/SEARCH messages USING INDEX sqlite_autoindex_messages_1 \(id=\?\)/);
+    expect(plan).toMatch(/SEARCH messages USING INDEX messages_transfer_unique \(transfer_id=\?\)/);
   });
 });

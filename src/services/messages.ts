@@ -349,8 +349,11 @@ export async function postCreditTransferMessages(
   );
 }
 
-/** One transfer's message append, prepared once per database; bound with a `CreditTransferMessageInput`'s fields. */
-const preparedCreditTransferAppend = preparedPerDatabase((db) => {
+/**
+ * One transfer's message append, prepared once per database; bound with a `CreditTransferMessageInput`'s
+ * fields. Exposed so a test can EXPLAIN its statements.
+ */
+export const preparedCreditTransferAppend = preparedPerDatabase((db) => {
   const transferId = sql.placeholder("transferId");
   const append = appendStatements(
     db,
@@ -512,8 +515,9 @@ function chatSendStatements(
  * batch claims, a reply, a client message id (Drizzle building it on every send was a fifth of a
  * send's thread time: bench/README.md). Placeholders are named as `ChatSendValues`, the claim's
  * as `BatchClaimSql` (`messageId` is the message's id) and the 201 body's parts `bodyHead`, `bodyTail`.
+ * Exposed so a test can EXPLAIN its statements.
  */
-const preparedChatSend = preparedPerDatabase((db) => {
+export const preparedChatSend = preparedPerDatabase((db) => {
   const shapes = new Map<string, ReturnType<typeof prepareChatSend>>();
   return (shape: { keyed: boolean; reply: boolean; clientId: boolean }) => {
     const name = `${shape.keyed}:${shape.reply}:${shape.clientId}`;
