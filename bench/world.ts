@@ -114,33 +114,28 @@ export function bareWorker() {
 /** Where bench/bare-d1-worker.js answers: the bare Worker plus the one D1 round trip a D1 route cannot avoid. */
 export const BARE_D1_PATH = "/__bare-d1";
 
-/** bench/bare-d1-worker.js on BARE_D1_PATH, on the product's D1 database `database`: the floor of the D1 paths (probes). */
-export function bareD1Worker(database: string) {
+/** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database`. */
+function probeWorker(name: string, routePath: string, database: string, durableObjects = {}) {
   return {
-    name: "bench-bare-d1",
+    name: `bench-${name}`,
     modules: true,
-    scriptPath: path.join(ROOT, "bench/bare-d1-worker.js"),
+    scriptPath: path.join(ROOT, `bench/${name}-worker.js`),
     compatibilityDate: compatibilityDate(),
     d1Databases: { DB: database },
-    routes: [`*${BARE_D1_PATH}/*`],
+    durableObjects,
+    routes: [`*${routePath}/*`],
   };
 }
+
+/** bench/bare-d1-worker.js on BARE_D1_PATH: the floor of the D1 paths (probes). */
+export const bareD1Worker = (database: string) => probeWorker("bare-d1", BARE_D1_PATH, database);
 
 /** Where bench/bare-transfer-worker.js answers: a transfer's work (debit, credit, message, posted) with nothing else. */
 export const BARE_TRANSFER_PATH = "/__bare-transfer";
 
-/** bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects, on the product's D1 `database` (probes). */
-export function bareTransferWorker(database: string) {
-  return {
-    name: "bench-bare-transfer",
-    modules: true,
-    scriptPath: path.join(ROOT, "bench/bare-transfer-worker.js"),
-    compatibilityDate: compatibilityDate(),
-    d1Databases: { DB: database },
-    durableObjects: { BARE_WALLET: { className: "BareWallet", useSQLite: true } },
-    routes: [`*${BARE_TRANSFER_PATH}/*`],
-  };
-}
+/** bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects: the floor of the transfers (probes). */
+export const bareTransferWorker = (database: string) =>
+  probeWorker("bare-transfer", BARE_TRANSFER_PATH, database, { BARE_WALLET: { className: "BareWallet", useSQLite: true } });
 
 /**
  * One Miniflare process, two workers (and the D1 floor's): the product bundle, and bench/bare-worker.js routed on
