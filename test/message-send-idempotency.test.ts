@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { blocks, chats, idempotencyKeys } from "../src/db/schema";
+import { blocks, chats, idempotencyKeys, users } from "../src/db/schema";
 import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempotency";
 import { newId } from "../src/lib/ids";
 import { countingD1 } from "./support/d1-counter";
@@ -284,6 +284,62 @@ describe("refusals store nothing", () => {
     const replay = await send2(a, body, { "Idempotency-Key": "cm-b" });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.text).toBe(dup.text);
+  });
+});
+
+describe("a clientMessageId duplicate and its key", () => {
+  it("concurrent sends under one key with one clientMessageId post one message and all answer its bytes", async () => {
+    const { a, chatId } = await pairInChat();
+    const body = { chatId, content: "once", clientMessageId: "cm-race" };
+    const results = await Promise.all(Array.from({ length: 6 }, () => send2(a, body, { "Idempotency-Key": "cm-race-key" })));
+    expect(results.map((r) => r.status)).toEqual(Array(6).fill(201));
+    expect(new Set(results.map((r) => r.text)).size).toBe(1);
+    expect(results.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(5);
+    expect((await listOf(a, chatId)).map((m) => m.id)).toEqual([results[0]?.json.data.id]);
+  });
+
+  it("under a key held with another body is 409 and leaves the key's row as it was", async () => {
+    const { a, chatId } = await pairInChat();
+    const body = { chatId, content: "dup", clientMessageId: "cm-held" };
+    expect((await send2(a, body, {})).status).toBe(201);
+    const other = await send2(a, { chatId, content: "another body" }, { "Idempotency-Key": "cm-held-key" });
+    expect(other.status).toBe(201);
+    const before = await keyRow(a, "cm-held-key");
+    expectError(await send2(a, body, { "Idempotency-Key": "cm-held-key" }), 409, "idempotency_key_reused");
+    expect(await keyRow(a, "cm-held-key")).toEqual(before);
+    expect(await listOf(a, chatId)).toHaveLength(2);
+  });
+
+  it("over a key's row past retention answers 200 and stores it under the new request", async () => {
+    const { a, chatId } = await pairInChat();
+    const body = { chatId, content: "dup", clientMessageId: "cm-old" };
+    const original = await send2(a, body, {});
+    await db.insert(idempotencyKeys).values({
+      userId: a.id,
+      key: "cm-old-key",
+      fingerprint: "another request, a day ago",
+      responseStatus: 201,
+      responseBody: "{}",
+      createdAt: Date.now() - IDEMPOTENCY_RETENTION_MS - 1000,
+    });
+    const dup = await send2(a, body, { "Idempotency-Key": "cm-old-key" });
+    expect(dup.status).toBe(200);
+    expect(dup.json.data.id).toBe(original.json.data.id);
+    expect(await keyRow(a, "cm-old-key")).toMatchObject({
+      fingerprint: await requestFingerprint("POST", "/api/v2/messages", body),
+      responseStatus: 200,
+      responseBody: dup.text,
+      messageId: null,
+    });
+  });
+
+  it("from a sender suspended since the original is 403 and leaves no key", async () => {
+    const { a, chatId } = await pairInChat();
+    const body = { chatId, content: "dup", clientMessageId: "cm-suspended" };
+    expect((await send2(a, body, {})).status).toBe(201);
+    await db.update(users).set({ status: "suspended" }).where(eq(users.id, a.id));
+    expectError(await send2(a, body, { "Idempotency-Key": "cm-suspended-key" }), 403, "account_suspended");
+    expect(await keyRow(a, "cm-suspended-key")).toBeUndefined();
   });
 });
 

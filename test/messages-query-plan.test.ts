@@ -100,4 +100,22 @@ describe("append query plans", () => {
     expect(plan).toMatch(/SEARCH messages USING INDEX sqlite_autoindex_messages_1 \(id=\?\)/);
     expect(plan).toMatch(/SEARCH messages USING INDEX messages_transfer_unique \(transfer_id=\?\)/);
   });
+
+  it("the last read's columns have distinct names in every shape (D1 batch rows are keyed by column name)", async () => {
+    const shapes = [false, true].flatMap((keyed) =>
+      [false, true].flatMap((reply) => [false, true].map((clientId) => ({ keyed, reply, clientId }))),
+    );
+    const reads = [
+      ...shapes.map((shape) => preparedChatSend(db)(shape).queries.at(-1)),
+      preparedCreditTransferAppend(db).queries.at(-1),
+    ];
+    for (const read of reads) {
+      const { sql, params } = (read as NonNullable<typeof read>).getQuery();
+      const [columns] = await env.DB.prepare(sql)
+        .bind(...params.map((param) => (typeof param === "number" ? param : "x")))
+        .raw({ columnNames: true });
+      expect(columns?.length).toBeGreaterThanOrEqual(15);
+      expect(new Set(columns).size).toBe(columns?.length);
+    }
+  });
 });

@@ -158,7 +158,8 @@ export function keyFreeInBatchSql(db: Database, claim: KeyClaim | BatchClaimSql 
  *   NULL when not) the key's row is written with it and its `outcome` (status and body as SQL);
  *   when none was but `kept` holds (a same message answers the request) the row is a claim with
  *   no outcome, for the request to store its answer on; otherwise nothing is written (a refusal
- *   leaves no key). A row of the key past retention is taken over; a live one is left alone.
+ *   leaves no key; a row of the key past retention stays as it was, for the cron, and counts as
+ *   free). A row of the key past retention is taken over; a live one is left alone.
  *   It returns the row only when this request wrote it.
  * - `live`, for the batch's last read: whether the key has a live row after `claim`.
  * - `read(claim, claimRows, live)`: throws KeyHeldError when the key was held by another request
