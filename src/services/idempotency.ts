@@ -126,6 +126,24 @@ const batchClaimRow = (claim: Pick<BatchClaimSql, "userId" | "key" | "messageId"
     eq(idempotencyKeys.messageId, claim.messageId),
   );
 
+/**
+ * The upsert of a key's row: on the key's conflict, the row this request would have inserted
+ * (`excluded`, every column) replaces one past retention (created before `expiredBefore`); a live
+ * row is left alone, and a RETURNING upsert then returns nothing.
+ */
+const replacesExpiredKeyRow = (expiredBefore: Param<number>) => ({
+  target: [idempotencyKeys.userId, idempotencyKeys.key],
+  set: {
+    fingerprint: sql`excluded.fingerprint`,
+    responseStatus: sql`excluded.response_status`,
+    responseBody: sql`excluded.response_body`,
+    messageId: sql`excluded.message_id`,
+    outcomeIn: sql`excluded.outcome_in`,
+    createdAt: sql`excluded.created_at`,
+  },
+  setWhere: lt(idempotencyKeys.createdAt, expiredBefore),
+});
+
 /** SQL: the key has a row within retention (a live claim or outcome; an older row may be taken over). */
 const liveKeySql = (db: Database, claim: Pick<BatchClaimSql, "userId" | "key" | "expiredBefore">) =>
   exists(
@@ -189,19 +207,7 @@ export function keyClaimStatements(
     undefined,
     message.kept ? or(posted, message.kept)! : posted,
   )
-    .onConflictDoUpdate({
-      target: [idempotencyKeys.userId, idempotencyKeys.key],
-      // The row this request would have inserted (`excluded`) replaces one past retention.
-      set: {
-        fingerprint: sql`excluded.fingerprint`,
-        responseStatus: sql`excluded.response_status`,
-        responseBody: sql`excluded.response_body`,
-        messageId: sql`excluded.message_id`,
-        outcomeIn: null,
-        createdAt: sql`excluded.created_at`,
-      },
-      setWhere: lt(idempotencyKeys.createdAt, expiredBefore),
-    })
+    .onConflictDoUpdate(replacesExpiredKeyRow(expiredBefore))
     .returning({ responseStatus: idempotencyKeys.responseStatus, responseBody: idempotencyKeys.responseBody });
   return { free: keyFreeInBatchSql(db, claim)!, claim: claimed, live: liveKeySql(db, claim).mapWith(Boolean) };
 }
@@ -420,7 +426,6 @@ export function walletKeyRegistration(
 
 /** The two statements of `walletKeyRegistration`, built once per database (they run on every keyed transfer and grant). */
 const preparedKeyRegistration = preparedPerDatabase((db) => {
-  const empty = { responseStatus: null, responseBody: null, messageId: null };
   const thisKey = and(eq(idempotencyKeys.userId, sql.placeholder("keyUserId")), eq(idempotencyKeys.key, sql.placeholder("key")));
   return [
     db
@@ -431,19 +436,11 @@ const preparedKeyRegistration = preparedPerDatabase((db) => {
         fingerprint: sql.placeholder("keyFingerprint"),
         outcomeIn: sql.placeholder("keyOutcomeIn"),
         createdAt: sql.placeholder("keyCreatedAt"),
-        ...empty,
+        responseStatus: null,
+        responseBody: null,
+        messageId: null,
       })
-      .onConflictDoUpdate({
-        target: [idempotencyKeys.userId, idempotencyKeys.key],
-        // The row this request would have inserted (`excluded`) replaces an expired one.
-        set: {
-          fingerprint: sql`excluded.fingerprint`,
-          outcomeIn: sql`excluded.outcome_in`,
-          createdAt: sql`excluded.created_at`,
-          ...empty,
-        },
-        setWhere: lt(idempotencyKeys.createdAt, sql.placeholder("keyExpiredBefore")),
-      })
+      .onConflictDoUpdate(replacesExpiredKeyRow(sql.placeholder("keyExpiredBefore")))
       .prepare(),
     db
       .select({ fingerprint: idempotencyKeys.fingerprint, outcomeIn: idempotencyKeys.outcomeIn })
