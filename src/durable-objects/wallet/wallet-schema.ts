@@ -1,4 +1,4 @@
-import { WALLET_TOTALS_MIGRATION } from "./wallet-totals";
+import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "./wallet-totals";
 
 /**
  * The WalletDO's own SQLite schema. Each entry of MIGRATIONS is one version, applied in order
@@ -144,6 +144,33 @@ export const MIGRATIONS: readonly string[] = [
   // v4: running totals per entry kind, so reconciliation reads a wallet in O(1) and every entry checks
   // the books as it is written (wallet-totals.ts).
   WALLET_TOTALS_MIGRATION,
+  // v5 (the wallet as modules): a credit no longer waits for the pair's direct chat (it is resolved
+  // after the credit, so a void never creates one), so `transfers_in.chat_id` may be null; the
+  // pending and voided transfers are counted in the running totals (books in O(1)); key expiry
+  // and the next-expiry read skip pending transfers (a pending keyed transfer past retention must
+  // not keep the alarm firing), and "stuck" is read by each transfer's own void deadline.
+  `
+  CREATE TABLE transfers_in_v5 (
+    transfer_id TEXT PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    note TEXT,
+    sender_balance INTEGER NOT NULL,
+    recipient_balance INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    chat_id TEXT,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO transfers_in_v5 SELECT transfer_id, sender_id, amount, note, sender_balance, recipient_balance, message_id,
+    chat_id, created_at FROM transfers_in;
+  DROP TABLE transfers_in;
+  ALTER TABLE transfers_in_v5 RENAME TO transfers_in;
+  ${TRANSFER_STATE_TOTALS_MIGRATION}
+  DROP INDEX transfers_out_keyed;
+  CREATE INDEX transfers_out_keyed_ended ON transfers_out (created_at) WHERE idempotency_key IS NOT NULL AND state != 'pending';
+  CREATE INDEX transfers_out_pending_void ON transfers_out (void_at) WHERE state = 'pending';
+  CREATE INDEX transfers_out_pending_created ON transfers_out (created_at) WHERE state = 'pending';
+  `,
 ];
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
@@ -202,7 +229,7 @@ export type TransferInRow = {
   sender_balance: number;
   recipient_balance: number;
   message_id: string;
-  chat_id: string;
+  chat_id: string | null;
   created_at: number;
 };
 
@@ -246,7 +273,8 @@ export const RECOVERY_SQL = {
   /** When the next pending transfer is due (null: none pending). */
   nextDue: "SELECT MIN(retry_at) AS t FROM transfers_out WHERE state = 'pending'",
   /** The oldest stored outcome of each kind of key, for the next expiry. */
-  oldestTransferKey: "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL",
+  oldestTransferKey:
+    "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL AND state != 'pending'",
   oldestRefusal: "SELECT MIN(created_at) AS t FROM refusals",
   oldestGrantKey: "SELECT MIN(created_at) AS t FROM grants WHERE idempotency_key IS NOT NULL",
   /** Key expiry, a bounded batch each (transfers and grants stay as history; only their key and stored reply go). */

@@ -25,7 +25,17 @@ export const MAX_RETRY_DELAY_MS = 5 * 60_000;
 export const RECOVERY_PAGE = 25;
 
 /** A stored or fresh HTTP outcome: the exact envelope text, so a replay is byte-for-byte the original. */
-export type StoredReply = { status: 201 | 409; body: string; replayed: boolean };
+export type StoredReply = { status: 201 | 202 | 409; body: string; replayed: boolean };
+
+/**
+ * How long the sender waits for one recipient call (credit or void) before that transfer's
+ * request answers 202 `pending` and recovery takes it over: a hung recipient delays only its own
+ * transfers, never the sender's others or its recovery page.
+ */
+export const RECIPIENT_TIMEOUT_MS = 5_000;
+
+/** How long a request waits for its transfer to end after the debit before answering 202 `pending`. */
+export const REQUEST_SETTLE_MS = 8_000;
 
 /**
  * A refusal decided by the Worker before the wallet (400 validation, 403, 404). It is passed in
@@ -65,7 +75,8 @@ export type CreditCommand = {
   note: string | null;
   senderBalance: number;
   messageId: string;
-  chatId: string;
+  /** The pair's direct chat when the sender already knows it; null for a first transfer (resolved after the credit). */
+  chatId: string | null;
   createdAt: number;
   signupCredits: number;
 };

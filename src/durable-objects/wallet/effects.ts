@@ -1,0 +1,65 @@
+import type { Message } from "../../schemas/message";
+import type { CreditCommand, CreditResult, FaultPoint, TransferEvent } from "./wallet-types";
+
+/**
+ * Everything the money protocol needs from outside its own storage, handed to the wallet object by
+ * whoever binds it (src/bindings/wallet.ts for the deployed Worker, test/support for the suites).
+ * No wallet module imports a service: the direct chat, the transfer's message and the realtime
+ * frames are the chat and realtime modules' business, reached only through this.
+ */
+export interface WalletEffects {
+  /** The pair's direct chat, created if missing. Called only after a credit, so a void never creates one. */
+  directChat(senderId: string, recipientId: string, at: number): Promise<string>;
+  /**
+   * The `credit_transfer` messages of credited transfers, keyed by transfer id (a repeat finds the
+   * first), all or none, in order. `undefined` where a message was neither inserted nor found.
+   */
+  postTransferMessages(messages: readonly TransferMessage[]): Promise<(Message | undefined)[]>;
+  /** Announces a transfer that just ended (recovery's endings; a request's go back to its caller). */
+  announce(event: TransferEvent): void;
+  /** The recipient's wallet object. */
+  recipient(userId: string): RecipientWallet;
+}
+
+export type RecipientWallet = {
+  credit(command: CreditCommand): Promise<CreditResult>;
+  voidUnlessCredited(command: CreditCommand): Promise<CreditResult>;
+};
+
+/** A credited transfer's message, as the chat module appends it. */
+export type TransferMessage = {
+  transferId: string;
+  /** Fixed at the debit (the transfer id). */
+  messageId: string;
+  chatId: string;
+  senderId: string;
+  recipientId: string;
+  amount: number;
+  note: string | null;
+  /** Epoch ms of the debit. */
+  createdAt: number;
+};
+
+/**
+ * Where a test steps into the protocol. Production passes `PRODUCTION_HOOKS`; the suites pass a
+ * double that moves the clock, stops or crashes a transfer after a step, holds groups or makes a
+ * credit fail or hang. Each hook runs at the same place on the production path, so a double takes
+ * the branch production takes after the same failure.
+ */
+export interface ProtocolHooks {
+  /** The clock of every protocol decision. */
+  now(): number;
+  /** After each protocol step, per transfer; throwing there stops that transfer as a crash would. */
+  reached(point: FaultPoint, transferId: string): void;
+  /** Awaited before each group of transfer requests is taken. */
+  beforeGroup(waiting: number): Promise<void>;
+  /** Awaited before this wallet credits a transfer as its recipient (a throw or a hang is the recipient's). */
+  beforeCredit(command: CreditCommand): Promise<void>;
+}
+
+export const PRODUCTION_HOOKS: ProtocolHooks = {
+  now: () => Date.now(),
+  reached: () => {},
+  beforeGroup: async () => {},
+  beforeCredit: async () => {},
+};
