@@ -1,10 +1,18 @@
 import { app } from "./app";
+import { WalletObject } from "./durable-objects/wallet/wallet-do";
 import { runScheduled } from "./services/maintenance";
+import { walletEffects } from "./services/wallet-effects";
 
 export { RateLimiterDO } from "./durable-objects/rate-limiter/rate-limiter-do";
 export { RealtimeDO } from "./durable-objects/realtime/realtime-do";
-export { WalletDO } from "./durable-objects/wallet/wallet-do";
 export { ReconciliationWorkflow } from "./workflows/reconciliation-workflow";
+
+/** One wallet per user (durable-objects/wallet/wallet-do.ts), wired to this deployment's D1, realtime and wallets. */
+export class WalletDO extends WalletObject {
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env, { effects: walletEffects(env, (promise) => ctx.waitUntil(promise)) });
+  }
+}
 
 export default {
   fetch: app.fetch,

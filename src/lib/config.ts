@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { IDEMPOTENCY_RETENTION_MS } from "./idempotency";
 
 /**
  * Every var and secret, parsed once per `env` object with zod. A bad value throws ConfigError,
@@ -42,6 +43,16 @@ const configSchema = z
     REALTIME_MAX_CONNECTIONS: integerVar(1),
   })
   .superRefine((vars, ctx) => {
+    // Every transfer must end while its key is still kept: a void after the key expired would
+    // leave a retry of that key free to pay a second time, and a pending key past retention
+    // would keep the wallet's expiry alarm waking for nothing.
+    if (vars.TRANSFER_VOID_AFTER_SECONDS * 1000 >= IDEMPOTENCY_RETENTION_MS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["TRANSFER_VOID_AFTER_SECONDS"],
+        message: `must be below the Idempotency-Key retention (${IDEMPOTENCY_RETENTION_MS / 1000} s)`,
+      });
+    }
     if (vars.ENVIRONMENT === "local") return;
     const weak = (secret: string) => secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32;
     if (weak(vars.JWT_SECRET ?? "")) {

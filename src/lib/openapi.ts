@@ -95,7 +95,7 @@ export const envelope = <T extends z.ZodType>(data: T, statusCode: number) =>
   });
 
 /** The `responses` entry of a success status: envelope + schema + example. */
-export const jsonSuccess = <T extends z.ZodType>(data: T, statusCode: 200 | 201, description: string) => ({
+export const jsonSuccess = <T extends z.ZodType>(data: T, statusCode: 200 | 201 | 202, description: string) => ({
   description,
   content: { "application/json": { schema: envelope(data, statusCode) } },
 });
@@ -153,7 +153,8 @@ export type RateLimitRule = RateLimitScope | { scope: RateLimitScope; countedBy:
 export type RouteOptions = {
   /**
    * Who may call: `"none"`; `"user"` (bearer access token: 401, `JWT-auth`); `"admin"` (also 403
-   * `insufficient_permissions` for others). Checked before the request is validated.
+   * `insufficient_permissions` for others). Checked before the request is validated; an admin
+   * route whose outcome the wallet keeps (`idempotent: "wallet"`) checks the role in its handler.
    */
   auth: "user" | "admin" | "none";
   /**
@@ -194,7 +195,9 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
   }
   if (options.auth === "admin") {
     statuses.add(403);
-    middleware.push(requireAdmin);
+    // A wallet-kept outcome answers its key before the admin check (API.md §1): the handler hands
+    // the check's refusal to the wallet instead (services/wallets.ts grantCredits).
+    if (options.idempotent !== "wallet") middleware.push(requireAdmin);
   }
   const steps: RouteStep[] = [];
   let successHeaders: Record<string, unknown> = {};

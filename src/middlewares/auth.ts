@@ -13,9 +13,15 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
+/** Why the caller may not use an admin route, or null when they may. */
+export function adminRefusal(user: AuthUser): { code: "insufficient_permissions"; details: string[] } | null {
+  return user.role === "admin" ? null : { code: "insufficient_permissions", details: ["This operation is for admins only"] };
+}
+
 /** After `requireAuth` on routes declared `auth: "admin"`: 403 unless the caller is an admin. */
 export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (currentUser(c).role !== "admin") throw new ApiError("insufficient_permissions", ["This operation is for admins only"]);
+  const refusal = adminRefusal(currentUser(c));
+  if (refusal) throw new ApiError(refusal.code, refusal.details);
   await next();
 };
 

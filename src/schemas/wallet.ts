@@ -86,6 +86,13 @@ export const transferWithStatusSchema = transferSchema
   })
   .openapi("TransferWithStatus", { example: { ...TRANSFER_EXAMPLE, status: "posted" } });
 
+/** The 202 of a transfer whose debit happened but whose end did not come within the request. */
+export const pendingTransferSchema = transferWithStatusSchema
+  .extend({ status: z.literal("pending") })
+  .openapi("PendingTransfer", {
+    example: { ...TRANSFER_EXAMPLE, recipientBalance: null, messageId: null, chatId: null, status: "pending" },
+  });
+
 /** `MAX_TRANSFER_AMOUNT` in every environment of wrangler.toml. */
 export const DEFAULT_MAX_TRANSFER_AMOUNT = 100_000;
 

@@ -298,14 +298,22 @@ async function claimFirst<R>(
 
   for (let attempt = 0; ; attempt++) {
     const now = Date.now();
-    const [, claimedRows] = await db.batch([
-      db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS)),
-      db
-        .insert(idempotencyKeys)
-        .values({ userId, key, fingerprint, responseStatus: null, responseBody: null, createdAt: now })
-        .onConflictDoNothing()
-        .returning(),
-    ]);
+    // Only this key's own row past retention is taken over (the daily purge removes the rest): a
+    // request never deletes other callers' keys, so its work is bounded whatever the table holds.
+    const claimedRows = await db
+      .insert(idempotencyKeys)
+      .values({
+        userId,
+        key,
+        fingerprint,
+        responseStatus: null,
+        responseBody: null,
+        messageId: null,
+        outcomeIn: null,
+        createdAt: now,
+      })
+      .onConflictDoUpdate(replacesExpiredKeyRow(now - IDEMPOTENCY_RETENTION_MS))
+      .returning();
     let claimedAt = claimedRows[0]?.createdAt;
 
     if (claimedAt === undefined) {

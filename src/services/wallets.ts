@@ -2,15 +2,16 @@ import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { createDb } from "../db/client";
 import { batchPrepared } from "../db/prepared";
-import { users } from "../db/schema";
+import { chats, users } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
-import type { StoredReply } from "../durable-objects/wallet/wallet-types";
+import type { PreCheckRefusal, StoredReply } from "../durable-objects/wallet/wallet-types";
 import { type Config, getConfig } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError, unwrap } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
 import type { LedgerEntry, Limits, TransferWithStatus, Wallet } from "../schemas/wallet";
 import { walletKeyRegistration } from "./idempotency";
+import { directKeyOf } from "./membership";
 import { publish, type WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
 
@@ -74,24 +75,36 @@ export async function getTransfer(
 ): Promise<TransferWithStatus> {
   const { transfer, event } = unwrap(await walletStub(env, userId).getTransfer(userId, config.signupCredits, transferId));
   if (event) publishTransferEvent(env, waitUntil, event);
+  if (transfer.status === "posted" && transfer.chatId === null) {
+    // A first transfer's credit lands before its chat exists (a void must create none): its recipient learns the chat here.
+    const chat = await createDb(env.DB)
+      .select({ id: chats.id })
+      .from(chats)
+      .where(eq(chats.directKey, directKeyOf(transfer.senderId, transfer.recipientId)))
+      .get();
+    return { ...transfer, chatId: chat?.id ?? null };
+  }
   return transfer;
 }
 
 /**
  * Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key): the granted
- * user's wallet keeps the outcome, D1 makes the key the admin's across endpoints and users. The
- * owner is told (`wallet.updated`) when this call applied it.
+ * user's wallet keeps the outcome, D1 makes the key the admin's across endpoints and users. A key
+ * with a stored outcome answers it before the admin check (`caller.refusal`, handed to the wallet
+ * like a transfer's pre-check); a grant refused before it executed keeps no key. The owner is
+ * told (`wallet.updated`) when this call applied it.
  */
 export async function grantCredits(
   env: Env,
   config: Config,
-  adminId: string,
+  caller: { adminId: string; refusal: PreCheckRefusal | null },
   userId: string,
   body: { amount: number; reason: string },
   idempotencyKey: string | null,
   waitUntil: WaitUntil,
 ): Promise<StoredReply> {
   const db = createDb(env.DB);
+  const { adminId, refusal } = caller;
   const registration =
     idempotencyKey === null
       ? null
@@ -113,17 +126,26 @@ export async function grantCredits(
     : await db.batch([userQuery]);
   if (found.length === 0) {
     await registration?.release();
-    throw new ApiError("user_not_found", [`No user with id ${userId}`]);
+    // No grant to this user can have happened, so no stored outcome can answer first.
+    throw new ApiError(refusal?.code ?? "user_not_found", refusal?.details ?? [`No user with id ${userId}`]);
   }
-  const granted = await walletStub(env, userId).grant({
-    userId,
-    amount: body.amount,
-    reason: body.reason,
-    grantedBy: adminId,
-    idempotencyKey,
-    fingerprint: registration?.fingerprint ?? null,
-    signupCredits: config.signupCredits,
-  });
+  let granted: Awaited<ReturnType<ReturnType<typeof walletStub>["grant"]>>;
+  try {
+    granted = await walletStub(env, userId).grant({
+      userId,
+      amount: body.amount,
+      reason: body.reason,
+      grantedBy: adminId,
+      idempotencyKey,
+      fingerprint: registration?.fingerprint ?? null,
+      refusal,
+      signupCredits: config.signupCredits,
+    });
+  } catch (error) {
+    // Failed before executing (the grant is one transaction): keep no key, unless the wallet holds it.
+    await registration?.release();
+    throw error;
+  }
   if (!granted.ok) await registration?.release();
   const { reply, wallet } = unwrap(granted);
   if (wallet) publish(env, waitUntil, [userId], { type: "wallet.updated", data: wallet });

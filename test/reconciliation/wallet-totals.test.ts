@@ -1,7 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { WalletDO } from "../../src/durable-objects/wallet/wallet-do";
 import { MIGRATIONS } from "../../src/durable-objects/wallet/wallet-schema";
 import {
   readTotals,
@@ -9,6 +8,7 @@ import {
   WALLET_TOTALS_MIGRATION,
   WalletBooksError,
 } from "../../src/durable-objects/wallet/wallet-totals";
+import type { WalletDO } from "../../src/index";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { call } from "../support/http";

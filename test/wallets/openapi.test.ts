@@ -13,10 +13,25 @@ describe("wallet routes in /openapi.json", () => {
       recipientId: "64d15f9e2e6c8f4d5a654321",
       amount: 25,
     });
-    expect(Object.keys(op.responses).sort()).toEqual(["201", "400", "401", "403", "404", "409", "413", "415", "429", "500"]);
+    expect(Object.keys(op.responses).sort()).toEqual([
+      "201",
+      "202",
+      "400",
+      "401",
+      "403",
+      "404",
+      "409",
+      "413",
+      "415",
+      "429",
+      "500",
+    ]);
     expect(op.responses["201"].headers["Idempotent-Replayed"]).toBeDefined();
     expect(op.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toContain("header:Idempotency-Key");
     expect(op.responses["201"].content["application/json"].schema.properties.data.$ref).toBe("#/components/schemas/Transfer");
+    expect(op.responses["202"].content["application/json"].schema.properties.data.$ref).toBe(
+      "#/components/schemas/PendingTransfer",
+    );
     expect(doc.components.schemas.Transfer.example).toMatchObject({
       transferredAmount: 25,
       senderBalance: 75,

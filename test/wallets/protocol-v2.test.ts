@@ -7,7 +7,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client";
 import { idempotencyKeys } from "../../src/db/schema";
-import { creditCommandOf, VOID_NOTE } from "../../src/durable-objects/wallet/wallet-do";
+import { creditCommandOf } from "../../src/durable-objects/wallet/finisher";
+import { VOID_NOTE } from "../../src/durable-objects/wallet/ledger";
 import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
 import { type CreditCommand, FAULT_POINTS, MAX_RETRY_DELAY_MS } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
@@ -36,7 +37,7 @@ async function keyRows(userId: string, key: string) {
 async function creditCommandFor(senderId: string, transferId: string): Promise<CreditCommand> {
   const [row] = await rowsOf(senderId, `SELECT * FROM transfers_out WHERE transfer_id = '${transferId}'`);
   const sent = row as unknown as TransferOutRow;
-  return creditCommandOf(sent, senderId, sent.chat_id ?? "64d15f9e2e6c8f4d5a000000", 100);
+  return creditCommandOf(sent, senderId, 100);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -155,11 +156,13 @@ describe("a request that executed nothing keeps nothing", () => {
     expect(await keyRows(alice.id, "fix-me")).toHaveLength(1);
   });
 
-  it("a 500 after the debit keeps the key: the same body finishes that transfer, another body is 409", async () => {
+  it("a 202 pending after the debit keeps the key: the same body finishes that transfer, another body is 409", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     await inWallet(alice.id, (wallet) => wallet.armFault("after_debit"));
-    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: "debited" }), 500, "internal_error");
+    const pending = await transfer(alice.token, { recipientId: bob.id, amount: 25 }, { key: "debited" });
+    expect(pending.status).toBe(202);
+    expect(pending.json.data.status).toBe("pending");
     expectError(
       await transfer(alice.token, { recipientId: bob.id, amount: 26 }, { key: "debited" }),
       409,
@@ -212,8 +215,10 @@ describe("every transfer ends", () => {
     try {
       await inWallet(bob.id, (wallet) => wallet.failCredits(1000));
       const body = { recipientId: bob.id, amount: 25 };
-      expectError(await transfer(alice.token, body, { key: "doomed" }), 500, "internal_error");
+      const answered = await transfer(alice.token, body, { key: "doomed" });
+      expect(answered.status).toBe(202);
       const [pending] = await rowsOf(alice.id, "SELECT * FROM transfers_out");
+      expect(answered.json.data).toMatchObject({ transferId: pending!.transfer_id, status: "pending" });
       const transferId = String(pending!.transfer_id);
       expect(pending!.state).toBe("pending");
       // Still within its deadline: recovery keeps trying, and it stays pending.

@@ -51,8 +51,8 @@ export interface ProtocolHooks {
   now(): number;
   /** After each protocol step, per transfer; throwing there stops that transfer as a crash would. */
   reached(point: FaultPoint, transferId: string): void;
-  /** Awaited before each group of transfer requests is taken. */
-  beforeGroup(waiting: number): Promise<void>;
+  /** Awaited before each group of transfer requests is taken (`waiting` counts them at that moment). */
+  beforeGroup(waiting: () => number): Promise<void>;
   /** Awaited before this wallet credits a transfer as its recipient (a throw or a hang is the recipient's). */
   beforeCredit(command: CreditCommand): Promise<void>;
 }

@@ -273,8 +273,7 @@ export const RECOVERY_SQL = {
   /** When the next pending transfer is due (null: none pending). */
   nextDue: "SELECT MIN(retry_at) AS t FROM transfers_out WHERE state = 'pending'",
   /** The oldest stored outcome of each kind of key, for the next expiry. */
-  oldestTransferKey:
-    "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL AND state != 'pending'",
+  oldestTransferKey: "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL AND state != 'pending'",
   oldestRefusal: "SELECT MIN(created_at) AS t FROM refusals",
   oldestGrantKey: "SELECT MIN(created_at) AS t FROM grants WHERE idempotency_key IS NOT NULL",
   /** Key expiry, a bounded batch each (transfers and grants stay as history; only their key and stored reply go). */

@@ -28,11 +28,12 @@ export const RECOVERY_PAGE = 25;
 export type StoredReply = { status: 201 | 202 | 409; body: string; replayed: boolean };
 
 /**
- * How long the sender waits for one recipient call (credit or void) before that transfer's
- * request answers 202 `pending` and recovery takes it over: a hung recipient delays only its own
- * transfers, never the sender's others or its recovery page.
+ * How long the sender waits for one call out of the object (a recipient's credit or void, the
+ * direct chat, a batch of messages) before giving that transfer up for now (recovery takes it
+ * over): a hung recipient delays only its own transfers, never the sender's others or its
+ * recovery page.
  */
-export const RECIPIENT_TIMEOUT_MS = 5_000;
+export const CALL_TIMEOUT_MS = 5_000;
 
 /** How long a request waits for its transfer to end after the debit before answering 202 `pending`. */
 export const REQUEST_SETTLE_MS = 8_000;
@@ -103,6 +104,8 @@ export type GrantCommand = {
   grantedBy: string;
   idempotencyKey: string | null;
   fingerprint: string | null;
+  /** The Worker's admin check failed: answered unless the key has a stored outcome (as a transfer's pre-check). */
+  refusal: PreCheckRefusal | null;
   signupCredits: number;
 };
 

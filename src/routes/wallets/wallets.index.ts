@@ -5,7 +5,7 @@ import { ok } from "../../lib/envelope";
 import { REPLAYED_HEADER } from "../../lib/idempotency";
 import { rateLimitHeaders } from "../../lib/sliding-window";
 import type { AppEnv } from "../../lib/types";
-import { currentUser } from "../../middlewares/auth";
+import { adminRefusal, currentUser } from "../../middlewares/auth";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions } from "../../services/wallets";
@@ -49,10 +49,11 @@ export const walletsRouter = createRouter()
   })
   .openapi(routes.grantCredits, async (c) => {
     const { userId } = c.req.valid("param");
+    const admin = currentUser(c);
     const reply = await grantCredits(
       c.env,
       c.var.config,
-      currentUser(c).id,
+      { adminId: admin.id, refusal: adminRefusal(admin) },
       userId,
       c.req.valid("json"),
       c.var.idempotencyKey,

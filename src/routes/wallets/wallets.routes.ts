@@ -7,6 +7,7 @@ import {
   grantSchema,
   ledgerEntrySchema,
   limitsSchema,
+  pendingTransferSchema,
   transferRequestSchema,
   transferSchema,
   transferWithStatusSchema,
@@ -27,7 +28,8 @@ export const sendCreditTransfer = defineRoute(
       "Validation (400 `validation_failed`, one `field: message` per problem): `recipientId` a 24-hex id that is not the caller; `amount` a JSON integer from 1 to `MAX_TRANSFER_AMOUNT` (default 100000) — strings, floats, zero and negatives are refused; `note` at most 280 characters.",
       "Refusals: 403 `account_suspended` (the caller is suspended), 404 `user_not_found` (no such recipient), 403 `recipient_blocked` (the recipient blocked the caller); 409 `insufficient_balance` (e.g. `Insufficient balance: 10 available, 25 requested`); 409 `transfer_limit_exceeded` (more than `DAILY_TRANSFER_LIMIT`, default 1000000, credits sent in a rolling 24 hours, see `GET /api/v1/wallets/me/limits`); 409 `idempotency_key_reused`.",
       "Idempotency: with an `Idempotency-Key`, a key that has a stored outcome answers it first, before any other check: a client whose 201 was lost and who retries after being blocked, suspended, rate limited or after a limit changed still gets the original 201 with `Idempotent-Replayed: true`. Stored outcomes (24 h): the 201, the 409 `insufficient_balance` / `transfer_limit_exceeded`, and 409 `transfer_voided` for a transfer that was voided. 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.",
-      "Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.",
+      "Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided.",
+      "202 `pending`: the debit happened but the recipient's credit or the message could not complete within the request (the recipient's wallet or the database slow or unreachable). The body is the transfer with `status: \"pending\"` and its `transferId`; it ends later as posted or voided by itself (`GET /api/v1/wallets/me/transfers/{transferId}`, realtime frames), and a retry with the same key answers its state then. Never send it again with a new key: that would be a second payment. A 5xx means the wallet could not answer at all: retry with the same key.",
       "Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.",
       "`senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.",
     ].join("\n\n"),
@@ -36,6 +38,11 @@ export const sendCreditTransfer = defineRoute(
     },
     responses: {
       201: jsonSuccess(transferSchema, 201, "The transfer was made and its message posted"),
+      202: jsonSuccess(
+        pendingTransferSchema,
+        202,
+        "Debited, not yet ended: the credit or the message could not complete within the request; the transfer ends by itself as posted or voided",
+      ),
     },
   },
   // The wallet object answers a stored outcome first, then counts the per-user rate limit.

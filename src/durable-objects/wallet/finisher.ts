@@ -1,0 +1,161 @@
+import { invariant } from "../../lib/errors";
+import type { ProtocolHooks, TransferMessage, WalletEffects } from "./effects";
+import type { Ledger } from "./ledger";
+import type { Ending, Sender } from "./sender";
+import { endedReply } from "./views";
+import type { TransferOutRow } from "./wallet-schema";
+import { CALL_TIMEOUT_MS, type CreditCommand, type CreditResult } from "./wallet-types";
+
+/** The most messages one D1 batch posts (seven statements each). */
+export const MAX_WAVE = 32;
+
+type Credited = { row: TransferOutRow; senderId: string; chatId: string; credit: CreditResult & { credited: true } };
+type Posting = Credited & { answer: (ending: Ending) => void; fail: (error: unknown) => void };
+
+/** What a call out of the object that did not answer in time rejects with. */
+export class CallTimeout extends Error {
+  override readonly name = "CallTimeout";
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CallTimeout(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** What the sender's wallet hands the recipient's to credit (or void) the transfer of `row`. */
+export function creditCommandOf(row: TransferOutRow, senderId: string, signupCredits: number): CreditCommand {
+  return {
+    transferId: row.transfer_id,
+    senderId,
+    recipientId: row.recipient_id,
+    amount: row.amount,
+    note: row.note,
+    senderBalance: row.sender_balance,
+    messageId: row.message_id,
+    chatId: row.chat_id,
+    createdAt: row.created_at,
+    signupCredits,
+  };
+}
+
+/**
+ * Steps 2–5 of a debited transfer (the class comment of WalletObject has the protocol): the
+ * recipient's credit, or past the deadline its void; after a credit only, the pair's direct chat
+ * and the `credit_transfer` message; then `posted`. Safe to repeat and to run concurrently with
+ * itself (every step is idempotent by transfer id), which is how a request, a retry, a read and
+ * recovery all push the same transfer. Each transfer goes on its own: a slow or hung recipient
+ * delays only its own transfer (every call out has a timeout). Messages that become due while a
+ * D1 batch is in flight are posted together in the next (one batch and one transaction for N);
+ * a batch or posting write that fails is retried one transfer at a time, so one poison transfer
+ * never fails the others.
+ */
+export class Finisher {
+  private readonly waves: Posting[] = [];
+  private posting = false;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly ledger: Ledger,
+    private readonly sender: Sender,
+    private readonly effects: WalletEffects,
+    private readonly hooks: ProtocolHooks,
+    /** SIGNUP_CREDITS, for a recipient whose wallet opens with the credit. */
+    private readonly signupCredits: () => number,
+  ) {}
+
+  async finish(row: TransferOutRow): Promise<Ending> {
+    if (row.state !== "pending") return { reply: endedReply(row, false), event: null };
+    const senderId = this.ledger.wallet().user_id;
+    const recipient = this.effects.recipient(row.recipient_id);
+    const command = creditCommandOf(row, senderId, this.signupCredits());
+    const voiding = this.hooks.now() >= row.void_at;
+    const call = voiding ? recipient.voidUnlessCredited(command) : recipient.credit(command);
+    const outcome = await withTimeout(call, CALL_TIMEOUT_MS, `recipient ${row.recipient_id} of transfer ${row.transfer_id}`);
+    if (!outcome.credited) {
+      return this.storage.transactionSync(() => this.sender.endVoided(row.transfer_id, this.hooks.now()));
+    }
+    this.hooks.reached("after_credit", row.transfer_id);
+    const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
+    return new Promise((answer, fail) => {
+      this.waves.push({ row, senderId, chatId, credit: outcome, answer, fail });
+      if (!this.posting) void this.postWaves();
+    });
+  }
+
+  /** Step 3 for a first transfer between two people, after its credit: their direct chat, kept on the transfer. */
+  private async resolveChat(row: TransferOutRow, senderId: string): Promise<string> {
+    const chatId = await withTimeout(
+      this.effects.directChat(senderId, row.recipient_id, row.created_at),
+      CALL_TIMEOUT_MS,
+      `the direct chat of transfer ${row.transfer_id}`,
+    );
+    this.storage.sql.exec(
+      "UPDATE transfers_out SET chat_id = ? WHERE transfer_id = ? AND chat_id IS NULL",
+      chatId,
+      row.transfer_id,
+    );
+    return chatId;
+  }
+
+  private async postWaves(): Promise<void> {
+    this.posting = true;
+    try {
+      while (this.waves.length > 0) {
+        const wave = this.waves.splice(0, MAX_WAVE);
+        try {
+          await this.post(wave);
+        } catch {
+          // The batch or its posting write failed as a whole: each on its own, so only a poison one fails.
+          for (const posting of wave) await this.post([posting]).catch(posting.fail);
+        }
+      }
+    } finally {
+      this.posting = false;
+    }
+  }
+
+  /**
+   * Steps 4–5 for a wave: its messages in ONE D1 batch, then ONE transaction marking them posted.
+   * Throws (having answered nobody) when the batch or the transaction fails as a whole.
+   */
+  private async post(wave: readonly Posting[]): Promise<void> {
+    const messages = await withTimeout(
+      this.effects.postTransferMessages(wave.map(toTransferMessage)),
+      CALL_TIMEOUT_MS,
+      `the messages of ${wave.length} transfers`,
+    );
+    const ready = wave.flatMap((posting, i) => {
+      const message = messages[i];
+      const transferId = posting.row.transfer_id;
+      try {
+        invariant(message, `credit_transfer message of ${transferId} neither inserted nor found in chat ${posting.chatId}`);
+        this.hooks.reached("after_message", transferId);
+        return [{ posting, message }];
+      } catch (error) {
+        posting.fail(error);
+        return [];
+      }
+    });
+    const now = this.hooks.now();
+    const endings = this.storage.transactionSync(() =>
+      ready.map(({ posting, message }) => this.sender.endPosted(posting.row.transfer_id, posting.credit, message, now)),
+    );
+    ready.forEach(({ posting }, i) => posting.answer(endings[i] as Ending));
+  }
+}
+
+function toTransferMessage({ row, senderId, chatId }: Credited): TransferMessage {
+  return {
+    transferId: row.transfer_id,
+    messageId: row.message_id,
+    chatId,
+    senderId,
+    recipientId: row.recipient_id,
+    amount: row.amount,
+    note: row.note,
+    createdAt: row.created_at,
+  };
+}

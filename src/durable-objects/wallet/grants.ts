@@ -1,0 +1,69 @@
+import { successBody } from "../../lib/envelope";
+import { invariant, type Outcome, refuse } from "../../lib/errors";
+import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
+import { newId } from "../../lib/ids";
+import type { Grant, Wallet } from "../../schemas/wallet";
+import type { Ledger } from "./ledger";
+import { toWallet } from "./views";
+import type { GrantRow } from "./wallet-schema";
+import type { GrantCommand, StoredReply } from "./wallet-types";
+
+export type GrantAnswer = Outcome<{ reply: StoredReply; wallet: Wallet | null }>;
+
+/**
+ * Admin grants: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key)
+ * within this wallet. A key with a stored outcome answers it before anything else, the admin
+ * check included (the caller hands its refusal in, as a transfer's pre-check does), so an admin
+ * whose 201 was lost and who retries after losing the role still learns the grant happened. A
+ * grant refused before it executed keeps no key.
+ */
+export class Grants {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly ledger: Ledger,
+    private readonly wakeAt: (at: number) => void,
+  ) {}
+
+  grant(command: GrantCommand, now: number): GrantAnswer {
+    return this.storage.transactionSync(() => {
+      // Scope of a key: the admin who sent it (API.md §1), within this wallet.
+      const scopedKey = command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
+      const known = scopedKey === null ? undefined : this.byKey(scopedKey);
+      if (known) {
+        if (known.fingerprint !== command.fingerprint) {
+          return refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+        }
+        invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
+        return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
+      }
+      if (command.refusal) return { ok: false, code: command.refusal.code, details: command.refusal.details };
+      this.ledger.open(command.userId, command.signupCredits, now);
+      return { ok: true, value: this.apply(command, scopedKey, now) };
+    });
+  }
+
+  private byKey(scopedKey: string): GrantRow | undefined {
+    return this.storage.sql.exec<GrantRow>("SELECT * FROM grants WHERE idempotency_key = ?", scopedKey).toArray()[0];
+  }
+
+  private apply(command: GrantCommand, scopedKey: string | null, now: number): { reply: StoredReply; wallet: Wallet } {
+    const grantId = newId(now);
+    const balance = this.ledger.credit(grantId, "grant", command.amount, { counterpartyId: null, note: command.reason }, now);
+    const grant: Grant = { grantId, userId: command.userId, amount: command.amount, balance };
+    const body = JSON.stringify(successBody(grant, 201));
+    this.storage.sql.exec(
+      "INSERT INTO grants (grant_id, idempotency_key, fingerprint, granted_by, amount, reason, balance_after, response, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      grantId,
+      scopedKey,
+      command.fingerprint,
+      command.grantedBy,
+      command.amount,
+      command.reason,
+      balance,
+      scopedKey === null ? null : body,
+      now,
+    );
+    if (scopedKey !== null) this.wakeAt(now + IDEMPOTENCY_RETENTION_MS);
+    return { reply: { status: 201, body, replayed: false }, wallet: toWallet(this.ledger.wallet()) };
+  }
+}
