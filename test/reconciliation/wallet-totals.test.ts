@@ -85,7 +85,7 @@ describe("a wallet's running totals", () => {
     expect(MIGRATIONS[3]).toBe(WALLET_TOTALS_MIGRATION);
   });
 
-  it("answer the reconciliation in O(1): the books, the cut, pending and stuck transfers", async () => {
+  it("answer the reconciliation from a wallet written through the API: the books, the cut, pending and stuck transfers (their bounded reads: books-scale.test.ts)", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 20 })).status).toBe(201);
