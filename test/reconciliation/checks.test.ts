@@ -96,7 +96,7 @@ describe("checkPage: a page of wallets against its message aggregates", () => {
   it("passes on a wallet's own problems and its stuck transfers", () => {
     const a = books(A, totals(), {
       problems: ["balance 1 but the running totals say 0"],
-      stuck: [{ transferId: T1, recipientId: B, amount: 5, createdAt: NOW - 7_200_000 }],
+      stuck: [{ transferId: T1, recipientId: B, amount: 5, createdAt: NOW - 7_200_000, voidAt: NOW - 3_600_000 }],
       stuckCount: 1,
     });
     const verdict = checkPage([a], new Map(), new Map());
@@ -137,7 +137,14 @@ describe("pairOutgoing / pairIncoming: one wallet, transfer by transfer", () => 
 
 describe("classifyTransfer: the verdict after the re-read", () => {
   const sides = (extra: Partial<TransferSides> = {}): TransferSides => ({ out: null, credit: null, refund: null, ...extra });
-  const posted = { recipientId: B, amount: 25, state: "posted", messageId: "m1", createdAt: NOW - 1000 };
+  const posted = {
+    recipientId: B,
+    amount: 25,
+    state: "posted",
+    messageId: "m1",
+    createdAt: NOW - 1000,
+    voidAt: NOW - 1000 + 3_600_000,
+  };
   const reading = (extra: Partial<TransferReading> = {}): TransferReading => ({
     transferId: T1,
     senderId: A,
@@ -146,7 +153,7 @@ describe("classifyTransfer: the verdict after the re-read", () => {
     recipient: sides({ credit: { senderId: A, amount: 25, messageId: "m1" } }),
     strayCredit: null,
     message: message(),
-    stuckBefore: NOW - 3_600_000,
+    stuckBefore: NOW,
     ...extra,
   });
   const kinds = (r: TransferReading) =>
@@ -154,15 +161,18 @@ describe("classifyTransfer: the verdict after the re-read", () => {
       .map((f) => f.kind)
       .sort();
 
-  it("a complete transfer is fine; a pending one is in flight until the void deadline, then stuck", () => {
+  it("a complete transfer is fine; a pending one is in flight until its own void deadline, then stuck", () => {
     expect(kinds(reading())).toEqual([]);
     const pending = { ...posted, state: "pending", messageId: null };
     expect(kinds(reading({ sender: sides({ out: pending }), recipient: sides(), message: null }))).toEqual([]);
     expect(kinds(reading({ sender: sides({ out: pending }), message: null }))).toEqual([]);
-    const old = { ...pending, createdAt: NOW - 3_700_000 };
-    expect(classifyTransfer(reading({ sender: sides({ out: old }), recipient: sides(), message: null }))).toEqual([
-      { kind: "stuck_transfer", userId: A, transferId: T1, detail: expect.stringContaining("pending since") },
+    const past = { ...pending, voidAt: NOW - 1 };
+    expect(classifyTransfer(reading({ sender: sides({ out: past }), recipient: sides(), message: null }))).toEqual([
+      { kind: "stuck_transfer", userId: A, transferId: T1, detail: expect.stringContaining("past its void deadline") },
     ]);
+    // Debited two hours ago under a three-hour deadline: in flight, whatever the var says today.
+    const longDeadline = { ...pending, createdAt: NOW - 7_200_000, voidAt: NOW + 3_600_000 };
+    expect(kinds(reading({ sender: sides({ out: longDeadline }), recipient: sides(), message: null }))).toEqual([]);
   });
 
   it("each kind of real problem of a posted transfer", () => {

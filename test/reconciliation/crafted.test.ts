@@ -5,7 +5,7 @@ import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { seedUser } from "../support/users";
 import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftTransferMessage, dropEntry, type Found, runToCompletion, sent } from "./support";
+import { craftEntry, craftPending, craftTransferMessage, dropEntry, type Found, runToCompletion, sent } from "./support";
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -33,27 +33,12 @@ describe("crafted books", () => {
     // A wallet whose balance disagrees with its own books.
     await rowsOf(u[12]!.id, "UPDATE wallet SET balance = balance + 1");
     // A transfer pending for two hours, past TRANSFER_VOID_AFTER_SECONDS (3600), never voided.
-    const stuck = newId();
+    // Its deadline passed an hour ago; its next recovery attempt is far off (so nothing voids it during the test).
     const twoHoursAgo = Date.now() - 2 * 3_600_000;
-    await craftEntry(u[13]!.id, {
-      transferId: stuck,
-      kind: "transfer_out",
-      amount: -12,
-      counterpartyId: u[14]!.id,
+    const stuck = await craftPending(u[13]!.id, u[14]!.id, {
+      amount: 12,
       createdAt: twoHoursAgo,
-    });
-    await runInDurableObject(walletStub(env, u[13]!.id), (_i, state) => {
-      state.storage.sql.exec(
-        // Its deadline passed an hour ago; its next recovery attempt is far off (so nothing voids it during the test).
-        `INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, message_id, created_at, void_at, retry_at)
-         VALUES (?, 'pending', ?, 12, 88, ?, ?, ?, ?)`,
-        stuck,
-        u[14]!.id,
-        stuck,
-        twoHoursAgo,
-        twoHoursAgo + 3_600_000,
-        Date.now() + 86_400_000,
-      );
+      voidAt: twoHoursAgo + 3_600_000,
     });
     // Looks wrong to the page aggregates (debited, no message yet), but it is in flight: never reported.
     await armFault(u[15]!.id, "after_debit");

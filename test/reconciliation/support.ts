@@ -1,7 +1,7 @@
 import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { recordEntry } from "../../src/durable-objects/wallet/wallet-totals";
+import { recordEntry, recordTransferState } from "../../src/durable-objects/wallet/wallet-totals";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { call } from "../support/http";
@@ -51,6 +51,57 @@ export async function craftEntry(
       recordEntry(sql, entry.kind, entry.amount, balance);
     }),
   );
+}
+
+/**
+ * A transfer left `pending` by its sender as the wallet writes one (the debit, the pending row, the
+ * pending count), with its own void deadline; its next recovery attempt is a day off, so nothing
+ * voids or credits it during a test.
+ */
+export async function craftPending(
+  senderId: string,
+  recipientId: string,
+  transfer: { amount: number; createdAt: number; voidAt: number },
+): Promise<string> {
+  const transferId = newId(transfer.createdAt);
+  await craftEntry(senderId, {
+    transferId,
+    kind: "transfer_out",
+    amount: -transfer.amount,
+    counterpartyId: recipientId,
+    createdAt: transfer.createdAt,
+  });
+  await runInDurableObject(walletStub(env, senderId), (_instance, state) =>
+    state.storage.transactionSync(() => {
+      const sql = state.storage.sql;
+      sql.exec(
+        `INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, message_id, created_at, void_at, retry_at)
+         VALUES (?, 'pending', ?, ?, (SELECT balance FROM wallet), ?, ?, ?, ?)`,
+        transferId,
+        recipientId,
+        transfer.amount,
+        transferId,
+        transfer.createdAt,
+        transfer.voidAt,
+        Date.now() + 86_400_000,
+      );
+      recordTransferState(sql, { from: "new", to: "pending" }, transfer.amount);
+    }),
+  );
+  return transferId;
+}
+
+/** A SqlStorage that keeps every query run through it, its bindings and its cursor (for `rowsRead`). */
+export function recordingSql(sql: SqlStorage) {
+  const runs: { query: string; bindings: unknown[]; cursor: SqlStorageCursor<Record<string, SqlStorageValue>> }[] = [];
+  const recording = {
+    exec(query: string, ...bindings: unknown[]) {
+      const cursor = sql.exec(query, ...bindings);
+      runs.push({ query, bindings, cursor });
+      return cursor;
+    },
+  } as SqlStorage;
+  return { sql: recording, runs };
 }
 
 /** Removes an entry and undoes its effect on the balance and the totals (a wallet that never saw it). */

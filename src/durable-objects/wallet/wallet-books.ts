@@ -1,14 +1,25 @@
 import type { WalletRow } from "./wallet-schema";
-import { balanceOf, readTotals, subtractTotals, totalsSince, type WalletTotals } from "./wallet-totals";
+import {
+  balanceOf,
+  readTotals,
+  readTransferStates,
+  subtractTotals,
+  TOTALS_SQL,
+  totalsSince,
+  type WalletTotals,
+} from "./wallet-totals";
 
 /**
  * What a WalletDO tells the reconciliation (src/services/reconciliation/), as functions over its
- * SqlStorage: the RPC methods only delegate here. Every read is bounded: the summary is O(1) plus
- * the wallet's pending transfers and its entries since the run's cut; the transfer lists are pages.
+ * SqlStorage: the RPC methods only delegate here. Every read is bounded: the summary is O(1) (the
+ * running totals) plus index lookups of the entries written since the run's cut, the debits in the
+ * in-flight horizon and the pending transfers; the transfer lists are pages.
  */
 
 /** Stuck transfers listed per wallet in a summary (the count is exact; the list is for the report). */
 export const STUCK_LISTED = 20;
+
+export type StuckTransfer = { transferId: string; recipientId: string; amount: number; createdAt: number; voidAt: number };
 
 export type WalletBooks = {
   userId: string;
@@ -23,9 +34,9 @@ export type WalletBooks = {
   voided: { count: number; amount: number };
   /** Credits debited before the cut that may not have arrived or returned by it (see `inFlightBound`). */
   inFlightBound: number;
-  /** `pending` transfers created before `stuckBefore` (the void deadline passed): count and the oldest few. */
+  /** `pending` transfers whose own void deadline is before `stuckBefore`: count and the few with the oldest deadlines. */
   stuckCount: number;
-  stuck: { transferId: string; recipientId: string; amount: number; createdAt: number }[];
+  stuck: StuckTransfer[];
 };
 
 export type OutgoingRow = {
@@ -43,58 +54,68 @@ export type IncomingRow = { transferId: string; senderId: string | null; amount:
 
 /** Both sides of one transfer as this wallet sees them (the sender's and the recipient's objects are asked separately). */
 export type TransferSides = {
-  out: { recipientId: string; amount: number; state: string; messageId: string | null; createdAt: number } | null;
+  out: {
+    recipientId: string;
+    amount: number;
+    state: string;
+    messageId: string | null;
+    createdAt: number;
+    /** Its void deadline, fixed at the debit: a pending transfer past it is stuck. */
+    voidAt: number;
+  } | null;
   credit: { senderId: string | null; amount: number; messageId: string | null } | null;
   refund: { amount: number } | null;
 };
 
-type Horizon = { cutoffAt: number; stuckBefore: number; inFlightHorizonMs: number };
+/**
+ * When a run reads the books. `stuckBefore` is the run's reference time (its cut): a pending
+ * transfer is stuck when its own `void_at` is before it. Each transfer's deadline was fixed by
+ * TRANSFER_VOID_AFTER_SECONDS at its debit, so changing the var later cannot make a run call a
+ * transfer stuck or not. `inFlightHorizonMs`: how far before the cut a debit may still be in flight.
+ */
+export type BooksHorizon = { cutoffAt: number; stuckBefore: number; inFlightHorizonMs: number };
 
-export function walletBooks(sql: SqlStorage, userId: string, { cutoffAt, stuckBefore, inFlightHorizonMs }: Horizon): WalletBooks {
-  const wallet = sql.exec<WalletRow>("SELECT user_id, balance, opened_at, updated_at FROM wallet WHERE id = 1").toArray()[0];
+/**
+ * Every query `walletBooks` runs (with the totals' own, TOTALS_SQL), named so that
+ * test/reconciliation/books-query-plan.test.ts can show each is an index lookup, never a scan of the
+ * wallet's history (entries, transfers_out).
+ */
+export const BOOKS_SQL = {
+  wallet: "SELECT user_id, balance, opened_at, updated_at FROM wallet WHERE id = 1",
+  totals: TOTALS_SQL.read,
+  transferStates: TOTALS_SQL.transferStates,
+  totalsSince: TOTALS_SQL.since,
+  // `ORDER BY seq DESC LIMIT 1` is planned as a SCAN (stopped after one row); MAX of the rowid is a lookup.
+  lastEntry: "SELECT balance_after FROM entries WHERE seq = (SELECT MAX(seq) FROM entries)",
+  recentDebits:
+    "SELECT COALESCE(-SUM(amount), 0) AS amount FROM entries WHERE kind = 'transfer_out' AND created_at >= ? AND created_at < ?",
+  oldPending: "SELECT COALESCE(SUM(amount), 0) AS amount FROM transfers_out WHERE state = 'pending' AND created_at < ?",
+  stuckCount: "SELECT COUNT(*) AS count FROM transfers_out WHERE state = 'pending' AND void_at < ?",
+  stuck: `SELECT transfer_id, recipient_id, amount, created_at, void_at FROM transfers_out
+    WHERE state = 'pending' AND void_at < ? ORDER BY void_at LIMIT ?`,
+} as const;
+
+export function walletBooks(sql: SqlStorage, userId: string, horizon: BooksHorizon): WalletBooks {
+  const { cutoffAt, stuckBefore, inFlightHorizonMs } = horizon;
+  const wallet = sql.exec<WalletRow>(BOOKS_SQL.wallet).toArray()[0];
   const totals = readTotals(sql);
   const problems: string[] = [];
   if (wallet && wallet.user_id !== userId) problems.push(`wallet belongs to ${wallet.user_id}`);
   const balance = wallet?.balance ?? 0;
   const books = balanceOf(totals);
   if (books !== balance) problems.push(`balance ${balance} but the running totals say ${books}`);
-  const last = sql.exec<{ balance_after: number }>("SELECT balance_after FROM entries ORDER BY seq DESC LIMIT 1").toArray()[0];
+  const last = sql.exec<{ balance_after: number }>(BOOKS_SQL.lastEntry).toArray()[0];
   if ((last?.balance_after ?? 0) !== balance)
     problems.push(`balance ${balance} but the last entry says ${last?.balance_after ?? 0}`);
   const cutTotals = subtractTotals(totals, totalsSince(sql, cutoffAt));
-  const byState = (state: string) =>
-    sql
-      .exec<{ count: number; amount: number }>(
-        "SELECT COUNT(*) AS count, COALESCE(SUM(amount), 0) AS amount FROM transfers_out WHERE state = ?",
-        state,
-      )
-      .one();
-  const pending = byState("pending");
   const horizonStart = cutoffAt - inFlightHorizonMs;
   // A correct transfer is credited or voided within the void deadline, so what was in flight at the
   // cut was debited in the horizon before it, or is still pending (older, stuck).
-  const recentDebits = sql
-    .exec<{ amount: number }>(
-      "SELECT COALESCE(-SUM(amount), 0) AS amount FROM entries WHERE kind = 'transfer_out' AND created_at >= ? AND created_at < ?",
-      horizonStart,
-      cutoffAt,
-    )
-    .one().amount;
-  const oldPending = sql
-    .exec<{ amount: number }>(
-      "SELECT COALESCE(SUM(amount), 0) AS amount FROM transfers_out WHERE state = 'pending' AND created_at < ?",
-      horizonStart,
-    )
-    .one().amount;
-  const stuckCount = sql
-    .exec<{ count: number }>(
-      "SELECT COUNT(*) AS count FROM transfers_out WHERE state = 'pending' AND created_at < ?",
-      stuckBefore,
-    )
-    .one().count;
+  const recentDebits = sql.exec<{ amount: number }>(BOOKS_SQL.recentDebits, horizonStart, cutoffAt).one().amount;
+  const oldPending = sql.exec<{ amount: number }>(BOOKS_SQL.oldPending, horizonStart).one().amount;
   const stuck = sql
-    .exec<{ transfer_id: string; recipient_id: string; amount: number; created_at: number }>(
-      "SELECT transfer_id, recipient_id, amount, created_at FROM transfers_out WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?",
+    .exec<{ transfer_id: string; recipient_id: string; amount: number; created_at: number; void_at: number }>(
+      BOOKS_SQL.stuck,
       stuckBefore,
       STUCK_LISTED,
     )
@@ -104,7 +125,10 @@ export function walletBooks(sql: SqlStorage, userId: string, { cutoffAt, stuckBe
       recipientId: row.recipient_id,
       amount: row.amount,
       createdAt: row.created_at,
+      voidAt: row.void_at,
     }));
+  const stuckCount = sql.exec<{ count: number }>(BOOKS_SQL.stuckCount, stuckBefore).one().count;
+  const { pending, voided } = readTransferStates(sql);
   return {
     userId,
     opened: wallet !== undefined,
@@ -113,7 +137,7 @@ export function walletBooks(sql: SqlStorage, userId: string, { cutoffAt, stuckBe
     totals,
     atCut: { balance: balanceOf(cutTotals), totals: cutTotals },
     pending,
-    voided: byState("voided"),
+    voided,
     inFlightBound: recentDebits + oldPending,
     stuckCount,
     stuck,
@@ -171,8 +195,15 @@ export function incomingPage(sql: SqlStorage, afterId: string, limit: number): I
 
 export function transferSides(sql: SqlStorage, transferId: string): TransferSides {
   const out = sql
-    .exec<{ recipient_id: string; amount: number; state: string; message_id: string | null; created_at: number }>(
-      "SELECT recipient_id, amount, state, CASE state WHEN 'posted' THEN message_id END AS message_id, created_at FROM transfers_out WHERE transfer_id = ?",
+    .exec<{
+      recipient_id: string;
+      amount: number;
+      state: string;
+      message_id: string | null;
+      created_at: number;
+      void_at: number;
+    }>(
+      "SELECT recipient_id, amount, state, CASE state WHEN 'posted' THEN message_id END AS message_id, created_at, void_at FROM transfers_out WHERE transfer_id = ?",
       transferId,
     )
     .toArray()[0];
@@ -194,6 +225,7 @@ export function transferSides(sql: SqlStorage, transferId: string): TransferSide
           state: out.state,
           messageId: out.message_id,
           createdAt: out.created_at,
+          voidAt: out.void_at,
         }
       : null,
     credit: credit ? { senderId: credit.counterparty_id, amount: credit.amount, messageId: credit.message_id } : null,

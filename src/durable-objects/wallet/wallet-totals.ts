@@ -103,8 +103,17 @@ export function recordEntry(sql: SqlStorage, kind: Kind, amount: number, balance
   }
 }
 
+/** The reads of the totals, named so test/reconciliation/books-query-plan.test.ts can show each is an index lookup. */
+export const TOTALS_SQL = {
+  read: "SELECT * FROM wallet_totals WHERE id = 1",
+  since: `SELECT kind, COALESCE(SUM(ABS(amount)), 0) AS amount, COUNT(*) AS count FROM entries
+    WHERE kind IN ('grant', 'transfer_in', 'reversal_in', 'transfer_out', 'reversal_out') AND created_at >= ?
+    GROUP BY kind`,
+  transferStates: "SELECT pending_count, pending_amount, voided_count, voided_amount FROM wallet_totals WHERE id = 1",
+} as const;
+
 export function readTotals(sql: SqlStorage): WalletTotals {
-  return toTotals(sql.exec<TotalsRow>("SELECT * FROM wallet_totals WHERE id = 1").toArray()[0]);
+  return toTotals(sql.exec<TotalsRow>(TOTALS_SQL.read).toArray()[0]);
 }
 
 /**
@@ -113,14 +122,7 @@ export function readTotals(sql: SqlStorage): WalletTotals {
  * across wallets however long the walk over them takes.
  */
 export function totalsSince(sql: SqlStorage, since: number): WalletTotals {
-  const rows = sql
-    .exec<{ kind: Kind; amount: number; count: number }>(
-      `SELECT kind, COALESCE(SUM(ABS(amount)), 0) AS amount, COUNT(*) AS count FROM entries
-       WHERE kind IN ('grant', 'transfer_in', 'reversal_in', 'transfer_out', 'reversal_out') AND created_at >= ?
-       GROUP BY kind`,
-      since,
-    )
-    .toArray();
+  const rows = sql.exec<{ kind: Kind; amount: number; count: number }>(TOTALS_SQL.since, since).toArray();
   const totals = toTotals(undefined);
   for (const row of rows) totals[row.kind] = { amount: row.amount, count: row.count };
   return totals;
@@ -187,7 +189,7 @@ export function recordTransferState(sql: SqlStorage, move: TransferStateMove, am
 export function readTransferStates(sql: SqlStorage): TransferStateTotals {
   const row = sql
     .exec<{ pending_count: number; pending_amount: number; voided_count: number; voided_amount: number }>(
-      "SELECT pending_count, pending_amount, voided_count, voided_amount FROM wallet_totals WHERE id = 1",
+      TOTALS_SQL.transferStates,
     )
     .toArray()[0];
   return {

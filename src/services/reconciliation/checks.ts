@@ -62,6 +62,11 @@ export function addSums(a: Sums, b: Sums): Sums {
   return out;
 }
 
+/** What wallets' books add up to at the cut. */
+export function sumBooks(page: WalletBooks[]): Sums {
+  return page.map(sumsOf).reduce(addSums, emptySums());
+}
+
 function sumsOf(books: WalletBooks): Sums {
   const t: WalletTotals = books.atCut.totals;
   return {
@@ -105,7 +110,7 @@ export type PageVerdict = {
   /** Wallets whose sent transfers do not match their messages, or whose credits do not: drilled transfer by transfer. */
   drillOut: string[];
   drillIn: string[];
-  /** Transfers past the void deadline, re-read before reporting. */
+  /** Pending transfers past their own void deadline, re-read before reporting. */
   stuck: Suspect[];
 };
 
@@ -120,10 +125,8 @@ export function checkPage(
   bySender: ReadonlyMap<string, MessageAggregate>,
   byRecipient: ReadonlyMap<string, MessageAggregate>,
 ): PageVerdict {
-  let sums = emptySums();
-  const verdict: PageVerdict = { sums, ledgerSuspects: [], drillOut: [], drillIn: [], stuck: [] };
+  const verdict: PageVerdict = { sums: sumBooks(page), ledgerSuspects: [], drillOut: [], drillIn: [], stuck: [] };
   for (const books of page) {
-    sums = addSums(sums, sumsOf(books));
     if (books.problems.length > 0) verdict.ledgerSuspects.push(books.userId);
     const sent = books.totals.transfer_out;
     const posted = {
@@ -142,7 +145,6 @@ export function checkPage(
       verdict.stuck.push({ transferId: stuck.transferId, senderId: books.userId, recipientId: stuck.recipientId });
     }
   }
-  verdict.sums = sums;
   return verdict;
 }
 
@@ -216,7 +218,7 @@ export type TransferReading = {
   /** Another wallet that holds a credit for this transfer (the suspect came from there), if any. */
   strayCredit: { userId: string; credit: NonNullable<TransferSides["credit"]> } | null;
   message: TransferMessage | null;
-  /** Pending transfers debited before this are stuck. */
+  /** The run's reference time (its cut): a pending transfer whose own void deadline is before it is stuck. */
   stuckBefore: number;
 };
 
@@ -224,7 +226,7 @@ export type TransferReading = {
  * Everything wrong with one transfer, read in this order: the sender, then the recipient, then the
  * message. A posted or voided transfer is final (its credit and message came before it was posted;
  * after a void neither can come), so what this sees of it cannot be a transfer in flight; a pending
- * one is in flight, and only reported when past the void deadline.
+ * one is in flight, and only reported when past its own void deadline.
  */
 export function classifyTransfer(r: TransferReading): Finding[] {
   const findings: Finding[] = [];
@@ -258,11 +260,12 @@ export function classifyTransfer(r: TransferReading): Finding[] {
     );
   }
   if (out.state === "pending") {
-    if (out.createdAt < r.stuckBefore) {
+    // Its own deadline, fixed at the debit: the current TRANSFER_VOID_AFTER_SECONDS may differ.
+    if (out.voidAt < r.stuckBefore) {
       note(
         "stuck_transfer",
         r.senderId,
-        `pending since ${new Date(out.createdAt).toISOString()}, ${out.amount} to ${out.recipientId}`,
+        `pending since ${new Date(out.createdAt).toISOString()}, past its void deadline ${new Date(out.voidAt).toISOString()}, ${out.amount} to ${out.recipientId}`,
       );
     }
     return findings;

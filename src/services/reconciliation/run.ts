@@ -1,7 +1,13 @@
 import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { createDb, type Database } from "../../db/client";
 import { reconciliationDiscrepancies, reconciliationRuns, users } from "../../db/schema";
-import type { IncomingRow, OutgoingRow, TransferSides, WalletBooks } from "../../durable-objects/wallet/wallet-books";
+import type {
+  BooksHorizon,
+  IncomingRow,
+  OutgoingRow,
+  TransferSides,
+  WalletBooks,
+} from "../../durable-objects/wallet/wallet-books";
 import { walletStub } from "../../durable-objects/wallet/wallet-stub";
 import {
   addSums,
@@ -18,6 +24,7 @@ import {
   pairOutgoing,
   type Sums,
   type Suspect,
+  sumBooks,
   type TransferMessage,
 } from "./checks";
 import { transferMessageAggregates, transferMessagesById, transferMessagesInRange } from "./transfer-messages";
@@ -30,8 +37,9 @@ import { transferMessageAggregates, transferMessagesById, transferMessagesInRang
  * Steps: `page N` reads a page of users, their wallets' O(1) books and the page's message
  * aggregates; `drill out|in <user> N` pairs one suspicious wallet's transfers with its messages, a
  * page at a time; `recheck N` re-reads each suspicious transfer (sender, then recipient, then its
- * message) and stores what is still wrong; `finish` checks the totals at the cut and closes the
- * run. Every step does at most ~WALLETS_PER_PAGE + 5 subrequests and returns a small result.
+ * message) and stores what is still wrong; when the totals at the cut look wrong, `recount cut` and
+ * `recount N` add them up again at a later cut (`recheckTotals`); `finish` stores the verdict and
+ * closes the run. Every step does at most ~WALLETS_PER_PAGE + 5 subrequests and returns a small result.
  */
 
 export const WALLETS_PER_PAGE = 200;
@@ -46,8 +54,12 @@ const LOGGED_FINDINGS = 200;
 
 export type RunParams = {
   runId: string;
+  /**
+   * The run's reference time: the books are added up as of it, and a pending transfer whose own
+   * void deadline is before it is stuck (each deadline was fixed at its debit, so a later change of
+   * TRANSFER_VOID_AFTER_SECONDS does not move it).
+   */
   cutoffAt: number;
-  stuckBefore: number;
   /** How far before the cut a debit can still be in flight (the void deadline plus slack). */
   inFlightHorizonMs: number;
   /** Wallets per page step (default WALLETS_PER_PAGE; smaller only to exercise many pages). */
@@ -128,7 +140,8 @@ export async function runReconciliation(
     if (page.nextAfter === null) break;
     afterUserId = page.nextAfter;
   }
-  const finish = track(await step("finish", () => finishRun(env, params, sums, mode)));
+  const totals = checkTotals(sums) === null ? null : await recheckTotals(env, params, step, track);
+  const finish = track(await step("finish", () => finishRun(env, params, sums, totals, mode)));
   const findings = dedupeFindings([...confirmed, ...(finish.totals ? [finish.totals] : [])]);
   return {
     runId: params.runId,
@@ -163,19 +176,7 @@ async function readPage(
 ): Promise<PageResult> {
   const budget = new Budget();
   const db = createDb(env.DB);
-  const ids = (
-    await budget.spend(
-      db
-        .select({ id: users.id })
-        .from(users)
-        .where(gt(users.id, afterUserId))
-        .orderBy(asc(users.id))
-        .limit(params.walletsPerPage ?? WALLETS_PER_PAGE)
-        .all(),
-    )
-  ).map((row) => row.id);
-  const horizon = { cutoffAt: params.cutoffAt, stuckBefore: params.stuckBefore, inFlightHorizonMs: params.inFlightHorizonMs };
-  const books = await mapLimited(ids, (id) => budget.spend(walletStub(env, id).books(id, horizon)) as Promise<WalletBooks>);
+  const { ids, books, nextAfter } = await readBooksPage(env, params, afterUserId, budget);
   // Read after the wallets: a transfer that posts in between shows as a difference, which the drill re-reads.
   const [bySender, byRecipient] = await budget.spend(transferMessageAggregates(env, ids));
   const verdict = checkPage(books, bySender, byRecipient);
@@ -189,13 +190,37 @@ async function readPage(
   }
   return {
     sums: verdict.sums,
-    nextAfter: ids.length < (params.walletsPerPage ?? WALLETS_PER_PAGE) ? null : ids[ids.length - 1]!,
+    nextAfter,
     ledgerSuspects: verdict.ledgerSuspects,
     drillOut: verdict.drillOut,
     drillIn: verdict.drillIn,
     stuck: verdict.stuck,
     subrequests: budget.used,
   };
+}
+
+/** A page of users (by id, after `afterUserId`) and their wallets' books. */
+async function readBooksPage(env: Env, params: RunParams, afterUserId: string, budget: Budget) {
+  const limit = params.walletsPerPage ?? WALLETS_PER_PAGE;
+  const ids = (
+    await budget.spend(
+      createDb(env.DB)
+        .select({ id: users.id })
+        .from(users)
+        .where(gt(users.id, afterUserId))
+        .orderBy(asc(users.id))
+        .limit(limit)
+        .all(),
+    )
+  ).map((row) => row.id);
+  const horizon = booksHorizon(params);
+  const books = await mapLimited(ids, (id) => budget.spend(walletStub(env, id).books(id, horizon)) as Promise<WalletBooks>);
+  return { ids, books, nextAfter: ids.length < limit ? null : ids[ids.length - 1]! };
+}
+
+/** What the run asks each wallet's books: at its cut, which is also when a pending transfer's own deadline has passed. */
+function booksHorizon(params: RunParams): BooksHorizon {
+  return { cutoffAt: params.cutoffAt, stuckBefore: params.cutoffAt, inFlightHorizonMs: params.inFlightHorizonMs };
 }
 
 type DrillResult = { suspects: Suspect[]; nextAfter: string | null; subrequests: number };
@@ -239,7 +264,7 @@ async function recheck(
   const budget = new Budget();
   const db = createDb(env.DB);
   const findings: Finding[] = [];
-  const horizon = { cutoffAt: params.cutoffAt, stuckBefore: params.stuckBefore, inFlightHorizonMs: params.inFlightHorizonMs };
+  const horizon = booksHorizon(params);
   const ledgerBooks = await mapLimited(
     ledgerUserIds,
     (id) => budget.spend(walletStub(env, id).books(id, horizon)) as Promise<WalletBooks>,
@@ -277,7 +302,7 @@ async function recheck(
             ? { userId: suspect.recipientId, credit: reading.stray.credit }
             : null,
         message: messageByTransfer.get(suspect.transferId) ?? null,
-        stuckBefore: params.stuckBefore,
+        stuckBefore: params.cutoffAt,
       }),
     );
   }
@@ -301,11 +326,45 @@ async function storeFindings(db: Database, runId: string, findings: Finding[]): 
   await db.batch(statements as [(typeof statements)[number], ...typeof statements]);
 }
 
+type RecountResult = { sums: Sums; nextAfter: string | null; subrequests: number };
+
+/**
+ * The totals looked wrong at the cut. Money in flight across the cut can do that with nothing
+ * wrong: a debit before the in-flight horizon whose credit came after the cut (a transfer credited
+ * late, or debited under a longer void deadline than today's) is counted as sent but neither
+ * received nor bounded. That is over at a later cut; credits created or lost are not. So every
+ * wallet's books are added up again, page by page, at a new cut, and only what is still wrong is reported.
+ */
+async function recheckTotals(
+  env: Env,
+  params: RunParams,
+  step: StepFn,
+  track: <T extends { subrequests: number }>(result: T) => T,
+): Promise<Finding | null> {
+  // Taken in a step, so a replayed Workflow recounts at the same cut.
+  const { cutoffAt } = track(await step("recount cut", async () => ({ cutoffAt: Date.now(), subrequests: 0 })));
+  const later = { ...params, cutoffAt };
+  let sums = emptySums();
+  let afterUserId = "";
+  for (let n = 1; ; n += 1) {
+    const from = afterUserId;
+    const page = track(await step(`recount ${n}`, () => recountPage(env, later, from)));
+    sums = addSums(sums, page.sums);
+    if (page.nextAfter === null) return checkTotals(sums);
+    afterUserId = page.nextAfter;
+  }
+}
+
+async function recountPage(env: Env, params: RunParams, afterUserId: string): Promise<RecountResult> {
+  const budget = new Budget();
+  const { books, nextAfter } = await readBooksPage(env, params, afterUserId, budget);
+  return { sums: sumBooks(books), nextAfter, subrequests: budget.used };
+}
+
 type FinishResult = { totals: Finding | null; discrepancyCount: number; subrequests: number };
 
-async function finishRun(env: Env, params: RunParams, sums: Sums, mode: Mode): Promise<FinishResult> {
+async function finishRun(env: Env, params: RunParams, sums: Sums, totals: Finding | null, mode: Mode): Promise<FinishResult> {
   const budget = new Budget();
-  const totals = checkTotals(sums);
   if (!mode.persist) return { totals, discrepancyCount: totals ? 1 : 0, subrequests: 0 };
   const db = createDb(env.DB);
   if (totals) await budget.spend(storeFindings(db, params.runId, [totals]));

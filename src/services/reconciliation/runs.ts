@@ -31,7 +31,6 @@ export function runParams(config: Config, runId: string, now: number): RunParams
   return {
     runId,
     cutoffAt: now,
-    stuckBefore: now - config.transferVoidAfterMs,
     inFlightHorizonMs: config.transferVoidAfterMs + IN_FLIGHT_SLACK_MS,
   };
 }
