@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { replaceBlock } from "../../bench/blocks.ts";
 import { type Row, renderGoals } from "../../bench/goals.ts";
+import { freshPairs, pairKey, samplePairs } from "../../bench/pairs.ts";
 import { type CpuProfile, summarize } from "../../bench/summarize-profile.ts";
 
 type Node = CpuProfile["nodes"][number];
@@ -104,6 +105,39 @@ describe("bench/goals.ts", () => {
     const table = renderGoals([{ ...row("health", 900, 0.9), errors: 3 }], ["money not conserved"]);
     expect(table).toContain("| 0 errors in every scenario | 3 | — | missed |");
     expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 1 violations | — | missed |");
+  });
+});
+
+describe("bench/pairs.ts", () => {
+  /** A repeatable Math.random stand-in (a linear congruential generator). */
+  const seeded = (seed: number) => () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+
+  it("samples distinct unordered pairs inside the range, none with itself, none already taken", () => {
+    const taken = new Set([pairKey(1, 2), pairKey(4, 3)]);
+    const pairs = samplePairs(13, 1, 7, taken, seeded(1)); // 6 people: 15 pairs, 2 taken
+    expect(pairs).toHaveLength(13);
+    expect(new Set(pairs.map(([a, b]) => pairKey(a, b))).size).toBe(13);
+    for (const [a, b] of pairs) {
+      expect(a).toBeLessThan(b);
+      expect(a).toBeGreaterThanOrEqual(1);
+      expect(b).toBeLessThan(7);
+      expect(taken.has(pairKey(a, b))).toBe(false);
+    }
+    expect(() => samplePairs(14, 1, 7, taken)).toThrow(/only 15 pairs/);
+  });
+
+  it("hands out every pair without a chat exactly once, then says so", () => {
+    const taken = new Set([pairKey(0, 1), pairKey(2, 0), pairKey(7, 8)]); // 7:8 is outside the range
+    const next = freshPairs(0, 5, taken, seeded(2)); // 5 people: 10 pairs, 2 taken in range
+    const handed = Array.from({ length: 8 }, () => next());
+    const keys = handed.map(([a, b]) => pairKey(a, b));
+    expect(new Set(keys).size).toBe(8);
+    for (const [a, b] of handed) expect(a).not.toBe(b);
+    expect(keys.some((key) => taken.has(key))).toBe(false);
+    expect(() => next()).toThrow(/every pair/);
   });
 });
 
