@@ -4,6 +4,9 @@ import { DurableObject } from "cloudflare:workers";
  * The platform's floor for a credit transfer: issue 12's "bare Worker + wallet object + D1 doing
  * the same work", with no framework, no auth, no checks, no Idempotency-Key, no limits and no
  * recovery. `POST /__bare-transfer/pay?from=<user id>&to=<user id>&chat=<chat id>`:
+ * 0. only with `chat=new` (the first transfer between two people): the Worker creates their direct
+ *    chat in one D1 batch (the chat row with its unique direct key, both memberships), as the
+ *    product must before the credit, whose entry names the chat;
  * 1. the Worker calls the sender's object (one per user, SQLite storage, funded on first use);
  * 2. the object debits in one storage transaction, refusing an overdraft;
  * 3. it credits the recipient's object, idempotently by transfer id (object → object);
@@ -21,6 +24,11 @@ export class BareWallet extends DurableObject {
       "CREATE TABLE IF NOT EXISTS entries (transfer_id TEXT PRIMARY KEY, amount INTEGER NOT NULL, posted INTEGER NOT NULL DEFAULT 0)",
     );
     sql.exec("INSERT OR IGNORE INTO wallet (id, balance) VALUES (1, 1000000000)");
+  }
+
+  /** Nothing: the constructor has created (and funded) this wallet's storage. */
+  open() {
+    return true;
   }
 
   async pay(transferId, senderId, recipientId, chatId, amount) {
@@ -64,15 +72,47 @@ function newId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The direct chat of two people who have none yet: one D1 batch, as `services/membership.ts` writes it. */
+async function createDirectChat(db, creatorId, otherId) {
+  const id = newId();
+  const now = Date.now();
+  const directKey = creatorId < otherId ? `${creatorId}:${otherId}` : `${otherId}:${creatorId}`;
+  const member = (userId) =>
+    db
+      .prepare(
+        "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at) VALUES (?, ?, 'member', 0, ?, ?)",
+      )
+      .bind(id, userId, now, now);
+  await db.batch([
+    db
+      .prepare(
+        "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?)",
+      )
+      .bind(id, directKey, creatorId, now, now),
+    member(creatorId),
+    member(otherId),
+  ]);
+  return id;
+}
+
 const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });
 
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
+    // Seeding (bench/world.ts): each person's bare wallet is created before the load, as the
+    // product's wallets are (by their grants), so no probe pays for creating its objects' storage.
+    if (url.pathname === "/__bare-transfer/open" && request.method === "POST") {
+      await env.BARE_WALLET.get(env.BARE_WALLET.idFromName(url.searchParams.get("user"))).open();
+      return json({ ok: true });
+    }
     if (url.pathname !== "/__bare-transfer/pay" || request.method !== "POST") return json({ error: "not found" });
     const from = url.searchParams.get("from");
+    const to = url.searchParams.get("to");
+    let chatId = url.searchParams.get("chat");
+    if (chatId === "new") chatId = await createDirectChat(env.DB, from, to);
     const sender = env.BARE_WALLET.get(env.BARE_WALLET.idFromName(from));
-    const result = await sender.pay(newId(), from, url.searchParams.get("to"), url.searchParams.get("chat"), 1);
+    const result = await sender.pay(newId(), from, to, chatId, 1);
     return new Response(JSON.stringify(result), {
       status: result.ok ? 201 : 409,
       headers: { "content-type": "application/json" },

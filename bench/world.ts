@@ -8,6 +8,7 @@ import autocannon from "autocannon";
 import { sign } from "hono/jwt";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { freePort } from "../test/e2e/support/server.ts";
+import { freshPairs, type Pair, pairKey, samplePairs } from "./pairs.ts";
 
 /**
  * What `npm run bench` and `npm run bench:profile` share: the built Worker (wrangler deploy
@@ -460,6 +461,40 @@ async function seedMessages(db: D1, chatId: string, members: string[], count: nu
   ]);
 }
 
+/**
+ * Direct chats of the pairs `[a, b]` (user ids), written straight into D1 as the product writes a
+ * direct chat (services/membership.ts: the chat row with its unique `direct_key`, both people
+ * `member`), 1,000 per batch through `json_each` instead of one API call each. Returns each new
+ * chat's id, in the order of `pairs`.
+ */
+export async function seedDirectChats(db: D1, pairs: readonly (readonly [string, string])[]): Promise<string[]> {
+  const now = Date.now();
+  const ids = pairs.map(() => benchId());
+  for (let start = 0; start < pairs.length; start += 1000) {
+    const rows = JSON.stringify(
+      pairs.slice(start, start + 1000).map(([a, b], i) => [ids[start + i], a < b ? `${a}:${b}` : `${b}:${a}`, a, b]),
+    );
+    const member = (at: number) =>
+      db
+        .prepare(
+          `INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at)
+           SELECT value ->> '$[0]', value ->> '$[${at}]', 'member', 0, ?2, ?2 FROM json_each(?1)`,
+        )
+        .bind(rows, now);
+    await db.batch([
+      db
+        .prepare(
+          `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at)
+           SELECT value ->> '$[0]', 'direct', NULL, value ->> '$[1]', value ->> '$[2]', 0, ?2, ?2 FROM json_each(?1)`,
+        )
+        .bind(rows, now),
+      member(2),
+      member(3),
+    ]);
+  }
+  return ids;
+}
+
 // ------------------------------------------------------------------ the world
 
 export type World = {
@@ -477,6 +512,9 @@ export type World = {
 };
 
 export type Scenario = { name: string; load: Load };
+
+/** How many pairs of people already talk (a seeded direct chat) in `transfer-random-pairs` and its floor. */
+export const RANDOM_PAIRS = 10_000;
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)} s`;
 
@@ -523,7 +561,15 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       (user) => grant(user, 1),
     );
     await grant(reader100k, 1);
-    console.log(`bench: ${people.length} wallets funded, ledger of 1k entries granted through the API (${seconds(started)})`);
+    // The floor's bare wallets (bench/bare-transfer-worker.js) are created now too, like the
+    // product's by their grants: otherwise the probes alone would pay for creating 1,000 objects' storage.
+    await inParallel(people, 16, async (user) => {
+      const res = await fetch(`${server.url}${BARE_TRANSFER_PATH}/open?user=${user.id}`, { method: "POST" });
+      if (res.status !== 200) throw new Error(`seeding a bare wallet: ${res.status} ${await res.text()}`);
+    });
+    console.log(
+      `bench: ${people.length} wallets funded (and their bare wallets created), ledger of 1k entries granted through the API (${seconds(started)})`,
+    );
 
     const chatIds: string[] = [];
     await inParallel(people.slice(1, 101), 8, async (other) => {
@@ -548,6 +594,25 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       await seedMessages(db, json.data.id, [hot.id, other?.id ?? ""], size);
     }
     console.log(`bench: 100 chats, and chats of 1k and 100k messages seeded in D1 (${seconds(started)})`);
+
+    // Who already talks (bench/README.md "Transfers and their chats"): the direct chats of
+    // RANDOM_PAIRS pairs among people[1..998] (transfer-random-pairs pays along them), and of the
+    // hot recipient (people[999]) with each of the 999 others (transfer-hot-recipient), seeded in
+    // D1 before the load. transfer-first-pair pays along pairs of people[1..998] that have no chat.
+    const recipientIndex = people.length - 1;
+    const hotRecipient = people[recipientIndex] as BenchUser;
+    const randomPairs = samplePairs(RANDOM_PAIRS, 1, recipientIndex, new Set());
+    const recipientPairs = people.slice(0, recipientIndex).map((_, i): Pair => [i, recipientIndex]);
+    const seededPairs = [...randomPairs, ...recipientPairs];
+    const seededChats = await seedDirectChats(
+      db,
+      seededPairs.map(([a, b]) => [(people[a] as BenchUser).id, (people[b] as BenchUser).id] as const),
+    );
+    const chatOfPair = new Map(seededPairs.map(([a, b], i) => [pairKey(a, b), seededChats[i] as string]));
+    const firstPair = freshPairs(1, recipientIndex, new Set(chatOfPair.keys()));
+    console.log(
+      `bench: direct chats of ${randomPairs.length} random pairs and of the hot recipient with ${recipientPairs.length} people seeded in D1 (${seconds(started)})`,
+    );
 
     // 100k ledger entries: written into the wallet object's own SQLite file while it is stopped.
     const wallets = (await mf.getDurableObjectNamespace("WALLET")) as unknown as {
@@ -579,27 +644,67 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       name: "bare-d1-append",
       load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${chatIds[99]}&sender=${hot.id}` },
     });
-    // The transfer's floor (bench/bare-transfer-worker.js): the same work with nothing else, for
-    // the hot sender's pattern and the random pairs'.
-    const bareTransfer = (from: BenchUser, to: BenchUser) =>
-      `${BARE_TRANSFER_PATH}/pay?from=${from.id}&to=${to.id}&chat=${chatIds[Math.floor(Math.random() * chatIds.length)]}`;
+    // The transfers' floor (bench/bare-transfer-worker.js): the same work with nothing else, for
+    // each pattern of the product's transfer scenarios below, along the same pairs and chats.
+    const bareTransfer = (from: BenchUser, to: BenchUser, chat: string) =>
+      `${BARE_TRANSFER_PATH}/pay?from=${from.id}&to=${to.id}&chat=${chat}`;
     const pickOther = (from: BenchUser) => {
       let to = pick();
       while (to === from) to = pick();
       return to;
     };
+    /** A seeded pair, either way round: [payer, payee, their chat]. */
+    const pickTalkingPair = (): [BenchUser, BenchUser, string] => {
+      const [a, b] = randomPairs[Math.floor(Math.random() * randomPairs.length)] as Pair;
+      const [from, to] = Math.random() < 0.5 ? [a, b] : [b, a];
+      return [people[from] as BenchUser, people[to] as BenchUser, chatOfPair.get(pairKey(a, b)) as string];
+    };
+    /** The hot recipient's payers in turn (each of the 999 others once per round), so concurrent requests have distinct senders. */
+    let nextPayer = 0;
+    const pickPayerOfRecipient = () => {
+      const from = nextPayer;
+      nextPayer = (nextPayer + 1) % recipientIndex;
+      return [people[from] as BenchUser, chatOfPair.get(pairKey(from, recipientIndex)) as string] as const;
+    };
+    const pickFirstPair = () => {
+      const [from, to] = firstPair();
+      return [people[from] as BenchUser, people[to] as BenchUser] as const;
+    };
     scenarios.push({
       name: "bare-transfer-hot-sender",
-      load: { method: "POST", path: BARE_TRANSFER_PATH, next: () => ({ path: bareTransfer(hot, pickOther(hot)) }) },
+      load: {
+        method: "POST",
+        path: BARE_TRANSFER_PATH,
+        next: () => ({ path: bareTransfer(hot, pickOther(hot), chatIds[Math.floor(Math.random() * chatIds.length)] as string) }),
+      },
     });
     scenarios.push({
       name: "bare-transfer-random-pairs",
       load: {
         method: "POST",
         path: BARE_TRANSFER_PATH,
+        next: () => ({ path: bareTransfer(...pickTalkingPair()) }),
+      },
+    });
+    scenarios.push({
+      name: "bare-transfer-hot-recipient",
+      load: {
+        method: "POST",
+        path: BARE_TRANSFER_PATH,
         next: () => {
-          const from = pick();
-          return { path: bareTransfer(from, pickOther(from)) };
+          const [from, chat] = pickPayerOfRecipient();
+          return { path: bareTransfer(from, hotRecipient, chat) };
+        },
+      },
+    });
+    scenarios.push({
+      name: "bare-transfer-first-pair",
+      load: {
+        method: "POST",
+        path: BARE_TRANSFER_PATH,
+        next: () => {
+          const [from, to] = pickFirstPair();
+          return { path: bareTransfer(from, to, "new") };
         },
       },
     });
@@ -620,8 +725,32 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
         path: "/api/v1/messages/credit-transfer",
         idempotencyKey: true,
         next: () => {
-          const from = pick();
-          return { token: from.token, body: { recipientId: pickOther(from).id, amount: 1 } };
+          const [from, to] = pickTalkingPair();
+          return { token: from.token, body: { recipientId: to.id, amount: 1 } };
+        },
+      },
+    });
+    scenarios.push({
+      name: "transfer-hot-recipient",
+      load: {
+        method: "POST",
+        path: "/api/v1/messages/credit-transfer",
+        idempotencyKey: true,
+        next: () => {
+          const [from] = pickPayerOfRecipient();
+          return { token: from.token, body: { recipientId: hotRecipient.id, amount: 1 } };
+        },
+      },
+    });
+    scenarios.push({
+      name: "transfer-first-pair",
+      load: {
+        method: "POST",
+        path: "/api/v1/messages/credit-transfer",
+        idempotencyKey: true,
+        next: () => {
+          const [from, to] = pickFirstPair();
+          return { token: from.token, body: { recipientId: to.id, amount: 1 } };
         },
       },
     });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { replaceBlock } from "../../bench/blocks.ts";
 import { type Row, renderGoals } from "../../bench/goals.ts";
+import { freshPairs, pairKey, samplePairs } from "../../bench/pairs.ts";
 import { type CpuProfile, summarize } from "../../bench/summarize-profile.ts";
 
 type Node = CpuProfile["nodes"][number];
@@ -67,7 +68,7 @@ describe("bench/goals.ts", () => {
     bareRps: rps / ratioToBare,
   });
 
-  it("judges each goal of issue 12 from the run's own ratios", () => {
+  it("judges each goal of issues 12 and 22 from the run's own ratios", () => {
     const table = renderGoals(
       [
         row("health", 900, 0.85),
@@ -81,6 +82,9 @@ describe("bench/goals.ts", () => {
         row("transfer-random-pairs", 40, 0.03, 380),
         row("bare-transfer-hot-sender", 40, 0.05),
         row("bare-transfer-random-pairs", 45, 0.045),
+        row("transfer-hot-recipient", 30, 0.02, 250),
+        row("bare-transfer-hot-recipient", 60, 0.04, 90),
+        row("transfer-first-pair", 20, 0.01, 900),
       ],
       [],
     );
@@ -90,20 +94,70 @@ describe("bench/goals.ts", () => {
     );
     expect(table).toContain("| message-send ≥ 0.15× bare | 0.1× | 0.19× (bare-d1-append) | missed by 1.50× |");
     expect(table).toContain("| message-list-1k ≥ 0.15× bare | 0.2× | 0.25× (bare-d1-read) | met |");
+    // Issue 22: a transfer against its floor, as the ratio of their × bare figures.
     expect(table).toContain(
-      "| transfer-hot-sender ≥ 0.065× bare, p99 ≤ 300 ms | 0.07×, p99 450 ms | 0.05× (bare-transfer-hot-sender) | met; tail missed by 1.5× |",
+      "| transfer-hot-sender ≥ 1× bare-transfer-hot-sender, p99 ≤ 300 ms | 1.40× the floor (70 vs 40 req/s), p99 450 ms | 0.05× bare, p99 10 ms | met; tail missed by 1.5× |",
     );
     expect(table).toContain(
-      "| transfer-random-pairs ≥ 0.06× bare, p99 ≤ 400 ms | 0.03×, p99 380 ms | 0.045× (bare-transfer-random-pairs) | missed by 2.00×; the goal is above the floor; tail met |",
+      "| transfer-random-pairs ≥ 0.7× bare-transfer-random-pairs | 0.67× the floor (40 vs 45 req/s), p99 380 ms | 0.045× bare, p99 10 ms | missed by 1.05× |",
+    );
+    expect(table).toContain(
+      "| transfer-hot-recipient ≥ 1× bare-transfer-hot-recipient, p99 ≤ 300 ms | 0.50× the floor (30 vs 60 req/s), p99 250 ms | 0.04× bare, p99 90 ms | missed by 2.00×; tail met |",
+    );
+    expect(table).toContain(
+      "| transfer-first-pair (no goal: reported against bare-transfer-first-pair) | 0.01× bare, p99 900 ms | not measured in this run | — |",
     );
     expect(table).toContain("| message-list-100k ≥ 0.9× message-list-1k (req/s) | 150 vs 200 (0.75×) | — | missed by 1.20× |");
     expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 0 violations | — | met |");
+  });
+
+  it("does not judge a transfer against its floor when a bare run counted no request", () => {
+    const table = renderGoals(
+      [row("transfer-hot-sender", 70, Number.POSITIVE_INFINITY), row("bare-transfer-hot-sender", 40, 0.05)],
+      [],
+    );
+    expect(table).toContain(
+      "| transfer-hot-sender ≥ 1× bare-transfer-hot-sender, p99 ≤ 300 ms | not comparable: a bare run measured 0 req/s | — | — |",
+    );
   });
 
   it("misses the error goal when any scenario had an error, and the books when a check failed", () => {
     const table = renderGoals([{ ...row("health", 900, 0.9), errors: 3 }], ["money not conserved"]);
     expect(table).toContain("| 0 errors in every scenario | 3 | — | missed |");
     expect(table).toContain("| books: reconciliation clean, seq contiguous, 0 negative | 1 violations | — | missed |");
+  });
+});
+
+describe("bench/pairs.ts", () => {
+  /** A repeatable Math.random stand-in (a linear congruential generator). */
+  const seeded = (seed: number) => () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+
+  it("samples distinct unordered pairs inside the range, none with itself, none already taken", () => {
+    const taken = new Set([pairKey(1, 2), pairKey(4, 3)]);
+    const pairs = samplePairs(13, 1, 7, taken, seeded(1)); // 6 people: 15 pairs, 2 taken
+    expect(pairs).toHaveLength(13);
+    expect(new Set(pairs.map(([a, b]) => pairKey(a, b))).size).toBe(13);
+    for (const [a, b] of pairs) {
+      expect(a).toBeLessThan(b);
+      expect(a).toBeGreaterThanOrEqual(1);
+      expect(b).toBeLessThan(7);
+      expect(taken.has(pairKey(a, b))).toBe(false);
+    }
+    expect(() => samplePairs(14, 1, 7, taken)).toThrow(/only 15 pairs/);
+  });
+
+  it("hands out every pair without a chat exactly once, then says so", () => {
+    const taken = new Set([pairKey(0, 1), pairKey(2, 0), pairKey(7, 8)]); // 7:8 is outside the range
+    const next = freshPairs(0, 5, taken, seeded(2)); // 5 people: 10 pairs, 2 taken in range
+    const handed = Array.from({ length: 8 }, () => next());
+    const keys = handed.map(([a, b]) => pairKey(a, b));
+    expect(new Set(keys).size).toBe(8);
+    for (const [a, b] of handed) expect(a).not.toBe(b);
+    expect(keys.some((key) => taken.has(key))).toBe(false);
+    expect(() => next()).toThrow(/every pair/);
   });
 });
 
