@@ -17,7 +17,7 @@ type Person = { id: string; token: string };
  */
 async function voided(from: Person, to: Person, amount: number): Promise<string> {
   await inWallet(to.id, (wallet) => wallet.failCredits(1000));
-  expect((await transfer(from.token, { recipientId: to.id, amount })).status).toBe(500);
+  expect((await transfer(from.token, { recipientId: to.id, amount })).status).toBe(202);
   const [row] = await rowsOf(from.id, "SELECT transfer_id FROM transfers_out WHERE state = 'pending'");
   const transferId = String(row!.transfer_id);
   await rowsOf(from.id, `UPDATE transfers_out SET void_at = 0, retry_at = 0 WHERE transfer_id = '${transferId}'`);

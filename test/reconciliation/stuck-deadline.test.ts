@@ -13,7 +13,7 @@ async function pendingUnder(from: { id: string; token: string }, to: { id: strin
     { recipientId: to.id, amount },
     { vars: { ...NO_RATE_LIMIT, TRANSFER_VOID_AFTER_SECONDS: String(voidAfterSeconds) } },
   );
-  expect(res.status).toBe(500);
+  expect(res.status).toBe(202);
   const [row] = await rowsOf(from.id, `SELECT transfer_id FROM transfers_out WHERE state = 'pending' AND amount = ${amount}`);
   const transferId = String(row!.transfer_id);
   await rowsOf(from.id, `UPDATE transfers_out SET retry_at = ${Date.now() + 100 * HOUR} WHERE transfer_id = '${transferId}'`);

@@ -12,6 +12,7 @@ import { logRecoveryFailure, Recovery } from "./recovery";
 import { Sender } from "./sender";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
 import {
+  type BooksHorizon,
   type IncomingRow,
   incomingPage,
   type OutgoingRow,
@@ -168,7 +169,7 @@ export class WalletObject extends DurableObject<Env> {
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)
 
   /** This wallet's books for a reconciliation run, in O(1) (its running totals); never opens the wallet. */
-  books(userId: string, horizon: Parameters<typeof walletBooks>[2]): WalletBooks {
+  books(userId: string, horizon: BooksHorizon): WalletBooks {
     return walletBooks(this.ctx.storage.sql, userId, horizon);
   }
 
