@@ -1,4 +1,7 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { getConfig } from "../../src/lib/config";
+import { signAccessToken } from "../../src/lib/jwt";
 import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
 import { balanceOf, rowsOf, seedWalletUser } from "../support/wallets";
@@ -39,6 +42,27 @@ describe("admin grants", () => {
     }
     expectError(await grant(admin.token, "bad", { amount: 5, reason: "x" }), 400, "validation_failed");
     expect(await balanceOf(alice.id)).toBe(100);
+  });
+
+  it("a stored grant answers its key before the admin check; a grant refused before executing keeps no key", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const alice = await seedWalletUser();
+    const first = await grant(admin.token, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
+    expect(first.status).toBe(201);
+    // The same person, no longer an admin (a token minted with the user role), retries the lost 201.
+    const demoted = await signAccessToken(getConfig(env), { id: admin.id, role: "user", sessionId: admin.sessionId });
+    const replay = await grant(demoted, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
+    expect(replay.status).toBe(201);
+    expect(replay.text).toBe(first.text);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    // A new key from a non-admin is refused before executing, and keeps nothing: the key is free.
+    expectError(await grant(demoted, alice.id, { amount: 5, reason: "x" }, "g-free"), 403, "insufficient_permissions");
+    const { results } = await env.DB.prepare("SELECT key FROM idempotency_keys WHERE user_id = ? AND key = 'g-free'")
+      .bind(admin.id)
+      .all();
+    expect(results).toEqual([]);
+    expect((await grant(admin.token, alice.id, { amount: 5, reason: "x" }, "g-free")).status).toBe(201);
+    expect(await balanceOf(alice.id)).toBe(135);
   });
 
   it("Idempotency-Key: a replay grants nothing more; another body is 409", async () => {
