@@ -371,3 +371,26 @@ describe("a duplicate that finds the first one in flight", () => {
     expect(await listOf(a, chatId)).toEqual([]);
   });
 });
+
+describe("the claim-first path does bounded work", () => {
+  it("a replay that takes the claim-first way never deletes other callers' expired keys (the daily purge does)", async () => {
+    const { a, chatId } = await pairInChat();
+    const other = await seedUser();
+    const expiredAt = Date.now() - IDEMPOTENCY_RETENTION_MS - 60_000;
+    await db.insert(idempotencyKeys).values({
+      userId: other.id,
+      key: "old",
+      fingerprint: "f",
+      responseStatus: 201,
+      responseBody: "{}",
+      createdAt: expiredAt,
+    });
+    const first = await send2(a, { chatId, content: "once" }, { "Idempotency-Key": "claim-first" });
+    expect(first.status).toBe(201);
+    // The key is held now, so the replay's batch finds it live and goes the claim-first way.
+    const replay = await send2(a, { chatId, content: "once" }, { "Idempotency-Key": "claim-first" });
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await keyRow(other, "old")).toMatchObject({ createdAt: expiredAt });
+  });
+});
