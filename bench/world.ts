@@ -603,7 +603,12 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     const hotRecipient = people[recipientIndex] as BenchUser;
     const randomPairs = samplePairs(RANDOM_PAIRS, 1, recipientIndex, new Set());
     const recipientPairs = people.slice(0, recipientIndex).map((_, i): Pair => [i, recipientIndex]);
-    const seededPairs = [...randomPairs, ...recipientPairs];
+    // The hot sender (people[0]) already talks with everyone it pays, like its floor, which never
+    // creates a chat: people 1..100, 201 and 202 have theirs from the API above.
+    const hotSenderPairs = people
+      .map((_, i): Pair => [0, i])
+      .filter(([, i]) => i > 100 && i !== 201 && i !== 202 && i < recipientIndex);
+    const seededPairs = [...randomPairs, ...recipientPairs, ...hotSenderPairs];
     const seededChats = await seedDirectChats(
       db,
       seededPairs.map(([a, b]) => [(people[a] as BenchUser).id, (people[b] as BenchUser).id] as const),
@@ -611,7 +616,7 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     const chatOfPair = new Map(seededPairs.map(([a, b], i) => [pairKey(a, b), seededChats[i] as string]));
     const firstPair = freshPairs(1, recipientIndex, new Set(chatOfPair.keys()));
     console.log(
-      `bench: direct chats of ${randomPairs.length} random pairs and of the hot recipient with ${recipientPairs.length} people seeded in D1 (${seconds(started)})`,
+      `bench: direct chats of ${randomPairs.length} random pairs, of the hot recipient with ${recipientPairs.length} people and of the hot sender with ${hotSenderPairs.length} more seeded in D1 (${seconds(started)})`,
     );
 
     // 100k ledger entries: written into the wallet object's own SQLite file while it is stopped.

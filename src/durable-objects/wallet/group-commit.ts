@@ -5,7 +5,7 @@ import { logRecoveryFailure } from "./recovery";
 import type { Begun, Ending, Sender } from "./sender";
 import { endedReply, pendingReply } from "./views";
 import type { TransferOutRow } from "./wallet-schema";
-import { REQUEST_SETTLE_MS, type TransferCommand, type TransferResult } from "./wallet-types";
+import { REQUEST_SETTLE_MS, type TransferCommand, type TransferEvent, type TransferResult } from "./wallet-types";
 
 /**
  * The most transfer requests one group debits together: bounds one transaction and how long the
@@ -39,6 +39,8 @@ export class GroupCommit {
     private readonly finisher: Finisher,
     private readonly hooks: ProtocolHooks,
     private readonly wakeAt: (at: number) => void,
+    /** Publishes the end of a transfer whose request was answered before it (202). */
+    private readonly announce: (event: TransferEvent) => void,
   ) {}
 
   get waitingCount(): number {
@@ -102,6 +104,12 @@ export class GroupCommit {
     const ending = await settleWithin(end.ending, REQUEST_SETTLE_MS);
     if (ending.status !== "fulfilled") {
       if (ending.status === "rejected") logRecoveryFailure(transferId, ending.reason);
+      // Answered 202 before its end: when the end comes, this object announces it (once).
+      else
+        void end.ending.then(
+          (late) => this.announceOnce(end, late),
+          () => undefined,
+        );
       return request.answer({
         ok: true,
         reply: this.currentReply(transferId, begun.replayed),
@@ -117,6 +125,12 @@ export class GroupCommit {
     const event = end.announced ? null : ending.value.event;
     end.announced = true;
     request.answer({ ok: true, reply: { ...ending.value.reply, replayed: begun.replayed }, rateLimit: begun.rateLimit, event });
+  }
+
+  private announceOnce(end: { announced: boolean }, ending: Ending): void {
+    if (end.announced || !ending.event) return;
+    end.announced = true;
+    this.announce(ending.event);
   }
 
   /** What the transfer is now: pending (202), or ended meanwhile by another path (its stored reply). */

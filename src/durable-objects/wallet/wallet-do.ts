@@ -81,7 +81,8 @@ export class WalletObject extends DurableObject<Env> {
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
     this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
     this.grants = new Grants(storage, this.ledger, wakeAt);
-    this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt);
+    const announce = (event: TransferEvent) => wiring.effects.announce(event);
+    this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
     ctx.blockConcurrencyWhile(async () => {
       migrate(storage);
       await this.recovery.load();
