@@ -283,7 +283,7 @@ describe("wallet and transfer events", () => {
     const bobSocket = await connect(bob.token);
     // Stop after the debit, the credit and the message, before the transfer is marked posted.
     await armFault(alice.id, "after_message");
-    expect((await transfer(alice.token, { recipientId: bob.id, amount: 25 })).status).toBe(500);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 25 })).status).toBe(202);
     // The debit and the credit committed, but balance changes of a transfer go out with its
     // announcement: nothing until it is posted.
     await bobSocket.expectSilence(100);

@@ -30,7 +30,7 @@ describe("a stuck transfer is one past its own void deadline", () => {
     // Runs two hours later: the first is still within its deadline, the second an hour and a half past it,
     // whether the var was since lowered (to a minute, to the hour) or raised (to a day).
     const twoHoursLater = debitedAt + 2 * HOUR;
-    for (const seconds of [60, 3600, 86_400]) {
+    for (const seconds of [60, 3600, 86_399]) {
       const report = await reconcile({ ...env, TRANSFER_VOID_AFTER_SECONDS: String(seconds) }, twoHoursLater);
       const stuck = report.discrepancies.filter((d) => d.kind === "stuck_transfer");
       expect(
