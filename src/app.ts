@@ -1,9 +1,11 @@
 import type { Context } from "hono";
+import { contextStorage } from "hono/context-storage";
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
 import { createRouter } from "./lib/create-router";
 import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
+import { log } from "./lib/log";
 import {
   API_CONTACT,
   API_LICENSE,
@@ -42,6 +44,8 @@ const featureRouters = [
 export function createApp() {
   const app = createRouter();
 
+  // First: the logger reads the request id of the request it is called in (lib/log.ts).
+  app.use("*", contextStorage());
   app.use("*", responseHeaders);
   app.use("*", requestContext);
   app.use("*", bodyGuard);
@@ -129,15 +133,7 @@ export function createApp() {
       return c.json(errorBody(status, code), status);
     }
     const requestIdValue = c.get("requestId") ?? "unknown";
-    console.error(
-      JSON.stringify({
-        level: "error",
-        requestId: requestIdValue,
-        error: error.name,
-        message: error.message,
-        stack: error.stack,
-      }),
-    );
+    log.error("request_failed", { method: c.req.method, path: c.req.routePath, error });
     return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
   });
 
