@@ -3,6 +3,7 @@ import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
 import { chatSchema, membershipRemovalSchema, readMarkerSchema } from "../../schemas/chat";
+import { NO_BIDI_CONTROLS, NO_BIDI_CONTROLS_MESSAGE } from "../../schemas/text";
 import { MAX_GROUP_INVITES } from "../../services/chats";
 
 const TAGS = ["Chats"];
@@ -21,7 +22,16 @@ const directChatBody = z
 const groupChatBody = z
   .object({
     type: z.literal("group"),
-    title: z.string().trim().min(1, { message: "must not be empty" }).max(100).openapi({ example: "Weekend trip" }),
+    title: z
+      .string()
+      .trim()
+      .min(1, { message: "must not be empty" })
+      .max(100)
+      .regex(NO_BIDI_CONTROLS, { message: NO_BIDI_CONTROLS_MESSAGE })
+      .openapi({
+        example: "Weekend trip",
+        description: "1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+      }),
     memberIds: z
       .array(idSchema("member's user id"))
       .max(MAX_GROUP_INVITES)
