@@ -106,7 +106,7 @@ export function createApp() {
         title: "credit-chat API",
         version: pkg.version,
         description:
-          "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`.",
+          "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`. A request body is JSON (`application/json`, else 415), at most 64 KiB (else 413) and nested at most 64 levels deep (else 400 `validation_failed`).",
         contact: API_CONTACT,
         license: API_LICENSE,
       },

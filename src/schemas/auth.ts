@@ -26,7 +26,11 @@ export const displayNameField = requiredString()
   .regex(new RegExp(`^[^\\u0000-\\u001f\\u007f-\\u009f${BIDI_CONTROL_RANGES}]*$`), {
     message: "must not contain control characters or bidirectional override characters (U+202A–U+202E, U+2066–U+2069)",
   })
-  .openapi({ example: "Alice", description: "1..64 characters after trimming; shown to other users." });
+  .openapi({
+    example: "Alice",
+    description:
+      "1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+  });
 
 /** Any length a real password can have: a too-short one is simply wrong (401), not a 400 that hints at the policy. */
 const passwordField = requiredString()
