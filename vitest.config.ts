@@ -3,13 +3,21 @@ import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { unstable_readConfig } from "wrangler";
 
+type D1Binding = { binding: string; database_name?: string; database_id?: string };
+
 /** test/deploy-safety.test.ts: each environment of wrangler.toml as wrangler itself resolves it (Workers cannot read files). */
 function wranglerEnvironments() {
   return Object.fromEntries(
     (["local", "dev", "production"] as const).map((name) => {
       const config = unstable_readConfig({ config: "./wrangler.toml", env: name === "local" ? undefined : name });
       const { workers_dev: workersDev, routes = [], route = null, vars } = config;
-      return [name, { name: config.name, workersDev, routes, route, vars }];
+      // Bindings must be plain JSON: an absent id is left out, not undefined.
+      const d1Databases = config.d1_databases.map(({ binding, database_name, database_id }: D1Binding) => ({
+        binding,
+        ...(database_name === undefined ? {} : { database_name }),
+        ...(database_id === undefined ? {} : { database_id }),
+      }));
+      return [name, { name: config.name, workersDev, routes, route, vars, d1Databases }];
     }),
   );
 }

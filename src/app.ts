@@ -1,9 +1,11 @@
 import type { Context } from "hono";
+import { contextStorage } from "hono/context-storage";
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
 import { createRouter } from "./lib/create-router";
 import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
+import { log } from "./lib/log";
 import {
   API_CONTACT,
   API_LICENSE,
@@ -42,6 +44,8 @@ const featureRouters = [
 export function createApp() {
   const app = createRouter();
 
+  // First: the logger reads the request id of the request it is called in (lib/log.ts).
+  app.use("*", contextStorage());
   app.use("*", responseHeaders);
   app.use("*", requestContext);
   app.use("*", bodyGuard);
@@ -102,7 +106,7 @@ export function createApp() {
         title: "credit-chat API",
         version: pkg.version,
         description:
-          "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`.",
+          "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`. A request body is JSON (`application/json`, else 415), at most 64 KiB (else 413) and nested at most 64 levels deep (else 400 `validation_failed`).",
         contact: API_CONTACT,
         license: API_LICENSE,
       },
@@ -129,15 +133,7 @@ export function createApp() {
       return c.json(errorBody(status, code), status);
     }
     const requestIdValue = c.get("requestId") ?? "unknown";
-    console.error(
-      JSON.stringify({
-        level: "error",
-        requestId: requestIdValue,
-        error: error.name,
-        message: error.message,
-        stack: error.stack,
-      }),
-    );
+    log.error("request_failed", { method: c.req.method, path: c.req.routePath, error });
     return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
   });
 

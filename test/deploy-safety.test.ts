@@ -54,3 +54,46 @@ describe("deploy safety", () => {
     expect(scripts["deploy:dev"]).toMatch(/wrangler deploy --env dev$/);
   });
 });
+
+/**
+ * A first deploy from the README works (README, "Deploy"): no placeholder that a deploy would use,
+ * a database it finds or creates by name before migrating it, and somewhere to be served.
+ */
+describe("a first deploy serves", () => {
+  const PLACEHOLDER_ID = /^0{8}-0{4}-0{4}-0{4}-/;
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+  it.each(["dev", "production"] as const)("%s: every D1 binding is found by name, or pinned to a real id", (name) => {
+    const { d1Databases } = env.TEST_WRANGLER_ENVIRONMENTS[name];
+    expect(d1Databases.map((database) => database.binding)).toEqual(["DB"]);
+    for (const database of d1Databases) {
+      expect(database.database_name, database.binding).toMatch(/^credit-chat-/);
+      if (database.database_id === undefined) continue;
+      expect(database.database_id, `${name} ${database.binding}`).toMatch(UUID);
+      expect(database.database_id, `${name} ${database.binding} is a placeholder`).not.toMatch(PLACEHOLDER_ID);
+    }
+    // Each deployed environment has its own database.
+    expect(dev.d1Databases[0]?.database_name).not.toBe(production.d1Databases[0]?.database_name);
+  });
+
+  it.each(["dev", "production"] as const)(
+    "%s: the deploy creates a missing database before migrating it, then deploys",
+    (name) => {
+      const steps = scripts[`deploy:${name}`]!.split("&&").map((step) => step.trim());
+      expect(steps).toEqual([
+        `node scripts/ensure-d1.ts --env ${name}`,
+        `wrangler d1 migrations apply DB --remote --env ${name}`,
+        `wrangler deploy --env ${name}`,
+      ]);
+    },
+  );
+
+  it.each(["dev", "production"] as const)("%s: is served somewhere (workers.dev or a real route)", (name) => {
+    const { workersDev, routes, route } = env.TEST_WRANGLER_ENVIRONMENTS[name];
+    const patterns = [...routes, ...(route ? [route] : [])].map((r) =>
+      typeof r === "string" ? r : (r as { pattern: string }).pattern,
+    );
+    expect(workersDev === true || patterns.length > 0).toBe(true);
+    for (const pattern of patterns) expect(pattern).not.toMatch(/example\.(com|org|net)|your-domain/);
+  });
+});

@@ -8,7 +8,14 @@ declare global {
       /** Injected by vitest.config.ts: wrangler.toml's local, dev and production environments as wrangler resolves them. */
       TEST_WRANGLER_ENVIRONMENTS: Record<
         "local" | "dev" | "production",
-        { name: string; workersDev: boolean | undefined; routes: unknown[]; route: unknown; vars: Record<string, unknown> }
+        {
+          name: string;
+          workersDev: boolean | undefined;
+          routes: unknown[];
+          route: unknown;
+          vars: Record<string, unknown>;
+          d1Databases: { binding: string; database_name?: string; database_id?: string }[];
+        }
       >;
     }
   }

@@ -152,7 +152,9 @@ describe("displayName pattern (flag-free, the same in JSON Schema)", () => {
     const refused = await call("POST", "/api/v1/auth/register", {
       body: { email: `x${email}`, password: "correct horse battery", displayName: "tab\there" },
     });
-    expect(expectError(refused, 400, "validation_failed").errors).toContain("displayName: must not contain control characters");
+    expect(expectError(refused, 400, "validation_failed").errors).toContain(
+      "displayName: must not contain control characters or bidirectional override characters (U+202A–U+202E, U+2066–U+2069)",
+    );
   });
 });
 

@@ -41,6 +41,8 @@ const configSchema = z
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
     TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
     REALTIME_MAX_CONNECTIONS: integerVar(1),
+    // Bounds a group's realtime fan-out and its system-message batches: an owner and one more at least.
+    MAX_GROUP_MEMBERS: integerVar(2).default(200),
   })
   .superRefine((vars, ctx) => {
     // Every transfer must end while its key is still kept: a void after the key expired would
@@ -83,6 +85,7 @@ const configSchema = z
     corsOrigins: vars.CORS_ORIGINS,
     transferVoidAfterMs: vars.TRANSFER_VOID_AFTER_SECONDS * 1000,
     realtimeMaxConnections: vars.REALTIME_MAX_CONNECTIONS,
+    maxGroupMembers: vars.MAX_GROUP_MEMBERS,
     rateLimits: {
       loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,

@@ -3,6 +3,13 @@ import { ApiError } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * Objects and arrays nested deeper than this are refused (400) before anything reads the body:
+ * every request body the API defines nests 3 levels at most, and what reads a body recursively
+ * (the Idempotency-Key fingerprint's canonical JSON, the validators) would otherwise run out of
+ * stack on 64 KiB of `[[[[…` and answer 500.
+ */
+export const MAX_JSON_DEPTH = 64;
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 /**
@@ -34,6 +41,13 @@ export const bodyGuard: MiddlewareHandler<AppEnv> = async (c, next) => {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new ApiError("malformed_json", ["The request body is not valid JSON"]);
+  }
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new ApiError("validation_failed", [`body: objects and arrays nest deeper than ${MAX_JSON_DEPTH} levels`]);
+  }
+  try {
     JSON.parse(text);
   } catch {
     throw new ApiError("malformed_json", ["The request body is not valid JSON"]);
@@ -42,6 +56,28 @@ export const bodyGuard: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.req.bodyCache.text = Promise.resolve(text) as unknown as string;
   await next();
 };
+
+/**
+ * Whether the brackets of JSON `text` (outside its strings) open more than `max` levels at once:
+ * one pass, no recursion, so it is safe on any input, valid JSON or not.
+ */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c)
+        i += 1; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) {
+      depth += 1;
+      if (depth > max) return true;
+    } else if (ch === 0x5d || ch === 0x7d) depth -= 1;
+  }
+  return false;
+}
 
 function tooLarge() {
   return new ApiError("payload_too_large", [`Request bodies are limited to ${MAX_BODY_BYTES} bytes`]);

@@ -8,6 +8,7 @@ import type { AppEnv } from "../lib/types";
  *   128), else a new UUID; `c.var.requestId` reads it;
  * - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and `Cache-Control: no-store`
  *   unless the route chose its own: API answers are never cached by browsers or proxies;
+ * - `Strict-Transport-Security` in production only;
  * - CORS for browser clients. Allowed origins come from the `CORS_ORIGINS` var (comma-separated;
  *   `*` allows any). No cookies are involved (bearer tokens), so credentials are never allowed.
  *   Clients may read the headers the API documents: request id, rate limits, idempotent replays.
@@ -27,6 +28,8 @@ const ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
 const ALLOW_HEADERS = "Authorization,Content-Type,Idempotency-Key,X-Request-Id";
 const EXPOSE_HEADERS = "X-Request-Id,Retry-After,X-RateLimit-Limit,X-RateLimit-Remaining,X-RateLimit-Reset,Idempotent-Replayed";
 const PREFLIGHT_MAX_AGE_SECONDS = "600";
+// No includeSubDomains: the Worker does not own its domain's other hosts (workers.dev, or a custom domain's siblings).
+const HSTS = "max-age=31536000";
 
 function requestIdOf(sent: string | undefined): string {
   return sent && sent.length <= MAX_REQUEST_ID_LENGTH && !UNSAFE_REQUEST_ID.test(sent) ? sent : crypto.randomUUID();
@@ -71,6 +74,9 @@ export const responseHeaders: MiddlewareHandler<AppEnv> = async (c, next) => {
   // config did not parse has answered 500 without it (and gets no CORS headers).
   const config = preflight ? getConfig(c.env) : c.var.config;
   if (!config) return;
+  // Production only: a browser that saw it refuses plain HTTP to this host for a year. Dev and
+  // local may be served over http://127.0.0.1, which HSTS would break for every local tool.
+  if (config.environment === "production") headers.set("Strict-Transport-Security", HSTS);
   const allowOrigin = allowedOrigin(config.corsOrigins, c.req.header("Origin") ?? "");
   if (allowOrigin) headers.set("Access-Control-Allow-Origin", allowOrigin);
   headers.set("Access-Control-Expose-Headers", EXPOSE_HEADERS);

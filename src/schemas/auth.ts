@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { BIDI_CONTROL_RANGES } from "./text";
 import { userSchema } from "./user";
 
 /** Request and response bodies of /api/v1/auth/*, with the limits of API.md §1. */
@@ -19,10 +20,17 @@ export const displayNameField = requiredString()
   .trim()
   .min(1, { message: "must not be blank" })
   .max(64, { message: "must be at most 64 characters" })
-  // Cc (control characters) written as ranges: a pattern with no flags and no \p{…} means the
-  // same in JSON Schema, so validating clients accept exactly what the server accepts.
-  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, { message: "must not contain control characters" })
-  .openapi({ example: "Alice", description: "1..64 characters after trimming; shown to other users." });
+  // Cc (control characters) and the bidirectional controls (schemas/text.ts) written as ranges in
+  // one pattern: with no flags and no \p{…} it means the same in JSON Schema, so validating clients
+  // accept exactly what the server accepts.
+  .regex(new RegExp(`^[^\\u0000-\\u001f\\u007f-\\u009f${BIDI_CONTROL_RANGES}]*$`), {
+    message: "must not contain control characters or bidirectional override characters (U+202A–U+202E, U+2066–U+2069)",
+  })
+  .openapi({
+    example: "Alice",
+    description:
+      "1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+  });
 
 /** Any length a real password can have: a too-short one is simply wrong (401), not a 400 that hints at the policy. */
 const passwordField = requiredString()

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema } from "../lib/ids";
+import { NO_BIDI_CONTROLS, NO_BIDI_CONTROLS_MESSAGE } from "./text";
 
 /** Wallet resources of API.md §2; their TypeScript types come from these schemas. */
 
@@ -109,10 +110,17 @@ export const transferRequestSchema = z
         maximum: DEFAULT_MAX_TRANSFER_AMOUNT,
         description: "Whole credits, 1..MAX_TRANSFER_AMOUNT (default 100000). Never a string or a float.",
       }),
-    note: z.string().max(280, { message: "must be at most 280 characters" }).nullable().optional().openapi({
-      example: "lunch",
-      description: "Shown with the transfer in the chat; up to 280 characters.",
-    }),
+    note: z
+      .string()
+      .max(280, { message: "must be at most 280 characters" })
+      .regex(NO_BIDI_CONTROLS, { message: NO_BIDI_CONTROLS_MESSAGE })
+      .nullable()
+      .optional()
+      .openapi({
+        example: "lunch",
+        description:
+          "Shown with the transfer in the chat; up to 280 characters, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+      }),
   })
   .openapi("CreditTransferRequest", { example: { recipientId: "64d15f9e2e6c8f4d5a654321", amount: 25 } });
 

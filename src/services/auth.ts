@@ -6,6 +6,7 @@ import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { ACCESS_TOKEN_TTL_SECONDS, signAccessToken } from "../lib/jwt";
+import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import { hashPassword, verifyPassword } from "./password";
 import { endSessions, sessionEnded } from "./realtime";
@@ -108,14 +109,7 @@ export async function register(
     // The account exists and the client holds its tokens; wallets also open on first use, which
     // applies the signup grant then. Failing the request here would leave a registered email the
     // client was told is not.
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "open_wallet_failed",
-        userId: row.id,
-        error: error instanceof Error ? error.message : String(error),
-      }),
-    );
+    log.error("open_wallet_failed", { userId: row.id, error });
   }
   return session;
 }
@@ -208,15 +202,7 @@ async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId
   try {
     await endSessions(env, userId, [familyId], { everySocket: false });
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "end_session_failed",
-        userId,
-        familyId,
-        error: error instanceof Error ? error.message : String(error),
-      }),
-    );
+    log.error("end_session_failed", { userId, familyId, error });
   }
 }
 

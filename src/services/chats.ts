@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, type Placeholder, type SQL, type SQLWrapper, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, lt, type Placeholder, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
@@ -11,6 +11,7 @@ import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
 import { type Message, toMessage } from "../schemas/message";
 import { blockedInDirectChatSql, directChatStatements, directKeyOf, isMemberSql } from "./membership";
 import { appendMessage, lastMessagesQuery } from "./messages";
+import { connectedMembersQuery, isConnectedSql } from "./presence";
 import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**
@@ -77,12 +78,6 @@ export async function requireMember(
   const member = memberRows[0];
   if (!chat || !member) throw chatNotFound(chatId);
   return { chat, member };
-}
-
-/** Ids of everybody in the chat (for realtime fan-out). */
-export async function memberIdsOf(db: Database, chatId: string): Promise<string[]> {
-  const rows = await db.select({ userId: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, chatId)).all();
-  return rows.map((row) => row.userId);
 }
 
 /**
@@ -154,12 +149,19 @@ export async function createDirectChat(
 export const MAX_GROUP_INVITES = 100;
 
 /**
- * A group chat owned by the caller with the given members: unknown ids → 404 `user_not_found`,
- * then a member who blocked the caller → 403 `recipient_blocked` (a group must not bypass a block).
+ * A group chat owned by the caller with the given members: more than `maxMembers` people with the
+ * caller → 409 `group_full`; unknown ids → 404 `user_not_found`; then a member who blocked the
+ * caller → 403 `recipient_blocked` (a group must not bypass a block).
  */
-export async function createGroupChat(db: Database, callerId: string, title: string, memberIds: string[]): Promise<Chat> {
+export async function createGroupChat(
+  db: Database,
+  callerId: string,
+  group: { title: string; memberIds: string[]; maxMembers: number },
+): Promise<Chat> {
+  const { title, maxMembers } = group;
   await assertActiveUser(db, callerId);
-  const invited = [...new Set(memberIds)].filter((id) => id !== callerId);
+  const invited = [...new Set(group.memberIds)].filter((id) => id !== callerId);
+  if (invited.length + 1 > maxMembers) throw groupFull(maxMembers, `memberIds: ${invited.length} others and you`);
   if (invited.length > 0) {
     // One bound parameter per statement is the caller's id (the block check).
     const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS - 1).map((ids) =>
@@ -300,6 +302,14 @@ function assertGroup(chat: ChatRow) {
   }
 }
 
+/**
+ * 409 `group_full`: a group holds at most `MAX_GROUP_MEMBERS` people (its owner included), which
+ * bounds what one change costs to announce and one system message to fan out.
+ */
+function groupFull(maxMembers: number, detail: string): ApiError {
+  return new ApiError("group_full", [`${detail}: a group chat holds at most ${maxMembers} members`]);
+}
+
 /** 403 `recipient_blocked`: these users blocked the caller, who may not put them in a group. */
 function groupBlocked(field: string, blockerIds: string[]): ApiError {
   return new ApiError(
@@ -309,15 +319,19 @@ function groupBlocked(field: string, blockerIds: string[]): ApiError {
 }
 
 /**
- * Adds `userId` to a group chat; the owner only. A user who blocked the caller: 403 `recipient_blocked`. Adding a current member changes nothing (200
- * with the chat). Returns the chat as the caller sees it and the system message, if one was posted.
+ * Adds `userId` to a group chat; the owner only. A user who blocked the caller: 403
+ * `recipient_blocked`. Adding a current member changes nothing (200 with the chat). A group at
+ * `maxMembers` is 409 `group_full`: the count is a condition of the insert itself, so two adds
+ * racing for the last place cannot both win. Returns the chat as the caller sees it, the system
+ * message if one was posted, and who to push it to (`notify`: members with an open socket).
  */
 export async function addMember(
   db: Database,
   chatId: string,
   callerId: string,
-  userId: string,
-): Promise<{ chat: Chat; message: Message | null; memberIds: string[] }> {
+  add: { userId: string; maxMembers: number },
+): Promise<{ chat: Chat; message: Message | null; notify: string[] }> {
+  const { userId, maxMembers } = add;
   const { chat, member } = await requireMember(db, chatId, callerId);
   assertGroup(chat);
   if (member.role !== "owner") throw new ApiError("insufficient_permissions", ["Only the owner of the group adds members"]);
@@ -329,46 +343,57 @@ export async function addMember(
     .get();
   if (!found) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
   if (found.blocked) throw groupBlocked("userId", [userId]);
-  const target = found.user;
   const now = Date.now();
-  const inserted = await db
-    .insert(chatMembers)
-    .values({
-      chatId,
-      userId,
-      role: "member",
-      // History stays readable; only what follows the joining counts as unread.
-      lastReadSeq: sql`(SELECT last_seq FROM chats WHERE id = ${chatId})`,
-      joinedAt: now,
-      lastActivityAt: now,
-    })
-    .onConflictDoNothing()
-    .returning()
-    .get();
-  let message: Message | null = null;
-  if (inserted) {
-    message = await postSystemMessage(db, chatId, callerId, `${actor.displayName} added ${target.displayName}`);
-  }
-  return { chat: await viewChat(db, chatId, callerId), message, memberIds: await memberIdsOf(db, chatId) };
+  const [inserted, present] = await db.batch([
+    insertWhere(
+      db,
+      chatMembers,
+      {
+        chatId,
+        userId,
+        role: "member",
+        // History stays readable; only what follows the joining counts as unread.
+        lastReadSeq: sql`(SELECT ${chats.lastSeq} FROM ${chats} WHERE ${chats.id} = ${chatId})`,
+        joinedAt: now,
+        lastActivityAt: now,
+      },
+      undefined,
+      sql`(SELECT count(*) FROM ${chatMembers} WHERE ${chatMembers.chatId} = ${chatId}) < ${maxMembers}`,
+    )
+      .onConflictDoNothing()
+      .returning({ userId: chatMembers.userId }),
+    db
+      .select({ userId: chatMembers.userId })
+      .from(chatMembers)
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
+  ]);
+  if (inserted.length === 0 && present.length === 0) throw groupFull(maxMembers, "userId");
+  const posted =
+    inserted.length > 0
+      ? await postSystemMessage(db, chatId, callerId, `${actor.displayName} added ${found.user.displayName}`)
+      : null;
+  return { chat: await viewChat(db, chatId, callerId), message: posted?.message ?? null, notify: posted?.notify ?? [] };
 }
 
 /**
  * Removes `userId` from a group chat: the owner removes anyone, a member removes only themself
  * (leaving). If the owner leaves, the longest-standing member becomes owner in the same batch.
+ * `notify`: the remaining members with an open socket, and the removed user if they have one
+ * (their other devices, or the owner's decision).
  */
 export async function removeMember(
   db: Database,
   chatId: string,
   callerId: string,
   userId: string,
-): Promise<{ removal: MembershipRemoval; message: Message | null; memberIds: string[] }> {
+): Promise<{ removal: MembershipRemoval; message: Message; notify: string[] }> {
   const { chat, member } = await requireMember(db, chatId, callerId);
   assertGroup(chat);
   const leaving = userId === callerId;
   if (!leaving && member.role !== "owner") {
     throw new ApiError("insufficient_permissions", ["Only the owner of the group removes other members; anyone may leave"]);
   }
-  const [deleted, , owners] = await db.batch([
+  const [deleted, , owners, names] = await db.batch([
     db
       .delete(chatMembers)
       .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)))
@@ -387,53 +412,59 @@ export async function removeMember(
       .select({ userId: chatMembers.userId })
       .from(chatMembers)
       .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.role, "owner"))),
+    db
+      .select({ id: users.id, displayName: users.displayName, connected: isConnectedSql(users.id).as("connected") })
+      .from(users)
+      .where(inArray(users.id, [callerId, userId])),
   ]);
   const removed = deleted[0];
   if (!removed) throw new ApiError("user_not_found", [`userId: ${userId} is not a member of this chat`]);
-  const names = await db
-    .select({ id: users.id, displayName: users.displayName })
-    .from(users)
-    .where(inArray(users.id, [callerId, userId]))
-    .all();
   const nameOf = (id: string) => names.find((row) => row.id === id)?.displayName ?? "Someone";
   const text = leaving ? `${nameOf(callerId)} left` : `${nameOf(callerId)} removed ${nameOf(userId)}`;
-  const message = await postSystemMessage(db, chatId, callerId, text);
+  const { message, notify } = await postSystemMessage(db, chatId, callerId, text);
+  const removedIsConnected = names.some((row) => row.id === userId && row.connected);
   return {
     removal: { chatId, userId, ownerId: owners[0]?.userId ?? null },
     message,
-    memberIds: await memberIdsOf(db, chatId),
+    notify: removedIsConnected ? [...notify, userId] : notify,
   };
 }
 
-async function postSystemMessage(db: Database, chatId: string, actorId: string, content: string): Promise<Message> {
-  const { message } = await appendMessage(db, { chatId, senderId: actorId, type: "system", content, createdAt: Date.now() });
-  return message;
+/** Posts a `system` message; `notify`: the members with an open socket when it was posted. */
+async function postSystemMessage(db: Database, chatId: string, actorId: string, content: string) {
+  const posted = await appendMessage(db, { chatId, senderId: actorId, type: "system", content, createdAt: Date.now() });
+  return { message: posted.message, notify: posted.created ? posted.connectedMemberIds : [] };
 }
 
 /**
  * Moves the caller's read marker forward to `seq` (never back: an older seq leaves it where it
- * is). A seq above the chat's `lastSeq` is 400.
+ * is). A seq above the chat's `lastSeq` is 400. `notify`: the members with an open socket when
+ * the marker moved, else nobody (a marker that did not move is no news).
  */
 export async function markRead(db: Database, chatId: string, userId: string, seq: number) {
   const { chat } = await requireMember(db, chatId, userId);
   if (seq > chat.lastSeq) {
     throw new ApiError("validation_failed", [`seq: ${seq} is above the chat's lastSeq (${chat.lastSeq})`]);
   }
-  const [updated, current] = await db.batch([
+  const [moved, current, connected] = await db.batch([
     db
       .update(chatMembers)
-      .set({ lastReadSeq: sql`max(${chatMembers.lastReadSeq}, ${seq})` })
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)))
-      .returning(),
-    db.select({ lastSeq: chats.lastSeq }).from(chats).where(eq(chats.id, chatId)),
+      .set({ lastReadSeq: seq })
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId), lt(chatMembers.lastReadSeq, seq)))
+      .returning({ lastReadSeq: chatMembers.lastReadSeq }),
+    db
+      .select({ lastReadSeq: chatMembers.lastReadSeq, lastSeq: chats.lastSeq })
+      .from(chatMembers)
+      .innerJoin(chats, eq(chats.id, chatMembers.chatId))
+      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
+    connectedMembersQuery(db, chatId),
   ]);
-  const marker = updated[0];
+  const marker = current[0];
   if (!marker) throw chatNotFound(chatId);
-  const lastSeq = current[0]?.lastSeq ?? chat.lastSeq;
   return {
     chatId,
     lastReadSeq: marker.lastReadSeq,
-    unreadCount: Math.max(0, lastSeq - marker.lastReadSeq),
-    memberIds: await memberIdsOf(db, chatId),
+    unreadCount: Math.max(0, marker.lastSeq - marker.lastReadSeq),
+    notify: moved.length > 0 ? connected.map((row) => row.userId) : [],
   };
 }

@@ -1,4 +1,5 @@
 import { IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency";
+import { log } from "../lib/log";
 import { startRun } from "./reconciliation/runs";
 
 /**
@@ -62,12 +63,9 @@ export async function runScheduled(env: Env, scheduledTime: number): Promise<voi
     startRun(env, "scheduled", null, scheduledTime),
     purgeExpired(env, scheduledTime),
   ]);
-  const log = { event: "scheduled", scheduledTime: new Date(scheduledTime).toISOString() };
-  if (run.status === "fulfilled") {
-    console.log(JSON.stringify({ ...log, level: "info", runId: run.value.run.id, started: run.value.created }));
-  } else {
-    console.error(JSON.stringify({ ...log, level: "error", task: "reconciliation", message: String(run.reason) }));
-  }
-  if (purge.status === "fulfilled") console.log(JSON.stringify({ ...log, level: "info", purged: purge.value }));
-  else console.error(JSON.stringify({ ...log, level: "error", task: "purge", message: String(purge.reason) }));
+  const at = { scheduledTime: new Date(scheduledTime).toISOString() };
+  if (run.status === "fulfilled") log.info("scheduled", { ...at, runId: run.value.run.id, started: run.value.created });
+  else log.error("scheduled", { ...at, task: "reconciliation", error: run.reason });
+  if (purge.status === "fulfilled") log.info("scheduled", { ...at, purged: purge.value });
+  else log.error("scheduled", { ...at, task: "purge", error: purge.reason });
 }

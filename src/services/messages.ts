@@ -39,7 +39,7 @@ import {
   restoreBatchOutcome,
 } from "./idempotency";
 import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./membership";
-import { isConnected } from "./presence";
+import { connectedMembersQuery, isConnected } from "./presence";
 import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
 
 /**
@@ -721,22 +721,22 @@ function assertMutable(row: Pick<MessageRow, "type" | "deletedAt">) {
   if (row.deletedAt !== null) throw new ApiError("message_immutable", ["This message was deleted"]);
 }
 
-/** Runs a conditional update of a live text message; a concurrent delete between check and write is 409. */
+/**
+ * Runs a conditional update of a live text message; a concurrent delete between check and write
+ * is 409. `notify`: the chat's members with an open socket (read in the same batch).
+ */
 async function updateLiveText(db: Database, messageId: string, set: Partial<typeof messages.$inferInsert>) {
-  const [updated, members] = await db.batch([
+  const [updated, connected] = await db.batch([
     db
       .update(messages)
       .set(set)
       .where(and(eq(messages.id, messageId), eq(messages.type, "text"), sql`${messages.deletedAt} IS NULL`))
       .returning(),
-    db
-      .select({ userId: chatMembers.userId })
-      .from(chatMembers)
-      .where(sql`${chatMembers.chatId} = (SELECT chat_id FROM messages WHERE id = ${messageId})`),
+    connectedMembersQuery(db, sql`(SELECT ${messages.chatId} FROM ${messages} WHERE ${messages.id} = ${messageId})`),
   ]);
   const row = updated[0];
   if (!row) throw new ApiError("message_immutable", ["This message was deleted"]);
-  return { message: toMessage(row), memberIds: members.map((member) => member.userId) };
+  return { message: toMessage(row), notify: connected.map((member) => member.userId) };
 }
 
 /** Edits your own text message (a suspended sender cannot: 403 `account_suspended`, after the checks above). */

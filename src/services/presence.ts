@@ -1,7 +1,7 @@
-import { and, eq, type SQLWrapper, sql } from "drizzle-orm";
+import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import type { Param } from "../db/prepared";
-import { realtimePresence } from "../db/schema";
+import { chatMembers, realtimePresence } from "../db/schema";
 
 /**
  * Realtime presence (docs/realtime.md, "Presence"): whether a user has an open socket, kept in
@@ -29,11 +29,23 @@ export async function writePresence(db: Database, userId: string, connected: boo
   return landed.length > 0;
 }
 
-/** SQL: `userId` (a value or a placeholder) has an open socket, as a fact to read in a batch the request already runs. */
-export const isConnectedSql = (userId: Param<string>) =>
+/** SQL: `userId` (a value, a placeholder or a column) has an open socket, as a fact to read in a batch the request already runs. */
+export const isConnectedSql = (userId: Param<string> | SQLWrapper) =>
   sql`EXISTS (SELECT 1 FROM ${realtimePresence} WHERE ${realtimePresence.userId} = ${userId} AND ${realtimePresence.connected} = 1)`.mapWith(
     Boolean,
   );
 
 /** Join condition keeping only rows whose `userId` column names a user with an open socket. */
 export const isConnected = (userId: SQLWrapper) => and(eq(realtimePresence.userId, userId), eq(realtimePresence.connected, true));
+
+/**
+ * The members of `chatId` (an id, or SQL for one such as the chat of a message) with an open
+ * socket, as a query to run in the batch of the change they are told about: the pushes of edits,
+ * deletes, read markers and member changes reach only them, like a send's.
+ */
+export const connectedMembersQuery = (db: Database, chatId: string | SQL) =>
+  db
+    .select({ userId: chatMembers.userId })
+    .from(chatMembers)
+    .innerJoin(realtimePresence, isConnected(chatMembers.userId))
+    .where(eq(chatMembers.chatId, chatId));

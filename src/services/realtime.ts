@@ -6,6 +6,7 @@ import {
 } from "../durable-objects/realtime/realtime-do";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
+import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
 
@@ -155,17 +156,8 @@ function eventList(events: RealtimeEvent | readonly RealtimeEvent[]): readonly R
 }
 
 function logFailure(events: RealtimeEvent | readonly RealtimeEvent[], target: string, error: unknown) {
-  console.error(
-    JSON.stringify({
-      level: "error",
-      msg: "realtime publish failed",
-      type: eventList(events)
-        .map((event) => event.type)
-        .join(","),
-      target,
-      error: error instanceof Error ? error.message : String(error),
-    }),
-  );
+  const types = eventList(events).map((event) => event.type);
+  log.error("realtime.publish_failed", { type: types.join(","), target, error });
 }
 
 async function sha256Hex(text: string): Promise<string> {

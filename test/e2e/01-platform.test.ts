@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { api, assertError, assertOk, BASE_URL, raw, validator } from "./support/client.ts";
+import { api, assertError, assertOk, BASE_URL, raw, registerUser, validator } from "./support/client.ts";
 
 /** The platform as any client meets it over HTTP: health, the document, /docs, and the body guard. */
 describe("platform over HTTP", () => {
@@ -55,10 +55,33 @@ describe("platform over HTTP", () => {
     assertError(res, 400, "malformed_json");
   });
 
+  it("a body nested 10,000 deep is 400 validation_failed, before auth and before a key's fingerprint, never 500", async () => {
+    const deep = `${"[".repeat(10_000)}${"]".repeat(10_000)}`;
+    const json = { "Content-Type": "application/json" };
+    assertError(await raw("POST", "/api/v1/auth/login", { body: deep, headers: json }), 400, "validation_failed");
+    // Hidden in a member the schema drops, under an Idempotency-Key whose fingerprint reads the body as sent.
+    const alice = await registerUser("Deep Alice");
+    const bob = await registerUser("Deep Bob");
+    const chat = assertOk(await alice.client.POST("/api/v1/chats", { body: { type: "direct", memberId: bob.id } }), 201);
+    const res = await raw("POST", "/api/v2/messages", {
+      body: `{"chatId":"${chat.id}","content":"hi","extra":${deep}}`,
+      headers: { ...json, Authorization: `Bearer ${alice.accessToken}`, "Idempotency-Key": `deep-${process.pid}-${Date.now()}` },
+    });
+    assertError(res, 400, "validation_failed");
+    const page = assertOk(
+      await alice.client.GET("/api/v1/messages/chat/{chatId}", { params: { path: { chatId: chat.id } } }),
+      200,
+    );
+    assert.deepEqual(page.items, []);
+  });
+
   it("/docs is the playground page and its assets come from the Worker itself", async () => {
     const page = await fetch(`${BASE_URL}/docs`);
     assert.equal(page.status, 200);
     assert.match(page.headers.get("Content-Type") ?? "", /text\/html/);
+    const csp = page.headers.get("Content-Security-Policy") ?? "";
+    assert.match(csp, /script-src 'self';/);
+    assert.match(csp, /frame-ancestors 'none'/);
     const html = await page.text();
     const sources = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1] ?? "");
     assert.ok(sources.length >= 2, html);

@@ -107,6 +107,11 @@ async function main() {
     });
     const page = await context.newPage();
     page.on("pageerror", (error) => pageErrors.push(String(error)));
+    // The page's Content-Security-Policy must not block anything it needs (a blocked script,
+    // style, image or request is reported on the console, not thrown).
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) pageErrors.push(`CSP: ${message.text()}`);
+    });
 
     await page.goto(`${BASE_URL}/docs`, { waitUntil: "load" });
     await page.locator(".swagger-ui .information-container .title").waitFor({ timeout: 30_000 });

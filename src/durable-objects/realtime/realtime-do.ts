@@ -3,6 +3,7 @@ import { createDb } from "../../db/client";
 import { invariant } from "../../lib/errors";
 import { ID_PATTERN } from "../../lib/ids";
 import { ACCESS_TOKEN_TTL_SECONDS } from "../../lib/jwt";
+import { log } from "../../lib/log";
 import { REALTIME_CLOSE_CODES } from "../../schemas/realtime";
 import { writePresence } from "../../services/presence";
 
@@ -352,15 +353,7 @@ function closeWith(socket: WebSocket, close: { code: number; reason: string }): 
 }
 
 function logPresenceFailure(userId: string, connected: boolean, error: unknown) {
-  console.error(
-    JSON.stringify({
-      level: "error",
-      msg: "realtime presence write failed",
-      userId,
-      connected,
-      error: error instanceof Error ? error.message : String(error),
-    }),
-  );
+  log.error("realtime.presence_write_failed", { userId, connected, error });
 }
 
 function refusal(reason: string): Response {

@@ -13,7 +13,8 @@ export const chatsRouter = createRouter()
       const { chat, created } = await chats.createDirectChat(c.var.db, user.id, body.memberId);
       return created ? ok(c, chat, 201) : ok(c, chat, 200);
     }
-    return ok(c, await chats.createGroupChat(c.var.db, user.id, body.title, body.memberIds), 201);
+    const group = { title: body.title, memberIds: body.memberIds, maxMembers: c.var.config.maxGroupMembers };
+    return ok(c, await chats.createGroupChat(c.var.db, user.id, group), 201);
   })
   .openapi(routes.listChats, async (c) => {
     const { limit, cursor } = c.req.valid("query");
@@ -26,22 +27,22 @@ export const chatsRouter = createRouter()
   .openapi(routes.addMember, async (c) => {
     const { chatId } = c.req.valid("param");
     const { userId } = c.req.valid("json");
-    const { chat, message, memberIds } = await chats.addMember(c.var.db, chatId, currentUser(c).id, userId);
-    if (message) publish(c.env, requestWaitUntil(c), memberIds, { type: "message.created", data: message });
+    const add = { userId, maxMembers: c.var.config.maxGroupMembers };
+    const { chat, message, notify } = await chats.addMember(c.var.db, chatId, currentUser(c).id, add);
+    if (message) publish(c.env, requestWaitUntil(c), notify, { type: "message.created", data: message });
     return ok(c, chat, 200);
   })
   .openapi(routes.removeMember, async (c) => {
     const { chatId, userId } = c.req.valid("param");
-    const { removal, message, memberIds } = await chats.removeMember(c.var.db, chatId, currentUser(c).id, userId);
-    // The removed member hears of it too (their other devices, or the owner's decision).
-    if (message) publish(c.env, requestWaitUntil(c), [...memberIds, userId], { type: "message.created", data: message });
+    const { removal, message, notify } = await chats.removeMember(c.var.db, chatId, currentUser(c).id, userId);
+    publish(c.env, requestWaitUntil(c), notify, { type: "message.created", data: message });
     return ok(c, removal, 200);
   })
   .openapi(routes.markRead, async (c) => {
     const { chatId } = c.req.valid("param");
     const { seq } = c.req.valid("json");
-    const { memberIds, ...marker } = await chats.markRead(c.var.db, chatId, currentUser(c).id, seq);
-    publish(c.env, requestWaitUntil(c), memberIds, {
+    const { notify, ...marker } = await chats.markRead(c.var.db, chatId, currentUser(c).id, seq);
+    publish(c.env, requestWaitUntil(c), notify, {
       type: "chat.read",
       data: { chatId, userId: currentUser(c).id, lastReadSeq: marker.lastReadSeq },
     });

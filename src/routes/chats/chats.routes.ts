@@ -3,6 +3,7 @@ import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
 import { chatSchema, membershipRemovalSchema, readMarkerSchema } from "../../schemas/chat";
+import { NO_BIDI_CONTROLS, NO_BIDI_CONTROLS_MESSAGE } from "../../schemas/text";
 import { MAX_GROUP_INVITES } from "../../services/chats";
 
 const TAGS = ["Chats"];
@@ -21,7 +22,16 @@ const directChatBody = z
 const groupChatBody = z
   .object({
     type: z.literal("group"),
-    title: z.string().trim().min(1, { message: "must not be empty" }).max(100).openapi({ example: "Weekend trip" }),
+    title: z
+      .string()
+      .trim()
+      .min(1, { message: "must not be empty" })
+      .max(100)
+      .regex(NO_BIDI_CONTROLS, { message: NO_BIDI_CONTROLS_MESSAGE })
+      .openapi({
+        example: "Weekend trip",
+        description: "1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+      }),
     memberIds: z
       .array(idSchema("member's user id"))
       .max(MAX_GROUP_INVITES)
@@ -46,6 +56,7 @@ export const createChat = defineRoute(
       "a chat with yourself is 400.",
       '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`;',
       "members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.",
+      "A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.",
     ].join(" "),
     request: {
       body: {
@@ -58,7 +69,7 @@ export const createChat = defineRoute(
       200: jsonSuccess(chatSchema, 200, "The direct chat with that person already existed"),
     },
   },
-  { auth: "user", errors: [403, 404] },
+  { auth: "user", errors: [403, 404, 409] },
 );
 
 export const listChats = defineRoute(
@@ -103,6 +114,7 @@ export const addMember = defineRoute(
       "A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user;",
       "403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing.",
       "The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.",
+      "A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.",
     ].join(" "),
     request: {
       params: chatIdParams,
@@ -119,7 +131,7 @@ export const addMember = defineRoute(
     },
     responses: { 200: jsonSuccess(chatSchema, 200, "The chat with its new member") },
   },
-  { auth: "user", errors: [403, 404] },
+  { auth: "user", errors: [403, 404, 409] },
 );
 
 export const removeMember = defineRoute(
@@ -155,7 +167,7 @@ export const markRead = defineRoute(
     tags: TAGS,
     summary: "Mark a chat room as read",
     description:
-      "Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.",
+      "Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker, and no `chat.read` frame: nothing changed). A `seq` above the chat's `lastSeq` is 400.",
     request: {
       params: chatIdParams,
       body: {

@@ -29,13 +29,13 @@ export const messagesRouter = createRouter()
   .openapi(routes.editMessage, async (c) => {
     const { messageId } = c.req.valid("param");
     const { content } = c.req.valid("json");
-    const { message, memberIds } = await messages.editMessage(c.var.db, currentUser(c).id, messageId, content);
-    publish(c.env, requestWaitUntil(c), memberIds, { type: "message.updated", data: message });
+    const { message, notify } = await messages.editMessage(c.var.db, currentUser(c).id, messageId, content);
+    publish(c.env, requestWaitUntil(c), notify, { type: "message.updated", data: message });
     return ok(c, message, 200);
   })
   .openapi(routes.deleteMessage, async (c) => {
     const { messageId } = c.req.valid("param");
-    const { message, memberIds } = await messages.deleteMessage(c.var.db, currentUser(c).id, messageId);
-    publish(c.env, requestWaitUntil(c), memberIds, { type: "message.deleted", data: message });
+    const { message, notify } = await messages.deleteMessage(c.var.db, currentUser(c).id, messageId);
+    publish(c.env, requestWaitUntil(c), notify, { type: "message.deleted", data: message });
     return ok(c, message, 200);
   });

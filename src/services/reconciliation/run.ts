@@ -9,6 +9,7 @@ import type {
   WalletBooks,
 } from "../../durable-objects/wallet/wallet-books";
 import { walletStub } from "../../durable-objects/wallet/wallet-stub";
+import { log } from "../../lib/log";
 import {
   addSums,
   checkPage,
@@ -402,28 +403,16 @@ async function finishRun(env: Env, params: RunParams, sums: Sums, totals: Findin
       .all(),
   );
   for (const f of logged) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: f.kind === "stuck_transfer" ? "reconciliation.stuck_transfer" : "reconciliation.discrepancy",
-        runId: params.runId,
-        kind: f.kind,
-        userId: f.userId,
-        transferId: f.transferId,
-        detail: f.detail,
-      }),
-    );
+    log.error(f.kind === "stuck_transfer" ? "reconciliation.stuck_transfer" : "reconciliation.discrepancy", {
+      runId: params.runId,
+      kind: f.kind,
+      userId: f.userId,
+      transferId: f.transferId,
+      detail: f.detail,
+    });
   }
   if (discrepancyCount > logged.length) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "reconciliation.discrepancies_truncated",
-        runId: params.runId,
-        discrepancyCount,
-        logged: logged.length,
-      }),
-    );
+    log.error("reconciliation.discrepancies_truncated", { runId: params.runId, discrepancyCount, logged: logged.length });
   }
   return { totals, discrepancyCount, subrequests: budget.used };
 }

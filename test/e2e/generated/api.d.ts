@@ -319,7 +319,7 @@ export interface paths {
          *
          *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
          *
-         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.
+         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.
          */
         post: operations["createChat"];
         delete?: never;
@@ -363,7 +363,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.
          */
         post: operations["addChatMember"];
         delete?: never;
@@ -411,7 +411,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker). A `seq` above the chat's `lastSeq` is 400.
+         *     Moves your read marker to `seq`. It only moves forward: an older `seq` leaves it where it is (200 with the current marker, and no `chat.read` frame: nothing changed). A `seq` above the chat's `lastSeq` is 400.
          */
         post: operations["markChatRead"];
         delete?: never;
@@ -1010,7 +1010,10 @@ export interface components {
              * @default []
              */
             memberIds: string[];
-            /** @example Weekend trip */
+            /**
+             * @description 1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @example Weekend trip
+             */
             title: string;
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -1044,7 +1047,7 @@ export interface components {
              */
             amount: number;
             /**
-             * @description Shown with the transfer in the chat; up to 280 characters.
+             * @description Shown with the transfer in the chat; up to 280 characters, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
              * @example lunch
              */
             note?: string | null;
@@ -1509,7 +1512,7 @@ export interface components {
          */
         RegisterRequest: {
             /**
-             * @description 1..64 characters after trimming; shown to other users.
+             * @description 1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
              * @example Alice
              */
             displayName: string;
@@ -2656,6 +2659,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalServerError"];
@@ -2735,6 +2739,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalServerError"];
