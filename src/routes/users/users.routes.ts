@@ -177,5 +177,5 @@ export const reinstate = defineRoute(
     },
     responses: { 200: jsonSuccess(userSchema, 200, "The user, active again") },
   },
-  { auth: "admin", errors: [404] },
+  { auth: "admin", liftsSuspension: true, errors: [404] },
 );
