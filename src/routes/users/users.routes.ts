@@ -170,7 +170,8 @@ export const reinstate = defineRoute(
     operationId: "reinstateUser",
     tags: ADMIN_TAGS,
     summary: "Lift a user's suspension",
-    description: "Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.",
+    description:
+      "Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent. Nobody lifts their own suspension: 403 `insufficient_permissions`, suspended or not. The optional `reason` is kept in the audit log.",
     request: {
       params: userIdParams,
       body: { required: false, content: { "application/json": { schema: reinstateBodySchema } } },

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
-import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { defineRoute, jsonSuccess, SESSION_ENDED_NOTE } from "../../lib/openapi";
 import {
   grantRequestSchema,
   grantSchema,
@@ -30,6 +30,7 @@ export const sendCreditTransfer = defineRoute(
       "Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.",
       "Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.",
       "`senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.",
+      `${SESSION_ENDED_NOTE} Like every refusal before execution, it comes after a stored outcome: a key used before the session ended still replays.`,
     ].join("\n\n"),
     request: {
       body: json(transferRequestSchema),
