@@ -132,9 +132,9 @@ describe("admins, the audit log and ended sessions over HTTP", () => {
     const victim = await registerUser("Forged Victim");
     const someone = await registerUser("Ticket Holder");
     const [, expiresAt, nonce, mac] = assertOk(await someone.client.POST("/api/v1/realtime/tickets"), 201).ticket.split(".");
-    for (const ticket of [`${victim.id}.${"A".repeat(43)}`, `${victim.id}.${expiresAt}.${nonce}.${mac}`]) {
-      const refused = await refusedUpgrade(ticket);
-      assertError(refused, 401, "invalid_token");
-    }
+    assertError(await refusedUpgrade(`${victim.id}.${"A".repeat(43)}`), 401, "invalid_token");
+    // Someone's genuine ticket pointed at the victim: its signature no longer holds, which the Worker checks itself.
+    const retargeted = assertError(await refusedUpgrade(`${victim.id}.${expiresAt}.${nonce}.${mac}`), 401, "invalid_token");
+    assert.match(retargeted.errors?.[1] ?? "", /not one this server issued/);
   });
 });
