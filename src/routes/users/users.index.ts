@@ -36,7 +36,7 @@ export const usersRouter = createRouter()
   .openapi(routes.reinstate, async (c) => {
     const { userId } = c.req.valid("param");
     // The body is optional; its reason, when given, is kept in the audit log.
-    const change = { suspended: false, reason: (c.req.valid("json") as { reason?: string } | undefined)?.reason || null };
+    const change = { suspended: false, reason: c.req.valid("json")?.reason || null };
     const row = await users.setSuspension(c.env, c.var.db, currentActor(c), userId, change);
     return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
   });
