@@ -199,7 +199,7 @@ async function tokenFor(id: string, role: "user" | "admin") {
   const iat = Math.floor(Date.now() / 1000);
   const kid = createHash("sha256").update(`credit-chat-jwt-kid:${LOCAL_JWT_SECRET}`).digest("hex").slice(0, 16);
   return sign(
-    { sub: id, role, sid: benchId(), iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api", jti: benchId() },
+    { sub: id, role, sid: benchId(), iat, exp: iat + 3600, iss: "credit-chat", aud: "credit-chat-api:local", jti: benchId() },
     { kty: "oct", k: Buffer.from(LOCAL_JWT_SECRET).toString("base64url"), alg: "HS256", kid },
   );
 }

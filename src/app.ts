@@ -18,6 +18,7 @@ import type { AppEnv } from "./lib/types";
 import { bodyGuard } from "./middlewares/body-guard";
 import { requestContext } from "./middlewares/request-context";
 import { responseHeaders } from "./middlewares/response-headers";
+import { adminRouter } from "./routes/admin/admin.index";
 import { authRouter } from "./routes/auth/auth.index";
 import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
@@ -39,6 +40,7 @@ const featureRouters = [
   walletsRouter,
   realtimeRouter,
   reconciliationRouter,
+  adminRouter,
 ];
 
 export function createApp() {

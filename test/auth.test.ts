@@ -3,7 +3,7 @@ import { sign } from "hono/jwt";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
-import { JWT_AUDIENCE, JWT_ISSUER, keyId, signAccessToken } from "../src/lib/jwt";
+import { JWT_ISSUER, jwtAudience, keyId, signAccessToken } from "../src/lib/jwt";
 import { isUniqueViolation } from "../src/services/auth";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -342,7 +342,16 @@ describe("access tokens", () => {
   const config = getConfig(env);
   const base = (sub: string) => {
     const iat = Math.floor(Date.now() / 1000);
-    return { sub, role: "user", sid: newId(), iat, exp: iat + 900, iss: JWT_ISSUER, aud: JWT_AUDIENCE, jti: crypto.randomUUID() };
+    return {
+      sub,
+      role: "user",
+      sid: newId(),
+      iat,
+      exp: iat + 900,
+      iss: JWT_ISSUER,
+      aud: jwtAudience("local"),
+      jti: crypto.randomUUID(),
+    };
   };
   /** Signed with the server's key and its kid in the header, as the server signs, but with any claims and algorithm. */
   const signed = async (claims: Record<string, unknown>, alg: "HS256" | "HS512" = "HS256") =>
@@ -433,7 +442,7 @@ describe("access tokens", () => {
     // The controls: a hand-signed header without typ, or with typ "jwt", and a list of audiences naming this API pass.
     expect((await me(await withHeader({}))).status).toBe(200);
     expect((await me(await withHeader({ typ: "application/jwt" }))).status).toBe(200);
-    expect((await me(await signed({ ...base(user.id), aud: ["another-api", JWT_AUDIENCE] }))).status).toBe(200);
+    expect((await me(await signed({ ...base(user.id), aud: ["another-api", jwtAudience("local")] }))).status).toBe(200);
     expect((await me(await signed({ ...base(user.id), nbf: later - 600 }))).status).toBe(200);
   });
 

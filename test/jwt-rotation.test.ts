@@ -3,7 +3,7 @@ import { decode, sign } from "hono/jwt";
 import { describe, expect, it } from "vitest";
 import { getConfig, LOCAL_JWT_SECRET } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
-import { JWT_AUDIENCE, JWT_ISSUER, keyId, signAccessToken } from "../src/lib/jwt";
+import { JWT_ISSUER, jwtAudience, keyId, signAccessToken } from "../src/lib/jwt";
 import { call, expectError } from "./support/http";
 import { ip, PASSWORD, registerSession } from "./support/sessions";
 import { seedUser } from "./support/users";
@@ -12,7 +12,7 @@ import { seedUser } from "./support/users";
 const OLD = "the-old-signing-key-of-at-least-32-bytes!";
 const NEW = "the-new-signing-key-of-at-least-32-bytes!";
 
-type Vars = { JWT_SECRET?: string; JWT_SECRET_PREVIOUS?: string; ENVIRONMENT?: string };
+type Vars = { JWT_SECRET?: string; JWT_SECRET_PREVIOUS?: string; ENVIRONMENT?: string; ADMIN_EMAILS?: string };
 const configWith = (vars: Vars) => getConfig({ ...env, ...vars } as Env);
 const me = (token: string, vars: Vars) =>
   call("GET", "/api/v1/users/me", { token, vars: vars as Partial<Record<keyof Env, string>> });
@@ -20,7 +20,7 @@ const me = (token: string, vars: Vars) =>
 const b64url = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const claims = (sub: string) => {
   const iat = Math.floor(Date.now() / 1000);
-  return { sub, role: "user", sid: newId(), iat, exp: iat + 900, iss: JWT_ISSUER, aud: JWT_AUDIENCE };
+  return { sub, role: "user", sid: newId(), iat, exp: iat + 900, iss: JWT_ISSUER, aud: jwtAudience("local") };
 };
 
 describe("access tokens name their key", () => {
@@ -81,10 +81,30 @@ describe("access tokens name their key", () => {
   });
 });
 
+describe("access tokens are bound to their environment", () => {
+  it("a token minted under the dev config is refused by production, even with the same secret", async () => {
+    const user = await seedUser();
+    const shared = { JWT_SECRET: NEW, ADMIN_EMAILS: "" };
+    const dev = { ...shared, ENVIRONMENT: "dev" };
+    const production = { ...shared, ENVIRONMENT: "production" };
+    const devToken = await signAccessToken(configWith(dev), { id: user.id, role: "user", sessionId: newId() });
+    expect(decode(devToken).payload.aud).toBe("credit-chat-api:dev");
+    // Control: dev itself accepts it.
+    expect((await me(devToken, dev)).status).toBe(200);
+    expectError(await me(devToken, production), 401, "invalid_token");
+    // And the other way round.
+    const productionToken = await signAccessToken(configWith(production), { id: user.id, role: "user", sessionId: newId() });
+    expect((await me(productionToken, production)).status).toBe(200);
+    expectError(await me(productionToken, dev), 401, "invalid_token");
+  });
+});
+
 describe("JWT_SECRET_PREVIOUS outside local", () => {
   const production = (previous: string) =>
     call("GET", "/health", {
-      vars: { ENVIRONMENT: "production", JWT_SECRET: NEW, JWT_SECRET_PREVIOUS: previous } as Partial<Record<keyof Env, string>>,
+      vars: { ENVIRONMENT: "production", ADMIN_EMAILS: "", JWT_SECRET: NEW, JWT_SECRET_PREVIOUS: previous } as Partial<
+        Record<keyof Env, string>
+      >,
     });
 
   it("obeys the JWT_SECRET rule: at least 32 bytes and not the local default, else the Worker refuses to serve", async () => {

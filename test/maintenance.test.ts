@@ -60,6 +60,8 @@ describe("the scheduled handler (Cron Trigger)", () => {
     await refreshToken("kept-active", { expiresAt: NOW + 10 * 24 * HOUR });
     // Used but not expired: it is what detects a stolen token's reuse, so it stays until it expires.
     await refreshToken("kept-used", { expiresAt: NOW + 10 * 24 * HOUR, usedAt: NOW - HOUR });
+    // Revoked minutes ago: its session's access tokens may still be alive, and this row is what refuses them (session_ended).
+    await refreshToken("kept-revoked-recently", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW - 20 * 60 * 1000 });
     // Revoked "later" than the fake now (a clock ahead of the schedule): not yet.
     await refreshToken("kept-revoked-later", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW + HOUR });
 
@@ -70,7 +72,12 @@ describe("the scheduled handler (Cron Trigger)", () => {
     await waitOnExecutionContext(ctx);
 
     expect(await labels("idempotency_keys", "key")).toEqual(["kept-23h", "kept-fresh"]);
-    expect(await labels("refresh_tokens", "id")).toEqual(["kept-active", "kept-revoked-later", "kept-used"]);
+    expect(await labels("refresh_tokens", "id")).toEqual([
+      "kept-active",
+      "kept-revoked-later",
+      "kept-revoked-recently",
+      "kept-used",
+    ]);
     const run = await env.DB.prepare("SELECT id, trigger, cutoff_at FROM reconciliation_runs").first<{
       id: string;
       trigger: string;

@@ -388,3 +388,43 @@ describe("/docs", () => {
     }
   });
 });
+
+describe("ended sessions and admin checks in the document", () => {
+  it("the routes that refuse an ended session's token say 401 session_ended; a route that reads does not", async () => {
+    const doc = await document();
+    const refusing: [string, string][] = [
+      ["/api/v1/messages/credit-transfer", "post"],
+      ["/api/v1/admin/wallets/{userId}/grants", "post"],
+      ["/api/v1/auth/logout-all", "post"],
+      ["/api/v1/auth/password", "post"],
+      ["/api/v1/realtime/tickets", "post"],
+      ["/api/v1/admin/audit", "get"],
+      ["/api/v1/admin/users/{userId}/suspension", "post"],
+      ["/api/v1/admin/users/{userId}/suspension", "delete"],
+      ["/api/v1/admin/reconciliations", "post"],
+      ["/api/v1/admin/reconciliation", "get"],
+      ["/api/v1/admin/reconciliations/{runId}", "get"],
+    ];
+    for (const [path, method] of refusing) {
+      const operation = doc.paths[path]?.[method];
+      expect(operation?.description, `${method} ${path}`).toContain("401 `session_ended`");
+      expect(Object.keys(operation?.responses ?? {}), `${method} ${path}`).toContain("401");
+    }
+    for (const [path, method] of refusing.filter(([p]) => p.startsWith("/api/v1/admin/"))) {
+      const operation = doc.paths[path]![method]!;
+      expect(operation.description, `${method} ${path}`).toContain("403 `account_suspended`");
+      expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(["401", "403"]));
+    }
+    expect(doc.paths["/api/v1/users/me"]!.get!.description).not.toContain("session_ended");
+  });
+
+  it("GET /api/v1/admin/audit is documented like its siblings", async () => {
+    const operation = (await document()).paths["/api/v1/admin/audit"]!.get! as Operation & {
+      operationId: string;
+      tags: string[];
+    };
+    expect(operation).toMatchObject({ operationId: "listAdminAudit", tags: ["Admin"], summary: "List the admin audit log" });
+    expect(operation.security).toEqual([{ "JWT-auth": [] }]);
+    expect(Object.keys(operation.responses).sort()).toEqual(["200", "400", "401", "403", "500"]);
+  });
+});

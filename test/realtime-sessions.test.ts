@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
 import { REALTIME_CLOSE_CODES } from "../src/schemas/realtime";
 import { fanOut, issueTicket } from "../src/services/realtime";
@@ -52,7 +53,7 @@ async function expectOpen(sockets: TestSocket | TestSocket[], userId: string) {
 const connections = (userId: string) => env.REALTIME.get(env.REALTIME.idFromName(userId)).connections();
 
 const ticketRefused = async (session: SessionPair) =>
-  expectError(await call("POST", "/api/v1/realtime/tickets", { token: session.accessToken }), 401, "invalid_token");
+  expectError(await call("POST", "/api/v1/realtime/tickets", { token: session.accessToken }), 401, "session_ended");
 
 describe("a socket ends with its session", () => {
   it("logout closes that session's socket with 4001 session_ended, not the same user's other session's", async () => {
@@ -82,7 +83,7 @@ describe("a socket ends with its session", () => {
     const session = await registerSession();
     const caller = { id: session.user.id, sessionId: JSON.parse(atob(session.accessToken.split(".")[1]!)).sid };
     expect((await logout(session)).status).toBe(200);
-    await expect(issueTicket(env, caller)).rejects.toMatchObject({ code: "invalid_token" });
+    await expect(issueTicket(env, getConfig(env), caller)).rejects.toMatchObject({ code: "session_ended" });
   });
 
   it("logout-all closes every socket of the caller (4001), and no session gets a ticket after it", async () => {

@@ -1,6 +1,7 @@
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
 import type { RealtimeEvent } from "../src/schemas/realtime";
 import { fanOut, issueTicket, publish, TICKET_TTL_SECONDS } from "../src/services/realtime";
@@ -36,7 +37,7 @@ describe("realtime tickets", () => {
     const { ticket, expiresIn, url } = res.json.data;
     expect(expiresIn).toBe(TICKET_TTL_SECONDS);
     expect(TICKET_TTL_SECONDS).toBe(60);
-    expect(ticket).toMatch(/^[0-9a-f]{24}\.[A-Za-z0-9_-]{43}$/);
+    expect(ticket).toMatch(/^[0-9a-f]{24}\.\d{13}\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
     expect(url).toBe(`ws://localhost/api/v1/realtime?ticket=${encodeURIComponent(ticket)}`);
     opened.push(await openSocket(ticket));
   });
@@ -57,15 +58,40 @@ describe("realtime tickets", () => {
     for (const bad of ["garbage", `${newId()}`, `${newId()}.short`, `NOTANID.${"a".repeat(43)}`]) {
       expectError(await refusal(await upgrade(bad)), 401, "invalid_token");
     }
-    // Well-formed, but never issued (right user, wrong secret).
+    // Well-formed, but never issued (right user, wrong mac).
     const user = await seedUser();
     const real = await ticketFor(user.token);
-    const [owner] = real.split(".");
-    expectError(await refusal(await upgrade(`${owner}.${"A".repeat(43)}`)), 401, "invalid_token");
-    // A real secret presented for another user does not open that user's stream.
+    const [owner, expiresAt, nonce, mac] = real.split(".");
+    expectError(await refusal(await upgrade(`${owner}.${expiresAt}.${nonce}.${"A".repeat(43)}`)), 401, "invalid_token");
+    // A real ticket's nonce and mac presented for another user (or with another expiry) do not verify.
     const other = await seedUser();
-    expectError(await refusal(await upgrade(`${other.id}.${real.split(".")[1]}`)), 401, "invalid_token");
+    expectError(await refusal(await upgrade(`${other.id}.${expiresAt}.${nonce}.${mac}`)), 401, "invalid_token");
+    expectError(await refusal(await upgrade(`${owner}.${Number(expiresAt) + 60_000}.${nonce}.${mac}`)), 401, "invalid_token");
     opened.push(await openSocket(real));
+  });
+
+  it("a forged ticket is refused by the Worker: the target's object is never reached and creates no storage", async () => {
+    const victim = await seedUser();
+    const someone = await seedUser();
+    const [, expiresAt, nonce, mac] = (await ticketFor(someone.token)).split(".");
+    const forged = [
+      // The shape tickets had when they were `<userId>.<random secret>`.
+      `${victim.id}.${"A".repeat(43)}`,
+      // Today's shape with a made-up mac.
+      `${victim.id}.${Date.now() + 60_000}.${"B".repeat(22)}.${"C".repeat(43)}`,
+      // Someone's genuine ticket pointed at the victim.
+      `${victim.id}.${expiresAt}.${nonce}.${mac}`,
+    ];
+    for (const ticket of forged) {
+      const res = await upgrade(ticket);
+      expect(res.webSocket).toBeFalsy();
+      expectError(await refusal(res), 401, "invalid_token");
+    }
+    // Opening the object here is the first time it runs: it has no table, so no refused upgrade reached it.
+    const tables = await runInDurableObject(stubOf(victim.id), (_instance, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
+    );
+    expect(tables.map((t) => t.name).filter((name) => !name.startsWith("_cf_"))).toEqual([]);
   });
 
   it("a ticket given twice in the query is 400 validation_failed", async () => {
@@ -114,19 +140,19 @@ describe("realtime tickets", () => {
 
   it("a ticket expires after 60 s", async () => {
     const user = await seedUser();
-    const stale = await issueTicket(env, user, Date.now() - (TICKET_TTL_SECONDS * 1000 + 1));
+    const stale = await issueTicket(env, getConfig(env), user, Date.now() - (TICKET_TTL_SECONDS * 1000 + 1));
     const expired = expectError(await refusal(await upgrade(stale.ticket)), 401, "invalid_token");
     expect(expired.errors.join(" ")).toMatch(/expired/);
-    const fresh = await issueTicket(env, user, Date.now() - (TICKET_TTL_SECONDS * 1000 - 5_000));
+    const fresh = await issueTicket(env, getConfig(env), user, Date.now() - (TICKET_TTL_SECONDS * 1000 - 5_000));
     opened.push(await openSocket(fresh.ticket));
   });
 
   it("only the newest tickets of a user are kept (storage stays bounded)", async () => {
     const user = await seedUser();
-    const first = await issueTicket(env, user);
-    for (let i = 0; i < 50; i += 1) await issueTicket(env, user);
+    const first = await issueTicket(env, getConfig(env), user);
+    for (let i = 0; i < 50; i += 1) await issueTicket(env, getConfig(env), user);
     expectError(await refusal(await upgrade(first.ticket)), 401, "invalid_token");
-    const last = await issueTicket(env, user);
+    const last = await issueTicket(env, getConfig(env), user);
     opened.push(await openSocket(last.ticket));
   });
 });

@@ -220,6 +220,30 @@ export const reconciliationDiscrepancies = sqliteTable(
   (t) => [primaryKey({ columns: [t.runId, t.key] })],
 );
 
+/**
+ * What admins did (API.md: GET /api/v1/admin/audit): one row per grant, suspension, reinstatement
+ * and reconciliation start, newest first by (created_at, id). Written with the action (a
+ * suspension in its own batch, a grant right after the wallet applied it, under the grant's own
+ * id so a replay of its Idempotency-Key cannot write it twice). Never updated or deleted.
+ */
+export const adminAudit = sqliteTable(
+  "admin_audit",
+  {
+    id: text("id").primaryKey(),
+    /** The admin who acted. */
+    actorId: text("actor_id").notNull(),
+    action: text("action", { enum: ["grant", "suspension", "reinstatement", "reconciliation_start"] }).notNull(),
+    /** The user granted, suspended or reinstated; the reconciliation run started. */
+    targetId: text("target_id").notNull(),
+    /** JSON object: what the action said (amount and reason, reason, trigger). */
+    detail: text("detail").notNull(),
+    /** The X-Request-Id of the request that acted, to find it in the logs. */
+    requestId: text("request_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("admin_audit_created_idx").on(t.createdAt, t.id)],
+);
+
 export type UserRow = typeof users.$inferSelect;
 export type ChatRow = typeof chats.$inferSelect;
 export type ChatMemberRow = typeof chatMembers.$inferSelect;

@@ -56,6 +56,14 @@ const configSchema = z
       });
     }
     if (vars.ENVIRONMENT === "local") return;
+    // Outside local, admins are made only by an operator (`npm run admin`), never by registering an address.
+    if (vars.ADMIN_EMAILS.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["ADMIN_EMAILS"],
+        message: "must be empty outside local; make admins with `npm run admin -- grant --env <env> --email …`",
+      });
+    }
     const weak = (secret: string) => secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32;
     if (weak(vars.JWT_SECRET ?? "")) {
       ctx.addIssue({

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   invalid_token: 401,
   token_expired: 401,
   invalid_credentials: 401,
+  session_ended: 401,
   insufficient_permissions: 403,
   recipient_blocked: 403,
   account_suspended: 403,

@@ -6,14 +6,19 @@ import { ID_PATTERN } from "./ids";
 import type { AuthUser } from "./types";
 
 /**
- * Access tokens: HS256 JWTs, 15 minutes, pinned algorithm, issuer and audience checked. Each
+ * Access tokens: HS256 JWTs, 15 minutes, pinned algorithm, issuer and audience (the environment) checked. Each
  * carries `sid`, the refresh-token family (session) it was issued for, so what it opens (a
  * realtime socket) can end with that session; and a `kid` header naming the key that signed it,
  * so a key rotation (README, "Rotating JWT_SECRET") never has to guess which key to try.
  */
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
 export const JWT_ISSUER = "credit-chat";
-export const JWT_AUDIENCE = "credit-chat-api";
+
+/**
+ * The audience names the environment (`credit-chat-api:production`), so a token minted by one
+ * deployment is refused by every other even if they were ever given the same secret by mistake.
+ */
+export const jwtAudience = (environment: Config["environment"]) => `credit-chat-api:${environment}`;
 const ALGORITHM = "HS256" as const;
 
 const kids = new Map<string, Promise<string>>();
@@ -53,7 +58,7 @@ export async function signAccessToken(config: Config, user: AuthUser, now = Date
       iat,
       exp: iat + ACCESS_TOKEN_TTL_SECONDS,
       iss: JWT_ISSUER,
-      aud: JWT_AUDIENCE,
+      aud: jwtAudience(config.environment),
       jti: crypto.randomUUID(),
     },
     key,
@@ -145,7 +150,7 @@ export async function verifyAccessToken(config: Config, token: string, now = Dat
   const audiences = Array.isArray(aud) ? aud : [aud];
   if (
     iss !== JWT_ISSUER ||
-    !audiences.includes(JWT_AUDIENCE) ||
+    !audiences.includes(jwtAudience(config.environment)) ||
     !notAfter(nbf, nowSeconds) ||
     !notAfter(iat, nowSeconds) ||
     typeof sub !== "string" ||

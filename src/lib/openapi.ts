@@ -20,6 +20,20 @@ export const PRODUCTION_WARNING = [
   "**Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.",
 ].join("\n\n");
 
+/**
+ * For the descriptions of the routes that refuse an ended session's access token at once
+ * (README, "Sessions"); every other route accepts it until it expires.
+ */
+export const SESSION_ENDED_NOTE =
+  "**Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).";
+
+/** What every admin route's check does (src/services/admin-access.ts), written once into each. */
+export const ADMIN_CHECK_NOTE = [
+  "**Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).",
+  SESSION_ENDED_NOTE,
+  "Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).",
+].join("\n\n");
+
 /** The document's top-level tags: every operation names one of these (test/openapi.test.ts checks). */
 export const API_TAGS = [
   { name: "Auth", description: "Registration, sign-in, token refresh and sign-out (access JWT + rotating refresh token)." },
@@ -166,6 +180,8 @@ export type RouteOptions = {
   idempotent?: "d1" | "wallet";
   /** Per-minute limits, in order; each documents 429 and the X-RateLimit-* headers on the successes. */
   rateLimit?: readonly RateLimitRule[];
+  /** With `auth: "admin"`: the route lifts the suspension of the path's `userId`; the caller's own is refused (403). */
+  liftsSuspension?: true;
   /** Error statuses the handler's own rules answer, beyond those the options and the input imply. */
   errors?: readonly ErrorStatus[];
 };
@@ -197,7 +213,7 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     statuses.add(403);
     // A wallet-kept outcome answers its key before the admin check (API.md §1): the handler hands
     // the check's refusal to the wallet instead (services/wallets.ts grantCredits).
-    if (options.idempotent !== "wallet") middleware.push(requireAdmin);
+    if (options.idempotent !== "wallet") middleware.push(requireAdmin({ liftsSuspension: options.liftsSuspension === true }));
   }
   const steps: RouteStep[] = [];
   let successHeaders: Record<string, unknown> = {};
@@ -242,7 +258,13 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
   const errorResponses = Object.fromEntries(
     [...statuses].sort().map((status) => [status, { $ref: `#/components/responses/${ERROR_RESPONSE_NAMES[status]}` }]),
   );
-  const description = mutating ? [PRODUCTION_WARNING, route.description].filter(Boolean).join("\n\n") : route.description;
+  const description = [
+    mutating ? PRODUCTION_WARNING : undefined,
+    route.description,
+    options.auth === "admin" ? ADMIN_CHECK_NOTE : undefined,
+  ]
+    .filter(Boolean)
+    .join("\n\n");
   const defined = createRoute({
     ...route,
     ...(request ? { request } : {}),

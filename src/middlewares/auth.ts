@@ -2,6 +2,8 @@ import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "../lib/errors";
 import { verifyAccessToken } from "../lib/jwt";
 import type { AppEnv, AuthUser } from "../lib/types";
+import { assertAdmin } from "../services/admin-access";
+import type { AuditActor } from "../services/audit";
 
 /** Puts the caller of a bearer-token request on the context, or answers 401. */
 export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -13,21 +15,27 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** Why the caller may not use an admin route, or null when they may. */
-export function adminRefusal(user: AuthUser): { code: "insufficient_permissions"; details: string[] } | null {
-  return user.role === "admin" ? null : { code: "insufficient_permissions", details: ["This operation is for admins only"] };
-}
-
-/** After `requireAuth` on routes declared `auth: "admin"`: 403 unless the caller is an admin. */
-export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const refusal = adminRefusal(currentUser(c));
-  if (refusal) throw new ApiError(refusal.code, refusal.details);
-  await next();
-};
+/**
+ * After `requireAuth` on routes declared `auth: "admin"`: the one admin check (services/admin-access.ts),
+ * read from D1 on every request. With `liftsSuspension`, the route lifts the suspension of the
+ * path's `userId`, and the caller's own is refused.
+ */
+export const requireAdmin =
+  (options: { liftsSuspension?: boolean } = {}): MiddlewareHandler<AppEnv> =>
+  async (c, next) => {
+    const caller = currentUser(c);
+    await assertAdmin(c.var.db, caller, { liftsOwnSuspension: options.liftsSuspension && c.req.param("userId") === caller.id });
+    await next();
+  };
 
 /** The caller of a route declared with `auth: "user"` or `"admin"`. */
 export function currentUser(c: Context<AppEnv>): AuthUser {
   const user = c.var.user;
   if (!user) throw new ApiError("authentication_required");
   return user;
+}
+
+/** The caller of an admin route as the audit log records them: who, and through which request. */
+export function currentActor(c: Context<AppEnv>): AuditActor {
+  return { actorId: currentUser(c).id, requestId: c.var.requestId };
 }

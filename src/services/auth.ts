@@ -1,6 +1,7 @@
-import { and, eq, exists, gt, isNotNull, isNull, notExists, type SQL } from "drizzle-orm";
+import { and, eq, exists, gt, isNotNull, isNull, notExists, type SQL, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { Database } from "../db/client";
+import type { Param } from "../db/prepared";
 import { refreshTokens, type UserRow, users } from "../db/schema";
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
@@ -9,7 +10,7 @@ import { ACCESS_TOKEN_TTL_SECONDS, signAccessToken } from "../lib/jwt";
 import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import { hashPassword, verifyPassword } from "./password";
-import { endSessions, sessionEnded } from "./realtime";
+import { endSessions } from "./realtime";
 import { displayNameKey, findUser } from "./users";
 import { openWallet } from "./wallets";
 
@@ -22,8 +23,34 @@ import { openWallet } from "./wallets";
  * family of the user. Access tokens already issued run out on their own, but they carry their
  * family (`sid`), and what they opened ends with it: a revocation closes that session's realtime
  * sockets (4001) in the same request, and no ticket is issued to a revoked session.
+ *
+ * Where it matters, an ended session's access token is refused at once (401 `session_ended`):
+ * routes that move credits, the account routes (logout-all, password, realtime tickets) and admin
+ * routes read `sessionLiveSql` in a D1 round trip they already make. Every other route accepts
+ * the token until it expires, as OAuth access tokens are accepted (README, "Sessions").
  */
 export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+/**
+ * How long a revoked refresh-token row is kept (src/services/maintenance.ts): it is what says its
+ * session ended, so it must outlive every access token of that session (15 minutes, counted from
+ * a refresh that raced the revocation at the latest).
+ */
+export const REVOKED_SESSION_RETENTION_MS = 60 * 60 * 1000;
+
+/** 401 `session_ended`: the session (refresh-token family) of this access token was revoked. */
+export const sessionEnded = () =>
+  new ApiError("session_ended", ["The session of this access token has ended (logout, password change); sign in again"]);
+
+/**
+ * SQL: the session `sessionId` has not ended. A family counts as ended as soon as any of its
+ * tokens is revoked (as `refresh` counts it, so a token issued by a refresh racing the revocation
+ * is ended too). A session with no token row was never revocable and is live (tests seed those).
+ */
+export const sessionLiveSql = (sessionId: Param<string>) =>
+  sql<boolean>`NOT EXISTS (SELECT 1 FROM ${refreshTokens} WHERE ${refreshTokens.familyId} = ${sessionId} AND ${refreshTokens.revokedAt} IS NOT NULL)`.mapWith(
+    Boolean,
+  );
 
 export type Session = { user: UserRow; accessToken: string; refreshToken: string; expiresIn: number };
 
@@ -225,11 +252,22 @@ export async function logout(env: Env, db: Database, caller: AuthUser, refreshTo
 
 /**
  * Log out everywhere: revokes every family of the caller (the caller's own included) and closes
- * all of the caller's sockets. Returns how many sessions were still live. Idempotent.
+ * all of the caller's sockets. Returns how many sessions were still live. 401 `session_ended`
+ * (nothing revoked) when the caller's own session had already ended: the check and the
+ * revocation are one batch, one transaction.
  */
 export async function logoutAll(env: Env, db: Database, caller: AuthUser): Promise<{ revokedSessions: number }> {
   const now = Date.now();
-  const [families] = await db.batch([liveFamiliesOf(db, caller.id, now), revokeAllFamiliesOf(db, caller.id, now)]);
+  const live = sessionLiveSql(caller.sessionId);
+  const [session, families] = await db.batch([
+    db
+      .select({ live: live.as("session_live") })
+      .from(users)
+      .where(eq(users.id, caller.id)),
+    liveFamiliesOf(db, caller.id, now),
+    revokeAllFamiliesOf(db, caller.id, now, live),
+  ]);
+  if (!session[0]?.live) throw session[0] ? sessionEnded() : accountGone();
   const familyIds = families.map((family) => family.familyId);
   await endSessions(env, caller.id, [...familyIds, caller.sessionId], { everySocket: true });
   return { revokedSessions: familyIds.length };
@@ -249,9 +287,15 @@ export async function changePassword(
   caller: AuthUser,
   input: { currentPassword: string; newPassword: string },
 ): Promise<Session> {
-  const user = await findUser(db, caller.id);
+  const found = await db
+    .select({ user: users, sessionLive: sessionLiveSql(caller.sessionId) })
+    .from(users)
+    .where(eq(users.id, caller.id))
+    .get();
+  const user = found?.user;
   const matches = await verifyPassword(input.currentPassword, user?.passwordHash);
-  if (!user) throw new ApiError("invalid_token", ["The account of this access token no longer exists"]);
+  if (!user) throw accountGone();
+  if (!found.sessionLive) throw sessionEnded();
   if (!matches) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
 
   const now = Date.now();
@@ -281,12 +325,13 @@ export async function changePassword(
   return issueSession(db, config, { ...user, passwordHash });
 }
 
-/** 401 `invalid_token` when the caller's session (refresh-token family) has been revoked. */
+/** 401 `session_ended` when the caller's session (refresh-token family) has been revoked. */
 export async function assertSessionLive(db: Database, caller: AuthUser): Promise<void> {
-  const revoked = await db
-    .select({ id: refreshTokens.id })
-    .from(refreshTokens)
-    .where(and(eq(refreshTokens.familyId, caller.sessionId), isNotNull(refreshTokens.revokedAt)))
+  const row = await db
+    .select({ live: sessionLiveSql(caller.sessionId) })
+    .from(sql`(SELECT 1)`)
     .get();
-  if (revoked) throw sessionEnded();
+  if (!row?.live) throw sessionEnded();
 }
+
+const accountGone = () => new ApiError("invalid_token", ["The account of this access token no longer exists"]);

@@ -1,5 +1,6 @@
 import { IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency";
 import { log } from "../lib/log";
+import { REVOKED_SESSION_RETENTION_MS } from "./auth";
 import { startRun } from "./reconciliation/runs";
 
 /**
@@ -24,9 +25,11 @@ export type PurgeCounts = { idempotencyKeys: number; refreshTokens: number };
 /**
  * Rows that can go, each with the condition that makes it useless:
  * - `idempotency_keys` older than the retention (API.md: at least 24 h), in flight or not;
- * - `refresh_tokens` expired (unusable whatever their state) or revoked (their family is ended:
- *   presenting one is 401 with or without the row). A used token that has not expired stays: it
- *   is what detects the reuse of a stolen token and revokes its family.
+ * - `refresh_tokens` expired (unusable whatever their state) or revoked for longer than
+ *   REVOKED_SESSION_RETENTION_MS (their family is ended: presenting one is 401 with or without the
+ *   row, but until every access token of the session has expired the row is what refuses them
+ *   with 401 `session_ended`). A used token that has not expired stays: it is what detects the
+ *   reuse of a stolen token and revokes its family.
  */
 export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> {
   const idempotencyKeys = await purgeInBatches(
@@ -39,18 +42,21 @@ export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> 
     env,
     `DELETE FROM refresh_tokens WHERE id IN
        (SELECT id FROM refresh_tokens WHERE expires_at <= ?1
-        UNION SELECT id FROM refresh_tokens WHERE revoked_at IS NOT NULL AND revoked_at <= ?1
+        UNION SELECT id FROM refresh_tokens WHERE revoked_at IS NOT NULL AND revoked_at <= ?2
         LIMIT ${PURGE_BATCH})`,
     now,
+    now - REVOKED_SESSION_RETENTION_MS,
   );
   return { idempotencyKeys, refreshTokens };
 }
 
-async function purgeInBatches(env: Env, statement: string, bound: number): Promise<number> {
+async function purgeInBatches(env: Env, statement: string, ...bounds: number[]): Promise<number> {
   const deadline = Date.now() + PURGE_TIME_BUDGET_MS;
   let total = 0;
   for (let i = 0; i < PURGE_MAX_BATCHES; i += 1) {
-    const result = await env.DB.prepare(statement).bind(bound).run();
+    const result = await env.DB.prepare(statement)
+      .bind(...bounds)
+      .run();
     total += result.meta.changes;
     if (result.meta.changes < PURGE_BATCH || Date.now() >= deadline) break;
   }

@@ -4,11 +4,14 @@ import {
   type TicketRefusal,
   USER_ID_HEADER,
 } from "../durable-objects/realtime/realtime-do";
+import type { Config } from "../lib/config";
+import { fromBase64Url, toBase64Url } from "../lib/encoding";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
 import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
+import { sessionEnded } from "./auth";
 
 /**
  * Realtime push: connection tickets, the WebSocket upgrade, `publish`, which fans an event out
@@ -33,47 +36,85 @@ export const requestWaitUntil =
 const realtimeStub = (env: Env, userId: string) => env.REALTIME.get(env.REALTIME.idFromName(userId));
 
 /**
- * A ticket is `<userId>.<secret>`: the user id routes the upgrade to that user's object (ids are
- * not secret); the 32 random bytes are the credential, stored only as their SHA-256 there, with
- * the session of the access token that asked (its socket ends with that session). Single use
- * comes from the object deleting it on use, which a signed self-contained token could not give.
- * 401 `invalid_token` when that session has already ended.
+ * A ticket is `<userId>.<expiresAt ms>.<nonce>.<mac>`, the mac an HMAC-SHA256 of the rest under a
+ * key derived from JWT_SECRET for tickets only (`ticketKey`). The Worker verifies it before any
+ * object is touched, so a forged or expired ticket costs no Durable Object call and creates no
+ * storage; the user id routes a genuine one to that user's object, which keeps its SHA-256 with
+ * the session of the access token that asked (its socket ends with that session) and deletes it on
+ * use: single use is the object's, which no self-contained token could give.
+ * 401 `session_ended` when that session has already ended.
  */
-export async function issueTicket(env: Env, caller: Pick<AuthUser, "id" | "sessionId">, now = Date.now()) {
-  const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
-  const stored = await realtimeStub(env, caller.id).issueTicket(
-    await sha256Hex(secret),
-    caller.sessionId,
-    now + TICKET_TTL_SECONDS * 1000,
-    now,
-  );
+export async function issueTicket(
+  env: Env,
+  config: Config,
+  caller: Pick<AuthUser, "id" | "sessionId">,
+  now = Date.now(),
+): Promise<{ ticket: string; expiresIn: number }> {
+  const expiresAt = now + TICKET_TTL_SECONDS * 1000;
+  const payload = `${caller.id}.${expiresAt}.${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
+  const mac = await crypto.subtle.sign("HMAC", await ticketKey(config.jwtSecret), utf8.encode(payload));
+  const ticket = `${payload}.${toBase64Url(new Uint8Array(mac))}`;
+  const stored = await realtimeStub(env, caller.id).issueTicket(await sha256Hex(ticket), caller.sessionId, expiresAt, now);
   if (!stored) throw sessionEnded();
-  return { ticket: `${caller.id}.${secret}`, expiresIn: TICKET_TTL_SECONDS };
+  return { ticket, expiresIn: TICKET_TTL_SECONDS };
 }
 
-export const sessionEnded = () => new ApiError("invalid_token", ["The session of this access token has ended; sign in again"]);
+const utf8 = new TextEncoder();
+const TICKET_SHAPE = /^([0-9a-f]{24})\.(\d{13,15})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
+const ticketKeys = new Map<string, Promise<CryptoKey>>();
+
+/**
+ * The ticket key of a secret: HMAC-SHA256(secret, a label naming tickets), so a ticket mac is never
+ * a valid signature of anything else made with JWT_SECRET (an access token) and the other way round.
+ */
+function ticketKey(secret: string): Promise<CryptoKey> {
+  let key = ticketKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle
+      .importKey("raw", utf8.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"])
+      .then((master) => crypto.subtle.sign("HMAC", master, utf8.encode("credit-chat realtime ticket key v1")))
+      .then((derived) => crypto.subtle.importKey("raw", derived, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]));
+    key.catch(() => ticketKeys.delete(secret));
+    ticketKeys.set(secret, key);
+  }
+  return key;
+}
+
+/**
+ * The user a ticket was issued to, once its mac holds under JWT_SECRET (or JWT_SECRET_PREVIOUS
+ * during a rotation) and it has not expired; 401 `invalid_token` otherwise. Touches no object.
+ */
+async function verifyTicket(config: Config, ticket: string, now: number): Promise<string> {
+  const match = TICKET_SHAPE.exec(ticket);
+  const mac = match && fromBase64Url(match[4]!);
+  if (!match || !mac) throw new ApiError("invalid_token", ["The ticket is malformed"]);
+  const payload = utf8.encode(ticket.slice(0, ticket.lastIndexOf(".")));
+  let genuine = false;
+  for (const secret of [config.jwtSecret, config.jwtPreviousSecret]) {
+    if (secret !== null && !genuine) genuine = await crypto.subtle.verify("HMAC", await ticketKey(secret), mac, payload);
+  }
+  if (!genuine) throw new ApiError("invalid_token", ["The ticket is not one this server issued"]);
+  if (Number(match[2]) <= now) throw new ApiError("invalid_token", ["The ticket has expired; request a new one"]);
+  return match[1]!;
+}
 
 /**
  * Opens the WebSocket for a ticket: the 101 response of the user's object, which closes the
  * user's oldest connections past `maxConnections` and has marked the user connected (presence,
  * src/services/presence.ts) before answering. A missing ticket is 401 `authentication_required`;
- * a malformed, unknown, used or expired one is 401 `invalid_token`; presence that could not be
- * recorded is 500 with the ticket still usable.
+ * a malformed, forged or expired one is 401 `invalid_token` from the Worker alone; an unknown or
+ * used one is 401 `invalid_token` from the object; presence that could not be recorded is 500
+ * with the ticket still usable.
  */
-export async function connect(env: Env, ticket: string | undefined, maxConnections: number): Promise<Response> {
+export async function connect(env: Env, config: Config, ticket: string | undefined, now = Date.now()): Promise<Response> {
   if (!ticket)
     throw new ApiError("authentication_required", ["Request a ticket with POST /api/v1/realtime/tickets, then pass ?ticket="]);
-  const dot = ticket.indexOf(".");
-  const userId = ticket.slice(0, dot);
-  const secret = ticket.slice(dot + 1);
-  if (dot < 0 || !ID_PATTERN.test(userId) || !/^[A-Za-z0-9_-]{43}$/.test(secret)) {
-    throw new ApiError("invalid_token", ["The ticket is malformed"]);
-  }
+  const userId = await verifyTicket(config, ticket, now);
   const response = await realtimeStub(env, userId).fetch("https://realtime.internal/connect", {
     headers: {
       Upgrade: "websocket",
-      [TICKET_HASH_HEADER]: await sha256Hex(secret),
-      [MAX_CONNECTIONS_HEADER]: String(maxConnections),
+      [TICKET_HASH_HEADER]: await sha256Hex(ticket),
+      [MAX_CONNECTIONS_HEADER]: String(config.realtimeMaxConnections),
       [USER_ID_HEADER]: userId,
     },
   });
@@ -163,11 +204,4 @@ function logFailure(events: RealtimeEvent | readonly RealtimeEvent[], target: st
 async function sha256Hex(text: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
 }

@@ -9,6 +9,7 @@ import { ApiError } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
 import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
+import { sessionEnded, sessionLiveSql } from "./auth";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
 import { isConnectedSql } from "./presence";
@@ -33,7 +34,8 @@ export type TransferAnswer = { reply: StoredReply; rateLimit: RateLimitDecision 
 /**
  * Everything a transfer's checks read, as ONE row built once per database and bound per request:
  * the sender's status, whether the recipient exists and blocked the sender, the pair's direct chat
- * id, and who of the two has an open socket (realtime presence). No row: the sender is gone.
+ * id, who of the two has an open socket (realtime presence), and whether the caller's session is
+ * live (an ended one is refused at once: README, "Sessions"). No row: the sender is gone.
  */
 const preparedTransferChecks = preparedPerDatabase((db) => {
   const [senderId, recipientId] = [sql.placeholder("senderId"), sql.placeholder("recipientId")];
@@ -43,6 +45,7 @@ const preparedTransferChecks = preparedPerDatabase((db) => {
     >`(SELECT ${chats.id} FROM ${chats} WHERE ${chats.directKey} = ${sql.placeholder("directKey")})`.as("direct_chat_id"),
     senderConnected: isConnectedSql(senderId).as("sender_connected") as SQL.Aliased<boolean>,
     recipientConnected: isConnectedSql(recipientId).as("recipient_connected") as SQL.Aliased<boolean>,
+    sessionLive: sessionLiveSql(sql.placeholder("sessionId")).as("session_live") as SQL.Aliased<boolean>,
   }).facts.prepare();
 });
 
@@ -56,6 +59,7 @@ export async function executeTransfer(
   env: Env,
   config: Config,
   senderId: string,
+  sessionId: string,
   body: TransferRequest,
   idempotencyKey: string | null,
   waitUntil: WaitUntil,
@@ -73,7 +77,7 @@ export async function executeTransfer(
           await requestFingerprint("POST", TRANSFER_PATH, input),
           `transfer:${senderId}`,
         );
-  const values = { senderId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
+  const values = { senderId, sessionId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
   const checks = preparedTransferChecks(db);
   const facts = registration
     ? await batchPrepared(db, [checks, ...registration.queries] as const, { ...values, ...registration.values }).then(
@@ -121,16 +125,20 @@ export async function executeTransfer(
 }
 
 /**
- * The refusal a new request gets before any money moves, in API.md's order: 400 (amount over
- * MAX_TRANSFER_AMOUNT, paying yourself), then 403 `account_suspended`, 404 `user_not_found`,
- * 403 `recipient_blocked`. Null when the request may go on.
+ * The refusal a new request gets before any money moves, in API.md's order: 401 `session_ended`
+ * (the caller's session ended), 400 (amount over MAX_TRANSFER_AMOUNT, paying yourself), then 403
+ * `account_suspended`, 404 `user_not_found`, 403 `recipient_blocked`. Null when the request may go on.
  */
 function preCheckRefusal(
   config: Config,
   senderId: string,
   input: { recipientId: string; amount: number },
-  facts: Parameters<typeof assertSendToFacts>[0],
+  facts: (Parameters<typeof assertSendToFacts>[0] & { sessionLive: boolean }) | undefined,
 ): PreCheckRefusal | null {
+  if (facts && !facts.sessionLive) {
+    const ended = sessionEnded();
+    return { code: ended.code, details: ended.details };
+  }
   const problems: string[] = [];
   if (input.amount > config.maxTransferAmount) problems.push(`amount: must be at most ${config.maxTransferAmount}`);
   if (input.recipientId === senderId) problems.push("recipientId: cannot be yourself");

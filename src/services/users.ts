@@ -4,9 +4,10 @@ import type { Database } from "../db/client";
 import { type Param, preparedPerDatabase } from "../db/prepared";
 import { blocks, type UserRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
-import { ApiError } from "../lib/errors";
+import { ApiError, invariant } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
 import { toUser, type User } from "../schemas/user";
+import { type AuditActor, auditInsert } from "./audit";
 import { closeForSuspension } from "./realtime";
 
 /** Display names are compared and searched in this form (users.display_name_key). */
@@ -171,27 +172,36 @@ export async function unblockUser(db: Database, blockerId: string, blockedId: st
 }
 
 /**
- * Suspends (`reason` given) or reinstates (`reason` null) a user; idempotent. Admins cannot
- * suspend themselves, so the last admin cannot lock the product's operators out by accident.
- * A suspension closes every realtime socket of the user (4003) before it answers.
+ * Suspends or reinstates a user; idempotent (a new reason replaces the old). Admins cannot
+ * suspend themselves, so the last admin cannot lock the product's operators out by accident
+ * (lifting one's own suspension is refused by the admin check). The change and its audit entry
+ * are one D1 batch. A suspension closes every realtime socket of the user (4003) before it answers.
  */
 export async function setSuspension(
   env: Env,
   db: Database,
-  adminId: string,
+  actor: AuditActor,
   userId: string,
-  reason: string | null,
+  change: { suspended: boolean; reason: string | null },
 ): Promise<UserRow> {
-  if (reason !== null && adminId === userId) throw refuseSelf("suspend");
+  if (change.suspended && actor.actorId === userId) throw refuseSelf("suspend");
   await getUserOrThrow(db, userId);
-  const row = await db
-    .update(users)
-    .set({ status: reason === null ? "active" : "suspended", suspendedReason: reason })
-    .where(eq(users.id, userId))
-    .returning()
-    .get();
-  if (!row) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
-  if (reason !== null) await closeForSuspension(env, userId);
+  const [rows] = await db.batch([
+    db
+      .update(users)
+      .set({ status: change.suspended ? "suspended" : "active", suspendedReason: change.suspended ? change.reason : null })
+      .where(eq(users.id, userId))
+      .returning(),
+    auditInsert(db, actor, {
+      action: change.suspended ? "suspension" : "reinstatement",
+      targetId: userId,
+      detail: { reason: change.reason },
+    }),
+  ]);
+  // Users are never deleted, and this one was read just before.
+  const row = rows[0];
+  invariant(row, `user ${userId} vanished during its suspension change`);
+  if (change.suspended) await closeForSuspension(env, userId);
   return row;
 }
 

@@ -76,7 +76,7 @@ describe("realtime sockets end with their session", () => {
       assertOk(await person.client.POST("/api/v1/auth/logout", { body: { refreshToken: person.refreshToken } }), 200);
       await expectClosed(phone, 4001, "session_ended", since);
       await expectOpen(laptop);
-      assertError(await person.client.POST("/api/v1/realtime/tickets"), 401, "invalid_token");
+      assertError(await person.client.POST("/api/v1/realtime/tickets"), 401, "session_ended");
     } finally {
       laptop.socket.close();
     }

@@ -129,12 +129,12 @@ describe("a run over many pages", () => {
     for (const [i, person] of people.entries()) await sent(person, people[(i + 1) % people.length]!, 3 + i);
     await rowsOf(people[4]!.id, "UPDATE wallet SET balance = balance + 2");
     const pages = { walletsPerPage: 3 };
-    const clean = await startRun(env, "manual", admin.id, Date.now(), pages);
+    const clean = await startRun(env, "manual", { actorId: admin.id, requestId: "test" }, Date.now(), pages);
     await waitForRun(clean.run.id);
     const uninterrupted = await getRun(env, clean.run.id);
     expect(uninterrupted.pagesDone).toBeGreaterThanOrEqual(4);
 
-    const restarted = await startRun(env, "manual", admin.id, Date.now(), pages);
+    const restarted = await startRun(env, "manual", { actorId: admin.id, requestId: "test" }, Date.now(), pages);
     await using instance = await introspectWorkflowInstance(env.RECONCILIATION, restarted.run.id);
     await instance.waitForStepResult({ name: "page 2" });
     await (await env.RECONCILIATION.get(restarted.run.id)).restart();

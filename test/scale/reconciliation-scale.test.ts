@@ -155,7 +155,7 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
     const admin = await seedUser({ role: "admin" });
 
     const runStart = Date.now();
-    const { run } = await startRun(env, "manual", admin.id);
+    const { run } = await startRun(env, "manual", { actorId: admin.id, requestId: "test" });
     await using instance = await introspectWorkflowInstance(env.RECONCILIATION, run.id);
     await instance.waitForStatus("complete");
     const runMs = Date.now() - runStart;

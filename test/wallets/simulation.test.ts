@@ -38,11 +38,15 @@ import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-sch
 import { FAULT_POINTS, IN_FLIGHT_MS, MAX_RETRY_DELAY_MS, type StoredReply } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { ApiError } from "../../src/lib/errors";
+import { newId } from "../../src/lib/ids";
 import { reconcile } from "../../src/services/reconciliation/runs";
 import { executeTransfer, type TransferAnswer } from "../../src/services/transfers";
 import { grantCredits, walletStub } from "../../src/services/wallets";
 import { seedUser } from "../support/users";
 import { inWallet, rowsOf, runRecovery, seedWalletUser } from "../support/wallets";
+
+/** A session with no refresh-token row: never ended, so the pre-check's session fact always holds. */
+const LIVE_SESSION = newId();
 
 const FIXED_SEEDS = [
   1, 20261125, 987654321, 7, 42, 1337, 2024, 31337, 99991, 123456, 271828, 314159, 55555, 8675309, 4242, 11, 23, 777, 1001, 65537,
@@ -176,7 +180,7 @@ async function simulate(seed: number, ops: number) {
 
   const attempt = async (senderId: string, body: Body, key: string | null) => {
     try {
-      return await executeTransfer(env, config, senderId, body, key, ignoreWaitUntil);
+      return await executeTransfer(env, config, senderId, LIVE_SESSION, body, key, ignoreWaitUntil);
     } catch (error) {
       if (error instanceof ApiError && error.code !== "internal_error") throw error;
       return error as Error;
@@ -289,7 +293,7 @@ async function simulate(seed: number, ops: number) {
           : { recipientId: "64d15f9e2e6c8f4d5a000000", amount, note };
         const badKey = r.chance(0.5) ? `bad-${seed}-${keySeq++}` : null;
         tasks.push(async () => {
-          const error = await executeTransfer(env, config, senderId, bad, badKey, ignoreWaitUntil).then(
+          const error = await executeTransfer(env, config, senderId, LIVE_SESSION, bad, badKey, ignoreWaitUntil).then(
             () => null,
             (e: unknown) => e,
           );

@@ -18,11 +18,7 @@ const messagesOf = async (transferId: string) =>
   (await env.DB.prepare("SELECT id FROM messages WHERE transfer_id = ?").bind(transferId).all()).results;
 
 const directChats = async (a: string, b: string) =>
-  (
-    await env.DB.prepare("SELECT id FROM chats WHERE direct_key = ?")
-      .bind([a, b].sort().join(":"))
-      .all()
-  ).results;
+  (await env.DB.prepare("SELECT id FROM chats WHERE direct_key = ?").bind([a, b].sort().join(":")).all()).results;
 
 describe("a hung recipient delays only its own transfers", () => {
   it("the sender's other transfers post while one recipient never answers; that one answers 202 after the timeout and recovery ends it", async () => {
@@ -38,7 +34,9 @@ describe("a hung recipient delays only its own transfers", () => {
     // Give the hung one a head start so it is in flight (or in the same group) before the others.
     await new Promise((resolve) => setTimeout(resolve, 50));
     const toCarol = await Promise.all(
-      [1, 2, 3].map((amount) => transfer(alice.token, { recipientId: carol.id, amount }).then((res) => ({ res, at: Date.now() - started }))),
+      [1, 2, 3].map((amount) =>
+        transfer(alice.token, { recipientId: carol.id, amount }).then((res) => ({ res, at: Date.now() - started })),
+      ),
     );
     for (const { res, at } of toCarol) {
       expect(res.status).toBe(201);
@@ -64,7 +62,10 @@ describe("one poison transfer never fails the others", () => {
     const bob = await seedWalletUser();
     const carol = await seedWalletUser();
     const answers = await withTriggers(
-      { poison_transfer_message: "BEFORE INSERT ON messages WHEN NEW.transfer_amount = 13 BEGIN SELECT RAISE(ABORT, 'poison'); END" },
+      {
+        poison_transfer_message:
+          "BEFORE INSERT ON messages WHEN NEW.transfer_amount = 13 BEGIN SELECT RAISE(ABORT, 'poison'); END",
+      },
       async () => {
         await inWallet(alice.id, (wallet) => wallet.holdGroups());
         const pending = [
@@ -157,7 +158,9 @@ describe("the alarm is idle between due times", () => {
   it("refuses a TRANSFER_VOID_AFTER_SECONDS at or above the key retention (every transfer must end while its key is kept)", async () => {
     const res = await call("GET", "/health", { vars: { TRANSFER_VOID_AFTER_SECONDS: String(IDEMPOTENCY_RETENTION_MS / 1000) } });
     expectError(res, 500, "internal_error");
-    const ok = await call("GET", "/health", { vars: { TRANSFER_VOID_AFTER_SECONDS: String(IDEMPOTENCY_RETENTION_MS / 1000 - 1) } });
+    const ok = await call("GET", "/health", {
+      vars: { TRANSFER_VOID_AFTER_SECONDS: String(IDEMPOTENCY_RETENTION_MS / 1000 - 1) },
+    });
     expect(ok.status).toBe(200);
   });
 });

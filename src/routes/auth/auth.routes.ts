@@ -1,4 +1,4 @@
-import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { defineRoute, jsonSuccess, SESSION_ENDED_NOTE } from "../../lib/openapi";
 import {
   changePasswordBodySchema,
   loginBodySchema,
@@ -23,7 +23,7 @@ export const register = defineRoute(
     tags: TAGS,
     summary: "Register a new user",
     description: [
-      "Creates an account and signs it in. Emails are unique case-insensitively (409 `already_exists`); emails listed in `ADMIN_EMAILS` register as admins. The new wallet receives the `SIGNUP_CREDITS` welcome grant.",
+      "Creates an account and signs it in. Emails are unique case-insensitively (409 `already_exists`); nobody becomes an admin by registering (an operator makes admins with `npm run admin`; only local development also promotes the emails listed in `ADMIN_EMAILS`). The new wallet receives the `SIGNUP_CREDITS` welcome grant.",
       "Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.",
       IP_LIMIT,
     ].join("\n\n"),
@@ -87,7 +87,7 @@ export const logout = defineRoute(
     tags: TAGS,
     summary: "Sign out of a session",
     description:
-      "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.",
+      "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token is refused at once (401 `session_ended`) where it matters — credit transfers, grants, logout-all, password change, realtime tickets and admin routes — and elsewhere still reads until it expires (15 minutes); clients drop it.",
     request: {
       body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
     },
@@ -96,8 +96,10 @@ export const logout = defineRoute(
   { auth: "user" },
 );
 
-const SESSION_END =
-  "Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).";
+const SESSION_END = [
+  "Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer. Their access tokens are refused at once (401 `session_ended`) on credit transfers, grants, logout-all, password change, realtime tickets and admin routes; other routes accept them until they expire (15 minutes).",
+  SESSION_ENDED_NOTE,
+].join("\n\n");
 
 export const logoutAll = defineRoute(
   {
@@ -107,7 +109,7 @@ export const logoutAll = defineRoute(
     tags: TAGS,
     summary: "Sign out of every session",
     description: [
-      "Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.",
+      "Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Revoking and checking this token's session are one transaction: called again with the same (now ended) access token it is 401 `session_ended` and changes nothing.",
       SESSION_END,
     ].join("\n\n"),
     responses: { 200: jsonSuccess(logoutAllResultSchema, 200, "Every session of the caller is revoked") },

@@ -11,7 +11,7 @@ export const realtimeRouter = createRouter()
   .openapi(routes.createTicket, async (c) => {
     const caller = currentUser(c);
     await assertSessionLive(c.var.db, caller);
-    const issued = await issueTicket(c.env, caller);
+    const issued = await issueTicket(c.env, c.var.config, caller);
     const url = new URL("/api/v1/realtime", c.req.url);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("ticket", issued.ticket);
@@ -22,7 +22,7 @@ export const realtimeRouter = createRouter()
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
       throw new ApiError("upgrade_required", ["Open this URL as a WebSocket (Upgrade: websocket)"], { Upgrade: "websocket" });
     }
-    return connect(c.env, c.req.valid("query").ticket, c.var.config.realtimeMaxConnections);
+    return connect(c.env, c.var.config, c.req.valid("query").ticket);
   });
 
 // The frames are no route's JSON body, so zod-openapi would not register them on its own; the

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { defineRoute, jsonSuccess, SESSION_ENDED_NOTE } from "../../lib/openapi";
 import { REALTIME_CLOSE_CODES, ticketSchema } from "../../schemas/realtime";
 
 const TAGS = ["Realtime"];
@@ -16,8 +16,9 @@ export const createTicket = defineRoute(
     summary: "Create a realtime connection ticket",
     description: [
       "Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.",
-      "A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.",
-      "The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.",
+      "A ticket is signed by the server (an HMAC the Worker checks before anything else, so a forged one costs nothing) and works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.",
+      "The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends.",
+      SESSION_ENDED_NOTE,
     ].join("\n\n"),
     responses: { 201: jsonSuccess(ticketSchema, 201, "A single-use ticket, valid for `expiresIn` seconds") },
   },
@@ -33,7 +34,7 @@ export const connect = defineRoute(
     summary: "Open the realtime WebSocket",
     description: [
       "Upgrades to a WebSocket (send `Upgrade: websocket`) that pushes the caller's events as they commit. Open one per device; every connection of a user receives every event of that user.",
-      "**Refusals** (JSON envelope, no upgrade): no `Upgrade: websocket` header → 426 `upgrade_required` (the ticket is not consumed); no `ticket` → 401 `authentication_required`; a malformed, unknown, already used or expired ticket → 401 `invalid_token`.",
+      "**Refusals** (JSON envelope, no upgrade): no `Upgrade: websocket` header → 426 `upgrade_required` (the ticket is not consumed); no `ticket` → 401 `authentication_required`; a malformed, forged, unknown, already used or expired ticket → 401 `invalid_token` (a malformed, forged or expired one is refused before any server-side state is touched).",
       "**Server → client** frames are JSON text `{type, data, at}` (`at`: ISO-8601 send time), schema `RealtimeFrame`:",
       "- `message.created`, `message.updated`, `message.deleted` — `data`: `Message`; to every member of the chat (sender's other devices included).",
       "- `chat.read` — `data`: `{chatId, userId, lastReadSeq}`; to every member of the chat when one moves their read marker.",

@@ -1,6 +1,6 @@
 import { createRouter } from "../../lib/create-router";
 import { ok } from "../../lib/envelope";
-import { currentUser } from "../../middlewares/auth";
+import { currentActor, currentUser } from "../../middlewares/auth";
 import * as users from "../../services/users";
 import * as routes from "./users.routes";
 
@@ -28,12 +28,15 @@ export const usersRouter = createRouter()
     return ok(c, state, 200);
   })
   .openapi(routes.suspend, async (c) => {
-    const admin = currentUser(c);
-    const row = await users.setSuspension(c.env, c.var.db, admin.id, c.req.valid("param").userId, c.req.valid("json").reason);
-    return ok(c, users.userAsSeenBy(admin, row), 200);
+    const { userId } = c.req.valid("param");
+    const change = { suspended: true, reason: c.req.valid("json").reason };
+    const row = await users.setSuspension(c.env, c.var.db, currentActor(c), userId, change);
+    return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
   })
   .openapi(routes.reinstate, async (c) => {
-    const admin = currentUser(c);
-    const row = await users.setSuspension(c.env, c.var.db, admin.id, c.req.valid("param").userId, null);
-    return ok(c, users.userAsSeenBy(admin, row), 200);
+    const { userId } = c.req.valid("param");
+    // The body is optional; its reason, when given, is kept in the audit log.
+    const change = { suspended: false, reason: c.req.valid("json")?.reason || null };
+    const row = await users.setSuspension(c.env, c.var.db, currentActor(c), userId, change);
+    return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
   });

@@ -170,12 +170,13 @@ export const reinstate = defineRoute(
     operationId: "reinstateUser",
     tags: ADMIN_TAGS,
     summary: "Lift a user's suspension",
-    description: "Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.",
+    description:
+      "Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent. Nobody lifts their own suspension: 403 `insufficient_permissions`, suspended or not. The optional `reason` is kept in the audit log.",
     request: {
       params: userIdParams,
       body: { required: false, content: { "application/json": { schema: reinstateBodySchema } } },
     },
     responses: { 200: jsonSuccess(userSchema, 200, "The user, active again") },
   },
-  { auth: "admin", errors: [404] },
+  { auth: "admin", liftsSuspension: true, errors: [404] },
 );

@@ -5,7 +5,9 @@ import { ok } from "../../lib/envelope";
 import { REPLAYED_HEADER } from "../../lib/idempotency";
 import { rateLimitHeaders } from "../../lib/sliding-window";
 import type { AppEnv } from "../../lib/types";
-import { adminRefusal, currentUser } from "../../middlewares/auth";
+import { currentActor, currentUser } from "../../middlewares/auth";
+import { adminRefusal } from "../../services/admin-access";
+import { recordGrant } from "../../services/audit";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions } from "../../services/wallets";
@@ -26,10 +28,12 @@ function storedReply(c: Context<AppEnv>, reply: StoredReply): never {
 // and answers a stored one before any check (the transfer's rate limit is counted there too).
 export const walletsRouter = createRouter()
   .openapi(routes.sendCreditTransfer, async (c) => {
+    const sender = currentUser(c);
     const answer = await executeTransfer(
       c.env,
       c.var.config,
-      currentUser(c).id,
+      sender.id,
+      sender.sessionId,
       c.req.valid("json"),
       c.var.idempotencyKey,
       requestWaitUntil(c),
@@ -50,14 +54,16 @@ export const walletsRouter = createRouter()
   .openapi(routes.grantCredits, async (c) => {
     const { userId } = c.req.valid("param");
     const admin = currentUser(c);
+    const body = c.req.valid("json");
     const reply = await grantCredits(
       c.env,
       c.var.config,
-      { adminId: admin.id, refusal: adminRefusal(admin) },
+      { adminId: admin.id, refusal: await adminRefusal(c.var.db, admin) },
       userId,
-      c.req.valid("json"),
+      body,
       c.var.idempotencyKey,
       requestWaitUntil(c),
     );
+    if (reply.status === 201) await recordGrant(c.var.db, currentActor(c), JSON.parse(reply.body).data, body.reason);
     return storedReply(c, reply);
   });

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
-import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { defineRoute, jsonSuccess, SESSION_ENDED_NOTE } from "../../lib/openapi";
 import {
   grantRequestSchema,
   grantSchema,
@@ -32,6 +32,7 @@ export const sendCreditTransfer = defineRoute(
       "202 `pending`: the debit happened but the recipient's credit or the message could not complete within the request (the recipient's wallet or the database slow or unreachable). The body is the transfer with `status: \"pending\"` and its `transferId`; it ends later as posted or voided by itself (`GET /api/v1/wallets/me/transfers/{transferId}`, realtime frames), and a retry with the same key answers its state then. Never send it again with a new key: that would be a second payment. A 5xx means the wallet could not answer at all: retry with the same key.",
       "Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.",
       "`senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.",
+      `${SESSION_ENDED_NOTE} Like every refusal before execution, it comes after a stored outcome: a key used before the session ended still replays.`,
     ].join("\n\n"),
     request: {
       body: json(transferRequestSchema),

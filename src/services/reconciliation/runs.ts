@@ -1,10 +1,11 @@
-import { and, asc, desc, eq, gte } from "drizzle-orm";
+import { and, asc, desc, eq, gte, sql } from "drizzle-orm";
 import { createDb } from "../../db/client";
 import { reconciliationDiscrepancies, reconciliationRuns } from "../../db/schema";
 import { type Config, getConfig } from "../../lib/config";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import type { DiscrepancyKind, Reconciliation, ReconciliationRun } from "../../schemas/wallet";
+import { type AuditActor, auditInsertWhere } from "../audit";
 import { inFlightAt } from "./checks";
 import { type RunParams, runReconciliation } from "./run";
 
@@ -38,12 +39,14 @@ export function runParams(config: Config, runId: string, now: number): RunParams
 /**
  * Starts a run, or answers the one already running (`created: false`). A row left `running` by an
  * instance that no longer runs (terminated, errored without reaching its own failure step) is
- * closed as failed first, so it cannot block runs forever.
+ * closed as failed first, so it cannot block runs forever. A run an admin started (`startedBy`;
+ * null: the schedule) is recorded in the audit log in the batch that records the run, and only
+ * if it did.
  */
 export async function startRun(
   env: Env,
   trigger: Trigger,
-  startedBy: string | null,
+  startedBy: AuditActor | null,
   now = Date.now(),
   tuning: Pick<RunParams, "walletsPerPage"> = {},
 ): Promise<{ run: ReconciliationRun; created: boolean }> {
@@ -52,11 +55,30 @@ export async function startRun(
   if (running) return { run: await toRun(env, running), created: false };
   const runId = newId(now);
   const params = { ...runParams(getConfig(env), runId, now), ...tuning };
-  const inserted = await db
+  const insertRun = db
     .insert(reconciliationRuns)
-    .values({ id: runId, status: "running", trigger, startedBy, startedAt: now, cutoffAt: params.cutoffAt })
+    .values({
+      id: runId,
+      status: "running",
+      trigger,
+      startedBy: startedBy?.actorId ?? null,
+      startedAt: now,
+      cutoffAt: params.cutoffAt,
+    })
     .onConflictDoNothing()
     .returning();
+  const [inserted] = startedBy
+    ? await db.batch([
+        insertRun,
+        auditInsertWhere(
+          db,
+          startedBy,
+          { action: "reconciliation_start", targetId: runId, detail: { trigger } },
+          sql`EXISTS (SELECT 1 FROM ${reconciliationRuns} WHERE ${reconciliationRuns.id} = ${runId})`,
+          now,
+        ),
+      ])
+    : [await insertRun];
   if (inserted.length === 0) {
     // Another start won the race for the one running slot.
     const winner = await runningRun(env, now);
@@ -178,12 +200,12 @@ async function latestCompleted(env: Env, since = 0): Promise<RunRow | undefined>
  */
 export async function latestReport(
   env: Env,
-  adminId: string,
+  admin: AuditActor,
   now = Date.now(),
 ): Promise<{ status: 200; report: Reconciliation } | { status: 202; run: ReconciliationRun }> {
   const fresh = await latestCompleted(env, now - REPORT_FRESH_MS);
   if (fresh) return { status: 200, report: toReport(await toRun(env, fresh)) };
-  const { run } = await startRun(env, "auto", adminId, now);
+  const { run } = await startRun(env, "auto", admin, now);
   const deadline = Date.now() + REPORT_WAIT_MS;
   let current = run;
   while (current.status === "running" && Date.now() < deadline) {

@@ -4,6 +4,36 @@
  */
 
 export interface paths {
+    "/api/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the admin audit log
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`) and reconciliation start (`reconciliation_start`), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the `X-Request-Id` of the request (`requestId`). Entries are never changed or removed.
+         *
+         *     Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         */
+        get: operations["listAdminAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/reconciliation": {
         parameters: {
             query?: never;
@@ -20,6 +50,12 @@ export interface paths {
          *     With no completed run in the last 24 hours, this starts one (or joins the one running) and waits up to 20 seconds: 200 with its report if it completes in time; otherwise 200 with the latest older report, and when there has never been one, 202 with the run (`ReconciliationRun`) to follow at `GET /api/v1/admin/reconciliations/{runId}`.
          *
          *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getLatestReconciliation"];
         put?: never;
@@ -50,6 +86,12 @@ export interface paths {
          *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/reconciliations/{runId}`. One run at a time: while one is running, this answers 200 with that run and starts nothing.
          *
          *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["startReconciliation"];
         delete?: never;
@@ -70,6 +112,12 @@ export interface paths {
          * @description Admins only (403 `insufficient_permissions` otherwise).
          *
          *     A run's progress while it runs (`walletsChecked`, `pagesDone`, discrepancies confirmed so far) and its report once `completed`; a `failed` run says why in `error`. 404 `not_found` for an unknown run.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getReconciliationRun"];
         put?: never;
@@ -96,6 +144,12 @@ export interface paths {
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
          *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["suspendUser"];
         /**
@@ -104,7 +158,13 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent.
+         *     Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent. Nobody lifts their own suspension: 403 `insufficient_permissions`, suspended or not. The optional `reason` is kept in the audit log.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         delete: operations["reinstateUser"];
         options?: never;
@@ -130,6 +190,12 @@ export interface paths {
          *     Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.
          *
          *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["grantCredits"];
         delete?: never;
@@ -181,7 +247,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token stays valid until it expires (15 minutes) but gets no realtime ticket any more; clients drop it.
+         *     Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token is refused at once (401 `session_ended`) where it matters — credit transfers, grants, logout-all, password change, realtime tickets and admin routes — and elsewhere still reads until it expires (15 minutes); clients drop it.
          */
         post: operations["logOut"];
         delete?: never;
@@ -205,9 +271,11 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Idempotent: calling it again answers 200 with `revokedSessions: 0`.
+         *     Log out everywhere: revokes every refresh-token family (session) of the caller, the one of this access token included, so every device must sign in again. No request body. Revoking and checking this token's session are one transaction: called again with the same (now ended) access token it is 401 `session_ended` and changes nothing.
          *
-         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer. Their access tokens are refused at once (401 `session_ended`) on credit transfers, grants, logout-all, password change, realtime tickets and admin routes; other routes accept them until they expire (15 minutes).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          */
         post: operations["logOutAll"];
         delete?: never;
@@ -233,7 +301,9 @@ export interface paths {
          *
          *     Replaces the caller's password and answers a fresh session pair (like sign-in), which is then the caller's only session: every other session, the one of this access token included, is revoked. A wrong `currentPassword` is 401 `invalid_credentials` (checked with the same constant-time work as sign-in); `newPassword` follows the registration rules (8..128 characters, else 400 `validation_failed`).
          *
-         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer, and their access tokens, which stay valid for HTTP until they expire (15 minutes), get no realtime ticket any more (401 `invalid_token`).
+         *     Every realtime socket of the revoked sessions is closed with code 4001 `session_ended` before the answer. Their access tokens are refused at once (401 `session_ended`) on credit transfers, grants, logout-all, password change, realtime tickets and admin routes; other routes accept them until they expire (15 minutes).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
          *     Rate limited like sign-in: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per account per sliding minute, successful or not, and per client IP (`RATE_LIMIT_AUTH_IP_PER_MINUTE`, default 300). Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over a limit: 429 `rate_limited` with `Retry-After`.
          */
@@ -285,7 +355,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Creates an account and signs it in. Emails are unique case-insensitively (409 `already_exists`); emails listed in `ADMIN_EMAILS` register as admins. The new wallet receives the `SIGNUP_CREDITS` welcome grant.
+         *     Creates an account and signs it in. Emails are unique case-insensitively (409 `already_exists`); nobody becomes an admin by registering (an operator makes admins with `npm run admin`; only local development also promotes the emails listed in `ADMIN_EMAILS`). The new wallet receives the `SIGNUP_CREDITS` welcome grant.
          *
          *     Validation (400 `validation_failed`, one `field: message` per problem): `email` a valid address of at most 254 characters; `password` 8..128 characters; `displayName` 1..64 characters after trimming.
          *
@@ -524,6 +594,8 @@ export interface paths {
          *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.
          *
          *     `senderBalance` is the sender's balance right after this debit, `recipientBalance` the recipient's right after this credit.
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes). Like every refusal before execution, it comes after a stored outcome: a key used before the session ended still replays.
          */
         post: operations["sendCreditTransfer"];
         delete?: never;
@@ -543,7 +615,7 @@ export interface paths {
          * Open the realtime WebSocket
          * @description Upgrades to a WebSocket (send `Upgrade: websocket`) that pushes the caller's events as they commit. Open one per device; every connection of a user receives every event of that user.
          *
-         *     **Refusals** (JSON envelope, no upgrade): no `Upgrade: websocket` header → 426 `upgrade_required` (the ticket is not consumed); no `ticket` → 401 `authentication_required`; a malformed, unknown, already used or expired ticket → 401 `invalid_token`.
+         *     **Refusals** (JSON envelope, no upgrade): no `Upgrade: websocket` header → 426 `upgrade_required` (the ticket is not consumed); no `ticket` → 401 `authentication_required`; a malformed, forged, unknown, already used or expired ticket → 401 `invalid_token` (a malformed, forged or expired one is refused before any server-side state is touched).
          *
          *     **Server → client** frames are JSON text `{type, data, at}` (`at`: ISO-8601 send time), schema `RealtimeFrame`:
          *
@@ -587,9 +659,11 @@ export interface paths {
          *
          *     Browsers cannot send an `Authorization` header when opening a WebSocket, so the client first trades its access token for a ticket here, then opens `GET /api/v1/realtime?ticket=<ticket>` within 60 seconds.
          *
-         *     A ticket works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.
+         *     A ticket is signed by the server (an HMAC the Worker checks before anything else, so a forged one costs nothing) and works once: it is consumed by the first upgrade that presents it, even when several race. Only its SHA-256 is stored. No request body.
          *
-         *     The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends. An access token whose session was already revoked (logout, logout-all, password change, refresh-token reuse) gets no ticket: 401 `invalid_token`.
+         *     The socket it opens belongs to the session (refresh-token family) of this access token and is closed when that session ends.
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          */
         post: operations["createRealtimeTicket"];
         delete?: never;
@@ -869,6 +943,45 @@ export interface components {
              * @example 64d15f9e2e6c8f4d5a123456
              */
             userId: string;
+        };
+        AuditEntry: {
+            /**
+             * @example grant
+             * @enum {string}
+             */
+            action: "grant" | "suspension" | "reinstatement" | "reconciliation_start";
+            /**
+             * @description The admin who acted.
+             * @example 64d15f9e2e6c8f4d5a000001
+             */
+            actorId: string;
+            /** @example 2026-01-15T10:30:00.000Z */
+            createdAt: string;
+            /**
+             * @description What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it).
+             * @example {
+             *       "amount": 500,
+             *       "reason": "Launch bonus"
+             *     }
+             */
+            detail: {
+                [key: string]: string | number | null;
+            };
+            /**
+             * @description For a grant, the grant's own id.
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /**
+             * @description The `X-Request-Id` of the request that acted.
+             * @example 5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f
+             */
+            requestId: string;
+            /**
+             * @description The user granted, suspended or reinstated; the reconciliation run started.
+             * @example 64d15f9e2e6c8f4d5a654321
+             */
+            targetId: string;
         };
         BlockState: {
             /** @example true */
@@ -2039,6 +2152,47 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listAdminAudit: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Page size, 1..100 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of audit entries, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            items: components["schemas"]["AuditEntry"][];
+                            nextCursor: string | null;
+                        };
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
     getLatestReconciliation: {
         parameters: {
             query?: never;

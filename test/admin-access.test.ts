@@ -1,0 +1,86 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { call, expectError } from "./support/http";
+import { logoutAll, registerSession } from "./support/sessions";
+import { seedUser } from "./support/users";
+
+/**
+ * The admin check (API.md "Admins"; src/services/admin-access.ts): read from D1 on every admin
+ * request, whatever the token's `role` claim says.
+ */
+const suspend = (token: string, userId: string, reason = "abuse") =>
+  call("POST", `/api/v1/admin/users/${userId}/suspension`, { token, body: { reason } });
+const reinstate = (token: string, userId: string) => call("DELETE", `/api/v1/admin/users/${userId}/suspension`, { token });
+const setRole = (userId: string, role: "user" | "admin") =>
+  env.DB.prepare("UPDATE users SET role = ? WHERE id = ?").bind(role, userId).run();
+
+/** Every admin route, as one request each by `token` on `userId`. */
+const adminRequests = (token: string, userId: string) => [
+  call("GET", "/api/v1/admin/audit", { token }),
+  call("GET", `/api/v1/admin/reconciliations/${userId}`, { token }),
+  call("POST", `/api/v1/admin/wallets/${userId}/grants`, { token, body: { amount: 5, reason: "check" } }),
+  suspend(token, userId),
+  reinstate(token, userId),
+];
+
+describe("the admin check", () => {
+  it("a suspended admin is refused on every admin route with 403 account_suspended", async () => {
+    const boss = await seedUser({ role: "admin" });
+    const suspendedAdmin = await seedUser({ role: "admin" });
+    const target = await seedUser();
+    expect((await suspend(boss.token, suspendedAdmin.id)).status).toBe(200);
+    for (const res of await Promise.all(adminRequests(suspendedAdmin.token, target.id))) {
+      expectError(res, 403, "account_suspended");
+    }
+    // Nothing was done on its behalf.
+    expect((await call("GET", `/api/v1/users/${target.id}`, { token: boss.token })).json.data.status).toBe("active");
+  });
+
+  it("nobody lifts their own suspension: 403 insufficient_permissions, and the suspension stays", async () => {
+    const boss = await seedUser({ role: "admin" });
+    const suspendedAdmin = await seedUser({ role: "admin" });
+    expect((await suspend(boss.token, suspendedAdmin.id)).status).toBe(200);
+    const own = expectError(await reinstate(suspendedAdmin.token, suspendedAdmin.id), 403, "insufficient_permissions");
+    expect(own.errors.join(" ")).toMatch(/own suspension/);
+    expect((await call("GET", "/api/v1/users/me", { token: suspendedAdmin.token })).json.data.status).toBe("suspended");
+    // An active admin may not "lift" theirs either; another admin lifts it.
+    expectError(await reinstate(boss.token, boss.id), 403, "insufficient_permissions");
+    expect((await reinstate(boss.token, suspendedAdmin.id)).status).toBe(200);
+    expect((await call("GET", "/api/v1/admin/audit", { token: suspendedAdmin.token })).status).toBe(200);
+  });
+
+  it("the role is read from D1: a token that says admin stops working the moment the role is revoked, and the other way round", async () => {
+    const former = await seedUser({ role: "admin" });
+    expect((await call("GET", "/api/v1/admin/audit", { token: former.token })).status).toBe(200);
+    await setRole(former.id, "user");
+    expectError(await call("GET", "/api/v1/admin/audit", { token: former.token }), 403, "insufficient_permissions");
+    // Made admin out of band (npm run admin): no new token needed.
+    const promoted = await seedUser();
+    expectError(await call("GET", "/api/v1/admin/audit", { token: promoted.token }), 403, "insufficient_permissions");
+    await setRole(promoted.id, "admin");
+    expect((await call("GET", "/api/v1/admin/audit", { token: promoted.token })).status).toBe(200);
+  });
+
+  it("a non-admin is 403 insufficient_permissions before validation, suspended or not", async () => {
+    const user = await seedUser();
+    const suspendedUser = await seedUser({ status: "suspended" });
+    for (const who of [user, suspendedUser]) {
+      for (const res of await Promise.all(adminRequests(who.token, user.id))) expectError(res, 403, "insufficient_permissions");
+      expectError(await call("GET", "/api/v1/admin/audit?limit=0", { token: who.token }), 403, "insufficient_permissions");
+    }
+  });
+
+  it("an admin whose session ended is 401 session_ended on admin routes, and its token still reads elsewhere", async () => {
+    const session = await registerSession();
+    await setRole(session.user.id, "admin");
+    const target = await seedUser();
+    expect((await call("GET", "/api/v1/admin/audit", { token: session.accessToken })).status).toBe(200);
+    expect((await logoutAll(session.accessToken)).status).toBe(200);
+    for (const res of await Promise.all(adminRequests(session.accessToken, target.id))) {
+      expectError(res, 401, "session_ended");
+    }
+    expect((await call("GET", "/api/v1/users/me", { token: session.accessToken })).status).toBe(200);
+    const audit = await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_audit WHERE actor_id = ?").bind(session.user.id).first();
+    expect(audit?.n).toBe(0);
+  });
+});

@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { request } from "node:http";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { promisify } from "node:util";
+import { admin, assertError, assertOk, BASE_URL, registerUser } from "./support/client.ts";
+
+/**
+ * Issue 23 over HTTP: an admin made out of band by the operator command, the admin check read
+ * from the database (a suspended admin, one's own suspension), the audit log, ended sessions
+ * refused where credits move, and forged realtime tickets.
+ */
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const PERSIST_DIR = process.env.E2E_PERSIST_DIR ?? "";
+
+/** `npm run admin -- grant --env local --email …` against the running server's local D1. */
+async function makeAdmin(email: string) {
+  assert.ok(PERSIST_DIR, "E2E_PERSIST_DIR is not set: run the suite with `npm run test:e2e`");
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ["scripts/admin.ts", "grant", "--env", "local", "--email", email, "--persist-to", PERSIST_DIR],
+    { cwd: ROOT },
+  );
+  assert.match(stdout, /is now role=admin/);
+}
+
+/** A WebSocket upgrade request answered without an upgrade: its status and JSON body. */
+function refusedUpgrade(ticket: string): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(`/api/v1/realtime?ticket=${encodeURIComponent(ticket)}`, BASE_URL);
+    const req = request(url, {
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": Buffer.from(randomUUID().slice(0, 16)).toString("base64"),
+      },
+    });
+    req.on("upgrade", (_res, socket) => {
+      socket.destroy();
+      reject(new Error("the forged ticket opened a socket"));
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.on("data", (chunk) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(body) }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("admins, the audit log and ended sessions over HTTP", () => {
+  it("an admin made with npm run admin grants; the grant is in GET /admin/audit once; suspended, it is refused and cannot lift its own suspension", async () => {
+    const boss = await admin();
+    const second = await registerUser("Second Admin");
+    const payee = await registerUser("Payee");
+    assertError(await second.client.GET("/api/v1/admin/audit", { params: { query: {} } }), 403, "insufficient_permissions");
+    await makeAdmin(second.email);
+
+    // The same access token: the role is read from the database on every admin request.
+    const key = randomUUID();
+    const grant = () =>
+      second.client.POST("/api/v1/admin/wallets/{userId}/grants", {
+        params: { path: { userId: payee.id } },
+        body: { amount: 40, reason: "Welcome aboard" },
+        headers: { "Idempotency-Key": key },
+      });
+    const first = await grant();
+    const granted = assertOk(first, 201);
+    const replay = await grant();
+    assert.equal(replay.response.headers.get("Idempotent-Replayed"), "true");
+
+    const page = assertOk(await boss.GET("/api/v1/admin/audit", { params: { query: { limit: 100 } } }), 200);
+    const mine = page.items.filter((entry) => entry.actorId === second.id);
+    assert.deepEqual(
+      mine.map(({ id, action, targetId, detail, requestId }) => ({ id, action, targetId, detail, requestId })),
+      [
+        {
+          id: granted.grantId,
+          action: "grant",
+          targetId: payee.id,
+          detail: { amount: 40, reason: "Welcome aboard" },
+          requestId: first.response.headers.get("X-Request-Id"),
+        },
+      ],
+    );
+
+    assertOk(
+      await boss.POST("/api/v1/admin/users/{userId}/suspension", {
+        params: { path: { userId: second.id } },
+        body: { reason: "Granted without a ticket" },
+      }),
+      200,
+    );
+    assertError(await second.client.GET("/api/v1/admin/audit", { params: { query: {} } }), 403, "account_suspended");
+    assertError(await grant(), 403, "account_suspended");
+    assertError(
+      await second.client.DELETE("/api/v1/admin/users/{userId}/suspension", { params: { path: { userId: second.id } } }),
+      403,
+      "insufficient_permissions",
+    );
+    const after = assertOk(await boss.GET("/api/v1/admin/audit", { params: { query: { limit: 2 } } }), 200);
+    assert.deepEqual(
+      after.items.map(({ action, targetId }) => ({ action, targetId })),
+      [
+        { action: "suspension", targetId: second.id },
+        { action: "grant", targetId: payee.id },
+      ],
+    );
+  });
+
+  it("after logout-all the old access token's transfer is 401 session_ended, while GET /users/me still answers 200", async () => {
+    const sender = await registerUser("Ended Sender");
+    const recipient = await registerUser("Ended Recipient");
+    assertOk(await sender.client.POST("/api/v1/auth/logout-all"), 200);
+    assertError(
+      await sender.client.POST("/api/v1/messages/credit-transfer", { body: { recipientId: recipient.id, amount: 5 } }),
+      401,
+      "session_ended",
+    );
+    assertError(await sender.client.POST("/api/v1/realtime/tickets"), 401, "session_ended");
+    assert.equal(assertOk(await sender.client.GET("/api/v1/users/me"), 200).id, sender.id);
+    assert.equal(assertOk(await sender.client.GET("/api/v1/wallets/me"), 200).balance, 100);
+  });
+
+  it("a forged realtime ticket is 401 invalid_token, and no socket opens", async () => {
+    const victim = await registerUser("Forged Victim");
+    const someone = await registerUser("Ticket Holder");
+    const [, expiresAt, nonce, mac] = assertOk(await someone.client.POST("/api/v1/realtime/tickets"), 201).ticket.split(".");
+    assertError(await refusedUpgrade(`${victim.id}.${"A".repeat(43)}`), 401, "invalid_token");
+    // Someone's genuine ticket pointed at the victim: its signature no longer holds, which the Worker checks itself.
+    const retargeted = assertError(await refusedUpgrade(`${victim.id}.${expiresAt}.${nonce}.${mac}`), 401, "invalid_token");
+    assert.match(retargeted.errors?.[1] ?? "", /not one this server issued/);
+  });
+});
