@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { createDb } from "../src/db/client";
+import { writePresence } from "../src/db/presence";
 import { realtimePresence } from "../src/db/schema";
 import {
   MAX_CONNECTIONS_HEADER,
@@ -11,7 +12,6 @@ import {
   USER_ID_HEADER,
 } from "../src/durable-objects/realtime/realtime-do";
 import { REALTIME_CLOSE_CODES } from "../src/schemas/realtime";
-import { writePresence } from "../src/services/presence";
 import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { closeSocketsAfterEach, openSocket, ticketFor, upgrade } from "./support/realtime";

@@ -5,6 +5,7 @@ import { insertWhere } from "../db/insert-where";
 import { adminAudit } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { newId } from "../lib/ids";
+import { log } from "../lib/log";
 import type { AuditAction, AuditDetail, AuditEntry } from "../schemas/audit";
 
 /**
@@ -61,15 +62,7 @@ export async function recordGrant(
   } catch (error) {
     // The credits moved: a 500 now would tell a client without a key to grant again. The log line
     // carries the whole entry, and a replay of the grant's key writes the row.
-    console.error(
-      JSON.stringify({
-        level: "error",
-        event: "audit_write_failed",
-        ...actor,
-        ...record,
-        error: error instanceof Error ? error.message : String(error),
-      }),
-    );
+    log.error("audit_write_failed", { ...actor, ...record, error });
   }
 }
 

@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
+import { connectedMembersQuery, isConnectedSql } from "../db/presence";
 import { type ChatMemberRow, type ChatRow, chatMembers, chats, type MessageRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
@@ -11,7 +12,6 @@ import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
 import { type Message, toMessage } from "../schemas/message";
 import { blockedInDirectChatSql, directChatStatements, directKeyOf, isMemberSql } from "./membership";
 import { appendMessage, lastMessagesQuery } from "./messages";
-import { connectedMembersQuery, isConnectedSql } from "./presence";
 import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**

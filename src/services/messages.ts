@@ -20,6 +20,7 @@ import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
+import { connectedMembersQuery, isConnected } from "../db/presence";
 import { chatMembers, chats, type MessageRow, messages, realtimePresence, type UserRow, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { successBody } from "../lib/envelope";
@@ -39,7 +40,6 @@ import {
   restoreBatchOutcome,
 } from "./idempotency";
 import { blockedInDirectChatSql, directChatStatements, isMemberSql } from "./membership";
-import { connectedMembersQuery, isConnected } from "./presence";
 import { assertActiveUser, assertMaySend, assertSendToFacts, canSendToSql, isActiveSql, recipientBlocked } from "./users";
 
 /**

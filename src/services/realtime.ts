@@ -101,7 +101,7 @@ async function verifyTicket(config: Config, ticket: string, now: number): Promis
 /**
  * Opens the WebSocket for a ticket: the 101 response of the user's object, which closes the
  * user's oldest connections past `maxConnections` and has marked the user connected (presence,
- * src/services/presence.ts) before answering. A missing ticket is 401 `authentication_required`;
+ * src/db/presence.ts) before answering. A missing ticket is 401 `authentication_required`;
  * a malformed, forged or expired one is 401 `invalid_token` from the Worker alone; an unknown or
  * used one is 401 `invalid_token` from the object; presence that could not be recorded is 500
  * with the ticket still usable.
@@ -152,7 +152,7 @@ export async function closeForSuspension(env: Env, userId: string): Promise<numb
  * throws and never delays the caller: a user who misses a frame catches up over HTTP.
  *
  * Each listed user costs one RealtimeDO call, socket or not, so the hot paths list only the users
- * presence says are connected (transfers, message sends: src/services/presence.ts), which keeps
+ * presence says are connected (transfers, message sends: src/db/presence.ts), which keeps
  * the guarantee that a socket opened before the request began gets its frames. Other callers list
  * everybody concerned.
  */

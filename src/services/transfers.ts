@@ -1,6 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import { createDb } from "../db/client";
 import { batchPrepared, preparedPerDatabase } from "../db/prepared";
+import { isConnectedSql } from "../db/presence";
 import { chats } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { PreCheckRefusal, StoredReply } from "../durable-objects/wallet/wallet-types";
@@ -12,7 +13,6 @@ import type { TransferRequest } from "../schemas/wallet";
 import { sessionEnded, sessionLiveSql } from "./auth";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
-import { isConnectedSql } from "./presence";
 import type { WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
 import { assertSendToFacts, canSendToSql } from "./users";

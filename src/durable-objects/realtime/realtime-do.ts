@@ -1,11 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
 import { createDb } from "../../db/client";
+import { writePresence } from "../../db/presence";
 import { invariant } from "../../lib/errors";
 import { ID_PATTERN } from "../../lib/ids";
 import { ACCESS_TOKEN_TTL_SECONDS } from "../../lib/jwt";
 import { log } from "../../lib/log";
 import { REALTIME_CLOSE_CODES } from "../../schemas/realtime";
-import { writePresence } from "../../services/presence";
 
 /** The exact client ping text the runtime answers itself, without waking a hibernated object. */
 export const PING_FRAME = '{"type":"ping"}';
@@ -53,7 +53,7 @@ const sessionTag = (sessionId: string) => `session:${sessionId}`;
  * ticket, tagged `session:<id>`; it is closed with 4001 when that session ends, 4003 when the
  * user is suspended, 4008 when a newer one exceeds the cap (REALTIME_CLOSE_CODES).
  *
- * It is also the only writer of the user's presence row in D1 (src/services/presence.ts): connected
+ * It is also the only writer of the user's presence row in D1 (src/db/presence.ts): connected
  * before an upgrade answers, disconnected when the last socket goes (docs/realtime.md, "Presence").
  */
 export class RealtimeDO extends DurableObject<Env> {

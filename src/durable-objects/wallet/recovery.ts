@@ -1,4 +1,5 @@
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
+import { log } from "../../lib/log";
 import type { ProtocolHooks, WalletEffects } from "./effects";
 import type { Finisher } from "./finisher";
 import { RECOVERY_SQL, type TransferOutRow } from "./wallet-schema";
@@ -91,12 +92,5 @@ export class Recovery {
 }
 
 export function logRecoveryFailure(transferId: string, error: unknown): void {
-  console.error(
-    JSON.stringify({
-      level: "error",
-      event: "transfer_recovery_failed",
-      transferId,
-      message: error instanceof Error ? error.message : String(error),
-    }),
-  );
+  log.error("transfer_recovery_failed", { transferId, error });
 }

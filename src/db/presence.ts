@@ -1,7 +1,7 @@
 import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
-import type { Database } from "../db/client";
-import type { Param } from "../db/prepared";
-import { chatMembers, realtimePresence } from "../db/schema";
+import type { Database } from "./client";
+import type { Param } from "./prepared";
+import { chatMembers, realtimePresence } from "./schema";
 
 /**
  * Realtime presence (docs/realtime.md, "Presence"): whether a user has an open socket, kept in
