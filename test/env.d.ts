@@ -8,8 +8,18 @@ declare global {
       /** Injected by vitest.config.ts: wrangler.toml's local, dev and production environments as wrangler resolves them. */
       TEST_WRANGLER_ENVIRONMENTS: Record<
         "local" | "dev" | "production",
-        { name: string; workersDev: boolean | undefined; routes: unknown[]; route: unknown; vars: Record<string, unknown> }
+        {
+          name: string;
+          workersDev: boolean | undefined;
+          routes: unknown[];
+          route: unknown;
+          vars: Record<string, unknown>;
+          ratelimits: { name: string; namespace_id: string; simple: { limit: number; period: number } }[];
+        }
       >;
+      /** Injected by vitest.config.ts: a Rate Limiting binding with a small limit (TEST_TIGHT_BUDGET_LIMIT per minute). */
+      TEST_TIGHT_BUDGET: RateLimit;
+      TEST_TIGHT_BUDGET_LIMIT: number;
     }
   }
 }
