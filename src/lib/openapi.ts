@@ -201,10 +201,8 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
  * production warning on mutating operations. Every operation names its `operationId`.
  */
 export function defineRoute<const R extends RouteConfig & { operationId: string }>(route: R, options: RouteOptions) {
-  const statuses = new Set<ErrorStatus>();
-  statuses.add(500);
-  // The coarse budgets (per client address, per user when signed in) are on every route.
-  statuses.add(429);
+  // 429: the coarse budgets (per client address, and per user when signed in) are on every route.
+  const statuses = new Set<ErrorStatus>([429, 500]);
   const middleware = [];
   if (options.auth !== "none") {
     statuses.add(401);
@@ -222,8 +220,7 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     headersSchema = idempotencyHeadersSchema;
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
-  // In order: the key's parsing, the budgets (they let a held key through to its stored outcome,
-  // and look it up only then), the D1 key store, the exact limits.
+  // The key's parsing, the budgets (a held key goes on to its stored outcome), the D1 key store, the exact limits.
   const steps: RouteStep[] = [
     ...(options.idempotent ? [parseKeyStep] : []),
     budgetStep,
