@@ -10,17 +10,20 @@ function wranglerEnvironments() {
   return Object.fromEntries(
     (["local", "dev", "production"] as const).map((name) => {
       const config = unstable_readConfig({ config: "./wrangler.toml", env: name === "local" ? undefined : name });
-      const { workers_dev: workersDev, routes = [], route = null, vars } = config;
+      const { workers_dev: workersDev, routes = [], route = null, vars, ratelimits } = config;
       // Bindings must be plain JSON: an absent id is left out, not undefined.
       const d1Databases = config.d1_databases.map(({ binding, database_name, database_id }: D1Binding) => ({
         binding,
         ...(database_name === undefined ? {} : { database_name }),
         ...(database_id === undefined ? {} : { database_id }),
       }));
-      return [name, { name: config.name, workersDev, routes, route, vars, d1Databases }];
+      return [name, { name: config.name, workersDev, routes, route, vars, d1Databases, ratelimits }];
     }),
   );
 }
+
+/** The limit of the TEST_TIGHT_BUDGET binding (test/budgets.test.ts reads it as a binding too). */
+const TIGHT_BUDGET = 3;
 
 /** The Workers pool: the product's entry plus TestWalletDO, real D1 with migrations, real Durable Objects. */
 export async function workersPlugin() {
@@ -36,9 +39,18 @@ export async function workersPlugin() {
         RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
         REALTIME: { className: "RealtimeDO", useSQLite: true },
       },
+      // The coarse budgets (wrangler.toml [[ratelimits]]) raised for the suite, which sends thousands
+      // of requests per user and, mostly without CF-Connecting-IP, from one address; the budget path
+      // still runs on every request. test/budgets.test.ts swaps in TEST_TIGHT_BUDGET per request.
+      ratelimits: {
+        USER_BUDGET: { namespace_id: "1001", simple: { limit: 1_000_000_000, period: 60 } },
+        ADDRESS_BUDGET: { namespace_id: "1002", simple: { limit: 1_000_000_000, period: 60 } },
+        TEST_TIGHT_BUDGET: { namespace_id: "9001", simple: { limit: TIGHT_BUDGET, period: 60 } },
+      },
       bindings: {
         TEST_MIGRATIONS: migrations,
         TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
+        TEST_TIGHT_BUDGET_LIMIT: TIGHT_BUDGET,
         // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
         WALLET_SIM_SEED: process.env.WALLET_SIM_SEED ?? "",
         WALLET_SIM_RUNS: process.env.WALLET_SIM_RUNS ?? "",

@@ -6,8 +6,9 @@
  *
  * Talks to a running server over real HTTP and real WebSockets (Node 22's global WebSocket), so
  * it measures the product as clients see it. The caller starts the server (with the message
- * rate limit raised through RATE_LIMIT_MESSAGES_PER_MINUTE / RATE_LIMIT_AUTH_IP_PER_MINUTE, or
- * the limiter is what gets measured) and stops it.
+ * rate limit raised through RATE_LIMIT_MESSAGES_PER_MINUTE / RATE_LIMIT_AUTH_IP_PER_MINUTE and the
+ * request budgets off through RATE_LIMIT_BUDGETS, as BENCH_VARS does, or the limiter is what gets
+ * measured) and stops it.
  *
  *   node bench/realtime-fanout.ts http://127.0.0.1:8787 [members] [rounds]
  *

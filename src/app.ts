@@ -12,10 +12,12 @@ import {
   API_TAGS,
   errorEnvelopeSchema,
   errorResponseComponents,
+  RATE_LIMITS_DESCRIPTION,
   SECURITY_SCHEME_NAME,
 } from "./lib/openapi";
 import type { AppEnv } from "./lib/types";
 import { bodyGuard } from "./middlewares/body-guard";
+import { addressBudget } from "./middlewares/rate-limit";
 import { requestContext } from "./middlewares/request-context";
 import { responseHeaders } from "./middlewares/response-headers";
 import { adminRouter } from "./routes/admin/admin.index";
@@ -51,6 +53,9 @@ export function createApp() {
   app.use("*", responseHeaders);
   app.use("*", requestContext);
   app.use("*", bodyGuard);
+  // The routers' routes count their budgets in a step (lib/openapi.ts); what is served beside them, here.
+  app.use("/openapi.json", addressBudget);
+  app.use("/docs/*", addressBudget);
 
   for (const router of featureRouters) app.route("/", router);
   app.route("/", docsRouter);
@@ -77,6 +82,7 @@ export function createApp() {
     security: [],
     responses: {
       200: { description: "The OpenAPI document", content: { "application/json": { schema: { type: "object" } } } },
+      429: { $ref: "#/components/responses/TooManyRequests" },
       500: { $ref: "#/components/responses/InternalServerError" },
     },
   });
@@ -91,6 +97,7 @@ export function createApp() {
     security: [],
     responses: {
       200: { description: "The playground page", content: { "text/html": { schema: { type: "string" } } } },
+      429: { $ref: "#/components/responses/TooManyRequests" },
       500: { $ref: "#/components/responses/InternalServerError" },
     },
   });
@@ -107,8 +114,10 @@ export function createApp() {
       info: {
         title: "credit-chat API",
         version: pkg.version,
-        description:
+        description: [
           "Chat with money: direct and group chats in which people send each other credits. Every response uses the envelope `{isSuccess, statusCode, data, errors, code?, timestamp}`. A request body is JSON (`application/json`, else 415), at most 64 KiB (else 413) and nested at most 64 levels deep (else 400 `validation_failed`).",
+          RATE_LIMITS_DESCRIPTION,
+        ].join("\n\n"),
         contact: API_CONTACT,
         license: API_LICENSE,
       },

@@ -455,12 +455,19 @@ describe("access tokens", () => {
 });
 
 describe("rate limits on auth", () => {
-  it("sign-in per email: the attempt over the limit is 429 with Retry-After and X-RateLimit-*", async () => {
+  it("failed sign-ins per email and address: the attempt over the limit is 429 with Retry-After and X-RateLimit-*", async () => {
     const email = uniqueEmail("brute");
     await register(email);
-    const vars = { RATE_LIMIT_LOGIN_PER_MINUTE: "3" };
-    const attempt = (password: string, address = ip()) =>
-      call("POST", "/api/v1/auth/login", { body: { email, password }, headers: address, vars });
+    const vars = { RATE_LIMIT_LOGIN_PER_MINUTE: "3", RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE: "100" };
+    const address = ip();
+    const attempt = (password: string, from = address, as = email) =>
+      call("POST", "/api/v1/auth/login", { body: { email: as, password }, headers: from, vars });
+    // A right password is not a failure: it counts nothing.
+    const ok = await attempt(PASSWORD);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("X-RateLimit-Limit")).toBe("3");
+    expect(ok.headers.get("X-RateLimit-Remaining")).toBe("3");
+    expect(ok.headers.get("Retry-After")).toBeNull();
     const remaining: (string | null)[] = [];
     for (let i = 0; i < 3; i++) {
       const res = await attempt("wrong password");
@@ -470,7 +477,7 @@ describe("rate limits on auth", () => {
       expect(Number(res.headers.get("X-RateLimit-Reset"))).toBeGreaterThanOrEqual(1);
     }
     expect(remaining).toEqual(["2", "1", "0"]);
-    // Over the limit, even the right password from another address is refused.
+    // Over the limit, even the right password from that address is refused.
     const limited = await attempt(PASSWORD);
     const body = expectError(limited, 429, "rate_limited");
     expect(body.errors[0]).toBe("Too many requests");
@@ -479,20 +486,38 @@ describe("rate limits on auth", () => {
     expect(limited.headers.get("X-RateLimit-Limit")).toBe("3");
     expect(limited.headers.get("X-RateLimit-Remaining")).toBe("0");
     expect(limited.headers.get("X-RateLimit-Reset")).toBe(String(retryAfter));
-    // The letter case of the email does not open a new bucket; other emails are unaffected.
-    expectError(
-      await call("POST", "/api/v1/auth/login", { body: { email: email.toUpperCase(), password: PASSWORD }, headers: ip(), vars }),
-      429,
-      "rate_limited",
-    );
+    // The letter case of the email does not open a new count; another email from that address has its own.
+    expectError(await attempt(PASSWORD, address, email.toUpperCase()), 429, "rate_limited");
     const other = uniqueEmail("bystander");
     await register(other);
-    const success = await call("POST", "/api/v1/auth/login", { body: { email: other, password: PASSWORD }, headers: ip(), vars });
-    expect(success.status).toBe(200);
-    // Successful responses tell the client where it stands too (the per-email limit, the tighter one).
-    expect(success.headers.get("X-RateLimit-Limit")).toBe("3");
-    expect(success.headers.get("X-RateLimit-Remaining")).toBe("2");
-    expect(success.headers.get("Retry-After")).toBeNull();
+    expect((await attempt(PASSWORD, address, other)).status).toBe(200);
+  });
+
+  it("a stranger's failed sign-ins do not lock the owner out from another address; the per-email ceiling still bites", async () => {
+    const email = uniqueEmail("owner");
+    await register(email);
+    const vars = { RATE_LIMIT_LOGIN_PER_MINUTE: "3", RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE: "7" };
+    const attempt = (password: string, from: Record<string, string>) =>
+      call("POST", "/api/v1/auth/login", { body: { email, password }, headers: from, vars });
+    // The stranger guesses from one IPv6 /64, changing the rest of its address: one count.
+    const stranger = (n: number) => ({ "CF-Connecting-IP": `2001:db8:5:7:${n.toString(16)}::1` });
+    for (let i = 0; i < 3; i++) expectError(await attempt("wrong password", stranger(i)), 401, "invalid_credentials");
+    expectError(await attempt("wrong password", stranger(99)), 429, "rate_limited");
+    // The owner, elsewhere, signs in; a right password is not counted against anyone.
+    const home = ip();
+    for (let i = 0; i < 3; i++) expect((await attempt(PASSWORD, home)).status).toBe(200);
+    // Guesses spread over addresses reach the per-email ceiling (7): then every address waits.
+    for (let i = 0; i < 4; i++) expectError(await attempt("wrong password", ip()), 401, "invalid_credentials");
+    const ceiling = await attempt(PASSWORD, home);
+    expectError(ceiling, 429, "rate_limited");
+    expect(Number(ceiling.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect(ceiling.headers.get("X-RateLimit-Limit")).toBe("7");
+    // A refused attempt counted nothing at the owner's address: it is still clear there.
+    const { RATE_LIMITER } = env;
+    const homeCount = await RATE_LIMITER.get(RATE_LIMITER.idFromName(`signInAddress:${email} ${home["CF-Connecting-IP"]}`)).hit(
+      1_000,
+    );
+    expect(homeCount.remaining).toBe(999);
   });
 
   it("per client IP across register, login and refresh", async () => {

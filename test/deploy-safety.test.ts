@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import packageJson from "../package.json";
+import { BUDGET_PERIOD_SECONDS } from "../src/services/rate-limit";
 
 /**
  * No path from a bare deploy to production (README, "Environments and deploy"): wrangler.toml as
@@ -37,6 +38,25 @@ describe("deploy safety", () => {
     expect(names(dev.vars)).toEqual(names(local.vars));
     expect(names(production.vars)).toEqual(names(local.vars));
     for (const environment of [local, dev, production]) expect(environment.vars.REALTIME_MAX_CONNECTIONS).toBe("10");
+  });
+
+  it("every environment binds both request budgets (not inherited) at the period the 429's Retry-After states, budgets on", () => {
+    const budgets = (environment: typeof local) =>
+      Object.fromEntries(environment.ratelimits.map((binding) => [binding.name, binding]));
+    const namespaces = new Set<string>();
+    for (const environment of [local, dev, production]) {
+      const byName = budgets(environment);
+      expect(Object.keys(byName).sort(), environment.name).toEqual(["ADDRESS_BUDGET", "USER_BUDGET"]);
+      for (const binding of environment.ratelimits) {
+        expect(binding.simple.period, `${environment.name} ${binding.name}`).toBe(BUDGET_PERIOD_SECONDS);
+        namespaces.add(binding.namespace_id);
+      }
+      expect(byName.USER_BUDGET?.simple.limit).toBe(600);
+      expect(byName.ADDRESS_BUDGET?.simple.limit).toBe(3000);
+      expect(environment.vars.RATE_LIMIT_BUDGETS, environment.name).toBe("on");
+    }
+    // One namespace per binding per environment: a shared namespace_id would share the counters.
+    expect(namespaces.size).toBe(6);
   });
 
   it("only a command that names --env production reaches production: every deploy script names its environment", () => {

@@ -15,8 +15,12 @@ declare global {
           route: unknown;
           vars: Record<string, unknown>;
           d1Databases: { binding: string; database_name?: string; database_id?: string }[];
+          ratelimits: { name: string; namespace_id: string; simple: { limit: number; period: number } }[];
         }
       >;
+      /** Injected by vitest.config.ts: a Rate Limiting binding with a small limit (TEST_TIGHT_BUDGET_LIMIT per minute). */
+      TEST_TIGHT_BUDGET: RateLimit;
+      TEST_TIGHT_BUDGET_LIMIT: number;
     }
   }
 }

@@ -101,6 +101,35 @@ describe("OpenAPI document", () => {
     }
   });
 
+  it("documents a 429 on every operation: the envelope with its example, Retry-After, and what the budgets are", async () => {
+    const doc = await document();
+    const missing = operations(doc)
+      .filter(
+        ({ operation }) =>
+          (operation.responses["429"] as { $ref?: string } | undefined)?.$ref !== "#/components/responses/TooManyRequests",
+      )
+      .map(({ path, method }) => `${method} ${path}`);
+    expect(missing).toEqual([]);
+    const tooMany = doc.components.responses.TooManyRequests as unknown as {
+      description: string;
+      headers: Record<string, { schema: { type: string } }>;
+      content: Record<string, { schema: { $ref: string }; example: unknown }>;
+    };
+    expect(tooMany.headers["Retry-After"]?.schema.type).toBe("integer");
+    expect(tooMany.content["application/json"]?.schema.$ref).toBe("#/components/schemas/ErrorEnvelope");
+    expect(tooMany.content["application/json"]?.example).toEqual({
+      isSuccess: false,
+      statusCode: 429,
+      data: null,
+      errors: ["Too many requests"],
+      code: "rate_limited",
+      timestamp: "2026-01-15T10:30:00.000Z",
+    });
+    expect(tooMany.description).toContain("budget");
+    const info = (doc as unknown as { info: { description: string } }).info;
+    expect(info.description).toContain("**Rate limits.**");
+  });
+
   it("documents each error status with the envelope and the seed's example body", async () => {
     const doc = await document();
     const badRequest = doc.components.responses.BadRequest?.content["application/json"]?.example;
@@ -318,7 +347,8 @@ describe("OpenAPI document: what SDK generators, linters and validating proxies 
         for (const [status, response] of successes)
           expect(response.headers?.["Idempotent-Replayed"], `${where} ${status}`).toBeDefined();
       }
-      if (op.responses["429"]) {
+      // Every operation has a 429 (the budgets); those with an exact limit document its headers on every success.
+      if (successes.some(([, response]) => response.headers?.["X-RateLimit-Limit"])) {
         limited.push(where);
         for (const [status, response] of successes) {
           for (const header of ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]) {

@@ -36,9 +36,12 @@ const configSchema = z
     PRODUCTION_BASE_URL: z.url(),
     CORS_ORIGINS: listVar,
     RATE_LIMIT_LOGIN_PER_MINUTE: integerVar(1),
+    RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE: integerVar(1),
     RATE_LIMIT_AUTH_IP_PER_MINUTE: integerVar(1),
     RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
+    // The coarse budgets (USER_BUDGET / ADDRESS_BUDGET bindings); "off" only where nobody is served.
+    RATE_LIMIT_BUDGETS: z.enum(["on", "off"]).default("on"),
     TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
     REALTIME_MAX_CONNECTIONS: integerVar(1),
     // Bounds a group's realtime fan-out and its system-message batches: an owner and one more at least.
@@ -63,6 +66,9 @@ const configSchema = z
         path: ["ADMIN_EMAILS"],
         message: "must be empty outside local; make admins with `npm run admin -- grant --env <env> --email …`",
       });
+    }
+    if (vars.RATE_LIMIT_BUDGETS === "off") {
+      ctx.addIssue({ code: "custom", path: ["RATE_LIMIT_BUDGETS"], message: 'may be "off" only in local' });
     }
     const weak = (secret: string) => secret === LOCAL_JWT_SECRET || new TextEncoder().encode(secret).length < 32;
     if (weak(vars.JWT_SECRET ?? "")) {
@@ -96,9 +102,11 @@ const configSchema = z
     maxGroupMembers: vars.MAX_GROUP_MEMBERS,
     rateLimits: {
       loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
+      loginEmailPerMinute: vars.RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE,
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,
       messagesPerMinute: vars.RATE_LIMIT_MESSAGES_PER_MINUTE,
       transfersPerMinute: vars.RATE_LIMIT_TRANSFERS_PER_MINUTE,
+      budgets: vars.RATE_LIMIT_BUDGETS === "on",
     },
   }));
 

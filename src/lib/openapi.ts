@@ -1,7 +1,7 @@
 import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
 import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
-import { rateLimitStep } from "../middlewares/rate-limit";
+import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
 import { EXAMPLE_TIMESTAMP } from "./envelope";
@@ -123,6 +123,16 @@ export const RATE_LIMIT_RESPONSE_HEADERS = {
   "X-RateLimit-Reset": integerHeader("Seconds until a slot frees up."),
 };
 
+/** What every operation's 429 means (the API description's "Rate limits" says the same at length). */
+export const RATE_LIMITED_DESCRIPTION =
+  "A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every operation counts against the caller's client-address budget, and every authenticated one also against the account's budget; those answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.";
+
+/** The document's own account of the limits (API.md §1), beside each operation's 429. */
+export const RATE_LIMITS_DESCRIPTION = [
+  "**Rate limits.** Every operation has a coarse per-minute budget per client address (`CF-Connecting-IP`; IPv6 addresses counted by their /64), and every authenticated one also a budget per account, so no single address or account can load the shared database for everyone (defaults: 3,000 requests per address and 600 per account per minute). Over a budget: 429 `rate_limited` with `Retry-After` (whole seconds). A request carrying an `Idempotency-Key` whose outcome is stored is answered that outcome even over a budget.",
+  "Exact limits, with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` on every counted answer: failed sign-ins, 10 per email and client address and 50 per email alone (so a stranger's wrong guesses do not lock the owner out of other addresses); 300 register/login/refresh/password-change requests per client address; 10 password changes per account; 120 message sends and 60 credit transfers per user. Each operation's description names its limits and the var that sets each.",
+].join("\n\n");
+
 /** `components.responses` for every error status, registered once by the app. */
 export function errorResponseComponents() {
   return Object.entries(GENERIC_ERROR_MESSAGES).map(([status, message]) => {
@@ -130,7 +140,7 @@ export function errorResponseComponents() {
     return {
       name: ERROR_RESPONSE_NAMES[code],
       response: {
-        description: message,
+        description: code === 429 ? `${message}. ${RATE_LIMITED_DESCRIPTION}` : message,
         ...(code === 429
           ? {
               headers: {
@@ -161,8 +171,11 @@ const toArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [
 
 const MUTATING_METHODS = new Set(["post", "put", "patch", "delete"]);
 
-/** A rate limit counted where the route says: by a middleware (`scope`), or by the wallet object. */
-export type RateLimitRule = RateLimitScope | { scope: RateLimitScope; countedBy: "wallet" };
+/**
+ * An exact per-minute limit counted where the route says: by a step (`scope`; `"signIn"`: failed
+ * sign-ins per email + address and per email), or by the wallet object.
+ */
+export type RateLimitRule = RateLimitScope | "signIn" | { scope: RateLimitScope; countedBy: "wallet" };
 
 export type RouteOptions = {
   /**
@@ -178,7 +191,10 @@ export type RouteOptions = {
    * header with its bounds, `Idempotent-Replayed`, 400 and 409.
    */
   idempotent?: "d1" | "wallet";
-  /** Per-minute limits, in order; each documents 429 and the X-RateLimit-* headers on the successes. */
+  /**
+   * Exact per-minute limits, in order; each documents the X-RateLimit-* headers on the successes.
+   * (Every route also gets the coarse budgets and so documents 429 whatever this says.)
+   */
   rateLimit?: readonly RateLimitRule[];
   /** With `auth: "admin"`: the route lifts the suspension of the path's `userId`; the caller's own is refused (403). */
   liftsSuspension?: true;
@@ -202,8 +218,8 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
  * production warning on mutating operations. Every operation names its `operationId`.
  */
 export function defineRoute<const R extends RouteConfig & { operationId: string }>(route: R, options: RouteOptions) {
-  const statuses = new Set<ErrorStatus>();
-  statuses.add(500);
+  // 429: the coarse budgets (per client address, and per user when signed in) are on every route.
+  const statuses = new Set<ErrorStatus>([429, 500]);
   const middleware = [];
   if (options.auth !== "none") {
     statuses.add(401);
@@ -215,20 +231,23 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     // the check's refusal to the wallet instead (services/wallets.ts grantCredits).
     if (options.idempotent !== "wallet") middleware.push(requireAdmin({ liftsSuspension: options.liftsSuspension === true }));
   }
-  const steps: RouteStep[] = [];
   let successHeaders: Record<string, unknown> = {};
   let headersSchema = route.request?.headers;
   if (options.idempotent) {
     statuses.add(400);
     statuses.add(409);
-    steps.push(parseKeyStep);
-    if (options.idempotent === "d1") steps.push(storedOutcomeStep);
     headersSchema = idempotencyHeadersSchema;
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
+  // The key's parsing, the budgets (a held key goes on to its stored outcome), the D1 key store, the exact limits.
+  const steps: RouteStep[] = [
+    ...(options.idempotent ? [parseKeyStep] : []),
+    budgetStep,
+    ...(options.idempotent === "d1" ? [storedOutcomeStep] : []),
+  ];
   for (const rule of options.rateLimit ?? []) {
-    statuses.add(429);
-    if (typeof rule === "string") steps.push(rateLimitStep(rule));
+    if (rule === "signIn") steps.push(signInStep);
+    else if (typeof rule === "string") steps.push(rateLimitStep(rule));
     successHeaders = { ...successHeaders, ...RATE_LIMIT_RESPONSE_HEADERS };
   }
   const request =

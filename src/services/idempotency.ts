@@ -468,3 +468,23 @@ async function storeOutcome(db: Database, claim: IdempotencyClaim, outcome: Stor
     .get();
   return stored !== undefined;
 }
+
+/**
+ * Whether the caller holds `key` (a live row: an outcome stored, or a request with it in flight),
+ * whichever endpoint used it. A request refused by a coarse budget asks this first, so a retry of
+ * a request that executed still gets its stored answer (API.md §1: a stored outcome answers first).
+ */
+export async function holdsKey(db: Database, userId: string, key: string, now: number = Date.now()): Promise<boolean> {
+  const row = await db
+    .select({ key: idempotencyKeys.key })
+    .from(idempotencyKeys)
+    .where(
+      and(
+        eq(idempotencyKeys.userId, userId),
+        eq(idempotencyKeys.key, key),
+        gte(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS),
+      ),
+    )
+    .get();
+  return row !== undefined;
+}

@@ -1,40 +1,65 @@
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
+import type { RateLimitDecision } from "../lib/sliding-window";
 
 /**
- * The limits of API.md §1, each from its var (see wrangler.toml):
- * - `login`: sign-in attempts per email (every attempt counts, successful or not);
- * - `authIp`: register/login/refresh/password-change requests per client IP (generous: carrier NAT
- *   shares addresses);
+ * The limits of API.md §1, each from its var (see wrangler.toml), counted exactly by a
+ * RateLimiterDO per `<scope>:<key>` (a sliding minute; X-RateLimit-* headers):
+ * - `authIp`: register/login/refresh/password-change requests per client address (generous:
+ *   carrier NAT shares addresses);
  * - `password`: password changes per account, at the sign-in limit (a signed-in caller guessing
  *   the current password is limited like a sign-in);
- * - `messages` / `transfers`: sends per user.
+ * - `messages` / `transfers`: sends per user;
+ * - sign-in (`countSignInAttempt`): failed sign-ins per email and client address together, and
+ *   per email alone with a higher ceiling, so a stranger's wrong guesses from one address do not
+ *   lock the owner out from another; only guesses spread over many addresses reach the ceiling.
+ *
+ * The coarse budgets on every route (`exhaustedBudget`) are Cloudflare's Rate Limiting binding
+ * instead: no object round trip, but it answers only allowed/denied, hence no X-RateLimit-* there.
  */
-export type RateLimitScope = "login" | "authIp" | "password" | "messages" | "transfers";
+export type RateLimitScope = "authIp" | "password" | "messages" | "transfers";
+type CounterScope = RateLimitScope | "signInAddress" | "signInEmail";
 
-const LIMIT_OF: Record<RateLimitScope, (limits: Config["rateLimits"]) => number> = {
-  login: (limits) => limits.loginPerMinute,
+const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> = {
   authIp: (limits) => limits.authIpPerMinute,
   password: (limits) => limits.loginPerMinute,
   messages: (limits) => limits.messagesPerMinute,
   transfers: (limits) => limits.transfersPerMinute,
+  signInAddress: (limits) => limits.loginPerMinute,
+  signInEmail: (limits) => limits.loginEmailPerMinute,
 };
 
 /** The headers every limited response carries (allowed or not). */
 export const RATE_LIMIT_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"] as const;
 export type RateLimitHeaders = Record<(typeof RATE_LIMIT_HEADERS)[number], string>;
 
-/** The client address Cloudflare saw (`CF-Connecting-IP`); requests without one (local tools) share one bucket. */
-export function clientIp(connectingIp: string | undefined): string {
-  return connectingIp?.trim() || "unknown";
-}
-
-const limiterOf = (env: Env, scope: RateLimitScope, key: string) =>
+const limiterOf = (env: Env, scope: CounterScope, key: string) =>
   env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${scope}:${key}`));
 
 /** Gives back one request counted at `at` (epoch ms, taken just before `enforceRateLimit`) that turned out not to count. */
-export async function refundRateLimit(env: Env, scope: RateLimitScope, key: string, at: number): Promise<void> {
+export async function refundRateLimit(env: Env, scope: CounterScope, key: string, at: number): Promise<void> {
   await limiterOf(env, scope, key).refund(at);
+}
+
+export function rateLimitHeadersOf(decision: RateLimitDecision): RateLimitHeaders {
+  return {
+    "X-RateLimit-Limit": String(decision.limit),
+    "X-RateLimit-Remaining": String(decision.remaining),
+    "X-RateLimit-Reset": String(decision.resetSeconds),
+  };
+}
+
+/** Counts one request against `<scope>:<key>`; over the limit, throws 429 `rate_limited` with `Retry-After` and X-RateLimit-*. */
+async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: string): Promise<RateLimitDecision> {
+  const decision = await limiterOf(env, scope, key).hit(LIMIT_OF[scope](config.rateLimits));
+  if (!decision.allowed) {
+    throw new ApiError(
+      "rate_limited",
+      [`Rate limit of ${decision.limit} per minute reached; retry in ${decision.resetSeconds} s`],
+      { ...rateLimitHeadersOf(decision), "Retry-After": String(decision.resetSeconds) },
+    );
+  }
+  return decision;
 }
 
 /**
@@ -44,19 +69,62 @@ export async function refundRateLimit(env: Env, scope: RateLimitScope, key: stri
  * authentication and validation, before any work, so a refused request changes nothing.
  */
 export async function enforceRateLimit(env: Env, config: Config, scope: RateLimitScope, key: string): Promise<RateLimitHeaders> {
-  const limit = LIMIT_OF[scope](config.rateLimits);
-  const decision = await limiterOf(env, scope, key).hit(limit);
-  const headers: RateLimitHeaders = {
-    "X-RateLimit-Limit": String(decision.limit),
-    "X-RateLimit-Remaining": String(decision.remaining),
-    "X-RateLimit-Reset": String(decision.resetSeconds),
-  };
-  if (!decision.allowed) {
-    throw new ApiError(
-      "rate_limited",
-      [`Rate limit of ${decision.limit} per minute reached; retry in ${decision.resetSeconds} s`],
-      { ...headers, "Retry-After": String(decision.resetSeconds) },
-    );
+  return rateLimitHeadersOf(await hitOrRefuse(env, config, scope, key));
+}
+
+/** A sign-in attempt counted as failed; `forgive` gives it back once it turns out not to be one. */
+export type SignInAttempt = { decision: RateLimitDecision; forgive(): Promise<void> };
+
+/**
+ * Counts a sign-in attempt as failed BEFORE the password is checked, per email + client address
+ * (`RATE_LIMIT_LOGIN_PER_MINUTE`) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`), so
+ * guesses sent all at once cannot race past the limits; the caller forgives a right password.
+ * Over either limit: 429 (the other count is given back). `decision` is the one closer to its limit.
+ */
+export async function countSignInAttempt(env: Env, config: Config, email: string, address: string): Promise<SignInAttempt> {
+  const at = Date.now();
+  const pairKey = `${email} ${address}`;
+  const pair = await hitOrRefuse(env, config, "signInAddress", pairKey);
+  let perEmail: RateLimitDecision;
+  try {
+    perEmail = await hitOrRefuse(env, config, "signInEmail", email);
+  } catch (error) {
+    await refundRateLimit(env, "signInAddress", pairKey, at).catch(() => undefined);
+    throw error;
   }
-  return headers;
+  return {
+    decision: perEmail.remaining < pair.remaining ? perEmail : pair,
+    forgive: async () => {
+      await Promise.all([refundRateLimit(env, "signInAddress", pairKey, at), refundRateLimit(env, "signInEmail", email, at)]);
+    },
+  };
+}
+
+/** The coarse budgets: Cloudflare Rate Limiting bindings, their limits in wrangler.toml `[[ratelimits]]`. */
+export type Budget = "user" | "address";
+
+/** The period of both bindings (wrangler.toml; test/deploy-safety.test.ts holds every environment to it). */
+export const BUDGET_PERIOD_SECONDS = 60;
+
+/**
+ * Counts one request against the caller's address budget and, when signed in, its user budget
+ * (both at once: one round trip of latency); answers the first budget it exhausted, or null.
+ */
+export async function exhaustedBudget(env: Env, address: string, userId: string | null): Promise<Budget | null> {
+  const [byAddress, byUser] = await Promise.all([
+    env.ADDRESS_BUDGET.limit({ key: `address:${address}` }),
+    userId === null ? { success: true } : env.USER_BUDGET.limit({ key: `user:${userId}` }),
+  ]);
+  return !byAddress.success ? "address" : !byUser.success ? "user" : null;
+}
+
+/**
+ * 429 for an exhausted budget. The binding does not say when its window ends, so `Retry-After` is
+ * the whole period: by then the count has surely started over.
+ */
+export function budgetExhausted(budget: Budget): ApiError {
+  const whose = budget === "user" ? "this account" : "this client address";
+  return new ApiError("rate_limited", [`Request budget of ${whose} reached; retry in ${BUDGET_PERIOD_SECONDS} s`], {
+    "Retry-After": String(BUDGET_PERIOD_SECONDS),
+  });
 }

@@ -157,9 +157,14 @@ describe("the OpenAPI document", () => {
   it("documents the three routes with operationIds, statuses and every discrepancy kind", async () => {
     const doc = (await call("GET", "/openapi.json")).json;
     const ops: [string, string, string, string[]][] = [
-      ["/api/v1/admin/reconciliations", "post", "startReconciliation", ["200", "202", "400", "401", "403", "413", "415", "500"]],
-      ["/api/v1/admin/reconciliations/{runId}", "get", "getReconciliationRun", ["200", "400", "401", "403", "404", "500"]],
-      ["/api/v1/admin/reconciliation", "get", "getLatestReconciliation", ["200", "202", "401", "403", "500"]],
+      [
+        "/api/v1/admin/reconciliations",
+        "post",
+        "startReconciliation",
+        ["200", "202", "400", "401", "403", "413", "415", "429", "500"],
+      ],
+      ["/api/v1/admin/reconciliations/{runId}", "get", "getReconciliationRun", ["200", "400", "401", "403", "404", "429", "500"]],
+      ["/api/v1/admin/reconciliation", "get", "getLatestReconciliation", ["200", "202", "401", "403", "429", "500"]],
     ];
     for (const [path, method, operationId, statuses] of ops) {
       const op = doc.paths[path]?.[method];

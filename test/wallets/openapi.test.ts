@@ -42,12 +42,12 @@ describe("wallet routes in /openapi.json", () => {
   it("document the wallet reads and the admin operations", async () => {
     const doc = (await call("GET", "/openapi.json")).json;
     const expected: [string, string, string[]][] = [
-      ["/api/v1/wallets/me", "get", ["200", "401", "500"]],
-      ["/api/v1/wallets/me/transactions", "get", ["200", "400", "401", "500"]],
-      ["/api/v1/wallets/me/limits", "get", ["200", "401", "500"]],
-      ["/api/v1/wallets/me/transfers/{transferId}", "get", ["200", "400", "401", "404", "500"]],
-      ["/api/v1/admin/wallets/{userId}/grants", "post", ["201", "400", "401", "403", "404", "409", "413", "415", "500"]],
-      ["/api/v1/admin/reconciliation", "get", ["200", "202", "401", "403", "500"]],
+      ["/api/v1/wallets/me", "get", ["200", "401", "429", "500"]],
+      ["/api/v1/wallets/me/transactions", "get", ["200", "400", "401", "429", "500"]],
+      ["/api/v1/wallets/me/limits", "get", ["200", "401", "429", "500"]],
+      ["/api/v1/wallets/me/transfers/{transferId}", "get", ["200", "400", "401", "404", "429", "500"]],
+      ["/api/v1/admin/wallets/{userId}/grants", "post", ["201", "400", "401", "403", "404", "409", "413", "415", "429", "500"]],
+      ["/api/v1/admin/reconciliation", "get", ["200", "202", "401", "403", "429", "500"]],
     ];
     for (const [path, method, statuses] of expected) {
       const op = doc.paths[path]?.[method];

@@ -48,7 +48,7 @@ export const login = defineRoute(
     summary: "Sign in with email and password",
     description: [
       "Starts a new session (a new refresh-token family). An unknown email and a wrong password get the same 401 `invalid_credentials` answer after the same work, so accounts cannot be discovered here. Suspended users can sign in (and read).",
-      "Rate limited per email: `RATE_LIMIT_LOGIN_PER_MINUTE` (default 10) attempts per sliding minute, successful or not; and per client IP as below. Over a limit: 429 `rate_limited` with `Retry-After`.",
+      "Failed sign-ins are limited per email and client address together (`RATE_LIMIT_LOGIN_PER_MINUTE`, default 10 per sliding minute; IPv6 addresses counted by their /64) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`, default 50), so a stranger's wrong guesses from one address do not lock the owner out of signing in from another. A sign-in with the right password is not counted. Over a limit: 429 `rate_limited` with `Retry-After`, even for the right password; `X-RateLimit-*` describe the tighter of the two counts.",
       IP_LIMIT,
     ].join("\n\n"),
     request: {
@@ -56,8 +56,8 @@ export const login = defineRoute(
     },
     responses: { 200: jsonSuccess(sessionSchema, 200, "The user and a new session") },
   },
-  // The per-email limit last, so the headers a client sees are those of the tighter limit.
-  { auth: "none", rateLimit: ["authIp", "login"], errors: [401] },
+  // The failed sign-ins last, so the headers a client sees are those of the tighter limit.
+  { auth: "none", rateLimit: ["authIp", "signIn"], errors: [401] },
 );
 
 export const refresh = defineRoute(

@@ -12,14 +12,19 @@ import path from "node:path";
 const ROOT = path.resolve(import.meta.dirname, "../../..");
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 
-/** Vars that keep the suite's own traffic under the limiters; the per-email login limit stays at
- * its default (10/min) because the suite's 429 case is made against it, and the per-user transfer
- * limit is low enough (20/min, far above any one user's traffic in the suite) for the replay story
- * that runs past it. The suite's admin is named here so it does not depend on what wrangler.toml lists. */
+/** Vars that keep the suite's own traffic under the limiters; the failed sign-in limit per email
+ * and address stays at its default (10/min) because the suite's 429 case is made against it, and
+ * the per-user transfer limit is low enough (20/min, far above any one user's traffic in the suite)
+ * for the replay story that runs past it. The request budgets stay on, at wrangler.toml's local
+ * limits (a binding's limit is not a var): the suite's traffic is far under them, and
+ * 07-budgets.test.ts loops one user past its budget. The suite's admin is named here so it does
+ * not depend on what wrangler.toml lists. */
 export const E2E_VARS: Record<string, string> = {
   ADMIN_EMAILS: "admin@example.com",
   SIGNUP_CREDITS: "100",
+  RATE_LIMIT_BUDGETS: "on",
   RATE_LIMIT_LOGIN_PER_MINUTE: "10",
+  RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE: "50",
   RATE_LIMIT_AUTH_IP_PER_MINUTE: "100000",
   RATE_LIMIT_MESSAGES_PER_MINUTE: "100000",
   RATE_LIMIT_TRANSFERS_PER_MINUTE: "20",
