@@ -227,9 +227,11 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
   }
   if (options.auth === "admin") {
     statuses.add(403);
-    // A wallet-kept outcome answers its key before the admin check (API.md §1): the handler hands
-    // the check's refusal to the wallet instead (services/wallets.ts grantCredits).
-    if (options.idempotent !== "wallet") middleware.push(requireAdmin({ liftsSuspension: options.liftsSuspension === true }));
+    // A wallet-kept outcome answers its key before the admin check (API.md §1): with a key, the
+    // handler hands the check's refusal to the wallet (services/wallets.ts grantCredits).
+    middleware.push(
+      requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet: options.idempotent === "wallet" }),
+    );
   }
   let successHeaders: Record<string, unknown> = {};
   let headersSchema = route.request?.headers;

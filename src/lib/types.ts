@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { Database } from "../db/client";
 import type { Config } from "./config";
+import type { ErrorCode } from "./errors";
 import type { KeyClaim } from "./idempotency";
 
 /**
@@ -26,6 +27,8 @@ export type AppEnv = {
     user: AuthUser | undefined;
     /** Routes declared `idempotent`: the caller's `Idempotency-Key`, null when none was sent. */
     idempotencyKey: string | null;
+    /** Admin routes whose outcome the wallet keeps: the admin check's refusal, answered after a stored outcome. */
+    adminRefusal: { code: ErrorCode; details: string[] } | null;
     /** Routes whose outcome the D1 store keeps: the claim on its key this request holds or its batch takes, if any. */
     idempotencyClaim: KeyClaim | null;
   };

@@ -1,8 +1,9 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "../lib/errors";
+import { IDEMPOTENCY_HEADER } from "../lib/idempotency";
 import { verifyAccessToken } from "../lib/jwt";
 import type { AppEnv, AuthUser } from "../lib/types";
-import { assertAdmin } from "../services/admin-access";
+import { type AdminRefusal, adminRefusal } from "../services/admin-access";
 import type { AuditActor } from "../services/audit";
 
 /** Puts the caller of a bearer-token request on the context, or answers 401. */
@@ -21,12 +22,26 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
  * path's `userId`, and the caller's own is refused.
  */
 export const requireAdmin =
-  (options: { liftsSuspension?: boolean } = {}): MiddlewareHandler<AppEnv> =>
+  (options: { liftsSuspension?: boolean; keptByWallet?: boolean } = {}): MiddlewareHandler<AppEnv> =>
   async (c, next) => {
     const caller = currentUser(c);
-    await assertAdmin(c.var.db, caller, { liftsOwnSuspension: options.liftsSuspension && c.req.param("userId") === caller.id });
+    const refusal = await adminRefusal(c.var.db, caller, {
+      liftsOwnSuspension: options.liftsSuspension && c.req.param("userId") === caller.id,
+    });
+    // A route whose outcome the wallet keeps (grants) answers a stored outcome before this check
+    // (API.md §1): with an Idempotency-Key the refusal goes to the handler, which hands it to the
+    // wallet. Without a key no outcome can be stored, so it is answered here, before validation.
+    if (refusal && !(options.keptByWallet && c.req.header(IDEMPOTENCY_HEADER) !== undefined)) {
+      throw new ApiError(refusal.code, refusal.details);
+    }
+    c.set("adminRefusal", refusal);
     await next();
   };
+
+/** The admin check's refusal on a route whose handler answers it (see `requireAdmin`); null: an admin. */
+export function deferredAdminRefusal(c: Context<AppEnv>): AdminRefusal | null {
+  return c.var.adminRefusal ?? null;
+}
 
 /** The caller of a route declared with `auth: "user"` or `"admin"`. */
 export function currentUser(c: Context<AppEnv>): AuthUser {

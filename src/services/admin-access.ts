@@ -58,9 +58,3 @@ export async function adminRefusal(
 ): Promise<AdminRefusal | null> {
   return adminRefusalOf(await adminFactsQuery(db, caller).get(), options);
 }
-
-/** The admin check for routes that answer its refusal at once (every admin route today). */
-export async function assertAdmin(db: Database, caller: AuthUser, options: AdminCheckOptions = {}): Promise<void> {
-  const refused = await adminRefusal(db, caller, options);
-  if (refused) throw new ApiError(refused.code, refused.details);
-}

@@ -1,7 +1,5 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { getConfig } from "../../src/lib/config";
-import { signAccessToken } from "../../src/lib/jwt";
 import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
 import { balanceOf, rowsOf, seedWalletUser } from "../support/wallets";
@@ -49,18 +47,22 @@ describe("admin grants", () => {
     const alice = await seedWalletUser();
     const first = await grant(admin.token, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
     expect(first.status).toBe(201);
-    // The same person, no longer an admin (a token minted with the user role), retries the lost 201.
-    const demoted = await signAccessToken(getConfig(env), { id: admin.id, role: "user", sessionId: admin.sessionId });
-    const replay = await grant(demoted, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
+    // The same person, no longer an admin (an operator revoked the role in D1), retries the lost 201.
+    const setRole = (role: "user" | "admin") =>
+      env.DB.prepare("UPDATE users SET role = ? WHERE id = ?").bind(role, admin.id).run();
+    await setRole("user");
+    const replay = await grant(admin.token, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
     expect(replay.status).toBe(201);
     expect(replay.text).toBe(first.text);
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     // A new key from a non-admin is refused before executing, and keeps nothing: the key is free.
-    expectError(await grant(demoted, alice.id, { amount: 5, reason: "x" }, "g-free"), 403, "insufficient_permissions");
+    expectError(await grant(admin.token, alice.id, { amount: 5, reason: "x" }, "g-free"), 403, "insufficient_permissions");
+    expectError(await grant(admin.token, alice.id, { amount: 5, reason: "x" }), 403, "insufficient_permissions");
     const { results } = await env.DB.prepare("SELECT key FROM idempotency_keys WHERE user_id = ? AND key = 'g-free'")
       .bind(admin.id)
       .all();
     expect(results).toEqual([]);
+    await setRole("admin");
     expect((await grant(admin.token, alice.id, { amount: 5, reason: "x" }, "g-free")).status).toBe(201);
     expect(await balanceOf(alice.id)).toBe(135);
   });

@@ -5,8 +5,7 @@ import { ok } from "../../lib/envelope";
 import { REPLAYED_HEADER } from "../../lib/idempotency";
 import { rateLimitHeaders } from "../../lib/sliding-window";
 import type { AppEnv } from "../../lib/types";
-import { currentActor, currentUser } from "../../middlewares/auth";
-import { adminRefusal } from "../../services/admin-access";
+import { currentActor, currentUser, deferredAdminRefusal } from "../../middlewares/auth";
 import { recordGrant } from "../../services/audit";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
@@ -58,7 +57,7 @@ export const walletsRouter = createRouter()
     const reply = await grantCredits(
       c.env,
       c.var.config,
-      { adminId: admin.id, refusal: await adminRefusal(c.var.db, admin) },
+      { adminId: admin.id, refusal: deferredAdminRefusal(c) },
       userId,
       body,
       c.var.idempotencyKey,
