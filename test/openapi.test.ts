@@ -455,6 +455,6 @@ describe("ended sessions and admin checks in the document", () => {
     };
     expect(operation).toMatchObject({ operationId: "listAdminAudit", tags: ["Admin"], summary: "List the admin audit log" });
     expect(operation.security).toEqual([{ "JWT-auth": [] }]);
-    expect(Object.keys(operation.responses).sort()).toEqual(["200", "400", "401", "403", "500"]);
+    expect(Object.keys(operation.responses).sort()).toEqual(["200", "400", "401", "403", "429", "500"]);
   });
 });

@@ -47,23 +47,28 @@ const TRANSFER_EXAMPLE = {
   createdAt: "2026-01-15T10:30:00.000Z",
 };
 
-export const transferSchema = z
-  .object({
-    senderId: idSchema("sender's user id"),
-    recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
-    transferredAmount: z.number().int().min(1).openapi({ example: 25 }),
-    senderBalance: z.number().int().min(0).openapi({ example: 75, description: "The sender's balance right after this debit." }),
-    recipientBalance: z
-      .number()
-      .int()
-      .min(0)
-      .openapi({ example: 125, description: "The recipient's balance right after this credit." }),
-    transferId: idSchema("transfer id").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
-    messageId: idSchema("credit_transfer message id (the transfer's id)").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
-    chatId: idSchema("direct chat id").openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
-    createdAt: isoTime(),
-  })
-  .openapi("Transfer", { example: TRANSFER_EXAMPLE });
+/**
+ * The fields of a transfer, shared by its three shapes. Each shape is its own object (never an
+ * `.extend` of a registered one, which the document renders as `allOf` with the base: a field
+ * nullable in one and an integer in the other would then admit no value at all).
+ */
+const transferShape = {
+  senderId: idSchema("sender's user id"),
+  recipientId: idSchema("recipient's user id").openapi({ example: "64d15f9e2e6c8f4d5a654321" }),
+  transferredAmount: z.number().int().min(1).openapi({ example: 25 }),
+  senderBalance: z.number().int().min(0).openapi({ example: 75, description: "The sender's balance right after this debit." }),
+  recipientBalance: z
+    .number()
+    .int()
+    .min(0)
+    .openapi({ example: 125, description: "The recipient's balance right after this credit." }),
+  transferId: idSchema("transfer id").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
+  messageId: idSchema("credit_transfer message id (the transfer's id)").openapi({ example: "64d15f9e2e6c8f4d5a777777" }),
+  chatId: idSchema("direct chat id").openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
+  createdAt: isoTime(),
+};
+
+export const transferSchema = z.object(transferShape).openapi("Transfer", { example: TRANSFER_EXAMPLE });
 
 /**
  * A transfer as `GET /api/v1/wallets/me/transfers/{transferId}` reports it: every field of
@@ -76,20 +81,27 @@ export const transferStatusSchema = z.enum(["posted", "pending", "voided"]).open
   description: "posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.",
 });
 
-export const transferWithStatusSchema = transferSchema
-  .extend({
+export const transferWithStatusSchema = z
+  .object({
+    ...transferShape,
     status: transferStatusSchema,
-    recipientBalance: transferSchema.shape.recipientBalance
+    recipientBalance: transferShape.recipientBalance
       .nullable()
       .openapi({ description: "The recipient's balance right after this credit; null unless posted." }),
-    messageId: transferSchema.shape.messageId.nullable().openapi({ description: "null unless posted." }),
-    chatId: transferSchema.shape.chatId.nullable().openapi({ description: "null unless posted." }),
+    messageId: transferShape.messageId.nullable().openapi({ description: "null unless posted." }),
+    chatId: transferShape.chatId.nullable().openapi({ description: "null unless posted." }),
   })
   .openapi("TransferWithStatus", { example: { ...TRANSFER_EXAMPLE, status: "posted" } });
 
 /** The 202 of a transfer whose debit happened but whose end did not come within the request. */
-export const pendingTransferSchema = transferWithStatusSchema
-  .extend({ status: z.literal("pending") })
+export const pendingTransferSchema = z
+  .object({
+    ...transferShape,
+    status: z.literal("pending"),
+    recipientBalance: z.null().openapi({ description: "null: not credited yet." }),
+    messageId: z.null().openapi({ description: "null: not posted yet." }),
+    chatId: z.null().openapi({ description: "null: not posted yet." }),
+  })
   .openapi("PendingTransfer", {
     example: { ...TRANSFER_EXAMPLE, recipientBalance: null, messageId: null, chatId: null, status: "pending" },
   });
