@@ -189,7 +189,7 @@ export interface paths {
          *
          *     Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.
          *
-         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`.
+         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation.
          *
          *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
@@ -589,7 +589,9 @@ export interface paths {
          *
          *     Idempotency: with an `Idempotency-Key`, a key that has a stored outcome answers it first, before any other check: a client whose 201 was lost and who retries after being blocked, suspended, rate limited or after a limit changed still gets the original 201 with `Idempotent-Replayed: true`. Stored outcomes (24 h): the 201, the 409 `insufficient_balance` / `transfer_limit_exceeded`, and 409 `transfer_voided` for a transfer that was voided. 400/401/403/404/429/5xx store nothing, so a corrected retry runs. A retry while the first request is still in flight finishes that same transfer and answers the same.
          *
-         *     Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided. A 5xx leaves a debited transfer pending: retry with the same key, or ask `GET /api/v1/wallets/me/transfers/{transferId}`.
+         *     Every transfer ends: a transfer whose credit has not happened within `TRANSFER_VOID_AFTER_SECONDS` (default 3600) of its debit is voided exactly once: the amount returns to the sender as a `reversal_in` ledger entry, no message is posted, the sender gets a `transfer.voided` realtime frame, and a replay of its key answers 409 `transfer_voided`. A credited transfer is never voided.
+         *
+         *     202 `pending`: the debit happened but the recipient's credit or the message could not complete within the request (the recipient's wallet or the database slow or unreachable). The body is the transfer with `status: "pending"` and its `transferId`; it ends later as posted or voided by itself (`GET /api/v1/wallets/me/transfers/{transferId}`, realtime frames), and a retry with the same key answers its state then. Never send it again with a new key: that would be a second payment. A 5xx means the wallet could not answer at all: retry with the same key.
          *
          *     Rate limited per user: `RATE_LIMIT_TRANSFERS_PER_MINUTE` (default 60) per sliding minute, counted only for requests whose key has no stored outcome; over it 429 `rate_limited` with `Retry-After`. `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` come with every counted request.
          *
@@ -1428,6 +1430,57 @@ export interface components {
              */
             type: "message.updated";
         };
+        /**
+         * @example {
+         *       "senderId": "64d15f9e2e6c8f4d5a123456",
+         *       "recipientId": "64d15f9e2e6c8f4d5a654321",
+         *       "transferredAmount": 25,
+         *       "senderBalance": 75,
+         *       "recipientBalance": null,
+         *       "transferId": "64d15f9e2e6c8f4d5a777777",
+         *       "messageId": null,
+         *       "chatId": null,
+         *       "createdAt": "2026-01-15T10:30:00.000Z",
+         *       "status": "pending"
+         *     }
+         */
+        PendingTransfer: {
+            /** @description null: not posted yet. */
+            chatId: null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            createdAt: string;
+            /** @description null: not posted yet. */
+            messageId: null;
+            /** @description null: not credited yet. */
+            recipientBalance: null;
+            /**
+             * @description The recipient's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a654321
+             */
+            recipientId: string;
+            /**
+             * @description The sender's balance right after this debit.
+             * @example 75
+             */
+            senderBalance: number;
+            /**
+             * @description The sender's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            senderId: string;
+            /** @enum {string} */
+            status: "pending";
+            /**
+             * @description The transfer id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a777777
+             */
+            transferId: string;
+            /** @example 25 */
+            transferredAmount: number;
+        };
         ReadMarker: {
             /** @example 64d15f9e2e6c8f4d5a999999 */
             chatId: string;
@@ -1847,27 +1900,54 @@ export interface components {
          *       "status": "posted"
          *     }
          */
-        TransferWithStatus: components["schemas"]["Transfer"] & {
+        TransferWithStatus: {
             /**
              * @description null unless posted.
              * @example 64d15f9e2e6c8f4d5a999999
              */
-            chatId?: string | null;
+            chatId: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-15T10:30:00.000Z
+             */
+            createdAt: string;
             /**
              * @description null unless posted.
              * @example 64d15f9e2e6c8f4d5a777777
              */
-            messageId?: string | null;
+            messageId: string | null;
             /**
              * @description The recipient's balance right after this credit; null unless posted.
              * @example 125
              */
-            recipientBalance?: number | null;
+            recipientBalance: number | null;
+            /**
+             * @description The recipient's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a654321
+             */
+            recipientId: string;
+            /**
+             * @description The sender's balance right after this debit.
+             * @example 75
+             */
+            senderBalance: number;
+            /**
+             * @description The sender's user id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            senderId: string;
             /**
              * @description posted: credited and announced; pending: debited, not yet ended; voided: returned to the sender.
              * @enum {string}
              */
             status: "posted" | "pending" | "voided";
+            /**
+             * @description The transfer id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a777777
+             */
+            transferId: string;
+            /** @example 25 */
+            transferredAmount: number;
         };
         User: {
             /** @example 2026-01-15T10:30:00.000Z */
@@ -2190,6 +2270,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -3219,6 +3300,32 @@ export interface operations {
                         isSuccess: true;
                         /** @enum {integer} */
                         statusCode: 201;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description Debited, not yet ended: the credit or the message could not complete within the request; the transfer ends by itself as posted or voided */
+            202: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["PendingTransfer"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
                         /** @example 2026-01-15T10:30:00.000Z */
                         timestamp: string;
                     };
