@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { admin, api, assertError, assertOk, BASE_URL, registerUser } from "./support/client.ts";
+import { admin, api, assertError, assertOk, assertPosted, BASE_URL, registerUser } from "./support/client.ts";
 
 type Frame = { type: string; data?: Record<string, unknown>; at?: string };
 
@@ -122,9 +122,8 @@ describe("group chats and realtime over HTTP", () => {
       const created = await live.next((frame) => frame.type === "message.created" && frame.data?.id === sent.id);
       assert.equal(created.data?.content, "are you there?");
 
-      const transfer = assertOk(
+      const transfer = assertPosted(
         await alice.client.POST("/api/v1/messages/credit-transfer", { body: { recipientId: bob.id, amount: 5 } }),
-        201,
       );
       const received = await live.next(
         (frame) => frame.type === "transfer.received" && frame.data?.transferId === transfer.transferId,

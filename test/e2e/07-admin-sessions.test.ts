@@ -98,7 +98,19 @@ describe("admins, the audit log and ended sessions over HTTP", () => {
       200,
     );
     assertError(await second.client.GET("/api/v1/admin/audit", { params: { query: {} } }), 403, "account_suspended");
-    assertError(await grant(), 403, "account_suspended");
+    // A stored outcome answers its key first (API.md §1): the lost-201 retry still learns the grant happened.
+    const afterSuspension = await grant();
+    assert.equal(afterSuspension.response.status, 201);
+    assert.equal(afterSuspension.response.headers.get("Idempotent-Replayed"), "true");
+    assertError(
+      await second.client.POST("/api/v1/admin/wallets/{userId}/grants", {
+        params: { path: { userId: payee.id } },
+        body: { amount: 40, reason: "Welcome aboard" },
+        headers: { "Idempotency-Key": randomUUID() },
+      }),
+      403,
+      "account_suspended",
+    );
     assertError(
       await second.client.DELETE("/api/v1/admin/users/{userId}/suspension", { params: { path: { userId: second.id } } }),
       403,

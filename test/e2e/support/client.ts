@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import createClient from "openapi-fetch";
-import type { paths } from "../generated/api.d.ts";
+import type { components, paths } from "../generated/api.d.ts";
 import { loadDocument, ResponseValidator } from "./openapi.ts";
 
 /**
@@ -146,4 +146,15 @@ export function admin(): Promise<Client> {
     return api(session.accessToken);
   })();
   return adminSession;
+}
+
+/**
+ * A transfer's 201 (the operation also documents 202 `pending`, so its success type is a union
+ * of both shapes; a test that expects it posted narrows it here, after checking the status).
+ */
+export function assertPosted(result: { response: Response; data?: { data: unknown; statusCode: number; isSuccess: boolean } }) {
+  return assertOk(
+    result as { response: Response; data?: { data: components["schemas"]["Transfer"]; statusCode: number; isSuccess: boolean } },
+    201,
+  );
 }
