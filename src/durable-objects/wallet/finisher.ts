@@ -9,6 +9,9 @@ import { CALL_TIMEOUT_MS, type CreditCommand, type CreditResult } from "./wallet
 /** The most messages one D1 batch posts (seven statements each). */
 export const MAX_WAVE = 32;
 
+/** How long a due message waits for the other credits in flight before its wave goes anyway. */
+export const WAVE_WAIT_MS = 5;
+
 type Credited = { row: TransferOutRow; senderId: string; chatId: string; credit: CreditResult & { credited: true } };
 type Posting = Credited & { answer: (ending: Ending) => void; fail: (error: unknown) => void };
 
@@ -55,6 +58,9 @@ export function creditCommandOf(row: TransferOutRow, senderId: string, signupCre
 export class Finisher {
   private readonly waves: Posting[] = [];
   private posting = false;
+  /** Transfers between the start of their credit and their place in a wave. */
+  private crediting = 0;
+  private waveTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -68,21 +74,52 @@ export class Finisher {
 
   async finish(row: TransferOutRow): Promise<Ending> {
     if (row.state !== "pending") return { reply: endedReply(row, false), event: null };
+    this.crediting += 1;
+    let credited: Credited | null;
+    try {
+      credited = await this.creditOrVoid(row);
+    } finally {
+      this.crediting -= 1;
+      this.kick();
+    }
+    if (!credited) return this.storage.transactionSync(() => this.sender.endVoided(row.transfer_id, this.hooks.now()));
+    return new Promise((answer, fail) => {
+      this.waves.push({ ...credited, answer, fail });
+      this.kick();
+    });
+  }
+
+  /** Steps 2–3: the credit (or the void, past the deadline); after a credit, the chat. Null: voided. */
+  private async creditOrVoid(row: TransferOutRow): Promise<Credited | null> {
     const senderId = this.ledger.wallet().user_id;
     const recipient = this.effects.recipient(row.recipient_id);
     const command = creditCommandOf(row, senderId, this.signupCredits());
     const voiding = this.hooks.now() >= row.void_at;
     const call = voiding ? recipient.voidUnlessCredited(command) : recipient.credit(command);
     const outcome = await withTimeout(call, CALL_TIMEOUT_MS, `recipient ${row.recipient_id} of transfer ${row.transfer_id}`);
-    if (!outcome.credited) {
-      return this.storage.transactionSync(() => this.sender.endVoided(row.transfer_id, this.hooks.now()));
-    }
+    if (!outcome.credited) return null;
     this.hooks.reached("after_credit", row.transfer_id);
     const chatId = row.chat_id ?? (await this.resolveChat(row, senderId));
-    return new Promise((answer, fail) => {
-      this.waves.push({ row, senderId, chatId, credit: outcome, answer, fail });
-      if (!this.posting) void this.postWaves();
-    });
+    return { row, senderId, chatId, credit: outcome };
+  }
+
+  /**
+   * Starts a wave when one is due: at once when no other transfer of this object is still being
+   * credited (its message would make the next batch) or the wave is full; otherwise after at most
+   * WAVE_WAIT_MS, so the credits of one group post in one batch and a slow one delays nobody long.
+   */
+  private kick(): void {
+    if (this.posting || this.waves.length === 0) return;
+    if (this.crediting === 0 || this.waves.length >= MAX_WAVE) {
+      if (this.waveTimer !== null) clearTimeout(this.waveTimer);
+      this.waveTimer = null;
+      void this.postWaves();
+    } else if (this.waveTimer === null) {
+      this.waveTimer = setTimeout(() => {
+        this.waveTimer = null;
+        if (!this.posting && this.waves.length > 0) void this.postWaves();
+      }, WAVE_WAIT_MS);
+    }
   }
 
   /** Step 3 for a first transfer between two people, after its credit: their direct chat, kept on the transfer. */
