@@ -22,6 +22,7 @@ import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
 import { connectedMembersQuery, isConnected } from "../db/presence";
 import { chatMembers, chats, type MessageRow, messages, realtimePresence, type UserRow, users } from "../db/schema";
+import type { TransferMessage } from "../durable-objects/wallet/effects";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { successBody } from "../lib/envelope";
 import { ApiError } from "../lib/errors";
@@ -307,19 +308,8 @@ export async function appendMessage(
   return posted;
 }
 
-export type CreditTransferMessageInput = {
-  transferId: string;
-  /** Fixed at the debit (the transfer id), so the recipient's credit can name it before it exists. */
-  messageId: string;
-  /** The direct chat of payer and payee, resolved before the credit. */
-  chatId: string;
-  senderId: string;
-  recipientId: string;
-  amount: number;
-  note: string | null;
-  /** Epoch ms of the transfer. */
-  createdAt: number;
-};
+/** A credited transfer's message, as the wallet hands it over (durable-objects/wallet/effects.ts). */
+export type CreditTransferMessageInput = TransferMessage;
 
 /**
  * Posts the `credit_transfer` messages of transfers, each into the direct chat of its payer and
