@@ -45,6 +45,68 @@ const featureRouters = [
   adminRouter,
 ];
 
+/** What the document names beside the routers' routes: the bearer scheme, the error responses, and the two routes served outside the routers. */
+function registerDocumentOnly(registry: ReturnType<typeof createRouter>["openAPIRegistry"]): void {
+  registry.registerComponent("securitySchemes", SECURITY_SCHEME_NAME, {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "Paste the JWT access token without the Bearer prefix.",
+  });
+  registry.register("ErrorEnvelope", errorEnvelopeSchema);
+  for (const { name, response } of errorResponseComponents()) {
+    registry.registerComponent("responses", name, response);
+  }
+
+  // Served outside the router (the document itself and Swagger UI), listed so the document names every route.
+  registry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    operationId: "getOpenApiDocument",
+    tags: ["Operations"],
+    summary: "Get the OpenAPI document",
+    description: "This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.",
+    security: [],
+    responses: {
+      200: { description: "The OpenAPI document", content: { "application/json": { schema: { type: "object" } } } },
+      429: { $ref: "#/components/responses/TooManyRequests" },
+      500: { $ref: "#/components/responses/InternalServerError" },
+    },
+  });
+  registry.registerPath({
+    method: "get",
+    path: "/docs",
+    operationId: "openPlayground",
+    tags: ["Operations"],
+    summary: "Open the API playground",
+    description:
+      "Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.",
+    security: [],
+    responses: {
+      200: { description: "The playground page", content: { "text/html": { schema: { type: "string" } } } },
+      429: { $ref: "#/components/responses/TooManyRequests" },
+      500: { $ref: "#/components/responses/InternalServerError" },
+    },
+  });
+}
+
+/** Anything thrown becomes the envelope: an ApiError as it says, Hono's own refusals as 400/413/415, the rest 500 with the request id. */
+function answerError(error: Error, c: Context<AppEnv>): Response {
+  if (error instanceof ApiError) {
+    for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+    return c.json(errorBody(error.status, error.code, error.details), error.status);
+  }
+  if (error instanceof HTTPException && error.status < 500) {
+    // Hono's own refusals (e.g. a validator that could not read the body) keep the envelope too.
+    const status = error.status === 413 ? 413 : error.status === 415 ? 415 : 400;
+    const code = status === 413 ? "payload_too_large" : status === 415 ? "unsupported_media_type" : "malformed_json";
+    return c.json(errorBody(status, code), status);
+  }
+  const requestIdValue = c.get("requestId") ?? "unknown";
+  log.error("request_failed", { method: c.req.method, path: c.req.routePath, error });
+  return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
+}
+
 export function createApp() {
   const app = createRouter();
 
@@ -60,47 +122,7 @@ export function createApp() {
   for (const router of featureRouters) app.route("/", router);
   app.route("/", docsRouter);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", SECURITY_SCHEME_NAME, {
-    type: "http",
-    scheme: "bearer",
-    bearerFormat: "JWT",
-    description: "Paste the JWT access token without the Bearer prefix.",
-  });
-  app.openAPIRegistry.register("ErrorEnvelope", errorEnvelopeSchema);
-  for (const { name, response } of errorResponseComponents()) {
-    app.openAPIRegistry.registerComponent("responses", name, response);
-  }
-
-  // Served outside the router (the document itself and Swagger UI), listed so the document names every route.
-  app.openAPIRegistry.registerPath({
-    method: "get",
-    path: "/openapi.json",
-    operationId: "getOpenApiDocument",
-    tags: ["Operations"],
-    summary: "Get the OpenAPI document",
-    description: "This document (OpenAPI 3.1): every route, its statuses and schemas, the `JWT-auth` scheme and the servers.",
-    security: [],
-    responses: {
-      200: { description: "The OpenAPI document", content: { "application/json": { schema: { type: "object" } } } },
-      429: { $ref: "#/components/responses/TooManyRequests" },
-      500: { $ref: "#/components/responses/InternalServerError" },
-    },
-  });
-  app.openAPIRegistry.registerPath({
-    method: "get",
-    path: "/docs",
-    operationId: "openPlayground",
-    tags: ["Operations"],
-    summary: "Open the API playground",
-    description:
-      "Swagger UI on /openapi.json, served with its assets by the Worker (works offline). Authorize with an access token.",
-    security: [],
-    responses: {
-      200: { description: "The playground page", content: { "text/html": { schema: { type: "string" } } } },
-      429: { $ref: "#/components/responses/TooManyRequests" },
-      500: { $ref: "#/components/responses/InternalServerError" },
-    },
-  });
+  registerDocumentOnly(app.openAPIRegistry);
 
   const documentObject = (c: Context<AppEnv>) => {
     const config = c.var.config;
@@ -132,21 +154,7 @@ export function createApp() {
 
   app.notFound((c) => c.json(errorBody(404, "not_found", [`No route for ${c.req.method} ${new URL(c.req.url).pathname}`]), 404));
 
-  app.onError((error, c) => {
-    if (error instanceof ApiError) {
-      for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-      return c.json(errorBody(error.status, error.code, error.details), error.status);
-    }
-    if (error instanceof HTTPException && error.status < 500) {
-      // Hono's own refusals (e.g. a validator that could not read the body) keep the envelope too.
-      const status = error.status === 413 ? 413 : error.status === 415 ? 415 : 400;
-      const code = status === 413 ? "payload_too_large" : status === 415 ? "unsupported_media_type" : "malformed_json";
-      return c.json(errorBody(status, code), status);
-    }
-    const requestIdValue = c.get("requestId") ?? "unknown";
-    log.error("request_failed", { method: c.req.method, path: c.req.routePath, error });
-    return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
-  });
+  app.onError(answerError);
 
   return app;
 }

@@ -1,4 +1,5 @@
 import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
 import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
 import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
@@ -6,7 +7,7 @@ import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/ide
 import type { RateLimitScope } from "../services/rate-limit";
 import { EXAMPLE_TIMESTAMP } from "./envelope";
 import { type ErrorStatus, GENERIC_ERROR_MESSAGES } from "./errors";
-import type { RouteStep } from "./types";
+import type { AppEnv, RouteStep } from "./types";
 
 /**
  * One place for what every route's OpenAPI description shares: the envelope, the error
@@ -211,6 +212,27 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
     ? { ...response, headers: { ...(response as { headers?: object }).headers, ...headers } }
     : response;
 
+/** The auth middlewares a route's options install, with the statuses they answer. */
+function authMiddleware(options: RouteOptions, statuses: Set<ErrorStatus>): MiddlewareHandler<AppEnv>[] {
+  if (options.auth === "none") return [];
+  statuses.add(401);
+  if (options.auth !== "admin") return [requireAuth];
+  statuses.add(403);
+  // A wallet-kept outcome answers its key before the admin check (API.md §1): with a key, the
+  // handler hands the check's refusal to the wallet (services/wallets.ts grantCredits).
+  const keptByWallet = options.idempotent === "wallet";
+  return [requireAuth, requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet })];
+}
+
+/** The statuses only the handler's rules answer; what the options and input imply is never listed by hand (so it cannot drift). */
+function addHandlerErrors(operationId: string, options: RouteOptions, statuses: Set<ErrorStatus>): void {
+  const listedByHand = (options.errors ?? []).filter((status) => statuses.has(status));
+  if (listedByHand.length > 0) {
+    throw new Error(`${operationId}: errors ${listedByHand.join(", ")} are implied by its options or input; leave them out`);
+  }
+  for (const status of options.errors ?? []) statuses.add(status);
+}
+
 /**
  * createRoute plus what the options imply, installed and documented in one place: auth
  * middlewares and the `JWT-auth` requirement, idempotency and rate-limit steps with their
@@ -220,19 +242,7 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
 export function defineRoute<const R extends RouteConfig & { operationId: string }>(route: R, options: RouteOptions) {
   // 429: the coarse budgets (per client address, and per user when signed in) are on every route.
   const statuses = new Set<ErrorStatus>([429, 500]);
-  const middleware = [];
-  if (options.auth !== "none") {
-    statuses.add(401);
-    middleware.push(requireAuth);
-  }
-  if (options.auth === "admin") {
-    statuses.add(403);
-    // A wallet-kept outcome answers its key before the admin check (API.md §1): with a key, the
-    // handler hands the check's refusal to the wallet (services/wallets.ts grantCredits).
-    middleware.push(
-      requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet: options.idempotent === "wallet" }),
-    );
-  }
+  const middleware = authMiddleware(options, statuses);
   let successHeaders: Record<string, unknown> = {};
   let headersSchema = route.request?.headers;
   if (options.idempotent) {
@@ -262,14 +272,7 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     statuses.add(413);
     statuses.add(415);
   }
-  // What the options and the input imply is never listed by hand (and so cannot drift from them).
-  const listedByHand = (options.errors ?? []).filter((status) => statuses.has(status));
-  if (listedByHand.length > 0) {
-    throw new Error(
-      `${route.operationId}: errors ${listedByHand.join(", ")} are implied by its options or input; leave them out`,
-    );
-  }
-  for (const status of options.errors ?? []) statuses.add(status);
+  addHandlerErrors(route.operationId, options, statuses);
   const successResponses = Object.fromEntries(
     Object.entries(route.responses).map(([status, response]) => [
       status,
