@@ -5,6 +5,7 @@ import { createDb } from "../src/db/client";
 import { blocks, users } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { call, expectError } from "./support/http";
+import { flushDirectory } from "./support/chats";
 import { seedUser } from "./support/users";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -236,6 +237,7 @@ describe("GET /api/v1/chats", () => {
     // Activity: a message in the first chat makes it the most recent.
     const message = await send(others[0]!, chats[0].id, "ping");
     await send(others[0]!, chats[0].id, "ping again");
+    await flushDirectory(chats.map((chat) => chat.id));
 
     const page1 = await call("GET", "/api/v1/chats?limit=2", { token: me.token });
     expect(page1.status).toBe(200);
@@ -443,6 +445,7 @@ describe("large groups and long chat lists (D1 binds at most 100 parameters per 
     for (let i = 0; i < 119; i++) chatIds.push((await group(owner, [invited[i % 100]!], `g${i}`)).id);
     // A message in every chat so each list item carries a lastMessage.
     for (const chatId of chatIds.slice(0, 110)) await send(owner, chatId, `in ${chatId}`);
+    await flushDirectory(chatIds);
     const page1 = await call("GET", "/api/v1/chats?limit=100", { token: owner.token });
     expect(page1.status).toBe(200);
     expect(page1.json.data.items).toHaveLength(100);

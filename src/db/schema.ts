@@ -2,7 +2,9 @@ import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /**
- * D1 holds users, sessions, blocks, chats, memberships and messages. Money lives in the
+ * D1 holds users, sessions, blocks and the chat directory (each chat's identity, members and one
+ * summary row); each chat's messages live in its ChatDO (`messages` below is the history an
+ * existing deployment wrote before chat objects, moved out by the migration Workflow). Money lives in the
  * per-user WalletDO, never here. Times are Unix epoch milliseconds.
  */
 
@@ -72,13 +74,24 @@ export const chats = sqliteTable(
     /** `<smaller user id>:<larger user id>` for direct chats, so a pair has exactly one. */
     directKey: text("direct_key"),
     createdBy: text("created_by").notNull(),
-    /** The highest `seq` given out in this chat; messages take `last_seq + 1` in the same batch. */
+    /**
+     * The chat's summary, written by its ChatDO behind its answers, coalesced (durable-objects/
+     * chat/summary.ts): the highest `seq`, the last message (JSON of the API's `Message`) and the
+     * time of the last activity (creation time until the first message). Within 1 s of a commit.
+     */
     lastSeq: integer("last_seq").notNull().default(0),
-    /** For "most recent activity first": creation time until the first message. */
+    lastMessage: text("last_message"),
     lastActivityAt: integer("last_activity_at").notNull(),
+    /** 12 hex: carried by every message id of the chat, so a message id finds its chat (durable-objects/chat/append.ts). */
+    routeTag: text("route_tag").notNull().default(""),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [uniqueIndex("chats_direct_key_unique").on(t.directKey)],
+  (t) => [
+    uniqueIndex("chats_direct_key_unique").on(t.directKey),
+    uniqueIndex("chats_route_tag_unique").on(t.routeTag),
+    // "My chats, most recent activity first" sorts the caller's chats by this (services/chats.ts).
+    index("chats_activity_idx").on(t.lastActivityAt, t.id),
+  ],
 );
 
 export const chatMembers = sqliteTable(
@@ -87,11 +100,13 @@ export const chatMembers = sqliteTable(
     chatId: text("chat_id").notNull(),
     userId: text("user_id").notNull(),
     role: text("role", { enum: ["owner", "member"] }).notNull(),
+    /** The member's own marker, written by the chat object behind its answers (one row: the member's). */
     lastReadSeq: integer("last_read_seq").notNull().default(0),
     joinedAt: integer("joined_at").notNull(),
     /**
-     * The chat's last activity, copied onto every membership when a message is posted, so "my
-     * chats, most recent activity first" is one backwards scan of `chat_members_user_activity_idx`.
+     * Written once, when the member joins: messages no longer touch any member row (the list
+     * sorts by `chats.last_activity_at`). Kept for `chat_members_user_activity_idx`, whose
+     * `user_id` prefix finds a user's chats.
      */
     lastActivityAt: integer("last_activity_at").notNull(),
   },

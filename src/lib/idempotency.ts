@@ -3,8 +3,8 @@ import { ApiError } from "./errors";
 
 /**
  * The `Idempotency-Key` primitives every idempotent operation shares (API.md §1), whichever
- * store keeps its outcome: D1 for message sends (services/idempotency.ts), the wallet object
- * for credit transfers and admin grants. One retention, one key format, one fingerprint.
+ * object keeps its outcome: the chat object for message sends, the wallet object for credit
+ * transfers and admin grants (services/idempotency.ts says where keys are registered). One retention, one key format, one fingerprint.
  */
 
 /** Keys and their stored outcomes are kept at least this long (API.md: at least 24 h), then purged. */
@@ -46,31 +46,3 @@ export async function requestFingerprint(method: string, path: string, body: unk
   if (digest === null) throw new Error("SHA-256 is unavailable (no crypto.subtle)");
   return digest;
 }
-
-/** The claim a request holds on its key while it executes (the row `createdAt` identifies this holder). */
-export type IdempotencyClaim = { userId: string; key: string; claimedAt: number };
-
-/**
- * A key not claimed yet: the request's own message batch claims it (services/idempotency.ts,
- * `keyClaimStatements`), so a fresh key costs no D1 round trip of its own. `messageId` is the id
- * the message gets and, inside that batch, the mark that the key's row is this request's.
- * The batch reports back on the object: `batch` ("sent" when it went to D1, "done" when its
- * results were read), `held` (the row is this request's after the batch) and `outcome` (the
- * response stored with the message, or null).
- */
-export type BatchClaim = {
-  readonly userId: string;
-  readonly key: string;
-  readonly fingerprint: string;
-  readonly claimedAt: number;
-  readonly messageId: string;
-  batch: "unsent" | "sent" | "done";
-  held: boolean;
-  outcome: { status: number; body: string } | null;
-};
-
-/** What `c.var.idempotencyClaim` holds while a keyed send executes: a claim held, or one its batch takes. */
-export type KeyClaim = IdempotencyClaim | BatchClaim;
-
-export const isBatchClaim = (claim: KeyClaim | null | undefined): claim is BatchClaim =>
-  claim !== null && claim !== undefined && "messageId" in claim;

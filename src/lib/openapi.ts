@@ -1,7 +1,7 @@
 import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
-import { parseKeyStep, storedOutcomeStep } from "../middlewares/idempotency";
+import { parseKeyStep } from "../middlewares/idempotency";
 import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
@@ -186,12 +186,12 @@ export type RouteOptions = {
    */
   auth: "user" | "admin" | "none";
   /**
-   * `Idempotency-Key` (API.md §1): `"d1"` — the outcome is stored in D1 (message sends): a stored
-   * outcome answers first, before the rate limit and the handler; `"wallet"` — the wallet object
-   * keeps the outcome: only the key is parsed (`c.var.idempotencyKey`). Either documents the
-   * header with its bounds, `Idempotent-Replayed`, 400 and 409.
+   * `Idempotency-Key` (API.md §1), `"wallet"`: the caller's wallet object registers the key, and
+   * the object that executes keeps the outcome (a wallet for transfers and grants, the chat for
+   * message sends) and answers a stored one before any other check; the step only parses the key
+   * (`c.var.idempotencyKey`). Documents the header with its bounds, `Idempotent-Replayed`, 400 and 409.
    */
-  idempotent?: "d1" | "wallet";
+  idempotent?: "wallet";
   /**
    * Exact per-minute limits, in order; each documents the X-RateLimit-* headers on the successes.
    * (Every route also gets the coarse budgets and so documents 429 whatever this says.)
@@ -251,12 +251,8 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     headersSchema = idempotencyHeadersSchema;
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
-  // The key's parsing, the budgets (a held key goes on to its stored outcome), the D1 key store, the exact limits.
-  const steps: RouteStep[] = [
-    ...(options.idempotent ? [parseKeyStep] : []),
-    budgetStep,
-    ...(options.idempotent === "d1" ? [storedOutcomeStep] : []),
-  ];
+  // The key's parsing, the budgets (a held key goes on to its stored outcome), the exact limits.
+  const steps: RouteStep[] = [...(options.idempotent ? [parseKeyStep] : []), budgetStep];
   for (const rule of options.rateLimit ?? []) {
     if (rule === "signIn") steps.push(signInStep);
     else if (typeof rule === "string") steps.push(rateLimitStep(rule));

@@ -2,7 +2,6 @@ import type { Context } from "hono";
 import type { Database } from "../db/client";
 import type { Config } from "./config";
 import type { ErrorCode } from "./errors";
-import type { KeyClaim } from "./idempotency";
 
 /**
  * The signed-in caller, as the access token states it; `sessionId` is the refresh-token family
@@ -29,8 +28,6 @@ export type AppEnv = {
     idempotencyKey: string | null;
     /** Admin routes whose outcome the wallet keeps: the admin check's refusal, answered after a stored outcome. */
     adminRefusal: { code: ErrorCode; details: string[] } | null;
-    /** Routes whose outcome the D1 store keeps: the claim on its key this request holds or its batch takes, if any. */
-    idempotencyClaim: KeyClaim | null;
   };
 };
 

@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { clientAddress } from "../lib/client-address";
 import { ApiError } from "../lib/errors";
 import type { AppEnv, RouteStep } from "../lib/types";
-import { holdsKey, retriesClaimFirst } from "../services/idempotency";
+import { holdsKey } from "../services/idempotency";
 import {
   budgetExhausted,
   countSignInAttempt,
@@ -11,7 +11,6 @@ import {
   RATE_LIMIT_HEADERS,
   type RateLimitScope,
   rateLimitHeadersOf,
-  refundRateLimit,
 } from "../services/rate-limit";
 import { currentUser } from "./auth";
 
@@ -31,27 +30,12 @@ export async function admitRequest(c: Context<AppEnv>, scope: RateLimitScope): P
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
 }
 
-/**
- * The step `defineRoute` installs for `rateLimit: [scope]`. After the key step (API.md §1: a
- * stored outcome answers first), but a keyed send's key is looked at by its own batch, after
- * this count: a request that then goes the claim-first way (its key was held, e.g. a replay; or
- * it was refused before its batch) gets its count back and its X-RateLimit-* headers removed, so
- * a replay is never counted, and a request that executes is counted once, by its second pass here.
- */
+/** The step `defineRoute` installs for `rateLimit: [scope]`: counts the request before its handler runs. */
 export const rateLimitStep =
   (scope: RateLimitScope): RouteStep =>
   async (c, next) => {
-    const at = Date.now();
     await admitRequest(c, scope);
-    try {
-      return await next();
-    } catch (error) {
-      if (retriesClaimFirst(c.var.idempotencyClaim, error)) {
-        await refundRateLimit(c.env, scope, KEY_OF[scope](c), at).catch(() => undefined);
-        for (const name of RATE_LIMIT_HEADERS) c.header(name, undefined);
-      }
-      throw error;
-    }
+    return next();
   };
 
 /**
@@ -90,7 +74,7 @@ export const budgetStep: RouteStep = async (c, next) => {
   const exhausted = await exhaustedBudget(c.env, addressOf(c), user?.id ?? null);
   if (exhausted === null) return next();
   const key = c.var.idempotencyKey;
-  if (user !== null && key !== null && (await holdsKey(c.var.db, user.id, key))) return next();
+  if (user !== null && key !== null && (await holdsKey(c.env, c.var.db, user.id, key))) return next();
   throw budgetExhausted(exhausted);
 };
 

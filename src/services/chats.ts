@@ -1,21 +1,22 @@
-import { and, asc, desc, eq, inArray, lt, type Placeholder, type SQL, type SQLWrapper, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, type Placeholder, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
-import { connectedMembersQuery, isConnectedSql } from "../db/presence";
-import { type ChatMemberRow, type ChatRow, chatMembers, chats, type MessageRow, users } from "../db/schema";
+import { isConnectedSql } from "../db/presence";
+import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
 import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
-import { type Message, toMessage } from "../schemas/message";
-import { blockedInDirectChatSql, directChatStatements, directKeyOf, isMemberSql } from "./membership";
-import { appendMessage, lastMessagesQuery } from "./messages";
+import type { Message } from "../schemas/message";
+import { answer, chatStub, newRouteTag } from "./chat-objects";
+import { directChatStatements, directKeyOf } from "./membership";
 import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**
- * Chats, memberships and read markers. Decisions (also in the OpenAPI descriptions):
+ * Chats, memberships and read markers: the directory in D1 (identity, members, one summary row
+ * per chat) and each chat's object (durable-objects/chat/) for what happens inside it. Decisions (also in the OpenAPI descriptions):
  * - Direct chats: exactly one per pair (UNIQUE `direct_key`); both people are `member`, nobody owns
  *   it; it never takes or loses members (400 `validation_failed`).
  * - Group chats: the creator is `owner`; only the owner adds or removes others; anyone may leave.
@@ -44,29 +45,56 @@ export function inChunks<T>(items: readonly T[], size: number): T[][] {
 
 const chatNotFound = (chatId: string) => new ApiError("chat_not_found", [`No chat ${chatId} among your chats`]);
 
-/** The direct chat of two users, created if missing (see `directChatStatements`); one batch. */
+/**
+ * Pair → direct chat id, learned once per isolate (a pair's chat never changes), so a v1 send to
+ * a known pair reads no D1. Bounded: past the cap the oldest entries go.
+ */
+const DIRECT_CACHE_MAX = 10_000;
+const directChats = new Map<string, string>();
+
+function rememberDirectChat(directKey: string, chatId: string): string {
+  if (directChats.size >= DIRECT_CACHE_MAX) directChats.delete(directChats.keys().next().value as string);
+  directChats.set(directKey, chatId);
+  return chatId;
+}
+
+/** The pair's direct chat id, or null when they have none. */
+export async function knownDirectChat(db: Database, a: string, b: string): Promise<string | null> {
+  const directKey = directKeyOf(a, b);
+  const cached = directChats.get(directKey);
+  if (cached) return cached;
+  const row = await db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, directKey)).get();
+  return row ? rememberDirectChat(directKey, row.id) : null;
+}
+
+/**
+ * The direct chat of two users, created in the directory if missing (see `directChatStatements`);
+ * one batch. Its object starts from the directory on its first call (durable-objects/chat/legacy.ts).
+ */
 export async function findOrCreateDirectChat(
   db: Database,
   creatorId: string,
   otherId: string,
   now: number = Date.now(),
-): Promise<{ chat: ChatRow; created: boolean }> {
+): Promise<{ chatId: string; created: boolean }> {
   const direct = directChatStatements(db, creatorId, otherId, now);
   const [, , , rows] = await db.batch([
     ...direct.statements,
-    db.select().from(chats).where(eq(chats.directKey, direct.directKey)),
+    db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, direct.directKey)),
   ]);
   const chat = rows[0];
   if (!chat) throw new Error(`direct chat ${direct.directKey} missing right after its insert`);
-  return { chat, created: chat.id === direct.id };
+  return { chatId: rememberDirectChat(direct.directKey, chat.id), created: chat.id === direct.id };
 }
 
-/** The chat and the caller's membership, or 404 `chat_not_found` (missing or not a member alike). */
-export async function requireMember(
-  db: Database,
-  chatId: string,
-  userId: string,
-): Promise<{ chat: ChatRow; member: ChatMemberRow }> {
+/** Opens the caller's direct chat with `otherId` after the checks of a message (active, exists, not blocked). */
+export async function openDirectChat(db: Database, callerId: string, otherId: string): Promise<string> {
+  await assertCanSendTo(db, callerId, otherId);
+  return (await findOrCreateDirectChat(db, callerId, otherId)).chatId;
+}
+
+/** The chat and the caller's membership in the directory, or 404 `chat_not_found` (missing or not a member alike). */
+async function requireMember(db: Database, chatId: string, userId: string): Promise<{ chat: ChatRow; member: ChatMemberRow }> {
   const [chatRows, memberRows] = await db.batch([
     db.select().from(chats).where(eq(chats.id, chatId)),
     db
@@ -80,55 +108,9 @@ export async function requireMember(
   return { chat, member };
 }
 
-/**
- * The members (in joining order) and last messages of the chats `chatIds` selects: ids, or a
- * subquery, so that they come in the same batch (one round trip, one snapshot) as the chats.
- */
-function chatDetailQueries(db: Database, chatIds: string[] | SQLWrapper) {
-  return [
-    db
-      .select()
-      .from(chatMembers)
-      .where(inArray(chatMembers.chatId, chatIds))
-      .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId)),
-    lastMessagesQuery(db, chatIds),
-  ] as const;
-}
-
-/** Chats as their viewer sees them: members, last message, unread count. */
-function viewChats(
-  rows: { chat: ChatRow; lastReadSeq: number }[],
-  memberRows: ChatMemberRow[],
-  lastMessageRows: MessageRow[],
-): Chat[] {
-  const members = new Map<string, ChatMemberRow[]>();
-  for (const row of memberRows) {
-    const list = members.get(row.chatId);
-    if (list) list.push(row);
-    else members.set(row.chatId, [row]);
-  }
-  const lastMessages = new Map(lastMessageRows.map((row) => [row.chatId, toMessage(row)]));
-  return rows.map(({ chat, lastReadSeq }) =>
-    toChat(chat, members.get(chat.id) ?? [], lastMessages.get(chat.id) ?? null, lastReadSeq),
-  );
-}
-
-/** One chat as `viewerId` sees it, in one batch; 404 `chat_not_found` unless they are a member. */
-async function viewChat(db: Database, chatId: string, viewerId: string): Promise<Chat> {
-  const [chatRows, memberRows, lastMessageRows] = await db.batch([
-    db.select().from(chats).where(eq(chats.id, chatId)),
-    ...chatDetailQueries(db, [chatId]),
-  ]);
-  const chat = chatRows[0];
-  const viewer = memberRows.find((row) => row.userId === viewerId);
-  if (!chat || !viewer) throw chatNotFound(chatId);
-  const [view] = viewChats([{ chat, lastReadSeq: viewer.lastReadSeq }], memberRows, lastMessageRows);
-  if (!view) throw chatNotFound(chatId);
-  return view;
-}
-
-export async function getChat(db: Database, chatId: string, viewerId: string): Promise<Chat> {
-  return viewChat(db, chatId, viewerId);
+/** One chat as `viewerId` sees it, current to its last commit: its object's view; 404 `chat_not_found` unless a member. */
+export function getChat(env: Env, chatId: string, viewerId: string): Promise<Chat> {
+  return answer(chatStub(env, chatId).view(chatId, viewerId));
 }
 
 /**
@@ -136,14 +118,15 @@ export async function getChat(db: Database, chatId: string, viewerId: string): P
  * active, the other user exists and has not blocked the caller.
  */
 export async function createDirectChat(
+  env: Env,
   db: Database,
   callerId: string,
   memberId: string,
 ): Promise<{ chat: Chat; created: boolean }> {
   if (memberId === callerId) throw new ApiError("validation_failed", ["memberId: cannot open a direct chat with yourself"]);
   await assertCanSendTo(db, callerId, memberId);
-  const { chat, created } = await findOrCreateDirectChat(db, callerId, memberId);
-  return { chat: await viewChat(db, chat.id, callerId), created };
+  const { chatId, created } = await findOrCreateDirectChat(db, callerId, memberId);
+  return { chat: await getChat(env, chatId, callerId), created };
 }
 
 export const MAX_GROUP_INVITES = 100;
@@ -154,6 +137,7 @@ export const MAX_GROUP_INVITES = 100;
  * caller → 403 `recipient_blocked` (a group must not bypass a block).
  */
 export async function createGroupChat(
+  env: Env,
   db: Database,
   callerId: string,
   group: { title: string; memberIds: string[]; maxMembers: number },
@@ -202,29 +186,31 @@ export async function createGroupChat(
       createdBy: callerId,
       lastSeq: 0,
       lastActivityAt: now,
+      routeTag: newRouteTag(),
       createdAt: now,
     }),
     ...inChunks(rows, rowsPerInsert).map((chunk) => db.insert(chatMembers).values(chunk)),
   ]);
-  return viewChat(db, id, callerId);
+  return getChat(env, id, callerId);
 }
 
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
 
-/** The range of the caller's memberships a page covers (for the page and for its details' subquery). */
+/** The range of the caller's chats a page covers (for the page and for its members' subquery). */
 function chatPageWhere(userId: Param<string>, after: { a: Param<number>; c: Param<string> } | undefined) {
   return and(
     eq(chatMembers.userId, userId),
-    after ? sql`(${chatMembers.lastActivityAt}, ${chatMembers.chatId}) < (${after.a}, ${after.c})` : undefined,
+    after ? sql`(${chats.lastActivityAt}, ${chats.id}) < (${after.a}, ${after.c})` : undefined,
   );
 }
-const chatPageOrder = [desc(chatMembers.lastActivityAt), desc(chatMembers.chatId)];
+const chatPageOrder = [desc(chats.lastActivityAt), desc(chats.id)];
 
 /**
- * The caller's chats, most recent activity first (ties by id), from one backwards range scan of
- * `chat_members_user_activity_idx`. The cursor is the last item's (activity time, chat id). A
- * chat that gets a new message while you page moves to the top: it shows up again on a fresh
- * first page, not in the pages after your cursor.
+ * The caller's chats, most recent activity first (ties by id), from the directory's summary rows
+ * (each chat's object writes its own behind its answers: within 1 s of a commit). The caller's
+ * memberships are found by `chat_members_user_activity_idx`'s user prefix and sorted by their
+ * chat's activity: no member row is touched per message. The cursor is the last item's
+ * (activity time, chat id); a chat that gets a new message while you page moves to the top.
  */
 export function chatPageQuery(
   db: Database,
@@ -232,27 +218,16 @@ export function chatPageQuery(
   after: { a: Param<number>; c: Param<string> } | undefined,
   take: Param<number>,
 ) {
-  return (
-    db
-      // `activity` aliased: chats has a last_activity_at too, and D1 batch results are keyed by column name.
-      .select({
-        chat: chats,
-        lastReadSeq: chatMembers.lastReadSeq,
-        activity: sql<number>`${chatMembers.lastActivityAt}`.mapWith(Number).as("member_activity"),
-      })
-      .from(chatMembers)
-      .innerJoin(chats, eq(chats.id, chatMembers.chatId))
-      .where(chatPageWhere(userId, after))
-      .orderBy(...chatPageOrder)
-      .limit(take)
-  );
+  return db
+    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq })
+    .from(chatMembers)
+    .innerJoin(chats, eq(chats.id, chatMembers.chatId))
+    .where(chatPageWhere(userId, after))
+    .orderBy(...chatPageOrder)
+    .limit(take);
 }
 
-/**
- * The page's rows, members and last messages, for one batch: the details select the page's chat
- * ids by the same range scan as a subquery, so no second round trip waits for the first.
- * Exposed so a test can EXPLAIN each of them.
- */
+/** The page's rows and its chats' members, for one batch (the members select the page by the same query). Exposed for EXPLAIN. */
 export function chatListQueries(
   db: Database,
   userId: Param<string>,
@@ -262,17 +237,23 @@ export function chatListQueries(
   const pageChatIds = db
     .select({ chatId: chatMembers.chatId })
     .from(chatMembers)
+    .innerJoin(chats, eq(chats.id, chatMembers.chatId))
     .where(chatPageWhere(userId, after))
     .orderBy(...chatPageOrder)
     .limit(take);
-  return [chatPageQuery(db, userId, after, take), ...chatDetailQueries(db, pageChatIds)] as const;
+  const members = db
+    .select()
+    .from(chatMembers)
+    .where(inArray(chatMembers.chatId, pageChatIds))
+    .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId));
+  return [chatPageQuery(db, userId, after, take), members] as const;
 }
 
 /** The chat list's queries built once per database: the first page, and a page after a cursor. */
 const preparedChatList = preparedPerDatabase((db) => {
   const prepare = (after: { a: Placeholder; c: Placeholder } | undefined) => {
-    const [page, members, lastMessages] = chatListQueries(db, sql.placeholder("userId"), after, sql.placeholder("take"));
-    return [page.prepare(), members.prepare(), lastMessages.prepare()] as const;
+    const [page, members] = chatListQueries(db, sql.placeholder("userId"), after, sql.placeholder("take"));
+    return [page.prepare(), members.prepare()] as const;
   };
   return { first: prepare(undefined), after: prepare({ a: sql.placeholder("a"), c: sql.placeholder("c") }) };
 });
@@ -280,7 +261,7 @@ const preparedChatList = preparedPerDatabase((db) => {
 export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
   const prepared = preparedChatList(db);
-  const [rows, memberRows, lastMessageRows] = await batchPrepared(db, after ? prepared.after : prepared.first, {
+  const [rows, memberRows] = await batchPrepared(db, after ? prepared.after : prepared.first, {
     userId,
     take: limit + 1,
     ...after,
@@ -289,9 +270,19 @@ export async function listChats(db: Database, userId: string, limit: number, cur
     rows,
     limit,
     (row) => row,
-    (row) => ({ a: row.activity, c: row.chat.id }),
+    (row) => ({ a: row.chat.lastActivityAt, c: row.chat.id }),
   );
-  return { items: viewChats(page.items, memberRows, lastMessageRows), nextCursor: page.nextCursor };
+  const members = new Map<string, ChatMemberRow[]>();
+  for (const row of memberRows) members.set(row.chatId, [...(members.get(row.chatId) ?? []), row]);
+  const items = page.items.map(({ chat, lastReadSeq }) =>
+    toChat(
+      chat,
+      members.get(chat.id) ?? [],
+      chat.lastMessage === null ? null : (JSON.parse(chat.lastMessage) as Message),
+      lastReadSeq,
+    ),
+  );
+  return { items, nextCursor: page.nextCursor };
 }
 
 function assertGroup(chat: ChatRow) {
@@ -322,22 +313,28 @@ function groupBlocked(field: string, blockerIds: string[]): ApiError {
  * Adds `userId` to a group chat; the owner only. A user who blocked the caller: 403
  * `recipient_blocked`. Adding a current member changes nothing (200 with the chat). A group at
  * `maxMembers` is 409 `group_full`: the count is a condition of the insert itself, so two adds
- * racing for the last place cannot both win. Returns the chat as the caller sees it, the system
- * message if one was posted, and who to push it to (`notify`: members with an open socket).
+ * racing for the last place cannot both win. The directory decides; the chat object then takes
+ * the member in with its system message (pushed by the object), and a repeat converges an object
+ * that missed an earlier add. Returns the chat as the caller sees it.
  */
 export async function addMember(
+  env: Env,
   db: Database,
   chatId: string,
   callerId: string,
   add: { userId: string; maxMembers: number },
-): Promise<{ chat: Chat; message: Message | null; notify: string[] }> {
+): Promise<Chat> {
   const { userId, maxMembers } = add;
   const { chat, member } = await requireMember(db, chatId, callerId);
   assertGroup(chat);
   if (member.role !== "owner") throw new ApiError("insufficient_permissions", ["Only the owner of the group adds members"]);
   const actor = await assertActiveUser(db, callerId);
   const found = await db
-    .select({ user: users, blocked: hasBlockedSql(userId, callerId).as("blocked") })
+    .select({
+      user: users,
+      blocked: hasBlockedSql(userId, callerId).as("blocked"),
+      online: isConnectedSql(users.id).as("online"),
+    })
     .from(users)
     .where(eq(users.id, userId))
     .get();
@@ -368,25 +365,34 @@ export async function addMember(
       .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
   ]);
   if (inserted.length === 0 && present.length === 0) throw groupFull(maxMembers, "userId");
-  const posted =
-    inserted.length > 0
-      ? await postSystemMessage(db, chatId, callerId, `${actor.displayName} added ${found.user.displayName}`)
-      : null;
-  return { chat: await viewChat(db, chatId, callerId), message: posted?.message ?? null, notify: posted?.notify ?? [] };
+  const joining = {
+    userId,
+    role: "member" as const,
+    joinedAt: now,
+    lastReadSeq: 0,
+    suspended: found.user.status === "suspended",
+    online: Boolean(found.online),
+  };
+  const content = `${actor.displayName} added ${found.user.displayName}`;
+  await answer(
+    chatStub(env, chatId).changeMembers(chatId, { kind: "add", member: joining, actorId: callerId, content, at: now }),
+  );
+  return getChat(env, chatId, callerId);
 }
 
 /**
  * Removes `userId` from a group chat: the owner removes anyone, a member removes only themself
  * (leaving). If the owner leaves, the longest-standing member becomes owner in the same batch.
- * `notify`: the remaining members with an open socket, and the removed user if they have one
- * (their other devices, or the owner's decision).
+ * The chat object then lets the member go with its system message, pushed to the remaining
+ * members and to the removed user (their other devices, or the owner's decision).
  */
 export async function removeMember(
+  env: Env,
   db: Database,
   chatId: string,
   callerId: string,
   userId: string,
-): Promise<{ removal: MembershipRemoval; message: Message; notify: string[] }> {
+): Promise<MembershipRemoval> {
   const { chat, member } = await requireMember(db, chatId, callerId);
   assertGroup(chat);
   const leaving = userId === callerId;
@@ -413,58 +419,25 @@ export async function removeMember(
       .from(chatMembers)
       .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.role, "owner"))),
     db
-      .select({ id: users.id, displayName: users.displayName, connected: isConnectedSql(users.id).as("connected") })
+      .select({ id: users.id, displayName: users.displayName })
       .from(users)
       .where(inArray(users.id, [callerId, userId])),
   ]);
   const removed = deleted[0];
   if (!removed) throw new ApiError("user_not_found", [`userId: ${userId} is not a member of this chat`]);
   const nameOf = (id: string) => names.find((row) => row.id === id)?.displayName ?? "Someone";
-  const text = leaving ? `${nameOf(callerId)} left` : `${nameOf(callerId)} removed ${nameOf(userId)}`;
-  const { message, notify } = await postSystemMessage(db, chatId, callerId, text);
-  const removedIsConnected = names.some((row) => row.id === userId && row.connected);
-  return {
-    removal: { chatId, userId, ownerId: owners[0]?.userId ?? null },
-    message,
-    notify: removedIsConnected ? [...notify, userId] : notify,
-  };
-}
-
-/** Posts a `system` message; `notify`: the members with an open socket when it was posted. */
-async function postSystemMessage(db: Database, chatId: string, actorId: string, content: string) {
-  const posted = await appendMessage(db, { chatId, senderId: actorId, type: "system", content, createdAt: Date.now() });
-  return { message: posted.message, notify: posted.created ? posted.connectedMemberIds : [] };
+  const content = leaving ? `${nameOf(callerId)} left` : `${nameOf(callerId)} removed ${nameOf(userId)}`;
+  const ownerId = owners[0]?.userId ?? null;
+  const change = { kind: "remove" as const, userId, actorId: callerId, content, newOwnerId: ownerId, at: Date.now() };
+  await answer(chatStub(env, chatId).changeMembers(chatId, change));
+  return { chatId, userId, ownerId };
 }
 
 /**
  * Moves the caller's read marker forward to `seq` (never back: an older seq leaves it where it
- * is). A seq above the chat's `lastSeq` is 400. `notify`: the members with an open socket when
- * the marker moved, else nobody (a marker that did not move is no news).
+ * is), in the chat's object; a seq above the chat's `lastSeq` is 400. The object pushes
+ * `chat.read` when the marker moved, and the directory hears of it within a second.
  */
-export async function markRead(db: Database, chatId: string, userId: string, seq: number) {
-  const { chat } = await requireMember(db, chatId, userId);
-  if (seq > chat.lastSeq) {
-    throw new ApiError("validation_failed", [`seq: ${seq} is above the chat's lastSeq (${chat.lastSeq})`]);
-  }
-  const [moved, current, connected] = await db.batch([
-    db
-      .update(chatMembers)
-      .set({ lastReadSeq: seq })
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId), lt(chatMembers.lastReadSeq, seq)))
-      .returning({ lastReadSeq: chatMembers.lastReadSeq }),
-    db
-      .select({ lastReadSeq: chatMembers.lastReadSeq, lastSeq: chats.lastSeq })
-      .from(chatMembers)
-      .innerJoin(chats, eq(chats.id, chatMembers.chatId))
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
-    connectedMembersQuery(db, chatId),
-  ]);
-  const marker = current[0];
-  if (!marker) throw chatNotFound(chatId);
-  return {
-    chatId,
-    lastReadSeq: marker.lastReadSeq,
-    unreadCount: Math.max(0, marker.lastSeq - marker.lastReadSeq),
-    notify: moved.length > 0 ? connected.map((row) => row.userId) : [],
-  };
+export function markRead(env: Env, chatId: string, userId: string, seq: number) {
+  return answer(chatStub(env, chatId).markRead(chatId, userId, seq));
 }

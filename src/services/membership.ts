@@ -4,7 +4,7 @@ import { insertWhere } from "../db/insert-where";
 import type { Param } from "../db/prepared";
 import { chatMembers, chats } from "../db/schema";
 import { newId } from "../lib/ids";
-import { hasBlockedSql } from "./users";
+import { newRouteTag } from "./chat-objects";
 
 /**
  * Membership and direct-chat SQL shared by chats (creating and reading chats) and messages
@@ -44,6 +44,8 @@ export function directChatStatements(db: Database, creatorId: string, otherId: s
     createdBy: creatorId,
     lastSeq: 0,
     lastActivityAt: now,
+    lastMessage: null,
+    routeTag: newRouteTag(),
     createdAt: now,
   } as const;
   return {
@@ -57,15 +59,3 @@ export function directChatStatements(db: Database, creatorId: string, otherId: s
     ] as const,
   };
 }
-
-/** SQL: `userId` is a member of the chat `chatId` (a value, or SQL such as `directChatStatements().chatId`). */
-export const isMemberSql = (chatId: Param<string> | SQL, userId: Param<string>) =>
-  sql`EXISTS (SELECT 1 FROM ${chatMembers} WHERE ${chatMembers.chatId} = ${chatId} AND ${chatMembers.userId} = ${userId})`.mapWith(
-    Boolean,
-  );
-
-/** SQL: `chatId` is a direct chat whose other person blocked `senderId` (blocks do not apply inside groups). */
-export const blockedInDirectChatSql = (chatId: Param<string>, senderId: Param<string>) =>
-  sql`EXISTS (SELECT 1 FROM ${chats} JOIN ${chatMembers} ON ${chatMembers.chatId} = ${chats.id}
-    WHERE ${chats.id} = ${chatId} AND ${chats.type} = 'direct' AND ${chatMembers.userId} <> ${senderId}
-    AND ${hasBlockedSql(sql`${chatMembers.userId}`, senderId)})`.mapWith(Boolean);

@@ -12,6 +12,7 @@ import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
 import { sessionEnded } from "./auth";
+import { tellUserChats } from "./chat-facts";
 
 /**
  * Realtime push: connection tickets, the WebSocket upgrade, `publish`, which fans an event out
@@ -118,7 +119,12 @@ export async function connect(env: Env, config: Config, ticket: string | undefin
       [USER_ID_HEADER]: userId,
     },
   });
-  if (response.status === 101 && response.webSocket) return response;
+  if (response.status === 101 && response.webSocket) {
+    // Chat objects push only to members who may have a socket: they hear of this one before the
+    // upgrade answers, so a socket open before a request began gets that request's frames.
+    await tellUserChats(env, userId, [{ kind: "online", userId }]);
+    return response;
+  }
   const refusal = await response.json<TicketRefusal>().catch(() => ({ reason: "The ticket was refused" }));
   // Anything but a ticket refusal is the object failing to record presence: 500, ticket kept.
   if (response.status !== 401) throw new Error(`realtime upgrade failed (${response.status}): ${refusal.reason}`);
@@ -171,17 +177,20 @@ export function publish(
   }
 }
 
-/** The fan-out itself, awaited: how many connections received the frames and how many users failed. */
+/** The fan-out itself, awaited: how many connections received the frames, how many users failed, who had no socket. */
 export async function fanOut(env: Env, userIds: Iterable<string>, events: RealtimeEvent | readonly RealtimeEvent[]) {
   const at = new Date().toISOString();
   const frames = eventList(events).map((event) => JSON.stringify({ ...event, at } as RealtimeFrame));
   const queue = [...new Set(userIds)];
   let connections = 0;
   let failedUsers = 0;
+  const unreached: string[] = [];
   const worker = async () => {
     for (let userId = queue.pop(); userId !== undefined; userId = queue.pop()) {
       try {
-        connections += await realtimeStub(env, userId).deliver(frames);
+        const delivered = await realtimeStub(env, userId).deliver(frames);
+        connections += delivered;
+        if (delivered === 0) unreached.push(userId);
       } catch (error) {
         failedUsers += 1;
         logFailure(events, userId, error);
@@ -189,7 +198,7 @@ export async function fanOut(env: Env, userIds: Iterable<string>, events: Realti
     }
   };
   if (frames.length > 0) await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, queue.length) }, worker));
-  return { connections, failedUsers };
+  return { connections, failedUsers, unreached };
 }
 
 function eventList(events: RealtimeEvent | readonly RealtimeEvent[]): readonly RealtimeEvent[] {

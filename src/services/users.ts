@@ -8,6 +8,7 @@ import { ApiError, invariant } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
 import { toUser, type User } from "../schemas/user";
 import { type AuditActor, auditInsert } from "./audit";
+import { tellBlock, tellUserChats } from "./chat-facts";
 import { closeForSuspension } from "./realtime";
 
 /** Display names are compared and searched in this form (users.display_name_key). */
@@ -155,19 +156,24 @@ function refuseSelf(action: string): ApiError {
   return new ApiError("validation_failed", [`userId: you cannot ${action} yourself`]);
 }
 
-/** Idempotent: blocking someone already blocked answers the same. */
-export async function blockUser(db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
+/**
+ * Idempotent: blocking someone already blocked answers the same. The pair's direct chat object is
+ * told before the answer (its next send is refused), or by the ChatFacts Workflow if it did not answer.
+ */
+export async function blockUser(env: Env, db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
   if (blockerId === blockedId) throw refuseSelf("block");
   await getUserOrThrow(db, blockedId);
   await db.insert(blocks).values({ blockerId, blockedId, createdAt: Date.now() }).onConflictDoNothing();
+  await tellBlock(env, db, blockerId, blockedId, true);
   return { userId: blockedId, blocked: true };
 }
 
-/** Idempotent: unblocking someone not blocked answers the same. */
-export async function unblockUser(db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
+/** Idempotent: unblocking someone not blocked answers the same (and tells their direct chat, as a block does). */
+export async function unblockUser(env: Env, db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
   if (blockerId === blockedId) throw refuseSelf("unblock");
   await getUserOrThrow(db, blockedId);
   await db.delete(blocks).where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)));
+  await tellBlock(env, db, blockerId, blockedId, false);
   return { userId: blockedId, blocked: false };
 }
 
@@ -175,7 +181,9 @@ export async function unblockUser(db: Database, blockerId: string, blockedId: st
  * Suspends or reinstates a user; idempotent (a new reason replaces the old). Admins cannot
  * suspend themselves, so the last admin cannot lock the product's operators out by accident
  * (lifting one's own suspension is refused by the admin check). The change and its audit entry
- * are one D1 batch. A suspension closes every realtime socket of the user (4003) before it answers.
+ * are one D1 batch. A suspension closes every realtime socket of the user (4003) before it answers,
+ * and the user's chat objects hear of either change before it answers (the first page of chats;
+ * the rest through the ChatFacts Workflow: services/chat-facts.ts).
  */
 export async function setSuspension(
   env: Env,
@@ -201,6 +209,7 @@ export async function setSuspension(
   // Users are never deleted, and this one was read just before.
   const row = rows[0];
   invariant(row, `user ${userId} vanished during its suspension change`);
+  await tellUserChats(env, userId, [{ kind: "suspended", userId, suspended: change.suspended }]);
   if (change.suspended) await closeForSuspension(env, userId);
   return row;
 }

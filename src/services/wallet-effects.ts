@@ -8,14 +8,14 @@ import { publishTransferEvent } from "./transfer-events";
 
 /**
  * What a wallet object reaches outside its own storage, bound to this deployment: the direct chat
- * and the `credit_transfer` messages in D1 (the chat module), realtime frames, and the recipient's
+ * in the D1 directory and the `credit_transfer` messages in its chat object (the chat module), realtime frames, and the recipient's
  * wallet object. Handed to every WalletDO by the Worker's entry (src/index.ts).
  */
 export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
   return {
     directChat: async (senderId, recipientId, at) =>
-      (await findOrCreateDirectChat(createDb(env.DB), senderId, recipientId, at)).chat.id,
-    postTransferMessages: (messages) => postCreditTransferMessages(createDb(env.DB), messages),
+      (await findOrCreateDirectChat(createDb(env.DB), senderId, recipientId, at)).chatId,
+    postTransferMessages: (messages) => postCreditTransferMessages(env, messages),
     announce: (event) => publishTransferEvent(env, waitUntil, event),
     recipient: (userId) => walletStub(env, userId),
   };

@@ -46,6 +46,8 @@ export class Sender {
     private readonly ledger: Ledger,
     /** Asks for the alarm at `at` (a stored refusal's key expires then). */
     private readonly wakeAt: (at: number) => void,
+    /** Whether a key names one of the owner's message sends (send-gate.ts). */
+    private readonly messageKeyHeld: (key: string, now: number) => boolean,
   ) {}
 
   senderId(): string {
@@ -68,7 +70,7 @@ export class Sender {
   /** Step 1: a key with a stored outcome answers it first (API.md §1); else the checks, in the order a client sees them. */
   begin(command: TransferCommand, now: number): Begun {
     this.ledger.open(command.senderId, command.signupCredits, now);
-    const known = command.idempotencyKey === null ? null : this.knownKey(command.idempotencyKey, command.fingerprint);
+    const known = command.idempotencyKey === null ? null : this.knownKey(command.idempotencyKey, command.fingerprint, now);
     if (known) return known;
     const answered = (result: TransferResult): Begun => ({ kind: "answered", result });
     if (command.refusal?.code === "validation_failed") return answered(preCheckRefused(command.refusal));
@@ -160,7 +162,7 @@ export class Sender {
   }
 
   /** A key this wallet already holds: its stored outcome, its 409 for another body, or its pending transfer to go on with. */
-  private knownKey(key: string, fingerprint: string | null): Begun | null {
+  private knownKey(key: string, fingerprint: string | null, now: number): Begun | null {
     const sql = this.storage.sql;
     const answered = (result: TransferResult): Begun => ({ kind: "answered", result });
     const known = sql.exec<TransferOutRow>("SELECT * FROM transfers_out WHERE idempotency_key = ?", key).toArray()[0];
@@ -170,7 +172,8 @@ export class Sender {
       return answered({ ok: true, reply: endedReply(known, true), rateLimit: null, event: null });
     }
     const refused = sql.exec<RefusalRow>("SELECT * FROM refusals WHERE idempotency_key = ?", key).toArray()[0];
-    if (!refused) return null;
+    // A key of one of the owner's message sends (send-gate.ts) names another request.
+    if (!refused) return this.messageKeyHeld(key, now) ? answered(keyReused()) : null;
     if (refused.fingerprint !== fingerprint) return answered(keyReused());
     return answered({ ok: true, reply: { status: 409, body: refused.response, replayed: true }, rateLimit: null, event: null });
   }

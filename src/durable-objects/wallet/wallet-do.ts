@@ -9,6 +9,7 @@ import { GroupCommit } from "./group-commit";
 import { Ledger } from "./ledger";
 import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
+import { SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
 import {
@@ -66,6 +67,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly finisher: Finisher;
   private readonly recovery: Recovery;
   private readonly grants: Grants;
+  private readonly sendGate: SendGate;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
 
@@ -76,7 +78,8 @@ export class WalletObject extends DurableObject<Env> {
     const wakeAt = (at: number) => this.recovery.wakeAt(at);
     this.hooks = hooks;
     this.ledger = new Ledger(storage.sql);
-    this.sender = new Sender(storage, this.ledger, wakeAt);
+    this.sender = new Sender(storage, this.ledger, wakeAt, (key, now) => this.sendGate.holds(key, now));
+    this.sendGate = new SendGate(storage, (key) => this.sender.knowsKey(key), wakeAt);
     this.recipient = new Recipient(storage, this.ledger, hooks);
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
     this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
@@ -165,6 +168,44 @@ export class WalletObject extends DurableObject<Env> {
   /** Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. */
   grant(command: GrantCommand): GrantAnswer {
     return this.grants.grant(command, this.hooks.now());
+  }
+
+  /**
+   * Where the message of a posted transfer this wallet sent or received lives: its chat, or (a
+   * credit recorded before its chat was resolved) the other person, whose direct chat it is.
+   */
+  transferChat(transferId: string): { chatId: string | null; counterpartyId: string } | null {
+    const sql = this.ctx.storage.sql;
+    const sent = sql
+      .exec<{ chat_id: string | null; recipient_id: string }>(
+        "SELECT chat_id, recipient_id FROM transfers_out WHERE transfer_id = ? AND state = 'posted'",
+        transferId,
+      )
+      .toArray()[0];
+    if (sent) return { chatId: sent.chat_id, counterpartyId: sent.recipient_id };
+    const received = sql
+      .exec<{ chat_id: string | null; sender_id: string }>(
+        "SELECT chat_id, sender_id FROM transfers_in WHERE transfer_id = ?",
+        transferId,
+      )
+      .toArray()[0];
+    return received ? { chatId: received.chat_id, counterpartyId: received.sender_id } : null;
+  }
+
+  // ------------------------------------------------------------------ the owner's message sends (send-gate.ts)
+
+  /** A message send passing through its sender's object: the key registry and the per-minute limit. */
+  admitSend(command: SendGateCommand): Outcome<SendGateAnswer> {
+    return this.sendGate.admit(command, this.hooks.now());
+  }
+
+  releaseSendKey(key: string, fingerprint: string): void {
+    this.sendGate.release(key, fingerprint);
+  }
+
+  /** Whether the owner holds `key` for a message send (the coarse budgets let such a retry through). */
+  holdsSendKey(key: string): boolean {
+    return this.sendGate.holds(key, this.hooks.now()) || this.sender.knowsKey(key);
   }
 
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)

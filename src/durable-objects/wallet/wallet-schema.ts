@@ -171,7 +171,21 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX transfers_out_pending_void ON transfers_out (void_at) WHERE state = 'pending';
   CREATE INDEX transfers_out_pending_created ON transfers_out (created_at) WHERE state = 'pending';
   `,
+  // v6 (chats as objects): the owner's message-send keys (send-gate.ts). A send's outcome is
+  // stored in its chat object; this registry makes a key name one request across every endpoint
+  // of its owner (a message key is refused for a transfer, and the other way round).
+  `
+  CREATE TABLE message_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX message_keys_created ON message_keys (created_at);
+  `,
 ];
+
+export type MessageKeyRow = { key: string; fingerprint: string; target: string; created_at: number };
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
 
@@ -282,4 +296,6 @@ export const RECOVERY_SQL = {
   expireRefusals: "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals WHERE created_at < ? LIMIT ?)",
   expireGrantKeys: `UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL
     WHERE rowid IN (SELECT rowid FROM grants WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)`,
+  oldestMessageKey: "SELECT MIN(created_at) AS t FROM message_keys",
+  expireMessageKeys: "DELETE FROM message_keys WHERE rowid IN (SELECT rowid FROM message_keys WHERE created_at < ? LIMIT ?)",
 } as const;

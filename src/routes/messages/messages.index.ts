@@ -1,41 +1,55 @@
+import type { Context } from "hono";
 import { createRouter } from "../../lib/create-router";
-import { ok } from "../../lib/envelope";
+import { exactReply, ok } from "../../lib/envelope";
+import { requestFingerprint } from "../../lib/idempotency";
+import { rateLimitHeaders } from "../../lib/sliding-window";
+import type { AppEnv } from "../../lib/types";
 import { currentUser } from "../../middlewares/auth";
 import * as messages from "../../services/messages";
-import { publish, requestWaitUntil } from "../../services/realtime";
 import * as routes from "./messages.routes";
 
-// Sends are declared `idempotent: "d1"` and rate limited: a stored outcome is answered before
-// the limit and this handler; the handler runs holding the key's claim (c.var.idempotencyClaim).
+/** What a send needs from its request: the caller, and the key with the fingerprint of this request. */
+async function sendContext(c: Context<AppEnv>, body: unknown): Promise<messages.SendContext> {
+  const key = c.var.idempotencyKey;
+  const fingerprint = key === null ? null : await requestFingerprint(c.req.method, new URL(c.req.url).pathname, body);
+  return {
+    env: c.env,
+    db: c.var.db,
+    config: c.var.config,
+    userId: currentUser(c).id,
+    key: key === null || fingerprint === null ? null : { key, fingerprint },
+  };
+}
+
+/** A send's exact response (a replay's stored bytes), with the rate-limit headers of a counted one. */
+function sent(c: Context<AppEnv>, reply: messages.SendReply): never {
+  if (reply.rateLimit) for (const [name, value] of Object.entries(rateLimitHeaders(reply.rateLimit))) c.header(name, value);
+  return exactReply(c, reply);
+}
+
+// Sends are declared `idempotent: "wallet"`: the sender's wallet object registers the key and
+// counts the send (send-gate.ts), the chat object stores the outcome with the message and answers
+// a stored one before any other check. Each chat object pushes its own realtime frames.
 export const messagesRouter = createRouter()
   .openapi(routes.sendMessageV1, async (c) => {
-    const { recipientId, content } = c.req.valid("json");
-    const posted = await messages.sendDirectMessage(c.var.db, currentUser(c).id, recipientId, content, c.var.idempotencyClaim);
-    if (posted.created)
-      publish(c.env, requestWaitUntil(c), posted.connectedMemberIds, { type: "message.created", data: posted.message });
-    return ok(c, posted.message, 201);
+    const body = c.req.valid("json");
+    return sent(c, await messages.sendDirectMessage(await sendContext(c, body), body.recipientId, body.content));
   })
   .openapi(routes.sendMessageV2, async (c) => {
-    const posted = await messages.sendChatMessage(c.var.db, currentUser(c).id, c.req.valid("json"), c.var.idempotencyClaim);
-    if (!posted.created) return ok(c, posted.message, 200);
-    publish(c.env, requestWaitUntil(c), posted.connectedMemberIds, { type: "message.created", data: posted.message });
-    return ok(c, posted.message, 201);
+    const body = c.req.valid("json");
+    return sent(c, await messages.sendChatMessage(await sendContext(c, body), body));
   })
   .openapi(routes.listMessages, async (c) => {
     const { chatId } = c.req.valid("param");
     const query = c.req.valid("query");
-    return ok(c, await messages.listMessages(c.var.db, currentUser(c).id, chatId, query), 200);
+    return ok(c, await messages.listMessages(c.env, currentUser(c).id, chatId, query), 200);
   })
   .openapi(routes.editMessage, async (c) => {
     const { messageId } = c.req.valid("param");
     const { content } = c.req.valid("json");
-    const { message, notify } = await messages.editMessage(c.var.db, currentUser(c).id, messageId, content);
-    publish(c.env, requestWaitUntil(c), notify, { type: "message.updated", data: message });
-    return ok(c, message, 200);
+    return ok(c, await messages.editMessage(c.env, c.var.db, currentUser(c).id, messageId, content), 200);
   })
   .openapi(routes.deleteMessage, async (c) => {
     const { messageId } = c.req.valid("param");
-    const { message, notify } = await messages.deleteMessage(c.var.db, currentUser(c).id, messageId);
-    publish(c.env, requestWaitUntil(c), notify, { type: "message.deleted", data: message });
-    return ok(c, message, 200);
+    return ok(c, await messages.deleteMessage(c.env, c.var.db, currentUser(c).id, messageId), 200);
   });

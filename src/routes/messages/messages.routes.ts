@@ -37,7 +37,7 @@ export const sendMessageV1 = defineRoute(
       201: jsonSuccess(messageSchema, 201, "The message was sent"),
     },
   },
-  { auth: "user", idempotent: "d1", rateLimit: ["messages"], errors: [403, 404] },
+  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "wallet" }], errors: [403, 404] },
 );
 
 export const sendMessageV2 = defineRoute(
@@ -85,7 +85,7 @@ export const sendMessageV2 = defineRoute(
       200: jsonSuccess(messageSchema, 200, "A message with this clientMessageId was already sent: the original"),
     },
   },
-  { auth: "user", idempotent: "d1", rateLimit: ["messages"], errors: [403, 404] },
+  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "wallet" }], errors: [403, 404] },
 );
 
 export const messageIdParams = z.object({

@@ -20,11 +20,11 @@ export const usersRouter = createRouter()
     return ok(c, page, 200);
   })
   .openapi(routes.block, async (c) => {
-    const state = await users.blockUser(c.var.db, currentUser(c).id, c.req.valid("param").userId);
+    const state = await users.blockUser(c.env, c.var.db, currentUser(c).id, c.req.valid("param").userId);
     return ok(c, state, 200);
   })
   .openapi(routes.unblock, async (c) => {
-    const state = await users.unblockUser(c.var.db, currentUser(c).id, c.req.valid("param").userId);
+    const state = await users.unblockUser(c.env, c.var.db, currentUser(c).id, c.req.valid("param").userId);
     return ok(c, state, 200);
   })
   .openapi(routes.suspend, async (c) => {

@@ -1,0 +1,135 @@
+import { eq, sql } from "drizzle-orm";
+import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
+import { invariant } from "../../lib/errors";
+import { type ChatMessageRow, type ChatMeta, chatRow, type chatSchema, messages, transferTotals } from "./chat-schema";
+import type { Members } from "./members";
+
+type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
+
+/** A message to append: everything but what the chat decides (seq, id unless fixed, the unset optional fields). */
+export type NewChatMessage = Partial<Omit<ChatMessageRow, "seq" | "senderId" | "type" | "createdAt">> &
+  Pick<ChatMessageRow, "senderId" | "type" | "createdAt">;
+
+const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
+
+/**
+ * A message id of this chat: 4 bytes of Unix seconds (ids stay time-ordered like ObjectIds,
+ * API.md "IDs"), the chat's 6-byte route tag (so PATCH/DELETE /messages/{id} find the chat from the
+ * id alone, with no directory lookup per message), and the low 16 bits of the seq: unique, since
+ * one chat cannot give out 65,536 seqs within one second.
+ */
+export function messageIdOf(meta: Pick<ChatMeta, "routeTag">, seq: number, createdAt: number): string {
+  return hex(Math.floor(createdAt / 1000) >>> 0, 8) + meta.routeTag + hex(seq & 0xffff, 4);
+}
+
+/** The route tag a message id carries (its bytes 4..9), whichever chat it names. */
+export const routeTagOf = (messageId: string) => messageId.slice(8, 20);
+
+/**
+ * The chat's log: the only writer of `messages`, `chat.last_seq` and `transfer_totals`. Each
+ * append takes `last_seq + 1` (seqs run 1, 2, 3… with no gap and no repeat: the caller runs it
+ * inside one `transactionSync` with the checks that allowed it), moves the chat's activity, the
+ * sender's own marker (your own messages are never unread) and, for a transfer's message, its
+ * sender's running totals.
+ */
+export class Log {
+  constructor(
+    private readonly db: Db,
+    private readonly members: Members,
+  ) {}
+
+  meta(): ChatMeta | undefined {
+    return this.db.select().from(chatRow).where(eq(chatRow.id, 1)).get();
+  }
+
+  append(meta: ChatMeta, input: NewChatMessage): ChatMessageRow {
+    const seq = meta.lastSeq + 1;
+    const row: ChatMessageRow = {
+      content: null,
+      replyToMessageId: null,
+      clientMessageId: null,
+      transferId: null,
+      transferRecipientId: null,
+      transferAmount: null,
+      transferNote: null,
+      editedAt: null,
+      deletedAt: null,
+      ...input,
+      id: input.id ?? messageIdOf(meta, seq, input.createdAt),
+      seq,
+    };
+    this.db.insert(messages).values(row).run();
+    const moved = this.db
+      .update(chatRow)
+      .set({ lastSeq: seq, lastActivityAt: sql`max(${chatRow.lastActivityAt}, ${row.createdAt})` })
+      .where(eq(chatRow.lastSeq, meta.lastSeq))
+      .returning({ lastSeq: chatRow.lastSeq })
+      .get();
+    invariant(moved?.lastSeq === seq, `chat ${meta.chatId}: seq ${seq} was not the next one`);
+    meta.lastSeq = seq;
+    if (this.members.get(row.senderId)) this.members.markRead(row.senderId, seq);
+    if (row.type === "credit_transfer") this.countTransfer(row);
+    return row;
+  }
+
+  private countTransfer(row: ChatMessageRow): void {
+    const amount = row.transferAmount ?? 0;
+    invariant(row.transferId !== null && amount > 0, `transfer message ${row.id} without its transfer`);
+    this.db
+      .insert(transferTotals)
+      .values({ senderId: row.senderId, count: 1, amount })
+      .onConflictDoUpdate({
+        target: transferTotals.senderId,
+        set: { count: sql`${transferTotals.count} + 1`, amount: sql`${transferTotals.amount} + ${amount}` },
+      })
+      .run();
+  }
+
+  byId(messageId: string): ChatMessageRow | undefined {
+    return this.db.select().from(messages).where(eq(messages.id, messageId)).get();
+  }
+
+  byTransfer(transferId: string): ChatMessageRow | undefined {
+    return this.db.select().from(messages).where(eq(messages.transferId, transferId)).get();
+  }
+
+  byClientId(senderId: string, clientMessageId: string): ChatMessageRow | undefined {
+    return this.db
+      .select()
+      .from(messages)
+      .where(sql`${messages.senderId} = ${senderId} AND ${messages.clientMessageId} = ${clientMessageId}`)
+      .get();
+  }
+
+  bySeq(seq: number): ChatMessageRow | undefined {
+    return this.db.select().from(messages).where(eq(messages.seq, seq)).get();
+  }
+
+  /** The messages with seq in [from, to], ascending (a page is always such a range: seqs have no gaps). */
+  range(from: number, to: number): ChatMessageRow[] {
+    return this.db.select().from(messages).where(sql`${messages.seq} BETWEEN ${from} AND ${to}`).orderBy(messages.seq).all();
+  }
+
+  /** Edits or deletes a live text message; the caller checked who may. */
+  update(messageId: string, set: { content: string | null; editedAt?: number; deletedAt?: number }): ChatMessageRow {
+    const row = this.db.update(messages).set(set).where(eq(messages.id, messageId)).returning().get();
+    invariant(row, `message ${messageId} vanished during its update`);
+    return row;
+  }
+
+  transferTotals(): { senderId: string; count: number; amount: number }[] {
+    return this.db.select().from(transferTotals).all();
+  }
+
+  /** Stores legacy messages moved from D1 as they were (their seq and id); rows already here are left as they are. */
+  importRows(rows: readonly ChatMessageRow[]): number {
+    let inserted = 0;
+    for (const row of rows) {
+      const done = this.db.insert(messages).values(row).onConflictDoNothing().returning({ seq: messages.seq }).get();
+      if (!done) continue;
+      inserted += 1;
+      if (row.type === "credit_transfer") this.countTransfer(row);
+    }
+    return inserted;
+  }
+}

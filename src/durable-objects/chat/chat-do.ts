@@ -1,0 +1,283 @@
+import { DurableObject } from "cloudflare:workers";
+import { drizzle } from "drizzle-orm/durable-sqlite";
+import { type Outcome, refuse } from "../../lib/errors";
+import { log } from "../../lib/log";
+import type { Chat } from "../../schemas/chat";
+import type { Message } from "../../schemas/message";
+import type { RealtimeEvent } from "../../schemas/realtime";
+import { Log } from "./append";
+import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-schema";
+import type {
+  ChatFact,
+  ChatSnapshot,
+  ChatTransferTotals,
+  MarkerAnswer,
+  MemberChange,
+  PageRequest,
+  SendCommand,
+  SendResult,
+  TransferAppend,
+} from "./chat-types";
+import type { ChatEffects } from "./effects";
+import { SendKeys } from "./keys";
+import { Legacy } from "./legacy";
+import { chatNotFound, Members, toChatMember } from "./members";
+import { messageOf, Posting } from "./posting";
+import { SUMMARY_FLUSH_MS, Summary } from "./summary";
+
+/** What the binding hands the chat: its effects on the outside world, and (tests only) a clock. */
+export type ChatWiring = { effects: ChatEffects; now?: () => number };
+
+/**
+ * One chat (`idFromName(chatId)`), SQLite-backed: a thin RPC shell over modules with one job each.
+ *
+ *   append.ts   the log: seq, message ids, the only writer of messages and transfer totals
+ *   members.ts  who may read and send, markers, suspension, blocks, presence
+ *   posting.ts  the rules of a send, a transfer's message, an edit, a marker, a member change
+ *   keys.ts     stored outcomes of keyed sends     summary.ts  the D1 directory row, coalesced
+ *   legacy.ts   the chat's beginning, and history an existing deployment still has in D1
+ *
+ * Every write runs in one `transactionSync` with the checks that allowed it, so a send is one
+ * durable write and its answer; the directory, realtime frames and key expiry follow behind.
+ */
+export class ChatObject extends DurableObject<Env> {
+  private readonly log: Log;
+  private readonly members: Members;
+  private readonly keys: SendKeys;
+  private readonly posting: Posting;
+  private readonly legacy: Legacy;
+  private readonly summary: Summary;
+  private readonly effects: ChatEffects;
+  private readonly now: () => number;
+  private alarmAt: number | null = null;
+  /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
+  private onlineEpoch = 0;
+
+  constructor(ctx: DurableObjectState, env: Env, wiring: ChatWiring) {
+    super(ctx, env);
+    const db = drizzle(ctx.storage, { schema: chatSchema });
+    this.effects = wiring.effects;
+    this.now = wiring.now ?? Date.now;
+    this.members = new Members(db);
+    this.log = new Log(db, this.members);
+    this.keys = new SendKeys(db);
+    this.posting = new Posting(this.log, this.members, this.keys);
+    this.legacy = new Legacy(db, this.log, this.members, this.effects);
+    this.summary = new Summary(db, this.log, this.members, this.effects);
+    ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage);
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // ------------------------------------------------------------------ beginning
+
+  /** Creates the chat from the directory's snapshot (the Worker, right after D1 has it); idempotent. */
+  create(snapshot: ChatSnapshot): void {
+    this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
+  }
+
+  /** The chat, created from the directory on the first call of an object that has none; null: not this chat. */
+  private async meta(chatId: string): Promise<ChatMeta | null> {
+    const meta = this.log.meta();
+    if (meta) return meta.chatId === chatId ? meta : null;
+    const snapshot = await this.effects.loadSnapshot(chatId);
+    if (!snapshot) return null;
+    return this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  async send(cmd: SendCommand): Promise<SendResult> {
+    const meta = await this.meta(cmd.chatId);
+    if (!meta) return cmd.refusal ?? chatNotFound(cmd.chatId);
+    // A reply to a message still in D1 moves it here first, so the check below sees it.
+    if (cmd.replyToMessageId !== null) await this.legacy.byId(meta, cmd.replyToMessageId);
+    const result = this.ctx.storage.transactionSync(() => this.posting.send(this.current(), cmd, this.now()));
+    if (result.ok && result.value.status === 201 && !result.value.replayed && result.value.message) {
+      this.changed([{ type: "message.created", data: result.value.message }]);
+    }
+    return result;
+  }
+
+  /** Credited transfers' messages (the wallet's effects), keyed by transfer id; pushed by the transfer's announcement. */
+  async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {
+    const meta = await this.meta(chatId);
+    if (!meta) return chatNotFound(chatId);
+    const posted = this.ctx.storage.transactionSync(() => this.posting.appendTransfers(this.current(), transfers));
+    if (posted.some((p) => p.created)) this.changed([]);
+    return { ok: true, value: posted.map((p) => p.message) };
+  }
+
+  async edit(chatId: string, userId: string, messageId: string, content: string): Promise<Outcome<Message>> {
+    return this.rewrite(chatId, userId, messageId, (row) => {
+      const suspended = this.members.get(userId)?.suspended;
+      if (suspended) return refuse("account_suspended", "This account is suspended: it can sign in and read, but not send");
+      return { ok: true, value: this.log.update(row.id, { content, editedAt: this.now() }) };
+    });
+  }
+
+  async remove(chatId: string, userId: string, messageId: string): Promise<Outcome<Message>> {
+    return this.rewrite(chatId, userId, messageId, (row) => ({
+      ok: true,
+      value: this.log.update(row.id, { content: null, deletedAt: this.now() }),
+    }));
+  }
+
+  /** An edit or delete: the checks of `Posting.editable`, then `write`, in one transaction; pushed as message.updated/deleted. */
+  private async rewrite(
+    chatId: string,
+    userId: string,
+    messageId: string,
+    write: (row: ChatMessageRow) => Outcome<ChatMessageRow>,
+  ): Promise<Outcome<Message>> {
+    const meta = await this.meta(chatId);
+    if (!meta) return refuse("message_not_found", `No message ${messageId} in your chats`);
+    await this.legacy.byId(meta, messageId);
+    const result = this.ctx.storage.transactionSync((): Outcome<Message> => {
+      const current = this.current();
+      const row = this.posting.editable(current, userId, this.log.byId(messageId));
+      if (!row.ok) return row;
+      const written = write(row.value);
+      if (!written.ok) return written;
+      if (written.value.seq === current.lastSeq) this.summary.touch();
+      return { ok: true, value: messageOf(current, written.value) };
+    });
+    if (result.ok) {
+      const type = result.value.deletedAt === null ? "message.updated" : "message.deleted";
+      this.changed([{ type, data: result.value }]);
+    }
+    return result;
+  }
+
+  async markRead(chatId: string, userId: string, seq: number): Promise<Outcome<MarkerAnswer>> {
+    const meta = await this.meta(chatId);
+    if (!meta) return chatNotFound(chatId);
+    const result = this.ctx.storage.transactionSync(() => this.posting.markRead(this.current(), userId, seq));
+    if (!result.ok) return result;
+    const { moved, ...marker } = result.value;
+    if (moved) this.changed([{ type: "chat.read", data: { chatId, userId, lastReadSeq: marker.lastReadSeq } }]);
+    return { ok: true, value: marker };
+  }
+
+  /** A membership change the directory made; the system message it posts (null on a repeat), and `notify` extra users. */
+  async changeMembers(chatId: string, change: MemberChange): Promise<Outcome<Message | null>> {
+    const meta = await this.meta(chatId);
+    if (!meta) return chatNotFound(chatId);
+    const removedOnline = change.kind === "remove" && this.members.get(change.userId)?.online === true;
+    const row = this.ctx.storage.transactionSync(() => this.posting.changeMembers(this.current(), change));
+    if (!row) return { ok: true, value: null };
+    const message = messageOf(meta, row);
+    this.changed([{ type: "message.created", data: message }], removedOnline && change.kind === "remove" ? [change.userId] : []);
+    return { ok: true, value: message };
+  }
+
+  /** Facts pushed by the Worker (services/chat-facts.ts); an object that has no chat yet reads them from D1 when it starts. */
+  applyFacts(facts: readonly ChatFact[]): void {
+    if (!this.log.meta()) return;
+    this.ctx.storage.transactionSync(() => {
+      for (const fact of facts) this.members.apply(fact);
+    });
+    if (facts.some((fact) => fact.kind === "online")) this.onlineEpoch += 1;
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /** A page of messages (a seq range: seqs have no gaps); 404 `chat_not_found` for a non-member. */
+  async page(req: PageRequest): Promise<Outcome<Message[]>> {
+    const meta = await this.meta(req.chatId);
+    if (!meta || !this.members.get(req.userId)) return chatNotFound(req.chatId);
+    const [from, to] = pageRange(meta.lastSeq, req);
+    if (from > to) return { ok: true, value: [] };
+    const rows = await this.legacy.range(meta, from, to);
+    const ordered = req.order === "desc" ? rows.reverse() : rows;
+    return { ok: true, value: ordered.map((row) => messageOf(meta, row)) };
+  }
+
+  /** The chat as `userId` sees it, current to the last commit (the directory's list lags up to a second). */
+  async view(chatId: string, userId: string): Promise<Outcome<Chat>> {
+    const meta = await this.meta(chatId);
+    const member = meta && this.members.get(userId);
+    if (!meta || !member) return chatNotFound(chatId);
+    const [last] = meta.lastSeq > 0 ? await this.legacy.range(meta, meta.lastSeq, meta.lastSeq) : [];
+    return {
+      ok: true,
+      value: {
+        id: meta.chatId,
+        type: meta.type,
+        title: meta.title,
+        members: this.members.all().map(toChatMember),
+        lastMessage: last ? messageOf(meta, last) : null,
+        lastSeq: meta.lastSeq,
+        unreadCount: Math.max(0, meta.lastSeq - member.lastReadSeq),
+        createdAt: new Date(meta.createdAt).toISOString(),
+      },
+    };
+  }
+
+  /** Reconciliation: this chat's transfer messages, summed per sender. */
+  async transferTotals(chatId: string): Promise<ChatTransferTotals> {
+    const meta = await this.meta(chatId);
+    return { chatId, senders: meta ? this.log.transferTotals() : [] };
+  }
+
+  /** A message of this chat by id, for the Worker's lookups (null when it is not here). */
+  async message(chatId: string, messageId: string): Promise<Message | null> {
+    const meta = await this.meta(chatId);
+    const row = meta ? await this.legacy.byId(meta, messageId) : undefined;
+    return meta && row ? messageOf(meta, row) : null;
+  }
+
+  /** The migration Workflow: a page of this chat's D1 history, seq `from`..`to`. */
+  async importLegacy(chatId: string, from: number, to: number, rows: ChatMessageRow[]) {
+    const meta = await this.meta(chatId);
+    if (!meta) return null;
+    return this.ctx.storage.transactionSync(() => this.legacy.importPage(from, to, rows));
+  }
+
+  // ------------------------------------------------------------------ behind the answers
+
+  private current(): ChatMeta {
+    const meta = this.log.meta();
+    if (!meta) throw new Error("the chat row vanished");
+    return meta;
+  }
+
+  /** After a committed change: the directory is owed a summary, and `events` go to the members who may have a socket. */
+  private changed(events: RealtimeEvent[], alsoNotify: string[] = []): void {
+    this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
+    const targets = [...new Set([...this.members.online(), ...alsoNotify])];
+    if (events.length === 0 || targets.length === 0) return;
+    const epoch = this.onlineEpoch;
+    const pushed = this.effects.push(targets, events).then((nobody) => {
+      if (epoch === this.onlineEpoch && nobody.length > 0) this.members.offline(nobody);
+    });
+    this.ctx.waitUntil(pushed.catch((error) => log.warn("chat.push_failed", { error })));
+  }
+
+  private wakeAt(at: number): void {
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    void this.ctx.storage.setAlarm(at);
+  }
+
+  /** The directory summary owed, then key expiry; wakes again for whichever comes first. */
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const now = this.now();
+    const flushAgain = await this.summary.flush(now);
+    const expiry = this.ctx.storage.transactionSync(() => this.keys.expire(now));
+    const next = [flushAgain, expiry].filter((at): at is number => at !== null);
+    if (next.length > 0) this.wakeAt(Math.max(Math.min(...next), now + 1));
+  }
+}
+
+/** A page's seq range [from, to] (clipped to 1..lastSeq); `take` rows at most. */
+export function pageRange(lastSeq: number, req: Pick<PageRequest, "order" | "seq" | "take">): [number, number] {
+  if (req.order === "asc") {
+    const from = (req.seq ?? 0) + 1;
+    return [from, Math.min(lastSeq, from + req.take - 1)];
+  }
+  const to = req.seq === null ? lastSeq : Math.min(lastSeq, req.seq - 1);
+  return [Math.max(1, to - req.take + 1), to];
+}

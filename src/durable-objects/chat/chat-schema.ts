@@ -1,0 +1,199 @@
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/**
+ * The ChatDO's own SQLite schema, typed once here (Drizzle, `drizzle-orm/durable-sqlite`) and
+ * created by MIGRATIONS below (test/chats/chat-schema.test.ts checks the two agree column by
+ * column). One object per chat (`idFromName(chatId)`), so nothing here carries a chat id but the
+ * one `chat` row. Times are epoch ms.
+ *
+ * Invariants the schema holds itself: `seq` is the primary key of `messages` (never two messages
+ * at one seq), a message id and a transfer id appear once, one `clientMessageId` per sender, one
+ * stored outcome per (caller, key).
+ */
+
+/** The chat itself (one row): identity, the seq counter, legacy import progress, summary bookkeeping. */
+export const chatRow = sqliteTable("chat", {
+  id: integer("id").primaryKey(),
+  chatId: text("chat_id").notNull(),
+  type: text("type", { enum: ["direct", "group"] }).notNull(),
+  title: text("title"),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+  /** The 6 bytes (12 hex) every message id of this chat carries, so a message id finds its chat. */
+  routeTag: text("route_tag").notNull(),
+  /** The highest seq given out: the next message takes `last_seq + 1` in the same transaction. */
+  lastSeq: integer("last_seq").notNull(),
+  lastActivityAt: integer("last_activity_at").notNull(),
+  /** Messages 1..legacy_up_to were written in D1 before this object existed (migration). */
+  legacyUpTo: integer("legacy_up_to").notNull(),
+  /** Legacy messages 1..imported_up_to are here; (imported_up_to, legacy_up_to] are still read from D1. */
+  importedUpTo: integer("imported_up_to").notNull(),
+  /** The summary (last seq, message, activity) last written to the D1 directory row. */
+  flushedSeq: integer("flushed_seq").notNull(),
+  /** Bumped by every change the directory must learn (an edit of the last message, a member change). */
+  summaryVersion: integer("summary_version").notNull(),
+  flushedVersion: integer("flushed_version").notNull(),
+});
+
+export const members = sqliteTable("members", {
+  userId: text("user_id").primaryKey(),
+  role: text("role", { enum: ["owner", "member"] }).notNull(),
+  joinedAt: integer("joined_at").notNull(),
+  lastReadSeq: integer("last_read_seq").notNull(),
+  /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
+  flushedReadSeq: integer("flushed_read_seq").notNull(),
+  /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
+  suspended: integer("suspended", { mode: "boolean" }).notNull(),
+  /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
+  online: integer("online", { mode: "boolean" }).notNull(),
+});
+
+/** Blocks between the members of a direct chat (pushed by the Worker; blocks do not apply in groups). */
+export const blocks = sqliteTable(
+  "blocks",
+  { blockerId: text("blocker_id").notNull(), blockedId: text("blocked_id").notNull() },
+  (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] })],
+);
+
+export const messages = sqliteTable(
+  "messages",
+  {
+    seq: integer("seq").primaryKey(),
+    id: text("id").notNull(),
+    senderId: text("sender_id").notNull(),
+    type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
+    content: text("content"),
+    replyToMessageId: text("reply_to_message_id"),
+    clientMessageId: text("client_message_id"),
+    transferId: text("transfer_id"),
+    transferRecipientId: text("transfer_recipient_id"),
+    transferAmount: integer("transfer_amount"),
+    transferNote: text("transfer_note"),
+    createdAt: integer("created_at").notNull(),
+    editedAt: integer("edited_at"),
+    deletedAt: integer("deleted_at"),
+  },
+  (t) => [
+    uniqueIndex("messages_id_unique").on(t.id),
+    uniqueIndex("messages_transfer_unique").on(t.transferId).where(sql`transfer_id IS NOT NULL`),
+    uniqueIndex("messages_client_unique").on(t.senderId, t.clientMessageId).where(sql`client_message_id IS NOT NULL`),
+  ],
+);
+
+/** Stored outcomes of keyed sends into this chat (API.md §1): the exact status and body a replay answers. */
+export const sendKeys = sqliteTable(
+  "send_keys",
+  {
+    userId: text("user_id").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    status: integer("status").notNull(),
+    body: text("body").notNull(),
+    messageId: text("message_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.key] }), index("send_keys_created").on(t.createdAt)],
+);
+
+/** Running totals of this chat's `credit_transfer` messages per sender: reconciliation's view of the messages. */
+export const transferTotals = sqliteTable("transfer_totals", {
+  senderId: text("sender_id").primaryKey(),
+  count: integer("count").notNull(),
+  amount: integer("amount").notNull(),
+});
+
+export const chatSchema = { chatRow, members, blocks, messages, sendKeys, transferTotals };
+
+export type ChatMeta = typeof chatRow.$inferSelect;
+export type MemberRow = typeof members.$inferSelect;
+export type ChatMessageRow = typeof messages.$inferSelect;
+export type SendKeyRow = typeof sendKeys.$inferSelect;
+
+/** Each entry is one version, applied in order in one transaction from the constructor. Never edit a shipped one. */
+export const MIGRATIONS: readonly string[] = [
+  // v1
+  `
+  CREATE TABLE chat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    chat_id TEXT NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('direct', 'group')),
+    title TEXT,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    route_tag TEXT NOT NULL,
+    last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
+    last_activity_at INTEGER NOT NULL,
+    legacy_up_to INTEGER NOT NULL,
+    imported_up_to INTEGER NOT NULL,
+    flushed_seq INTEGER NOT NULL,
+    summary_version INTEGER NOT NULL,
+    flushed_version INTEGER NOT NULL
+  );
+  CREATE TABLE members (
+    user_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+    joined_at INTEGER NOT NULL,
+    last_read_seq INTEGER NOT NULL CHECK (last_read_seq >= 0),
+    flushed_read_seq INTEGER NOT NULL,
+    suspended INTEGER NOT NULL,
+    online INTEGER NOT NULL
+  );
+  CREATE TABLE blocks (
+    blocker_id TEXT NOT NULL,
+    blocked_id TEXT NOT NULL,
+    PRIMARY KEY (blocker_id, blocked_id)
+  );
+  CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+    id TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('text', 'credit_transfer', 'system')),
+    content TEXT,
+    reply_to_message_id TEXT,
+    client_message_id TEXT,
+    transfer_id TEXT,
+    transfer_recipient_id TEXT,
+    transfer_amount INTEGER,
+    transfer_note TEXT,
+    created_at INTEGER NOT NULL,
+    edited_at INTEGER,
+    deleted_at INTEGER
+  );
+  CREATE UNIQUE INDEX messages_id_unique ON messages (id);
+  CREATE UNIQUE INDEX messages_transfer_unique ON messages (transfer_id) WHERE transfer_id IS NOT NULL;
+  CREATE UNIQUE INDEX messages_client_unique ON messages (sender_id, client_message_id) WHERE client_message_id IS NOT NULL;
+  CREATE TABLE send_keys (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+  );
+  CREATE INDEX send_keys_created ON send_keys (created_at);
+  CREATE TABLE transfer_totals (
+    sender_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL CHECK (count >= 0),
+    amount INTEGER NOT NULL CHECK (amount >= 0)
+  );
+  `,
+];
+
+/** Applies every migration newer than the stored version, in one transaction. */
+export function migrate(storage: DurableObjectStorage): void {
+  const sqlStorage = storage.sql;
+  sqlStorage.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
+  const current =
+    sqlStorage.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
+  if (current >= MIGRATIONS.length) return;
+  storage.transactionSync(() => {
+    for (let version = current; version < MIGRATIONS.length; version += 1) sqlStorage.exec(MIGRATIONS[version]!);
+    sqlStorage.exec(
+      "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+      MIGRATIONS.length,
+    );
+  });
+}

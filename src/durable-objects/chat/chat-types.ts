@@ -1,0 +1,98 @@
+import type { Outcome, Refusal } from "../../lib/errors";
+import type { Chat, ChatMember } from "../../schemas/chat";
+import type { Message } from "../../schemas/message";
+import type { RealtimeEvent } from "../../schemas/realtime";
+
+/**
+ * What crosses RPC into and out of a ChatDO. Refusals are values (`Outcome`), never thrown
+ * custom errors (their fields are lost on the way).
+ */
+
+/** A chat as the directory (D1) knows it, handed to a new object or read by it once when it first wakes. */
+export type ChatSnapshot = {
+  chatId: string;
+  type: "direct" | "group";
+  title: string | null;
+  createdBy: string;
+  createdAt: number;
+  routeTag: string;
+  /** The D1 `last_seq`: messages up to it are legacy (still in D1) until the migration moves them. */
+  lastSeq: number;
+  lastActivityAt: number;
+  members: MemberSnapshot[];
+  /** Blocks between the members of a direct chat: [blocker, blocked]. */
+  blocks: [string, string][];
+};
+
+export type MemberSnapshot = {
+  userId: string;
+  role: "owner" | "member";
+  joinedAt: number;
+  lastReadSeq: number;
+  suspended: boolean;
+  online: boolean;
+};
+
+/** A keyed send's key: the caller's `Idempotency-Key` and the fingerprint of method, path and body. */
+export type SendKey = { key: string; fingerprint: string };
+
+export type SendCommand = {
+  chatId: string;
+  senderId: string;
+  content: string;
+  replyToMessageId: string | null;
+  clientMessageId: string | null;
+  key: SendKey | null;
+  /** Set when the Worker already refused the request (a rate limit): answered unless the key has a stored outcome. */
+  refusal: Refusal | null;
+};
+
+/**
+ * A send's answer: `stored` is the exact response (status and body) the Worker returns, the same
+ * bytes a replay of its key answers later; `replayed` when it is such a replay.
+ */
+export type SendAnswer = { status: 200 | 201; body: string; replayed: boolean; message: Message | null };
+
+export type SendResult = Outcome<SendAnswer>;
+
+/** A credited transfer's message (the wallet's TransferMessage, minus what the object knows). */
+export type TransferAppend = {
+  transferId: string;
+  messageId: string;
+  senderId: string;
+  recipientId: string;
+  amount: number;
+  note: string | null;
+  createdAt: number;
+};
+
+export type PageRequest = {
+  userId: string;
+  chatId: string;
+  order: "asc" | "desc";
+  /** desc: messages below it (null: the newest); asc: messages above it. */
+  seq: number | null;
+  take: number;
+};
+
+export type MarkerAnswer = { chatId: string; lastReadSeq: number; unreadCount: number };
+
+export type ChatView = Chat;
+
+export type MemberChange =
+  | { kind: "add"; member: MemberSnapshot; actorId: string; content: string; at: number }
+  | { kind: "remove"; userId: string; actorId: string; content: string; newOwnerId: string | null; at: number };
+
+/** A fact about the outside world a chat must apply at once (services/chat-facts.ts). */
+export type ChatFact =
+  | { kind: "suspended"; userId: string; suspended: boolean }
+  | { kind: "block"; blockerId: string; blockedId: string; blocked: boolean }
+  | { kind: "online"; userId: string };
+
+/** Frames to push after a change, to the members the object believes have a socket. */
+export type Push = { userIds: string[]; events: RealtimeEvent[] };
+
+/** Reconciliation's view of this chat's transfer messages. */
+export type ChatTransferTotals = { chatId: string; senders: { senderId: string; count: number; amount: number }[] };
+
+export type { ChatMember, Message };

@@ -1,0 +1,140 @@
+import { successBody } from "../../lib/envelope";
+import { invariant, type Outcome, refuse } from "../../lib/errors";
+import { type Message, toMessage } from "../../schemas/message";
+import type { Log, NewChatMessage } from "./append";
+import type { ChatMessageRow, ChatMeta } from "./chat-schema";
+import type { MarkerAnswer, MemberChange, SendAnswer, SendCommand, SendResult, TransferAppend } from "./chat-types";
+import type { SendKeys } from "./keys";
+import type { Members } from "./members";
+
+/** A message as the API shows it, from a row of this chat. */
+export const messageOf = (meta: Pick<ChatMeta, "chatId">, row: ChatMessageRow): Message =>
+  toMessage({ ...row, chatId: meta.chatId });
+
+/** The exact response body of a send (the envelope around the message), as answered and stored. */
+export const sendBody = (message: Message, status: 200 | 201) => JSON.stringify(successBody(message, status));
+
+const messageNotFound = (messageId: string) => refuse("message_not_found", `No message ${messageId} in your chats`);
+
+/**
+ * The chat's rules for what members write, each run synchronously inside the caller's one
+ * `transactionSync` (no await), so a check and the write it allows see one state.
+ */
+export class Posting {
+  constructor(
+    private readonly log: Log,
+    private readonly members: Members,
+    private readonly keys: SendKeys,
+  ) {}
+
+  /**
+   * A text message (v1 and v2), checked in this order: a key with a stored outcome answers it
+   * (another body under it is 409); a refusal the Worker handed in (a rate limit); not a member
+   * (404), suspended (403); a known `clientMessageId` of the sender answers the original (200);
+   * blocked in a direct chat (403); a reply to a message not in this chat (400). Then the append
+   * and, for a keyed send, its stored outcome, together. A refusal writes nothing.
+   */
+  send(meta: ChatMeta, cmd: SendCommand, now: number): SendResult {
+    const stored = cmd.key && this.keys.find(cmd.senderId, cmd.key.key, now);
+    if (stored && cmd.key) {
+      if (stored.fingerprint !== cmd.key.fingerprint) return reusedKey();
+      return { ok: true, value: { status: stored.status as 200 | 201, body: stored.body, replayed: true, message: null } };
+    }
+    if (cmd.refusal) return cmd.refusal;
+    const refusal = this.members.refusalToPost(meta, cmd.senderId);
+    if (refusal) return refusal;
+    const same = cmd.clientMessageId === null ? undefined : this.log.byClientId(cmd.senderId, cmd.clientMessageId);
+    if (same) return { ok: true, value: this.answer(meta, cmd, same, 200, now) };
+    const blocked = this.members.refusalByBlock(meta, cmd.senderId);
+    if (blocked) return blocked;
+    if (cmd.replyToMessageId !== null && !this.log.byId(cmd.replyToMessageId)) {
+      return refuse("validation_failed", "replyToMessageId: no such message in this chat");
+    }
+    const row = this.log.append(meta, {
+      senderId: cmd.senderId,
+      type: "text",
+      content: cmd.content,
+      replyToMessageId: cmd.replyToMessageId,
+      clientMessageId: cmd.clientMessageId,
+      createdAt: now,
+    });
+    return { ok: true, value: this.answer(meta, cmd, row, 201, now) };
+  }
+
+  /** The answer of a send, stored under its key (if any) in the same transaction as what it answers. */
+  private answer(meta: ChatMeta, cmd: SendCommand, row: ChatMessageRow, status: 200 | 201, now: number): SendAnswer {
+    const message = messageOf(meta, row);
+    const body = sendBody(message, status);
+    if (cmd.key) {
+      this.keys.store({ userId: cmd.senderId, ...cmd.key, status, body, messageId: row.id, createdAt: now });
+    }
+    return { status, body, replayed: false, message };
+  }
+
+  /**
+   * Credited transfers' messages, each keyed by its transfer id (a repeat finds the first). Blocks
+   * and suspension are not checked: the transfer protocol checked them before moving credits, and
+   * a transfer that moved credits must get its message.
+   */
+  appendTransfers(meta: ChatMeta, transfers: readonly TransferAppend[]): { message: Message; created: boolean }[] {
+    return transfers.map((t) => {
+      const existing = this.log.byTransfer(t.transferId);
+      if (existing) return { message: messageOf(meta, existing), created: false };
+      invariant(this.members.get(t.senderId) && this.members.get(t.recipientId), `transfer ${t.transferId} outside its chat`);
+      const row = this.log.append(meta, {
+        id: t.messageId,
+        senderId: t.senderId,
+        type: "credit_transfer",
+        transferId: t.transferId,
+        transferRecipientId: t.recipientId,
+        transferAmount: t.amount,
+        transferNote: t.note,
+        createdAt: t.createdAt,
+      });
+      return { message: messageOf(meta, row), created: true };
+    });
+  }
+
+  /**
+   * The message `messageId` as `userId` may change it, in API.md's order: not found or not a
+   * member → 404 `message_not_found`; not yours → 403; not a live text message → 409 `message_immutable`.
+   */
+  editable(meta: ChatMeta, userId: string, row: ChatMessageRow | undefined): Outcome<ChatMessageRow> {
+    if (!row || !this.members.get(userId)) return messageNotFound(row?.id ?? "");
+    if (row.senderId !== userId) return refuse("insufficient_permissions", "Only the sender edits or deletes a message");
+    if (row.type !== "text") return refuse("message_immutable", `A ${row.type} message cannot be edited or deleted`);
+    if (row.deletedAt !== null) return refuse("message_immutable", "This message was deleted");
+    invariant(meta.chatId !== "", "a chat without its id");
+    return { ok: true, value: row };
+  }
+
+  /** Moves `userId`'s marker forward to `seq`; 404 for a non-member, 400 above `lastSeq`. `moved`: whether it changed. */
+  markRead(meta: ChatMeta, userId: string, seq: number): Outcome<MarkerAnswer & { moved: boolean }> {
+    const member = this.members.get(userId);
+    if (!member) return refuse("chat_not_found", `No chat ${meta.chatId} among your chats`);
+    if (seq > meta.lastSeq) return refuse("validation_failed", `seq: ${seq} is above the chat's lastSeq (${meta.lastSeq})`);
+    const lastReadSeq = this.members.markRead(userId, seq);
+    const unreadCount = Math.max(0, meta.lastSeq - lastReadSeq);
+    return { ok: true, value: { chatId: meta.chatId, lastReadSeq, unreadCount, moved: lastReadSeq !== member.lastReadSeq } };
+  }
+
+  /**
+   * A membership change the directory already made, applied here with its system message in one
+   * transaction. A repeat (the member already in, or already gone) posts nothing.
+   */
+  changeMembers(meta: ChatMeta, change: MemberChange): ChatMessageRow | null {
+    const present = this.members.get(change.kind === "add" ? change.member.userId : change.userId) !== undefined;
+    if (change.kind === "add" ? present : !present) return null;
+    if (change.kind === "add") {
+      // History stays readable; only what follows the joining counts as unread.
+      this.members.insert({ ...change.member, lastReadSeq: Math.min(change.member.lastReadSeq, meta.lastSeq) });
+      this.members.markRead(change.member.userId, meta.lastSeq);
+    } else {
+      this.members.remove(change.userId, change.newOwnerId);
+    }
+    const system: NewChatMessage = { senderId: change.actorId, type: "system", content: change.content, createdAt: change.at };
+    return this.log.append(meta, system);
+  }
+}
+
+const reusedKey = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
