@@ -38,7 +38,7 @@ export async function workersPlugin() {
         WALLET: { className: "TestWalletDO", useSQLite: true },
         RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
         REALTIME: { className: "RealtimeDO", useSQLite: true },
-        CHAT: { className: "ChatDO", useSQLite: true },
+        CHAT: { className: "TestChatDO", useSQLite: true },
       },
       // The coarse budgets (wrangler.toml [[ratelimits]]) raised for the suite, which sends thousands
       // of requests per user and, mostly without CF-Connecting-IP, from one address; the budget path

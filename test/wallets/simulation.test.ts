@@ -42,6 +42,7 @@ import { newId } from "../../src/lib/ids";
 import { reconcile } from "../../src/services/reconciliation/runs";
 import { executeTransfer, type TransferAnswer } from "../../src/services/transfers";
 import { grantCredits, walletStub } from "../../src/services/wallets";
+import { queryEveryChat } from "../support/chats";
 import { seedUser } from "../support/users";
 import { inWallet, rowsOf, runRecovery, seedWalletUser } from "../support/wallets";
 
@@ -335,9 +336,7 @@ async function simulate(seed: number, ops: number) {
         senderId,
         `SELECT amount FROM entries WHERE transfer_id = '${row.transfer_id}' AND kind = 'reversal_in'`,
       );
-      const { results: messageRows } = await env.DB.prepare("SELECT id FROM messages WHERE transfer_id = ?")
-        .bind(row.transfer_id)
-        .all();
+      const messageRows = await queryEveryChat("SELECT id FROM messages WHERE transfer_id = ?", row.transfer_id);
       if (row.state === "posted") {
         check(
           credited.length === 1 && Number(credited[0]!.amount) === row.amount,

@@ -9,7 +9,6 @@ import { Log } from "./append";
 import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-schema";
 import type {
   ChatFact,
-  ChatSnapshot,
   ChatTransferTotals,
   MarkerAnswer,
   MemberChange,
@@ -50,6 +49,12 @@ export class ChatObject extends DurableObject<Env> {
   private readonly effects: ChatEffects;
   private readonly now: () => number;
   private alarmAt: number | null = null;
+  /**
+   * Whether this object holds a chat's schema. An object is created by any call naming it (a
+   * random chat id in a URL, say); it writes nothing until the directory confirms the chat, so
+   * such calls leave no storage behind.
+   */
+  private hasSchema: boolean;
   /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
   private onlineEpoch = 0;
 
@@ -64,26 +69,30 @@ export class ChatObject extends DurableObject<Env> {
     this.posting = new Posting(this.log, this.members, this.keys);
     this.legacy = new Legacy(db, this.log, this.members, this.effects);
     this.summary = new Summary(db, this.log, this.members, this.effects);
+    this.hasSchema = schemaExists(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage);
+      if (this.hasSchema) migrate(ctx.storage);
       this.alarmAt = await ctx.storage.getAlarm();
     });
   }
 
   // ------------------------------------------------------------------ beginning
 
-  /** Creates the chat from the directory's snapshot (the Worker, right after D1 has it); idempotent. */
-  create(snapshot: ChatSnapshot): void {
-    this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
-  }
-
   /** The chat, created from the directory on the first call of an object that has none; null: not this chat. */
   private async meta(chatId: string): Promise<ChatMeta | null> {
-    const meta = this.log.meta();
+    const meta = this.storedMeta();
     if (meta) return meta.chatId === chatId ? meta : null;
     const snapshot = await this.effects.loadSnapshot(chatId);
     if (!snapshot) return null;
-    return this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
+    return this.ctx.storage.transactionSync(() => {
+      migrate(this.ctx.storage);
+      this.hasSchema = true;
+      return this.legacy.begin(snapshot);
+    });
+  }
+
+  private storedMeta(): ChatMeta | undefined {
+    return this.hasSchema ? this.log.meta() : undefined;
   }
 
   // ------------------------------------------------------------------ writes
@@ -174,7 +183,7 @@ export class ChatObject extends DurableObject<Env> {
 
   /** Facts pushed by the Worker (services/chat-facts.ts); an object that has no chat yet reads them from D1 when it starts. */
   applyFacts(facts: readonly ChatFact[]): void {
-    if (!this.log.meta()) return;
+    if (!this.storedMeta()) return;
     this.ctx.storage.transactionSync(() => {
       for (const fact of facts) this.members.apply(fact);
     });
@@ -238,7 +247,7 @@ export class ChatObject extends DurableObject<Env> {
   // ------------------------------------------------------------------ behind the answers
 
   private current(): ChatMeta {
-    const meta = this.log.meta();
+    const meta = this.storedMeta();
     if (!meta) throw new Error("the chat row vanished");
     return meta;
   }
@@ -264,6 +273,7 @@ export class ChatObject extends DurableObject<Env> {
   /** The directory summary owed, then key expiry; wakes again for whichever comes first. */
   override async alarm(): Promise<void> {
     this.alarmAt = null;
+    if (!this.hasSchema) return;
     const now = this.now();
     const flushAgain = await this.summary.flush(now);
     const expiry = this.ctx.storage.transactionSync(() => this.keys.expire(now));
@@ -280,4 +290,9 @@ export function pageRange(lastSeq: number, req: Pick<PageRequest, "order" | "seq
   }
   const to = req.seq === null ? lastSeq : Math.min(lastSeq, req.seq - 1);
   return [Math.max(1, to - req.take + 1), to];
+}
+
+/** Whether the object's SQLite already holds the chat schema (read-only: sqlite_master). */
+function schemaExists(storage: DurableObjectStorage): boolean {
+  return storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
 }
