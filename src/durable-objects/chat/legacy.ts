@@ -129,7 +129,8 @@ export class Legacy {
       const status = key.status ?? 201;
       let body = key.body;
       if (body === null) {
-        const message = await this.byId(meta, key.messageId);
+        // Read, not moved: the message moves with its page (and is counted there).
+        const message = this.log.byId(key.messageId) ?? (await this.effects.legacyMessage(meta.chatId, key.messageId));
         if (!message) continue;
         body = sendBody(messageOf(meta, message), status === 200 ? 200 : 201);
       }

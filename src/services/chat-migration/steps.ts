@@ -117,7 +117,11 @@ export async function moveChatPage(
     const { legacyUpTo, importedUpTo } = progress;
     if (importedUpTo >= legacyUpTo) return;
     if (legacyUpTo - importedUpTo > messagesPerPage) result.big.push({ chatId, legacyUpTo, importedUpTo });
-    else result.messages += (await moveMessagePage(env, chatId, importedUpTo + 1, legacyUpTo)).inserted;
+    else {
+      // Awaited before the +=, which would otherwise add to the total as it was before the await.
+      const { inserted } = await moveMessagePage(env, chatId, importedUpTo + 1, legacyUpTo);
+      result.messages += inserted;
+    }
   });
   result.big.sort((a, b) => (a.chatId < b.chatId ? -1 : 1));
   return result;
@@ -165,7 +169,8 @@ export async function moveKeyPage(env: Env, after: KeyCursor | null, keysPerPage
   const keys = rows.results;
   const result: KeyPageResult = { next: null, keys: 0, walletKeys: 0 };
   await eachLimited([...group(keys, (k) => k.chat_id)], async ([chatId, list]) => {
-    result.keys += (await chatStub(env, chatId).importSendKeys(chatId, list.map(toLegacySendKey))) ?? 0;
+    const stored = await chatStub(env, chatId).importSendKeys(chatId, list.map(toLegacySendKey));
+    result.keys += stored ?? 0;
   });
   await eachLimited([...group(keys, (k) => k.user_id)], async ([userId, list]) => {
     const registered = list.map((k) => ({
@@ -174,7 +179,8 @@ export async function moveKeyPage(env: Env, after: KeyCursor | null, keysPerPage
       target: `chat:${k.chat_id}`,
       createdAt: k.created_at,
     }));
-    result.walletKeys += await walletStub(env, userId).importMessageKeys(registered);
+    const added = await walletStub(env, userId).importMessageKeys(registered);
+    result.walletKeys += added;
   });
   const last = keys.at(-1);
   if (keys.length === keysPerPage && last) result.next = [last.user_id, last.key];
