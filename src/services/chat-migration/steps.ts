@@ -92,7 +92,8 @@ export async function moveChatPage(
   const listed = await db
     .select({
       id: chats.id,
-      d1Last: sql<number | null>`(SELECT max(${messages.seq}) FROM ${messages} WHERE ${messages.chatId} = ${chats.id})`,
+      // Written out: Drizzle leaves columns unqualified in a one-table select, where `id` would be messages.id.
+      d1Last: sql<number | null>`(SELECT max(m.seq) FROM messages m WHERE m.chat_id = chats.id)`,
     })
     .from(chats)
     .where(gte(chats.id, from))
