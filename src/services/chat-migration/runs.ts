@@ -8,8 +8,11 @@ import { type ChatMigrationOutput, firstParams, type MigrationTotals, NO_TOTALS,
  * (the first one's id is the run's); nothing about it is kept in D1, the Workflow engine has it.
  */
 
-/** Successors followed at most when reading a run (each covers up to STEPS_PER_INSTANCE steps). */
-const MAX_INSTANCES = 10_000;
+/**
+ * Instances followed at most when reading a run (two subrequests each). A full D1 (10 GB, ~20
+ * million messages) is ~40,000 page steps: ~45 instances of STEPS_PER_INSTANCE.
+ */
+const MAX_INSTANCES = 200;
 
 /** Starts a run; answers it as it stands right after the start. */
 export async function startChatMigration(env: Env, tuning?: Partial<Tuning>): Promise<ChatMigration> {
