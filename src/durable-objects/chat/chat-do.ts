@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/durable-sqlite";
 import { type Outcome, refuse } from "../../lib/errors";
+import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { log } from "../../lib/log";
 import type { Chat } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
@@ -10,6 +11,9 @@ import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-
 import type {
   ChatFact,
   ChatTransferTotals,
+  LegacyMarker,
+  LegacyProgress,
+  LegacySendKey,
   MarkerAnswer,
   MemberChange,
   PageRequest,
@@ -102,6 +106,7 @@ export class ChatObject extends DurableObject<Env> {
     if (!meta) return cmd.refusal ?? chatNotFound(cmd.chatId);
     // A reply to a message still in D1 moves it here first, so the check below sees it.
     if (cmd.replyToMessageId !== null) await this.legacy.byId(meta, cmd.replyToMessageId);
+    if (cmd.key) await this.adoptLegacyKey(meta, cmd.senderId, cmd.key.key);
     const result = this.ctx.storage.transactionSync(() => this.posting.send(this.current(), cmd, this.now()));
     if (result.ok && result.value.status === 201 && !result.value.replayed && result.value.message) {
       this.changed([{ type: "message.created", data: result.value.message }]);
@@ -242,6 +247,41 @@ export class ChatObject extends DurableObject<Env> {
     const meta = await this.meta(chatId);
     if (!meta) return null;
     return this.ctx.storage.transactionSync(() => this.legacy.importPage(from, to, rows));
+  }
+
+  /** The migration Workflow's first call for a chat: the directory's markers moved forward, and how far its history has moved. */
+  async importMarkers(chatId: string, markers: readonly LegacyMarker[]): Promise<LegacyProgress | null> {
+    const meta = await this.meta(chatId);
+    if (!meta) return null;
+    const markersMoved = this.ctx.storage.transactionSync(() => this.legacy.importMarkers(markers));
+    const { legacyUpTo, importedUpTo } = this.current();
+    return { legacyUpTo, importedUpTo, markersMoved };
+  }
+
+  /** The migration Workflow: send keys of the old design whose messages are this chat's; how many were stored. */
+  async importSendKeys(chatId: string, keys: readonly LegacySendKey[]): Promise<number | null> {
+    const meta = await this.meta(chatId);
+    return meta ? this.storeLegacyKeys(meta, keys) : null;
+  }
+
+  private async storeLegacyKeys(meta: ChatMeta, keys: readonly LegacySendKey[]): Promise<number> {
+    const rows = await this.legacy.sendKeyRows(meta, keys, this.now());
+    const stored = this.ctx.storage.transactionSync(() => rows.filter((row) => this.keys.importLegacy(row)).length);
+    // The alarm expires them with the keys of this chat's own sends (keys.ts).
+    if (stored > 0) this.wakeAt(Math.min(...rows.map((row) => row.createdAt)) + IDEMPOTENCY_RETENTION_MS + 1);
+    return stored;
+  }
+
+  /**
+   * Until the migration has moved this chat (it moves every key before any chat's messages), a
+   * retry of a send of the old design may come here before its key has: its outcome is read from
+   * D1 first, so the retry is answered, never sent twice. One D1 read per keyed send into a
+   * chat not moved yet; none after.
+   */
+  private async adoptLegacyKey(meta: ChatMeta, userId: string, key: string): Promise<void> {
+    if (meta.importedUpTo >= meta.legacyUpTo || this.keys.find(userId, key, this.now())) return;
+    const legacy = await this.effects.legacySendKey(meta.chatId, userId, key);
+    if (legacy) await this.storeLegacyKeys(meta, [legacy]);
   }
 
   // ------------------------------------------------------------------ behind the answers
