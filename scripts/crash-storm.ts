@@ -381,6 +381,8 @@ function checkOutcomes(users: User[], problems: string[]) {
     cutByKill: 0,
     executedAfterRestart: 0,
     lostReplies: 0,
+    sendsCutByKill: 0,
+    sendsLostReplies: 0,
     fivexx: 0,
     fivexxResolved: 0,
   };
@@ -457,6 +459,10 @@ function checkOutcomes(users: User[], problems: string[]) {
       stats.cutByKill++;
       if (firstFinal.replayed) stats.lostReplies++;
       else stats.executedAfterRestart++;
+      if (request.kind !== "transfer") {
+        stats.sendsCutByKill++;
+        if (firstFinal.replayed) stats.sendsLostReplies++;
+      }
     }
     // One execution per key: at most one final answer not marked as a replay, and every answer to a
     // request sent after a final answer had arrived is a replay.
@@ -1218,7 +1224,7 @@ async function main(): Promise<number> {
         "",
         `crash-storm summary (seed ${SEED}, ${killTimes.length} kill(s) after ${killTimes.join(", ")} ms of storm):`,
         `  keys: ${requests.length} (${kinds("transfer")} transfers, ${kinds("v2")} v2 sends, ${kinds("v1")} v1 sends); transfer 201: ${stats.created}; refused 409: ${stats.refused}; send 201: ${stats.sent}; duplicates sent together: ${duplicatesSent}`,
-        `  keys cut by a kill before any final answer: ${stats.cutByKill} (executed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after a restart: ${stats.executedAfterRestart})`,
+        `  keys cut by a kill before any final answer: ${stats.cutByKill} (executed before the kill, reply lost, replayed after: ${stats.lostReplies}; executed only after a restart: ${stats.executedAfterRestart}); of them message sends: ${stats.sendsCutByKill} (${stats.sendsLostReplies} replayed)`,
         `  left by the kill: ${pendingAtKills} transfers debited but not posted, ${owedAtKills} chats owing D1 their summary, summed over the kills (finished after the restart by retries or the alarms)`,
         `  recovery alarm alone: ${alarmCheck}`,
         `  keys that needed more than one attempt after the restart: ${retried}; keys that saw a 5xx: ${stats.fivexx} (${stats.fivexxResolved} resolved to a final answer)`,
