@@ -89,8 +89,38 @@ export const BARE_PATH = "/__bare";
 const compatibilityDate = () =>
   readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
 
-/** A built product bundle as one worker of a Miniflare process: the local vars raised as above, its own D1 and objects. */
-export function appWorker(name: string, modules: Awaited<ReturnType<typeof build>>, outdir: string, database: string) {
+/**
+ * The top-level (local) `[[durable_objects.bindings]]` and `[[workflows]]` of `root`'s
+ * wrangler.toml: binding → class. Read from the checkout being served, so bench/ab.ts can serve an
+ * older commit with the objects it had (before chat objects there was no CHAT, no CHAT_FACTS).
+ */
+export function tomlClasses(root = ROOT) {
+  const toml = readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  // The top level ends where the first environment begins.
+  const top = toml.split(/^\[env\./m)[0] ?? "";
+  const tables = (header: string) =>
+    top
+      .split(/^\[\[/m)
+      .filter((table) => table.startsWith(`${header}]]`))
+      .map((table) => Object.fromEntries([...table.matchAll(/^([a-z_]+)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1], m[2]])));
+  const objects = Object.fromEntries(tables("durable_objects.bindings").map((t) => [t.name as string, t.class_name as string]));
+  const workflows = Object.fromEntries(tables("workflows").map((t) => [t.binding as string, t.class_name as string]));
+  return { objects, workflows };
+}
+
+/**
+ * A built product bundle as one worker of a Miniflare process: the local vars raised as above, its
+ * own D1, and the objects and Workflows its wrangler.toml (at `root`) binds: every object
+ * SQLite-backed, as its `[[migrations]]` declare them.
+ */
+export function appWorker(
+  name: string,
+  modules: Awaited<ReturnType<typeof build>>,
+  outdir: string,
+  database: string,
+  root = ROOT,
+) {
+  const { objects, workflows } = tomlClasses(root);
   return {
     name,
     modules,
@@ -99,13 +129,16 @@ export function appWorker(name: string, modules: Awaited<ReturnType<typeof build
     compatibilityFlags: ["nodejs_compat"],
     bindings: { ...tomlVars(), ...BENCH_VARS },
     d1Databases: { DB: database },
-    durableObjects: {
-      WALLET: { className: "WalletDO", useSQLite: true },
-      RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-      REALTIME: { className: "RealtimeDO", useSQLite: true },
-    },
-    // The reconciliation the correctness check reads runs as a Workflow (wrangler.toml).
-    workflows: { RECONCILIATION: { name: `${name}-reconciliation`, className: "ReconciliationWorkflow" } },
+    durableObjects: Object.fromEntries(
+      Object.entries(objects).map(([binding, className]) => [binding, { className, useSQLite: true }]),
+    ),
+    // The reconciliation the correctness check reads runs as a Workflow (wrangler.toml), as do the chat facts.
+    workflows: Object.fromEntries(
+      Object.entries(workflows).map(([binding, className]) => [
+        binding,
+        { name: `${name}-${binding.toLowerCase().replaceAll("_", "-")}`, className },
+      ]),
+    ),
   };
 }
 
