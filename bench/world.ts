@@ -156,14 +156,14 @@ export function bareWorker() {
 /** Where bench/bare-d1-worker.js answers: the bare Worker plus the one D1 round trip a D1 route cannot avoid. */
 export const BARE_D1_PATH = "/__bare-d1";
 
-/** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database`. */
-function probeWorker(name: string, routePath: string, database: string, durableObjects = {}) {
+/** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database` (if any). */
+function probeWorker(name: string, routePath: string, database: string | undefined, durableObjects = {}) {
   return {
     name: `bench-${name}`,
     modules: true,
     scriptPath: path.join(ROOT, `bench/${name}-worker.js`),
     compatibilityDate: compatibilityDate(),
-    d1Databases: { DB: database },
+    d1Databases: database === undefined ? {} : { DB: database },
     durableObjects,
     routes: [`*${routePath}/*`],
   };
@@ -172,16 +172,59 @@ function probeWorker(name: string, routePath: string, database: string, durableO
 /** bench/bare-d1-worker.js on BARE_D1_PATH: the floor of the D1 paths (probes). */
 export const bareD1Worker = (database: string) => probeWorker("bare-d1", BARE_D1_PATH, database);
 
+/** Where bench/bare-chat-worker.js answers: a bare Worker calling a bare chat object (append, newest page). */
+export const BARE_CHAT_PATH = "/__bare-chat";
+const BARE_CHAT_WORKER = "bench-bare-chat";
+/** The bare chats (names of bench/bare-chat-worker.js's objects): one appended to, one of 100k messages read. */
+const BARE_CHAT_APPEND = "bench-bare-append";
+const BARE_CHAT_READ = "bench-bare-read-100k";
+
+/** bench/bare-chat-worker.js on BARE_CHAT_PATH, with its own chat objects: the floor of the chat paths (probes). */
+export const bareChatWorker = () =>
+  probeWorker("bare-chat", BARE_CHAT_PATH, undefined, { BARE_CHAT: { className: "BareChat", useSQLite: true } });
+
 /** Where bench/bare-transfer-worker.js answers: a transfer's work (debit, credit, message, posted) with nothing else. */
 export const BARE_TRANSFER_PATH = "/__bare-transfer";
 
-/** bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects: the floor of the transfers (probes). */
+/**
+ * bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects; a transfer's
+ * message goes to bench/bare-chat-worker.js's chat objects (another worker's class, by
+ * `scriptName`): the floor of the transfers (probes).
+ */
 export const bareTransferWorker = (database: string) =>
-  probeWorker("bare-transfer", BARE_TRANSFER_PATH, database, { BARE_WALLET: { className: "BareWallet", useSQLite: true } });
+  probeWorker("bare-transfer", BARE_TRANSFER_PATH, database, {
+    BARE_WALLET: { className: "BareWallet", useSQLite: true },
+    BARE_CHAT: { className: "BareChat", scriptName: BARE_CHAT_WORKER, useSQLite: true },
+  });
+
+/** Where bench/seed-worker.js answers: seeding that must run inside workerd (a chat's D1 history moved into its object). */
+const SEED_PATH = "/__bench-seed";
 
 /**
- * One Miniflare process, two workers (and the D1 floor's): the product bundle, and bench/bare-worker.js routed on
- * BARE_PATH (the denominator of every ratio). `inspectorPort` opens the V8 inspector (profiling).
+ * bench/seed-worker.js on SEED_PATH, on the product's D1 with the product's chat objects (its
+ * `CHAT` class, by `scriptName`): only when the product has chat objects (bench/ab.ts serves older
+ * commits, which had none; their scenarios need no seeding).
+ */
+function seedWorker(database: string) {
+  const chatClass = tomlClasses().objects.CHAT;
+  if (chatClass === undefined) return [];
+  return [
+    {
+      name: "bench-seed",
+      modules: true,
+      scriptPath: path.join(ROOT, "bench/seed-worker.js"),
+      compatibilityDate: compatibilityDate(),
+      d1Databases: { DB: database },
+      durableObjects: { CHAT: { className: chatClass, scriptName: APP_WORKER, useSQLite: true } },
+      routes: [`*${SEED_PATH}/*`],
+    },
+  ];
+}
+
+/**
+ * One Miniflare process: the product bundle, bench/bare-worker.js routed on BARE_PATH (the
+ * denominator of every ratio), and the floor probes (D1, chat object, transfer). `inspectorPort`
+ * opens the V8 inspector (profiling).
  */
 export async function startMiniflare(
   modules: Awaited<ReturnType<typeof build>>,
@@ -201,7 +244,9 @@ export async function startMiniflare(
         appWorker(APP_WORKER, modules, outdir, "bench-db"),
         bareWorker(),
         bareD1Worker("bench-db"),
+        bareChatWorker(),
         bareTransferWorker("bench-db"),
+        ...seedWorker("bench-db"),
       ],
     }),
   );
