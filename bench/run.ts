@@ -24,8 +24,8 @@ import {
  * runtime measured moments before on the same (shared, noisy) machine. A scenario marked
  * `countD1Writes` also reports the D1 rows written per request answered. After the load the books
  * are checked (money conserved, no negative balance, every chat's seq contiguous, the directory
- * caught up with the chat objects) and the run fails if not. A full run writes bench/results.json, the block in bench/README.md and the short
- * table in README.md.
+ * caught up with the chat objects) and the run fails if not. A full run writes
+ * bench/results.json, the block in bench/README.md and the short table in README.md.
  */
 const only = process.argv.slice(2);
 
@@ -103,7 +103,7 @@ async function main() {
       console.error(`bench: INVARIANTS VIOLATED\n  ${problems.join("\n  ")}`);
       return 1;
     }
-    console.log("bench: invariants hold (money conserved, no negative balance, seq contiguous)");
+    console.log("bench: invariants hold (money conserved, no negative balance, seq contiguous, directory caught up)");
     return 0;
   } finally {
     await world.dispose();
