@@ -42,8 +42,14 @@ async function main() {
   const dirs: string[] = [];
   let mf: Miniflare | undefined;
   try {
-    const variants: { name: string; ref: string; commit: string; modules: Awaited<ReturnType<typeof build>>; outdir: string }[] =
-      [];
+    const variants: {
+      name: string;
+      ref: string;
+      commit: string;
+      checkout: string;
+      modules: Awaited<ReturnType<typeof build>>;
+      outdir: string;
+    }[] = [];
     for (const [i, ref] of refs.entries()) {
       const commit = execFileSync("git", ["rev-parse", "--short", ref], { cwd: ROOT, encoding: "utf8" }).trim();
       const checkout = mkdtempSync(path.join(tmpdir(), `credit-chat-ab-${commit}-`));
@@ -52,14 +58,14 @@ async function main() {
       execFileSync("sh", ["-c", `git archive ${commit} | tar -x -C ${checkout}`], { cwd: ROOT });
       symlinkSync(path.join(ROOT, "node_modules"), path.join(checkout, "node_modules"));
       console.log(`bench:ab: building ${commit} …`);
-      variants.push({ name: `v${i}`, ref, commit, modules: await build(outdir, checkout), outdir });
+      variants.push({ name: `v${i}`, ref, commit, checkout, modules: await build(outdir, checkout), outdir });
     }
     const listenPort = await freePort();
     mf = new Miniflare(
       convertV4MiniflareOptions({
         host: "127.0.0.1",
         port: listenPort,
-        workers: [...variants.map((v) => appWorker(v.name, v.modules, v.outdir, `ab-db-${v.name}`)), bareWorker()],
+        workers: [...variants.map((v) => appWorker(v.name, v.modules, v.outdir, `ab-db-${v.name}`, v.checkout)), bareWorker()],
       }),
     );
     const base = (await mf.ready).origin;

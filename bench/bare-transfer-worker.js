@@ -10,7 +10,8 @@ import { DurableObject } from "cloudflare:workers";
  * 1. the Worker calls the sender's object (one per user, SQLite storage, funded on first use);
  * 2. the object debits in one storage transaction, refusing an overdraft;
  * 3. it credits the recipient's object, idempotently by transfer id (object → object);
- * 4. it appends the message with its `seq` in one D1 batch (as bench/bare-d1-worker.js does);
+ * 4. it appends the message with its `seq` to the chat's object (bench/bare-chat-worker.js's
+ *    class, one per chat: the object the product's wallet posts a transfer's message into);
  * 5. it marks the transfer posted.
  * A probe, not a goal (bench/README.md): the product's transfers cannot beat it on the same machine
  * except by sharing work between requests (group commit).
@@ -42,15 +43,10 @@ export class BareWallet extends DurableObject {
     });
     if (!debited) return { ok: false };
     await this.env.BARE_WALLET.get(this.env.BARE_WALLET.idFromName(recipientId)).credit(transferId, amount);
-    const now = Date.now();
-    const [inserted] = await this.env.DB.batch([
-      this.env.DB.prepare(
-        "INSERT INTO messages (id, chat_id, seq, sender_id, type, content, created_at) SELECT ?, id, last_seq + 1, ?, 'text', ?, ? FROM chats WHERE id = ? RETURNING seq",
-      ).bind(transferId, senderId, "bare transfer", now, chatId),
-      this.env.DB.prepare("UPDATE chats SET last_seq = last_seq + 1, last_activity_at = ? WHERE id = ?").bind(now, chatId),
-    ]);
+    const chat = this.env.BARE_CHAT.get(this.env.BARE_CHAT.idFromName(chatId));
+    const { seq } = await chat.append(transferId, senderId, "credit_transfer", "bare transfer");
     sql.exec("UPDATE entries SET posted = 1 WHERE transfer_id = ?", transferId);
-    return { ok: true, seq: inserted.results[0]?.seq ?? null };
+    return { ok: true, seq };
   }
 
   credit(transferId, amount) {
@@ -72,8 +68,13 @@ function newId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The direct chat of two people who have none yet: one D1 batch, as `services/membership.ts` writes it. */
+/**
+ * The direct chat of two people who have none yet: one D1 batch, as `services/membership.ts`
+ * writes it (the chat's object starts on its first message). `route_tag` (the 12 hex every message
+ * id of the chat carries, unique) exists since chat objects: left out on a database without it.
+ */
 async function createDirectChat(db, creatorId, otherId) {
+  const withRouteTag = await hasRouteTag(db);
   const id = newId();
   const now = Date.now();
   const directKey = creatorId < otherId ? `${creatorId}:${otherId}` : `${otherId}:${creatorId}`;
@@ -84,15 +85,31 @@ async function createDirectChat(db, creatorId, otherId) {
       )
       .bind(id, userId, now, now);
   await db.batch([
-    db
-      .prepare(
-        "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?)",
-      )
-      .bind(id, directKey, creatorId, now, now),
+    withRouteTag
+      ? db
+          .prepare(
+            "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at, route_tag) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?, ?)",
+          )
+          .bind(id, directKey, creatorId, now, now, id.slice(12))
+      : db
+          .prepare(
+            "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?)",
+          )
+          .bind(id, directKey, creatorId, now, now),
     member(creatorId),
     member(otherId),
   ]);
   return id;
+}
+
+/** Whether `chats` has `route_tag` (chat objects' schema), learned once per isolate. */
+let routeTagColumn;
+async function hasRouteTag(db) {
+  routeTagColumn ??= db
+    .prepare("SELECT COUNT(*) AS n FROM pragma_table_info('chats') WHERE name = 'route_tag'")
+    .first()
+    .then((row) => row.n > 0);
+  return routeTagColumn;
 }
 
 const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });

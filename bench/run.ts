@@ -5,15 +5,27 @@ import path from "node:path";
 import { replaceBlock } from "./blocks.ts";
 import { type Row, renderGoals } from "./goals.ts";
 import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
-import { BARE_PATH, BARE_SECONDS, BENCH_VARS, CONNECTIONS, checkInvariants, createWorld, load, ROOT, SECONDS } from "./world.ts";
+import {
+  BARE_PATH,
+  BARE_SECONDS,
+  BENCH_VARS,
+  CONNECTIONS,
+  checkInvariants,
+  countD1RowsWritten,
+  createWorld,
+  load,
+  ROOT,
+  SECONDS,
+} from "./world.ts";
 
 /**
  * `npm run bench [-- scenario …]`: every scenario of bench/world.ts, each right after a run of the
  * bare Worker served by the same Miniflare process, so every figure is also a ratio to the bare
- * runtime measured moments before on the same (shared, noisy) machine. After the load the books
- * are checked (money conserved, no negative balance, every chat's seq contiguous) and the run
- * fails if not. A full run writes bench/results.json, the block in bench/README.md and the short
- * table in README.md.
+ * runtime measured moments before on the same (shared, noisy) machine. A scenario marked
+ * `countD1Writes` also reports the D1 rows written per request answered. After the load the books
+ * are checked (money conserved, no negative balance, every chat's seq contiguous, the directory
+ * caught up with the chat objects) and the run fails if not. A full run writes
+ * bench/results.json, the block in bench/README.md and the short table in README.md.
  */
 const only = process.argv.slice(2);
 
@@ -26,8 +38,13 @@ async function main() {
     const loadBefore = loadavg()[0] ?? 0;
     for (const scenario of world.scenarios) {
       if (only.length && !only.includes(scenario.name)) continue;
-      const bare = await load(base, { path: BARE_PATH, seconds: BARE_SECONDS });
-      const r = await load(base, scenario.load);
+      const runBoth = async () => {
+        const bare = await load(base, { path: BARE_PATH, seconds: BARE_SECONDS });
+        return { bare, r: await load(base, scenario.load) };
+      };
+      // The bare Worker writes no D1, so counting around both keeps the scenario right after its bare run.
+      const counted = scenario.countD1Writes ? await countD1RowsWritten(world.db, runBoth) : undefined;
+      const { bare, r } = counted ? counted.result : await runBoth();
       const row: Row = {
         name: scenario.name,
         ...r,
@@ -35,9 +52,14 @@ async function main() {
         ratioToBare: Number((r.rps / bare.rps).toFixed(3)),
         bareRps: Number(bare.rps.toFixed(1)),
       };
+      if (counted) {
+        row.d1RowsWritten = counted.rowsWritten;
+        row.d1RowsWrittenPerRequest = Number((counted.rowsWritten / Math.max(r.requests - r.errors, 1)).toFixed(3));
+        row.d1RowsWrittenByTable = counted.byTable;
+      }
       rows.push(row);
       console.log(
-        `  ${row.name.padEnd(24)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors}  ×bare ${row.ratioToBare} (bare ${bare.rps.toFixed(0)}/s, ${bare.errors} errors)`,
+        `  ${row.name.padEnd(24)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors}  ×bare ${row.ratioToBare} (bare ${bare.rps.toFixed(0)}/s, ${bare.errors} errors)${counted ? `  D1 rows written ${counted.rowsWritten} (${row.d1RowsWrittenPerRequest} per request answered; ${JSON.stringify(counted.byTable)})` : ""}`,
       );
     }
 
@@ -50,7 +72,7 @@ async function main() {
       );
     }
 
-    const problems = await checkInvariants(world.db, world.api, world.admin, world.users);
+    const problems = await checkInvariants(world);
 
     const machine = `${cpus().length}× ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, ${process.platform}; 1-min load average ${loadBefore.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end`;
     const results = {
@@ -81,7 +103,7 @@ async function main() {
       console.error(`bench: INVARIANTS VIOLATED\n  ${problems.join("\n  ")}`);
       return 1;
     }
-    console.log("bench: invariants hold (money conserved, no negative balance, seq contiguous)");
+    console.log("bench: invariants hold (money conserved, no negative balance, seq contiguous, directory caught up)");
     return 0;
   } finally {
     await world.dispose();
@@ -98,6 +120,16 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
       (r) =>
         `| ${r.name} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.bareRps.toFixed(0)} | ${r.ratioToBare} |`,
     ),
+    ...rows
+      .filter((r) => r.d1RowsWritten !== undefined)
+      .map(
+        (r) =>
+          `\n${r.name}: ${r.d1RowsWritten} D1 rows written during the scenario and its bare run (counted by triggers on every table, until 1 s after the load for the directory to catch up; by table: ${Object.entries(
+            r.d1RowsWrittenByTable ?? {},
+          )
+            .map(([table, n]) => `${table} ${n}`)
+            .join(", ")}), ${r.d1RowsWrittenPerRequest} per send answered.`,
+      ),
   ];
   return lines.join("\n");
 }

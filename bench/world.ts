@@ -89,8 +89,38 @@ export const BARE_PATH = "/__bare";
 const compatibilityDate = () =>
   readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
 
-/** A built product bundle as one worker of a Miniflare process: the local vars raised as above, its own D1 and objects. */
-export function appWorker(name: string, modules: Awaited<ReturnType<typeof build>>, outdir: string, database: string) {
+/**
+ * The top-level (local) `[[durable_objects.bindings]]` and `[[workflows]]` of `root`'s
+ * wrangler.toml: binding → class. Read from the checkout being served, so bench/ab.ts can serve an
+ * older commit with the objects it had (before chat objects there was no CHAT, no CHAT_FACTS).
+ */
+export function tomlClasses(root = ROOT) {
+  const toml = readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  // The top level ends where the first environment begins.
+  const top = toml.split(/^\[env\./m)[0] ?? "";
+  const tables = (header: string) =>
+    top
+      .split(/^\[\[/m)
+      .filter((table) => table.startsWith(`${header}]]`))
+      .map((table) => Object.fromEntries([...table.matchAll(/^([a-z_]+)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1], m[2]])));
+  const objects = Object.fromEntries(tables("durable_objects.bindings").map((t) => [t.name as string, t.class_name as string]));
+  const workflows = Object.fromEntries(tables("workflows").map((t) => [t.binding as string, t.class_name as string]));
+  return { objects, workflows };
+}
+
+/**
+ * A built product bundle as one worker of a Miniflare process: the local vars raised as above, its
+ * own D1, and the objects and Workflows its wrangler.toml (at `root`) binds: every object
+ * SQLite-backed, as its `[[migrations]]` declare them.
+ */
+export function appWorker(
+  name: string,
+  modules: Awaited<ReturnType<typeof build>>,
+  outdir: string,
+  database: string,
+  root = ROOT,
+) {
+  const { objects, workflows } = tomlClasses(root);
   return {
     name,
     modules,
@@ -99,13 +129,16 @@ export function appWorker(name: string, modules: Awaited<ReturnType<typeof build
     compatibilityFlags: ["nodejs_compat"],
     bindings: { ...tomlVars(), ...BENCH_VARS },
     d1Databases: { DB: database },
-    durableObjects: {
-      WALLET: { className: "WalletDO", useSQLite: true },
-      RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
-      REALTIME: { className: "RealtimeDO", useSQLite: true },
-    },
-    // The reconciliation the correctness check reads runs as a Workflow (wrangler.toml).
-    workflows: { RECONCILIATION: { name: `${name}-reconciliation`, className: "ReconciliationWorkflow" } },
+    durableObjects: Object.fromEntries(
+      Object.entries(objects).map(([binding, className]) => [binding, { className, useSQLite: true }]),
+    ),
+    // The reconciliation the correctness check reads runs as a Workflow (wrangler.toml), as do the chat facts.
+    workflows: Object.fromEntries(
+      Object.entries(workflows).map(([binding, className]) => [
+        binding,
+        { name: `${name}-${binding.toLowerCase().replaceAll("_", "-")}`, className },
+      ]),
+    ),
   };
 }
 
@@ -123,14 +156,14 @@ export function bareWorker() {
 /** Where bench/bare-d1-worker.js answers: the bare Worker plus the one D1 round trip a D1 route cannot avoid. */
 export const BARE_D1_PATH = "/__bare-d1";
 
-/** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database`. */
-function probeWorker(name: string, routePath: string, database: string, durableObjects = {}) {
+/** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database` (if any). */
+function probeWorker(name: string, routePath: string, database: string | undefined, durableObjects = {}) {
   return {
     name: `bench-${name}`,
     modules: true,
     scriptPath: path.join(ROOT, `bench/${name}-worker.js`),
     compatibilityDate: compatibilityDate(),
-    d1Databases: { DB: database },
+    d1Databases: database === undefined ? {} : { DB: database },
     durableObjects,
     routes: [`*${routePath}/*`],
   };
@@ -139,16 +172,59 @@ function probeWorker(name: string, routePath: string, database: string, durableO
 /** bench/bare-d1-worker.js on BARE_D1_PATH: the floor of the D1 paths (probes). */
 export const bareD1Worker = (database: string) => probeWorker("bare-d1", BARE_D1_PATH, database);
 
+/** Where bench/bare-chat-worker.js answers: a bare Worker calling a bare chat object (append, newest page). */
+export const BARE_CHAT_PATH = "/__bare-chat";
+const BARE_CHAT_WORKER = "bench-bare-chat";
+/** The bare chats (names of bench/bare-chat-worker.js's objects): one appended to, one of 100k messages read. */
+const BARE_CHAT_APPEND = "bench-bare-append";
+const BARE_CHAT_READ = "bench-bare-read-100k";
+
+/** bench/bare-chat-worker.js on BARE_CHAT_PATH, with its own chat objects: the floor of the chat paths (probes). */
+export const bareChatWorker = () =>
+  probeWorker("bare-chat", BARE_CHAT_PATH, undefined, { BARE_CHAT: { className: "BareChat", useSQLite: true } });
+
 /** Where bench/bare-transfer-worker.js answers: a transfer's work (debit, credit, message, posted) with nothing else. */
 export const BARE_TRANSFER_PATH = "/__bare-transfer";
 
-/** bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects: the floor of the transfers (probes). */
+/**
+ * bench/bare-transfer-worker.js on BARE_TRANSFER_PATH, with its own wallet objects; a transfer's
+ * message goes to bench/bare-chat-worker.js's chat objects (another worker's class, by
+ * `scriptName`): the floor of the transfers (probes).
+ */
 export const bareTransferWorker = (database: string) =>
-  probeWorker("bare-transfer", BARE_TRANSFER_PATH, database, { BARE_WALLET: { className: "BareWallet", useSQLite: true } });
+  probeWorker("bare-transfer", BARE_TRANSFER_PATH, database, {
+    BARE_WALLET: { className: "BareWallet", useSQLite: true },
+    BARE_CHAT: { className: "BareChat", scriptName: BARE_CHAT_WORKER, useSQLite: true },
+  });
+
+/** Where bench/seed-worker.js answers: seeding that must run inside workerd (a chat's D1 history moved into its object). */
+const SEED_PATH = "/__bench-seed";
 
 /**
- * One Miniflare process, two workers (and the D1 floor's): the product bundle, and bench/bare-worker.js routed on
- * BARE_PATH (the denominator of every ratio). `inspectorPort` opens the V8 inspector (profiling).
+ * bench/seed-worker.js on SEED_PATH, on the product's D1 with the product's chat objects (its
+ * `CHAT` class, by `scriptName`): only when the product has chat objects (bench/ab.ts serves older
+ * commits, which had none; their scenarios need no seeding).
+ */
+function seedWorker(database: string) {
+  const chatClass = tomlClasses().objects.CHAT;
+  if (chatClass === undefined) return [];
+  return [
+    {
+      name: "bench-seed",
+      modules: true,
+      scriptPath: path.join(ROOT, "bench/seed-worker.js"),
+      compatibilityDate: compatibilityDate(),
+      d1Databases: { DB: database },
+      durableObjects: { CHAT: { className: chatClass, scriptName: APP_WORKER, useSQLite: true } },
+      routes: [`*${SEED_PATH}/*`],
+    },
+  ];
+}
+
+/**
+ * One Miniflare process: the product bundle, bench/bare-worker.js routed on BARE_PATH (the
+ * denominator of every ratio), and the floor probes (D1, chat object, transfer). `inspectorPort`
+ * opens the V8 inspector (profiling).
  */
 export async function startMiniflare(
   modules: Awaited<ReturnType<typeof build>>,
@@ -168,7 +244,9 @@ export async function startMiniflare(
         appWorker(APP_WORKER, modules, outdir, "bench-db"),
         bareWorker(),
         bareD1Worker("bench-db"),
+        bareChatWorker(),
         bareTransferWorker("bench-db"),
+        ...seedWorker("bench-db"),
       ],
     }),
   );
@@ -348,32 +426,26 @@ export function workerdThreadCpuMs(port: string): number | undefined {
 
 // ------------------------------------------------------------------ invariants
 
-export async function checkInvariants(db: D1, api: Api, admin: BenchUser, users: BenchUser[]) {
+/**
+ * The books after a run, in two parts. Through the API while Miniflare serves: reconciliation
+ * clean (money conserved, no discrepancy) and no negative wallet. Then `world.stop()` (Miniflare
+ * disposed, its files kept) and the files themselves: every chat's `seq` runs 1..lastSeq without
+ * gaps or repeats, read from each chat object's SQLite file (plus, for history not imported yet,
+ * its D1 rows) and, for a chat no object holds, from D1's `messages`; and the directory caught up
+ * with every object (`chats.last_seq`, nothing owed) once the load is over.
+ */
+export async function checkInvariants(world: Pick<World, "api" | "admin" | "users" | "stop" | "persist" | "chatClass">) {
+  const { api, admin, users } = world;
   const problems: string[] = [];
-  const gaps = await db
-    .prepare(
-      `SELECT c.id, c.last_seq, COUNT(m.id) AS n, COALESCE(MIN(m.seq), 0) AS lo, COALESCE(MAX(m.seq), 0) AS hi, COUNT(DISTINCT m.seq) AS d
-       FROM chats c LEFT JOIN messages m ON m.chat_id = c.id GROUP BY c.id
-       HAVING n <> c.last_seq OR (n > 0 AND (lo <> 1 OR hi <> c.last_seq OR d <> n))`,
-    )
-    .all();
-  for (const row of gaps.results) problems.push(`chat seq not contiguous: ${JSON.stringify(row)}`);
-  const chats = await db
-    .prepare("SELECT COUNT(*) AS n, COALESCE(SUM(last_seq), 0) AS messages FROM chats")
-    .first<{ n: number; messages: number }>();
-  console.log(
-    `invariants: ${chats?.n} chats, ${chats?.messages} messages, seq contiguous in ${(chats?.n ?? 0) - gaps.results.length}`,
-  );
-
   {
     // Transfers still finishing (alarms) show as pending/in flight: give them a few seconds.
     let rec = await api("GET", "/api/v1/admin/reconciliation", admin.token);
     for (let attempt = 0; attempt < 5 && rec.status === 200 && rec.json.data.pendingTransfers > 0; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await sleep(2_000);
       rec = await api("GET", "/api/v1/admin/reconciliation", admin.token);
     }
     const data = rec.json?.data;
-    if (rec.status !== 200) problems.push(`reconciliation answered ${rec.status}`);
+    if (rec.status !== 200) problems.push(`reconciliation answered ${rec.status}: ${JSON.stringify(rec.json).slice(0, 300)}`);
     else {
       const { discrepancies, ...totals } = data;
       console.log(`invariants: reconciliation ${JSON.stringify(totals)}, ${discrepancies.length} discrepancies`);
@@ -395,8 +467,123 @@ export async function checkInvariants(db: D1, api: Api, admin: BenchUser, users:
     if (negative) problems.push(`${negative} negative balances`);
     console.log(`invariants: ${users.length} wallets read, ${negative} negative`);
   }
+
+  // The chat objects write the directory up to SUMMARY_FLUSH_MS (250 ms) behind their answers.
+  await sleep(1_500);
+  await world.stop();
+  problems.push(...checkChatFiles(world.persist, world.chatClass));
   return problems;
 }
+
+type ChatFileRow = {
+  chat_id: string;
+  last_seq: number;
+  legacy_up_to: number;
+  imported_up_to: number;
+  flushed_seq: number;
+  summary_version: number;
+  flushed_version: number;
+};
+
+/**
+ * Every chat's seq from the stopped Miniflare's files (node:sqlite): each chat object's own
+ * SQLite file (`<persist>/do/<worker>-<class>/<id>.sqlite`), D1's for the directory and for the
+ * history still in D1. A chat object holds seq (legacy_up_to, last_seq] and the imported legacy
+ * 1..imported_up_to; (imported_up_to, legacy_up_to] is read from D1 until the migration moves it.
+ */
+export function checkChatFiles(persist: string, chatClass: string): string[] {
+  const problems: string[] = [];
+  const d1File = sqliteFiles(path.join(persist, "d1"))[0];
+  if (!d1File) return [`no D1 database file under ${persist}/d1`];
+  const d1 = new DatabaseSync(d1File, { readOnly: true });
+  let objects = 0;
+  let objectMessages = 0;
+  try {
+    const directory = new Map(
+      (d1.prepare("SELECT id, last_seq FROM chats").all() as { id: string; last_seq: number }[]).map((c) => [c.id, c.last_seq]),
+    );
+    const held = new Set<string>();
+    const dir = path.join(persist, "do", `${APP_WORKER}-${chatClass}`);
+    for (const file of existsSync(dir) ? sqliteFiles(dir) : []) {
+      const sqlite = new DatabaseSync(file, { readOnly: true });
+      try {
+        const hasChat = sqlite.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'chat'").get() as { n: number };
+        const chat = hasChat.n ? (sqlite.prepare("SELECT * FROM chat WHERE id = 1").get() as ChatFileRow | undefined) : undefined;
+        if (!chat) continue; // an object asked about a chat it does not hold: it stores nothing
+        objects++;
+        objectMessages += chat.last_seq;
+        held.add(chat.chat_id);
+        const count = (where: string, ...params: number[]) =>
+          (sqlite.prepare(`SELECT COUNT(*) AS n FROM messages WHERE ${where}`).get(...params) as { n: number }).n;
+        const above = count("seq > ? AND seq <= ?", chat.legacy_up_to, chat.last_seq);
+        const imported = count("seq BETWEEN 1 AND ?", chat.imported_up_to);
+        const beyond = count("seq > ?", chat.last_seq);
+        // The band still in D1: its seqs, here (moved early by an edit or a reply) or in D1.
+        let band = chat.legacy_up_to - chat.imported_up_to;
+        if (band > 0) {
+          const here = sqlite
+            .prepare("SELECT seq FROM messages WHERE seq > ? AND seq <= ?")
+            .all(chat.imported_up_to, chat.legacy_up_to) as { seq: number }[];
+          const there = d1
+            .prepare("SELECT seq FROM messages WHERE chat_id = ? AND seq > ? AND seq <= ?")
+            .all(chat.chat_id, chat.imported_up_to, chat.legacy_up_to) as { seq: number }[];
+          band -= new Set([...here, ...there].map((row) => row.seq)).size;
+        }
+        if (above !== chat.last_seq - chat.legacy_up_to || imported !== chat.imported_up_to || beyond > 0 || band !== 0) {
+          problems.push(
+            `chat seq not contiguous (object): ${JSON.stringify({ ...chat, above, imported, beyond, missingFromBand: band })}`,
+          );
+        }
+        const listed = directory.get(chat.chat_id);
+        const markersOwed = (
+          sqlite.prepare("SELECT COUNT(*) AS n FROM members WHERE flushed_read_seq <> last_read_seq").get() as { n: number }
+        ).n;
+        if (
+          listed !== chat.last_seq ||
+          chat.flushed_seq !== chat.last_seq ||
+          chat.flushed_version !== chat.summary_version ||
+          markersOwed > 0
+        ) {
+          problems.push(
+            `directory behind its chat object after the load: ${JSON.stringify({ chatId: chat.chat_id, lastSeq: chat.last_seq, directoryLastSeq: listed ?? null, flushedSeq: chat.flushed_seq, versionOwed: chat.summary_version - chat.flushed_version, markersOwed })}`,
+          );
+        }
+      } finally {
+        sqlite.close();
+      }
+    }
+    // Chats no object holds (never used since they were seeded): their history is D1's.
+    const gaps = (
+      d1
+        .prepare(
+          `SELECT c.id, c.last_seq, COUNT(m.id) AS n, COALESCE(MIN(m.seq), 0) AS lo, COALESCE(MAX(m.seq), 0) AS hi, COUNT(DISTINCT m.seq) AS d
+           FROM chats c LEFT JOIN messages m ON m.chat_id = c.id GROUP BY c.id
+           HAVING n <> c.last_seq OR (n > 0 AND (lo <> 1 OR hi <> c.last_seq OR d <> n))`,
+        )
+        .all() as { id: string }[]
+    ).filter((row) => !held.has(row.id));
+    for (const row of gaps) problems.push(`chat seq not contiguous (D1): ${JSON.stringify(row)}`);
+    const total = (d1.prepare("SELECT COALESCE(SUM(last_seq), 0) AS n FROM chats").get() as { n: number }).n;
+    console.log(
+      `invariants: ${directory.size} chats (${objects} in chat objects, holding ${objectMessages} messages; directory total ${total}), ${problems.length} seq or directory problems`,
+    );
+  } finally {
+    d1.close();
+  }
+  return problems;
+}
+
+/** The SQLite files under `dir` (recursively), Miniflare's own metadata left out. */
+function sqliteFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return sqliteFiles(full);
+    return entry.name.endsWith(".sqlite") && entry.name !== "metadata.sqlite" ? [full] : [];
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function findFile(dir: string, name: string): string | undefined {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -450,12 +637,31 @@ function seedLedger(persist: string, walletId: string, count: number) {
   }
 }
 
-/** N messages in one chat, inserted by one recursive-CTE statement instead of N API calls. */
-async function seedMessages(db: D1, chatId: string, members: string[], count: number) {
+/** Whether the directory's `chats` has `route_tag` (migration 0005, chat objects): seeding writes one when it does. */
+async function hasRouteTag(db: D1): Promise<boolean> {
+  const row = await db
+    .prepare("SELECT COUNT(*) AS n FROM pragma_table_info('chats') WHERE name = 'route_tag'")
+    .first<{ n: number }>();
+  return (row?.n ?? 0) > 0;
+}
+
+/** A random route tag as SQL (12 hex, like `newRouteTag` in services/chat-objects.ts), or nothing before chat objects. */
+const routeTagColumn = (withTag: boolean) =>
+  withTag ? { column: ", route_tag", value: ", lower(hex(randomblob(6)))" } : { column: "", value: "" };
+
+/**
+ * N messages of history in one chat, as an existing deployment has it: rows in D1's `messages`
+ * (one recursive-CTE statement instead of N API calls) and the chat's `last_seq`, then the summary
+ * migration 0005 gave every existing chat when chats moved to objects (`last_message`, by that
+ * migration's own statement). The chat's object does not exist yet: `importLegacyHistory` moves
+ * the rows into it, as the migration Workflow does.
+ */
+export async function seedLegacyMessages(db: D1, chatId: string, members: string[], count: number) {
   const now = Date.now();
   const prefix = Math.floor(now / 1000)
     .toString(16)
     .padStart(8, "0");
+  const summary = legacySummaryStatement();
   await db.batch([
     db
       .prepare(
@@ -466,18 +672,54 @@ async function seedMessages(db: D1, chatId: string, members: string[], count: nu
       )
       .bind(count, `${prefix}${(0xbe00 + count.toString().length).toString(16)}`, chatId, members[0], members[1], now),
     db.prepare("UPDATE chats SET last_seq = ?, last_activity_at = ? WHERE id = ?").bind(count, now, chatId),
+    ...(summary ? [db.prepare(`${summary} WHERE id = ?`).bind(chatId)] : []),
   ]);
 }
 
 /**
+ * The statement of the D1 migrations that writes each existing chat's `last_message` from its D1
+ * messages (0005_chat_objects.sql), without its `;`: null before chat objects.
+ */
+function legacySummaryStatement(): string | null {
+  const dir = path.join(ROOT, "migrations");
+  for (const file of readdirSync(dir).filter((name) => name.endsWith(".sql"))) {
+    const statement = readFileSync(path.join(dir, file), "utf8")
+      .split("--> statement-breakpoint")
+      .map((s) => s.trim())
+      .find((s) => s.startsWith("UPDATE `chats` SET `last_message`"));
+    if (statement) return statement.replace(/;\s*$/, "");
+  }
+  return null;
+}
+
+/**
+ * Moves a chat's D1 history (seq 1..last_seq) into its chat object a page at a time, through the
+ * object's own `importLegacy` (bench/seed-worker.js, inside workerd: through Miniflare's Node proxy
+ * RPC works too, but 100k rows take a minute there): what the migration Workflow does in a real
+ * deployment. The object starts on the first call, from the directory's snapshot, with every seq
+ * legacy; after the last page it reads none of them from D1, as a migrated chat.
+ */
+export async function importLegacyHistory(base: string, db: D1, chatId: string, pageSize = 5_000) {
+  const last = (await db.prepare("SELECT last_seq FROM chats WHERE id = ?").bind(chatId).first<{ last_seq: number }>())?.last_seq;
+  for (let from = 1; from <= (last ?? 0); from += pageSize) {
+    const to = Math.min(last ?? 0, from + pageSize - 1);
+    const res = await fetch(`${base}${SEED_PATH}/import-legacy?chat=${chatId}&from=${from}&to=${to}`, { method: "POST" });
+    const done = res.status === 200 ? ((await res.json()) as { importedUpTo: number } | null) : null;
+    if (done?.importedUpTo !== to) throw new Error(`importing ${chatId} ${from}..${to}: ${res.status} ${JSON.stringify(done)}`);
+  }
+}
+
+/**
  * Direct chats of the pairs `[a, b]` (user ids), written straight into D1 as the product writes a
- * direct chat (services/membership.ts: the chat row with its unique `direct_key`, both people
- * `member`), 1,000 per batch through `json_each` instead of one API call each. Returns each new
+ * direct chat (services/membership.ts: the chat row with its unique `direct_key` and route tag,
+ * both people `member`), 1,000 per batch through `json_each` instead of one API call each. Each
+ * chat's object starts from this row on its first message, as the product's do. Returns each new
  * chat's id, in the order of `pairs`.
  */
 export async function seedDirectChats(db: D1, pairs: readonly (readonly [string, string])[]): Promise<string[]> {
   const now = Date.now();
   const ids = pairs.map(() => benchId());
+  const tag = routeTagColumn(await hasRouteTag(db));
   for (let start = 0; start < pairs.length; start += 1000) {
     const rows = JSON.stringify(
       pairs.slice(start, start + 1000).map(([a, b], i) => [ids[start + i], a < b ? `${a}:${b}` : `${b}:${a}`, a, b]),
@@ -492,8 +734,8 @@ export async function seedDirectChats(db: D1, pairs: readonly (readonly [string,
     await db.batch([
       db
         .prepare(
-          `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at)
-           SELECT value ->> '$[0]', 'direct', NULL, value ->> '$[1]', value ->> '$[2]', 0, ?2, ?2 FROM json_each(?1)`,
+          `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at${tag.column})
+           SELECT value ->> '$[0]', 'direct', NULL, value ->> '$[1]', value ->> '$[2]', 0, ?2, ?2${tag.value} FROM json_each(?1)`,
         )
         .bind(rows, now),
       member(2),
@@ -501,6 +743,74 @@ export async function seedDirectChats(db: D1, pairs: readonly (readonly [string,
     ]);
   }
   return ids;
+}
+
+/**
+ * The chat bench/bare-d1-worker.js appends to: a directory row of its own with no member, so no
+ * product path reads it and its messages stay D1's (the books check reads them there).
+ */
+async function seedProbeChat(db: D1, createdBy: string): Promise<string> {
+  const id = benchId();
+  const now = Date.now();
+  const tag = routeTagColumn(await hasRouteTag(db));
+  await db
+    .prepare(
+      `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at${tag.column})
+       VALUES (?1, 'group', 'bare-d1-append probe', NULL, ?2, 0, ?3, ?3${tag.value})`,
+    )
+    .bind(id, createdBy, now)
+    .run();
+  return id;
+}
+
+/** The name of the table counting D1's rows written while `countD1RowsWritten` runs. */
+const ROWS_WRITTEN_TABLE = "bench_rows_written";
+
+/**
+ * The rows D1 writes while `during` runs: one per row inserted, updated or deleted in any table,
+ * counted by temporary triggers (AFTER INSERT/UPDATE/DELETE on every table, each bumping that
+ * table's counter in a scratch table), installed through Miniflare's D1 binding and removed afterwards. It first
+ * waits `settleMs` so writes owed by earlier load land uncounted (chat objects write the directory
+ * up to 250 ms behind their answers, coalesced), and waits as long again after `during` so its own
+ * land counted. Rows changed, not D1's billed figure: D1 also bills one row per index a write touches.
+ */
+export async function countD1RowsWritten<T>(db: D1, during: () => Promise<T>, settleMs = 1_000) {
+  await sleep(settleMs);
+  const listed = await db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'")
+    .all<{ name: string }>();
+  const tables: string[] = listed.results
+    .map((row: { name: string }) => row.name)
+    .filter((name: string) => name !== ROWS_WRITTEN_TABLE);
+  const triggers: { name: string; table: string; op: string }[] = tables.flatMap((table) =>
+    ["INSERT", "UPDATE", "DELETE"].map((op) => ({ name: `bench_rows_${op.toLowerCase()}_${table}`, table, op })),
+  );
+  await db.batch([
+    db.prepare(`CREATE TABLE IF NOT EXISTS ${ROWS_WRITTEN_TABLE} (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL)`),
+    db.prepare(`DELETE FROM ${ROWS_WRITTEN_TABLE}`),
+    ...tables.map((table) => db.prepare(`INSERT INTO ${ROWS_WRITTEN_TABLE} (tbl, n) VALUES (?, 0)`).bind(table)),
+    ...triggers.map((t) =>
+      db.prepare(
+        `CREATE TRIGGER "${t.name}" AFTER ${t.op} ON "${t.table}" BEGIN UPDATE ${ROWS_WRITTEN_TABLE} SET n = n + 1 WHERE tbl = '${t.table}'; END`,
+      ),
+    ),
+  ]);
+  try {
+    const result = await during();
+    await sleep(settleMs);
+    const counted = await db
+      .prepare(`SELECT tbl, n FROM ${ROWS_WRITTEN_TABLE} WHERE n > 0 ORDER BY n DESC, tbl`)
+      .all<{ tbl: string; n: number }>();
+    const byTable: Record<string, number> = Object.fromEntries(
+      counted.results.map((row: { tbl: string; n: number }) => [row.tbl, row.n]),
+    );
+    return { result, rowsWritten: Object.values(byTable).reduce((sum, n) => sum + n, 0), byTable };
+  } finally {
+    await db.batch([
+      ...triggers.map((t) => db.prepare(`DROP TRIGGER IF EXISTS "${t.name}"`)),
+      db.prepare(`DROP TABLE IF EXISTS ${ROWS_WRITTEN_TABLE}`),
+    ]);
+  }
 }
 
 // ------------------------------------------------------------------ the world
@@ -516,10 +826,22 @@ export type World = {
   scenarios: Scenario[];
   /** The bundle's source map (wrangler writes one beside index.js), for attributing profiles. */
   sourceMap: string | undefined;
+  /** Miniflare's persist directory: the books check reads the chat objects' files there after `stop`. */
+  persist: string;
+  /** The product's chat object class (wrangler.toml's CHAT binding), whose files hold the chats. */
+  chatClass: string;
+  /** Disposes Miniflare and keeps its files (the books check reads them). */
+  stop(): Promise<void>;
+  /** Disposes Miniflare if it still runs, and removes the build and the files. */
   dispose(): Promise<void>;
 };
 
-export type Scenario = { name: string; load: Load };
+export type Scenario = {
+  name: string;
+  load: Load;
+  /** Count D1's rows written during this scenario (countD1RowsWritten), reported per request answered. */
+  countD1Writes?: boolean;
+};
 
 /** How many pairs of people already talk (a seeded direct chat) in `transfer-random-pairs` and its floor. */
 export const RANDOM_PAIRS = 10_000;
@@ -530,10 +852,17 @@ const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)} 
 export async function createWorld(options: { inspectorPort?: number } = {}): Promise<World> {
   const started = Date.now();
   const outdir = mkdtempSync(path.join(tmpdir(), "credit-chat-bench-build-"));
-  const persist = mkdtempSync(path.join(tmpdir(), "credit-chat-bench-state-"));
+  // Where Miniflare keeps D1 and every object's SQLite file: each commit there is a local SQLite
+  // commit, so the disk under it is part of every write path's figure (bench/README.md).
+  const persist = mkdtempSync(path.join(process.env.BENCH_STATE_DIR ?? tmpdir(), "credit-chat-bench-state-"));
   let mf: Miniflare | undefined;
+  const stop = async () => {
+    const running = mf;
+    mf = undefined;
+    await running?.dispose();
+  };
   const cleanup = async () => {
-    await mf?.dispose();
+    await stop();
     rmSync(outdir, { recursive: true, force: true });
     rmSync(persist, { recursive: true, force: true });
   };
@@ -575,8 +904,21 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       const res = await fetch(`${server.url}${BARE_TRANSFER_PATH}/open?user=${user.id}`, { method: "POST" });
       if (res.status !== 200) throw new Error(`seeding a bare wallet: ${res.status} ${await res.text()}`);
     });
+    // The chat floor's objects (bench/bare-chat-worker.js), created before the load like the
+    // product's: an empty chat to append to, and one of 100k messages to read (the larger of the
+    // product's two: a page is a walk down the seq key, so a floor of 100k is never flattered).
+    for (const [chat, count] of [
+      [BARE_CHAT_APPEND, 0],
+      [BARE_CHAT_READ, 100_000],
+    ] as const) {
+      const res = await fetch(`${server.url}${BARE_CHAT_PATH}/fill?chat=${chat}&sender=${hot.id}&count=${count}`, {
+        method: "POST",
+      });
+      if (res.status !== 200) throw new Error(`seeding a bare chat: ${res.status} ${await res.text()}`);
+    }
+    const probeChat = await seedProbeChat(db, admin.id);
     console.log(
-      `bench: ${people.length} wallets funded (and their bare wallets created), ledger of 1k entries granted through the API (${seconds(started)})`,
+      `bench: ${people.length} wallets funded (and their bare wallets created), ledger of 1k entries granted through the API, the bare chats created (${seconds(started)})`,
     );
 
     const chatIds: string[] = [];
@@ -588,20 +930,37 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       );
       chatIds.push(json.data.id);
     });
+    // The 1k and 100k message chats are written straight into D1 (a direct chat's rows, as
+    // seedDirectChats below) with their history, and moved into their objects before the load: the
+    // API would start each chat's object as it creates the chat, empty, with no history to import.
     const bigChats: Record<number, string> = {};
     for (const [size, other] of [
-      [1_000, people[201]],
-      [100_000, people[202]],
+      [1_000, people[201] as BenchUser],
+      [100_000, people[202] as BenchUser],
     ] as const) {
-      const json = await expectStatus(
-        api("POST", "/api/v1/chats", hot.token, { type: "direct", memberId: other?.id }),
-        [201],
-        "chat",
-      );
-      bigChats[size] = json.data.id;
-      await seedMessages(db, json.data.id, [hot.id, other?.id ?? ""], size);
+      const [chatId] = await seedDirectChats(db, [[hot.id, other.id]]);
+      if (!chatId) throw new Error("no chat seeded");
+      bigChats[size] = chatId;
+      await seedLegacyMessages(db, chatId, [hot.id, other.id], size);
+      await importLegacyHistory(server.url, db, chatId);
     }
-    console.log(`bench: 100 chats, and chats of 1k and 100k messages seeded in D1 (${seconds(started)})`);
+    console.log(
+      `bench: 100 chats, and chats of 1k and 100k messages seeded in D1 as history from before chat objects and imported into their objects (${seconds(started)})`,
+    );
+    // A group of 100 (people[300] owns it, people[301..399] are in it): message-send-group-100.
+    const groupMembers = people.slice(300, 400);
+    const group = (
+      await expectStatus(
+        api("POST", "/api/v1/chats", (groupMembers[0] as BenchUser).token, {
+          type: "group",
+          title: "bench group of 100",
+          memberIds: groupMembers.slice(1).map((member) => member.id),
+        }),
+        [201],
+        "group",
+      )
+    ).data as { id: string; members: unknown[] };
+    if (group.members.length !== 100) throw new Error(`the group has ${group.members.length} members, not 100`);
 
     // Who already talks (bench/README.md "Transfers and their chats"): the direct chats of
     // RANDOM_PAIRS pairs among people[1..998] (transfer-random-pairs pays along them), and of the
@@ -612,7 +971,7 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     const randomPairs = samplePairs(RANDOM_PAIRS, 1, recipientIndex, new Set());
     const recipientPairs = people.slice(0, recipientIndex).map((_, i): Pair => [i, recipientIndex]);
     // The hot sender (people[0]) already talks with everyone it pays, like its floor, which never
-    // creates a chat: people 1..100, 201 and 202 have theirs from the API above.
+    // creates a chat: people 1..100 have theirs from the API above, 201 and 202 their big chats.
     const hotSenderPairs = people
       .map((_, i): Pair => [0, i])
       .filter(([, i]) => i > 100 && i !== 201 && i !== 202 && i < recipientIndex);
@@ -653,10 +1012,19 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     // Probes of the platform's floor (bench/bare-d1-worker.js): a bare Worker making one D1 read by
     // id (users-me's round trip), and one message append with its seq (a send's least write).
     scenarios.push({ name: "bare-d1-read", load: { path: `${BARE_D1_PATH}/read?id=${people[5]?.id}` } });
+    // (Its chat is a directory row of its own: a send no longer writes D1's messages.)
     scenarios.push({
       name: "bare-d1-append",
-      load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${chatIds[99]}&sender=${hot.id}` },
+      load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${probeChat}&sender=${hot.id}` },
     });
+    // The chat paths' floor (bench/bare-chat-worker.js): a bare Worker calling a bare chat object
+    // that appends a message with its seq in one transaction (a send's least write), or reads the
+    // newest 50 of its 100k messages (a list's least read).
+    scenarios.push({
+      name: "bare-chat-append",
+      load: { method: "POST", path: `${BARE_CHAT_PATH}/append?chat=${BARE_CHAT_APPEND}&sender=${hot.id}` },
+    });
+    scenarios.push({ name: "bare-chat-read", load: { path: `${BARE_CHAT_PATH}/read?chat=${BARE_CHAT_READ}` } });
     // The transfers' floor (bench/bare-transfer-worker.js): the same work with nothing else, for
     // each pattern of the product's transfer scenarios below, along the same pairs and chats.
     const bareTransfer = (from: BenchUser, to: BenchUser, chat: string) =>
@@ -800,6 +1168,21 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
         }),
       },
     });
+    // Keyed sends into the group of 100 from its members: what the directory costs a busy group
+    // (D1 rows written per send, counted by triggers during the scenario).
+    scenarios.push({
+      name: "message-send-group-100",
+      countD1Writes: true,
+      load: {
+        method: "POST",
+        path: "/api/v2/messages",
+        idempotencyKey: true,
+        next: () => ({
+          token: (groupMembers[Math.floor(Math.random() * groupMembers.length)] as BenchUser).token,
+          body: { chatId: group.id, content: "bench message in a group of 100" },
+        }),
+      },
+    });
     scenarios.push({
       name: "message-list-1k",
       load: { path: `/api/v1/messages/chat/${bigChats[1_000]}?limit=50`, token: hot.token },
@@ -826,6 +1209,9 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       sourceMap: existsSync(path.join(outdir, "index.js.map"))
         ? readFileSync(path.join(outdir, "index.js.map"), "utf8")
         : undefined,
+      persist,
+      chatClass: tomlClasses().objects.CHAT ?? "ChatDO",
+      stop,
       dispose: cleanup,
     };
   } catch (error) {
