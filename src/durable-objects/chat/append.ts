@@ -10,6 +10,24 @@ type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 export type NewChatMessage = Partial<Omit<ChatMessageRow, "seq" | "senderId" | "type" | "createdAt">> &
   Pick<ChatMessageRow, "senderId" | "type" | "createdAt">;
 
+/** Every column of a message row, each bound by name in the prepared insert. */
+const MESSAGE_COLUMNS: Record<keyof ChatMessageRow, true> = {
+  seq: true,
+  id: true,
+  senderId: true,
+  type: true,
+  content: true,
+  replyToMessageId: true,
+  clientMessageId: true,
+  transferId: true,
+  transferRecipientId: true,
+  transferAmount: true,
+  transferNote: true,
+  createdAt: true,
+  editedAt: true,
+  deletedAt: true,
+};
+
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
 
 /**
@@ -33,13 +51,53 @@ export const routeTagOf = (messageId: string) => messageId.slice(8, 20);
  * sender's running totals.
  */
 export class Log {
+  /** The statements every send and page runs, built once (see Members). */
+  private readonly prepared;
+
   constructor(
     private readonly db: Db,
     private readonly members: Members,
-  ) {}
+  ) {
+    const p = sql.placeholder;
+    const columns = Object.fromEntries(Object.keys(MESSAGE_COLUMNS).map((column) => [column, p(column)]));
+    this.prepared = {
+      meta: db.select().from(chatRow).where(eq(chatRow.id, 1)).prepare(),
+      insert: db
+        .insert(messages)
+        .values(columns as unknown as ChatMessageRow)
+        .prepare(),
+      advance: db
+        .update(chatRow)
+        .set({ lastSeq: sql`${p("seq")}`, lastActivityAt: sql`max(${chatRow.lastActivityAt}, ${p("createdAt")})` })
+        .where(eq(chatRow.lastSeq, p("previous")))
+        .returning({ lastSeq: chatRow.lastSeq })
+        .prepare(),
+      byId: db
+        .select()
+        .from(messages)
+        .where(eq(messages.id, p("id")))
+        .prepare(),
+      byClientId: db
+        .select()
+        .from(messages)
+        .where(sql`${messages.senderId} = ${p("senderId")} AND ${messages.clientMessageId} = ${p("clientMessageId")}`)
+        .prepare(),
+      byTransfer: db
+        .select()
+        .from(messages)
+        .where(eq(messages.transferId, p("transferId")))
+        .prepare(),
+      range: db
+        .select()
+        .from(messages)
+        .where(sql`${messages.seq} BETWEEN ${p("from")} AND ${p("to")}`)
+        .orderBy(messages.seq)
+        .prepare(),
+    };
+  }
 
   meta(): ChatMeta | undefined {
-    return this.db.select().from(chatRow).where(eq(chatRow.id, 1)).get();
+    return this.prepared.meta.get();
   }
 
   append(meta: ChatMeta, input: NewChatMessage): ChatMessageRow {
@@ -58,13 +116,8 @@ export class Log {
       id: input.id ?? messageIdOf(meta, seq, input.createdAt),
       seq,
     };
-    this.db.insert(messages).values(row).run();
-    const moved = this.db
-      .update(chatRow)
-      .set({ lastSeq: seq, lastActivityAt: sql`max(${chatRow.lastActivityAt}, ${row.createdAt})` })
-      .where(eq(chatRow.lastSeq, meta.lastSeq))
-      .returning({ lastSeq: chatRow.lastSeq })
-      .get();
+    this.prepared.insert.run(row);
+    const moved = this.prepared.advance.get({ seq, createdAt: row.createdAt, previous: meta.lastSeq });
     invariant(moved?.lastSeq === seq, `chat ${meta.chatId}: seq ${seq} was not the next one`);
     meta.lastSeq = seq;
     if (this.members.get(row.senderId)) this.members.markRead(row.senderId, seq);
@@ -86,19 +139,15 @@ export class Log {
   }
 
   byId(messageId: string): ChatMessageRow | undefined {
-    return this.db.select().from(messages).where(eq(messages.id, messageId)).get();
+    return this.prepared.byId.get({ id: messageId });
   }
 
   byTransfer(transferId: string): ChatMessageRow | undefined {
-    return this.db.select().from(messages).where(eq(messages.transferId, transferId)).get();
+    return this.prepared.byTransfer.get({ transferId });
   }
 
   byClientId(senderId: string, clientMessageId: string): ChatMessageRow | undefined {
-    return this.db
-      .select()
-      .from(messages)
-      .where(sql`${messages.senderId} = ${senderId} AND ${messages.clientMessageId} = ${clientMessageId}`)
-      .get();
+    return this.prepared.byClientId.get({ senderId, clientMessageId });
   }
 
   bySeq(seq: number): ChatMessageRow | undefined {

@@ -15,15 +15,19 @@ const EXPIRY_BATCH = 500;
  * endpoints is the caller's key registry's business (the caller's wallet object, docs/messages.md).
  */
 export class SendKeys {
-  constructor(private readonly db: Db) {}
+  private readonly findKey;
+
+  constructor(private readonly db: Db) {
+    this.findKey = db
+      .select()
+      .from(sendKeys)
+      .where(and(eq(sendKeys.userId, sql.placeholder("userId")), eq(sendKeys.key, sql.placeholder("key"))))
+      .prepare();
+  }
 
   /** The live outcome of `key` for `userId` (one past retention counts as none). */
   find(userId: string, key: string, now: number): SendKeyRow | undefined {
-    const row = this.db
-      .select()
-      .from(sendKeys)
-      .where(and(eq(sendKeys.userId, userId), eq(sendKeys.key, key)))
-      .get();
+    const row = this.findKey.get({ userId, key });
     return row && row.createdAt >= now - IDEMPOTENCY_RETENTION_MS ? row : undefined;
   }
 
