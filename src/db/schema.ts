@@ -116,24 +116,32 @@ export const chatMembers = sqliteTable(
   ],
 );
 
+/**
+ * A message's own columns, as D1's history and each chat object's `messages` table both store
+ * them (durable-objects/chat/chat-schema.ts): one definition, so a moved row means the same there.
+ */
+export const messageColumns = () => ({
+  senderId: text("sender_id").notNull(),
+  type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
+  content: text("content"),
+  replyToMessageId: text("reply_to_message_id"),
+  clientMessageId: text("client_message_id"),
+  transferId: text("transfer_id"),
+  transferRecipientId: text("transfer_recipient_id"),
+  transferAmount: integer("transfer_amount"),
+  transferNote: text("transfer_note"),
+  createdAt: integer("created_at").notNull(),
+  editedAt: integer("edited_at"),
+  deletedAt: integer("deleted_at"),
+});
+
 export const messages = sqliteTable(
   "messages",
   {
     id: text("id").primaryKey(),
     chatId: text("chat_id").notNull(),
     seq: integer("seq").notNull(),
-    senderId: text("sender_id").notNull(),
-    type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
-    content: text("content"),
-    replyToMessageId: text("reply_to_message_id"),
-    clientMessageId: text("client_message_id"),
-    transferId: text("transfer_id"),
-    transferRecipientId: text("transfer_recipient_id"),
-    transferAmount: integer("transfer_amount"),
-    transferNote: text("transfer_note"),
-    createdAt: integer("created_at").notNull(),
-    editedAt: integer("edited_at"),
-    deletedAt: integer("deleted_at"),
+    ...messageColumns(),
   },
   (t) => [
     uniqueIndex("messages_chat_seq_unique").on(t.chatId, t.seq),

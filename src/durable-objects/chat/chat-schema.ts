@@ -1,5 +1,7 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { messageColumns } from "../../db/schema";
+import { applyMigrations } from "../object-migrations";
 
 /**
  * The ChatDO's own SQLite schema, typed once here (Drizzle, `drizzle-orm/durable-sqlite`) and
@@ -61,18 +63,7 @@ export const messages = sqliteTable(
   {
     seq: integer("seq").primaryKey(),
     id: text("id").notNull(),
-    senderId: text("sender_id").notNull(),
-    type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
-    content: text("content"),
-    replyToMessageId: text("reply_to_message_id"),
-    clientMessageId: text("client_message_id"),
-    transferId: text("transfer_id"),
-    transferRecipientId: text("transfer_recipient_id"),
-    transferAmount: integer("transfer_amount"),
-    transferNote: text("transfer_note"),
-    createdAt: integer("created_at").notNull(),
-    editedAt: integer("edited_at"),
-    deletedAt: integer("deleted_at"),
+    ...messageColumns(),
   },
   (t) => [
     uniqueIndex("messages_id_unique").on(t.id),
@@ -185,16 +176,5 @@ export const MIGRATIONS: readonly string[] = [
 
 /** Applies every migration newer than the stored version, in one transaction. */
 export function migrate(storage: DurableObjectStorage): void {
-  const sqlStorage = storage.sql;
-  sqlStorage.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
-  const current =
-    sqlStorage.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
-  if (current >= MIGRATIONS.length) return;
-  storage.transactionSync(() => {
-    for (let version = current; version < MIGRATIONS.length; version += 1) sqlStorage.exec(MIGRATIONS[version]!);
-    sqlStorage.exec(
-      "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-      MIGRATIONS.length,
-    );
-  });
+  applyMigrations(storage, MIGRATIONS);
 }

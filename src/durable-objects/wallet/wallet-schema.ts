@@ -1,3 +1,4 @@
+import { applyMigrations } from "../object-migrations";
 import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "./wallet-totals";
 
 /**
@@ -263,17 +264,7 @@ export type GrantRow = {
 
 /** Applies every migration newer than the stored version, in one transaction. */
 export function migrate(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
-  const current = sql.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
-  if (current >= MIGRATIONS.length) return;
-  storage.transactionSync(() => {
-    for (let version = current; version < MIGRATIONS.length; version += 1) sql.exec(MIGRATIONS[version]!);
-    sql.exec(
-      "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-      MIGRATIONS.length,
-    );
-  });
+  applyMigrations(storage, MIGRATIONS);
 }
 
 /**
