@@ -321,6 +321,13 @@ async function simulate(seed: number, ops: number) {
   }
 
   const expected = new Map(grantsTo);
+  // Every chat's transfer messages, read once: transfer id → its messages.
+  const messagesOfTransfer = new Map<string, { id: string }[]>();
+  for (const row of await queryEveryChat<{ id: string; transfer_id: string }>(
+    "SELECT id, transfer_id FROM messages WHERE transfer_id IS NOT NULL",
+  )) {
+    messagesOfTransfer.set(row.transfer_id, [...(messagesOfTransfer.get(row.transfer_id) ?? []), { id: row.id }]);
+  }
   const transfersOf = new Map<string, TransferRow[]>();
   for (const id of ids) transfersOf.set(id, (await rowsOf(id, "SELECT * FROM transfers_out")) as TransferRow[]);
   for (const [senderId, rows] of transfersOf) {
@@ -336,7 +343,7 @@ async function simulate(seed: number, ops: number) {
         senderId,
         `SELECT amount FROM entries WHERE transfer_id = '${row.transfer_id}' AND kind = 'reversal_in'`,
       );
-      const messageRows = await queryEveryChat("SELECT id FROM messages WHERE transfer_id = ?", row.transfer_id);
+      const messageRows = messagesOfTransfer.get(row.transfer_id) ?? [];
       if (row.state === "posted") {
         check(
           credited.length === 1 && Number(credited[0]!.amount) === row.amount,
