@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { blocks, users } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
-import { call, expectError } from "./support/http";
 import { flushDirectory } from "./support/chats";
+import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
