@@ -28,6 +28,8 @@ const TIGHT_BUDGET = 3;
 /** The Workers pool: the product's entry plus TestWalletDO, real D1 with migrations, real Durable Objects. */
 export async function workersPlugin() {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
+  // Applied by test/chat-migration/drop.test.ts only, after a completed chat migration (README, "Upgrading an existing deployment").
+  const afterChatMove = await readD1Migrations(path.join(import.meta.dirname, "migrations-after-chat-move"));
   return cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
     // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
@@ -38,7 +40,7 @@ export async function workersPlugin() {
         WALLET: { className: "TestWalletDO", useSQLite: true },
         RATE_LIMITER: { className: "RateLimiterDO", useSQLite: true },
         REALTIME: { className: "RealtimeDO", useSQLite: true },
-        CHAT: { className: "ChatDO", useSQLite: true },
+        CHAT: { className: "TestChatDO", useSQLite: true },
       },
       // The coarse budgets (wrangler.toml [[ratelimits]]) raised for the suite, which sends thousands
       // of requests per user and, mostly without CF-Connecting-IP, from one address; the budget path
@@ -50,6 +52,7 @@ export async function workersPlugin() {
       },
       bindings: {
         TEST_MIGRATIONS: migrations,
+        TEST_MIGRATIONS_AFTER_CHAT_MOVE: afterChatMove,
         TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
         TEST_TIGHT_BUDGET_LIMIT: TIGHT_BUDGET,
         // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).

@@ -5,12 +5,12 @@ import { createDb } from "../src/db/client";
 import { batchPrepared, preparedPerDatabase } from "../src/db/prepared";
 import { idempotencyKeys, users } from "../src/db/schema";
 import { getConfig } from "../src/lib/config";
+import { newId } from "../src/lib/ids";
 import { signAccessToken, verifyAccessToken } from "../src/lib/jwt";
-import type { Message } from "../src/schemas/message";
-import { createDirectChat } from "../src/services/chats";
-import { newBatchClaim } from "../src/services/idempotency";
-import { sendChatMessage } from "../src/services/messages";
+import { chatOfMessageId } from "../src/services/chat-objects";
+import { createDirectChat, knownDirectChat } from "../src/services/chats";
 import { findUser } from "../src/services/users";
+import { call } from "./support/http";
 import { seedUser } from "./support/users";
 
 /** What the hot-path caches of issue 12 keep across requests must never mix bindings, secrets or rows. */
@@ -78,61 +78,30 @@ describe("hot-path caches", () => {
     await expect(batchPrepared(db, prepared(db), [{ a: a.id, b: b.id }])).rejects.toThrow(/2 queries but 1 sets of values/);
   });
 
-  it("binds every v2 send's own values into its prepared shape: keyed or not, with a reply, a client id, interleaved", async () => {
+  it("the direct-chat and route-tag caches never mix pairs or chats", async () => {
     const db = createDb(env.DB);
-    const a = await seedUser();
-    const b = await seedUser();
-    const c = await seedUser();
-    const ab = (await createDirectChat(db, a.id, b.id)).chat.id;
-    const ac = (await createDirectChat(db, a.id, c.id)).chat.id;
-    const keyed = (userId: string, key: string) => newBatchClaim({ userId, key, fingerprint: `fp-${key}` });
-    const first = await sendChatMessage(db, a.id, { chatId: ab, content: "one" });
-    const second = await sendChatMessage(
-      db,
-      b.id,
-      { chatId: ab, content: "two", replyToMessageId: first.message.id },
-      keyed(b.id, "k2"),
-    );
-    const third = await sendChatMessage(
-      db,
-      a.id,
-      { chatId: ac, content: "three", clientMessageId: "client-3" },
-      keyed(a.id, "k3"),
-    );
-    const fourth = await sendChatMessage(db, c.id, {
-      chatId: ac,
-      content: "four",
-      replyToMessageId: third.message.id,
-      clientMessageId: "client-4",
-    });
-    const again = await sendChatMessage(db, a.id, { chatId: ac, content: "three", clientMessageId: "client-3" });
-    const fifth = await sendChatMessage(db, b.id, { chatId: ab, content: "five" }, keyed(b.id, "k5"));
-    const view = ({ message }: { message: Message }) => [
-      message.chatId,
-      message.seq,
-      message.senderId,
-      message.content,
-      message.replyToMessageId,
-      message.clientMessageId,
-    ];
-    expect([first, second, third, fourth, fifth].map(view)).toEqual([
-      [ab, 1, a.id, "one", null, null],
-      [ab, 2, b.id, "two", first.message.id, null],
-      [ac, 1, a.id, "three", null, "client-3"],
-      [ac, 2, c.id, "four", third.message.id, "client-4"],
-      [ab, 3, b.id, "five", null, null],
-    ]);
-    expect(again).toMatchObject({ created: false, message: { id: third.message.id } });
-    // The keyed sends stored their own 201s under their own keys.
-    const stored = await db
-      .select()
-      .from(idempotencyKeys)
-      .where(inArray(idempotencyKeys.key, ["k2", "k3", "k5"]));
-    const bodies = Object.fromEntries(stored.map((row) => [row.key, JSON.parse(row.responseBody ?? "null")?.data?.content]));
-    expect(bodies).toEqual({ k2: "two", k3: "three", k5: "five" });
-    // A refusal in a prepared shape names its own reason: a reply to a message of another chat.
-    await expect(
-      sendChatMessage(db, a.id, { chatId: ab, content: "x", replyToMessageId: fourth.message.id }, keyed(a.id, "k6")),
-    ).rejects.toMatchObject({ code: "validation_failed" });
+    const [a, b, c] = [await seedUser(), await seedUser(), await seedUser()];
+    const ab = (await createDirectChat(env, db, a.id, b.id)).chat.id;
+    const ac = (await createDirectChat(env, db, a.id, c.id)).chat.id;
+    for (const [x, y, chatId] of [
+      [a.id, b.id, ab],
+      [b.id, a.id, ab],
+      [a.id, c.id, ac],
+      [c.id, a.id, ac],
+    ] as const) {
+      expect(await knownDirectChat(db, x, y)).toBe(chatId);
+    }
+    expect(await knownDirectChat(db, b.id, c.id)).toBeNull();
+    const send = async (user: typeof a, recipientId: string, content: string) =>
+      (await call("POST", "/api/v1/messages", { token: user.token, body: { recipientId, content } })).json.data;
+    const inAb = await send(a, b.id, "to b");
+    const inAc = await send(c, a.id, "to a");
+    expect([inAb.chatId, inAc.chatId]).toEqual([ab, ac]);
+    // Each message id names its own chat, asked in either order and twice (the second from the cache).
+    for (let i = 0; i < 2; i++) {
+      expect(await chatOfMessageId(db, inAc.id)).toBe(ac);
+      expect(await chatOfMessageId(db, inAb.id)).toBe(ab);
+    }
+    expect(await chatOfMessageId(db, newId())).toBeNull();
   });
 });

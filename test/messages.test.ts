@@ -3,25 +3,21 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { blocks, idempotencyKeys, users } from "../src/db/schema";
+import { walletStub } from "../src/durable-objects/wallet/wallet-stub";
 import { IDEMPOTENCY_RETENTION_MS, requestFingerprint } from "../src/lib/idempotency";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
-import { findOrCreateDirectChat } from "../src/services/chats";
-import { postCreditTransferMessages } from "../src/services/messages";
-import { withTriggers } from "./support/d1-triggers";
+import { chatStub } from "../src/services/chat-objects";
+import { openWallet } from "../src/services/wallets";
 import { call, expectError } from "./support/http";
-import { seedUser } from "./support/users";
+import { seedUser, setBlocked, setSuspended } from "./support/users";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 type Seeded = Awaited<ReturnType<typeof seedUser>>;
 const db = createDb(env.DB);
 
-async function block(blocker: Seeded, blocked: Seeded) {
-  await db.insert(blocks).values({ blockerId: blocker.id, blockedId: blocked.id, createdAt: Date.now() });
-}
-async function suspend(user: Seeded) {
-  await db.update(users).set({ status: "suspended" }).where(eq(users.id, user.id));
-}
+const block = (blocker: Seeded, blocked: Seeded) => setBlocked(blocker.id, blocked.id, true);
+const suspend = (user: Seeded) => setSuspended(user.id, true);
 async function directChat(a: Seeded, b: Seeded): Promise<string> {
   const res = await call("POST", "/api/v1/chats", { token: a.token, body: { type: "direct", memberId: b.id } });
   expect([200, 201]).toContain(res.status);
@@ -301,7 +297,7 @@ describe("Idempotency-Key on message POSTs", () => {
       403,
       "recipient_blocked",
     );
-    await db.delete(blocks).where(eq(blocks.blockerId, b.id));
+    await setBlocked(b.id, a.id, false);
     const ok = await call("POST", "/api/v1/messages", { token: a.token, body: { recipientId: b.id, content: "x" }, headers });
     expect(ok.status).toBe(201);
     expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
@@ -376,43 +372,30 @@ describe("Idempotency-Key on message POSTs", () => {
     expect(reused.json.data.seq).toBe(2);
   });
 
-  it("a send whose message committed but whose response was never stored: a retry answers that message, never a second", async () => {
+  it("a send whose key was registered but that never reached its chat (the Worker died in between) runs once on retry; its answer is then the stored one", async () => {
     const a = await seedUser();
     const b = await seedUser();
     const chatId = await directChat(a, b);
-    const headers = { "Idempotency-Key": "died-after-commit" };
+    const headers = { "Idempotency-Key": "died-between-objects" };
     const body = { chatId, content: "exactly once" };
-    // A fresh key's batch stores the response with the message; a request that took over a claim
-    // left by one that died (claim-first) stores it afterwards, so it can die in between.
-    await db.insert(idempotencyKeys).values({
-      userId: a.id,
-      key: headers["Idempotency-Key"],
-      fingerprint: await requestFingerprint("POST", "/api/v2/messages", body),
-      responseStatus: null,
-      responseBody: null,
-      createdAt: Date.now() - 60_000,
+    const fingerprint = await requestFingerprint("POST", "/api/v2/messages", body);
+    // The first attempt registered its key in the sender's object, then died before the chat's call.
+    const gate = await walletStub(env, a.id).admitSend({
+      key: { key: headers["Idempotency-Key"], fingerprint },
+      target: `chat:${chatId}`,
+      ratePerMinute: 1000,
     });
-    // The request dies between its message batch and storing its response (here: the store fails).
-    const died = await withTriggers(
-      {
-        fail_response_store:
-          "BEFORE UPDATE OF response_status ON idempotency_keys WHEN NEW.response_status IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected: died before storing the response'); END",
-      },
-      () => sendV2(a, body, headers),
-    );
-    expectError(died, 500, "internal_error");
-    // Retried once the claim looks abandoned (the stale takeover used to execute the send again).
-    await db
-      .update(idempotencyKeys)
-      .set({ createdAt: Date.now() - 60_000 })
-      .where(eq(idempotencyKeys.key, headers["Idempotency-Key"]));
+    expect(gate).toMatchObject({ ok: true, value: { claim: "new" } });
+    // Another body under that key is still refused: the key is the first request's.
+    expectError(await sendV2(a, { chatId, content: "another" }, headers), 409, "idempotency_key_reused");
     const retry = await sendV2(a, body, headers);
     expect(retry.status).toBe(201);
-    expect(retry.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(retry.headers.get("Idempotent-Replayed")).toBeNull();
     const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: a.token });
     expect(list.json.data.items.map((m: { id: string }) => m.id)).toEqual([retry.json.data.id]);
-    // That answer is now the stored one.
+    // That answer is now the stored one, byte for byte.
     const again = await sendV2(a, body, headers);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
     expect(again.text).toBe(retry.text);
   });
 
@@ -467,8 +450,18 @@ describe("GET /api/v1/messages/chat/{chatId}", () => {
     const a = await seedUser();
     const b = await seedUser();
     const chatId = await directChat(a, b);
-    const { sendChatMessage } = await import("../src/services/messages");
-    for (let i = 0; i < 300; i++) await sendChatMessage(db, i % 2 ? a.id : b.id, { chatId, content: `old ${i}` });
+    // Seeded straight into the chat object (the route's per-minute limit would stop 300 sends).
+    const sendInto = (senderId: string, content: string) =>
+      chatStub(env, chatId).send({
+        chatId,
+        senderId,
+        content,
+        replyToMessageId: null,
+        clientMessageId: null,
+        key: null,
+        refusal: null,
+      });
+    for (let i = 0; i < 300; i++) await sendInto(i % 2 ? a.id : b.id, `old ${i}`);
 
     const seen: number[] = [];
     let cursor: string | null = null;
@@ -481,7 +474,7 @@ describe("GET /api/v1/messages/chat/{chatId}", () => {
       cursor = page.json.data.nextCursor;
       // New messages arrive between pages.
       if (arrivals < 20) {
-        await sendChatMessage(db, b.id, { chatId, content: `new ${arrivals}` });
+        await sendInto(b.id, `new ${arrivals}`);
         arrivals++;
       }
     } while (cursor);
@@ -579,20 +572,14 @@ describe("PATCH and DELETE /api/v1/messages/{messageId}", () => {
     expectError(await patch(a, "bad"), 400, "validation_failed");
     expectError(await patch(a, mine.id, "   "), 400, "validation_failed");
 
-    const transferId = newId();
-    const [transfer] = await postCreditTransferMessages(db, [
-      {
-        transferId,
-        messageId: transferId,
-        chatId: (await findOrCreateDirectChat(db, a.id, b.id)).chat.id,
-        senderId: a.id,
-        recipientId: b.id,
-        amount: 5,
-        note: null,
-        createdAt: Date.now(),
-      },
-    ]);
-    if (!transfer) throw new Error("no credit_transfer message");
+    // A credit transfer's message: its id is the transfer's (no route tag), found through the wallets.
+    await openWallet(env, a.id);
+    const sent = await call("POST", "/api/v1/messages/credit-transfer", {
+      token: a.token,
+      body: { recipientId: b.id, amount: 5 },
+    });
+    expect(sent.status).toBe(201);
+    const transfer = { id: sent.json.data.messageId as string };
     expectError(await patch(a, transfer.id), 409, "message_immutable");
     expectError(await del(a, transfer.id), 409, "message_immutable");
     // Someone else's credit transfer: 403 comes before 409.

@@ -195,7 +195,7 @@ describe("realtime connections", () => {
 
     const event = readEvent(alice.id, 7);
     const result = await fanOut(env, [alice.id], event);
-    expect(result).toEqual({ connections: 2, failedUsers: 0 });
+    expect(result).toEqual({ connections: 2, failedUsers: 0, unreached: [] });
     for (const device of [phone, laptop]) {
       const frame = await device.next();
       expect(frame).toEqual({ ...event, at: expect.any(String) });
@@ -232,7 +232,7 @@ describe("realtime connections", () => {
     } as unknown as Env;
     const background: Promise<unknown>[] = [];
     expect(() => publish(broken, (p) => background.push(p), [newId(), newId()], readEvent(newId()))).not.toThrow();
-    await expect(Promise.all(background)).resolves.toEqual([{ connections: 0, failedUsers: 2 }]);
+    await expect(Promise.all(background)).resolves.toEqual([{ connections: 0, failedUsers: 2, unreached: [] }]);
     expect(() =>
       publish(
         env,

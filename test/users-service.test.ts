@@ -27,7 +27,7 @@ describe("assertCanSendTo / assertActiveUser (called by chats, messages and tran
 
   it("refuses a blocked sender, one way only, until unblocked", async () => {
     const [a, b] = [await seedUser(), await seedUser()];
-    await blockUser(db, a.id, b.id);
+    await blockUser(env, db, a.id, b.id);
     expect(await codeOf(assertCanSendTo(db, b.id, a.id))).toBe("recipient_blocked");
     await assertCanSendTo(db, a.id, b.id);
     expect(await hasBlocked(db, a.id, b.id)).toBe(true);
@@ -35,11 +35,11 @@ describe("assertCanSendTo / assertActiveUser (called by chats, messages and tran
     expect(await isBlockedEitherWay(db, a.id, b.id)).toBe(true);
     expect(await isBlockedEitherWay(db, b.id, a.id)).toBe(true);
 
-    await blockUser(db, b.id, a.id);
+    await blockUser(env, db, b.id, a.id);
     expect(await codeOf(assertCanSendTo(db, a.id, b.id))).toBe("recipient_blocked");
 
-    await unblockUser(db, a.id, b.id);
-    await unblockUser(db, b.id, a.id);
+    await unblockUser(env, db, a.id, b.id);
+    await unblockUser(env, db, b.id, a.id);
     await assertCanSendTo(db, b.id, a.id);
     expect(await isBlockedEitherWay(db, a.id, b.id)).toBe(false);
   });
@@ -50,11 +50,11 @@ describe("assertCanSendTo / assertActiveUser (called by chats, messages and tran
     const missing = newId();
     expect(await codeOf(assertCanSendTo(db, suspended.id, missing))).toBe("account_suspended");
     expect(await codeOf(assertCanSendTo(db, active.id, missing))).toBe("user_not_found");
-    await blockUser(db, suspended.id, active.id);
+    await blockUser(env, db, suspended.id, active.id);
     expect(await codeOf(assertCanSendTo(db, active.id, suspended.id))).toBe("recipient_blocked");
     expect(await codeOf(assertActiveUser(db, suspended.id))).toBe("account_suspended");
     // A suspended recipient can still receive: suspension limits what its holder sends.
-    await unblockUser(db, suspended.id, active.id);
+    await unblockUser(env, db, suspended.id, active.id);
     expect((await assertCanSendTo(db, active.id, suspended.id)).id).toBe(suspended.id);
   });
 

@@ -154,6 +154,17 @@ export const messages = sqliteTable(
   ],
 );
 
+/**
+ * Legacy message id → its chat, for ids written before chat objects, which carry no route tag:
+ * PATCH/DELETE /messages/{id} finds such a message's chat here once D1's `messages` is dropped.
+ * Written by the chat migration page by page, before the page reaches its chat object
+ * (services/chat-migration.ts); never changes after.
+ */
+export const messageRoutes = sqliteTable("message_routes", {
+  messageId: text("message_id").primaryKey(),
+  chatId: text("chat_id").notNull(),
+});
+
 /** Stored outcomes of message-creating requests sent with an Idempotency-Key (API.md §1). */
 export const idempotencyKeys = sqliteTable(
   "idempotency_keys",

@@ -1,7 +1,7 @@
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import { createDb, type Database } from "../db/client";
 import { isConnectedSql } from "../db/presence";
-import { blocks, chatMembers, chats, type MessageRow, messages, users } from "../db/schema";
+import { blocks, chatMembers, chats, idempotencyKeys, type MessageRow, messages, users } from "../db/schema";
 import type { ChatMessageRow } from "../durable-objects/chat/chat-schema";
 import type { ChatSnapshot } from "../durable-objects/chat/chat-types";
 import type { ChatEffects, DirectorySummary } from "../durable-objects/chat/effects";
@@ -33,6 +33,28 @@ export function chatEffects(env: Env): ChatEffects {
         .where(and(eq(messages.id, messageId), eq(messages.chatId, chatId)))
         .get();
       return row ? toChatMessageRow(row) : null;
+    },
+    legacySendKey: async (chatId, userId, key) => {
+      const row = await db()
+        .select({
+          fingerprint: idempotencyKeys.fingerprint,
+          status: idempotencyKeys.responseStatus,
+          body: idempotencyKeys.responseBody,
+          messageId: messages.id,
+          createdAt: idempotencyKeys.createdAt,
+        })
+        .from(idempotencyKeys)
+        .innerJoin(messages, eq(messages.id, idempotencyKeys.messageId))
+        .where(
+          and(
+            eq(idempotencyKeys.userId, userId),
+            eq(idempotencyKeys.key, key),
+            isNull(idempotencyKeys.outcomeIn),
+            eq(messages.chatId, chatId),
+          ),
+        )
+        .get();
+      return row ? { userId, key, ...row } : null;
     },
   };
 }

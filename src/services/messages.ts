@@ -1,8 +1,8 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { messages } from "../db/schema";
-import type { SendAnswer, SendKey } from "../durable-objects/chat/chat-types";
+import { messageRoutes, messages } from "../db/schema";
+import type { SendAnswer, SendKey, SendResult } from "../durable-objects/chat/chat-types";
 import type { TransferMessage } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { Config } from "../lib/config";
@@ -37,23 +37,34 @@ export type SendContext = {
 export type SendReply = SendAnswer & { rateLimit: RateLimitDecision | null };
 
 /**
- * A text message into `chatId`, through the sender's object (its key registry, its limit: a
- * replay of a key it knows is never counted or limited) and then the chat's. A send the chat
- * refused gives its key back, so a corrected retry runs (API.md §1).
+ * A text message, through the sender's object (its key registry, its limit: a replay of a key it
+ * knows is never counted or limited) and then the chat's. `chatOf` finds the chat after the key
+ * is registered, so a used key answers first (API.md §1); a send refused after that (by `chatOf`
+ * or by the chat) gives its key back, so a corrected retry runs.
  */
 async function sendThrough(
   ctx: SendContext,
   target: string,
-  chatId: string,
+  chatOf: () => Promise<string>,
   text: { content: string; replyToMessageId: string | null; clientMessageId: string | null },
 ): Promise<SendReply> {
   const sender = walletStub(ctx.env, ctx.userId);
   const gate = unwrap(await sender.admitSend({ key: ctx.key, target, ratePerMinute: ctx.config.rateLimits.messagesPerMinute }));
-  const result = await chatStub(ctx.env, chatId).send({ chatId, senderId: ctx.userId, ...text, key: ctx.key, refusal: null });
-  if (!result.ok && gate.claim === "new" && ctx.key) {
+  const release = async () => {
+    if (gate.claim !== "new" || !ctx.key) return;
     const { key, fingerprint } = ctx.key;
     await sender.releaseSendKey(key, fingerprint).catch((error) => log.warn("messages.key_release_failed", { error }));
+  };
+  let result: SendResult;
+  try {
+    const chatId = await chatOf();
+    result = await chatStub(ctx.env, chatId).send({ chatId, senderId: ctx.userId, ...text, key: ctx.key, refusal: null });
+  } catch (error) {
+    // Refused before the chat ran it: nothing of this send happened. Anything else may have.
+    if (error instanceof ApiError) await release();
+    throw error;
   }
+  if (!result.ok) await release();
   return { ...unwrap(result), rateLimit: gate.rateLimit };
 }
 
@@ -68,7 +79,7 @@ export async function sendChatMessage(
     replyToMessageId: input.replyToMessageId ?? null,
     clientMessageId: input.clientMessageId ?? null,
   };
-  return sendThrough(ctx, `chat:${input.chatId}`, input.chatId, text);
+  return sendThrough(ctx, `chat:${input.chatId}`, async () => input.chatId, text);
 }
 
 /**
@@ -77,11 +88,11 @@ export async function sendChatMessage(
  * exists, you are active, they have not blocked you).
  */
 export async function sendDirectMessage(ctx: SendContext, recipientId: string, content: string): Promise<SendReply> {
-  if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
-  const chatId =
-    (await knownDirectChat(ctx.db, ctx.userId, recipientId)) ?? (await openDirectChat(ctx.db, ctx.userId, recipientId));
-  const text = { content, replyToMessageId: null, clientMessageId: null };
-  return sendThrough(ctx, `direct:${recipientId}`, chatId, text);
+  const chatOf = async () => {
+    if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
+    return (await knownDirectChat(ctx.db, ctx.userId, recipientId)) ?? (await openDirectChat(ctx.db, ctx.userId, recipientId));
+  };
+  return sendThrough(ctx, `direct:${recipientId}`, chatOf, { content, replyToMessageId: null, clientMessageId: null });
 }
 
 /**
@@ -170,13 +181,35 @@ async function rewrite(env: Env, db: Database, userId: string, messageId: string
   return unwrap(await write(chatStub(env, chatId), chatId));
 }
 
-/** The chat of a message whose id carries no route tag: legacy history in D1, or one of the caller's transfers. */
+/** The chat of a message whose id carries no route tag: legacy history, or one of the caller's transfers. */
 async function untaggedChatOf(env: Env, db: Database, userId: string, messageId: string): Promise<string | null> {
-  const legacy = await db.select({ chatId: messages.chatId }).from(messages).where(eq(messages.id, messageId)).get();
-  if (legacy) return legacy.chatId;
+  const legacy = await legacyChatOf(db, messageId);
+  if (legacy) return legacy;
   const transfer = await walletStub(env, userId).transferChat(messageId);
   if (!transfer) return null;
   return transfer.chatId ?? knownDirectChat(db, userId, transfer.counterpartyId);
+}
+
+/**
+ * The chat of a message written before chat objects: `message_routes` (filled by the chat
+ * migration, kept for good), else D1's `messages` while it exists (a chat not migrated yet; the
+ * table is dropped after the migration: migrations-after-chat-move/). One round trip unless both
+ * must be read.
+ */
+async function legacyChatOf(db: Database, messageId: string): Promise<string | null> {
+  const found = await db
+    .select({
+      routed: sql<
+        string | null
+      >`(SELECT ${messageRoutes.chatId} FROM ${messageRoutes} WHERE ${messageRoutes.messageId} = ${messageId})`,
+      inD1: sql<number>`EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')`,
+    })
+    .from(sql`(SELECT 1)`)
+    .get();
+  if (found?.routed) return found.routed;
+  if (!found?.inD1) return null;
+  const row = await db.select({ chatId: messages.chatId }).from(messages).where(eq(messages.id, messageId)).get();
+  return row?.chatId ?? null;
 }
 
 /** Edits your own text message (a suspended sender cannot: 403 `account_suspended`, after the checks). */

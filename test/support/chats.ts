@@ -1,4 +1,4 @@
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { chatStub } from "../../src/services/chat-objects";
 
@@ -9,4 +9,25 @@ import { chatStub } from "../../src/services/chat-objects";
  */
 export async function flushDirectory(chatIds: Iterable<string>): Promise<void> {
   for (const chatId of new Set(chatIds)) await runDurableObjectAlarm(chatStub(env, chatId));
+}
+
+/** Rows of a query run on one chat object's own SQLite (its `messages`, `members`, …), each with `chat_id` added. */
+export async function queryChat<T extends Record<string, SqlStorageValue>>(chatId: string, query: string, ...params: unknown[]) {
+  return runInDurableObject(chatStub(env, chatId), (_instance, state) =>
+    state.storage.sql
+      .exec<T>(query, ...params)
+      .toArray()
+      .map((row) => ({ ...row, chat_id: chatId })),
+  );
+}
+
+/**
+ * Rows of a query run on every chat object of the directory (the suites' stand-in for what was
+ * one query over D1's `messages` before chats became objects), in directory order.
+ */
+export async function queryEveryChat<T extends Record<string, SqlStorageValue>>(query: string, ...params: unknown[]) {
+  const { results } = await env.DB.prepare("SELECT id FROM chats ORDER BY id").all<{ id: string }>();
+  const rows: (T & { chat_id: string })[] = [];
+  for (const { id } of results) rows.push(...(await queryChat<T>(id, query, ...params)));
+  return rows;
 }

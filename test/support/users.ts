@@ -1,9 +1,11 @@
 import { env } from "cloudflare:workers";
+import { and, eq } from "drizzle-orm";
 import { createDb } from "../../src/db/client";
-import { users } from "../../src/db/schema";
+import { blocks, users } from "../../src/db/schema";
 import { getConfig } from "../../src/lib/config";
 import { newId } from "../../src/lib/ids";
 import { signAccessToken } from "../../src/lib/jwt";
+import { tellBlock, tellUserChats } from "../../src/services/chat-facts";
 
 let seeded = 0;
 
@@ -35,4 +37,24 @@ export async function seedUser(
   const sessionId = newId();
   const token = await signAccessToken(getConfig(env), { id, role, sessionId });
   return { id, email, displayName, role, token, sessionId };
+}
+
+/**
+ * Suspends (or reinstates) a user as the admin route does, minus the route: the D1 row, then
+ * every chat object of the user is told (services/chat-facts.ts), so their next send is refused.
+ */
+export async function setSuspended(userId: string, suspended: boolean): Promise<void> {
+  await createDb(env.DB)
+    .update(users)
+    .set({ status: suspended ? "suspended" : "active" })
+    .where(eq(users.id, userId));
+  await tellUserChats(env, userId, [{ kind: "suspended", userId, suspended }]);
+}
+
+/** A block as the route makes it: the D1 row, then the pair's direct chat object is told. */
+export async function setBlocked(blockerId: string, blockedId: string, blocked: boolean): Promise<void> {
+  const db = createDb(env.DB);
+  if (blocked) await db.insert(blocks).values({ blockerId, blockedId, createdAt: Date.now() }).onConflictDoNothing();
+  else await db.delete(blocks).where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)));
+  await tellBlock(env, db, blockerId, blockedId, blocked);
 }

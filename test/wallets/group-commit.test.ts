@@ -7,6 +7,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_GROUP } from "../../src/durable-objects/wallet/group-commit";
+import { queryChat, queryEveryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
 import { balanceOf, inWallet, NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
 
@@ -98,11 +99,12 @@ describe("group commit in the sender's wallet", () => {
       { amount: -10, balance_after: 0 },
     ]);
     const posted = [first, second, fifth].map((answer) => answer.json.data);
-    const { results } = await env.DB.prepare(
-      `SELECT id, chat_id AS chatId, seq, transfer_amount AS amount FROM messages WHERE transfer_id IN (?, ?, ?) ORDER BY chat_id, seq`,
-    )
-      .bind(...posted.map((transfer) => transfer.transferId))
-      .all();
+    const results = (
+      await queryEveryChat<{ id: string; seq: number; amount: number }>(
+        "SELECT id, seq, transfer_amount AS amount FROM messages WHERE transfer_id IN (?, ?, ?) ORDER BY seq",
+        ...posted.map((transfer) => transfer.transferId),
+      )
+    ).map(({ chat_id, ...row }) => ({ ...row, chatId: chat_id }));
     expect(results).toHaveLength(3);
     for (const transfer of posted) {
       expect(results).toContainEqual({
@@ -134,9 +136,7 @@ describe("group commit in the sender's wallet", () => {
     expect(answers.map((answer) => answer.json.data.senderBalance)).toEqual(Array.from({ length: count }, (_, i) => 99 - i));
     expect(await inWallet(alice.id, (wallet) => wallet.groupSizes)).toEqual([MAX_GROUP, 3]);
     expect(await balanceOf(bob.id)).toBe(100 + count);
-    const { results } = await env.DB.prepare("SELECT seq FROM messages WHERE chat_id = ? ORDER BY seq")
-      .bind(answers[0]!.json.data.chatId)
-      .all<{ seq: number }>();
+    const results = await queryChat<{ seq: number }>(answers[0]!.json.data.chatId, "SELECT seq FROM messages ORDER BY seq");
     expect(results.map((row) => row.seq)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
   });
 

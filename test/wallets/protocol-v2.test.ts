@@ -13,6 +13,7 @@ import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-sch
 import { type CreditCommand, FAULT_POINTS, MAX_RETRY_DELAY_MS } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { walletStub } from "../../src/services/wallets";
+import { queryEveryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
 import { connectAs } from "../support/realtime";
 import { seedUser } from "../support/users";
@@ -21,8 +22,10 @@ import { balanceOf, inWallet, NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser
 const VOID_AFTER_MS = getConfig(env).transferVoidAfterMs;
 
 async function messagesOf(transferId: string) {
-  const { results } = await env.DB.prepare("SELECT id, chat_id FROM messages WHERE transfer_id = ?").bind(transferId).all();
-  return results;
+  return (await queryEveryChat("SELECT id FROM messages WHERE transfer_id = ?", transferId)).map(({ id, chat_id }) => ({
+    id,
+    chat_id,
+  }));
 }
 
 async function keyRows(userId: string, key: string) {

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { queryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
 import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
@@ -28,7 +29,7 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     expect(res.headers.get("Idempotent-Replayed")).toBeNull();
     expect(await balanceOf(alice.id)).toBe(75);
     expect(await balanceOf(bob.id)).toBe(125);
-    const message = await env.DB.prepare("SELECT * FROM messages WHERE transfer_id = ?").bind(data.transferId).first();
+    const [message] = await queryChat(data.chatId, "SELECT * FROM messages WHERE transfer_id = ?", data.transferId);
     expect(message).toMatchObject({
       id: data.messageId,
       chat_id: data.chatId,
@@ -102,10 +103,12 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     const second = await transfer(bob.token, { recipientId: alice.id, amount: 2, note: "thanks!" });
     expect(second.status).toBe(201);
     expect(second.json.data.chatId).toBe(first.json.data.chatId);
-    const message = await env.DB.prepare("SELECT transfer_note FROM messages WHERE id = ?")
-      .bind(second.json.data.messageId)
-      .first();
-    expect(message).toEqual({ transfer_note: "thanks!" });
+    const [message] = await queryChat(
+      second.json.data.chatId,
+      "SELECT transfer_note FROM messages WHERE id = ?",
+      second.json.data.messageId,
+    );
+    expect(message).toMatchObject({ transfer_note: "thanks!" });
   });
 
   it("accepts note: null as no note", async () => {
@@ -113,8 +116,12 @@ describe("POST /api/v1/messages/credit-transfer", () => {
     const bob = await seedWalletUser();
     const res = await transfer(alice.token, { recipientId: bob.id, amount: 3, note: null });
     expect(res.status).toBe(201);
-    const message = await env.DB.prepare("SELECT transfer_note FROM messages WHERE id = ?").bind(res.json.data.messageId).first();
-    expect(message).toEqual({ transfer_note: null });
+    const [message] = await queryChat(
+      res.json.data.chatId,
+      "SELECT transfer_note FROM messages WHERE id = ?",
+      res.json.data.messageId,
+    );
+    expect(message).toMatchObject({ transfer_note: null });
   });
 
   it("opens a wallet on first use: a user whose wallet was never opened has the welcome grant", async () => {

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { queryEveryChat } from "../support/chats";
 import { balanceOf, rowsOf, seedWalletUser, transfer } from "../support/wallets";
 
 describe("credit transfers under concurrency", () => {
@@ -18,10 +19,9 @@ describe("credit transfers under concurrency", () => {
     // Every success reports a distinct sender balance 90, 80, … 0: the debits were serialized.
     const senderBalances = results.filter((r) => r.status === 201).map((r) => r.json.data.senderBalance);
     expect(senderBalances.sort((a, b) => a - b)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
-    const messages = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE sender_id = ? AND type = 'credit_transfer'")
-      .bind(alice.id)
-      .first<{ n: number }>();
-    expect(messages?.n).toBe(10);
+    expect(
+      await queryEveryChat("SELECT id FROM messages WHERE sender_id = ? AND type = 'credit_transfer'", alice.id),
+    ).toHaveLength(10);
   });
 
   it("A→B and B→A, 500 each at once: no deadlock, no error but 409s, the sum conserved", async () => {

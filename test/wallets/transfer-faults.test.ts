@@ -1,12 +1,12 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { FAULT_POINTS, type FaultPoint } from "../../src/durable-objects/wallet/wallet-types";
+import { queryEveryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
 import { armFault, balanceOf, inWallet, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
 
 async function messagesOf(transferId: string) {
-  const { results } = await env.DB.prepare("SELECT id FROM messages WHERE transfer_id = ?").bind(transferId).all();
-  return results;
+  return (await queryEveryChat("SELECT id FROM messages WHERE transfer_id = ?", transferId)).map(({ id }) => ({ id }));
 }
 
 /** The books of one pair after one transfer of 25 that must have happened exactly once. */
@@ -159,7 +159,6 @@ describe("the transfer protocol survives a stop after each step", () => {
     expect(await balanceOf(bob.id)).toBe(130);
     expect(await rowsOf(alice.id, "SELECT COUNT(*) AS n FROM transfers_out WHERE state = 'posted'")).toEqual([{ n: 6 }]);
     expect(await rowsOf(bob.id, "SELECT COUNT(*) AS n FROM entries WHERE kind = 'transfer_in'")).toEqual([{ n: 6 }]);
-    const { results: msgs } = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE sender_id = ?").bind(alice.id).all();
-    expect(msgs).toEqual([{ n: 6 }]);
+    expect(await queryEveryChat("SELECT id FROM messages WHERE sender_id = ?", alice.id)).toHaveLength(6);
   });
 });

@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/durable-sqlite";
 import { type Outcome, refuse } from "../../lib/errors";
+import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { log } from "../../lib/log";
 import type { Chat } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
@@ -9,9 +10,11 @@ import { Log } from "./append";
 import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-schema";
 import type {
   ChatFact,
-  ChatSnapshot,
   ChatTransferMessages,
   ChatTransferTotals,
+  LegacyMarker,
+  LegacyProgress,
+  LegacySendKey,
   MarkerAnswer,
   MemberChange,
   PageRequest,
@@ -55,6 +58,12 @@ export class ChatObject extends DurableObject<Env> {
   private readonly effects: ChatEffects;
   private readonly now: () => number;
   private alarmAt: number | null = null;
+  /**
+   * Whether this object holds a chat's schema. An object is created by any call naming it (a
+   * random chat id in a URL, say); it writes nothing until the directory confirms the chat, so
+   * such calls leave no storage behind.
+   */
+  private hasSchema: boolean;
   /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
   private onlineEpoch = 0;
 
@@ -70,26 +79,30 @@ export class ChatObject extends DurableObject<Env> {
     this.legacy = new Legacy(db, this.log, this.members, this.effects);
     this.summary = new Summary(db, this.log, this.members, this.effects);
     this.transfers = new TransferReads(db);
+    this.hasSchema = schemaExists(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage);
+      if (this.hasSchema) migrate(ctx.storage);
       this.alarmAt = await ctx.storage.getAlarm();
     });
   }
 
   // ------------------------------------------------------------------ beginning
 
-  /** Creates the chat from the directory's snapshot (the Worker, right after D1 has it); idempotent. */
-  create(snapshot: ChatSnapshot): void {
-    this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
-  }
-
   /** The chat, created from the directory on the first call of an object that has none; null: not this chat. */
   private async meta(chatId: string): Promise<ChatMeta | null> {
-    const meta = this.log.meta();
+    const meta = this.storedMeta();
     if (meta) return meta.chatId === chatId ? meta : null;
     const snapshot = await this.effects.loadSnapshot(chatId);
     if (!snapshot) return null;
-    return this.ctx.storage.transactionSync(() => this.legacy.begin(snapshot));
+    return this.ctx.storage.transactionSync(() => {
+      migrate(this.ctx.storage);
+      this.hasSchema = true;
+      return this.legacy.begin(snapshot);
+    });
+  }
+
+  private storedMeta(): ChatMeta | undefined {
+    return this.hasSchema ? this.log.meta() : undefined;
   }
 
   // ------------------------------------------------------------------ writes
@@ -99,6 +112,7 @@ export class ChatObject extends DurableObject<Env> {
     if (!meta) return cmd.refusal ?? chatNotFound(cmd.chatId);
     // A reply to a message still in D1 moves it here first, so the check below sees it.
     if (cmd.replyToMessageId !== null) await this.legacy.byId(meta, cmd.replyToMessageId);
+    if (cmd.key) await this.adoptLegacyKey(meta, cmd.senderId, cmd.key.key);
     const result = this.ctx.storage.transactionSync(() => this.posting.send(this.current(), cmd, this.now()));
     if (result.ok && result.value.status === 201 && !result.value.replayed && result.value.message) {
       this.changed([{ type: "message.created", data: result.value.message }]);
@@ -180,7 +194,7 @@ export class ChatObject extends DurableObject<Env> {
 
   /** Facts pushed by the Worker (services/chat-facts.ts); an object that has no chat yet reads them from D1 when it starts. */
   applyFacts(facts: readonly ChatFact[]): void {
-    if (!this.log.meta()) return;
+    if (!this.storedMeta()) return;
     this.ctx.storage.transactionSync(() => {
       for (const fact of facts) this.members.apply(fact);
     });
@@ -253,10 +267,45 @@ export class ChatObject extends DurableObject<Env> {
     return this.ctx.storage.transactionSync(() => this.legacy.importPage(from, to, rows));
   }
 
+  /** The migration Workflow's first call for a chat: the directory's markers moved forward, and how far its history has moved. */
+  async importMarkers(chatId: string, markers: readonly LegacyMarker[]): Promise<LegacyProgress | null> {
+    const meta = await this.meta(chatId);
+    if (!meta) return null;
+    const markersMoved = this.ctx.storage.transactionSync(() => this.legacy.importMarkers(markers));
+    const { legacyUpTo, importedUpTo } = this.current();
+    return { legacyUpTo, importedUpTo, markersMoved };
+  }
+
+  /** The migration Workflow: send keys of the old design whose messages are this chat's; how many were stored. */
+  async importSendKeys(chatId: string, keys: readonly LegacySendKey[]): Promise<number | null> {
+    const meta = await this.meta(chatId);
+    return meta ? this.storeLegacyKeys(meta, keys) : null;
+  }
+
+  private async storeLegacyKeys(meta: ChatMeta, keys: readonly LegacySendKey[]): Promise<number> {
+    const rows = await this.legacy.sendKeyRows(meta, keys, this.now());
+    const stored = this.ctx.storage.transactionSync(() => rows.filter((row) => this.keys.importLegacy(row)).length);
+    // The alarm expires them with the keys of this chat's own sends (keys.ts).
+    if (stored > 0) this.wakeAt(Math.min(...rows.map((row) => row.createdAt)) + IDEMPOTENCY_RETENTION_MS + 1);
+    return stored;
+  }
+
+  /**
+   * Until the migration has moved this chat (it moves every key before any chat's messages), a
+   * retry of a send of the old design may come here before its key has: its outcome is read from
+   * D1 first, so the retry is answered, never sent twice. One D1 read per keyed send into a
+   * chat not moved yet; none after.
+   */
+  private async adoptLegacyKey(meta: ChatMeta, userId: string, key: string): Promise<void> {
+    if (meta.importedUpTo >= meta.legacyUpTo || this.keys.find(userId, key, this.now())) return;
+    const legacy = await this.effects.legacySendKey(meta.chatId, userId, key);
+    if (legacy) await this.storeLegacyKeys(meta, [legacy]);
+  }
+
   // ------------------------------------------------------------------ behind the answers
 
   private current(): ChatMeta {
-    const meta = this.log.meta();
+    const meta = this.storedMeta();
     if (!meta) throw new Error("the chat row vanished");
     return meta;
   }
@@ -282,6 +331,7 @@ export class ChatObject extends DurableObject<Env> {
   /** The directory summary owed, then key expiry; wakes again for whichever comes first. */
   override async alarm(): Promise<void> {
     this.alarmAt = null;
+    if (!this.hasSchema) return;
     const now = this.now();
     const flushAgain = await this.summary.flush(now);
     const expiry = this.ctx.storage.transactionSync(() => this.keys.expire(now));
@@ -298,4 +348,9 @@ export function pageRange(lastSeq: number, req: Pick<PageRequest, "order" | "seq
   }
   const to = req.seq === null ? lastSeq : Math.min(lastSeq, req.seq - 1);
   return [Math.max(1, to - req.take + 1), to];
+}
+
+/** Whether the object's SQLite already holds the chat schema (read-only: sqlite_master). */
+function schemaExists(storage: DurableObjectStorage): boolean {
+  return storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
 }

@@ -53,7 +53,7 @@ export const members = sqliteTable("members", {
 export const blocks = sqliteTable(
   "blocks",
   { blockerId: text("blocker_id").notNull(), blockedId: text("blocked_id").notNull() },
-  (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] })],
+  (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] }), index("blocks_blocked").on(t.blockedId)],
 );
 
 export const messages = sqliteTable(
@@ -144,6 +144,7 @@ export const MIGRATIONS: readonly string[] = [
     blocked_id TEXT NOT NULL,
     PRIMARY KEY (blocker_id, blocked_id)
   );
+  CREATE INDEX blocks_blocked ON blocks (blocked_id);
   CREATE TABLE messages (
     seq INTEGER PRIMARY KEY CHECK (seq >= 1),
     id TEXT NOT NULL,

@@ -126,3 +126,25 @@ export type TransferMessagePage = {
 };
 
 export type { ChatMember, Message };
+
+// ------------------------------------------------------------------ the migration from D1 (legacy.ts)
+
+/** A member's read marker as the D1 directory has it (moved forward into the object, never back). */
+export type LegacyMarker = { userId: string; lastReadSeq: number };
+
+/** How far a chat's D1 history has moved in: seqs 1..legacyUpTo are legacy, 1..importedUpTo are here. */
+export type LegacyProgress = { legacyUpTo: number; importedUpTo: number; markersMoved: number };
+
+/**
+ * A message-send key of the old design (a D1 `idempotency_keys` row with its message): its stored
+ * outcome, or null when the request died before storing it (then the answer is 201 with the message).
+ */
+export type LegacySendKey = {
+  userId: string;
+  key: string;
+  fingerprint: string;
+  status: number | null;
+  body: string | null;
+  messageId: string;
+  createdAt: number;
+};

@@ -1,6 +1,6 @@
 import type { RealtimeEvent } from "../../schemas/realtime";
 import type { ChatMessageRow } from "./chat-schema";
-import type { ChatSnapshot } from "./chat-types";
+import type { ChatSnapshot, LegacySendKey } from "./chat-types";
 
 /**
  * Everything a chat object reaches outside its own storage, handed in by whoever binds it
@@ -18,6 +18,8 @@ export interface ChatEffects {
   legacyMessages(chatId: string, fromSeq: number, toSeq: number): Promise<ChatMessageRow[]>;
   /** A legacy message of this chat still in D1, by id. */
   legacyMessage(chatId: string, messageId: string): Promise<ChatMessageRow | null>;
+  /** A message-send key of the old design still in D1 whose message is this chat's (the migration moves them). */
+  legacySendKey(chatId: string, userId: string, key: string): Promise<LegacySendKey | null>;
 }
 
 /** One chat's row in the D1 directory (chats) and the members' own rows (chat_members) whose marker moved. */

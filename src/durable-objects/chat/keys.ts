@@ -46,6 +46,14 @@ export class SendKeys {
       .run();
   }
 
+  /**
+   * Stores an outcome moved from the old design (the migration); a key already here (moved before,
+   * or used again since) is left as it is. True when it was stored.
+   */
+  importLegacy(row: SendKeyRow): boolean {
+    return this.db.insert(sendKeys).values(row).onConflictDoNothing().returning({ key: sendKeys.key }).get() !== undefined;
+  }
+
   /** Deletes a bounded batch of expired outcomes; returns when the next one expires (null: none left). */
   expire(now: number): number | null {
     const before = now - IDEMPOTENCY_RETENTION_MS;

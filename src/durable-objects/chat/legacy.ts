@@ -1,11 +1,13 @@
 import { eq, sql } from "drizzle-orm";
 import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { invariant } from "../../lib/errors";
+import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import type { Log } from "./append";
-import { type ChatMessageRow, type ChatMeta, chatRow, type chatSchema, messages } from "./chat-schema";
-import type { ChatSnapshot } from "./chat-types";
+import { type ChatMessageRow, type ChatMeta, chatRow, type chatSchema, messages, type SendKeyRow } from "./chat-schema";
+import type { ChatSnapshot, LegacyMarker, LegacySendKey } from "./chat-types";
 import type { ChatEffects } from "./effects";
 import type { Members } from "./members";
+import { messageOf, sendBody } from "./posting";
 
 type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
@@ -105,5 +107,36 @@ export class Legacy {
       this.db.update(chatRow).set({ importedUpTo }).where(eq(chatRow.id, 1)).run();
     }
     return { importedUpTo, inserted };
+  }
+
+  /** Moves the directory's markers forward into this chat (the migration); returns how many moved. */
+  importMarkers(markers: readonly LegacyMarker[]): number {
+    const meta = this.log.meta();
+    invariant(meta, "markers for a chat that does not exist");
+    return markers.filter((marker) => this.members.importMarker(marker, meta.lastSeq)).length;
+  }
+
+  /**
+   * The send keys of the old design as this chat stores them, each with its exact answer: the
+   * stored one, or, for a request that died before storing it, 201 with its message (what the old
+   * design answered a retry). Keys past retention answer nothing any more and are left out, as are
+   * keys whose message is not this chat's.
+   */
+  async sendKeyRows(meta: ChatMeta, keys: readonly LegacySendKey[], now: number): Promise<SendKeyRow[]> {
+    const rows: SendKeyRow[] = [];
+    for (const key of keys) {
+      if (key.createdAt < now - IDEMPOTENCY_RETENTION_MS) continue;
+      const status = key.status ?? 201;
+      let body = key.body;
+      if (body === null) {
+        // Read, not moved: the message moves with its page (and is counted there).
+        const message = this.log.byId(key.messageId) ?? (await this.effects.legacyMessage(meta.chatId, key.messageId));
+        if (!message) continue;
+        body = sendBody(messageOf(meta, message), status === 200 ? 200 : 201);
+      }
+      const { userId, fingerprint, messageId, createdAt } = key;
+      rows.push({ userId, key: key.key, fingerprint, status, body, messageId, createdAt });
+    }
+    return rows;
   }
 }

@@ -80,7 +80,7 @@ export const listChats = defineRoute(
     tags: TAGS,
     summary: "List my chat rooms",
     description:
-      "Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.",
+      "Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.",
     request: { query: pageQuerySchema },
     responses: { 200: jsonSuccess(pageSchema(chatSchema), 200, "A page of your chats") },
   },

@@ -7,7 +7,7 @@ import { clientMessageIdSchema, messageContentSchema, messageSchema } from "../.
 const TAGS = ["Messages"];
 
 const IDEMPOTENCY_NOTE =
-  "Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.";
+  "Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.";
 
 export const sendMessageV1 = defineRoute(
   {

@@ -34,6 +34,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/chat-migrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start moving D1 chat history into chat objects
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/chat-migrations/{migrationId}`. Runs at the same time are safe (each moves only what is not moved yet) but pointless.
+         *
+         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         */
+        post: operations["startChatMigration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/chat-migrations/{migrationId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a chat migration run
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     A run's status and what it has moved (totals of its finished Workflow instances; final once `completed`). 404 `not_found` for an unknown run.
+         *
+         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         */
+        get: operations["getChatMigration"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/reconciliation": {
         parameters: {
             query?: never;
@@ -377,7 +441,7 @@ export interface paths {
         };
         /**
          * List my chat rooms
-         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page.
+         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.
          */
         get: operations["listChats"];
         put?: never;
@@ -505,7 +569,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
+         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessage"];
         delete?: never;
@@ -861,7 +925,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1). Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute): 429 `rate_limited` with `Retry-After`.
+         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessageV2"];
         delete?: never;
@@ -1063,6 +1127,74 @@ export interface components {
             chatId: string;
             ownerId: string | null;
             userId: string;
+        };
+        ChatMigration: {
+            /**
+             * @description Chats walked (a run walks every chat; a successor walks again the page it starts in).
+             * @example 40
+             */
+            chats: number;
+            /**
+             * @description The Workflow instance doing the work now (the run's id, then `<id>-2`, `<id>-3`, …).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            currentInstance: string;
+            /**
+             * @description Why a failed run failed.
+             * @example null
+             */
+            error: string | null;
+            /**
+             * @description The chat migration id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /**
+             * @description Workflow instances of the run so far: each takes a bounded number of steps, then hands on to the next.
+             * @example 1
+             */
+            instances: number;
+            /**
+             * @description Message-send Idempotency-Keys stored in their chats (totals of the finished instances).
+             * @example 12
+             */
+            keys: number;
+            /**
+             * @description D1's `messages` table was already dropped: nothing to move.
+             * @example false
+             */
+            legacyGone: boolean;
+            /**
+             * @description Read markers moved forward from the directory.
+             * @example 0
+             */
+            markers: number;
+            /**
+             * @description Messages stored in their chat objects (0 on a second run).
+             * @example 100000
+             */
+            messages: number;
+            /**
+             * @description `running` until its last Workflow instance finishes; `completed`: every chat walked, nothing left to move; `failed`: an instance errored or was terminated (`error` says why). A failed run is finished by starting another: nothing moves twice.
+             * @example completed
+             * @enum {string}
+             */
+            status: "running" | "completed" | "failed";
+            /**
+             * @description Workflow steps taken.
+             * @example 205
+             */
+            steps: number;
+            /**
+             * @description D1 messages above their chat's moved range, left behind: drop nothing while this is above 0.
+             * @example 0
+             */
+            strays: number;
+            /**
+             * @description Those keys registered with their owners' wallets.
+             * @example 12
+             */
+            walletKeys: number;
         };
         ChatRead: {
             /**
@@ -2270,6 +2402,80 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    startChatMigration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run was started */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ChatMigration"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getChatMigration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat migration id (24 lowercase hex characters). */
+                migrationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ChatMigration"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };

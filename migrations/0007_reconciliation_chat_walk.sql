@@ -22,5 +22,6 @@ CREATE TABLE `reconciliation_message_totals` (
 ALTER TABLE `chats` ADD `carries_transfers` integer DEFAULT 0 NOT NULL;--> statement-breakpoint
 CREATE INDEX `chats_transfers_idx` ON `chats` (`id`) WHERE carries_transfers = 1;--> statement-breakpoint
 -- The chats whose transfer messages an existing deployment wrote to D1 (moved into their objects
--- by the chat migration); every later transfer marks its chat itself.
+-- by the chat migration); every later transfer marks its chat itself. Reads D1's `messages`, so it
+-- runs before the migration that drops that table (numbered after this one).
 UPDATE `chats` SET `carries_transfers` = 1 WHERE `id` IN (SELECT DISTINCT `chat_id` FROM `messages` WHERE `transfer_id` IS NOT NULL);

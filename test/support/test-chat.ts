@@ -1,0 +1,37 @@
+import { ChatObject } from "../../src/durable-objects/chat/chat-do";
+import type { TransferAppend } from "../../src/durable-objects/chat/chat-types";
+import type { Outcome } from "../../src/lib/errors";
+import type { Message } from "../../src/schemas/message";
+import { chatEffects } from "../../src/services/chat-effects";
+
+/**
+ * The chat fault switch (one per test isolate: the objects run in the suites' isolate). A suite
+ * sets `failTransferAppends` to make every chat object refuse the transfer messages it matches, as
+ * a chat that is down would, and clears it afterwards.
+ */
+export const chatFaults: { failTransferAppends: ((transfer: TransferAppend) => boolean) | null } = {
+  failTransferAppends: null,
+};
+
+/** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
+export class TestChatDO extends ChatObject {
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env, { effects: chatEffects(env) });
+  }
+
+  override async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {
+    const fail = chatFaults.failTransferAppends;
+    if (fail && transfers.some(fail)) throw new Error("injected chat failure: transfer message refused");
+    return super.appendTransfers(chatId, transfers);
+  }
+}
+
+/** Runs `fn` with transfer appends matching `fail` refused by every chat object, then clears the switch. */
+export async function withFailingTransferAppends<T>(fail: (transfer: TransferAppend) => boolean, fn: () => Promise<T>) {
+  chatFaults.failTransferAppends = fail;
+  try {
+    return await fn();
+  } finally {
+    chatFaults.failTransferAppends = null;
+  }
+}
