@@ -84,6 +84,12 @@ export const chats = sqliteTable(
     lastActivityAt: integer("last_activity_at").notNull(),
     /** 12 hex: carried by every message id of the chat, so a message id finds its chat (durable-objects/chat/append.ts). */
     routeTag: text("route_tag").notNull().default(""),
+    /**
+     * 1 once a credit transfer's message may be in this chat: set (never cleared) by a transfer's
+     * checks and by the wallet's direct-chat lookup after a credit, both before the message is
+     * appended, so reconciliation finds every chat holding transfer messages by walking these.
+     */
+    carriesTransfers: integer("carries_transfers").notNull().default(0),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [
@@ -91,6 +97,8 @@ export const chats = sqliteTable(
     uniqueIndex("chats_route_tag_unique").on(t.routeTag),
     // "My chats, most recent activity first" sorts the caller's chats by this (services/chats.ts).
     index("chats_activity_idx").on(t.lastActivityAt, t.id),
+    // Reconciliation walks the chats that carry transfers by id (services/reconciliation/).
+    index("chats_transfers_idx").on(t.id).where(sql`carries_transfers = 1`),
   ],
 );
 
@@ -237,6 +245,40 @@ export const reconciliationRuns = sqliteTable(
     uniqueIndex("reconciliation_runs_one_running").on(t.status).where(sql`status = 'running'`),
     index("reconciliation_runs_status_started_idx").on(t.status, t.startedAt),
   ],
+);
+
+/**
+ * A run's count of `credit_transfer` messages per user (sent and received, transfer ids below the
+ * run's settled bound), added up from the chat objects one page of chats at a time; the wallet
+ * pages compare each wallet against its row. Rows of earlier runs are deleted by the next run.
+ */
+export const reconciliationMessageTotals = sqliteTable(
+  "reconciliation_message_totals",
+  {
+    runId: text("run_id").notNull(),
+    userId: text("user_id").notNull(),
+    sentCount: integer("sent_count").notNull(),
+    sentAmount: integer("sent_amount").notNull(),
+    receivedCount: integer("received_count").notNull(),
+    receivedAmount: integer("received_amount").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.userId] })],
+);
+
+/**
+ * The pages of chats a run has added into `reconciliation_message_totals`, written in the same
+ * batch as their totals: a retried step finds its page here and adds nothing twice.
+ */
+export const reconciliationChatPages = sqliteTable(
+  "reconciliation_chat_pages",
+  {
+    runId: text("run_id").notNull(),
+    page: integer("page").notNull(),
+    /** The page's last chat id (the next page starts after it); null: it was the last page. */
+    nextAfter: text("next_after"),
+    chats: integer("chats").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.page] })],
 );
 
 /** Confirmed discrepancies of a run; `key` (kind + transfer or wallet) makes each one reported once. */

@@ -87,6 +87,31 @@ export async function findOrCreateDirectChat(
   return { chatId: rememberDirectChat(direct.directKey, chat.id), created: chat.id === direct.id };
 }
 
+/**
+ * The direct chat of a credited transfer (the wallet's effects): found or created as by
+ * `findOrCreateDirectChat`, and marked as carrying transfers in the same batch, before the
+ * transfer's message is appended into it (reconciliation walks the marked chats).
+ */
+export async function transferDirectChat(db: Database, senderId: string, recipientId: string, at: number): Promise<string> {
+  const direct = directChatStatements(db, senderId, recipientId, at);
+  const [, , , , rows] = await db.batch([
+    ...direct.statements,
+    markCarriesTransfers(db, direct.directKey),
+    db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, direct.directKey)),
+  ]);
+  const chat = rows[0];
+  if (!chat) throw new Error(`direct chat ${direct.directKey} missing right after its insert`);
+  return rememberDirectChat(direct.directKey, chat.id);
+}
+
+/** Marks the pair's direct chat (if it exists) as carrying transfers; changes nothing once it is. */
+export function markCarriesTransfers(db: Database, directKey: Param<string>) {
+  return db
+    .update(chats)
+    .set({ carriesTransfers: 1 })
+    .where(and(eq(chats.directKey, directKey), eq(chats.carriesTransfers, 0)));
+}
+
 /** Opens the caller's direct chat with `otherId` after the checks of a message (active, exists, not blocked). */
 export async function openDirectChat(db: Database, callerId: string, otherId: string): Promise<string> {
   await assertCanSendTo(db, callerId, otherId);

@@ -46,6 +46,7 @@ export function directChatStatements(db: Database, creatorId: string, otherId: s
     lastActivityAt: now,
     lastMessage: null,
     routeTag: newRouteTag(),
+    carriesTransfers: 0,
     createdAt: now,
   } as const;
   return {

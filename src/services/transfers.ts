@@ -11,6 +11,7 @@ import { requestFingerprint } from "../lib/idempotency";
 import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
 import { sessionEnded, sessionLiveSql } from "./auth";
+import { markCarriesTransfers } from "./chats";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
 import type { WaitUntil } from "./realtime";
@@ -50,6 +51,13 @@ const preparedTransferChecks = preparedPerDatabase((db) => {
 });
 
 /**
+ * Marks the pair's direct chat, if it exists, as carrying transfers (a no-op once it is), in the
+ * checks' batch: before any transfer of the pair can append its message there. A pair with no chat
+ * yet gets it marked when the wallet creates it after the credit (`transferDirectChat`).
+ */
+const preparedTransferChatMark = preparedPerDatabase((db) => markCarriesTransfers(db, sql.placeholder("directKey")).prepare());
+
+/**
  * Runs one transfer request. `reply.body` is the complete response envelope (201 Transfer, or a
  * stored 409 business refusal or `transfer_voided`); `reply.replayed` says it was answered from
  * the key's stored outcome. Refusals of a new request (400, 403, 404, 429, 409
@@ -79,14 +87,16 @@ export async function executeTransfer(
         );
   const values = { senderId, sessionId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
   const checks = preparedTransferChecks(db);
+  const mark = preparedTransferChatMark(db);
   const facts = registration
-    ? await batchPrepared(db, [checks, ...registration.queries] as const, { ...values, ...registration.values }).then(
-        ([f, , keyRows]) => {
-          registration.assertOurs(keyRows);
-          return f;
-        },
-      )
-    : (await batchPrepared(db, [checks] as const, values))[0];
+    ? await batchPrepared(db, [checks, ...registration.queries, mark] as const, {
+        ...values,
+        ...registration.values,
+      }).then(([f, , keyRows]) => {
+        registration.assertOurs(keyRows);
+        return f;
+      })
+    : (await batchPrepared(db, [checks, mark] as const, values))[0];
   const fact = facts[0];
   const connected = new Set([
     ...(fact?.senderConnected ? [senderId] : []),

@@ -1,7 +1,7 @@
 import { createDb } from "../db/client";
 import type { WalletEffects } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
-import { findOrCreateDirectChat } from "./chats";
+import { transferDirectChat } from "./chats";
 import { postCreditTransferMessages } from "./messages";
 import type { WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
@@ -13,8 +13,7 @@ import { publishTransferEvent } from "./transfer-events";
  */
 export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
   return {
-    directChat: async (senderId, recipientId, at) =>
-      (await findOrCreateDirectChat(createDb(env.DB), senderId, recipientId, at)).chatId,
+    directChat: (senderId, recipientId, at) => transferDirectChat(createDb(env.DB), senderId, recipientId, at),
     postTransferMessages: (messages) => postCreditTransferMessages(env, messages),
     announce: (event) => publishTransferEvent(env, waitUntil, event),
     recipient: (userId) => walletStub(env, userId),

@@ -2,6 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { BOOKS_SQL, walletBooks } from "../../src/durable-objects/wallet/wallet-books";
+import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { seedWalletUser } from "../support/wallets";
 import { craftPending, recordingSql, sent } from "./support";
@@ -22,7 +23,7 @@ describe("walletBooks: every query is an index lookup", () => {
     const cut = Date.now();
     const plans = await runInDurableObject(walletStub(env, alice.id), (_instance, state) => {
       const { sql, runs } = recordingSql(state.storage.sql);
-      walletBooks(sql, alice.id, { cutoffAt: cut, stuckBefore: cut, inFlightHorizonMs: 4_200_000 });
+      walletBooks(sql, alice.id, { cutoffAt: cut, stuckBefore: cut, inFlightHorizonMs: 4_200_000, settledBefore: newId(cut) });
       return runs.map(({ query, bindings }) => ({
         query,
         plan: state.storage.sql

@@ -59,7 +59,13 @@ function seedHistory(sql: SqlStorage, userId: string, n: number) {
 /** The books of a wallet with `n` seeded entries, cut after entry n − 10, and the rows its queries read. */
 async function booksOf(n: number) {
   const userId = newId();
-  const horizon: BooksHorizon = { cutoffAt: at(n - 10) + 1, stuckBefore: at(n - 10) + 1, inFlightHorizonMs: 70 * SPACING };
+  // Settled: the transfers before entry n − 10 (the last 6 transfers, all posted, are at or after it).
+  const horizon: BooksHorizon = {
+    cutoffAt: at(n - 10) + 1,
+    stuckBefore: at(n - 10) + 1,
+    inFlightHorizonMs: 70 * SPACING,
+    settledBefore: `t${String(n - 10).padStart(8, "0")}`,
+  };
   return runInDurableObject(walletStub(env, userId), (_instance, state) => {
     state.storage.transactionSync(() => seedHistory(state.storage.sql, userId, n));
     const { sql, runs } = recordingSql(state.storage.sql);
@@ -90,6 +96,8 @@ describe("walletBooks at 100,000 entries", () => {
     });
     expect(books.atCut.totals.grant).toEqual({ count: n / 2 - 5, amount: (3 * n) / 2 - 15 });
     expect(books.stuck.map((s) => s.transferId)).toEqual(["t00000002", "t00000004", "t00000006"]);
+    // Posted: every transfer but 4 pending and 2 voided; settled: those 6 after the bound too.
+    expect(books.settled).toEqual({ posted: { count: n / 2 - 12, amount: n / 2 - 12 }, credits: { count: 0, amount: 0 } });
 
     const small = await booksOf(1_000);
     expect(small.books).toMatchObject({ balance: 1_002, stuckCount: 3, inFlightBound: 39, pending: { count: 4 } });

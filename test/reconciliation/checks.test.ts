@@ -11,6 +11,8 @@ import {
   inFlightAt,
   pairIncoming,
   pairOutgoing,
+  seenAggregate,
+  settledBefore,
   type TransferMessage,
   type TransferReading,
 } from "../../src/services/reconciliation/checks";
@@ -27,23 +29,36 @@ const totals = (t: Partial<Record<keyof WalletTotals, [number, number]>> = {}): 
   return Object.fromEntries(kinds.map((k) => [k, { amount: t[k]?.[0] ?? 0, count: t[k]?.[1] ?? 0 }])) as WalletTotals;
 };
 
-const books = (userId: string, t: WalletTotals, extra: Partial<WalletBooks> = {}): WalletBooks => ({
-  userId,
-  opened: true,
-  problems: [],
-  balance: 0,
-  totals: t,
-  atCut: { balance: 0, totals: t },
-  pending: { count: 0, amount: 0 },
-  voided: { count: 0, amount: 0 },
-  inFlightBound: 0,
-  stuckCount: 0,
-  stuck: [],
-  ...extra,
-});
+/** A wallet's books; unless given, `settled` is every transfer (none made after the run's bound). */
+const books = (userId: string, t: WalletTotals, extra: Partial<WalletBooks> = {}): WalletBooks => {
+  const pending = extra.pending ?? { count: 0, amount: 0 };
+  const voided = extra.voided ?? { count: 0, amount: 0 };
+  return {
+    userId,
+    opened: true,
+    problems: [],
+    balance: 0,
+    totals: t,
+    atCut: { balance: 0, totals: t },
+    pending,
+    voided,
+    inFlightBound: 0,
+    stuckCount: 0,
+    stuck: [],
+    settled: {
+      posted: {
+        count: t.transfer_out.count - pending.count - voided.count,
+        amount: t.transfer_out.amount - pending.amount - voided.amount,
+      },
+      credits: t.transfer_in,
+    },
+    ...extra,
+  };
+};
 
 const message = (extra: Partial<TransferMessage> = {}): TransferMessage => ({
   id: "m1",
+  chatId: "c1",
   transferId: T1,
   senderId: A,
   recipientId: B,
@@ -93,6 +108,21 @@ describe("checkPage: a page of wallets against its message aggregates", () => {
     expect(checkPage([b], new Map(), new Map()).drillIn).toEqual([B]);
   });
 
+  it("compares the transfers below the run's settled bound: one made during the run moves neither side", () => {
+    // A sent 25 to B before the bound and 10 after it; the walk counted only the message below it.
+    const a = books(A, totals({ transfer_out: [35, 2] }), {
+      settled: { posted: { count: 1, amount: 25 }, credits: { count: 0, amount: 0 } },
+    });
+    const b = books(B, totals({ transfer_in: [35, 2] }), {
+      settled: { posted: { count: 0, amount: 0 }, credits: { count: 1, amount: 25 } },
+    });
+    const verdict = checkPage([a, b], new Map([[A, { count: 1, amount: 25 }]]), new Map([[B, { count: 1, amount: 25 }]]));
+    expect(verdict).toMatchObject({ drillOut: [], drillIn: [] });
+    // The message of the later transfer counted too (its id below the bound, its wallets not): drilled.
+    const counted = new Map([[A, { count: 2, amount: 35 }]]);
+    expect(checkPage([a], counted, new Map()).drillOut).toEqual([A]);
+  });
+
   it("passes on a wallet's own problems and its stuck transfers", () => {
     const a = books(A, totals(), {
       problems: ["balance 1 but the running totals say 0"],
@@ -122,7 +152,7 @@ describe("pairOutgoing / pairIncoming: one wallet, transfer by transfer", () => 
     expect(pairOutgoing(A, [out({ state: "voided", messageId: null, refunded: true })], [])).toEqual([]);
     expect(pairOutgoing(A, [out({ state: "voided", messageId: null, refunded: false })], [])).toEqual([suspect]);
     expect(pairOutgoing(A, [], [message({ transferId: T2, recipientId: C })])).toEqual([
-      { transferId: T2, senderId: A, recipientId: C },
+      { transferId: T2, senderId: A, recipientId: C, chatId: "c1" },
     ]);
   });
 
@@ -131,7 +161,28 @@ describe("pairOutgoing / pairIncoming: one wallet, transfer by transfer", () => 
     expect(pairIncoming(B, [credit], [message()])).toEqual([]);
     expect(pairIncoming(B, [credit], [])).toEqual([{ transferId: T1, senderId: A, recipientId: B }]);
     expect(pairIncoming(B, [credit], [message({ amount: 30 })])).toEqual([{ transferId: T1, senderId: A, recipientId: B }]);
-    expect(pairIncoming(B, [], [message()])).toEqual([{ transferId: T1, senderId: A, recipientId: B }]);
+    expect(pairIncoming(B, [], [message()])).toEqual([{ transferId: T1, senderId: A, recipientId: B, chatId: "c1" }]);
+  });
+
+  it("adds up the messages a drill saw that the walk counted for the wallet", () => {
+    const messages = [message(), message({ transferId: T2, senderId: B, recipientId: A, amount: 7 })];
+    expect(seenAggregate(A, "out", messages)).toEqual({ count: 1, amount: 25 });
+    expect(seenAggregate(A, "in", messages)).toEqual({ count: 1, amount: 7 });
+    expect(seenAggregate(C, "out", messages)).toEqual({ count: 0, amount: 0 });
+  });
+});
+
+describe("settledBefore: the run's bound on transfer ids", () => {
+  it("is the first id of the second after the cut's: every id made by the end of the cut's second sorts below it", () => {
+    const bound = settledBefore(NOW);
+    expect(bound).toMatch(/^[0-9a-f]{24}$/);
+    const second = (at: number) =>
+      Math.floor(at / 1000)
+        .toString(16)
+        .padStart(8, "0");
+    expect(`${second(NOW)}ffffffffffffffff` < bound).toBe(true);
+    expect(`${second(NOW + 999)}ffffffffffffffff` < bound).toBe(true);
+    expect(`${second(NOW + 1000)}0000000000000000` < bound).toBe(false);
   });
 });
 

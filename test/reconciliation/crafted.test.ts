@@ -5,7 +5,16 @@ import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
 import { seedUser } from "../support/users";
 import { armFault, rowsOf, seedWalletUser, transfer } from "../support/wallets";
-import { craftEntry, craftPending, craftTransferMessage, dropEntry, type Found, runToCompletion, sent } from "./support";
+import {
+  craftEntry,
+  craftPending,
+  craftTransferMessage,
+  dropEntry,
+  type Found,
+  rewriteTransferMessage,
+  runToCompletion,
+  sent,
+} from "./support";
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -21,9 +30,9 @@ describe("crafted books", () => {
     await craftEntry(u[2]!.id, { transferId: x1, kind: "transfer_in", amount: 25, counterpartyId: u[3]!.id });
     // The message: lost, wrong, or with no transfer.
     const t2 = await sent(u[4]!, u[5]!, 10);
-    await env.DB.prepare("UPDATE messages SET transfer_id = NULL WHERE transfer_id = ?").bind(t2).run();
+    await rewriteTransferMessage(u[4]!.id, u[5]!.id, t2, null);
     const t3 = await sent(u[6]!, u[7]!, 5);
-    await env.DB.prepare("UPDATE messages SET transfer_amount = 6 WHERE transfer_id = ?").bind(t3).run();
+    await rewriteTransferMessage(u[6]!.id, u[7]!.id, t3, 6);
     const x2 = newId();
     await craftTransferMessage(u[8]!.id, u[9]!.id, x2, 7);
     // A credit of the wrong amount (one credit created: the totals no longer add up either).

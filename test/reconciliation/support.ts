@@ -1,8 +1,11 @@
 import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import { createDb } from "../../src/db/client";
 import { recordEntry, recordTransferState } from "../../src/durable-objects/wallet/wallet-totals";
 import { newId } from "../../src/lib/ids";
+import { answer, chatStub } from "../../src/services/chat-objects";
+import { knownDirectChat, transferDirectChat } from "../../src/services/chats";
 import { walletStub } from "../../src/services/wallets";
 import { call } from "../support/http";
 import { transfer } from "../support/wallets";
@@ -120,15 +123,47 @@ export async function dropEntry(userId: string, transferId: string, kind: "trans
   );
 }
 
-/** Inserts a credit_transfer message straight into D1 (for messages with no transfer behind them). */
+/**
+ * Appends a credit_transfer message into the pair's direct chat through its object, as the wallet's
+ * effects do (the chat found or created and marked as carrying transfers first), whether or not a
+ * transfer is behind it; its id (the transfer id).
+ */
 export async function craftTransferMessage(senderId: string, recipientId: string, transferId: string, amount: number) {
-  const id = newId();
-  await env.DB.prepare(
-    "INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at) VALUES (?, ?, 1, ?, 'credit_transfer', ?, ?, ?, ?)",
-  )
-    .bind(id, newId(), senderId, transferId, recipientId, amount, Date.now())
-    .run();
-  return id;
+  const chatId = await transferDirectChat(createDb(env.DB), senderId, recipientId, Date.now());
+  const appended = await answer(
+    chatStub(env, chatId).appendTransfers(chatId, [
+      { transferId, messageId: transferId, senderId, recipientId, amount, note: null, createdAt: Date.now() },
+    ]),
+  );
+  return appended[0]!.id;
+}
+
+/**
+ * Changes a transfer's message in its chat object the way the object's log writes (the row and its
+ * sender's running totals in one transaction): a new amount, or (null) no message at all.
+ */
+export async function rewriteTransferMessage(senderId: string, recipientId: string, transferId: string, amount: number | null) {
+  const chatId = await knownDirectChat(createDb(env.DB), senderId, recipientId);
+  expect(chatId, `no direct chat between ${senderId} and ${recipientId}`).not.toBeNull();
+  await runInDurableObject(chatStub(env, chatId!), (_instance, state) =>
+    state.storage.transactionSync(() => {
+      const sql = state.storage.sql;
+      const row = sql
+        .exec<{ transfer_amount: number }>("SELECT transfer_amount FROM messages WHERE transfer_id = ?", transferId)
+        .one();
+      if (amount === null) {
+        sql.exec("DELETE FROM messages WHERE transfer_id = ?", transferId);
+        sql.exec(
+          "UPDATE transfer_totals SET count = count - 1, amount = amount - ? WHERE sender_id = ?",
+          row.transfer_amount,
+          senderId,
+        );
+      } else {
+        sql.exec("UPDATE messages SET transfer_amount = ? WHERE transfer_id = ?", amount, transferId);
+        sql.exec("UPDATE transfer_totals SET amount = amount + ? WHERE sender_id = ?", amount - row.transfer_amount, senderId);
+      }
+    }),
+  );
 }
 
 /** A discrepancy as the API reports it. */

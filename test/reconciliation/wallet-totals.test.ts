@@ -91,10 +91,11 @@ describe("a wallet's running totals", () => {
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 20 })).status).toBe(201);
     const cut = Date.now() + 1;
     await new Promise((resolve) => setTimeout(resolve, 5));
-    expect((await transfer(alice.token, { recipientId: bob.id, amount: 9 })).status).toBe(201);
-    const books = await runInDurableObject(walletStub(env, alice.id), (instance: WalletDO) =>
-      instance.books(alice.id, { cutoffAt: cut, stuckBefore: cut, inFlightHorizonMs: 4_200_000 }),
-    );
+    const later = await transfer(alice.token, { recipientId: bob.id, amount: 9 });
+    expect(later.status).toBe(201);
+    // The settled bound at the later transfer's id: the transfers below it are the first one only.
+    const horizon = { cutoffAt: cut, stuckBefore: cut, inFlightHorizonMs: 4_200_000, settledBefore: later.json.data.transferId };
+    const books = await runInDurableObject(walletStub(env, alice.id), (instance: WalletDO) => instance.books(alice.id, horizon));
     expect(books).toMatchObject({
       opened: true,
       problems: [],
@@ -106,9 +107,12 @@ describe("a wallet's running totals", () => {
     });
     expect(books.totals.transfer_out).toEqual({ amount: 29, count: 2 });
     expect(books.atCut.totals.transfer_out).toEqual({ amount: 20, count: 1 });
+    expect(books.settled).toEqual({ posted: { count: 1, amount: 20 }, credits: { count: 0, amount: 0 } });
+    const received = await runInDurableObject(walletStub(env, bob.id), (instance: WalletDO) => instance.books(bob.id, horizon));
+    expect(received.settled).toEqual({ posted: { count: 0, amount: 0 }, credits: { count: 1, amount: 20 } });
     const stranger = newId();
     const unopened = await runInDurableObject(walletStub(env, stranger), (instance: WalletDO) =>
-      instance.books(stranger, { cutoffAt: cut, stuckBefore: 0, inFlightHorizonMs: 0 }),
+      instance.books(stranger, { cutoffAt: cut, stuckBefore: 0, inFlightHorizonMs: 0, settledBefore: "" }),
     );
     expect(unopened).toMatchObject({ opened: false, balance: 0, problems: [] });
   });

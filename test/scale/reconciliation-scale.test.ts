@@ -23,22 +23,40 @@ const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
 const userId = (i: number) => `6a0000aa${hex(i, 16)}`;
 const transferId = (k: number) => `6a0000bb${hex(k, 16)}`;
 const messageId = (k: number) => `6a0000cc${hex(k, 16)}`;
-const chatId = (k: number) => `6a0000dd${hex(k, 16)}`;
+const chatId = (p: number) => `6a0000dd${hex(p, 16)}`;
 
-type Seeded = { k: number; sender: number; recipient: number; amount: number };
+/** A transfer, and its message's place: the pair's direct chat and its seq there. */
+type Seeded = { k: number; sender: number; recipient: number; amount: number; chat: string; seq: number };
+type SeededChat = { id: string; route: string; a: number; b: number; messages: number };
 
-function transfers(): Seeded[] {
+function transfers(): { all: Seeded[]; chats: SeededChat[] } {
   const perSender = Math.ceil(TRANSFERS / WALLETS);
-  return Array.from({ length: TRANSFERS }, (_, k) => {
+  const chats = new Map<string, SeededChat>();
+  const all = Array.from({ length: TRANSFERS }, (_, k) => {
     const sender = k % WALLETS;
     const j = Math.floor(k / WALLETS);
     // A different recipient for each of a sender's transfers, never the sender itself.
     const recipient = (sender + 1 + ((j * 997) % (WALLETS - 1 - perSender))) % WALLETS;
-    return { k, sender, recipient, amount: 1 + (k % 7) };
+    const [a, b] = sender < recipient ? [sender, recipient] : [recipient, sender];
+    const key = `${a}:${b}`;
+    let chat = chats.get(key);
+    if (!chat) {
+      chat = { id: chatId(chats.size), route: hex(chats.size, 12), a, b, messages: 0 };
+      chats.set(key, chat);
+    }
+    chat.messages += 1;
+    return { k, sender, recipient, amount: 1 + (k % 7), chat: chat.id, seq: chat.messages };
   });
+  return { all, chats: [...chats.values()] };
 }
 
-async function seedD1(all: Seeded[], at: number) {
+/**
+ * The users, and every transfer's message as history an existing deployment wrote to D1 before
+ * chat objects: the pairs' direct chats (marked as carrying transfers, as migration 0006 marks
+ * them), their members and their messages. Each chat's object starts from the directory on the
+ * run's first call and names that history as its legacy band, which the run reads from D1.
+ */
+async function seedD1(all: Seeded[], chats: SeededChat[], at: number) {
   const rows = (values: string[], insert: string) => {
     const statements: D1PreparedStatement[] = [];
     for (let i = 0; i < values.length; i += 400)
@@ -52,10 +70,22 @@ async function seedD1(all: Seeded[], at: number) {
   );
   const messages = all.map(
     (t) =>
-      `('${messageId(t.k)}', '${chatId(t.k)}', 1, '${userId(t.sender)}', 'credit_transfer', '${transferId(t.k)}', '${userId(t.recipient)}', ${t.amount}, ${at})`,
+      `('${messageId(t.k)}', '${t.chat}', ${t.seq}, '${userId(t.sender)}', 'credit_transfer', '${transferId(t.k)}', '${userId(t.recipient)}', ${t.amount}, ${at})`,
+  );
+  const chatRows = chats.map(
+    (c) =>
+      `('${c.id}', 'direct', '${userId(c.a)}:${userId(c.b)}', '${userId(c.a)}', ${c.messages}, ${at}, '${c.route}', 1, ${at})`,
+  );
+  const members = chats.flatMap((c) =>
+    [c.a, c.b].map((u) => `('${c.id}', '${userId(u)}', 'member', ${c.messages}, ${at}, ${at})`),
   );
   const statements = [
     ...rows(users, "INSERT INTO users (id, email, display_name, display_name_key, password_hash, role, status, created_at)"),
+    ...rows(
+      chatRows,
+      "INSERT INTO chats (id, type, direct_key, created_by, last_seq, last_activity_at, route_tag, carries_transfers, created_at)",
+    ),
+    ...rows(members, "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at)"),
     ...rows(
       messages,
       "INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at)",
@@ -105,7 +135,7 @@ async function seedWallet(i: number, outs: Seeded[], ins: Seeded[], at: number) 
           t.amount,
           balance,
           messageId(t.k),
-          chatId(t.k),
+          t.chat,
           at,
           at + 3_600_000,
           at,
@@ -121,7 +151,7 @@ async function seedWallet(i: number, outs: Seeded[], ins: Seeded[], at: number) 
           t.amount,
           balance,
           messageId(t.k),
-          chatId(t.k),
+          t.chat,
           at,
         );
       }
@@ -133,7 +163,7 @@ async function seedWallet(i: number, outs: Seeded[], ins: Seeded[], at: number) 
 describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfers`, () => {
   it("completes with every step under the subrequest cap and the exact totals", async () => {
     const at = Date.now() - 3 * 24 * 3_600_000;
-    const all = transfers();
+    const { all, chats } = transfers();
     const outs = new Map<number, Seeded[]>();
     const ins = new Map<number, Seeded[]>();
     for (const t of all) {
@@ -141,7 +171,7 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
       ins.set(t.recipient, [...(ins.get(t.recipient) ?? []), t]);
     }
     const seedStart = Date.now();
-    await seedD1(all, at);
+    await seedD1(all, chats, at);
     let next = 0;
     await Promise.all(
       Array.from({ length: SEED_CONCURRENCY }, async () => {
@@ -161,6 +191,9 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
     const runMs = Date.now() - runStart;
     const output = (await instance.getOutput()) as ReconciliationOutput;
     const report = await getRun(env, run.id);
+    const chatPages = (await env.DB.prepare("SELECT COUNT(*) AS n FROM reconciliation_chat_pages WHERE run_id = ?")
+      .bind(run.id)
+      .first<{ n: number }>())!.n;
 
     const moved = all.reduce((sum, t) => sum + t.amount, 0);
     console.log(
@@ -173,6 +206,8 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
         steps: output.steps,
         max_step_subrequests: output.maxStepSubrequests,
         pages: report.pagesDone,
+        chats: chats.length,
+        chat_pages: chatPages,
       }),
     );
     expect(report).toMatchObject({
@@ -186,7 +221,9 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
     });
     expect(output.maxStepSubrequests).toBeLessThan(1000);
     expect(output.maxStepSubrequests).toBeGreaterThan(200);
-    // No wallet's aggregates differed, so no drill and no re-read: one step per page plus the finish.
-    expect(output.steps).toBe(report.pagesDone + 1);
+    // No wallet's aggregates differed, so no drill and no re-read: the tidy, one step per page of
+    // chats and of wallets, and the finish.
+    expect(chatPages).toBe(Math.floor(chats.length / 200) + 1);
+    expect(output.steps).toBe(1 + chatPages + report.pagesDone + 1);
   });
 });

@@ -166,10 +166,6 @@ export class Log {
     return row;
   }
 
-  transferTotals(): { senderId: string; count: number; amount: number }[] {
-    return this.db.select().from(transferTotals).all();
-  }
-
   /** Stores legacy messages moved from D1 as they were (their seq and id); rows already here are left as they are. */
   importRows(rows: readonly ChatMessageRow[]): number {
     let inserted = 0;

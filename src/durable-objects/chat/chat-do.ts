@@ -10,6 +10,7 @@ import { Log } from "./append";
 import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-schema";
 import type {
   ChatFact,
+  ChatTransferMessages,
   ChatTransferTotals,
   LegacyMarker,
   LegacyProgress,
@@ -20,6 +21,7 @@ import type {
   SendCommand,
   SendResult,
   TransferAppend,
+  TransferMessagePage,
 } from "./chat-types";
 import type { ChatEffects } from "./effects";
 import { SendKeys } from "./keys";
@@ -27,6 +29,7 @@ import { Legacy } from "./legacy";
 import { chatNotFound, Members, toChatMember } from "./members";
 import { messageOf, Posting } from "./posting";
 import { SUMMARY_FLUSH_MS, Summary } from "./summary";
+import { TransferReads } from "./transfer-reads";
 
 /** What the binding hands the chat: its effects on the outside world, and (tests only) a clock. */
 export type ChatWiring = { effects: ChatEffects; now?: () => number };
@@ -39,6 +42,7 @@ export type ChatWiring = { effects: ChatEffects; now?: () => number };
  *   posting.ts  the rules of a send, a transfer's message, an edit, a marker, a member change
  *   keys.ts     stored outcomes of keyed sends     summary.ts  the D1 directory row, coalesced
  *   legacy.ts   the chat's beginning, and history an existing deployment still has in D1
+ *   transfer-reads.ts   what reconciliation reads of the transfer messages
  *
  * Every write runs in one `transactionSync` with the checks that allowed it, so a send is one
  * durable write and its answer; the directory, realtime frames and key expiry follow behind.
@@ -50,6 +54,7 @@ export class ChatObject extends DurableObject<Env> {
   private readonly posting: Posting;
   private readonly legacy: Legacy;
   private readonly summary: Summary;
+  private readonly transfers: TransferReads;
   private readonly effects: ChatEffects;
   private readonly now: () => number;
   private alarmAt: number | null = null;
@@ -73,6 +78,7 @@ export class ChatObject extends DurableObject<Env> {
     this.posting = new Posting(this.log, this.members, this.keys);
     this.legacy = new Legacy(db, this.log, this.members, this.effects);
     this.summary = new Summary(db, this.log, this.members, this.effects);
+    this.transfers = new TransferReads(db);
     this.hasSchema = schemaExists(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       if (this.hasSchema) migrate(ctx.storage);
@@ -229,10 +235,22 @@ export class ChatObject extends DurableObject<Env> {
     };
   }
 
-  /** Reconciliation: this chat's transfer messages, summed per sender. */
-  async transferTotals(chatId: string): Promise<ChatTransferTotals> {
+  /** Reconciliation: this chat's transfer messages summed per sender, those with a transfer id below `before` (null: all). */
+  async transferTotals(chatId: string, before: string | null = null): Promise<ChatTransferTotals> {
     const meta = await this.meta(chatId);
-    return { chatId, senders: meta ? this.log.transferTotals() : [] };
+    return { chatId, ...(meta ? this.transfers.totals(meta, before) : { senders: [], legacy: null }) };
+  }
+
+  /** Reconciliation: the messages of these transfers in this chat. */
+  async transferMessagesByIds(chatId: string, transferIds: string[]): Promise<ChatTransferMessages> {
+    const meta = await this.meta(chatId);
+    return { chatId, ...(meta ? this.transfers.byTransferIds(meta, transferIds) : { messages: [], legacy: null }) };
+  }
+
+  /** Reconciliation: a page of a member's transfer messages, sent or received, by transfer id. */
+  async transferMessagesPage(chatId: string, query: TransferMessagePage): Promise<ChatTransferMessages> {
+    const meta = await this.meta(chatId);
+    return { chatId, ...(meta ? this.transfers.page(meta, query) : { messages: [], legacy: null }) };
   }
 
   /** A message of this chat by id, for the Worker's lookups (null when it is not here). */

@@ -92,8 +92,38 @@ export type ChatFact =
 /** Frames to push after a change, to the members the object believes have a socket. */
 export type Push = { userIds: string[]; events: RealtimeEvent[] };
 
-/** Reconciliation's view of this chat's transfer messages. */
-export type ChatTransferTotals = { chatId: string; senders: { senderId: string; count: number; amount: number }[] };
+/** Reconciliation's view of this chat's transfer messages (transfer-reads.ts). */
+export type ChatTransferTotals = {
+  chatId: string;
+  senders: TransferTotal[];
+  /** Legacy messages still in D1 (null: none), and the transfer ids of that band already here. */
+  legacy: (LegacyBand & { here: string[] }) | null;
+};
+
+export type TransferTotal = { senderId: string; count: number; amount: number };
+
+/** The seqs of a chat's legacy messages not moved into its object yet (they are in D1). */
+export type LegacyBand = { fromSeq: number; toSeq: number };
+
+/** A `credit_transfer` message as reconciliation reads it. */
+export type ChatTransferMessage = {
+  id: string;
+  transferId: string;
+  senderId: string;
+  recipientId: string | null;
+  amount: number | null;
+};
+
+export type ChatTransferMessages = { chatId: string; messages: ChatTransferMessage[]; legacy: LegacyBand | null };
+
+/** A member's transfer messages, sent by it or by the others, with transfer id in (afterId, before). */
+export type TransferMessagePage = {
+  userId: string;
+  side: "sent" | "received";
+  afterId: string;
+  before: string;
+  limit: number;
+};
 
 export type { ChatMember, Message };
 

@@ -37,7 +37,15 @@ export type WalletBooks = {
   /** `pending` transfers whose own void deadline is before `stuckBefore`: count and the few with the oldest deadlines. */
   stuckCount: number;
   stuck: StuckTransfer[];
+  /**
+   * The transfers with an id below the run's `settledBefore` (debited before its cut): those this
+   * wallet sent that are posted, and the credits it received. What the run compares with the
+   * transfer messages below the same bound, so nothing debited during the run moves either side.
+   */
+  settled: { posted: Aggregate; credits: Aggregate };
 };
+
+export type Aggregate = { count: number; amount: number };
 
 export type OutgoingRow = {
   transferId: string;
@@ -73,7 +81,13 @@ export type TransferSides = {
  * TRANSFER_VOID_AFTER_SECONDS at its debit, so changing the var later cannot make a run call a
  * transfer stuck or not. `inFlightHorizonMs`: how far before the cut a debit may still be in flight.
  */
-export type BooksHorizon = { cutoffAt: number; stuckBefore: number; inFlightHorizonMs: number };
+export type BooksHorizon = {
+  cutoffAt: number;
+  stuckBefore: number;
+  inFlightHorizonMs: number;
+  /** A transfer id: `settled` counts the transfers whose id sorts below it (ids start with their second). */
+  settledBefore: string;
+};
 
 /**
  * Every query `walletBooks` runs (with the totals' own, TOTALS_SQL), named so that
@@ -93,6 +107,11 @@ export const BOOKS_SQL = {
   stuckCount: "SELECT COUNT(*) AS count FROM transfers_out WHERE state = 'pending' AND void_at < ?",
   stuck: `SELECT transfer_id, recipient_id, amount, created_at, void_at FROM transfers_out
     WHERE state = 'pending' AND void_at < ? ORDER BY void_at LIMIT ?`,
+  // Through the primary key and the entries' (transfer_id, kind) index: only transfers since the bound.
+  postedSince:
+    "SELECT COUNT(*) AS count, COALESCE(SUM(amount), 0) AS amount FROM transfers_out WHERE transfer_id >= ? AND state = 'posted'",
+  creditsSince:
+    "SELECT COUNT(*) AS count, COALESCE(SUM(amount), 0) AS amount FROM entries WHERE transfer_id >= ? AND kind = 'transfer_in'",
 } as const;
 
 export function walletBooks(sql: SqlStorage, userId: string, horizon: BooksHorizon): WalletBooks {
@@ -129,6 +148,7 @@ export function walletBooks(sql: SqlStorage, userId: string, horizon: BooksHoriz
     }));
   const stuckCount = sql.exec<{ count: number }>(BOOKS_SQL.stuckCount, stuckBefore).one().count;
   const { pending, voided } = readTransferStates(sql);
+  const settled = settledAggregates(sql, totals, { pending, voided }, horizon.settledBefore);
   return {
     userId,
     opened: wallet !== undefined,
@@ -141,11 +161,38 @@ export function walletBooks(sql: SqlStorage, userId: string, horizon: BooksHoriz
     inFlightBound: recentDebits + oldPending,
     stuckCount,
     stuck,
+    settled,
+  };
+}
+
+/** Posted transfers and credits below `before`: all of them (running totals) minus those since it (index ranges). */
+function settledAggregates(
+  sql: SqlStorage,
+  totals: WalletTotals,
+  states: { pending: Aggregate; voided: Aggregate },
+  before: string,
+): WalletBooks["settled"] {
+  const since = (query: string) => sql.exec<Aggregate>(query, before).one();
+  const minus = (a: Aggregate, ...bs: Aggregate[]) =>
+    bs.reduce((acc, b) => ({ count: acc.count - b.count, amount: acc.amount - b.amount }), a);
+  return {
+    posted: minus(totals.transfer_out, states.pending, states.voided, since(BOOKS_SQL.postedSince)),
+    credits: minus(totals.transfer_in, since(BOOKS_SQL.creditsSince)),
   };
 }
 
 /** Transfers this wallet sent, in transfer id order after `afterId`. */
 export function outgoingPage(sql: SqlStorage, afterId: string, limit: number): OutgoingRow[] {
+  return outgoingRows(sql, "t.transfer_id > ? ORDER BY t.transfer_id LIMIT ?", afterId, limit);
+}
+
+/** Transfers this wallet sent, of these ids (those it has), in transfer id order. */
+export function outgoingByIds(sql: SqlStorage, transferIds: readonly string[]): OutgoingRow[] {
+  if (transferIds.length === 0) return [];
+  return outgoingRows(sql, `t.transfer_id IN (${placeholders(transferIds)}) ORDER BY t.transfer_id`, ...transferIds);
+}
+
+function outgoingRows(sql: SqlStorage, where: string, ...bindings: (string | number)[]): OutgoingRow[] {
   return sql
     .exec<{
       transfer_id: string;
@@ -160,9 +207,8 @@ export function outgoingPage(sql: SqlStorage, afterId: string, limit: number): O
       `SELECT t.transfer_id, t.recipient_id, t.amount, t.state, CASE t.state WHEN 'posted' THEN t.message_id END AS message_id,
          EXISTS (SELECT 1 FROM entries e WHERE e.transfer_id = t.transfer_id AND e.kind = 'reversal_in' AND e.amount = t.amount) AS refunded,
          t.created_at
-       FROM transfers_out t WHERE t.transfer_id > ? ORDER BY t.transfer_id LIMIT ?`,
-      afterId,
-      limit,
+       FROM transfers_out t WHERE ${where}`,
+      ...bindings,
     )
     .toArray()
     .map((row) => ({
@@ -178,11 +224,20 @@ export function outgoingPage(sql: SqlStorage, afterId: string, limit: number): O
 
 /** Credits this wallet received (its `transfer_in` entries), in transfer id order after `afterId`. */
 export function incomingPage(sql: SqlStorage, afterId: string, limit: number): IncomingRow[] {
+  return incomingRows(sql, "transfer_id > ? ORDER BY transfer_id LIMIT ?", afterId, limit);
+}
+
+/** Credits this wallet received, of these transfer ids (those it has), in transfer id order. */
+export function incomingByIds(sql: SqlStorage, transferIds: readonly string[]): IncomingRow[] {
+  if (transferIds.length === 0) return [];
+  return incomingRows(sql, `transfer_id IN (${placeholders(transferIds)}) ORDER BY transfer_id`, ...transferIds);
+}
+
+function incomingRows(sql: SqlStorage, where: string, ...bindings: (string | number)[]): IncomingRow[] {
   return sql
     .exec<{ transfer_id: string; counterparty_id: string | null; amount: number; message_id: string | null }>(
-      "SELECT transfer_id, counterparty_id, amount, message_id FROM entries WHERE kind = 'transfer_in' AND transfer_id > ? ORDER BY transfer_id LIMIT ?",
-      afterId,
-      limit,
+      `SELECT transfer_id, counterparty_id, amount, message_id FROM entries WHERE kind = 'transfer_in' AND ${where}`,
+      ...bindings,
     )
     .toArray()
     .map((row) => ({
@@ -192,6 +247,8 @@ export function incomingPage(sql: SqlStorage, afterId: string, limit: number): I
       messageId: row.message_id,
     }));
 }
+
+const placeholders = (items: readonly unknown[]) => items.map(() => "?").join(",");
 
 export function transferSides(sql: SqlStorage, transferId: string): TransferSides {
   const out = sql

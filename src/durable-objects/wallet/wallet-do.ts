@@ -15,8 +15,10 @@ import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer }
 import {
   type BooksHorizon,
   type IncomingRow,
+  incomingByIds,
   incomingPage,
   type OutgoingRow,
+  outgoingByIds,
   outgoingPage,
   type TransferSides,
   transferSides,
@@ -226,6 +228,16 @@ export class WalletObject extends DurableObject<Env> {
 
   incomingPage(afterId: string, limit: number): IncomingRow[] {
     return incomingPage(this.ctx.storage.sql, afterId, limit);
+  }
+
+  /** The transfers of these ids this wallet sent (a page of a chat's messages, checked against them). */
+  outgoingByIds(transferIds: string[]): OutgoingRow[] {
+    return outgoingByIds(this.ctx.storage.sql, transferIds);
+  }
+
+  /** The credits of these transfer ids this wallet received. */
+  incomingByIds(transferIds: string[]): IncomingRow[] {
+    return incomingByIds(this.ctx.storage.sql, transferIds);
   }
 
   transferSides(transferId: string): TransferSides {

@@ -13,19 +13,32 @@ export type Finding = Discrepancy;
 /** One row per problem: found from both wallets of a transfer, or on a retried step, it is still one. */
 export const findingKey = (f: Finding) => `${f.kind}:${f.transferId ?? f.userId ?? "-"}`;
 
-/** A transfer to re-read, with what is known of its two wallets. */
-export type Suspect = { transferId: string; senderId: string | null; recipientId: string | null };
+/**
+ * A transfer to re-read, with what is known of its two wallets, and the chat a message of it was
+ * seen in when that is not the pair's direct chat (its message is looked for there too).
+ */
+export type Suspect = { transferId: string; senderId: string | null; recipientId: string | null; chatId?: string | null };
 
 export type MessageAggregate = { count: number; amount: number };
 
-/** A `credit_transfer` message as reconciliation reads it. */
+/** A `credit_transfer` message as reconciliation reads it, and the chat it is in. */
 export type TransferMessage = {
   id: string;
+  chatId: string;
   transferId: string;
   senderId: string;
   recipientId: string | null;
   amount: number | null;
 };
+
+/**
+ * The run's settled bound: a transfer id below it was created before the end of the cut's second
+ * (ids start with their Unix second, API.md "IDs"). Wallets and messages are compared below it
+ * only, so transfers made while the run walks change neither side; the next run checks them.
+ */
+export function settledBefore(cutoffAt: number): string {
+  return (Math.floor(cutoffAt / 1000) + 1).toString(16).padStart(8, "0") + "0".repeat(16);
+}
 
 // ------------------------------------------------------------------ sums
 
@@ -115,10 +128,10 @@ export type PageVerdict = {
 };
 
 /**
- * A page of wallets against the messages of the same page, by aggregate: a wallet's posted
- * transfers (sent − pending − voided) against the transfer messages it sent, and its credits
- * against the transfer messages addressed to it. Equal counts and sums: nothing to look at; any
- * difference (a transfer in flight, or a real problem) sends that wallet to the drill.
+ * A page of wallets against their transfer messages, by aggregate, below the run's settled bound:
+ * a wallet's posted transfers against the transfer messages it sent, and its credits against the
+ * transfer messages its direct chats hold from the other member. Equal counts and sums: nothing
+ * to look at; any difference (a transfer in flight, or a real problem) sends that wallet to the drill.
  */
 export function checkPage(
   page: WalletBooks[],
@@ -128,19 +141,13 @@ export function checkPage(
   const verdict: PageVerdict = { sums: sumBooks(page), ledgerSuspects: [], drillOut: [], drillIn: [], stuck: [] };
   for (const books of page) {
     if (books.problems.length > 0) verdict.ledgerSuspects.push(books.userId);
-    const sent = books.totals.transfer_out;
-    const posted = {
-      count: sent.count - books.pending.count - books.voided.count,
-      amount: sent.amount - books.pending.amount - books.voided.amount,
-    };
     const none = { count: 0, amount: 0 };
     // A void writes its refund in the same transaction as the state: refunds equal voids, always.
     const refunds = books.totals.reversal_in;
-    if (!sameAggregate(posted, bySender.get(books.userId) ?? none) || !sameAggregate(refunds, books.voided)) {
+    if (!sameAggregate(books.settled.posted, bySender.get(books.userId) ?? none) || !sameAggregate(refunds, books.voided)) {
       verdict.drillOut.push(books.userId);
     }
-    const credits = books.totals.transfer_in;
-    if (!sameAggregate(credits, byRecipient.get(books.userId) ?? none)) verdict.drillIn.push(books.userId);
+    if (!sameAggregate(books.settled.credits, byRecipient.get(books.userId) ?? none)) verdict.drillIn.push(books.userId);
     for (const stuck of books.stuck) {
       verdict.stuck.push({ transferId: stuck.transferId, senderId: books.userId, recipientId: stuck.recipientId });
     }
@@ -148,7 +155,7 @@ export function checkPage(
   return verdict;
 }
 
-const sameAggregate = (a: MessageAggregate, b: MessageAggregate) => a.count === b.count && a.amount === b.amount;
+export const sameAggregate = (a: MessageAggregate, b: MessageAggregate) => a.count === b.count && a.amount === b.amount;
 
 // ------------------------------------------------------------------ the drill: one wallet, transfer by transfer
 
@@ -169,7 +176,7 @@ export function pairOutgoing(senderId: string, rows: OutgoingRow[], messages: Tr
     } else if (message || !row.refunded) suspects.push(suspect);
   }
   for (const message of byTransfer.values()) {
-    suspects.push({ transferId: message.transferId, senderId, recipientId: message.recipientId });
+    suspects.push({ transferId: message.transferId, senderId, recipientId: message.recipientId, chatId: message.chatId });
   }
   return suspects;
 }
@@ -187,9 +194,19 @@ export function pairIncoming(recipientId: string, rows: IncomingRow[], messages:
     }
   }
   for (const message of byTransfer.values()) {
-    suspects.push({ transferId: message.transferId, senderId: message.senderId, recipientId });
+    suspects.push({ transferId: message.transferId, senderId: message.senderId, recipientId, chatId: message.chatId });
   }
   return suspects;
+}
+
+/**
+ * The messages a drill step found that the walk counted for this wallet: those it sent (`out`), or
+ * those the other member sent it (`in`). Added up over the drill's first pass and equal to the
+ * walk's totals, every message of the wallet was one of its transfers' (or credits'), paired there.
+ */
+export function seenAggregate(userId: string, direction: "out" | "in", messages: readonly TransferMessage[]): MessageAggregate {
+  const counted = messages.filter((m) => (direction === "out") === (m.senderId === userId));
+  return { count: counted.length, amount: counted.reduce((sum, m) => sum + (m.amount ?? 0), 0) };
 }
 
 function messageMatches(

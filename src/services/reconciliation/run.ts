@@ -1,15 +1,11 @@
 import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { createDb, type Database } from "../../db/client";
 import { reconciliationDiscrepancies, reconciliationRuns, users } from "../../db/schema";
-import type {
-  BooksHorizon,
-  IncomingRow,
-  OutgoingRow,
-  TransferSides,
-  WalletBooks,
-} from "../../durable-objects/wallet/wallet-books";
+import type { BooksHorizon, TransferSides, WalletBooks } from "../../durable-objects/wallet/wallet-books";
 import { walletStub } from "../../durable-objects/wallet/wallet-stub";
 import { log } from "../../lib/log";
+import { directKeyOf } from "../membership";
+import { Budget, mapLimited } from "./budget";
 import {
   addSums,
   checkPage,
@@ -21,35 +17,44 @@ import {
   inFlightAt,
   ledgerFindings,
   type MessageAggregate,
-  pairIncoming,
-  pairOutgoing,
   type Sums,
   type Suspect,
+  sameAggregate,
+  settledBefore,
   sumBooks,
   type TransferMessage,
 } from "./checks";
-import { transferMessageAggregates, transferMessagesById, transferMessagesInRange } from "./transfer-messages";
+import { type ChatCursor, type Direction, drillMessages, drillTransfers, FIRST_CHAT } from "./drill";
+import {
+  CHATS_PER_PAGE,
+  d1MessageTotals,
+  type MessageTotalsStore,
+  memoryMessageTotals,
+  tidyEarlierRuns,
+  walkChatPage,
+} from "./message-totals";
+import { directChatsOf, messagesOfTransfers } from "./transfer-messages";
 
 /**
  * One reconciliation run, written against a `step` function so the same code runs as a Cloudflare
  * Workflow (workflow.ts: every step persisted and retried by the engine, a restarted instance
  * resumes after its last finished step) and in-process for tests (`reconcile`).
  *
- * Steps: `page N` reads a page of users, their wallets' O(1) books and the page's message
- * aggregates; `drill out|in <user> N` pairs one suspicious wallet's transfers with its messages, a
- * page at a time; `recheck N` re-reads each suspicious transfer (sender, then recipient, then its
- * message) and stores what is still wrong; when the totals at the cut look wrong, `recount cut` and
- * `recount N` add them up again at a later cut (`recheckTotals`); `finish` stores the verdict and
- * closes the run. Every step does at most ~WALLETS_PER_PAGE + 5 subrequests and returns a small result.
+ * Steps: `tidy N` deletes earlier runs' message totals; `chats N` walks a page of the chats that
+ * carry transfers and adds their transfer messages up per user (message-totals.ts); `page N` reads
+ * a page of users, their wallets' O(1) books and their message totals; `drill out|in <user> N` (and
+ * `… chats N`) pairs one suspicious wallet's transfers with their messages (drill.ts); `recheck N`
+ * re-reads each suspicious transfer (sender, then recipient, then its message) and stores what is
+ * still wrong; when the totals at the cut look wrong, `recount cut` and `recount N` add them up
+ * again at a later cut (`recheckTotals`); `finish` stores the verdict and closes the run. Messages
+ * and wallets are compared below the run's settled bound (transfers made before the cut's second
+ * ended), so the walk and the pages see the same transfers however long the run takes. Every step
+ * does at most ~CHATS_PER_PAGE + 4 subrequests and returns a small result.
  */
 
 export const WALLETS_PER_PAGE = 200;
-/** Transfers per drill step (one wallet call + one D1 query). */
-export const DRILL_PAGE = 500;
-/** Suspicious transfers re-read per step: up to 3 wallet calls each + 1 D1 query. */
-export const RECHECK_BATCH = 90;
-/** Wallet calls in flight at once within a step. */
-const CONCURRENCY = 25;
+/** Suspicious transfers re-read per step: up to 3 wallet calls and 2 chat calls each + 3 D1 calls. */
+export const RECHECK_BATCH = 50;
 /** Confirmed discrepancies logged one by one per run (the rest are counted in one line). */
 const LOGGED_FINDINGS = 200;
 
@@ -65,6 +70,8 @@ export type RunParams = {
   inFlightHorizonMs: number;
   /** Wallets per page step (default WALLETS_PER_PAGE; smaller only to exercise many pages). */
   walletsPerPage?: number;
+  /** Chats per walk step (default CHATS_PER_PAGE; smaller only to exercise many pages). */
+  chatsPerPage?: number;
 };
 
 export type StepFn = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
@@ -79,17 +86,20 @@ export type RunReport = {
   maxStepSubrequests: number;
 };
 
-/** Counts a step's subrequests (a D1 query or batch, an object call: one each) against the per-invocation cap. */
-class Budget {
-  used = 0;
-  spend<T>(promise: Promise<T>): Promise<T> {
-    this.used += 1;
-    return promise;
-  }
-}
-
 /** Whether the run persists its progress and findings in D1 (the Workflow) or only returns them (tests). */
 type Mode = { persist: boolean };
+
+/** What every phase of a run shares: its params, where its message totals are, its step function and counters. */
+type Run = {
+  env: Env;
+  params: RunParams;
+  mode: Mode;
+  store: MessageTotalsStore;
+  /** The settled bound (`settledBefore`): only transfers with ids below it are compared with messages. */
+  before: string;
+  step: StepFn;
+  track: <T extends { subrequests: number }>(result: T) => T;
+};
 
 export async function runReconciliation(
   env: Env,
@@ -97,50 +107,18 @@ export async function runReconciliation(
   step: StepFn,
   mode: Mode = { persist: true },
 ): Promise<RunReport> {
-  let sums = emptySums();
-  let afterUserId = "";
-  let pageNo = 0;
   let steps = 0;
   let maxStep = 0;
-  let recheckNo = 0;
-  const confirmed: Finding[] = [];
   const track = <T extends { subrequests: number }>(result: T) => {
     steps += 1;
     maxStep = Math.max(maxStep, result.subrequests);
     return result;
   };
-  for (;;) {
-    pageNo += 1;
-    const before = sums;
-    const page = track(await step(`page ${pageNo}`, () => readPage(env, params, afterUserId, before, pageNo, mode)));
-    sums = addSums(sums, page.sums);
-    const suspects: Suspect[] = [...page.stuck];
-    for (const [direction, ids] of [
-      ["out", page.drillOut],
-      ["in", page.drillIn],
-    ] as const) {
-      for (const userId of ids) {
-        let after = "";
-        for (let n = 1; ; n += 1) {
-          const from = after;
-          const drill = track(await step(`drill ${direction} ${userId} ${n}`, () => drillWallet(env, direction, userId, from)));
-          suspects.push(...drill.suspects);
-          if (drill.nextAfter === null) break;
-          after = drill.nextAfter;
-        }
-      }
-    }
-    const unique = dedupeSuspects(suspects);
-    for (let i = 0; i < unique.length || (i === 0 && page.ledgerSuspects.length > 0); i += RECHECK_BATCH) {
-      recheckNo += 1;
-      const batch = unique.slice(i, i + RECHECK_BATCH);
-      const ledger = i === 0 ? page.ledgerSuspects : [];
-      const result = track(await step(`recheck ${recheckNo}`, () => recheck(env, params, batch, ledger, mode)));
-      confirmed.push(...result.findings);
-    }
-    if (page.nextAfter === null) break;
-    afterUserId = page.nextAfter;
-  }
+  const store = mode.persist ? d1MessageTotals(env, params.runId) : memoryMessageTotals();
+  const run: Run = { env, params, mode, store, before: settledBefore(params.cutoffAt), step, track };
+  if (mode.persist) await tidyEarlier(run);
+  await walkChats(run);
+  const { sums, confirmed } = await walkWallets(run);
   const totals = checkTotals(sums) === null ? null : await recheckTotals(env, params, step, track);
   const finish = track(await step("finish", () => finishRun(env, params, sums, totals, mode)));
   const findings = dedupeFindings([...confirmed, ...(finish.totals ? [finish.totals] : [])]);
@@ -155,6 +133,83 @@ export async function runReconciliation(
   };
 }
 
+/** `tidy N`: earlier runs' message totals go, a bounded batch a step. */
+async function tidyEarlier(run: Run): Promise<void> {
+  for (let n = 1; ; n += 1) {
+    const tidy = run.track(await run.step(`tidy ${n}`, () => tidyEarlierRuns(run.env, run.params.runId)));
+    if (!tidy.more) return;
+  }
+}
+
+/** `chats N`: every chat that carries transfers, a page a step, its messages added up per user. */
+async function walkChats(run: Run): Promise<void> {
+  let after = "";
+  for (let n = 1; ; n += 1) {
+    const from = after;
+    const limit = run.params.chatsPerPage ?? CHATS_PER_PAGE;
+    const page = run.track(await run.step(`chats ${n}`, () => walkChatPage(run.env, run.store, n, from, run.before, limit)));
+    if (page.nextAfter === null) return;
+    after = page.nextAfter;
+  }
+}
+
+/** `page N` over every user, each page's suspicious wallets drilled and its suspects re-read before the next page. */
+async function walkWallets(run: Run): Promise<{ sums: Sums; confirmed: Finding[] }> {
+  let sums = emptySums();
+  let afterUserId = "";
+  let recheckNo = 0;
+  const confirmed: Finding[] = [];
+  for (let pageNo = 1; ; pageNo += 1) {
+    const [from, sumsBefore] = [afterUserId, sums];
+    const page = run.track(await run.step(`page ${pageNo}`, () => readPage(run, from, sumsBefore, pageNo)));
+    sums = addSums(sums, page.sums);
+    const suspects: Suspect[] = [...page.stuck];
+    for (const userId of page.drillOut) suspects.push(...(await drillWallet(run, "out", userId)));
+    for (const userId of page.drillIn) suspects.push(...(await drillWallet(run, "in", userId)));
+    const unique = dedupeSuspects(suspects);
+    for (let i = 0; i < unique.length || (i === 0 && page.ledgerSuspects.length > 0); i += RECHECK_BATCH) {
+      recheckNo += 1;
+      const batch = unique.slice(i, i + RECHECK_BATCH);
+      const ledger = i === 0 ? page.ledgerSuspects : [];
+      const result = run.track(await run.step(`recheck ${recheckNo}`, () => recheck(run, batch, ledger)));
+      confirmed.push(...result.findings);
+    }
+    if (page.nextAfter === null) return { sums, confirmed };
+    afterUserId = page.nextAfter;
+  }
+}
+
+/**
+ * One wallet's drill (drill.ts): its transfers against their messages; then, only if the walk
+ * counted messages of it that the first pass did not see, its chats' messages against the wallet.
+ */
+async function drillWallet(run: Run, direction: Direction, userId: string): Promise<Suspect[]> {
+  const { env, store, before } = run;
+  const suspects: Suspect[] = [];
+  let seen: MessageAggregate = { count: 0, amount: 0 };
+  let counted: MessageAggregate | null = null;
+  let after = "";
+  for (let n = 1; counted === null; n += 1) {
+    const from = after;
+    const name = `drill ${direction} ${userId} ${n}`;
+    const drill = run.track(await run.step(name, () => drillTransfers(env, store, direction, userId, from, before)));
+    suspects.push(...drill.suspects);
+    seen = { count: seen.count + drill.seen.count, amount: seen.amount + drill.seen.amount };
+    counted = drill.counted;
+    after = drill.nextAfter ?? "";
+  }
+  if (sameAggregate(seen, counted)) return suspects;
+  let cursor: ChatCursor | null = FIRST_CHAT;
+  for (let n = 1; cursor !== null; n += 1) {
+    const from: ChatCursor = cursor;
+    const name = `drill ${direction} ${userId} chats ${n}`;
+    const drill = run.track(await run.step(name, () => drillMessages(env, direction, userId, from, before)));
+    suspects.push(...drill.suspects);
+    cursor = drill.next;
+  }
+  return suspects;
+}
+
 // ------------------------------------------------------------------ steps
 
 type PageResult = {
@@ -167,23 +222,19 @@ type PageResult = {
   subrequests: number;
 };
 
-async function readPage(
-  env: Env,
-  params: RunParams,
-  afterUserId: string,
-  before: Sums,
-  pageNo: number,
-  mode: Mode,
-): Promise<PageResult> {
+async function readPage(run: Run, afterUserId: string, before: Sums, pageNo: number): Promise<PageResult> {
+  const { env, params } = run;
   const budget = new Budget();
-  const db = createDb(env.DB);
   const { ids, books, nextAfter } = await readBooksPage(env, params, afterUserId, budget);
-  // Read after the wallets: a transfer that posts in between shows as a difference, which the drill re-reads.
-  const [bySender, byRecipient] = await budget.spend(transferMessageAggregates(env, ids));
+  // The walk counted the messages below the settled bound, as the books' `settled` counts the transfers.
+  const totals = await budget.spend(run.store.read(ids));
+  const none = { count: 0, amount: 0 };
+  const bySender = new Map(ids.map((id) => [id, totals.get(id)?.sent ?? none]));
+  const byRecipient = new Map(ids.map((id) => [id, totals.get(id)?.received ?? none]));
   const verdict = checkPage(books, bySender, byRecipient);
-  if (mode.persist) {
+  if (run.mode.persist) {
     await budget.spend(
-      db
+      createDb(env.DB)
         .update(reconciliationRuns)
         .set({ walletsChecked: before.wallets + verdict.sums.wallets, pagesDone: pageNo })
         .where(eq(reconciliationRuns.id, params.runId)),
@@ -221,49 +272,25 @@ async function readBooksPage(env: Env, params: RunParams, afterUserId: string, b
 
 /** What the run asks each wallet's books: at its cut, which is also when a pending transfer's own deadline has passed. */
 function booksHorizon(params: RunParams): BooksHorizon {
-  return { cutoffAt: params.cutoffAt, stuckBefore: params.cutoffAt, inFlightHorizonMs: params.inFlightHorizonMs };
-}
-
-type DrillResult = { suspects: Suspect[]; nextAfter: string | null; subrequests: number };
-
-/**
- * One page of one wallet's transfers (by id) merged with its messages in the same id range:
- * the range ends at the page's last transfer id unless this is the last page, so a message whose
- * transfer is missing is seen exactly once, on the page whose range holds its id.
- */
-async function drillWallet(env: Env, direction: "out" | "in", userId: string, afterId: string): Promise<DrillResult> {
-  const budget = new Budget();
-  const wallet = walletStub(env, userId);
-  const messagesIn = (last: string | null) =>
-    budget.spend(transferMessagesInRange(env, direction === "out" ? "sender" : "recipient", userId, afterId, last));
-  const lastOf = (rows: { transferId: string }[]) => (rows.length < DRILL_PAGE ? null : rows[rows.length - 1]!.transferId);
-  if (direction === "out") {
-    const rows: OutgoingRow[] = await budget.spend(wallet.outgoingPage(afterId, DRILL_PAGE));
-    const last = lastOf(rows);
-    return { suspects: pairOutgoing(userId, rows, await messagesIn(last)), nextAfter: last, subrequests: budget.used };
-  }
-  const rows: IncomingRow[] = await budget.spend(wallet.incomingPage(afterId, DRILL_PAGE));
-  const last = lastOf(rows);
-  return { suspects: pairIncoming(userId, rows, await messagesIn(last)), nextAfter: last, subrequests: budget.used };
+  return {
+    cutoffAt: params.cutoffAt,
+    stuckBefore: params.cutoffAt,
+    inFlightHorizonMs: params.inFlightHorizonMs,
+    settledBefore: settledBefore(params.cutoffAt),
+  };
 }
 
 type RecheckResult = { findings: Finding[]; subrequests: number };
 
 /**
- * The re-read: each suspicious transfer is read again from its sender, its recipient and D1, and
- * each suspicious wallet's books again; only what is still wrong is a finding. Findings are stored
- * keyed by (run, kind, transfer or wallet), so a retried step or a transfer suspected from both of
- * its wallets is reported once.
+ * The re-read: each suspicious transfer is read again from its sender, its recipient and its
+ * message, and each suspicious wallet's books again; only what is still wrong is a finding.
+ * Findings are stored keyed by (run, kind, transfer or wallet), so a retried step or a transfer
+ * suspected from both of its wallets is reported once.
  */
-async function recheck(
-  env: Env,
-  params: RunParams,
-  suspects: Suspect[],
-  ledgerUserIds: string[],
-  mode: Mode,
-): Promise<RecheckResult> {
+async function recheck(run: Run, suspects: Suspect[], ledgerUserIds: string[]): Promise<RecheckResult> {
+  const { env, params } = run;
   const budget = new Budget();
-  const db = createDb(env.DB);
   const findings: Finding[] = [];
   const horizon = booksHorizon(params);
   const ledgerBooks = await mapLimited(
@@ -286,9 +313,8 @@ async function recheck(
     ]);
     return { suspect, sender, recipientId, recipient, stray };
   });
-  const transferIds = suspects.map((s) => s.transferId);
-  const found = transferIds.length === 0 ? [] : await budget.spend(transferMessagesById(env, transferIds));
-  const messageByTransfer = new Map(found.map((m) => [m.transferId, m]));
+  // The messages last: in the pair's direct chat, where a transfer's message is, or where the suspect's was seen.
+  const message = await suspectMessages(env, budget, readings);
   for (const reading of readings) {
     const { suspect } = reading;
     findings.push(
@@ -302,14 +328,47 @@ async function recheck(
           reading.stray?.credit && suspect.recipientId !== null
             ? { userId: suspect.recipientId, credit: reading.stray.credit }
             : null,
-        message: messageByTransfer.get(suspect.transferId) ?? null,
+        message: message(suspect, reading.recipientId),
         stuckBefore: params.cutoffAt,
       }),
     );
   }
   const unique = dedupeFindings(findings);
-  if (mode.persist && unique.length > 0) await budget.spend(storeFindings(db, params.runId, unique));
+  if (run.mode.persist && unique.length > 0) await budget.spend(storeFindings(createDb(env.DB), params.runId, unique));
   return { findings: unique, subrequests: budget.used };
+}
+
+/**
+ * Each suspect's message: in the direct chat of its sender and recipient (as the re-read names
+ * them) or, failing that, in the chat it was seen in. One D1 query for the chats, one call per chat.
+ */
+async function suspectMessages(
+  env: Env,
+  budget: Budget,
+  readings: readonly { suspect: Suspect; recipientId: string | null }[],
+): Promise<(suspect: Suspect, recipientId: string | null) => TransferMessage | null> {
+  const pairOf = (s: Suspect, recipientId: string | null): [string, string] | null =>
+    s.senderId !== null && recipientId !== null ? [s.senderId, recipientId] : null;
+  const pairs = readings.flatMap((r) => {
+    const pair = pairOf(r.suspect, r.recipientId);
+    return pair ? [pair] : [];
+  });
+  const chats = await directChatsOf(env, budget, pairs);
+  const chatsOf = (s: Suspect, recipientId: string | null) => {
+    const pair = pairOf(s, recipientId);
+    const direct = pair ? chats.get(directKeyOf(...pair)) : undefined;
+    return [direct, s.chatId ?? undefined].filter((id): id is string => id !== undefined);
+  };
+  const wanted = new Map<string, string[]>();
+  for (const { suspect, recipientId } of readings) {
+    for (const chatId of chatsOf(suspect, recipientId)) wanted.set(chatId, [...(wanted.get(chatId) ?? []), suspect.transferId]);
+  }
+  const found = wanted.size === 0 ? [] : await messagesOfTransfers(env, budget, wanted);
+  const byChatAndTransfer = new Map(found.map((m) => [`${m.chatId}:${m.transferId}`, m]));
+  return (suspect, recipientId) =>
+    chatsOf(suspect, recipientId)
+      .map((chatId) => byChatAndTransfer.get(`${chatId}:${suspect.transferId}`))
+      .find((m) => m !== undefined) ?? null;
 }
 
 async function storeFindings(db: Database, runId: string, findings: Finding[]): Promise<void> {
@@ -419,26 +478,20 @@ async function finishRun(env: Env, params: RunParams, sums: Sums, totals: Findin
 
 // ------------------------------------------------------------------ helpers
 
-async function mapLimited<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      out[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker));
-  return out;
-}
-
 function dedupeSuspects(suspects: Suspect[]): Suspect[] {
   const seen = new Map<string, Suspect>();
   for (const s of suspects) {
     const known = seen.get(s.transferId);
     seen.set(
       s.transferId,
-      known ? { ...known, senderId: known.senderId ?? s.senderId, recipientId: known.recipientId ?? s.recipientId } : s,
+      known
+        ? {
+            ...known,
+            senderId: known.senderId ?? s.senderId,
+            recipientId: known.recipientId ?? s.recipientId,
+            chatId: known.chatId ?? s.chatId ?? null,
+          }
+        : s,
     );
   }
   return [...seen.values()];

@@ -1,6 +1,6 @@
 -- Drops the D1 history the chat migration moved into the chat objects (README, "Upgrading an existing
 -- deployment"). NOT applied by `wrangler d1 migrations apply` from here: move this file into migrations/
--- (renumbered after the last migration there, if it is not 0007) only once a chat migration run on that
+-- (renumbered after the last migration there, if it is not 0008) only once a chat migration run on that
 -- database has answered `status: completed` and `strays: 0`, and deploy as usual (the migration runs before
 -- the code; the code reads neither of these after a completed run, and finds legacy message ids in
 -- `message_routes`, which stays).
