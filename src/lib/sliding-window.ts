@@ -1,3 +1,4 @@
+import type { Refusal } from "./errors";
 /**
  * The sliding 60 s rate-limit window of API.md §1, at one-second resolution, as a pure function
  * over its state, so the RateLimiterDO (one per limited key) and the wallet object (which counts
@@ -88,3 +89,22 @@ export function rateLimitHeaders(decision: RateLimitDecision): Record<string, st
 /** The 429 detail line for a denied decision. */
 export const rateLimitedDetail = (decision: RateLimitDecision) =>
   `Rate limit of ${decision.limit} per minute reached; retry in ${decision.resetSeconds} s`;
+
+/**
+ * One attempt against the window an object keeps under `key` in its synchronous KV storage (the
+ * wallet counts its owner's transfers and message sends this way, after the key lookup): the
+ * buckets are written only when the attempt is counted.
+ */
+export function hitStoredWindow(kv: SyncKvStorage, key: string, limit: number, now: number): RateLimitDecision {
+  const { decision, buckets } = hitWindow(kv.get<Bucket[]>(key) ?? [], limit, now);
+  if (decision.allowed) kv.put(key, buckets);
+  return decision;
+}
+
+/** 429 `rate_limited` as an object answers it across RPC, with its Retry-After and X-RateLimit-* headers. */
+export const rateLimitedRefusal = (decision: RateLimitDecision): Refusal => ({
+  ok: false,
+  code: "rate_limited",
+  details: [rateLimitedDetail(decision)],
+  headers: rateLimitHeaders(decision),
+});

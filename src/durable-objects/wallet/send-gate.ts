@@ -1,6 +1,6 @@
 import type { Outcome } from "../../lib/errors";
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
-import { type Bucket, hitWindow, type RateLimitDecision, rateLimitedDetail, rateLimitHeaders } from "../../lib/sliding-window";
+import { hitStoredWindow, type RateLimitDecision, rateLimitedRefusal } from "../../lib/sliding-window";
 import type { MessageKeyRow } from "./wallet-schema";
 
 const MESSAGE_RATE_BUCKETS_KEY = "message_rate_buckets";
@@ -47,10 +47,8 @@ export class SendGate {
           return known.fingerprint === cmd.key.fingerprint ? { ok: true, value: { claim: "retry", rateLimit: null } } : reused();
         if (this.isTransferKey(cmd.key.key)) return reused();
       }
-      const rateLimit = this.count(cmd.ratePerMinute, now);
-      if (!rateLimit.allowed) {
-        return { ok: false, code: "rate_limited", details: [rateLimitedDetail(rateLimit)], headers: rateLimitHeaders(rateLimit) };
-      }
+      const rateLimit = hitStoredWindow(this.storage.kv, MESSAGE_RATE_BUCKETS_KEY, cmd.ratePerMinute, now);
+      if (!rateLimit.allowed) return rateLimitedRefusal(rateLimit);
       if (!cmd.key) return { ok: true, value: { claim: "none", rateLimit } };
       this.storage.sql.exec(
         "INSERT OR REPLACE INTO message_keys (key, fingerprint, target, created_at) VALUES (?, ?, ?, ?)",
@@ -102,18 +100,6 @@ export class SendGate {
   private knownKey(key: string, now: number): MessageKeyRow | undefined {
     const row = this.storage.sql.exec<MessageKeyRow>("SELECT * FROM message_keys WHERE key = ?", key).toArray()[0];
     return row && row.created_at >= now - IDEMPOTENCY_RETENTION_MS ? row : undefined;
-  }
-
-  /**
-   * Counts one send if the limit allows it. Written without waiting for durability (the output
-   * gate would hold every send behind a flush), as the RateLimiterDO does: a crash right after can
-   * only undercount.
-   */
-  private count(limit: number, now: number): RateLimitDecision {
-    const stored = this.storage.kv.get<Bucket[]>(MESSAGE_RATE_BUCKETS_KEY) ?? [];
-    const { decision, buckets } = hitWindow(stored, limit, now);
-    if (decision.allowed) this.storage.kv.put(MESSAGE_RATE_BUCKETS_KEY, buckets);
-    return decision;
   }
 }
 

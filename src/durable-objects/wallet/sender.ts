@@ -2,7 +2,7 @@ import { errorBody, successBody } from "../../lib/envelope";
 import { invariant, type Refusal, refuse } from "../../lib/errors";
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { newId } from "../../lib/ids";
-import { type Bucket, hitWindow, type RateLimitDecision, rateLimitedDetail, rateLimitHeaders } from "../../lib/sliding-window";
+import { hitStoredWindow, type RateLimitDecision, rateLimitedRefusal } from "../../lib/sliding-window";
 import type { Message } from "../../schemas/message";
 import type { Ledger } from "./ledger";
 import { endedReply, sentTransfer, toWallet } from "./views";
@@ -74,11 +74,9 @@ export class Sender {
     if (known) return known;
     const answered = (result: TransferResult): Begun => ({ kind: "answered", result });
     if (command.refusal?.code === "validation_failed") return answered(preCheckRefused(command.refusal));
-    const rateLimit = this.countRequest(command.ratePerMinute, now);
-    if (!rateLimit.allowed) {
-      const headers = rateLimitHeaders(rateLimit);
-      return answered({ ok: false, code: "rate_limited", details: [rateLimitedDetail(rateLimit)], headers });
-    }
+    // The owner's transfer requests per minute, counted after the key lookup.
+    const rateLimit = hitStoredWindow(this.storage.kv, RATE_BUCKETS_KEY, command.ratePerMinute, now);
+    if (!rateLimit.allowed) return answered(rateLimitedRefusal(rateLimit));
     if (command.refusal) return answered(preCheckRefused(command.refusal));
     const balance = this.ledger.wallet().balance;
     if (balance < command.amount) {
@@ -223,13 +221,5 @@ export class Sender {
       this.wakeAt(now + IDEMPOTENCY_RETENTION_MS);
     }
     return { ok: true, reply: { status: 409, body, replayed: false }, rateLimit, event: null };
-  }
-
-  /** The owner's transfer requests per minute, counted after the key lookup. */
-  private countRequest(limit: number, now: number): RateLimitDecision {
-    const stored = this.storage.kv.get<Bucket[]>(RATE_BUCKETS_KEY) ?? [];
-    const { decision, buckets } = hitWindow(stored, limit, now);
-    if (decision.allowed) this.storage.kv.put(RATE_BUCKETS_KEY, buckets);
-    return decision;
   }
 }
