@@ -94,6 +94,14 @@ export default defineConfig(async () => ({
           hookTimeout: 120_000,
         },
       },
+      {
+        // The client SDK's unit tests, with fakes for fetch and WebSocket (client/test/*.test.ts).
+        test: {
+          name: "client",
+          include: ["client/test/**/*.test.ts"],
+          environment: "node",
+        },
+      },
     ],
   },
 }));
