@@ -145,6 +145,11 @@ export class CreditChatClient {
     return call(() => this.api.GET("/api/v1/users/me"), this.policy);
   }
 
+  /** Someone's public profile (e.g. the other member of a direct chat). */
+  user(userId: string): Promise<User> {
+    return call(() => this.api.GET("/api/v1/users/{userId}", { params: { path: { userId } } }), this.policy);
+  }
+
   wallet() {
     return call(() => this.api.GET("/api/v1/wallets/me"), this.policy);
   }
