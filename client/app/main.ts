@@ -186,11 +186,12 @@ async function onMessage(message: Message): Promise<void> {
   }
   chat.lastMessage = message;
   chat.lastSeq = Math.max(chat.lastSeq, message.seq);
-  if (known && message.senderId !== state.me?.id) chat.unreadCount += 1;
   if (state.open === message.chatId) {
+    // Shown now, so read now: the open chat never counts as unread.
     renderMessages();
-    await markRead(message.chatId);
-  }
+    chat.unreadCount = 0;
+    if (message.senderId !== state.me?.id) await client.markRead(message.chatId, message.seq);
+  } else if (known && message.senderId !== state.me?.id) chat.unreadCount += 1;
   await renderChats();
 }
 

@@ -105,6 +105,8 @@ it("two people chat and pay live, and an offline reader catches up on every mess
   await b.context.setOffline(false);
   await expect.poll(() => shown(b.page), { timeout: 60_000 }).toEqual(["hello Bob", "💸 25 credits", ...burst]);
   await expect.poll(() => b.page.textContent("#connection"), { timeout: 30_000 }).toBe("open");
+  // What B's open chat shows is read: no unread badge on it.
+  await expect.poll(() => b.page.locator("#chats li.open [data-testid=unread]").count()).toBe(0);
 
   mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await b.page.screenshot({ path: SCREENSHOT });
