@@ -91,7 +91,5 @@ export class ChatSequencer {
       state.delivered = next.seq;
       this.deliver(next);
     }
-    // Anything at or below `delivered` that a page brought in twice is gone with the repeats.
-    for (const seq of state.early.keys()) if (seq <= state.delivered) state.early.delete(seq);
   }
 }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ChatSequencer } from "../src/sequencer.js";
 import type { Message } from "../src/types.js";
 import { message } from "./fakes.js";
@@ -43,8 +43,9 @@ describe("ChatSequencer", () => {
     api.setCount(6);
     sequencer.accept(message(CHAT, 6));
     expect(out.seqs).toEqual([]);
-    await sequencer.catchUp(CHAT);
-    expect(out.seqs).toEqual([4, 5, 6]);
+    // The early frame alone starts the fetch of 4..5.
+    await vi.waitFor(() => expect(out.seqs).toEqual([4, 5, 6]));
+    expect(api.calls.slice(0, 2)).toEqual([3, 3]);
   });
 
   it("drops repeats: frames and pages that overlap deliver each seq once, in order", async () => {
@@ -55,8 +56,12 @@ describe("ChatSequencer", () => {
     for (const seq of [2, 1, 1, 5, 3, 10, 2, 9]) sequencer.accept(message(CHAT, seq));
     await watching;
     await sequencer.catchUp(CHAT);
+    const fetches = api.calls.length;
     for (const seq of [4, 10, 7]) sequencer.accept(message(CHAT, seq));
+    await new Promise((resolve) => setTimeout(resolve, 10));
     expect(out.seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // A repeat is dropped on arrival: it is not held as an early frame that sends the client fetching.
+    expect(api.calls.length).toBe(fetches);
   });
 
   it("ignores chats it does not watch", () => {
