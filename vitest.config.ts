@@ -2,6 +2,7 @@ import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { unstable_readConfig } from "wrangler";
+import { buildApp } from "./scripts/build-app.ts";
 
 type D1Binding = { binding: string; database_name?: string; database_id?: string };
 
@@ -27,6 +28,8 @@ const TIGHT_BUDGET = 3;
 
 /** The Workers pool: the product's entry plus TestWalletDO, real D1 with migrations, real Durable Objects. */
 export async function workersPlugin() {
+  // The Worker imports the /app page's bundle (src/routes/app/app.bundle.js), made from its sources here as wrangler's [build] does.
+  await buildApp();
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
   // Applied by test/chat-migration/drop.test.ts only, after a completed chat migration (README, "Upgrading an existing deployment").
   const afterChatMove = await readD1Migrations(path.join(import.meta.dirname, "migrations-after-chat-move"));
@@ -92,6 +95,14 @@ export default defineConfig(async () => ({
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // The client SDK's unit tests, with fakes for fetch and WebSocket (client/test/*.test.ts).
+        test: {
+          name: "client",
+          include: ["client/test/**/*.test.ts"],
+          environment: "node",
         },
       },
     ],

@@ -21,6 +21,7 @@ import { addressBudget } from "./middlewares/rate-limit";
 import { requestContext } from "./middlewares/request-context";
 import { responseHeaders } from "./middlewares/response-headers";
 import { adminRouter } from "./routes/admin/admin.index";
+import { appRouter } from "./routes/app/app.index";
 import { authRouter } from "./routes/auth/auth.index";
 import { chatMigrationsRouter } from "./routes/chat-migrations/chat-migrations.index";
 import { chatsRouter } from "./routes/chats/chats.index";
@@ -123,6 +124,7 @@ export function createApp() {
 
   for (const router of featureRouters) app.route("/", router);
   app.route("/", docsRouter);
+  app.route("/", appRouter);
 
   registerDocumentOnly(app.openAPIRegistry);
 
