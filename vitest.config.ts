@@ -28,8 +28,6 @@ const TIGHT_BUDGET = 3;
 /** The Workers pool: the product's entry plus TestWalletDO, real D1 with migrations, real Durable Objects. */
 export async function workersPlugin() {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
-  // Applied by test/chat-migration/drop.test.ts only, after a completed chat migration (README, "Upgrading an existing deployment").
-  const afterChatMove = await readD1Migrations(path.join(import.meta.dirname, "migrations-after-chat-move"));
   return cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
     // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
@@ -52,7 +50,6 @@ export async function workersPlugin() {
       },
       bindings: {
         TEST_MIGRATIONS: migrations,
-        TEST_MIGRATIONS_AFTER_CHAT_MOVE: afterChatMove,
         TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
         TEST_TIGHT_BUDGET_LIMIT: TIGHT_BUDGET,
         // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).
