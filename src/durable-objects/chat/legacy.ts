@@ -12,8 +12,9 @@ type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
 /**
  * A chat's beginning: the chat row and members from a snapshot of the D1 directory. D1 holds no
- * message history (no deployment ever wrote any), so every message is read from this object; the
- * import methods below served the removed chat migration and nothing calls them any more.
+ * message history (no deployment ever wrote any), so every message is read from this object. The
+ * import methods below served the removed chat migration: only the object's import RPCs reach
+ * them, and nothing calls those any more.
  */
 export class Legacy {
   constructor(
