@@ -31,8 +31,6 @@ export async function workersPlugin() {
   // The Worker imports the /app page's bundle (src/routes/app/app.bundle.js), made from its sources here as wrangler's [build] does.
   await buildApp();
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
-  // Applied by test/chat-migration/drop.test.ts only, after a completed chat migration (README, "Upgrading an existing deployment").
-  const afterChatMove = await readD1Migrations(path.join(import.meta.dirname, "migrations-after-chat-move"));
   return cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
     // The product's entry plus TestWalletDO (fault switch, movable clock), bound as WALLET here
@@ -55,7 +53,6 @@ export async function workersPlugin() {
       },
       bindings: {
         TEST_MIGRATIONS: migrations,
-        TEST_MIGRATIONS_AFTER_CHAT_MOVE: afterChatMove,
         TEST_WRANGLER_ENVIRONMENTS: wranglerEnvironments(),
         TEST_TIGHT_BUDGET_LIMIT: TIGHT_BUDGET,
         // test/wallets/simulation.test.ts: more or specific seeds on demand (see that file).

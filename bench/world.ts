@@ -197,30 +197,6 @@ export const bareTransferWorker = (database: string) =>
     BARE_CHAT: { className: "BareChat", scriptName: BARE_CHAT_WORKER, useSQLite: true },
   });
 
-/** Where bench/seed-worker.js answers: seeding that must run inside workerd (a chat's D1 history moved into its object). */
-const SEED_PATH = "/__bench-seed";
-
-/**
- * bench/seed-worker.js on SEED_PATH, on the product's D1 with the product's chat objects (its
- * `CHAT` class, by `scriptName`): only when the product has chat objects (bench/ab.ts serves older
- * commits, which had none; their scenarios need no seeding).
- */
-function seedWorker(database: string) {
-  const chatClass = tomlClasses().objects.CHAT;
-  if (chatClass === undefined) return [];
-  return [
-    {
-      name: "bench-seed",
-      modules: true,
-      scriptPath: path.join(ROOT, "bench/seed-worker.js"),
-      compatibilityDate: compatibilityDate(),
-      d1Databases: { DB: database },
-      durableObjects: { CHAT: { className: chatClass, scriptName: APP_WORKER, useSQLite: true } },
-      routes: [`*${SEED_PATH}/*`],
-    },
-  ];
-}
-
 /**
  * One Miniflare process: the product bundle, bench/bare-worker.js routed on BARE_PATH (the
  * denominator of every ratio), and the floor probes (D1, chat object, transfer). `inspectorPort`
@@ -246,7 +222,6 @@ export async function startMiniflare(
         bareD1Worker("bench-db"),
         bareChatWorker(),
         bareTransferWorker("bench-db"),
-        ...seedWorker("bench-db"),
       ],
     }),
   );
@@ -478,8 +453,6 @@ export async function checkInvariants(world: Pick<World, "api" | "admin" | "user
 type ChatFileRow = {
   chat_id: string;
   last_seq: number;
-  legacy_up_to: number;
-  imported_up_to: number;
   flushed_seq: number;
   summary_version: number;
   flushed_version: number;
@@ -487,9 +460,8 @@ type ChatFileRow = {
 
 /**
  * Every chat's seq from the stopped Miniflare's files (node:sqlite): each chat object's own
- * SQLite file (`<persist>/do/<worker>-<class>/<id>.sqlite`), D1's for the directory and for the
- * history still in D1. A chat object holds seq (legacy_up_to, last_seq] and the imported legacy
- * 1..imported_up_to; (imported_up_to, legacy_up_to] is read from D1 until the migration moves it.
+ * SQLite file (`<persist>/do/<worker>-<class>/<id>.sqlite`) holds seq 1..last_seq, and D1's
+ * directory row says the same.
  */
 export function checkChatFiles(persist: string, chatClass: string): string[] {
   const problems: string[] = [];
@@ -515,24 +487,10 @@ export function checkChatFiles(persist: string, chatClass: string): string[] {
         held.add(chat.chat_id);
         const count = (where: string, ...params: number[]) =>
           (sqlite.prepare(`SELECT COUNT(*) AS n FROM messages WHERE ${where}`).get(...params) as { n: number }).n;
-        const above = count("seq > ? AND seq <= ?", chat.legacy_up_to, chat.last_seq);
-        const imported = count("seq BETWEEN 1 AND ?", chat.imported_up_to);
+        const stored = count("seq BETWEEN 1 AND ?", chat.last_seq);
         const beyond = count("seq > ?", chat.last_seq);
-        // The band still in D1: its seqs, here (moved early by an edit or a reply) or in D1.
-        let band = chat.legacy_up_to - chat.imported_up_to;
-        if (band > 0) {
-          const here = sqlite
-            .prepare("SELECT seq FROM messages WHERE seq > ? AND seq <= ?")
-            .all(chat.imported_up_to, chat.legacy_up_to) as { seq: number }[];
-          const there = d1
-            .prepare("SELECT seq FROM messages WHERE chat_id = ? AND seq > ? AND seq <= ?")
-            .all(chat.chat_id, chat.imported_up_to, chat.legacy_up_to) as { seq: number }[];
-          band -= new Set([...here, ...there].map((row) => row.seq)).size;
-        }
-        if (above !== chat.last_seq - chat.legacy_up_to || imported !== chat.imported_up_to || beyond > 0 || band !== 0) {
-          problems.push(
-            `chat seq not contiguous (object): ${JSON.stringify({ ...chat, above, imported, beyond, missingFromBand: band })}`,
-          );
+        if (stored !== chat.last_seq || beyond > 0) {
+          problems.push(`chat seq not contiguous (object): ${JSON.stringify({ ...chat, stored, beyond })}`);
         }
         const listed = directory.get(chat.chat_id);
         const markersOwed = (
@@ -552,17 +510,10 @@ export function checkChatFiles(persist: string, chatClass: string): string[] {
         sqlite.close();
       }
     }
-    // Chats no object holds (never used since they were seeded): their history is D1's.
-    const gaps = (
-      d1
-        .prepare(
-          `SELECT c.id, c.last_seq, COUNT(m.id) AS n, COALESCE(MIN(m.seq), 0) AS lo, COALESCE(MAX(m.seq), 0) AS hi, COUNT(DISTINCT m.seq) AS d
-           FROM chats c LEFT JOIN messages m ON m.chat_id = c.id GROUP BY c.id
-           HAVING n <> c.last_seq OR (n > 0 AND (lo <> 1 OR hi <> c.last_seq OR d <> n))`,
-        )
-        .all() as { id: string }[]
-    ).filter((row) => !held.has(row.id));
-    for (const row of gaps) problems.push(`chat seq not contiguous (D1): ${JSON.stringify(row)}`);
+    // Chats no object holds (never used since they were seeded) hold no message.
+    for (const [id, lastSeq] of directory) {
+      if (!held.has(id) && lastSeq !== 0) problems.push(`chat ${id}: D1 says last_seq ${lastSeq} but no object holds it`);
+    }
     const total = (d1.prepare("SELECT COALESCE(SUM(last_seq), 0) AS n FROM chats").get() as { n: number }).n;
     console.log(
       `invariants: ${directory.size} chats (${objects} in chat objects, holding ${objectMessages} messages; directory total ${total}), ${problems.length} seq or directory problems`,
@@ -637,6 +588,64 @@ function seedLedger(persist: string, walletId: string, count: number) {
   }
 }
 
+/**
+ * Seqs 2..`count` of a chat whose object holds its first message, written into that object's own
+ * SQLite file while Miniflare is stopped (100k sends through the API would take minutes): text
+ * messages from `senders` in turn, with ids as the object gives them (durable-objects/chat/
+ * append.ts, `messageIdOf`), and the chat row moved to the last seq as if flushed. Returns the
+ * directory summary to write into D1 once Miniflare serves again.
+ */
+function seedChatHistory(persist: string, chatClass: string, chatId: string, count: number, senders: readonly string[]) {
+  const dir = path.join(persist, "do", `${APP_WORKER}-${chatClass}`);
+  for (const file of sqliteFiles(dir)) {
+    const sqlite = new DatabaseSync(file);
+    try {
+      const hasChat = sqlite.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'chat'").get() as { n: number };
+      const chat = hasChat.n
+        ? (sqlite.prepare("SELECT chat_id, route_tag, last_seq, flushed_seq FROM chat WHERE id = 1").get() as
+            | { chat_id: string; route_tag: string; last_seq: number; flushed_seq: number }
+            | undefined)
+        : undefined;
+      if (chat?.chat_id !== chatId) continue;
+      if (chat.last_seq !== 1 || chat.flushed_seq !== 1) throw new Error(`chat ${chatId} to seed: ${JSON.stringify(chat)}`);
+      const now = Date.now();
+      const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
+      const insert = sqlite.prepare(
+        "INSERT INTO messages (seq, id, sender_id, type, content, created_at) VALUES (?, ?, ?, 'text', ?, ?)",
+      );
+      let last = { id: "", senderId: "", content: "", createdAt: 0 };
+      sqlite.exec("BEGIN");
+      for (let seq = 2; seq <= count; seq++) {
+        const createdAt = now - (count - seq);
+        const id = hex(Math.floor(createdAt / 1000) >>> 0, 8) + chat.route_tag + hex(seq & 0xffff, 4);
+        last = { id, senderId: senders[seq % senders.length] as string, content: `seeded message ${seq}`, createdAt };
+        insert.run(seq, id, last.senderId, last.content, createdAt);
+      }
+      sqlite.prepare("UPDATE chat SET last_seq = ?, flushed_seq = ?, last_activity_at = ? WHERE id = 1").run(count, count, now);
+      sqlite.exec("COMMIT");
+      const at = new Date(last.createdAt).toISOString();
+      const lastMessage = JSON.stringify({
+        id: last.id,
+        chatId,
+        seq: count,
+        senderId: last.senderId,
+        type: "text",
+        content: last.content,
+        replyToMessageId: null,
+        clientMessageId: null,
+        creditTransfer: null,
+        createdAt: at,
+        editedAt: null,
+        deletedAt: null,
+      });
+      return { chatId, lastSeq: count, lastMessage, lastActivityAt: now };
+    } finally {
+      sqlite.close();
+    }
+  }
+  throw new Error(`no chat object file holds chat ${chatId} under ${dir}`);
+}
+
 /** Whether the directory's `chats` has `route_tag` (migration 0005, chat objects): seeding writes one when it does. */
 async function hasRouteTag(db: D1): Promise<boolean> {
   const row = await db
@@ -648,66 +657,6 @@ async function hasRouteTag(db: D1): Promise<boolean> {
 /** A random route tag as SQL (12 hex, like `newRouteTag` in services/chat-objects.ts), or nothing before chat objects. */
 const routeTagColumn = (withTag: boolean) =>
   withTag ? { column: ", route_tag", value: ", lower(hex(randomblob(6)))" } : { column: "", value: "" };
-
-/**
- * N messages of history in one chat, as an existing deployment has it: rows in D1's `messages`
- * (one recursive-CTE statement instead of N API calls) and the chat's `last_seq`, then the summary
- * migration 0005 gave every existing chat when chats moved to objects (`last_message`, by that
- * migration's own statement). The chat's object does not exist yet: `importLegacyHistory` moves
- * the rows into it, as the migration Workflow does.
- */
-export async function seedLegacyMessages(db: D1, chatId: string, members: string[], count: number) {
-  const now = Date.now();
-  const prefix = Math.floor(now / 1000)
-    .toString(16)
-    .padStart(8, "0");
-  const summary = legacySummaryStatement();
-  await db.batch([
-    db
-      .prepare(
-        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO messages (id, chat_id, seq, sender_id, type, content, created_at)
-         SELECT ?2 || printf('%012x', i), ?3, i, CASE i % 2 WHEN 0 THEN ?4 ELSE ?5 END, 'text', 'seeded message ' || i, ?6 - (?1 - i)
-         FROM n`,
-      )
-      .bind(count, `${prefix}${(0xbe00 + count.toString().length).toString(16)}`, chatId, members[0], members[1], now),
-    db.prepare("UPDATE chats SET last_seq = ?, last_activity_at = ? WHERE id = ?").bind(count, now, chatId),
-    ...(summary ? [db.prepare(`${summary} WHERE id = ?`).bind(chatId)] : []),
-  ]);
-}
-
-/**
- * The statement of the D1 migrations that writes each existing chat's `last_message` from its D1
- * messages (0005_chat_objects.sql), without its `;`: null before chat objects.
- */
-function legacySummaryStatement(): string | null {
-  const dir = path.join(ROOT, "migrations");
-  for (const file of readdirSync(dir).filter((name) => name.endsWith(".sql"))) {
-    const statement = readFileSync(path.join(dir, file), "utf8")
-      .split("--> statement-breakpoint")
-      .map((s) => s.trim())
-      .find((s) => s.startsWith("UPDATE `chats` SET `last_message`"));
-    if (statement) return statement.replace(/;\s*$/, "");
-  }
-  return null;
-}
-
-/**
- * Moves a chat's D1 history (seq 1..last_seq) into its chat object a page at a time, through the
- * object's own `importLegacy` (bench/seed-worker.js, inside workerd: through Miniflare's Node proxy
- * RPC works too, but 100k rows take a minute there): what the migration Workflow does in a real
- * deployment. The object starts on the first call, from the directory's snapshot, with every seq
- * legacy; after the last page it reads none of them from D1, as a migrated chat.
- */
-export async function importLegacyHistory(base: string, db: D1, chatId: string, pageSize = 5_000) {
-  const last = (await db.prepare("SELECT last_seq FROM chats WHERE id = ?").bind(chatId).first<{ last_seq: number }>())?.last_seq;
-  for (let from = 1; from <= (last ?? 0); from += pageSize) {
-    const to = Math.min(last ?? 0, from + pageSize - 1);
-    const res = await fetch(`${base}${SEED_PATH}/import-legacy?chat=${chatId}&from=${from}&to=${to}`, { method: "POST" });
-    const done = res.status === 200 ? ((await res.json()) as { importedUpTo: number } | null) : null;
-    if (done?.importedUpTo !== to) throw new Error(`importing ${chatId} ${from}..${to}: ${res.status} ${JSON.stringify(done)}`);
-  }
-}
 
 /**
  * Direct chats of the pairs `[a, b]` (user ids), written straight into D1 as the product writes a
@@ -743,24 +692,6 @@ export async function seedDirectChats(db: D1, pairs: readonly (readonly [string,
     ]);
   }
   return ids;
-}
-
-/**
- * The chat bench/bare-d1-worker.js appends to: a directory row of its own with no member, so no
- * product path reads it and its messages stay D1's (the books check reads them there).
- */
-async function seedProbeChat(db: D1, createdBy: string): Promise<string> {
-  const id = benchId();
-  const now = Date.now();
-  const tag = routeTagColumn(await hasRouteTag(db));
-  await db
-    .prepare(
-      `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at${tag.column})
-       VALUES (?1, 'group', 'bare-d1-append probe', NULL, ?2, 0, ?3, ?3${tag.value})`,
-    )
-    .bind(id, createdBy, now)
-    .run();
-  return id;
 }
 
 /** The name of the table counting D1's rows written while `countD1RowsWritten` runs. */
@@ -916,7 +847,6 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       });
       if (res.status !== 200) throw new Error(`seeding a bare chat: ${res.status} ${await res.text()}`);
     }
-    const probeChat = await seedProbeChat(db, admin.id);
     console.log(
       `bench: ${people.length} wallets funded (and their bare wallets created), ledger of 1k entries granted through the API, the bare chats created (${seconds(started)})`,
     );
@@ -930,23 +860,28 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       );
       chatIds.push(json.data.id);
     });
-    // The 1k and 100k message chats are written straight into D1 (a direct chat's rows, as
-    // seedDirectChats below) with their history, and moved into their objects before the load: the
-    // API would start each chat's object as it creates the chat, empty, with no history to import.
+    // The 1k and 100k message chats: created through the API with their first message (so each
+    // chat's object exists as the product makes it); the rest of their history is written into the
+    // objects' own SQLite files while Miniflare is stopped (below, with the 100k ledger).
     const bigChats: Record<number, string> = {};
     for (const [size, other] of [
       [1_000, people[201] as BenchUser],
       [100_000, people[202] as BenchUser],
     ] as const) {
-      const [chatId] = await seedDirectChats(db, [[hot.id, other.id]]);
-      if (!chatId) throw new Error("no chat seeded");
+      const created = await expectStatus(
+        api("POST", "/api/v1/chats", hot.token, { type: "direct", memberId: other.id }),
+        [200, 201],
+        "big chat",
+      );
+      const chatId = created.data.id as string;
+      await expectStatus(
+        api("POST", "/api/v2/messages", hot.token, { chatId, content: "seeded message 1" }),
+        [201],
+        "first message",
+      );
       bigChats[size] = chatId;
-      await seedLegacyMessages(db, chatId, [hot.id, other.id], size);
-      await importLegacyHistory(server.url, db, chatId);
     }
-    console.log(
-      `bench: 100 chats, and chats of 1k and 100k messages seeded in D1 as history from before chat objects and imported into their objects (${seconds(started)})`,
-    );
+    console.log(`bench: 100 chats, and the chats of 1k and 100k messages created with their first message (${seconds(started)})`);
     // A group of 100 (people[300] owns it, people[301..399] are in it): message-send-group-100.
     const groupMembers = people.slice(300, 400);
     const group = (
@@ -991,15 +926,33 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       idFromName(name: string): { toString(): string };
     };
     const walletId = wallets.idFromName(reader100k.id).toString();
+    // The chats' objects flush their directory row up to SUMMARY_FLUSH_MS (250 ms) behind their answers.
+    await sleep(1_000);
     await mf.dispose();
     mf = undefined;
     seedLedger(persist, walletId, 100_000);
+    const chatClass = tomlClasses().objects.CHAT ?? "ChatDO";
+    const histories = Object.entries(bigChats).map(([size, chatId]) =>
+      seedChatHistory(persist, chatClass, chatId, Number(size), [
+        hot.id,
+        (people[Number(size) === 1_000 ? 201 : 202] as BenchUser).id,
+      ]),
+    );
     server = await startMiniflare(modules, outdir, persist, port, options.inspectorPort);
     mf = server.mf;
     db = await mf.getD1Database("DB");
+    // The directory's summary of each, as its object would have flushed it.
+    for (const h of histories) {
+      await db
+        .prepare("UPDATE chats SET last_seq = ?, last_message = ?, last_activity_at = ? WHERE id = ?")
+        .bind(h.lastSeq, h.lastMessage, h.lastActivityAt, h.chatId)
+        .run();
+    }
     api = apiAt(server.url);
     const base = server.url;
-    console.log(`bench: 100k ledger entries written to the wallet's storage, Miniflare restarted (${seconds(started)})`);
+    console.log(
+      `bench: 100k ledger entries and the big chats' histories written to their objects' storage, Miniflare restarted (${seconds(started)})`,
+    );
 
     const scenarios: Scenario[] = [];
     const pick = () => people[Math.floor(Math.random() * people.length)] as BenchUser;
@@ -1009,14 +962,9 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     // Probes that split a request's cost: auth + one D1 read, auth + one wallet-object read.
     scenarios.push({ name: "users-me", load: { path: "/api/v1/users/me", token: people[5]?.token } });
     scenarios.push({ name: "wallet-me", load: { path: "/api/v1/wallets/me", token: people[5]?.token } });
-    // Probes of the platform's floor (bench/bare-d1-worker.js): a bare Worker making one D1 read by
-    // id (users-me's round trip), and one message append with its seq (a send's least write).
+    // The probe of the platform's floor (bench/bare-d1-worker.js): a bare Worker making one D1 read
+    // by id (users-me's round trip).
     scenarios.push({ name: "bare-d1-read", load: { path: `${BARE_D1_PATH}/read?id=${people[5]?.id}` } });
-    // (Its chat is a directory row of its own: a send no longer writes D1's messages.)
-    scenarios.push({
-      name: "bare-d1-append",
-      load: { method: "POST", path: `${BARE_D1_PATH}/append?chat=${probeChat}&sender=${hot.id}` },
-    });
     // The chat paths' floor (bench/bare-chat-worker.js): a bare Worker calling a bare chat object
     // that appends a message with its seq in one transaction (a send's least write), or reads the
     // newest 50 of its 100k messages (a list's least read).

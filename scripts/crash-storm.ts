@@ -750,7 +750,6 @@ type ChatState = {
   type: string;
   lastSeq: number;
   flushedSeq: number;
-  legacyUpTo: number;
   /** The object's alarm as it stores it (`_cf_METADATA`, key 1), and as workerd's schedule has it; epoch ms or null. */
   alarm: number | null;
   scheduled: number | null;
@@ -780,7 +779,6 @@ function readChats(persistDir: string): (ChatState | null)[] {
       type: meta.type,
       lastSeq: meta.last_seq,
       flushedSeq: meta.flushed_seq,
-      legacyUpTo: meta.legacy_up_to,
       alarm,
       scheduled: schedule.get(objectId) ?? null,
       members: (sqlite.prepare("SELECT user_id FROM members").all() as { user_id: string }[]).map((row) => row.user_id),
@@ -828,7 +826,7 @@ function readWallets(persistDir: string) {
  * posted transfer has exactly one `credit_transfer` message, in the chat and with the id its 201
  * named, and a voided one none; each keyed send's message is where its answer put it, exactly once,
  * with its stored outcome (the answered bytes); no message that no 201 announced; the directory's
- * `chats.last_seq` equals each object's, and D1 `messages` (legacy history) got no new row.
+ * `chats.last_seq` equals each object's.
  */
 async function checkChatObjects(persistDir: string, users: User[], posted: Posted[], sent: Sent[], problems: string[]) {
   const read = readChats(persistDir);
@@ -848,8 +846,6 @@ async function checkChatObjects(persistDir: string, users: User[], posted: Poste
         `chat ${chat.chatId}: seq not 1..${chat.lastSeq}: ${seqs.length} messages, missing ${JSON.stringify(missing.slice(0, 20))}, above last_seq ${JSON.stringify(seqs.filter((seq) => seq > chat.lastSeq))}`,
       );
     }
-    if (chat.legacyUpTo !== 0)
-      problems.push(`chat ${chat.chatId}: legacy_up_to ${chat.legacyUpTo} in a deployment that has no legacy history`);
     const totals = new Map<string, { count: number; amount: number }>();
     for (const row of chat.messages) {
       if (row.type === "text" || row.type === "credit_transfer" || row.type === "system") counts[row.type]++;
@@ -997,9 +993,8 @@ async function checkChatObjects(persistDir: string, users: User[], posted: Poste
     );
   }
 
-  // The D1 directory: one row per chat, its last_seq the object's; no new legacy message rows.
+  // The D1 directory: one row per chat, its last_seq the object's.
   const directory = await d1(persistDir, "SELECT id, type, last_seq FROM chats");
-  const [legacy] = await d1(persistDir, "SELECT COUNT(*) AS n FROM messages");
   const listed = new Map(directory.map((row) => [row.id as string, row]));
   let behind = 0;
   const at = (ms: number | null) => (ms === null ? "none" : new Date(ms).toISOString());
@@ -1017,12 +1012,10 @@ async function checkChatObjects(persistDir: string, users: User[], posted: Poste
     if (!byChatId.has(row.id as string) && row.last_seq !== 0)
       problems.push(`chat ${row.id}: D1 says last_seq ${row.last_seq} but no object holds the chat`);
   }
-  if (legacy?.n !== 0)
-    problems.push(`D1 messages has ${legacy?.n} rows: chats live in their objects, D1 messages is legacy history only`);
 
   const messages = chats.reduce((sum, chat) => sum + chat.messages.length, 0);
   log(
-    `chat objects: ${chats.length} chats (${read.length - chats.length} objects without one), ${messages} messages (${counts.text} text, ${counts.credit_transfer} credit_transfer, ${counts.system} system), ${counts.keys} send keys stored; wallets: ${states.posted} posted, ${states.voided} voided, ${states.pending} pending; ${posted.length} transfer 201s, ${sent.length} send 201s; D1: ${directory.length} directory rows, ${behind} behind their object, ${legacy?.n} legacy messages`,
+    `chat objects: ${chats.length} chats (${read.length - chats.length} objects without one), ${messages} messages (${counts.text} text, ${counts.credit_transfer} credit_transfer, ${counts.system} system), ${counts.keys} send keys stored; wallets: ${states.posted} posted, ${states.voided} voided, ${states.pending} pending; ${posted.length} transfer 201s, ${sent.length} send 201s; D1: ${directory.length} directory rows, ${behind} behind their object`,
   );
   return { chats: chats.length, messages, ...counts, posted: states.posted, voided: states.voided };
 }

@@ -23,7 +23,6 @@ import { responseHeaders } from "./middlewares/response-headers";
 import { adminRouter } from "./routes/admin/admin.index";
 import { appRouter } from "./routes/app/app.index";
 import { authRouter } from "./routes/auth/auth.index";
-import { chatMigrationsRouter } from "./routes/chat-migrations/chat-migrations.index";
 import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
 import { messagesRouter } from "./routes/messages/messages.index";
@@ -44,7 +43,6 @@ const featureRouters = [
   walletsRouter,
   realtimeRouter,
   reconciliationRouter,
-  chatMigrationsRouter,
   adminRouter,
 ];
 

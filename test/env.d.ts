@@ -5,8 +5,6 @@ declare global {
     interface Env {
       /** Injected by vitest.config.ts: the D1 migrations the setup file applies. */
       TEST_MIGRATIONS: D1Migration[];
-      /** Injected by vitest.config.ts: migrations-after-chat-move/ (the drop of the D1 history the chat migration moved). */
-      TEST_MIGRATIONS_AFTER_CHAT_MOVE: D1Migration[];
       /** Injected by vitest.config.ts: wrangler.toml's local, dev and production environments as wrangler resolves them. */
       TEST_WRANGLER_ENVIRONMENTS: Record<
         "local" | "dev" | "production",

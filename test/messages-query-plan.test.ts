@@ -35,7 +35,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
     const log = new Log(chatDb, members);
     const keys = new SendKeys(chatDb);
     const posting = new Posting(log, members, keys);
-    const noEffects = { legacyMessages: async () => [], legacyMessage: async () => null, writeSummary: async () => {} };
+    const noEffects = { writeSummary: async () => {} };
     const [alice, bob] = [newId(), newId()];
     const member = (userId: string) => ({
       userId,
@@ -45,7 +45,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
       suspended: false,
       online: false,
     });
-    new Legacy(chatDb, log, members, noEffects).begin({
+    new Legacy(chatDb, log, members).begin({
       chatId,
       type: "direct",
       title: null,

@@ -3,8 +3,7 @@ import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "driz
 
 /**
  * D1 holds users, sessions, blocks and the chat directory (each chat's identity, members and one
- * summary row); each chat's messages live in its ChatDO (`messages` below is the history an
- * existing deployment wrote before chat objects, moved out by the migration Workflow). Money lives in the
+ * summary row); each chat's messages live only in its ChatDO. Money lives in the
  * per-user WalletDO, never here. Times are Unix epoch milliseconds.
  */
 
@@ -123,55 +122,6 @@ export const chatMembers = sqliteTable(
     index("chat_members_user_activity_idx").on(t.userId, t.lastActivityAt, t.chatId),
   ],
 );
-
-/**
- * A message's own columns, as D1's history and each chat object's `messages` table both store
- * them (durable-objects/chat/chat-schema.ts): one definition, so a moved row means the same there.
- */
-export const messageColumns = () => ({
-  senderId: text("sender_id").notNull(),
-  type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
-  content: text("content"),
-  replyToMessageId: text("reply_to_message_id"),
-  clientMessageId: text("client_message_id"),
-  transferId: text("transfer_id"),
-  transferRecipientId: text("transfer_recipient_id"),
-  transferAmount: integer("transfer_amount"),
-  transferNote: text("transfer_note"),
-  createdAt: integer("created_at").notNull(),
-  editedAt: integer("edited_at"),
-  deletedAt: integer("deleted_at"),
-});
-
-export const messages = sqliteTable(
-  "messages",
-  {
-    id: text("id").primaryKey(),
-    chatId: text("chat_id").notNull(),
-    seq: integer("seq").notNull(),
-    ...messageColumns(),
-  },
-  (t) => [
-    uniqueIndex("messages_chat_seq_unique").on(t.chatId, t.seq),
-    uniqueIndex("messages_client_id_unique").on(t.chatId, t.senderId, t.clientMessageId),
-    uniqueIndex("messages_transfer_unique").on(t.transferId),
-    // Reconciliation pairs a page of wallets with their credit_transfer messages by sender and by
-    // recipient (src/services/reconciliation/); only transfer messages are indexed.
-    index("messages_transfer_sender_idx").on(t.senderId, t.transferId).where(sql`transfer_id IS NOT NULL`),
-    index("messages_transfer_recipient_idx").on(t.transferRecipientId, t.transferId).where(sql`transfer_id IS NOT NULL`),
-  ],
-);
-
-/**
- * Legacy message id → its chat, for ids written before chat objects, which carry no route tag:
- * PATCH/DELETE /messages/{id} finds such a message's chat here once D1's `messages` is dropped.
- * Written by the chat migration page by page, before the page reaches its chat object
- * (services/chat-migration.ts); never changes after.
- */
-export const messageRoutes = sqliteTable("message_routes", {
-  messageId: text("message_id").primaryKey(),
-  chatId: text("chat_id").notNull(),
-});
 
 /** Stored outcomes of message-creating requests sent with an Idempotency-Key (API.md §1). */
 export const idempotencyKeys = sqliteTable(
@@ -323,4 +273,3 @@ export const adminAudit = sqliteTable(
 export type UserRow = typeof users.$inferSelect;
 export type ChatRow = typeof chats.$inferSelect;
 export type ChatMemberRow = typeof chatMembers.$inferSelect;
-export type MessageRow = typeof messages.$inferSelect;

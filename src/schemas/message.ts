@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import type { MessageRow } from "../db/schema";
+import type { ChatMessageRow } from "../durable-objects/chat/chat-schema";
 import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -43,7 +43,8 @@ export const messageSchema = z
 
 export type Message = z.infer<typeof messageSchema>;
 
-export function toMessage(row: MessageRow): Message {
+/** A chat object's stored message (durable-objects/chat/chat-schema.ts) with its chat, as the API shows it. */
+export function toMessage(row: ChatMessageRow & { chatId: string }): Message {
   return {
     id: row.id,
     chatId: row.chatId,

@@ -1,15 +1,14 @@
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { createDb, type Database } from "../db/client";
 import { isConnectedSql } from "../db/presence";
-import { blocks, chatMembers, chats, idempotencyKeys, type MessageRow, messages, users } from "../db/schema";
-import type { ChatMessageRow } from "../durable-objects/chat/chat-schema";
+import { blocks, chatMembers, chats, users } from "../db/schema";
 import type { ChatSnapshot } from "../durable-objects/chat/chat-types";
 import type { ChatEffects, DirectorySummary } from "../durable-objects/chat/effects";
 import { fanOut } from "./realtime";
 
 /**
  * What a chat object reaches outside its own storage, bound to this deployment: the D1 directory
- * (its snapshot once, its summary behind the answers, the legacy history), and realtime frames.
+ * (its snapshot once, its summary behind the answers), and realtime frames.
  * Handed to every ChatDO by the Worker's entry (src/index.ts).
  */
 export function chatEffects(env: Env): ChatEffects {
@@ -18,51 +17,7 @@ export function chatEffects(env: Env): ChatEffects {
     loadSnapshot: (chatId) => loadChatSnapshot(db(), chatId),
     writeSummary: (summary) => writeDirectorySummary(db(), summary),
     push: async (userIds, events) => (await fanOut(env, userIds, events)).unreached,
-    legacyMessages: async (chatId, fromSeq, toSeq) =>
-      (
-        await db()
-          .select()
-          .from(messages)
-          .where(and(eq(messages.chatId, chatId), sql`${messages.seq} BETWEEN ${fromSeq} AND ${toSeq}`))
-          .orderBy(asc(messages.seq))
-      ).map(toChatMessageRow),
-    legacyMessage: async (chatId, messageId) => {
-      const row = await db()
-        .select()
-        .from(messages)
-        .where(and(eq(messages.id, messageId), eq(messages.chatId, chatId)))
-        .get();
-      return row ? toChatMessageRow(row) : null;
-    },
-    legacySendKey: async (chatId, userId, key) => {
-      const row = await db()
-        .select({
-          fingerprint: idempotencyKeys.fingerprint,
-          status: idempotencyKeys.responseStatus,
-          body: idempotencyKeys.responseBody,
-          messageId: messages.id,
-          createdAt: idempotencyKeys.createdAt,
-        })
-        .from(idempotencyKeys)
-        .innerJoin(messages, eq(messages.id, idempotencyKeys.messageId))
-        .where(
-          and(
-            eq(idempotencyKeys.userId, userId),
-            eq(idempotencyKeys.key, key),
-            isNull(idempotencyKeys.outcomeIn),
-            eq(messages.chatId, chatId),
-          ),
-        )
-        .get();
-      return row ? { userId, key, ...row } : null;
-    },
   };
-}
-
-/** A D1 message row as a chat object stores it (the chat id is the object's own). */
-export function toChatMessageRow(row: MessageRow): ChatMessageRow {
-  const { chatId: _, ...rest } = row;
-  return rest;
 }
 
 /**

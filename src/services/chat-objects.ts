@@ -32,7 +32,7 @@ export function newRouteTag(): string {
 const TAG_CACHE_MAX = 10_000;
 const chatOfTag = new Map<string, string>();
 
-/** The chat whose route tag `messageId` carries, or null (a transfer's message, a legacy id, no such chat). */
+/** The chat whose route tag `messageId` carries, or null (a transfer's message, no such chat). */
 export async function chatOfMessageId(db: Database, messageId: string): Promise<string | null> {
   const tag = routeTagOf(messageId);
   const known = chatOfTag.get(tag);

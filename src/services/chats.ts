@@ -69,7 +69,7 @@ export async function knownDirectChat(db: Database, a: string, b: string): Promi
 
 /**
  * The direct chat of two users, created in the directory if missing (see `directChatStatements`);
- * one batch. Its object starts from the directory on its first call (durable-objects/chat/legacy.ts).
+ * one batch. Its object starts from the directory on its first call (durable-objects/chat/chat-do.ts).
  */
 export async function findOrCreateDirectChat(
   db: Database,

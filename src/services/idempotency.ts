@@ -15,8 +15,6 @@ import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency
  * - message sends register theirs in the caller's wallet object (durable-objects/wallet/
  *   send-gate.ts), which also refuses a key its transfers used; the send's outcome is stored in
  *   its chat object with the message. A send reads no D1 (docs/chats.md, "Keys").
- * Rows of `idempotency_keys` with a `message_id` are message-send keys of a deployment from
- * before chat objects: the chat migration moves them into their chats.
  */
 
 /**

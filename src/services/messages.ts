@@ -1,7 +1,5 @@
-import { eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { messageRoutes, messages } from "../db/schema";
 import type { SendAnswer, SendKey, SendResult } from "../durable-objects/chat/chat-types";
 import type { TransferMessage } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
@@ -165,9 +163,8 @@ type Rewrite = (chat: ReturnType<typeof chatStub>, chatId: string) => Promise<Ou
 
 /**
  * Edits or deletes by message id (checked by the chat object in API.md's order: 404, 403, 409).
- * The id's route tag names the chat of every message a chat object wrote; the others are a
- * transfer's message (its id is the transfer id: the caller's wallet knows its chat) or history
- * an existing deployment wrote to D1 before chat objects (its D1 row names the chat).
+ * The id's route tag names the chat of every message a chat object wrote; the only others are
+ * transfers' messages (the id is the transfer id: the caller's wallet knows its chat).
  */
 async function rewrite(env: Env, db: Database, userId: string, messageId: string, write: Rewrite): Promise<Message> {
   const notFound = new ApiError("message_not_found", [`No message ${messageId} in your chats`]);
@@ -181,35 +178,11 @@ async function rewrite(env: Env, db: Database, userId: string, messageId: string
   return unwrap(await write(chatStub(env, chatId), chatId));
 }
 
-/** The chat of a message whose id carries no route tag: legacy history, or one of the caller's transfers. */
+/** The chat of a message whose id carries no route tag: one of the caller's transfers (its id is the transfer id). */
 async function untaggedChatOf(env: Env, db: Database, userId: string, messageId: string): Promise<string | null> {
-  const legacy = await legacyChatOf(db, messageId);
-  if (legacy) return legacy;
   const transfer = await walletStub(env, userId).transferChat(messageId);
   if (!transfer) return null;
   return transfer.chatId ?? knownDirectChat(db, userId, transfer.counterpartyId);
-}
-
-/**
- * The chat of a message written before chat objects: `message_routes` (filled by the chat
- * migration, kept for good), else D1's `messages` while it exists (a chat not migrated yet; the
- * table is dropped after the migration: migrations-after-chat-move/). One round trip unless both
- * must be read.
- */
-async function legacyChatOf(db: Database, messageId: string): Promise<string | null> {
-  const found = await db
-    .select({
-      routed: sql<
-        string | null
-      >`(SELECT ${messageRoutes.chatId} FROM ${messageRoutes} WHERE ${messageRoutes.messageId} = ${messageId})`,
-      inD1: sql<number>`EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')`,
-    })
-    .from(sql`(SELECT 1)`)
-    .get();
-  if (found?.routed) return found.routed;
-  if (!found?.inD1) return null;
-  const row = await db.select({ chatId: messages.chatId }).from(messages).where(eq(messages.id, messageId)).get();
-  return row?.chatId ?? null;
 }
 
 /** Edits your own text message (a suspended sender cannot: 403 `account_suspended`, after the checks). */

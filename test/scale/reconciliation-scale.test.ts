@@ -2,6 +2,7 @@ import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { recordEntry } from "../../src/durable-objects/wallet/wallet-totals";
+import { chatStub } from "../../src/services/chat-objects";
 import { getRun, startRun } from "../../src/services/reconciliation/runs";
 import { walletStub } from "../../src/services/wallets";
 import type { ReconciliationOutput } from "../../src/workflows/reconciliation-workflow";
@@ -9,15 +10,25 @@ import { seedUser } from "../support/users";
 
 /**
  * `npm run test:scale` (not part of `npm test`: seeding alone takes minutes). A reconciliation run
- * over WALLETS wallets and TRANSFERS posted transfers seeded straight into wallet storage and D1
- * (the HTTP API would take hours), through the real Workflow. Prints the figures docs/wallets.md
- * quotes. SCALE_WALLETS / SCALE_TRANSFERS override the sizes.
+ * over WALLETS wallets and TRANSFERS posted transfers seeded straight into wallet storage, the
+ * directory and the chat objects (the HTTP API would take hours), through the real Workflow.
+ * Prints the figures docs/wallets.md quotes. SCALE_WALLETS / SCALE_TRANSFERS override the sizes.
  */
 const sizes = env as unknown as Record<string, string>;
 const WALLETS = Number(sizes.SCALE_WALLETS || 10_000);
 const TRANSFERS = Number(sizes.SCALE_TRANSFERS || 100_000);
 const GRANT = 1_000;
 const SEED_CONCURRENCY = 32;
+
+/** `seed` of every item, SEED_CONCURRENCY at a time. */
+async function inParallel<T>(items: readonly T[], seed: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: SEED_CONCURRENCY }, async () => {
+      while (next < items.length) await seed(items[next++]!);
+    }),
+  );
+}
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
 const userId = (i: number) => `6a0000aa${hex(i, 16)}`;
@@ -51,12 +62,10 @@ function transfers(): { all: Seeded[]; chats: SeededChat[] } {
 }
 
 /**
- * The users, and every transfer's message as history an existing deployment wrote to D1 before
- * chat objects: the pairs' direct chats (marked as carrying transfers, as migration 0006 marks
- * them), their members and their messages. Each chat's object starts from the directory on the
- * run's first call and names that history as its legacy band, which the run reads from D1.
+ * The users and the pairs' direct chats in the D1 directory (marked as carrying transfers, as a
+ * transfer marks them), with their members: each chat's object starts from this on its first call.
  */
-async function seedD1(all: Seeded[], chats: SeededChat[], at: number) {
+async function seedDirectory(chats: SeededChat[], at: number) {
   const rows = (values: string[], insert: string) => {
     const statements: D1PreparedStatement[] = [];
     for (let i = 0; i < values.length; i += 400)
@@ -68,17 +77,10 @@ async function seedD1(all: Seeded[], chats: SeededChat[], at: number) {
     (_, i) =>
       `('${userId(i)}', 'scale-${i}@example.com', 'Scale ${i}', 'scale ${i}', 'seeded$cannot-sign-in', 'user', 'active', ${at})`,
   );
-  const messages = all.map(
-    (t) =>
-      `('${messageId(t.k)}', '${t.chat}', ${t.seq}, '${userId(t.sender)}', 'credit_transfer', '${transferId(t.k)}', '${userId(t.recipient)}', ${t.amount}, ${at})`,
-  );
   const chatRows = chats.map(
-    (c) =>
-      `('${c.id}', 'direct', '${userId(c.a)}:${userId(c.b)}', '${userId(c.a)}', ${c.messages}, ${at}, '${c.route}', 1, ${at})`,
+    (c) => `('${c.id}', 'direct', '${userId(c.a)}:${userId(c.b)}', '${userId(c.a)}', 0, ${at}, '${c.route}', 1, ${at})`,
   );
-  const members = chats.flatMap((c) =>
-    [c.a, c.b].map((u) => `('${c.id}', '${userId(u)}', 'member', ${c.messages}, ${at}, ${at})`),
-  );
+  const members = chats.flatMap((c) => [c.a, c.b].map((u) => `('${c.id}', '${userId(u)}', 'member', 0, ${at}, ${at})`));
   const statements = [
     ...rows(users, "INSERT INTO users (id, email, display_name, display_name_key, password_hash, role, status, created_at)"),
     ...rows(
@@ -86,12 +88,26 @@ async function seedD1(all: Seeded[], chats: SeededChat[], at: number) {
       "INSERT INTO chats (id, type, direct_key, created_by, last_seq, last_activity_at, route_tag, carries_transfers, created_at)",
     ),
     ...rows(members, "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at)"),
-    ...rows(
-      messages,
-      "INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at)",
-    ),
   ];
   for (let i = 0; i < statements.length; i += 50) await env.DB.batch(statements.slice(i, i + 50));
+}
+
+/** A chat's transfer messages, in seq order, through the chat object's own call (what a credited transfer's wallet does). */
+async function seedChat(chat: SeededChat, messages: readonly Seeded[], at: number) {
+  const appended = await chatStub(env, chat.id).appendTransfers(
+    chat.id,
+    messages.map((t) => ({
+      transferId: transferId(t.k),
+      messageId: messageId(t.k),
+      senderId: userId(t.sender),
+      recipientId: userId(t.recipient),
+      amount: t.amount,
+      note: null,
+      createdAt: at,
+    })),
+  );
+  if (!appended.ok || appended.value.length !== messages.length)
+    throw new Error(`seeding chat ${chat.id}: ${JSON.stringify(appended)}`);
 }
 
 /** One wallet's storage as the protocol would have left it: grant, transfers out (posted), credits in. */
@@ -170,16 +186,14 @@ describe(`a reconciliation run over ${WALLETS} wallets and ${TRANSFERS} transfer
       outs.set(t.sender, [...(outs.get(t.sender) ?? []), t]);
       ins.set(t.recipient, [...(ins.get(t.recipient) ?? []), t]);
     }
+    const inChat = new Map<string, Seeded[]>();
+    for (const t of all) inChat.set(t.chat, [...(inChat.get(t.chat) ?? []), t]);
     const seedStart = Date.now();
-    await seedD1(all, chats, at);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: SEED_CONCURRENCY }, async () => {
-        while (next < WALLETS) {
-          const i = next++;
-          await seedWallet(i, outs.get(i) ?? [], ins.get(i) ?? [], at);
-        }
-      }),
+    await seedDirectory(chats, at);
+    await inParallel(chats, (chat) => seedChat(chat, inChat.get(chat.id) ?? [], at));
+    await inParallel(
+      Array.from({ length: WALLETS }, (_, i) => i),
+      (i) => seedWallet(i, outs.get(i) ?? [], ins.get(i) ?? [], at),
     );
     const seedMs = Date.now() - seedStart;
     const admin = await seedUser({ role: "admin" });

@@ -41,7 +41,7 @@ export type ChatWiring = { effects: ChatEffects; now?: () => number };
  *   members.ts  who may read and send, markers, suspension, blocks, presence
  *   posting.ts  the rules of a send, a transfer's message, an edit, a marker, a member change
  *   keys.ts     stored outcomes of keyed sends     summary.ts  the D1 directory row, coalesced
- *   legacy.ts   the chat's beginning, and history an existing deployment still has in D1
+ *   legacy.ts   the chat's beginning (a snapshot of the D1 directory)
  *   transfer-reads.ts   what reconciliation reads of the transfer messages
  *
  * Every write runs in one `transactionSync` with the checks that allowed it, so a send is one
@@ -76,7 +76,7 @@ export class ChatObject extends DurableObject<Env> {
     this.log = new Log(db, this.members);
     this.keys = new SendKeys(db);
     this.posting = new Posting(this.log, this.members, this.keys);
-    this.legacy = new Legacy(db, this.log, this.members, this.effects);
+    this.legacy = new Legacy(db, this.log, this.members);
     this.summary = new Summary(db, this.log, this.members, this.effects);
     this.transfers = new TransferReads(db);
     this.hasSchema = schemaExists(ctx.storage);
@@ -110,9 +110,6 @@ export class ChatObject extends DurableObject<Env> {
   async send(cmd: SendCommand): Promise<SendResult> {
     const meta = await this.meta(cmd.chatId);
     if (!meta) return cmd.refusal ?? chatNotFound(cmd.chatId);
-    // A reply to a message still in D1 moves it here first, so the check below sees it.
-    if (cmd.replyToMessageId !== null) await this.legacy.byId(meta, cmd.replyToMessageId);
-    if (cmd.key) await this.adoptLegacyKey(meta, cmd.senderId, cmd.key.key);
     const result = this.ctx.storage.transactionSync(() => this.posting.send(this.current(), cmd, this.now()));
     if (result.ok && result.value.status === 201 && !result.value.replayed && result.value.message) {
       this.changed([{ type: "message.created", data: result.value.message }]);
@@ -153,7 +150,6 @@ export class ChatObject extends DurableObject<Env> {
   ): Promise<Outcome<Message>> {
     const meta = await this.meta(chatId);
     if (!meta) return refuse("message_not_found", `No message ${messageId} in your chats`);
-    await this.legacy.byId(meta, messageId);
     const result = this.ctx.storage.transactionSync((): Outcome<Message> => {
       const current = this.current();
       const row = this.posting.editable(current, userId, this.log.byId(messageId));
@@ -288,18 +284,6 @@ export class ChatObject extends DurableObject<Env> {
     // The alarm expires them with the keys of this chat's own sends (keys.ts).
     if (stored > 0) this.wakeAt(Math.min(...rows.map((row) => row.createdAt)) + IDEMPOTENCY_RETENTION_MS + 1);
     return stored;
-  }
-
-  /**
-   * Until the migration has moved this chat (it moves every key before any chat's messages), a
-   * retry of a send of the old design may come here before its key has: its outcome is read from
-   * D1 first, so the retry is answered, never sent twice. One D1 read per keyed send into a
-   * chat not moved yet; none after.
-   */
-  private async adoptLegacyKey(meta: ChatMeta, userId: string, key: string): Promise<void> {
-    if (meta.importedUpTo >= meta.legacyUpTo || this.keys.find(userId, key, this.now())) return;
-    const legacy = await this.effects.legacySendKey(meta.chatId, userId, key);
-    if (legacy) await this.storeLegacyKeys(meta, [legacy]);
   }
 
   // ------------------------------------------------------------------ behind the answers

@@ -1,6 +1,5 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import { messageColumns } from "../../db/schema";
 import { applyMigrations } from "../object-migrations";
 
 /**
@@ -63,7 +62,18 @@ export const messages = sqliteTable(
   {
     seq: integer("seq").primaryKey(),
     id: text("id").notNull(),
-    ...messageColumns(),
+    senderId: text("sender_id").notNull(),
+    type: text("type", { enum: ["text", "credit_transfer", "system"] }).notNull(),
+    content: text("content"),
+    replyToMessageId: text("reply_to_message_id"),
+    clientMessageId: text("client_message_id"),
+    transferId: text("transfer_id"),
+    transferRecipientId: text("transfer_recipient_id"),
+    transferAmount: integer("transfer_amount"),
+    transferNote: text("transfer_note"),
+    createdAt: integer("created_at").notNull(),
+    editedAt: integer("edited_at"),
+    deletedAt: integer("deleted_at"),
   },
   (t) => [
     uniqueIndex("messages_id_unique").on(t.id),

@@ -1,6 +1,5 @@
 import type { RealtimeEvent } from "../../schemas/realtime";
-import type { ChatMessageRow } from "./chat-schema";
-import type { ChatSnapshot, LegacySendKey } from "./chat-types";
+import type { ChatSnapshot } from "./chat-types";
 
 /**
  * Everything a chat object reaches outside its own storage, handed in by whoever binds it
@@ -14,12 +13,6 @@ export interface ChatEffects {
   writeSummary(summary: DirectorySummary): Promise<void>;
   /** Pushes frames to users; resolves to the users who turned out to have no open socket. */
   push(userIds: readonly string[], events: readonly RealtimeEvent[]): Promise<string[]>;
-  /** Legacy messages of this chat still in D1 (written before chat objects), by seq range, inclusive. */
-  legacyMessages(chatId: string, fromSeq: number, toSeq: number): Promise<ChatMessageRow[]>;
-  /** A legacy message of this chat still in D1, by id. */
-  legacyMessage(chatId: string, messageId: string): Promise<ChatMessageRow | null>;
-  /** A message-send key of the old design still in D1 whose message is this chat's (the migration moves them). */
-  legacySendKey(chatId: string, userId: string, key: string): Promise<LegacySendKey | null>;
 }
 
 /** One chat's row in the D1 directory (chats) and the members' own rows (chat_members) whose marker moved. */

@@ -5,24 +5,22 @@ import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import type { Log } from "./append";
 import { type ChatMessageRow, type ChatMeta, chatRow, type chatSchema, messages, type SendKeyRow } from "./chat-schema";
 import type { ChatSnapshot, LegacyMarker, LegacySendKey } from "./chat-types";
-import type { ChatEffects } from "./effects";
 import type { Members } from "./members";
 import { messageOf, sendBody } from "./posting";
 
 type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
 /**
- * A chat's beginning: the chat row and members from a snapshot of the D1 directory, and the
- * messages an existing deployment wrote to D1 before chat objects (seq 1..legacy_up_to), read from
- * D1 until the migration Workflow moves them here (workflows/chat-migration-workflow.ts), while
- * the API keeps answering.
+ * A chat's beginning: the chat row and members from a snapshot of the D1 directory. D1 holds no
+ * message history (no deployment ever wrote any), so every message is read from this object. The
+ * import methods below served the removed chat migration: only the object's import RPCs reach
+ * them, and nothing calls those any more.
  */
 export class Legacy {
   constructor(
     private readonly db: Db,
     private readonly log: Log,
     private readonly members: Members,
-    private readonly effects: Pick<ChatEffects, "legacyMessages" | "legacyMessage">,
   ) {}
 
   /** Creates the chat from `snapshot` unless it exists (concurrent first calls write it once). */
@@ -56,31 +54,13 @@ export class Legacy {
     return meta;
   }
 
-  /** The legacy seqs not moved yet: [from, to], or null when everything is here. */
-  private band(meta: ChatMeta): [number, number] | null {
-    return meta.importedUpTo < meta.legacyUpTo ? [meta.importedUpTo + 1, meta.legacyUpTo] : null;
+  /** Messages with seq in [from, to] ascending: all of them are here (no deployment holds D1 history to read). */
+  async range(_meta: ChatMeta, from: number, to: number): Promise<ChatMessageRow[]> {
+    return this.log.range(from, to);
   }
 
-  /** Messages with seq in [from, to] ascending, from here and, for the legacy band, from D1. */
-  async range(meta: ChatMeta, from: number, to: number): Promise<ChatMessageRow[]> {
-    const local = this.log.range(from, to);
-    const band = this.band(meta);
-    if (!band || band[1] < from || band[0] > to) return local;
-    const have = new Set(local.map((row) => row.seq));
-    const legacy = await this.effects.legacyMessages(meta.chatId, Math.max(from, band[0]), Math.min(to, band[1]));
-    return [...local, ...legacy.filter((row) => !have.has(row.seq))].sort((a, b) => a.seq - b.seq);
-  }
-
-  /**
-   * A message by id; one still in D1 is moved here first (an edit or delete must change the copy
-   * that stays), which the migration's later import then leaves alone.
-   */
-  async byId(meta: ChatMeta, messageId: string): Promise<ChatMessageRow | undefined> {
-    const here = this.log.byId(messageId);
-    if (here || !this.band(meta)) return here;
-    const legacy = await this.effects.legacyMessage(meta.chatId, messageId);
-    if (!legacy) return undefined;
-    this.log.importRows([legacy]);
+  /** A message by id. */
+  async byId(_meta: ChatMeta, messageId: string): Promise<ChatMessageRow | undefined> {
     return this.log.byId(messageId);
   }
 
@@ -129,8 +109,7 @@ export class Legacy {
       const status = key.status ?? 201;
       let body = key.body;
       if (body === null) {
-        // Read, not moved: the message moves with its page (and is counted there).
-        const message = this.log.byId(key.messageId) ?? (await this.effects.legacyMessage(meta.chatId, key.messageId));
+        const message = this.log.byId(key.messageId);
         if (!message) continue;
         body = sendBody(messageOf(meta, message), status === 200 ? 200 : 201);
       }

@@ -20,9 +20,6 @@ export type SendGateCommand = {
  */
 export type SendGateAnswer = { claim: "new" | "retry" | "none"; rateLimit: RateLimitDecision | null };
 
-/** A message-send key of the old design (D1 `idempotency_keys`), registered by the chat migration. */
-export type LegacyMessageKey = { key: string; fingerprint: string; target: string; createdAt: number };
-
 /**
  * The owner's message sends as they pass through the owner's object, one call per send (no D1):
  * the owner's key registry (a key names one request of its owner across all endpoints: a key of
@@ -65,31 +62,6 @@ export class SendGate {
   /** Gives a key back after its send was refused before executing (API.md §1: such requests keep no key). */
   release(key: string, fingerprint: string): void {
     this.storage.sql.exec("DELETE FROM message_keys WHERE key = ? AND fingerprint = ?", key, fingerprint);
-  }
-
-  /**
-   * Registers the owner's message-send keys of the old design (the chat migration), so a retry of
-   * one is a `retry` and another request under it is refused. A key already here (moved before,
-   * or used again since) is left as it is; keys past retention are left out. Returns how many were added.
-   */
-  importKeys(keys: readonly LegacyMessageKey[], now: number): number {
-    const live = keys.filter((key) => key.createdAt >= now - IDEMPOTENCY_RETENTION_MS);
-    const added = this.storage.transactionSync(() =>
-      live.filter(
-        (key) =>
-          this.storage.sql
-            .exec(
-              "INSERT INTO message_keys (key, fingerprint, target, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
-              key.key,
-              key.fingerprint,
-              key.target,
-              key.createdAt,
-            )
-            .toArray().length > 0,
-      ),
-    );
-    if (added.length > 0) this.wakeAt(Math.min(...added.map((key) => key.createdAt)) + IDEMPOTENCY_RETENTION_MS + 1);
-    return added.length;
   }
 
   /** Whether `key` names a message send of the owner within retention. */

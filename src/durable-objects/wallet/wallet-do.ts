@@ -9,7 +9,7 @@ import { GroupCommit } from "./group-commit";
 import { Ledger } from "./ledger";
 import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
-import { type LegacyMessageKey, SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
+import { SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
 import {
@@ -208,11 +208,6 @@ export class WalletObject extends DurableObject<Env> {
   /** Whether the owner holds `key` for a message send (the coarse budgets let such a retry through). */
   holdsSendKey(key: string): boolean {
     return this.sendGate.holds(key, this.hooks.now()) || this.sender.knowsKey(key);
-  }
-
-  /** The chat migration: the owner's message-send keys of the old design; how many were added. */
-  importMessageKeys(keys: readonly LegacyMessageKey[]): number {
-    return this.sendGate.importKeys(keys, this.hooks.now());
   }
 
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)

@@ -23,7 +23,7 @@ import { chatTransferPage, messagesInPairChats, transferChatsOf } from "./transf
 export const DRILL_PAGE = 500;
 /** Chats (one call each) a step of pass 1 reaches at most: its page ends before a transfer with a new counterparty past it. */
 export const DRILL_CHATS = 100;
-/** Subrequests a step of pass 2 spends at most (a chat's page, its legacy band, the wallet: 3 per page of a chat). */
+/** Subrequests a step of pass 2 spends at most (a chat's page and the wallet: 2 per page of a chat). */
 export const DRILL_CALLS = 150;
 
 export type Direction = "out" | "in";
@@ -115,7 +115,7 @@ export async function drillMessages(
   for (const [i, chatId] of chats.entries()) {
     let afterId = i === 0 && from.afterId !== null ? from.afterId : "";
     for (;;) {
-      if (budget.used + 3 > DRILL_CALLS) return { suspects, next: { chatId, afterId }, subrequests: budget.used };
+      if (budget.used + 2 > DRILL_CALLS) return { suspects, next: { chatId, afterId }, subrequests: budget.used };
       const side = direction === "out" ? "sent" : "received";
       const page = await chatTransferPage(env, budget, chatId, { userId, side, afterId, before, limit: DRILL_PAGE });
       const ids = page.map((m) => m.transferId);

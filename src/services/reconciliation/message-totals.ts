@@ -1,4 +1,3 @@
-import type { ChatTransferTotals } from "../../durable-objects/chat/chat-types";
 import { chatStub } from "../chat-objects";
 import { Budget, mapLimited } from "./budget";
 import type { MessageAggregate } from "./checks";
@@ -11,7 +10,7 @@ import type { MessageAggregate } from "./checks";
  * pages then compare each wallet against. One call per chat per run, whatever its size.
  */
 
-/** Chats per walk step: one object call each, plus 4 D1 calls. */
+/** Chats per walk step: one object call each, plus 3 D1 calls. */
 export const CHATS_PER_PAGE = 200;
 
 export type UserMessages = { sent: MessageAggregate; received: MessageAggregate };
@@ -52,11 +51,10 @@ export async function walkChatPage(
     )
   ).results;
   const answers = await mapLimited(chats, (chat) => budget.spend(chatStub(env, chat.id).transferTotals(chat.id, before)));
-  const legacy = await legacyTotals(env, budget, answers, before);
   const totals = new Map<string, UserMessages>();
   chats.forEach((chat, i) => {
     const members = chat.direct_key?.split(":") ?? [];
-    for (const sender of [...answers[i]!.senders, ...(legacy.get(chat.id) ?? [])]) {
+    for (const sender of answers[i]!.senders) {
       const recipient = members.includes(sender.senderId) ? members.find((m) => m !== sender.senderId) : undefined;
       add(totals, sender.senderId, "sent", sender);
       if (recipient) add(totals, recipient, "received", sender);
@@ -71,46 +69,6 @@ function add(totals: Map<string, UserMessages>, userId: string, side: keyof User
   const user = totals.get(userId) ?? { sent: { count: 0, amount: 0 }, received: { count: 0, amount: 0 } };
   user[side] = { count: user[side].count + by.count, amount: user[side].amount + by.amount };
   totals.set(userId, user);
-}
-
-type SenderTotal = { senderId: string; count: number; amount: number };
-
-/**
- * The transfer messages still in D1 (the chats' legacy bands, minus those already moved into
- * their object one by one), per chat and sender: one D1 query for the page, none when no chat
- * of it has a legacy band.
- */
-async function legacyTotals(
-  env: Env,
-  budget: Budget,
-  answers: readonly ChatTransferTotals[],
-  before: string,
-): Promise<Map<string, SenderTotal[]>> {
-  const bands = answers.flatMap((a) =>
-    a.legacy ? [{ chatId: a.chatId, fromSeq: a.legacy.fromSeq, toSeq: a.legacy.toSeq }] : [],
-  );
-  const byChat = new Map<string, SenderTotal[]>();
-  if (bands.length === 0) return byChat;
-  const here = answers.flatMap((a) => a.legacy?.here ?? []);
-  const rows = await budget.spend(
-    env.DB.prepare(
-      `SELECT m.chat_id, m.sender_id, COUNT(*) AS count, COALESCE(SUM(m.transfer_amount), 0) AS amount
-       FROM json_each(?1) AS b
-       JOIN messages AS m ON m.chat_id = json_extract(b.value, '$.chatId')
-         AND m.seq BETWEEN json_extract(b.value, '$.fromSeq') AND json_extract(b.value, '$.toSeq')
-       WHERE m.transfer_id IS NOT NULL AND m.transfer_id < ?2 AND m.transfer_id NOT IN (SELECT value FROM json_each(?3))
-       GROUP BY m.chat_id, m.sender_id`,
-    )
-      .bind(JSON.stringify(bands), before, JSON.stringify(here))
-      .all<{ chat_id: string; sender_id: string; count: number; amount: number }>(),
-  );
-  for (const row of rows.results) {
-    byChat.set(row.chat_id, [
-      ...(byChat.get(row.chat_id) ?? []),
-      { senderId: row.sender_id, count: row.count, amount: row.amount },
-    ]);
-  }
-  return byChat;
 }
 
 /** A run's message totals in D1 (`reconciliation_message_totals`, `reconciliation_chat_pages`). */

@@ -1,0 +1,2 @@
+DROP TABLE `message_routes`;--> statement-breakpoint
+DROP TABLE `messages`;
