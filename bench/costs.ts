@@ -1,0 +1,95 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { FLOOR_OF, type Row } from "./goals.ts";
+import { costPerMillion, dollars, perRequest, type Units } from "./pricing.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+
+/**
+ * What a scenario's counted units (bench/units.js, bench/world.ts `countUnits`) put in its
+ * results.json row: the units per request (the scenario's own Worker requests, counted, are the
+ * denominator), the object requests by binding, the D1 statements per request and the price of a
+ * million such requests (bench/pricing.ts).
+ */
+export function unitFields(
+  units: Units,
+): Pick<Row, "unitRequests" | "units" | "doRequestsByBinding" | "d1QueriesPerRequest" | "costPerMillion"> {
+  const requests = units.workerRequests;
+  const per = perRequest(units, requests);
+  return {
+    unitRequests: requests,
+    units: per,
+    doRequestsByBinding: Object.fromEntries(
+      Object.entries(units.doRequestsByBinding).map(([binding, n]) => [binding, Number((n / Math.max(requests, 1)).toFixed(3))]),
+    ),
+    d1QueriesPerRequest: per.d1Queries,
+    costPerMillion: costPerMillion(per).total,
+  };
+}
+
+/** The figures of a run kept to compare against (bench/cost-before.json): the commit before issue 27. */
+export type CostBaseline = {
+  commit: string;
+  at: string;
+  note: string;
+  scenarios: Record<string, Pick<Row, "units" | "d1QueriesPerRequest" | "costPerMillion" | "unitRequests">>;
+};
+
+export function readBaseline(root = ROOT): CostBaseline | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(root, "bench/cost-before.json"), "utf8")) as CostBaseline;
+  } catch {
+    return undefined;
+  }
+}
+
+const fixed = (x: number | undefined) => (x === undefined ? "—" : String(Number(x.toFixed(2))));
+
+/**
+ * The cost table of bench/README.md: per scenario, its units per request, its dollars per million
+ * requests, its floor's, the multiple, and the same scenario's figure in `before`.
+ */
+export function renderCosts(rows: Row[], before: CostBaseline | undefined) {
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const lines = [
+    `Billable units per request, counted in the Workers by bench/units.js (D1: statements, with round trips in brackets), and USD per million requests at Workers Paid prices past the plan's inclusions (bench/pricing.ts; Worker CPU time and object duration left out)${before ? `; "before" is commit ${before.commit} measured ${before.at}` : ""}:`,
+    "",
+    `| scenario | Worker req | DO req | D1 queries (calls) | D1 rows read | D1 rows written | DO rows read | DO rows written | $ per million | floor | floor $ per million | × floor |${before ? " before $ per million |" : ""}`,
+    `|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|${before ? "--:|" : ""}`,
+  ];
+  for (const r of rows) {
+    if (!r.units || r.costPerMillion === undefined) continue;
+    const u = r.units;
+    const floorName = FLOOR_OF[r.name];
+    const floor = floorName ? byName.get(floorName) : undefined;
+    const multiple = floor?.costPerMillion ? (r.costPerMillion / floor.costPerMillion).toFixed(2) : "—";
+    const was = before?.scenarios[r.name]?.costPerMillion;
+    lines.push(
+      `| ${r.name} | ${fixed(u.workerRequests)} | ${fixed(u.doRequests)} | ${fixed(u.d1Queries)} (${fixed(u.d1Calls)}) | ${fixed(u.d1RowsRead)} | ${fixed(u.d1RowsWritten)} | ${fixed(u.doRowsRead)} | ${fixed(u.doRowsWritten)} | ${dollars(r.costPerMillion)} | ${floorName ?? "—"} | ${floor?.costPerMillion === undefined ? "—" : dollars(floor.costPerMillion)} | ${multiple} |${before ? ` ${was === undefined ? "—" : dollars(was)} |` : ""}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** Writes `rows`' units and costs as bench/cost-before.json, the "before" of later runs' tables. */
+export function writeBaseline(rows: Row[], commit: string, at: string, root = ROOT) {
+  const baseline: CostBaseline = {
+    commit,
+    at,
+    note: "npm run bench with BENCH_BASELINE set: units counted by bench/units.js on this commit's product code",
+    scenarios: Object.fromEntries(
+      rows
+        .filter((r) => r.units)
+        .map((r) => [
+          r.name,
+          {
+            unitRequests: r.unitRequests,
+            units: r.units,
+            d1QueriesPerRequest: r.d1QueriesPerRequest,
+            costPerMillion: r.costPerMillion,
+          },
+        ]),
+    ),
+  };
+  writeFileSync(path.join(root, "bench/cost-before.json"), `${JSON.stringify(baseline, null, 2)}\n`);
+}

@@ -1,0 +1,334 @@
+/**
+ * The bench's meter of billable units (bench/README.md, "Cost per million"): loaded only by the
+ * bench's own entry module (bench/world.ts `meteredWorker`), beside an unchanged worker module (the
+ * product bundle exactly as `wrangler deploy` ships it, or a floor probe), never bundled into it.
+ * In the isolate of that worker it counts, from the moment the first entry point runs:
+ * - Worker requests: every `fetch` the Worker's entry answers (the meter's own path left out);
+ * - Durable Object requests: every RPC method call and `fetch` on a stub of any namespace
+ *   (Worker → object and object → object alike: `get`/`getByName` of every namespace hand out
+ *   counting stubs), every alarm handler run, and incoming WebSocket messages (billed 20:1);
+ * - D1: statements run (a batch of n counts n; `d1Calls` counts round trips), and the
+ *   `rows_read`/`rows_written` D1 reports in each statement's `meta`, summed;
+ * - Durable Object SQLite storage: `rowsRead`/`rowsWritten` of every `sql.exec` cursor, read at
+ *   the end of the turn that made it (SQL in an object is synchronous: a cursor is consumed in
+ *   its turn), plus the key-value and alarm methods, billed as rows by Cloudflare's rule
+ *   (a key read or listed = 1 row read; a key put or deleted = 1 row written; `setAlarm` = 1).
+ * The totals answer `GET <prefix>/__bench/units`; the bench reads them before and after a scenario.
+ */
+
+/** The meter's path, under any prefix (a probe answers only under its own route). */
+export const UNITS_PATH = "/__bench/units";
+
+/** One isolate's totals since it started. */
+export const units = {
+  workerRequests: 0,
+  doRequests: 0,
+  doRequestsByBinding: {},
+  doAlarms: 0,
+  doWebSocketMessages: 0,
+  d1Queries: 0,
+  d1Calls: 0,
+  d1RowsRead: 0,
+  d1RowsWritten: 0,
+  doRowsRead: 0,
+  doRowsWritten: 0,
+};
+
+const patched = new WeakSet();
+/** Replaces `owner[name]` (a method) with `wrap(original)`, once per owner. */
+function patchMethod(owner, name, wrap) {
+  const original = owner?.[name];
+  if (typeof original !== "function" || patched.has(original)) return;
+  const replacement = wrap(original);
+  patched.add(replacement);
+  Object.defineProperty(owner, name, { value: replacement, writable: true, configurable: true });
+}
+
+/** The object on `value`'s prototype chain that defines `name` itself. */
+function definer(value, name) {
+  for (let proto = value; proto; proto = Object.getPrototypeOf(proto)) {
+    if (Object.hasOwn(proto, name)) return proto;
+  }
+  return undefined;
+}
+
+// ------------------------------------------------------------------ D1
+
+/** Adds one D1 answer (`_send`'s: one result, or one per statement of a batch) to the totals. */
+export function countD1Answer(answer) {
+  const results = Array.isArray(answer) ? answer : [answer];
+  units.d1Calls += 1;
+  units.d1Queries += results.length;
+  for (const result of results) {
+    units.d1RowsRead += result?.meta?.rows_read ?? 0;
+    units.d1RowsWritten += result?.meta?.rows_written ?? 0;
+  }
+}
+
+/**
+ * Every D1 call of the binding (prepare().first/all/run/raw, batch, exec, sessions) goes through
+ * its session class's `_send` (or `_queryOrThrow` under the d1_binding_jsrpc flag), which gets
+ * each statement's `meta` even where the public method drops it (`first`, `raw`): patched there.
+ */
+function meterD1(db) {
+  const session = db?.alwaysPrimarySession;
+  if (!session) return;
+  patchMethod(
+    definer(session, "_send"),
+    "_send",
+    (send) =>
+      async function (...args) {
+        const answer = await send.apply(this, args);
+        countD1Answer(answer);
+        return answer;
+      },
+  );
+  patchMethod(
+    definer(session, "_queryOrThrow"),
+    "_queryOrThrow",
+    (query) =>
+      async function (...args) {
+        const answer = await query.apply(this, args);
+        countD1Answer(answer?.results ?? answer);
+        return answer;
+      },
+  );
+}
+
+// ------------------------------------------------------------------ Durable Object requests
+
+const countingStubs = new WeakMap();
+/** A stub whose every method call (RPC or `fetch`) counts one request to `binding`. */
+export function countingStub(stub, binding) {
+  const known = countingStubs.get(stub);
+  if (known) return known;
+  const counted = new Proxy(stub, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (typeof prop !== "string" || typeof value !== "function" || prop === "then" || prop === "dup") return value;
+      return (...args) => {
+        units.doRequests += 1;
+        units.doRequestsByBinding[binding] = (units.doRequestsByBinding[binding] ?? 0) + 1;
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  countingStubs.set(stub, counted);
+  return counted;
+}
+
+/**
+ * A namespace's `get`/`getByName` hand out counting stubs. Patched per namespace object (each
+ * binding its own name); the namespace class is shared, so the binding is looked up by object.
+ */
+const bindingOf = new WeakMap();
+function meterNamespace(namespace, binding) {
+  if (!namespace || typeof namespace.idFromName !== "function") return;
+  bindingOf.set(namespace, binding);
+  for (const name of ["get", "getByName"]) {
+    patchMethod(
+      definer(namespace, name),
+      name,
+      (original) =>
+        function (...args) {
+          const stub = original.apply(this, args);
+          const owner = bindingOf.get(this);
+          return owner === undefined ? stub : countingStub(stub, owner);
+        },
+    );
+  }
+}
+
+// ------------------------------------------------------------------ object storage
+
+let pendingCursors = [];
+function settleCursors() {
+  const cursors = pendingCursors;
+  pendingCursors = [];
+  for (const cursor of cursors) {
+    units.doRowsRead += cursor.rowsRead;
+    units.doRowsWritten += cursor.rowsWritten;
+  }
+}
+
+/** Adds `n` rows read (`written` false) or written by a key-value or alarm method. */
+const kvRows = (n, written) => {
+  if (written) units.doRowsWritten += n;
+  else units.doRowsRead += n;
+};
+/** How many keys a key-value call names: an array of keys, an object of entries, or one key. */
+export const keysIn = (first, entriesForm) =>
+  Array.isArray(first) ? first.length : entriesForm && first && typeof first === "object" ? Object.keys(first).length : 1;
+/** How many entries a `list` answered: a Map (async) or an iterable (sync). */
+const listed = (answer) => (answer instanceof Map ? answer.size : answer ? [...answer].length : 0);
+
+function meterStorage(storage) {
+  const sql = storage?.sql;
+  if (sql) {
+    patchMethod(
+      definer(sql, "exec"),
+      "exec",
+      (exec) =>
+        function (...args) {
+          const cursor = exec.apply(this, args);
+          if (pendingCursors.length === 0) queueMicrotask(settleCursors);
+          pendingCursors.push(cursor);
+          return cursor;
+        },
+    );
+  }
+  const proto = definer(storage, "get");
+  patchMethod(
+    proto,
+    "get",
+    (get) =>
+      async function (...args) {
+        kvRows(keysIn(args[0], false), false);
+        return get.apply(this, args);
+      },
+  );
+  for (const name of ["put", "delete"]) {
+    patchMethod(
+      proto,
+      name,
+      (original) =>
+        async function (...args) {
+          kvRows(keysIn(args[0], name === "put"), true);
+          return original.apply(this, args);
+        },
+    );
+  }
+  patchMethod(
+    proto,
+    "list",
+    (list) =>
+      async function (...args) {
+        const answer = await list.apply(this, args);
+        kvRows(listed(answer), false);
+        return answer;
+      },
+  );
+  patchMethod(
+    definer(storage, "setAlarm"),
+    "setAlarm",
+    (setAlarm) =>
+      function (...args) {
+        kvRows(1, true);
+        return setAlarm.apply(this, args);
+      },
+  );
+  const kv = storage?.kv;
+  if (kv) {
+    const kvProto = definer(kv, "get");
+    patchMethod(
+      kvProto,
+      "get",
+      (get) =>
+        function (...args) {
+          kvRows(keysIn(args[0], false), false);
+          return get.apply(this, args);
+        },
+    );
+    for (const name of ["put", "delete"]) {
+      patchMethod(
+        kvProto,
+        name,
+        (original) =>
+          function (...args) {
+            kvRows(1, true);
+            return original.apply(this, args);
+          },
+      );
+    }
+    patchMethod(
+      kvProto,
+      "list",
+      (list) =>
+        function (...args) {
+          const entries = [...list.apply(this, args)];
+          kvRows(entries.length, false);
+          return entries[Symbol.iterator]();
+        },
+    );
+  }
+}
+
+// ------------------------------------------------------------------ the entry
+
+/** Meters `env`'s D1 and object namespaces (`objects`: binding → class), once per isolate. */
+function meterEnv(env, objects) {
+  meterD1(env?.DB);
+  for (const binding of Object.keys(objects)) meterNamespace(env?.[binding], binding);
+}
+
+const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });
+
+/**
+ * The exports of a metered worker: `inner`'s exports, with its default handler counting Worker
+ * requests and answering the meter's path, and each object class (`objects`: binding → class
+ * name) and Workflow class (`workflows`: class names) subclassed to meter its storage and env.
+ */
+export function metered(inner, { objects = {}, workflows = [] } = {}) {
+  const handler = inner.default ?? {};
+  const wrapped = {};
+  for (const [name, value] of Object.entries(handler)) {
+    if (typeof value !== "function") continue;
+    wrapped[name] = (first, env, ctx) => {
+      meterEnv(env, objects);
+      if (name === "fetch") {
+        if (new URL(first.url).pathname.endsWith(UNITS_PATH)) {
+          settleCursors();
+          return json(units);
+        }
+        units.workerRequests += 1;
+      }
+      return value.call(handler, first, env, ctx);
+    };
+  }
+  const classes = {};
+  for (const className of new Set(Object.values(objects))) {
+    const Base = inner[className];
+    if (typeof Base !== "function") continue;
+    const Metered = class extends Base {
+      constructor(ctx, env) {
+        meterEnv(env, objects);
+        meterStorage(ctx.storage);
+        super(ctx, env);
+      }
+    };
+    countHandler(Metered, Base, "alarm", () => {
+      units.doAlarms += 1;
+      units.doRequests += 1;
+    });
+    countHandler(Metered, Base, "webSocketMessage", () => {
+      units.doWebSocketMessages += 1;
+    });
+    Object.defineProperty(Metered, "name", { value: className });
+    classes[className] = Metered;
+  }
+  for (const className of workflows) {
+    const Base = inner[className];
+    if (typeof Base !== "function") continue;
+    classes[className] = class extends Base {
+      constructor(ctx, env) {
+        meterEnv(env, objects);
+        super(ctx, env);
+      }
+    };
+  }
+  return { default: wrapped, classes };
+}
+
+/** `Metered.prototype[name]` counts (`count`) then runs `Base`'s handler, if `Base` has one. */
+function countHandler(Metered, Base, name, count) {
+  const original = Base.prototype[name];
+  if (typeof original !== "function") return;
+  Object.defineProperty(Metered.prototype, name, {
+    value(...args) {
+      count();
+      return original.apply(this, args);
+    },
+    writable: true,
+    configurable: true,
+  });
+}
