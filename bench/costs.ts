@@ -27,6 +27,19 @@ export function unitFields(
   };
 }
 
+/**
+ * The meter's D1 totals without the counting triggers' own work (bench/world.ts
+ * `countD1RowsWritten`, on `message-send-group-100`): each row a trigger counts is one more row
+ * D1 reports written and one read (its counter's UPDATE by primary key), which no request made.
+ */
+export function withoutTriggerRows(units: Units, triggerRows: number): Units {
+  return {
+    ...units,
+    d1RowsWritten: Math.max(units.d1RowsWritten - triggerRows, 0),
+    d1RowsRead: Math.max(units.d1RowsRead - triggerRows, 0),
+  };
+}
+
 /** The figures of a run kept to compare against (bench/cost-before.json): the commit before issue 27. */
 export type CostBaseline = {
   commit: string;

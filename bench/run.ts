@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
 import { replaceBlock } from "./blocks.ts";
-import { readBaseline, renderCosts, unitFields, writeBaseline } from "./costs.ts";
+import { readBaseline, renderCosts, unitFields, withoutTriggerRows, writeBaseline } from "./costs.ts";
 import { type Row, renderGoals } from "./goals.ts";
 import { dollars } from "./pricing.ts";
 import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
@@ -51,7 +51,8 @@ async function main() {
       };
       // The bare Worker writes no D1, so counting around both keeps the scenario right after its bare run.
       const counted = scenario.countD1Writes ? await countD1RowsWritten(world.db, runBoth) : undefined;
-      const { bare, r, units } = counted ? counted.result : await runBoth();
+      const { bare, r, units: metered } = counted ? counted.result : await runBoth();
+      const units = counted ? withoutTriggerRows(metered, counted.rowsWritten) : metered;
       const row: Row = {
         name: scenario.name,
         ...r,
@@ -151,11 +152,14 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
 /** The project README's short table: what the run measured, the command, and where the rest is. */
 function renderSummary(rows: Row[], results: { machine: string; at: string; connections: number; secondsPerScenario: number }) {
   return [
-    `Latest figures (\`npm run bench\`, ${results.at}, on ${results.machine}; ${results.connections} connections, ${results.secondsPerScenario} s per scenario; the run before it, and the verdict against issue 12's goals, are in bench/README.md):`,
+    `Latest figures (\`npm run bench\`, ${results.at}, on ${results.machine}; ${results.connections} connections, ${results.secondsPerScenario} s per scenario; the run before it, the cost table and the verdict against the goals are in bench/README.md):`,
     "",
-    "| scenario | req/s | p50 ms | p99 ms | errors | × bare |",
-    "|---|--:|--:|--:|--:|--:|",
-    ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToBare} |`),
+    "| scenario | req/s | p50 ms | p99 ms | errors | × bare | D1 queries per request | $ per million |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToBare} | ${r.d1QueriesPerRequest ?? "—"} | ${r.costPerMillion === undefined ? "—" : dollars(r.costPerMillion)} |`,
+    ),
   ].join("\n");
 }
 

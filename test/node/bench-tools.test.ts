@@ -4,7 +4,7 @@ import path from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replaceBlock } from "../../bench/blocks.ts";
-import { renderCosts, unitFields } from "../../bench/costs.ts";
+import { renderCosts, unitFields, withoutTriggerRows } from "../../bench/costs.ts";
 import { type Row, renderGoals } from "../../bench/goals.ts";
 import { meteredEntry } from "../../bench/meter.ts";
 import { freshPairs, pairKey, samplePairs } from "../../bench/pairs.ts";
@@ -247,6 +247,12 @@ describe("bench/pricing.ts", () => {
     );
     expect(sumUnits([a, b]).doRequestsByBinding).toEqual({ WALLET: 4, CHAT: 1 });
     expect(perRequest(zeroUnits(), 0).doRowsWritten).toBe(0);
+  });
+
+  it("takes the counting triggers' own D1 rows out of a scenario's meter, never below zero", () => {
+    const metered = units({ workerRequests: 139, d1Queries: 124, d1RowsRead: 248, d1RowsWritten: 253 });
+    expect(withoutTriggerRows(metered, 124)).toEqual({ ...metered, d1RowsRead: 124, d1RowsWritten: 129 });
+    expect(withoutTriggerRows(units({ d1RowsWritten: 3 }), 5).d1RowsWritten).toBe(0);
   });
 
   it("writes a scenario's units, D1 queries and cost into its row, and the table beside its floor and the baseline", () => {
