@@ -147,6 +147,36 @@ describe("bench/goals.ts", () => {
     );
   });
 
+  it("judges issue 27's fan-out tail and the D1 queries of the directory reads", () => {
+    const withUnits = (name: string, d1Queries: number, d1Calls: number): Row => ({
+      ...row(name, 100, 0.1),
+      d1QueriesPerRequest: d1Queries,
+      units: {
+        workerRequests: 1,
+        doRequests: 0,
+        d1Queries,
+        d1Calls,
+        d1RowsRead: 1,
+        d1RowsWritten: 0,
+        doRowsRead: 0,
+        doRowsWritten: 0,
+      },
+    });
+    const table = renderGoals(
+      [withUnits("chat-list", 2, 1), withUnits("users-me", 1, 1), withUnits("message-send", 0.06, 0.03)],
+      [],
+      {
+        allMembersMs: { median: 24, p99: 124 },
+      },
+    );
+    expect(table).toContain(
+      "| realtime fan-out to 100 connected members: p99 ≤ 50 ms | p99 124 ms (median 24 ms) | — | missed by 2.48× |",
+    );
+    expect(table).toContain("| chat-list: D1 queries per request ≤ 1 | 2 (in 1 round trips) | — | missed |");
+    expect(table).toContain("| users-me: D1 queries per request ≤ 1 | 1 (in 1 round trips) | — | met |");
+    expect(table).toContain("| message-send: D1 queries per request = 0 | 0.06 (in 0.03 round trips) | — | missed |");
+  });
+
   it("misses the error goal when any scenario had an error, and the books when a check failed", () => {
     const table = renderGoals([{ ...row("health", 900, 0.9), errors: 3 }], ["money not conserved"]);
     expect(table).toContain("| 0 errors in every scenario | 3 | — | missed |");
