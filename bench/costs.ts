@@ -22,7 +22,8 @@ export function unitFields(
     doRequestsByBinding: Object.fromEntries(
       Object.entries(units.doRequestsByBinding).map(([binding, n]) => [binding, Number((n / Math.max(requests, 1)).toFixed(3))]),
     ),
-    d1QueriesPerRequest: per.d1Queries,
+    // The goals' figure: statements on the request path (the outboxes' flushes behind it are in `units`).
+    d1QueriesPerRequest: Number(((units.d1Queries - units.d1QueriesBehind) / Math.max(requests, 1)).toFixed(3)),
     costPerMillion: costPerMillion(per).total,
   };
 }
@@ -65,9 +66,9 @@ const fixed = (x: number | undefined) => (x === undefined ? "—" : String(Numbe
 export function renderCosts(rows: Row[], before: CostBaseline | undefined) {
   const byName = new Map(rows.map((r) => [r.name, r]));
   const lines = [
-    `Billable units per request, counted in the Workers by bench/units.js (D1: statements, with round trips in brackets), and USD per million requests at Workers Paid prices past the plan's inclusions (bench/pricing.ts; Worker CPU time and object duration left out)${before ? `; "before" is commit ${before.commit} measured ${before.at}` : ""}:`,
+    `Billable units per request, counted in the Workers by bench/units.js (D1 queries: statements on the request path, then behind the answers in alarms, Workflows and cron, with all round trips in brackets), and USD per million requests at Workers Paid prices past the plan's inclusions (bench/pricing.ts; Worker CPU time and object duration left out)${before ? `; "before" is commit ${before.commit} measured ${before.at}` : ""}:`,
     "",
-    `| scenario | Worker req | DO req | D1 queries (calls) | D1 rows read | D1 rows written | DO rows read | DO rows written | $ per million | floor | floor $ per million | × floor |${before ? " before $ per million |" : ""}`,
+    `| scenario | Worker req | DO req | D1 queries: path + behind (calls) | D1 rows read | D1 rows written | DO rows read | DO rows written | $ per million | floor | floor $ per million | × floor |${before ? " before $ per million |" : ""}`,
     `|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|${before ? "--:|" : ""}`,
   ];
   for (const r of rows) {
@@ -78,22 +79,28 @@ export function renderCosts(rows: Row[], before: CostBaseline | undefined) {
     const multiple = floor?.costPerMillion ? (r.costPerMillion / floor.costPerMillion).toFixed(2) : "—";
     const was = before?.scenarios[r.name]?.costPerMillion;
     lines.push(
-      `| ${r.name} | ${fixed(u.workerRequests)} | ${fixed(u.doRequests)} | ${fixed(u.d1Queries)} (${fixed(u.d1Calls)}) | ${fixed(u.d1RowsRead)} | ${fixed(u.d1RowsWritten)} | ${fixed(u.doRowsRead)} | ${fixed(u.doRowsWritten)} | ${dollars(r.costPerMillion)} | ${floorName ?? "—"} | ${floor?.costPerMillion === undefined ? "—" : dollars(floor.costPerMillion)} | ${multiple} |${before ? ` ${was === undefined ? "—" : dollars(was)} |` : ""}`,
+      `| ${r.name} | ${fixed(u.workerRequests)} | ${fixed(u.doRequests)} | ${fixed(r.d1QueriesPerRequest)} + ${fixed(u.d1QueriesBehind ?? 0)} (${fixed(u.d1Calls)}) | ${fixed(u.d1RowsRead)} | ${fixed(u.d1RowsWritten)} | ${fixed(u.doRowsRead)} | ${fixed(u.doRowsWritten)} | ${dollars(r.costPerMillion)} | ${floorName ?? "—"} | ${floor?.costPerMillion === undefined ? "—" : dollars(floor.costPerMillion)} | ${multiple} |${before ? ` ${was === undefined ? "—" : dollars(was)} |` : ""}`,
     );
   }
   return lines.join("\n");
 }
 
-/** Writes `rows`' units and costs as bench/cost-before.json, the "before" of later runs' tables. */
+/**
+ * Writes `rows`' units and costs as bench/cost-before.json, the "before" of later runs' tables; a
+ * partial run of the same commit replaces only its own scenarios, and says when it ran.
+ */
 export function writeBaseline(rows: Row[], commit: string, at: string, root = ROOT) {
+  const measured = rows.filter((r) => r.units);
+  const previous = readBaseline(root);
+  const same = previous?.commit === commit ? previous : undefined;
   const baseline: CostBaseline = {
     commit,
-    at,
-    note: "npm run bench with BENCH_BASELINE set: units counted by bench/units.js on this commit's product code",
-    scenarios: Object.fromEntries(
-      rows
-        .filter((r) => r.units)
-        .map((r) => [
+    at: same ? `${same.at}; ${measured.map((r) => r.name).join(", ")} again at ${at}` : at,
+    note: same?.note ?? "npm run bench with BENCH_BASELINE set: units counted by bench/units.js on this commit's product code",
+    scenarios: {
+      ...same?.scenarios,
+      ...Object.fromEntries(
+        measured.map((r) => [
           r.name,
           {
             unitRequests: r.unitRequests,
@@ -102,7 +109,8 @@ export function writeBaseline(rows: Row[], commit: string, at: string, root = RO
             costPerMillion: r.costPerMillion,
           },
         ]),
-    ),
+      ),
+    },
   };
   writeFileSync(path.join(root, "bench/cost-before.json"), `${JSON.stringify(baseline, null, 2)}\n`);
 }

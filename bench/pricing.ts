@@ -20,6 +20,9 @@ export type Units = {
   doWebSocketMessages: number;
   d1Queries: number;
   d1Calls: number;
+  /** Of d1Queries and d1Calls, those made behind the answers (alarms, Workflows, cron: owners' outboxes). */
+  d1QueriesBehind: number;
+  d1CallsBehind: number;
   d1RowsRead: number;
   d1RowsWritten: number;
   doRowsRead: number;
@@ -30,8 +33,11 @@ export type Units = {
 export type UnitsPerRequest = {
   workerRequests: number;
   doRequests: number;
+  /** Every D1 statement, on the request path or behind it. */
   d1Queries: number;
   d1Calls: number;
+  /** Of d1Queries, those made behind the answers (alarms, Workflows, cron). */
+  d1QueriesBehind: number;
   d1RowsRead: number;
   d1RowsWritten: number;
   doRowsRead: number;
@@ -56,6 +62,8 @@ export const zeroUnits = (): Units => ({
   doWebSocketMessages: 0,
   d1Queries: 0,
   d1Calls: 0,
+  d1QueriesBehind: 0,
+  d1CallsBehind: 0,
   d1RowsRead: 0,
   d1RowsWritten: 0,
   doRowsRead: 0,
@@ -67,7 +75,8 @@ export function addUnits(a: Units, b: Units, sign = 1): Units {
   const out = zeroUnits();
   for (const key of Object.keys(out) as (keyof Units)[]) {
     if (key === "doRequestsByBinding") continue;
-    out[key] = a[key] + sign * b[key];
+    // A reading from an older meter may lack a field: it counted none.
+    out[key] = (a[key] ?? 0) + sign * (b[key] ?? 0);
   }
   for (const binding of new Set([...Object.keys(a.doRequestsByBinding), ...Object.keys(b.doRequestsByBinding)])) {
     const n = (a.doRequestsByBinding[binding] ?? 0) + sign * (b.doRequestsByBinding[binding] ?? 0);
@@ -89,6 +98,7 @@ export function perRequest(delta: Units, requests: number): UnitsPerRequest {
     doRequests: per(delta.doRequests + delta.doWebSocketMessages / 20),
     d1Queries: per(delta.d1Queries),
     d1Calls: per(delta.d1Calls),
+    d1QueriesBehind: per(delta.d1QueriesBehind),
     d1RowsRead: per(delta.d1RowsRead),
     d1RowsWritten: per(delta.d1RowsWritten),
     doRowsRead: per(delta.doRowsRead),

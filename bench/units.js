@@ -13,8 +13,13 @@
  *   the end of the turn that made it (SQL in an object is synchronous: a cursor is consumed in
  *   its turn), plus the key-value and alarm methods, billed as rows by Cloudflare's rule
  *   (a key read or listed = 1 row read; a key put or deleted = 1 row written; `setAlarm` = 1).
+ * D1 statements made behind the answers (in an object's alarm handler, a Workflow's run or the
+ * cron handler: where owners flush their outboxes into D1's indexes) are also counted apart
+ * (`d1QueriesBehind`, `d1CallsBehind`), told from the request paths' by an AsyncLocalStorage
+ * context (the worker needs `nodejs_compat` or `nodejs_als`).
  * The totals answer `GET <prefix>/__bench/units`; the bench reads them before and after a scenario.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 
 /** The meter's path, under any prefix (a probe answers only under its own route). */
 export const UNITS_PATH = "/__bench/units";
@@ -28,11 +33,18 @@ export const units = {
   doWebSocketMessages: 0,
   d1Queries: 0,
   d1Calls: 0,
+  d1QueriesBehind: 0,
+  d1CallsBehind: 0,
   d1RowsRead: 0,
   d1RowsWritten: 0,
   doRowsRead: 0,
   doRowsWritten: 0,
 };
+
+/** Set (to "behind") while an alarm handler, a Workflow's run or a cron handler runs, and in what it awaits. */
+const phase = new AsyncLocalStorage();
+/** Runs `fn` as work behind the answers. */
+const behind = (fn) => phase.run("behind", fn);
 
 const patched = new WeakSet();
 /** Replaces `owner[name]` (a method) with `wrap(original)`, once per owner. */
@@ -59,6 +71,10 @@ export function countD1Answer(answer) {
   const results = Array.isArray(answer) ? answer : [answer];
   units.d1Calls += 1;
   units.d1Queries += results.length;
+  if (phase.getStore() === "behind") {
+    units.d1CallsBehind += 1;
+    units.d1QueriesBehind += results.length;
+  }
   for (const result of results) {
     units.d1RowsRead += result?.meta?.rows_read ?? 0;
     units.d1RowsWritten += result?.meta?.rows_written ?? 0;
@@ -282,6 +298,7 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
         }
         units.workerRequests += 1;
       }
+      if (name === "scheduled") return behind(() => value.call(handler, first, env, ctx));
       return value.call(handler, first, env, ctx);
     };
   }
@@ -296,10 +313,16 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
         super(ctx, env);
       }
     };
-    countHandler(Metered, Base, "alarm", () => {
-      units.doAlarms += 1;
-      units.doRequests += 1;
-    });
+    countHandler(
+      Metered,
+      Base,
+      "alarm",
+      () => {
+        units.doAlarms += 1;
+        units.doRequests += 1;
+      },
+      true,
+    );
     countHandler(Metered, Base, "webSocketMessage", () => {
       units.doWebSocketMessages += 1;
     });
@@ -309,24 +332,29 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
   for (const className of workflows) {
     const Base = inner[className];
     if (typeof Base !== "function") continue;
-    classes[className] = class extends Base {
+    const Metered = class extends Base {
       constructor(ctx, env) {
         meterEnv(env, objects);
         super(ctx, env);
       }
     };
+    countHandler(Metered, Base, "run", () => {}, true);
+    classes[className] = Metered;
   }
   return { default: wrapped, classes };
 }
 
-/** `Metered.prototype[name]` counts (`count`) then runs `Base`'s handler, if `Base` has one. */
-function countHandler(Metered, Base, name, count) {
+/**
+ * `Metered.prototype[name]` counts (`count`) then runs `Base`'s handler, if `Base` has one
+ * (`isBehind`: as work behind the answers).
+ */
+function countHandler(Metered, Base, name, count, isBehind = false) {
   const original = Base.prototype[name];
   if (typeof original !== "function") return;
   Object.defineProperty(Metered.prototype, name, {
     value(...args) {
       count();
-      return original.apply(this, args);
+      return isBehind ? behind(() => original.apply(this, args)) : original.apply(this, args);
     },
     writable: true,
     configurable: true,

@@ -185,6 +185,8 @@ function probeWorker(
     ],
     modulesRoot: dir,
     compatibilityDate: compatibilityDate(),
+    // The meter tells work behind the answers by an AsyncLocalStorage (bench/units.js).
+    compatibilityFlags: ["nodejs_als"],
     d1Databases: (database === undefined ? {} : { DB: database }) as Record<string, string>,
     durableObjects,
     routes: [`*${routePath}/*`],
