@@ -8,19 +8,19 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 /**
  * What a scenario's counted units (bench/units.js, bench/world.ts `countUnits`) put in its
  * results.json row: the units per request (the scenario's own Worker requests, counted, are the
- * denominator), the object requests by binding, the D1 statements per request and the price of a
+ * denominator), the object requests by class, the D1 statements per request and the price of a
  * million such requests (bench/pricing.ts).
  */
 export function unitFields(
   units: Units,
-): Pick<Row, "unitRequests" | "units" | "doRequestsByBinding" | "d1QueriesPerRequest" | "costPerMillion"> {
+): Pick<Row, "unitRequests" | "units" | "doRequestsByClass" | "d1QueriesPerRequest" | "costPerMillion"> {
   const requests = units.workerRequests;
   const per = perRequest(units, requests);
   return {
     unitRequests: requests,
     units: per,
-    doRequestsByBinding: Object.fromEntries(
-      Object.entries(units.doRequestsByBinding).map(([binding, n]) => [binding, Number((n / Math.max(requests, 1)).toFixed(3))]),
+    doRequestsByClass: Object.fromEntries(
+      Object.entries(units.doRequestsByClass).map(([name, n]) => [name, Number((n / Math.max(requests, 1)).toFixed(3))]),
     ),
     // The goals' figure: statements on the request path (the outboxes' flushes behind it are in `units`).
     d1QueriesPerRequest: Number(((units.d1Queries - units.d1QueriesBehind) / Math.max(requests, 1)).toFixed(3)),

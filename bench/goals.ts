@@ -21,8 +21,8 @@ export type Row = {
   unitRequests?: number;
   /** Billable units per request (bench/units.js, bench/pricing.ts). */
   units?: UnitsPerRequest;
-  /** Object requests per request, by namespace binding. */
-  doRequestsByBinding?: Record<string, number>;
+  /** Object requests per request, by the class of the object called. */
+  doRequestsByClass?: Record<string, number>;
   /** D1 statements per request on the request path (a batch of n counts n; `units` has those behind the answers and the round trips). */
   d1QueriesPerRequest?: number;
   /** USD per million requests of this scenario at Workers Paid prices (bench/pricing.ts). */

@@ -15,7 +15,7 @@
 export type Units = {
   workerRequests: number;
   doRequests: number;
-  doRequestsByBinding: Record<string, number>;
+  doRequestsByClass: Record<string, number>;
   doAlarms: number;
   doWebSocketMessages: number;
   d1Queries: number;
@@ -57,7 +57,7 @@ export const PRICES = {
 export const zeroUnits = (): Units => ({
   workerRequests: 0,
   doRequests: 0,
-  doRequestsByBinding: {},
+  doRequestsByClass: {},
   doAlarms: 0,
   doWebSocketMessages: 0,
   d1Queries: 0,
@@ -70,17 +70,17 @@ export const zeroUnits = (): Units => ({
   doRowsWritten: 0,
 });
 
-/** `a + sign × b`, field by field (by binding too). */
+/** `a + sign × b`, field by field (by class too). */
 export function addUnits(a: Units, b: Units, sign = 1): Units {
   const out = zeroUnits();
   for (const key of Object.keys(out) as (keyof Units)[]) {
-    if (key === "doRequestsByBinding") continue;
+    if (key === "doRequestsByClass") continue;
     // A reading from an older meter may lack a field: it counted none.
     out[key] = (a[key] ?? 0) + sign * (b[key] ?? 0);
   }
-  for (const binding of new Set([...Object.keys(a.doRequestsByBinding), ...Object.keys(b.doRequestsByBinding)])) {
-    const n = (a.doRequestsByBinding[binding] ?? 0) + sign * (b.doRequestsByBinding[binding] ?? 0);
-    if (n !== 0) out.doRequestsByBinding[binding] = n;
+  for (const name of new Set([...Object.keys(a.doRequestsByClass), ...Object.keys(b.doRequestsByClass)])) {
+    const n = (a.doRequestsByClass[name] ?? 0) + sign * (b.doRequestsByClass[name] ?? 0);
+    if (n !== 0) out.doRequestsByClass[name] = n;
   }
   return out;
 }

@@ -4,9 +4,11 @@
  * product bundle exactly as `wrangler deploy` ships it, or a floor probe), never bundled into it.
  * In the isolate of that worker it counts, from the moment the first entry point runs:
  * - Worker requests: every `fetch` the Worker's entry answers (the meter's own path left out);
- * - Durable Object requests: every RPC method call and `fetch` on a stub of any namespace
- *   (Worker → object and object → object alike: `get`/`getByName` of every namespace hand out
- *   counting stubs), every alarm handler run, and incoming WebSocket messages (billed 20:1);
+ * - Durable Object requests: every call that enters an object from outside it (an RPC method or
+ *   `fetch`, from a Worker, another object or a Workflow), counted by the object's class where it
+ *   runs (a call the object makes to its own methods is not one: an AsyncLocalStorage context
+ *   marks the code running inside a call), every alarm handler run, and incoming WebSocket
+ *   messages (billed 20:1);
  * - D1: statements run (a batch of n counts n; `d1Calls` counts round trips), and the
  *   `rows_read`/`rows_written` D1 reports in each statement's `meta`, summed;
  * - Durable Object SQLite storage: `rowsRead`/`rowsWritten` of every `sql.exec` cursor, read at
@@ -28,7 +30,7 @@ export const UNITS_PATH = "/__bench/units";
 export const units = {
   workerRequests: 0,
   doRequests: 0,
-  doRequestsByBinding: {},
+  doRequestsByClass: {},
   doAlarms: 0,
   doWebSocketMessages: 0,
   d1Queries: 0,
@@ -41,10 +43,16 @@ export const units = {
   doRowsWritten: 0,
 };
 
-/** Set (to "behind") while an alarm handler, a Workflow's run or a cron handler runs, and in what it awaits. */
+/**
+ * What runs now, and everything it awaits or schedules: `{ behind }` while an alarm handler, a
+ * Workflow's run or a cron handler runs; `{ inCall }` inside a call an object is serving (its own
+ * method calls are not requests to it). A call from outside starts with neither.
+ */
 const phase = new AsyncLocalStorage();
+/** Runs `fn` with `flags` added to the current context. */
+const within = (flags, fn) => phase.run({ ...phase.getStore(), ...flags }, fn);
 /** Runs `fn` as work behind the answers. */
-const behind = (fn) => phase.run("behind", fn);
+const behind = (fn) => within({ behind: true, inCall: true }, fn);
 
 const patched = new WeakSet();
 /** Replaces `owner[name]` (a method) with `wrap(original)`, once per owner. */
@@ -71,7 +79,7 @@ export function countD1Answer(answer) {
   const results = Array.isArray(answer) ? answer : [answer];
   units.d1Calls += 1;
   units.d1Queries += results.length;
-  if (phase.getStore() === "behind") {
+  if (phase.getStore()?.behind) {
     units.d1CallsBehind += 1;
     units.d1QueriesBehind += results.length;
   }
@@ -113,45 +121,35 @@ function meterD1(db) {
 
 // ------------------------------------------------------------------ Durable Object requests
 
-const countingStubs = new WeakMap();
-/** A stub whose every method call (RPC or `fetch`) counts one request to `binding`. */
-export function countingStub(stub, binding) {
-  const known = countingStubs.get(stub);
-  if (known) return known;
-  const counted = new Proxy(stub, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop);
-      if (typeof prop !== "string" || typeof value !== "function" || prop === "then" || prop === "dup") return value;
-      return (...args) => {
-        units.doRequests += 1;
-        units.doRequestsByBinding[binding] = (units.doRequestsByBinding[binding] ?? 0) + 1;
-        return Reflect.apply(value, target, args);
-      };
-    },
-  });
-  countingStubs.set(stub, counted);
-  return counted;
-}
+/** Handlers the runtime calls that are billed apart (alarms, WebSocket messages) or not at all. */
+const NOT_CALLS = new Set(["constructor", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"]);
 
 /**
- * A namespace's `get`/`getByName` hand out counting stubs. Patched per namespace object (each
- * binding its own name); the namespace class is shared, so the binding is looked up by object.
+ * Every method of `Base` (its prototype chain, `fetch` included) counts one request to an object
+ * of `className` when it is entered from outside (no `inCall` in the context), and runs inside a
+ * call. Counted where the object runs, so calls through a stub need no wrapper: a stub stays the
+ * runtime's own, which may be handed to another call as an argument.
  */
-const bindingOf = new WeakMap();
-function meterNamespace(namespace, binding) {
-  if (!namespace || typeof namespace.idFromName !== "function") return;
-  bindingOf.set(namespace, binding);
-  for (const name of ["get", "getByName"]) {
-    patchMethod(
-      definer(namespace, name),
-      name,
-      (original) =>
-        function (...args) {
-          const stub = original.apply(this, args);
-          const owner = bindingOf.get(this);
-          return owner === undefined ? stub : countingStub(stub, owner);
-        },
-    );
+function countCalls(Metered, Base, className) {
+  const names = new Set();
+  for (let proto = Base.prototype; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const descriptor = Object.getOwnPropertyDescriptor(proto, name);
+      if (!NOT_CALLS.has(name) && typeof descriptor?.value === "function") names.add(name);
+    }
+  }
+  for (const name of names) {
+    const original = Base.prototype[name];
+    Object.defineProperty(Metered.prototype, name, {
+      value(...args) {
+        if (phase.getStore()?.inCall) return original.apply(this, args);
+        units.doRequests += 1;
+        units.doRequestsByClass[className] = (units.doRequestsByClass[className] ?? 0) + 1;
+        return within({ inCall: true }, () => original.apply(this, args));
+      },
+      writable: true,
+      configurable: true,
+    });
   }
 }
 
@@ -271,10 +269,9 @@ function meterStorage(storage) {
 
 // ------------------------------------------------------------------ the entry
 
-/** Meters `env`'s D1 and object namespaces (`objects`: binding → class), once per isolate. */
-function meterEnv(env, objects) {
+/** Meters `env`'s D1, once per isolate. */
+function meterEnv(env) {
   meterD1(env?.DB);
-  for (const binding of Object.keys(objects)) meterNamespace(env?.[binding], binding);
 }
 
 const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });
@@ -290,7 +287,7 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
   for (const [name, value] of Object.entries(handler)) {
     if (typeof value !== "function") continue;
     wrapped[name] = (first, env, ctx) => {
-      meterEnv(env, objects);
+      meterEnv(env);
       if (name === "fetch") {
         if (new URL(first.url).pathname.endsWith(UNITS_PATH)) {
           settleCursors();
@@ -308,11 +305,13 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
     if (typeof Base !== "function") continue;
     const Metered = class extends Base {
       constructor(ctx, env) {
-        meterEnv(env, objects);
+        meterEnv(env);
         meterStorage(ctx.storage);
-        super(ctx, env);
+        // What the constructor starts (blockConcurrencyWhile, loads) runs inside, not as calls.
+        within({ inCall: true }, () => super(ctx, env));
       }
     };
+    countCalls(Metered, Base, className);
     countHandler(
       Metered,
       Base,
@@ -334,7 +333,7 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
     if (typeof Base !== "function") continue;
     const Metered = class extends Base {
       constructor(ctx, env) {
-        meterEnv(env, objects);
+        meterEnv(env);
         super(ctx, env);
       }
     };

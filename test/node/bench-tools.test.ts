@@ -278,12 +278,12 @@ describe("bench/pricing.ts", () => {
   });
 
   it("adds and subtracts readings field by field, bindings too, and never divides by zero requests", () => {
-    const a = units({ workerRequests: 5, doRequests: 4, doRequestsByBinding: { WALLET: 3, CHAT: 1 }, doRowsWritten: 9 });
-    const b = units({ workerRequests: 2, doRequests: 1, doRequestsByBinding: { WALLET: 1 }, doRowsWritten: 4 });
+    const a = units({ workerRequests: 5, doRequests: 4, doRequestsByClass: { WalletDO: 3, ChatDO: 1 }, doRowsWritten: 9 });
+    const b = units({ workerRequests: 2, doRequests: 1, doRequestsByClass: { WalletDO: 1 }, doRowsWritten: 4 });
     expect(addUnits(a, b, -1)).toEqual(
-      units({ workerRequests: 3, doRequests: 3, doRequestsByBinding: { WALLET: 2, CHAT: 1 }, doRowsWritten: 5 }),
+      units({ workerRequests: 3, doRequests: 3, doRequestsByClass: { WalletDO: 2, ChatDO: 1 }, doRowsWritten: 5 }),
     );
-    expect(sumUnits([a, b]).doRequestsByBinding).toEqual({ WALLET: 4, CHAT: 1 });
+    expect(sumUnits([a, b]).doRequestsByClass).toEqual({ WalletDO: 4, ChatDO: 1 });
     expect(perRequest(zeroUnits(), 0).doRowsWritten).toBe(0);
   });
 
@@ -295,9 +295,9 @@ describe("bench/pricing.ts", () => {
 
   it("writes a scenario's units, D1 queries and cost into its row, and the table beside its floor and the baseline", () => {
     const scenario = unitFields(
-      units({ workerRequests: 100, doRequests: 300, doRequestsByBinding: { WALLET: 200, CHAT: 100 }, doRowsWritten: 2500 }),
+      units({ workerRequests: 100, doRequests: 300, doRequestsByClass: { WalletDO: 200, ChatDO: 100 }, doRowsWritten: 2500 }),
     );
-    expect(scenario).toMatchObject({ unitRequests: 100, d1QueriesPerRequest: 0, doRequestsByBinding: { WALLET: 2, CHAT: 1 } });
+    expect(scenario).toMatchObject({ unitRequests: 100, d1QueriesPerRequest: 0, doRequestsByClass: { WalletDO: 2, ChatDO: 1 } });
     expect(scenario.costPerMillion).toBeCloseTo(0.3 + 3 * 0.15 + 25);
     const floor = unitFields(units({ workerRequests: 10, doRequests: 30, doRowsWritten: 70 }));
     const row = (name: string, fields: Partial<Row>): Row => ({
@@ -350,7 +350,16 @@ export class Tiny extends DurableObject {
   }
   kv() {
     this.ctx.storage.kv.put("a", 1);
-    return this.ctx.storage.kv.get("a");
+    return this.ping(this.ctx.storage.kv.get("a"));
+  }
+  ping(value) {
+    return value;
+  }
+  viaStub(stub) {
+    return stub.ping("pong");
+  }
+  later() {
+    return new Promise((resolve) => setTimeout(() => resolve(this.ping("later")), 5));
   }
   async asyncKv() {
     await this.ctx.storage.put({ b: 1, c: 2 });
@@ -378,6 +387,10 @@ export default {
       return new Response("d1");
     }
     const stub = env.TINY.get(env.TINY.idFromName(url.searchParams.get("name") ?? "a"));
+    if (url.pathname === "/later") return new Response(await stub.later());
+    if (url.pathname === "/via") {
+      return new Response(await stub.viaStub(env.TINY.get(env.TINY.idFromName("d"))));
+    }
     if (url.pathname === "/soon") {
       await stub.soon();
       return new Response("soon");
@@ -442,13 +455,26 @@ export default {
   it("counts object requests (Worker → object and object → object) and the storage rows read and written", async () => {
     await around("/do"); // creates both objects' tables (DDL is counted too, but not asserted)
     const warm = await around("/do");
-    // write, kv, asyncKv and call from the Worker; call's write on the other object.
-    expect(warm).toMatchObject({ workerRequests: 1, doRequests: 5, doRequestsByBinding: { TINY: 5 } });
+    // write, kv, asyncKv and call from the Worker; call's write on the other object (kv's own
+    // call to its ping is not a request).
+    expect(warm).toMatchObject({ workerRequests: 1, doRequests: 5, doRequestsByClass: { Tiny: 5 } });
     // Written: 3 inserts, kv.put, put of 2 keys, setAlarm; on the other object 1 insert.
     expect(warm.doRowsWritten).toBe(3 + 1 + 2 + 1 + 1);
     // Read: the 6 rows so far in a's table, kv.get, get of 2 keys; the other object's 2 rows.
     expect(warm.doRowsRead).toBe(6 + 1 + 2 + 2);
     expect(warm.d1Queries).toBe(0);
+  });
+
+  it("does not count an object's own calls from a timer it set while serving a call", async () => {
+    const later = await around("/later");
+    expect(later).toMatchObject({ workerRequests: 1, doRequests: 1 });
+  });
+
+  it("leaves stubs the runtime's own: one handed to a call as an argument works, and its calls count", async () => {
+    const before = await meter();
+    const res = await mf.dispatchFetch("http://bench/via");
+    expect(await res.text()).toBe("pong");
+    expect(addUnits(await meter(), before, -1)).toMatchObject({ workerRequests: 1, doRequests: 2 });
   });
 
   it("counts an alarm's run as an object request and its D1 queries as behind the answers, and never counts its own path", async () => {
