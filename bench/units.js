@@ -319,6 +319,9 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
       () => {
         units.doAlarms += 1;
         units.doRequests += 1;
+        // Apart from the class's calls: an alarm may belong to work an earlier scenario left.
+        const key = `${className} alarms`;
+        units.doRequestsByClass[key] = (units.doRequestsByClass[key] ?? 0) + 1;
       },
       true,
     );

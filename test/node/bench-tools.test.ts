@@ -494,5 +494,6 @@ export default {
       d1QueriesBehind: 1,
       d1CallsBehind: 1,
     });
+    expect(delta.doRequestsByClass).toEqual({ Tiny: 1, "Tiny alarms": 1 });
   });
 });
