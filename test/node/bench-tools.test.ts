@@ -63,6 +63,25 @@ describe("bench/summarize-profile.ts", () => {
   });
 });
 
+describe("bench/summarize-profile.ts and the meter", () => {
+  it("puts the meter's own frames (bench/units.js served in front of the bundle) in a bucket of their own", () => {
+    const nodes = [
+      frame(1, "(root)", "", [2]),
+      frame(2, "value", "file:///tmp/build/__bench_units.js", [3]),
+      frame(3, "send", "file:///app/src/services/chat-objects.ts"),
+    ];
+    const summary = summarize(
+      profileOf(nodes, [
+        [2, 2],
+        [3, 3],
+      ]),
+      1,
+    );
+    expect(summary.perBucketMs["bench meter"]).toBeCloseTo(2);
+    expect(summary.perBucketMs["product code (other)"]).toBeCloseTo(3);
+  });
+});
+
 describe("bench/goals.ts", () => {
   const row = (name: string, rps: number, ratioToBare: number, p99Ms = 10): Row => ({
     name,
