@@ -403,6 +403,8 @@ export default {
       await env.DB.batch([env.DB.prepare("SELECT v FROM x"), env.DB.prepare("SELECT v FROM x")]);
       await env.DB.prepare("SELECT v FROM x").first("v");
       await env.DB.prepare("SELECT v FROM x").raw();
+      // The Sessions API (read replication) goes through a session of its own.
+      await env.DB.withSession("first-primary").prepare("SELECT v FROM x").all();
       return new Response("d1");
     }
     const stub = env.TINY.get(env.TINY.idFromName(url.searchParams.get("name") ?? "a"));
@@ -458,15 +460,15 @@ export default {
 
   it("counts D1 statements, round trips and the rows D1 reports, through every method of the binding", async () => {
     const d1 = await around("/d1");
-    // 5 statements in 4 calls (a batch of two is one); the insert writes 2 rows, each SELECT scans
+    // 6 statements in 5 calls (a batch of two is one); the insert writes 2 rows, each SELECT scans
     // the 2 rows (first() and raw() included, whose public answers drop D1's meta).
     expect(d1).toMatchObject({
       workerRequests: 1,
-      d1Queries: 5,
-      d1Calls: 4,
+      d1Queries: 6,
+      d1Calls: 5,
       d1QueriesBehind: 0,
       d1RowsWritten: 2,
-      d1RowsRead: 8,
+      d1RowsRead: 10,
     });
     expect(d1.doRequests).toBe(0);
   });
