@@ -1,6 +1,6 @@
 /**
  * The bench's meter of billable units (bench/README.md, "Cost per million"): loaded only by the
- * bench's own entry module (bench/world.ts `meteredWorker`), beside an unchanged worker module (the
+ * bench's own entry module (bench/meter.ts `meteredEntry`), beside an unchanged worker module (the
  * product bundle exactly as `wrangler deploy` ships it, or a floor probe), never bundled into it.
  * In the isolate of that worker it counts, from the moment the first entry point runs:
  * - Worker requests: every `fetch` the Worker's entry answers (the meter's own path left out);
