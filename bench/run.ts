@@ -3,7 +3,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import path from "node:path";
 import { replaceBlock } from "./blocks.ts";
+import { readBaseline, renderCosts, unitFields, withoutTriggerRows, writeBaseline } from "./costs.ts";
 import { type Row, renderGoals } from "./goals.ts";
+import { dollars } from "./pricing.ts";
 import { type FanoutResult, measureGroupFanout } from "./realtime-fanout.ts";
 import {
   BARE_PATH,
@@ -12,6 +14,7 @@ import {
   CONNECTIONS,
   checkInvariants,
   countD1RowsWritten,
+  countUnits,
   createWorld,
   load,
   ROOT,
@@ -22,7 +25,9 @@ import {
  * `npm run bench [-- scenario …]`: every scenario of bench/world.ts, each right after a run of the
  * bare Worker served by the same Miniflare process, so every figure is also a ratio to the bare
  * runtime measured moments before on the same (shared, noisy) machine. A scenario marked
- * `countD1Writes` also reports the D1 rows written per request answered. After the load the books
+ * `countD1Writes` also reports the D1 rows written per request answered; every scenario reports its
+ * billable units per request and their price per million requests (bench/units.js, bench/pricing.ts),
+ * also as a table beside its floor's and the baseline's (bench/cost-before.json). After the load the books
  * are checked (money conserved, no negative balance, every chat's seq contiguous, the directory
  * caught up with the chat objects) and the run fails if not. A full run writes
  * bench/results.json, the block in bench/README.md and the short table in README.md.
@@ -38,19 +43,23 @@ async function main() {
     const loadBefore = loadavg()[0] ?? 0;
     for (const scenario of world.scenarios) {
       if (only.length && !only.includes(scenario.name)) continue;
+      // The scenario's billable units are counted from right after its bare run (the bare Worker is not metered).
       const runBoth = async () => {
         const bare = await load(base, { path: BARE_PATH, seconds: BARE_SECONDS });
-        return { bare, r: await load(base, scenario.load) };
+        const { result: r, units } = await countUnits(base, () => load(base, scenario.load));
+        return { bare, r, units };
       };
       // The bare Worker writes no D1, so counting around both keeps the scenario right after its bare run.
       const counted = scenario.countD1Writes ? await countD1RowsWritten(world.db, runBoth) : undefined;
-      const { bare, r } = counted ? counted.result : await runBoth();
+      const { bare, r, units: metered } = counted ? counted.result : await runBoth();
+      const units = counted ? withoutTriggerRows(metered, counted.rowsWritten) : metered;
       const row: Row = {
         name: scenario.name,
         ...r,
         rps: Number(r.rps.toFixed(1)),
         ratioToBare: Number((r.rps / bare.rps).toFixed(3)),
         bareRps: Number(bare.rps.toFixed(1)),
+        ...unitFields(units),
       };
       if (counted) {
         row.d1RowsWritten = counted.rowsWritten;
@@ -58,6 +67,9 @@ async function main() {
         row.d1RowsWrittenByTable = counted.byTable;
       }
       rows.push(row);
+      console.log(
+        `  ${row.name.padEnd(24)} units per request ${JSON.stringify(row.units)}, ${dollars(row.costPerMillion ?? 0)} per million`,
+      );
       console.log(
         `  ${row.name.padEnd(24)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${String(r.p50Ms).padStart(5)} ms  p99 ${String(r.p99Ms).padStart(5)} ms  errors ${r.errors}  ×bare ${row.ratioToBare} (bare ${bare.rps.toFixed(0)}/s, ${bare.errors} errors)${counted ? `  D1 rows written ${counted.rowsWritten} (${row.d1RowsWrittenPerRequest} per request answered; ${JSON.stringify(counted.byTable)})` : ""}`,
       );
@@ -87,12 +99,15 @@ async function main() {
       invariantViolations: problems,
     };
     if (!only.length) writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    // BENCH_BASELINE=<commit>: this run's units and costs become the "before" column (bench/cost-before.json).
+    if (process.env.BENCH_BASELINE) writeBaseline(rows, process.env.BENCH_BASELINE, results.at);
     let table = renderTable(rows, results);
     if (realtimeFanout) {
       const f = realtimeFanout;
       table += `\n\nRealtime fan-out (100-member group, all connected, ${f.rounds} messages): every member has the frame after median ${f.allMembersMs.median} ms, p99 ${f.allMembersMs.p99} ms; single deliveries median ${f.eachDeliveryMs.median} ms; the send itself median ${f.sendMs.median} ms; /health median ${f.healthMs.median} ms.`;
     }
-    table += `\n\n${renderGoals(rows, problems)}`;
+    table += `\n\n${renderCosts(rows, readBaseline(ROOT))}`;
+    table += `\n\n${renderGoals(rows, problems, realtimeFanout)}`;
     console.log(`\n${table}`);
     if (!only.length) {
       writeBlock("bench/README.md", "bench:results", table);
@@ -137,11 +152,14 @@ function renderTable(rows: Row[], results: { machine: string; at: string; connec
 /** The project README's short table: what the run measured, the command, and where the rest is. */
 function renderSummary(rows: Row[], results: { machine: string; at: string; connections: number; secondsPerScenario: number }) {
   return [
-    `Latest figures (\`npm run bench\`, ${results.at}, on ${results.machine}; ${results.connections} connections, ${results.secondsPerScenario} s per scenario; the run before it, and the verdict against issue 12's goals, are in bench/README.md):`,
+    `Latest figures (\`npm run bench\`, ${results.at}, on ${results.machine}; ${results.connections} connections, ${results.secondsPerScenario} s per scenario; the run before it, the cost table and the verdict against the goals are in bench/README.md):`,
     "",
-    "| scenario | req/s | p50 ms | p99 ms | errors | × bare |",
-    "|---|--:|--:|--:|--:|--:|",
-    ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToBare} |`),
+    "| scenario | req/s | p50 ms | p99 ms | errors | × bare | D1 queries per request | $ per million |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.ratioToBare} | ${r.d1QueriesPerRequest ?? "—"} | ${r.costPerMillion === undefined ? "—" : dollars(r.costPerMillion)} |`,
+    ),
   ].join("\n");
 }
 

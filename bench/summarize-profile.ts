@@ -41,6 +41,7 @@ export const BUCKETS = [
   "rate limiter",
   "hono + routing + middleware",
   "product code (other)",
+  "bench meter",
   "GC",
   "other",
 ] as const;
@@ -59,6 +60,8 @@ export type Summary = {
 /** Which bucket a source file (original path from the source map, or a script URL) belongs to. */
 function bucketOfSource(source: string): Bucket | undefined {
   const s = source.replaceAll("\\", "/");
+  // bench/units.js, served in front of the bundle (bench/meter.ts): the bench's own cost, not the product's.
+  if (/__bench_(units|entry)\.js$/.test(s)) return "bench meter";
   if (/hono\/dist\/.*(jwt|jws|jwa|crypto|utils\/encode)/.test(s) || /src\/(lib\/jwt|middlewares\/auth)\.ts/.test(s))
     return "JWT + crypto";
   if (s.includes("node_modules/zod/") || s.includes("node_modules/@hono/zod-validator")) return "zod validation";

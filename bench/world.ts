@@ -8,7 +8,9 @@ import autocannon from "autocannon";
 import { sign } from "hono/jwt";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { freePort } from "../test/e2e/support/server.ts";
+import { meteredEntry } from "./meter.ts";
 import { freshPairs, type Pair, pairKey, samplePairs } from "./pairs.ts";
+import { addUnits, sumUnits, type Units } from "./pricing.ts";
 
 /**
  * What `npm run bench` and `npm run bench:profile` share: the built Worker (wrangler deploy
@@ -119,11 +121,17 @@ export function appWorker(
   outdir: string,
   database: string,
   root = ROOT,
+  meter = false,
 ) {
   const { objects, workflows } = tomlClasses(root);
+  const main = modules[0];
   return {
     name,
-    modules,
+    // `meter`: bench/units.js's entry in front of the bundle, which itself is served unchanged.
+    modules:
+      meter && main
+        ? [...meteredEntry(outdir, path.basename(main.path), objects, Object.values(workflows)), ...modules]
+        : modules,
     modulesRoot: outdir,
     compatibilityDate: compatibilityDate(),
     compatibilityFlags: ["nodejs_compat"],
@@ -157,13 +165,29 @@ export function bareWorker() {
 export const BARE_D1_PATH = "/__bare-d1";
 
 /** A floor probe: `bench/<name>-worker.js` answering under `routePath`, on the product's D1 database `database` (if any). */
-function probeWorker(name: string, routePath: string, database: string | undefined, durableObjects = {}) {
+function probeWorker(
+  name: string,
+  routePath: string,
+  database: string | undefined,
+  durableObjects: Record<string, { className: string; scriptName?: string; useSQLite?: boolean }> = {},
+) {
+  const file = `${name}-worker.js`;
+  // Its own classes (not another worker's, bound by scriptName) are metered where they run.
+  const own = Object.fromEntries(
+    Object.entries(durableObjects).map(([binding, o]) => [binding, o.scriptName ? "" : o.className]),
+  );
+  const dir = path.join(ROOT, "bench");
   return {
     name: `bench-${name}`,
-    modules: true,
-    scriptPath: path.join(ROOT, `bench/${name}-worker.js`),
+    modules: [
+      ...meteredEntry(dir, file, own, []),
+      { type: "ESModule" as const, path: path.join(dir, file), contents: readFileSync(path.join(dir, file), "utf8") },
+    ],
+    modulesRoot: dir,
     compatibilityDate: compatibilityDate(),
-    d1Databases: database === undefined ? {} : { DB: database },
+    // The meter tells work behind the answers by an AsyncLocalStorage (bench/units.js).
+    compatibilityFlags: ["nodejs_als"],
+    d1Databases: (database === undefined ? {} : { DB: database }) as Record<string, string>,
     durableObjects,
     routes: [`*${routePath}/*`],
   };
@@ -217,7 +241,7 @@ export async function startMiniflare(
       ...(inspectorPort ? { inspectorPort } : {}),
       resourcePersistencePath: persist,
       workers: [
-        appWorker(APP_WORKER, modules, outdir, "bench-db"),
+        appWorker(APP_WORKER, modules, outdir, "bench-db", ROOT, true),
         bareWorker(),
         bareD1Worker("bench-db"),
         bareChatWorker(),
@@ -692,6 +716,38 @@ export async function seedDirectChats(db: D1, pairs: readonly (readonly [string,
     ]);
   }
   return ids;
+}
+
+/**
+ * Where each metered worker answers its meter (bench/units.js): the product (Miniflare's
+ * fallback worker) and the floor probes. The bare Worker, the denominator of every ratio, is not
+ * metered: its run's last requests may still land while the next scenario is being counted.
+ */
+export const METERED_PREFIXES = ["", BARE_D1_PATH, BARE_CHAT_PATH, BARE_TRANSFER_PATH];
+
+/** Every metered worker's totals so far, summed (bench/units.js). */
+export async function readUnits(base: string): Promise<Units> {
+  const all = await Promise.all(
+    METERED_PREFIXES.map(async (prefix) => {
+      const res = await fetch(`${base}${prefix}/__bench/units`);
+      if (res.status !== 200) throw new Error(`reading the meter at ${prefix || "/"}: ${res.status}`);
+      return (await res.json()) as Units;
+    }),
+  );
+  return sumUnits(all);
+}
+
+/**
+ * The billable units used while `during` runs, in every metered worker: read before, and
+ * `settleMs` after it ends, so what its requests leave behind them (the chat objects' directory
+ * writes, up to 250 ms later; alarms; requests still in flight when the load stops) is counted
+ * with them. Its `workerRequests` are the requests the scenario made.
+ */
+export async function countUnits<T>(base: string, during: () => Promise<T>, settleMs = 1_000) {
+  const before = await readUnits(base);
+  const result = await during();
+  await sleep(settleMs);
+  return { result, units: addUnits(await readUnits(base), before, -1) };
 }
 
 /** The name of the table counting D1's rows written while `countD1RowsWritten` runs. */
