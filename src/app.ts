@@ -116,10 +116,10 @@ export function createApp() {
   app.use("*", contextStorage());
   app.use("*", responseHeaders);
   app.use("*", requestContext);
+  // The address budget before anything else that does work (auth, the body, validation, handlers):
+  // refused requests count like any other. The user budget follows the token's verification (lib/openapi.ts).
+  app.use("*", addressBudget);
   app.use("*", bodyGuard);
-  // The routers' routes count their budgets in a step (lib/openapi.ts); what is served beside them, here.
-  app.use("/openapi.json", addressBudget);
-  app.use("/docs/*", addressBudget);
 
   for (const router of featureRouters) app.route("/", router);
   app.route("/", docsRouter);

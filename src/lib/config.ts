@@ -40,6 +40,10 @@ const configSchema = z
     RATE_LIMIT_AUTH_IP_PER_MINUTE: integerVar(1),
     RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
+    // Over the user budget, keyed requests (replays of a lost answer) draw on this allowance instead.
+    RATE_LIMIT_REPLAYS_PER_MINUTE: integerVar(1).default(300),
+    // People one user may add to groups per minute (creation's memberIds count one each).
+    RATE_LIMIT_GROUP_ADDS_PER_MINUTE: integerVar(1).default(200),
     // The coarse budgets (USER_BUDGET / ADDRESS_BUDGET bindings); "off" only where nobody is served.
     RATE_LIMIT_BUDGETS: z.enum(["on", "off"]).default("on"),
     TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
@@ -56,6 +60,14 @@ const configSchema = z
         code: "custom",
         path: ["TRANSFER_VOID_AFTER_SECONDS"],
         message: `must be below the Idempotency-Key retention (${IDEMPOTENCY_RETENTION_MS / 1000} s)`,
+      });
+    }
+    // A full group must remain creatable in one request: its memberIds are counted all at once.
+    if (vars.RATE_LIMIT_GROUP_ADDS_PER_MINUTE < vars.MAX_GROUP_MEMBERS - 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["RATE_LIMIT_GROUP_ADDS_PER_MINUTE"],
+        message: "must be at least MAX_GROUP_MEMBERS - 1 (a full group is created in one request)",
       });
     }
     if (vars.ENVIRONMENT === "local") return;
@@ -106,6 +118,8 @@ const configSchema = z
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,
       messagesPerMinute: vars.RATE_LIMIT_MESSAGES_PER_MINUTE,
       transfersPerMinute: vars.RATE_LIMIT_TRANSFERS_PER_MINUTE,
+      replaysPerMinute: vars.RATE_LIMIT_REPLAYS_PER_MINUTE,
+      groupAddsPerMinute: vars.RATE_LIMIT_GROUP_ADDS_PER_MINUTE,
       budgets: vars.RATE_LIMIT_BUDGETS === "on",
     },
   }));

@@ -2,7 +2,7 @@ import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
 import { parseKeyStep } from "../middlewares/idempotency";
-import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
+import { groupAddsStep, rateLimitStep, signInStep, userBudget } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
 import { EXAMPLE_TIMESTAMP } from "./envelope";
@@ -216,12 +216,14 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
 function authMiddleware(options: RouteOptions, statuses: Set<ErrorStatus>): MiddlewareHandler<AppEnv>[] {
   if (options.auth === "none") return [];
   statuses.add(401);
-  if (options.auth !== "admin") return [requireAuth];
+  // The user budget right after the token is verified: before the admin check, validation and the handler.
+  const keptByWallet = options.idempotent === "wallet";
+  const authenticated = [requireAuth, userBudget({ replayable: keptByWallet })];
+  if (options.auth !== "admin") return authenticated;
   statuses.add(403);
   // A wallet-kept outcome answers its key before the admin check (API.md §1): with a key, the
   // handler hands the check's refusal to the wallet (services/wallets.ts grantCredits).
-  const keptByWallet = options.idempotent === "wallet";
-  return [requireAuth, requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet })];
+  return [...authenticated, requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet })];
 }
 
 /** The statuses only the handler's rules answer; what the options and input imply is never listed by hand (so it cannot drift). */
@@ -251,10 +253,11 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     headersSchema = idempotencyHeadersSchema;
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
-  // The key's parsing, the budgets (a held key goes on to its stored outcome), the exact limits.
-  const steps: RouteStep[] = [...(options.idempotent ? [parseKeyStep] : []), budgetStep];
+  // The key's parsing, then the exact limits (the coarse budgets ran before: app.ts, authMiddleware).
+  const steps: RouteStep[] = options.idempotent ? [parseKeyStep] : [];
   for (const rule of options.rateLimit ?? []) {
     if (rule === "signIn") steps.push(signInStep);
+    else if (rule === "groupAdds") steps.push(groupAddsStep);
     else if (typeof rule === "string") steps.push(rateLimitStep(rule));
     successHeaders = { ...successHeaders, ...RATE_LIMIT_RESPONSE_HEADERS };
   }

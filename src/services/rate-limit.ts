@@ -10,6 +10,10 @@ import type { RateLimitDecision } from "../lib/sliding-window";
  * - `password`: password changes per account, at the sign-in limit (a signed-in caller guessing
  *   the current password is limited like a sign-in);
  * - `messages` / `transfers`: sends per user;
+ * - `replays`: per user, the allowance a request carrying an `Idempotency-Key` draws on once the
+ *   user's coarse budget is used up (a client retrying a lost answer still reaches its stored
+ *   outcome; finite, so a replay loop meets 429 too);
+ * - `groupAdds`: people a user adds to groups (creation's `memberIds` and every add), per user;
  * - sign-in (`countSignInAttempt`): failed sign-ins per email and client address together, and
  *   per email alone with a higher ceiling, so a stranger's wrong guesses from one address do not
  *   lock the owner out from another; only guesses spread over many addresses reach the ceiling.
@@ -17,7 +21,7 @@ import type { RateLimitDecision } from "../lib/sliding-window";
  * The coarse budgets on every route (`exhaustedBudget`) are Cloudflare's Rate Limiting binding
  * instead: no object round trip, but it answers only allowed/denied, hence no X-RateLimit-* there.
  */
-export type RateLimitScope = "authIp" | "password" | "messages" | "transfers";
+export type RateLimitScope = "authIp" | "password" | "messages" | "transfers" | "replays" | "groupAdds";
 type CounterScope = RateLimitScope | "signInAddress" | "signInEmail";
 
 const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> = {
@@ -25,6 +29,8 @@ const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> =
   password: (limits) => limits.loginPerMinute,
   messages: (limits) => limits.messagesPerMinute,
   transfers: (limits) => limits.transfersPerMinute,
+  replays: (limits) => limits.replaysPerMinute,
+  groupAdds: (limits) => limits.groupAddsPerMinute,
   signInAddress: (limits) => limits.loginPerMinute,
   signInEmail: (limits) => limits.loginEmailPerMinute,
 };
@@ -49,9 +55,9 @@ export function rateLimitHeadersOf(decision: RateLimitDecision): RateLimitHeader
   };
 }
 
-/** Counts one request against `<scope>:<key>`; over the limit, throws 429 `rate_limited` with `Retry-After` and X-RateLimit-*. */
-async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: string): Promise<RateLimitDecision> {
-  const decision = await limiterOf(env, scope, key).hit(LIMIT_OF[scope](config.rateLimits));
+/** Counts one request (of `cost` units) against `<scope>:<key>`; over the limit, throws 429 `rate_limited` with `Retry-After` and X-RateLimit-*. */
+async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: string, cost = 1): Promise<RateLimitDecision> {
+  const decision = await limiterOf(env, scope, key).hit(LIMIT_OF[scope](config.rateLimits), undefined, cost);
   if (!decision.allowed) {
     throw new ApiError(
       "rate_limited",
@@ -68,8 +74,14 @@ async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: s
  * over the limit it throws 429 `rate_limited` carrying those and `Retry-After`. Call it after
  * authentication and validation, before any work, so a refused request changes nothing.
  */
-export async function enforceRateLimit(env: Env, config: Config, scope: RateLimitScope, key: string): Promise<RateLimitHeaders> {
-  return rateLimitHeadersOf(await hitOrRefuse(env, config, scope, key));
+export async function enforceRateLimit(
+  env: Env,
+  config: Config,
+  scope: RateLimitScope,
+  key: string,
+  cost = 1,
+): Promise<RateLimitHeaders> {
+  return rateLimitHeadersOf(await hitOrRefuse(env, config, scope, key, cost));
 }
 
 /** A sign-in attempt counted as failed; `forgive` gives it back once it turns out not to be one. */
@@ -106,16 +118,14 @@ export type Budget = "user" | "address";
 /** The period of both bindings (wrangler.toml; test/deploy-safety.test.ts holds every environment to it). */
 export const BUDGET_PERIOD_SECONDS = 60;
 
-/**
- * Counts one request against the caller's address budget and, when signed in, its user budget
- * (both at once: one round trip of latency); answers the first budget it exhausted, or null.
- */
-export async function exhaustedBudget(env: Env, address: string, userId: string | null): Promise<Budget | null> {
-  const [byAddress, byUser] = await Promise.all([
-    env.ADDRESS_BUDGET.limit({ key: `address:${address}` }),
-    userId === null ? { success: true } : env.USER_BUDGET.limit({ key: `user:${userId}` }),
-  ]);
-  return !byAddress.success ? "address" : !byUser.success ? "user" : null;
+/** Counts one request against the budget of the client address; false when it is used up. */
+export async function withinAddressBudget(env: Env, address: string): Promise<boolean> {
+  return (await env.ADDRESS_BUDGET.limit({ key: `address:${address}` })).success;
+}
+
+/** Counts one request against the budget of a signed-in user; false when it is used up. */
+export async function withinUserBudget(env: Env, userId: string): Promise<boolean> {
+  return (await env.USER_BUDGET.limit({ key: `user:${userId}` })).success;
 }
 
 /**
