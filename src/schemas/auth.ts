@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { BIDI_CONTROL_RANGES } from "./text";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "./text";
 import { userSchema } from "./user";
 
 /** Request and response bodies of /api/v1/auth/*, with the limits of API.md §1. */
@@ -20,16 +20,13 @@ export const displayNameField = requiredString()
   .trim()
   .min(1, { message: "must not be blank" })
   .max(64, { message: "must be at most 64 characters" })
-  // Cc (control characters) and the bidirectional controls (schemas/text.ts) written as ranges in
-  // one pattern: with no flags and no \p{…} it means the same in JSON Schema, so validating clients
-  // accept exactly what the server accepts.
-  .regex(new RegExp(`^[^\\u0000-\\u001f\\u007f-\\u009f${BIDI_CONTROL_RANGES}]*$`), {
-    message: "must not contain control characters or bidirectional override characters (U+202A–U+202E, U+2066–U+2069)",
-  })
+  // Control and format characters (schemas/text.ts) written as ranges in one pattern: with no
+  // flags and no \p{…} it means the same in JSON Schema, so validating clients accept exactly
+  // what the server accepts.
+  .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
   .openapi({
     example: "Alice",
-    description:
-      "1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+    description: `1..64 characters after trimming; shown to other users. ${NO_CONTROL_CHARACTERS_NOTE}`,
   });
 
 /** Any length a real password can have: a too-short one is simply wrong (401), not a 400 that hints at the policy. */

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "../../schemas/text";
 import { userSchema } from "../../schemas/user";
 
 const TAGS = ["Users"];
@@ -25,7 +26,11 @@ const suspensionBodySchema = z
       .trim()
       .min(1, { message: "must not be blank" })
       .max(500, { message: "must be at most 500 characters" })
-      .openapi({ example: "Spam reported by several users", description: "Why (1..500 characters); kept for the record." }),
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
+      .openapi({
+        example: "Spam reported by several users",
+        description: `Why (1..500 characters); kept for the record. ${NO_CONTROL_CHARACTERS_NOTE}`,
+      }),
   })
   .openapi("SuspensionRequest");
 
@@ -35,8 +40,12 @@ const reinstateBodySchema = z
       .string()
       .trim()
       .max(500, { message: "must be at most 500 characters" })
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
       .optional()
-      .openapi({ example: "Appeal accepted", description: "Optional note; the body itself is optional." }),
+      .openapi({
+        example: "Appeal accepted",
+        description: `Optional note; the body itself is optional. ${NO_CONTROL_CHARACTERS_NOTE}`,
+      }),
   })
   .openapi("ReinstateRequest");
 
