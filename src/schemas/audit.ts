@@ -26,7 +26,11 @@ export const auditEntrySchema = z
     }),
     requestId: z
       .string()
-      .openapi({ example: "5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f", description: "The `X-Request-Id` of the request that acted." }),
+      .openapi({
+        example: "5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f",
+        description:
+          "The server's own id of the request that acted: the `X-Request-Id` it answered, which the server chose (never the one the client sent), so it finds that request's log lines.",
+      }),
     createdAt: z.string().openapi({ example: EXAMPLE_TIMESTAMP }),
   })
   .openapi("AuditEntry");
