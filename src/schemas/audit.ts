@@ -24,13 +24,11 @@ export const auditEntrySchema = z
       description:
         "What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it).",
     }),
-    requestId: z
-      .string()
-      .openapi({
-        example: "5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f",
-        description:
-          "The server's own id of the request that acted: the `X-Request-Id` it answered, which the server chose (never the one the client sent), so it finds that request's log lines.",
-      }),
+    requestId: z.string().openapi({
+      example: "5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f",
+      description:
+        "The server's own id of the request that acted: the `X-Request-Id` it answered, which the server chose (never the one the client sent), so it finds that request's log lines.",
+    }),
     createdAt: z.string().openapi({ example: EXAMPLE_TIMESTAMP }),
   })
   .openapi("AuditEntry");

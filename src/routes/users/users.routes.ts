@@ -70,7 +70,7 @@ export const getUser = defineRoute(
     tags: TAGS,
     summary: "Get a user's profile",
     description:
-      "Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.",
+      "Public fields of any user; `email` only when it is the caller's own profile or the caller is an active admin as they are now (their current role, status and session are read on the request, whatever the token says: a suspended or demoted admin sees no emails). 404 `user_not_found` if there is no such user.",
     request: { params: userIdParams },
     responses: { 200: jsonSuccess(userSchema, 200, "The user") },
   },
@@ -85,7 +85,7 @@ export const searchUsers = defineRoute(
     tags: TAGS,
     summary: "Search users",
     description:
-      "Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).",
+      "Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to active admins as they are now (current role, status and session, whatever the token says) and in your own entry.",
     request: {
       query: pageQuerySchema.extend({
         search: z
