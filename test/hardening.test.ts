@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "../src/middlewares/body-guard";
 import { docsContentSecurityPolicy } from "../src/routes/docs/docs.index";
 import { NO_BIDI_CONTROLS, NO_CONTROL_CHARACTERS } from "../src/schemas/text";
+import { DEPLOYED_URLS } from "./support/deployment";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 import { NO_RATE_LIMIT, seedWalletUser, transfer } from "./support/wallets";
@@ -204,8 +205,8 @@ describe("/docs Content-Security-Policy", () => {
     expect(directives["frame-ancestors"]).toEqual(["'none'"]);
     expect(directives["connect-src"]).toEqual([
       "'self'",
-      new URL(env.DEV_BASE_URL).origin,
-      new URL(env.PRODUCTION_BASE_URL).origin,
+      new URL(String(env.DEV_BASE_URL)).origin,
+      new URL(String(env.PRODUCTION_BASE_URL)).origin,
     ]);
     // 'self' scripts only: the page has no inline script left to allow.
     expect(page.text).not.toMatch(/<script>(?!<\/script>)|<script(?![^>]*\bsrc=)[^>]*>/);
@@ -220,7 +221,13 @@ describe("/docs Content-Security-Policy", () => {
 });
 
 describe("Strict-Transport-Security", () => {
-  const production = { ENVIRONMENT: "production", JWT_SECRET: "p".repeat(48), SIGNUP_CREDITS: "0", ADMIN_EMAILS: "" };
+  const production = {
+    ...DEPLOYED_URLS,
+    ENVIRONMENT: "production",
+    JWT_SECRET: "p".repeat(48),
+    SIGNUP_CREDITS: "0",
+    ADMIN_EMAILS: "",
+  };
 
   it("production answers with it (successes, errors and preflights alike); local and dev do not", async () => {
     for (const [method, path] of [
