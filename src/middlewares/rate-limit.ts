@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { clientAddress } from "../lib/client-address";
+import { verifiedDeviceId } from "../lib/device-token";
 import { ApiError } from "../lib/errors";
 import { IDEMPOTENCY_HEADER } from "../lib/idempotency";
 import type { AppEnv, RouteStep } from "../lib/types";
@@ -44,11 +45,15 @@ export const rateLimitStep =
  * The step of `rateLimit: ["signIn"]` (after validation, so the email is a valid one): the attempt
  * counts as failed before the password is checked, and is forgiven unless the answer is 401
  * `invalid_credentials` (a right password, or a failure that was not a guess, is not counted).
+ * A live device token of that email in the body takes the attempt out of the per-email ceiling
+ * (services/rate-limit.ts `countSignInAttempt`).
  * The X-RateLimit-* headers are those of the tighter of the two counts, after any forgiving.
  */
 export const signInStep: RouteStep = async (c, next) => {
-  const { email } = c.req.valid("json" as never) as { email: string };
-  const attempt = await countSignInAttempt(c.env, c.var.config, email.toLowerCase(), addressOf(c));
+  const body = c.req.valid("json" as never) as { email: string; deviceToken?: string };
+  const email = body.email.toLowerCase();
+  const deviceId = body.deviceToken ? await verifiedDeviceId(c.var.config, email, body.deviceToken) : null;
+  const attempt = await countSignInAttempt(c.env, c.var.config, email, addressOf(c), deviceId);
   for (const [name, value] of Object.entries(rateLimitHeadersOf(attempt.decision))) c.header(name, value);
   let response: Response;
   try {

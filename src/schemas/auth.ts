@@ -44,7 +44,20 @@ export const registerBodySchema = z
   .object({ email: emailField, password: newPasswordField, displayName: displayNameField })
   .openapi("RegisterRequest");
 
-export const loginBodySchema = z.object({ email: emailField, password: passwordField }).openapi("LoginRequest");
+/** Any printable ASCII: a device token that no longer verifies (expired, another key) is ignored, never a 400. */
+const deviceTokenField = z
+  .string()
+  .regex(/^[!-~]{1,512}$/, { message: "must be 1 to 512 printable ASCII characters" })
+  .optional()
+  .openapi({
+    example: "dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw",
+    description:
+      "The `deviceToken` a sign-in or registration of this email answered on this device (valid 30 days). With it, the sign-in is not subject to the per-email ceiling that strangers' wrong guesses can fill: its failures count against the token instead. A token that does not verify (expired, another email or deployment) counts as none.",
+  });
+
+export const loginBodySchema = z
+  .object({ email: emailField, password: passwordField, deviceToken: deviceTokenField })
+  .openapi("LoginRequest");
 
 export const refreshBodySchema = z.object({ refreshToken: refreshTokenField }).openapi("RefreshRequest");
 
@@ -62,6 +75,17 @@ export const sessionSchema = z
     expiresIn: z.number().int().openapi({ example: 900, description: "Seconds until the access token expires." }),
   })
   .openapi("Session");
+
+/** A sign-in's (or registration's) session, with the device token the next sign-in sends back. */
+export const signInSessionSchema = sessionSchema
+  .extend({
+    deviceToken: z.string().openapi({
+      example: "dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw",
+      description:
+        "Keep it on this device and send it with the next `POST /api/v1/auth/login` of this email (30 days): that sign-in then gets through even while strangers' wrong guesses have filled the email's sign-in ceiling. Not a credential: it authorizes nothing by itself.",
+    }),
+  })
+  .openapi("SignInSession");
 
 export const logoutResultSchema = z.object({ loggedOut: z.literal(true) }).openapi("LogoutResult");
 

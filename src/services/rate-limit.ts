@@ -22,7 +22,7 @@ import type { RateLimitDecision } from "../lib/sliding-window";
  * instead: no object round trip, but it answers only allowed/denied, hence no X-RateLimit-* there.
  */
 export type RateLimitScope = "authIp" | "password" | "messages" | "transfers" | "replays" | "groupAdds";
-type CounterScope = RateLimitScope | "signInAddress" | "signInEmail";
+type CounterScope = RateLimitScope | "signInAddress" | "signInEmail" | "signInDevice";
 
 const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> = {
   authIp: (limits) => limits.authIpPerMinute,
@@ -33,6 +33,7 @@ const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> =
   groupAdds: (limits) => limits.groupAddsPerMinute,
   signInAddress: (limits) => limits.loginPerMinute,
   signInEmail: (limits) => limits.loginEmailPerMinute,
+  signInDevice: (limits) => limits.loginPerMinute,
 };
 
 /** The headers every limited response carries (allowed or not). */
@@ -89,25 +90,37 @@ export type SignInAttempt = { decision: RateLimitDecision; forgive(): Promise<vo
 
 /**
  * Counts a sign-in attempt as failed BEFORE the password is checked, per email + client address
- * (`RATE_LIMIT_LOGIN_PER_MINUTE`) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`), so
- * guesses sent all at once cannot race past the limits; the caller forgives a right password.
- * Over either limit: 429 (the other count is given back). `decision` is the one closer to its limit.
+ * (`RATE_LIMIT_LOGIN_PER_MINUTE`) and, without a device token, per email alone
+ * (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`), so guesses sent all at once cannot race past the limits;
+ * the caller forgives a right password. With a verified device token (`deviceId`: lib/device-token.ts)
+ * the second count is per email + device at the per-address limit instead: the per-email ceiling
+ * that strangers' guesses fill never refuses the owner's own device, and a stolen token gets no
+ * more guesses than one address. Over either limit: 429 (the other count is given back).
+ * `decision` is the one closer to its limit.
  */
-export async function countSignInAttempt(env: Env, config: Config, email: string, address: string): Promise<SignInAttempt> {
+export async function countSignInAttempt(
+  env: Env,
+  config: Config,
+  email: string,
+  address: string,
+  deviceId: string | null = null,
+): Promise<SignInAttempt> {
   const at = Date.now();
   const pairKey = `${email} ${address}`;
+  const [scope, key]: [CounterScope, string] =
+    deviceId === null ? ["signInEmail", email] : ["signInDevice", `${email} ${deviceId}`];
   const pair = await hitOrRefuse(env, config, "signInAddress", pairKey);
-  let perEmail: RateLimitDecision;
+  let second: RateLimitDecision;
   try {
-    perEmail = await hitOrRefuse(env, config, "signInEmail", email);
+    second = await hitOrRefuse(env, config, scope, key);
   } catch (error) {
     await refundRateLimit(env, "signInAddress", pairKey, at).catch(() => undefined);
     throw error;
   }
   return {
-    decision: perEmail.remaining < pair.remaining ? perEmail : pair,
+    decision: second.remaining < pair.remaining ? second : pair,
     forgive: async () => {
-      await Promise.all([refundRateLimit(env, "signInAddress", pairKey, at), refundRateLimit(env, "signInEmail", email, at)]);
+      await Promise.all([refundRateLimit(env, "signInAddress", pairKey, at), refundRateLimit(env, scope, key, at)]);
     },
   };
 }
