@@ -32,7 +32,7 @@ export const SESSION_ENDED_NOTE =
 export const ADMIN_CHECK_NOTE = [
   "**Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).",
   SESSION_ENDED_NOTE,
-  "Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).",
+  "Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).",
 ].join("\n\n");
 
 /** The document's top-level tags: every operation names one of these (test/openapi.test.ts checks). */
