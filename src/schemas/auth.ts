@@ -47,6 +47,7 @@ export const registerBodySchema = z
 /** Any printable ASCII: a device token that no longer verifies (expired, another key) is ignored, never a 400. */
 const deviceTokenField = z
   .string()
+  .max(512, { message: "must be at most 512 characters" })
   .regex(/^[!-~]{1,512}$/, { message: "must be 1 to 512 printable ASCII characters" })
   .optional()
   .openapi({
