@@ -16,9 +16,10 @@ import type { RateLimitDecision } from "../lib/sliding-window";
  * - `groupAdds`: people a user adds to groups (creation's `memberIds` and every add), per user;
  * - sign-in (`countSignInAttempt`): failed sign-ins per email and client address together, and
  *   per email alone with a higher ceiling, so a stranger's wrong guesses from one address do not
- *   lock the owner out from another; only guesses spread over many addresses reach the ceiling.
+ *   lock the owner out from another; only guesses spread over many addresses reach the ceiling,
+ *   and a sign-in with a device token of an earlier sign-in is counted per token instead of there.
  *
- * The coarse budgets on every route (`exhaustedBudget`) are Cloudflare's Rate Limiting binding
+ * The coarse budgets on every route (`withinAddressBudget`, `withinUserBudget`) are Cloudflare's Rate Limiting binding
  * instead: no object round trip, but it answers only allowed/denied, hence no X-RateLimit-* there.
  */
 export type RateLimitScope = "authIp" | "password" | "messages" | "transfers" | "replays" | "groupAdds";
