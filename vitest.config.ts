@@ -12,13 +12,14 @@ function wranglerEnvironments() {
     (["local", "dev", "production"] as const).map((name) => {
       const config = unstable_readConfig({ config: "./wrangler.toml", env: name === "local" ? undefined : name });
       const { workers_dev: workersDev, routes = [], route = null, vars, ratelimits } = config;
+      const workflows = config.workflows.map(({ name, binding }: { name: string; binding: string }) => ({ name, binding }));
       // Bindings must be plain JSON: an absent id is left out, not undefined.
       const d1Databases = config.d1_databases.map(({ binding, database_name, database_id }: D1Binding) => ({
         binding,
         ...(database_name === undefined ? {} : { database_name }),
         ...(database_id === undefined ? {} : { database_id }),
       }));
-      return [name, { name: config.name, workersDev, routes, route, vars, d1Databases, ratelimits }];
+      return [name, { name: config.name, workersDev, routes, route, vars, d1Databases, ratelimits, workflows }];
     }),
   );
 }

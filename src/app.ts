@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { contextStorage } from "hono/context-storage";
 import { HTTPException } from "hono/http-exception";
 import pkg from "../package.json";
+import type { Config } from "./lib/config";
 import { createRouter } from "./lib/create-router";
 import { errorBody } from "./lib/envelope";
 import { ApiError } from "./lib/errors";
@@ -108,6 +109,19 @@ function answerError(error: Error, c: Context<AppEnv>): Response {
   return c.json(errorBody(500, "internal_error", [`Request id ${requestIdValue}`]), 500);
 }
 
+/**
+ * The document's `servers`, the one this deployment is first: Swagger UI preselects the first, so
+ * "Try it out" on production's /docs stays on production, and nobody's login body or token goes to
+ * another deployment by default. Locally the local server leads.
+ */
+export function serversOf(config: Config, origin: string): { url: string; description: string }[] {
+  const development = { url: config.devBaseUrl, description: "Development" };
+  const production = { url: config.productionBaseUrl, description: "Production" };
+  if (config.environment === "production") return [production, development];
+  if (config.environment === "dev") return [development, production];
+  return [{ url: origin, description: "Local" }, development, production];
+}
+
 export function createApp() {
   const app = createRouter();
 
@@ -115,10 +129,10 @@ export function createApp() {
   app.use("*", contextStorage());
   app.use("*", responseHeaders);
   app.use("*", requestContext);
+  // The address budget before anything else that does work (auth, the body, validation, handlers):
+  // refused requests count like any other. The user budget follows the token's verification (lib/openapi.ts).
+  app.use("*", addressBudget);
   app.use("*", bodyGuard);
-  // The routers' routes count their budgets in a step (lib/openapi.ts); what is served beside them, here.
-  app.use("/openapi.json", addressBudget);
-  app.use("/docs/*", addressBudget);
 
   for (const router of featureRouters) app.route("/", router);
   app.route("/", docsRouter);
@@ -128,11 +142,7 @@ export function createApp() {
 
   const documentObject = (c: Context<AppEnv>) => {
     const config = c.var.config;
-    const servers = [
-      { url: config.devBaseUrl, description: "Development" },
-      { url: config.productionBaseUrl, description: "Production" },
-    ];
-    if (config.environment === "local") servers.unshift({ url: new URL(c.req.url).origin, description: "Local" });
+    const servers = serversOf(config, new URL(c.req.url).origin);
     return {
       openapi: "3.1.0",
       info: {

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { call, expectError } from "./support/http";
-import { logoutAll, registerSession } from "./support/sessions";
+import { logoutAll, refresh, registerSession } from "./support/sessions";
 import { seedUser } from "./support/users";
 
 /**
@@ -82,5 +82,48 @@ describe("the admin check", () => {
     expect((await call("GET", "/api/v1/users/me", { token: session.accessToken })).status).toBe(200);
     const audit = await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_audit WHERE actor_id = ?").bind(session.user.id).first();
     expect(audit?.n).toBe(0);
+  });
+});
+
+describe("email visibility follows the caller's current role and status", () => {
+  const emailsSeenBy = async (token: string, target: { id: string; email: string; displayName: string }) => {
+    const profile = await call("GET", `/api/v1/users/${target.id}`, { token });
+    const search = await call("GET", `/api/v1/users?search=${encodeURIComponent(target.email)}`, { token });
+    const byName = await call("GET", `/api/v1/users?search=${encodeURIComponent(target.displayName)}`, { token });
+    expect(profile.status).toBe(200);
+    expect(search.json.data.items).toHaveLength(1);
+    return [profile.json.data.email, search.json.data.items[0].email, byName.json.data.items[0]?.email];
+  };
+
+  it("a suspended admin sees no emails; reinstated, they do again; a demoted one sees none, whatever their token says", async () => {
+    const boss = await seedUser({ role: "admin" });
+    const admin = await seedUser({ role: "admin" });
+    const target = await seedUser({ displayName: `Target ${crypto.randomUUID()}` });
+    expect(await emailsSeenBy(admin.token, target)).toEqual([target.email, target.email, target.email]);
+    expect((await suspend(boss.token, admin.id)).status).toBe(200);
+    expect(await emailsSeenBy(admin.token, target)).toEqual([undefined, undefined, undefined]);
+    // Their own profile still shows their own email.
+    expect((await call("GET", `/api/v1/users/${admin.id}`, { token: admin.token })).json.data.email).toBe(admin.email);
+    expect((await reinstate(boss.token, admin.id)).status).toBe(200);
+    expect(await emailsSeenBy(admin.token, target)).toEqual([target.email, target.email, target.email]);
+    await setRole(admin.id, "user");
+    expect(await emailsSeenBy(admin.token, target)).toEqual([undefined, undefined, undefined]);
+    // An operator's promotion shows them without a new token.
+    const promoted = await seedUser();
+    expect(await emailsSeenBy(promoted.token, target)).toEqual([undefined, undefined, undefined]);
+    await setRole(promoted.id, "admin");
+    expect(await emailsSeenBy(promoted.token, target)).toEqual([target.email, target.email, target.email]);
+  });
+
+  it("an admin whose session ended sees no emails", async () => {
+    const session = await registerSession();
+    await setRole(session.user.id, "admin");
+    const target = await seedUser({ displayName: `Target ${crypto.randomUUID()}` });
+    const admin = await refresh(session.refreshToken);
+    expect(admin.status).toBe(200);
+    const token = admin.json.data.accessToken;
+    expect(await emailsSeenBy(token, target)).toEqual([target.email, target.email, target.email]);
+    await logoutAll(token);
+    expect(await emailsSeenBy(token, target)).toEqual([undefined, undefined, undefined]);
   });
 });

@@ -55,6 +55,28 @@ describe("the admin audit log", () => {
     ]);
   });
 
+  it("the audit requestId is the server's own id, not the X-Request-Id the client sent", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const user = await seedUser();
+    const sent = { "X-Request-Id": "forged-request-id" };
+    const granted = await call("POST", `/api/v1/admin/wallets/${user.id}/grants`, {
+      token: admin.token,
+      body: { amount: 3, reason: "forged id" },
+      headers: sent,
+    });
+    expect(granted.status, granted.text).toBe(201);
+    const suspended = await call("POST", `/api/v1/admin/users/${user.id}/suspension`, {
+      token: admin.token,
+      body: { reason: "forged id" },
+      headers: sent,
+    });
+    expect(suspended.status, suspended.text).toBe(200);
+    const entries = await entriesOf(admin.token, admin.id);
+    expect(entries.map((e) => e.requestId)).toEqual([suspended.headers.get("X-Request-Id"), granted.headers.get("X-Request-Id")]);
+    for (const entry of entries) expect(entry.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(entries.map((e) => e.requestId)).size).toBe(2);
+  });
+
   it("a grant whose audit row was lost is recorded by the replay of its key", async () => {
     const admin = await seedUser({ role: "admin" });
     const user = await seedUser();

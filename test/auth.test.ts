@@ -520,6 +520,55 @@ describe("rate limits on auth", () => {
     expect(homeCount.remaining).toBe(999);
   });
 
+  it("the owner signs in through a 50-a-minute storm of wrong guesses (from 5 addresses, or one IPv6 /48) with their device token", async () => {
+    const email = uniqueEmail("stormed");
+    const registered = await call("POST", "/api/v1/auth/register", {
+      body: { email, password: PASSWORD, displayName: "Stormed" },
+      headers: ip(),
+    });
+    expect(registered.status).toBe(201);
+    // Signed in on a phone earlier: its device token (registration answers one too).
+    const phone = await login(email, PASSWORD);
+    expect(phone.status).toBe(200);
+    const deviceToken: string = phone.json.data.deviceToken;
+    expect(deviceToken).toMatch(/^dt1\./);
+    expect(registered.json.data.deviceToken).toMatch(/^dt1\./);
+    const attempt = (password: string, from: Record<string, string>, token?: string) =>
+      call("POST", "/api/v1/auth/login", { body: { email, password, ...(token ? { deviceToken: token } : {}) }, headers: from });
+
+    // The storm, at the defaults: 10 wrong guesses from each of five /64s of one IPv6 /48 = 50 a minute.
+    const site = `2001:db8:${Math.floor(Math.random() * 0xffff).toString(16)}`;
+    const storm = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => attempt("wrong password", { "CF-Connecting-IP": `${site}:${i % 5}::${i + 1}` })),
+    );
+    for (const res of storm) expectError(res, 401, "invalid_credentials");
+    // The per-email ceiling is full: a sign-in with no device token is refused, even the right password ...
+    expectError(await attempt(PASSWORD, ip()), 429, "rate_limited");
+    // ... but the owner's device gets through, from wherever they are now.
+    const owner = await attempt(PASSWORD, ip(), deviceToken);
+    expect(owner.status, owner.text).toBe(200);
+    expect(owner.json.data.user.email).toBe(email);
+    // A new device token from that sign-in works too; a token of another email, or a forged one, counts as none.
+    expect((await attempt(PASSWORD, ip(), owner.json.data.deviceToken)).status).toBe(200);
+    const otherEmail = uniqueEmail("other");
+    const other = await call("POST", "/api/v1/auth/register", {
+      body: { email: otherEmail, password: PASSWORD, displayName: "Other" },
+      headers: ip(),
+    });
+    expectError(await attempt(PASSWORD, ip(), other.json.data.deviceToken), 429, "rate_limited");
+    // One bit of the MAC's middle flipped.
+    const at = deviceToken.length - 10;
+    const forged = `${deviceToken.slice(0, at)}${deviceToken[at] === "A" ? "B" : "A"}${deviceToken.slice(at + 1)}`;
+    expectError(await attempt(PASSWORD, ip(), forged), 429, "rate_limited");
+    // A stolen token buys no more than one address's guesses: 10 failures on it, then it waits too.
+    for (let i = 0; i < 10; i++) expectError(await attempt("wrong password", ip(), deviceToken), 401, "invalid_credentials");
+    const spent = await attempt(PASSWORD, ip(), deviceToken);
+    expectError(spent, 429, "rate_limited");
+    expect(spent.headers.get("X-RateLimit-Limit")).toBe("10");
+    // The other token (another sign-in of the owner's) is untouched by that.
+    expect((await attempt(PASSWORD, ip(), owner.json.data.deviceToken)).status).toBe(200);
+  });
+
   it("per client IP across register, login and refresh", async () => {
     const address = ip();
     const vars = { RATE_LIMIT_AUTH_IP_PER_MINUTE: "2" };

@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { clientAddress } from "../src/lib/client-address";
 import { ConfigError, getConfig } from "../src/lib/config";
+import { countingD1 } from "./support/d1-counter";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 import { NO_RATE_LIMIT, seedWalletUser } from "./support/wallets";
@@ -58,26 +59,30 @@ describe("per-user budget on authenticated routes", () => {
     expect((await call("GET", "/api/v1/users/me", { token: bystander.token, headers: address, ...tightUser })).status).toBe(200);
   });
 
-  it("a keyed retry over the budget still gets its stored 201 (a message send and a credit transfer)", async () => {
+  it("the replay loop meets its budget: a keyed retry over the budget gets its stored 201 until the replay allowance is used up", async () => {
     await clearOfMinuteBoundary();
     const [alice, bob] = [await seedWalletUser(), await seedWalletUser()];
-    const send = (key: string) =>
+    // The replay allowance (an exact per-user limit) tight too: two keyed requests past the budget.
+    const vars = { ...NO_RATE_LIMIT, RATE_LIMIT_REPLAYS_PER_MINUTE: "2" };
+    const send = (key: string, bindings: Partial<Env> = {}) =>
       call("POST", "/api/v1/messages", {
         token: alice.token,
         body: { recipientId: bob.id, content: "hello" },
         headers: { "Idempotency-Key": key },
-        vars: NO_RATE_LIMIT,
-        ...tightUser,
+        vars,
+        bindings: { ...tightUser.bindings, ...bindings },
+      });
+    const pay = (bindings: Partial<Env> = {}) =>
+      call("POST", "/api/v1/messages/credit-transfer", {
+        token: alice.token,
+        body: { recipientId: bob.id, amount: 5 },
+        headers: { "Idempotency-Key": "budget-transfer" },
+        vars,
+        bindings: { ...tightUser.bindings, ...bindings },
       });
     const first = await send("budget-send");
     expect(first.status).toBe(201);
-    const paid = await call("POST", "/api/v1/messages/credit-transfer", {
-      token: alice.token,
-      body: { recipientId: bob.id, amount: 5 },
-      headers: { "Idempotency-Key": "budget-transfer" },
-      vars: NO_RATE_LIMIT,
-      ...tightUser,
-    });
+    const paid = await pay();
     expect(paid.status).toBe(201);
     for (let i = 2; i < LIMIT; i++) await call("GET", "/api/v1/users/me", { token: alice.token, ...tightUser });
     expectBudget429(await call("GET", "/api/v1/users/me", { token: alice.token, ...tightUser }));
@@ -86,27 +91,22 @@ describe("per-user budget on authenticated routes", () => {
     expect(replay.status).toBe(201);
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.json.data.id).toBe(first.json.data.id);
-    const transferReplay = await call("POST", "/api/v1/messages/credit-transfer", {
-      token: alice.token,
-      body: { recipientId: bob.id, amount: 5 },
-      headers: { "Idempotency-Key": "budget-transfer" },
-      vars: NO_RATE_LIMIT,
-      ...tightUser,
-    });
+    const transferReplay = await pay();
     expect(transferReplay.status).toBe(201);
     expect(transferReplay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(transferReplay.json.data.transferId).toBe(paid.json.data.transferId);
-    // A key with no outcome is refused like any other request, and keeps nothing.
-    expectBudget429(await send("budget-new"));
-    const newTransfer = await call("POST", "/api/v1/messages/credit-transfer", {
-      token: alice.token,
-      body: { recipientId: bob.id, amount: 5 },
-      headers: { "Idempotency-Key": "budget-new-transfer" },
-      vars: NO_RATE_LIMIT,
-      ...tightUser,
-    });
-    expectBudget429(newTransfer);
-    // Refused before execution, they kept nothing: with the budget raised, the same keys run.
+
+    // The allowance is finite: the next replay is 429 (an exact limit: X-RateLimit-*), and it
+    // reached no database on its way.
+    const counted = countingD1(env.DB);
+    const refused = await pay({ DB: counted.d1 });
+    expectError(refused, 429, "rate_limited");
+    expect(refused.headers.get("X-RateLimit-Limit")).toBe("2");
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect(counted.roundTrips).toEqual([]);
+    expectError(await send("budget-send"), 429, "rate_limited");
+    // A key with no outcome, refused past both, kept nothing: with the budget raised, the same key runs.
+    expectError(await send("budget-new"), 429, "rate_limited");
     const rerun = await call("POST", "/api/v1/messages", {
       token: alice.token,
       body: { recipientId: bob.id, content: "hello" },
@@ -115,6 +115,28 @@ describe("per-user budget on authenticated routes", () => {
     });
     expect(rerun.status).toBe(201);
     expect(rerun.headers.get("Idempotent-Replayed")).toBeNull();
+  });
+
+  it("the admin-route loop meets 429: a non-admin looping GET /api/v1/admin/audit is charged before the admin check", async () => {
+    await clearOfMinuteBoundary();
+    const looping = await seedUser();
+    for (let i = 0; i < LIMIT; i++) {
+      expectError(
+        await call("GET", "/api/v1/admin/audit", { token: looping.token, ...tightUser }),
+        403,
+        "insufficient_permissions",
+      );
+    }
+    // Refused before the admin check's D1 read: the loop costs the database nothing any more.
+    const counted = countingD1(env.DB);
+    const limited = await call("GET", "/api/v1/admin/audit", {
+      token: looping.token,
+      bindings: { ...tightUser.bindings, DB: counted.d1 },
+    });
+    expectBudget429(limited);
+    expect(counted.roundTrips).toEqual([]);
+    // Invalid input after the budget is 429 too, not 400: the budget runs before validation.
+    expectBudget429(await call("GET", "/api/v1/admin/audit?limit=0", { token: looping.token, ...tightUser }));
   });
 });
 
@@ -155,6 +177,17 @@ describe("per-address budget on every route", () => {
     );
   });
 
+  it("a 401 stream meets 429: requests with a bad token count against the address budget", async () => {
+    await clearOfMinuteBoundary();
+    const address = from(uniqueIpv4());
+    const guess = () => call("GET", "/api/v1/users/me", { token: "not.a.token", headers: address, ...tightAddress });
+    for (let i = 0; i < LIMIT; i++) expectError(await guess(), 401, "invalid_token");
+    expectBudget429(await guess());
+    // So does a stream with no token at all, and an unknown route, from that address.
+    expectBudget429(await call("GET", "/api/v1/users/me", { headers: address, ...tightAddress }));
+    expectBudget429(await call("GET", "/api/v1/nothing-here", { headers: address, ...tightAddress }));
+  });
+
   it('RATE_LIMIT_BUDGETS = "off" skips both budgets (local only: any other environment refuses to serve with it)', async () => {
     await clearOfMinuteBoundary();
     const user = await seedUser();
@@ -188,5 +221,54 @@ describe("clientAddress", () => {
     expect(clientAddress("not:an:address")).toBe("not:an:address");
     expect(clientAddress("1::2::3")).toBe("1::2::3");
     expect(clientAddress("x".repeat(500))).toHaveLength(64);
+  });
+});
+
+describe("per-user budget on adding people to groups", () => {
+  it("adds and group creation's memberIds share RATE_LIMIT_GROUP_ADDS_PER_MINUTE: past it, 429 with Retry-After and nothing is created", async () => {
+    const [owner, a, b, c, d] = await Promise.all([seedUser(), seedUser(), seedUser(), seedUser(), seedUser()]);
+    const vars = { RATE_LIMIT_GROUP_ADDS_PER_MINUTE: "3", MAX_GROUP_MEMBERS: "4" };
+    const created = await call("POST", "/api/v1/chats", {
+      token: owner.token,
+      body: { type: "group", title: "Budgeted", memberIds: [a.id, b.id, a.id] },
+      vars,
+    });
+    expect(created.status).toBe(201);
+    // Two people added (a duplicate counts once): one left.
+    expect(created.headers.get("X-RateLimit-Remaining")).toBe("1");
+    const chatId = created.json.data.id;
+    const add = (userId: string) =>
+      call("POST", `/api/v1/chats/${chatId}/members`, { token: owner.token, body: { userId }, vars });
+    expect((await add(c.id)).status).toBe(200);
+    const refused = await add(d.id);
+    expectError(refused, 429, "rate_limited");
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect(refused.headers.get("X-RateLimit-Limit")).toBe("3");
+    const another = await call("POST", "/api/v1/chats", {
+      token: owner.token,
+      body: { type: "group", title: "Another", memberIds: [d.id] },
+      vars,
+    });
+    expectError(another, 429, "rate_limited");
+    // Nothing was created or added; a direct chat adds nobody to a group and is not counted.
+    const chat = await call("GET", `/api/v1/chats/${chatId}`, { token: owner.token });
+    expect(chat.json.data.members.map((m: { userId: string }) => m.userId).sort()).toEqual([owner.id, a.id, b.id, c.id].sort());
+    const list = await call("GET", "/api/v1/chats", { token: d.token });
+    expect(list.json.data.items).toEqual([]);
+    expect(
+      (await call("POST", "/api/v1/chats", { token: owner.token, body: { type: "direct", memberId: d.id }, vars })).status,
+    ).toBe(201);
+    // The allowance is the caller's: another owner adds freely.
+    const other = await call("POST", "/api/v1/chats", {
+      token: a.token,
+      body: { type: "group", title: "Theirs", memberIds: [d.id] },
+      vars,
+    });
+    expect(other.status).toBe(201);
+  });
+
+  it("a configuration whose group-add allowance cannot create a full group refuses to serve", () => {
+    const vars = { ...env, RATE_LIMIT_GROUP_ADDS_PER_MINUTE: "10", MAX_GROUP_MEMBERS: "20" };
+    expect(() => getConfig(vars)).toThrow(/RATE_LIMIT_GROUP_ADDS_PER_MINUTE/);
   });
 });

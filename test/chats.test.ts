@@ -442,7 +442,16 @@ describe("large groups and long chat lists (D1 binds at most 100 parameters per 
     expect(big.members).toHaveLength(101);
 
     const chatIds = [big.id];
-    for (let i = 0; i < 119; i++) chatIds.push((await group(owner, [invited[i % 100]!], `g${i}`)).id);
+    // 219 people added in all: past the default per-user allowance of group adds (RATE_LIMIT_GROUP_ADDS_PER_MINUTE), raised here.
+    for (let i = 0; i < 119; i++) {
+      const res = await call("POST", "/api/v1/chats", {
+        token: owner.token,
+        body: { type: "group", title: `g${i}`, memberIds: [invited[i % 100]!.id] },
+        vars: { RATE_LIMIT_GROUP_ADDS_PER_MINUTE: "1000" },
+      });
+      expect(res.status).toBe(201);
+      chatIds.push(res.json.data.id);
+    }
     // A message in every chat so each list item carries a lastMessage.
     for (const chatId of chatIds.slice(0, 110)) await send(owner, chatId, `in ${chatId}`);
     await flushDirectory(chatIds);

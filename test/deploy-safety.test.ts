@@ -1,7 +1,10 @@
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import packageJson from "../package.json";
+import { getConfig, placeholderUrlProblem } from "../src/lib/config";
 import { BUDGET_PERIOD_SECONDS } from "../src/services/rate-limit";
+import { DEPLOYED_URLS } from "./support/deployment";
+import { call, expectError } from "./support/http";
 
 /**
  * No path from a bare deploy to production (README, "Environments and deploy"): wrangler.toml as
@@ -9,6 +12,9 @@ import { BUDGET_PERIOD_SECONDS } from "../src/services/rate-limit";
  */
 const { local, dev, production } = env.TEST_WRANGLER_ENVIRONMENTS;
 const scripts: Record<string, string> = packageJson.scripts;
+/** Vars a deployed environment sets for itself (`wrangler secret put`), never committed for it. */
+const PER_DEPLOYMENT = ["DEV_BASE_URL", "PRODUCTION_BASE_URL"];
+const STRONG_SECRET = "s".repeat(48);
 
 describe("deploy safety", () => {
   it("the top-level (local) Worker and the dev Worker are named apart from production", () => {
@@ -35,8 +41,10 @@ describe("deploy safety", () => {
 
   it("every environment sets every var (wrangler does not inherit vars), REALTIME_MAX_CONNECTIONS included", () => {
     const names = (vars: Record<string, unknown>) => Object.keys(vars).sort();
-    expect(names(dev.vars)).toEqual(names(local.vars));
-    expect(names(production.vars)).toEqual(names(local.vars));
+    // Except the base URLs, which each deployment sets for itself (README, "Deploy").
+    const committed = names(local.vars).filter((name) => !PER_DEPLOYMENT.includes(name));
+    expect(names(dev.vars)).toEqual(committed);
+    expect(names(production.vars)).toEqual(committed);
     for (const environment of [local, dev, production]) expect(environment.vars.REALTIME_MAX_CONNECTIONS).toBe("10");
   });
 
@@ -115,5 +123,81 @@ describe("a first deploy serves", () => {
     );
     expect(workersDev === true || patterns.length > 0).toBe(true);
     for (const pattern of patterns) expect(pattern).not.toMatch(/example\.(com|org|net)|your-domain/);
+  });
+});
+
+/** Issue 29, "Deploy and docs": what a deployed environment serves and calls itself. */
+describe("deployed environments name only their own hosts", () => {
+  const served = (vars: Partial<Record<keyof Env, string>>) => call("GET", "/health", { vars });
+  const deployed = (environment: "dev" | "production") => ({
+    ...DEPLOYED_URLS,
+    ENVIRONMENT: environment,
+    JWT_SECRET: STRONG_SECRET,
+    ADMIN_EMAILS: "",
+  });
+
+  it("a production config with a placeholder URL refuses to serve (500 with a log line naming the var), like a weak secret", async () => {
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      for (const environment of ["dev", "production"] as const) {
+        expect((await served(deployed(environment))).status, environment).toBe(200);
+        for (const [name, url] of [
+          ["PRODUCTION_BASE_URL", "https://api.credit-chat.example.com"],
+          ["DEV_BASE_URL", "https://credit-chat-dev.example.workers.dev"],
+          ["DEV_BASE_URL", "https://credit-chat-dev.your-account.workers.dev"],
+          ["PRODUCTION_BASE_URL", "https://example.org"],
+          ["PRODUCTION_BASE_URL", "http://api.creditchat.app"],
+          ["PRODUCTION_BASE_URL", "https://localhost:8787"],
+          ["DEV_BASE_URL", "https://staging.creditchat.test"],
+        ] as const) {
+          logged.mockClear();
+          const res = await served({ ...deployed(environment), [name]: url });
+          expectError(res, 500, "internal_error");
+          expect(res.text).not.toContain(url);
+          expect(logged.mock.calls.flat().join("\n"), `${environment} ${url}`).toContain(name);
+        }
+        // Absent (not set for this deployment yet): refused too.
+        expect(() => getConfig({ ...env, ...deployed(environment), PRODUCTION_BASE_URL: undefined } as unknown as Env)).toThrow(
+          /PRODUCTION_BASE_URL/,
+        );
+      }
+    } finally {
+      logged.mockRestore();
+    }
+    // Local development keeps its example hosts.
+    expect((await call("GET", "/health")).status).toBe(200);
+    expect(placeholderUrlProblem(String(local.vars.DEV_BASE_URL))).not.toBeNull();
+  });
+
+  it("what is committed for dev and production names no base URL at all: each deployment sets its own", () => {
+    for (const environment of [dev, production]) {
+      for (const name of PER_DEPLOYMENT) expect(environment.vars[name], `${environment.name} ${name}`).toBeUndefined();
+    }
+  });
+
+  it("production's /docs lists Production first; dev's lists Development first; local's the local server", async () => {
+    const servers = async (vars: Partial<Record<keyof Env, string>>) =>
+      (await call("GET", "/openapi.json", { vars })).json.servers.map((s: { description: string }) => s.description);
+    expect(await servers(deployed("production"))).toEqual(["Production", "Development"]);
+    expect(await servers(deployed("dev"))).toEqual(["Development", "Production"]);
+    expect(await servers({})).toEqual(["Local", "Development", "Production"]);
+    const productionDoc = (await call("GET", "/openapi.json", { vars: deployed("production") })).json;
+    expect(productionDoc.servers[0].url).toBe(DEPLOYED_URLS.PRODUCTION_BASE_URL);
+  });
+
+  it("local Workflow names differ from every environment's (names are account-wide), and each environment's are its own", () => {
+    const names = (environment: typeof local) => environment.workflows.map((workflow) => workflow.name);
+    const [localNames, devNames, productionNames] = [names(local), names(dev), names(production)];
+    expect(localNames.length).toBeGreaterThan(0);
+    for (const name of localNames) {
+      expect(devNames, name).not.toContain(name);
+      expect(productionNames, name).not.toContain(name);
+      expect(name).toMatch(/^credit-chat-local-/);
+    }
+    for (const name of devNames) expect(productionNames, name).not.toContain(name);
+    // Every environment binds the same Workflows (bindings are not inherited).
+    const bindings = (environment: typeof local) => environment.workflows.map((workflow) => workflow.binding).sort();
+    expect(bindings(dev)).toEqual(bindings(local));
+    expect(bindings(production)).toEqual(bindings(local));
   });
 });

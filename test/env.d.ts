@@ -16,6 +16,7 @@ declare global {
           vars: Record<string, unknown>;
           d1Databases: { binding: string; database_name?: string; database_id?: string }[];
           ratelimits: { name: string; namespace_id: string; simple: { limit: number; period: number } }[];
+          workflows: { name: string; binding: string }[];
         }
       >;
       /** Injected by vitest.config.ts: a Rate Limiting binding with a small limit (TEST_TIGHT_BUDGET_LIMIT per minute). */

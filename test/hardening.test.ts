@@ -2,7 +2,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "../src/middlewares/body-guard";
 import { docsContentSecurityPolicy } from "../src/routes/docs/docs.index";
-import { NO_BIDI_CONTROLS } from "../src/schemas/text";
+import { NO_BIDI_CONTROLS, NO_CONTROL_CHARACTERS } from "../src/schemas/text";
+import { DEPLOYED_URLS } from "./support/deployment";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
 import { NO_RATE_LIMIT, seedWalletUser, transfer } from "./support/wallets";
@@ -68,6 +69,21 @@ describe("bidirectional override characters", () => {
     expect(NO_BIDI_CONTROLS.source).not.toContain("\\p");
   });
 
+  it("the control-character pattern refuses every Cc and BMP Cf character but the joiners and direction marks, flag-free", () => {
+    // The BMP's Cc and Cf characters (Unicode 15.1), from the engine's own tables; and the line and
+    // paragraph separators, a line break by another name.
+    const formatOrControl = /^[\p{Cc}\p{Cf}\u2028\u2029]$/u;
+    const kept = new Set([0x200c, 0x200d, 0x200e, 0x200f, 0x061c]);
+    for (let cp = 0; cp <= 0xffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      const ch = String.fromCodePoint(cp);
+      const refused = formatOrControl.test(ch) && !kept.has(cp);
+      expect(NO_CONTROL_CHARACTERS.test(`a${ch}b`), `U+${cp.toString(16)}`).toBe(!refused);
+    }
+    expect(NO_CONTROL_CHARACTERS.flags).toBe("");
+    expect(NO_CONTROL_CHARACTERS.source).not.toContain("\\p");
+  });
+
   it("group titles, transfer notes and display names holding one are 400 validation_failed", async () => {
     const owner = await seedWalletUser();
     const other = await seedWalletUser();
@@ -93,6 +109,65 @@ describe("bidirectional override characters", () => {
     expect(ok.json.data.senderBalance).toBe(99);
   });
 
+  it("control characters in group titles, display names, transfer notes and grant reasons are 400 validation_failed", async () => {
+    const owner = await seedWalletUser();
+    const other = await seedWalletUser();
+    const admin = await seedUser({ role: "admin" });
+    for (const ch of ["\u0000", "\n", "\t", "\u001b", "\u0085", "\u00ad", "\u200b", "\ufeff", "\u2028", "\u2061"]) {
+      const title = await call("POST", "/api/v1/chats", {
+        token: owner.token,
+        body: { type: "group", title: `Trip${ch}fund`, memberIds: [other.id] },
+      });
+      expect(expectError(title, 400, "validation_failed").errors.join("\n")).toContain("title:");
+      const note = await transfer(owner.token, { recipientId: other.id, amount: 1, note: `lunch${ch}x` });
+      expect(expectError(note, 400, "validation_failed").errors.join("\n")).toContain("note:");
+      const register = await call("POST", "/api/v1/auth/register", {
+        body: { email: `cc-${crypto.randomUUID()}@example.com`, password: "correct horse battery", displayName: `Eve${ch}x` },
+        headers: { "CF-Connecting-IP": `10.78.${Math.floor(Math.random() * 250)}.1` },
+      });
+      expect(expectError(register, 400, "validation_failed").errors.join("\n")).toContain("displayName:");
+      const grant = await call("POST", `/api/v1/admin/wallets/${other.id}/grants`, {
+        token: admin.token,
+        body: { amount: 1, reason: `bonus${ch}x` },
+      });
+      expect(expectError(grant, 400, "validation_failed").errors.join("\n")).toContain("reason:");
+    }
+    // Nothing moved; ordinary right-to-left names, titles, notes and reasons (with their marks) still work.
+    const group = await call("POST", "/api/v1/chats", {
+      token: owner.token,
+      body: { type: "group", title: "رحلة نهاية الأسبوع \u200f(2026)", memberIds: [other.id] },
+    });
+    expect(group.status).toBe(201);
+    const ok = await transfer(owner.token, { recipientId: other.id, amount: 1, note: "ארוחת צהריים 🍕" });
+    expect(ok.status).toBe(201);
+    expect(ok.json.data.senderBalance).toBe(99);
+    const grant = await call("POST", `/api/v1/admin/wallets/${other.id}/grants`, {
+      token: admin.token,
+      body: { amount: 1, reason: "مكافأة" },
+    });
+    expect(grant.status).toBe(201);
+    const register = await call("POST", "/api/v1/auth/register", {
+      body: { email: `rtl-${crypto.randomUUID()}@example.com`, password: "correct horse battery", displayName: "سارة كوهين" },
+      headers: { "CF-Connecting-IP": `10.79.${Math.floor(Math.random() * 250)}.1` },
+    });
+    expect(register.status).toBe(201);
+  });
+
+  it("right-to-left message content keeps working, sent and read back as written", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const content = "مرحبا بك! שלום עולם\u200f — mixed with English 123";
+    const sent = await call("POST", "/api/v1/messages", {
+      token: alice.token,
+      body: { recipientId: bob.id, content },
+      vars: NO_RATE_LIMIT,
+    });
+    expect(sent.status).toBe(201);
+    expect(sent.json.data.content).toBe(content);
+    const read = await call("GET", `/api/v1/messages/chat/${sent.json.data.chatId}`, { token: bob.token });
+    expect(read.json.data.items[0].content).toBe(content);
+  });
+
   it("the document publishes the same patterns, flag-free", async () => {
     const doc = (await call("GET", "/openapi.json")).json;
     const schemas = doc.components.schemas;
@@ -102,7 +177,9 @@ describe("bidirectional override characters", () => {
         schemas.CreditTransferRequest.properties.note.pattern,
       schemas.CreateGroupChat.properties.title.pattern,
     ];
+    patterns.push(schemas.GrantRequest.properties.reason.pattern);
     for (const pattern of patterns) {
+      expect(pattern).toBe(NO_CONTROL_CHARACTERS.source);
       expect(pattern).toContain("\\u202a-\\u202e\\u2066-\\u2069");
       const regex = new RegExp(pattern);
       for (const ch of BIDI) expect(regex.test(`x${ch}`)).toBe(false);
@@ -128,8 +205,8 @@ describe("/docs Content-Security-Policy", () => {
     expect(directives["frame-ancestors"]).toEqual(["'none'"]);
     expect(directives["connect-src"]).toEqual([
       "'self'",
-      new URL(env.DEV_BASE_URL).origin,
-      new URL(env.PRODUCTION_BASE_URL).origin,
+      new URL(String(env.DEV_BASE_URL)).origin,
+      new URL(String(env.PRODUCTION_BASE_URL)).origin,
     ]);
     // 'self' scripts only: the page has no inline script left to allow.
     expect(page.text).not.toMatch(/<script>(?!<\/script>)|<script(?![^>]*\bsrc=)[^>]*>/);
@@ -144,7 +221,13 @@ describe("/docs Content-Security-Policy", () => {
 });
 
 describe("Strict-Transport-Security", () => {
-  const production = { ENVIRONMENT: "production", JWT_SECRET: "p".repeat(48), SIGNUP_CREDITS: "0", ADMIN_EMAILS: "" };
+  const production = {
+    ...DEPLOYED_URLS,
+    ENVIRONMENT: "production",
+    JWT_SECRET: "p".repeat(48),
+    SIGNUP_CREDITS: "0",
+    ADMIN_EMAILS: "",
+  };
 
   it("production answers with it (successes, errors and preflights alike); local and dev do not", async () => {
     for (const [method, path] of [

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { getConfig, LOCAL_JWT_SECRET } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
 import { JWT_ISSUER, jwtAudience, keyId, signAccessToken } from "../src/lib/jwt";
+import { DEPLOYED_URLS } from "./support/deployment";
 import { call, expectError } from "./support/http";
 import { ip, PASSWORD, registerSession } from "./support/sessions";
 import { seedUser } from "./support/users";
@@ -13,9 +14,9 @@ const OLD = "the-old-signing-key-of-at-least-32-bytes!";
 const NEW = "the-new-signing-key-of-at-least-32-bytes!";
 
 type Vars = { JWT_SECRET?: string; JWT_SECRET_PREVIOUS?: string; ENVIRONMENT?: string; ADMIN_EMAILS?: string };
-const configWith = (vars: Vars) => getConfig({ ...env, ...vars } as Env);
+const configWith = (vars: Vars) => getConfig({ ...env, ...DEPLOYED_URLS, ...vars } as Env);
 const me = (token: string, vars: Vars) =>
-  call("GET", "/api/v1/users/me", { token, vars: vars as Partial<Record<keyof Env, string>> });
+  call("GET", "/api/v1/users/me", { token, vars: { ...DEPLOYED_URLS, ...vars } as Partial<Record<keyof Env, string>> });
 
 const b64url = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const claims = (sub: string) => {
@@ -102,9 +103,13 @@ describe("access tokens are bound to their environment", () => {
 describe("JWT_SECRET_PREVIOUS outside local", () => {
   const production = (previous: string) =>
     call("GET", "/health", {
-      vars: { ENVIRONMENT: "production", ADMIN_EMAILS: "", JWT_SECRET: NEW, JWT_SECRET_PREVIOUS: previous } as Partial<
-        Record<keyof Env, string>
-      >,
+      vars: {
+        ...DEPLOYED_URLS,
+        ENVIRONMENT: "production",
+        ADMIN_EMAILS: "",
+        JWT_SECRET: NEW,
+        JWT_SECRET_PREVIOUS: previous,
+      } as Partial<Record<keyof Env, string>>,
     });
 
   it("obeys the JWT_SECRET rule: at least 32 bytes and not the local default, else the Worker refuses to serve", async () => {

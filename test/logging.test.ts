@@ -49,7 +49,10 @@ describe("a failed D1 write is logged without its parameters", () => {
         }),
     );
     const body = expectError(res, 500, "internal_error");
-    expect(body.errors).toContain(`Request id ${requestId}`);
+    // The server's own id answers (X-Request-Id); the client's is logged beside it.
+    const serverRequestId = res.headers.get("X-Request-Id");
+    expect(serverRequestId).not.toBe(requestId);
+    expect(body.errors).toContain(`Request id ${serverRequestId}`);
     expect(res.text).not.toContain(email);
 
     const logged = lines.join("\n");
@@ -57,8 +60,14 @@ describe("a failed D1 write is logged without its parameters", () => {
     expect(logged).not.toContain(password);
     expect(logged).not.toContain(displayName);
     expect(logged).not.toContain("params:");
-    const line = parsed(lines).find((entry) => entry.requestId === requestId);
-    expect(line).toMatchObject({ level: "error", event: "request_failed", requestId, method: "POST" });
+    const line = parsed(lines).find((entry) => entry.clientRequestId === requestId);
+    expect(line).toMatchObject({
+      level: "error",
+      event: "request_failed",
+      requestId: serverRequestId,
+      clientRequestId: requestId,
+      method: "POST",
+    });
     // Still says what failed: the statement (placeholders only) and D1's reason.
     expect(JSON.stringify(line)).toContain("insert into");
     expect(JSON.stringify(line)).toContain("injected: users down");

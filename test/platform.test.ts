@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { DEPLOYED_URLS } from "./support/deployment";
 import { call, expectError } from "./support/http";
 
 describe("platform", () => {
@@ -62,7 +63,7 @@ describe("configuration", () => {
     expectError(await call("GET", "/health", { vars: { ENVIRONMENT: "production" } }), 500, "internal_error");
     expectError(await call("GET", "/health", { vars: { ENVIRONMENT: "dev", JWT_SECRET: "short" } }), 500, "internal_error");
     const ok = await call("GET", "/health", {
-      vars: { ENVIRONMENT: "dev", ADMIN_EMAILS: "", JWT_SECRET: "a-real-secret-of-at-least-32-bytes-long!" },
+      vars: { ...DEPLOYED_URLS, ENVIRONMENT: "dev", ADMIN_EMAILS: "", JWT_SECRET: "a-real-secret-of-at-least-32-bytes-long!" },
     });
     expect(ok.status).toBe(200);
     expect(ok.json.data.environment).toBe("dev");
@@ -71,10 +72,13 @@ describe("configuration", () => {
   it("outside local, ADMIN_EMAILS must be empty: admins are made by an operator, never by registering", async () => {
     const secret = "a-real-secret-of-at-least-32-bytes-long!";
     for (const ENVIRONMENT of ["dev", "production"]) {
-      const res = await call("GET", "/health", { vars: { ENVIRONMENT, JWT_SECRET: secret, ADMIN_EMAILS: "boss@example.com" } });
+      const res = await call("GET", "/health", {
+        vars: { ...DEPLOYED_URLS, ENVIRONMENT, JWT_SECRET: secret, ADMIN_EMAILS: "boss@example.com" },
+      });
       expectError(res, 500, "internal_error");
       expect(res.text).not.toContain("boss@example.com");
-      expect((await call("GET", "/health", { vars: { ENVIRONMENT, JWT_SECRET: secret, ADMIN_EMAILS: " " } })).status).toBe(200);
+      const ok = await call("GET", "/health", { vars: { ...DEPLOYED_URLS, ENVIRONMENT, JWT_SECRET: secret, ADMIN_EMAILS: " " } });
+      expect(ok.status).toBe(200);
     }
     // Local development keeps its convenience.
     expect((await call("GET", "/health", { vars: { ADMIN_EMAILS: "boss@example.com" } })).status).toBe(200);

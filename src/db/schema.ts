@@ -256,14 +256,16 @@ export const adminAudit = sqliteTable(
   "admin_audit",
   {
     id: text("id").primaryKey(),
-    /** The admin who acted. */
+    /** The admin who acted; `operator` for a role change made by `npm run admin` (scripts/admin.ts). */
     actorId: text("actor_id").notNull(),
-    action: text("action", { enum: ["grant", "suspension", "reinstatement", "reconciliation_start"] }).notNull(),
+    action: text("action", {
+      enum: ["grant", "suspension", "reinstatement", "reconciliation_start", "role_grant", "role_revoke"],
+    }).notNull(),
     /** The user granted, suspended or reinstated; the reconciliation run started. */
     targetId: text("target_id").notNull(),
     /** JSON object: what the action said (amount and reason, reason, trigger). */
     detail: text("detail").notNull(),
-    /** The X-Request-Id of the request that acted, to find it in the logs. */
+    /** The server's own id of the request that acted (its X-Request-Id), or the operator command's run id. */
     requestId: text("request_id").notNull(),
     createdAt: integer("created_at").notNull(),
   },

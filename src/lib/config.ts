@@ -19,6 +19,29 @@ const listVar = z
       .filter(Boolean),
   );
 
+/** Top-level domains reserved for examples and tests (RFC 2606, RFC 6761), never a deployment's. */
+const RESERVED_TLDS = new Set(["example", "invalid", "test", "localhost", "local"]);
+/** Host labels that mark a URL as a placeholder someone forgot to replace. */
+const PLACEHOLDER_LABEL = /^(example|placeholder|changeme|change-me|your-.*|.*-your-.*|xxx+|todo)$/;
+
+/**
+ * Why a base URL is no deployment's own (null: it may be): not https, or a host on an example
+ * domain (`example.com`, `*.example.workers.dev`, …), a reserved TLD, a loopback host, or a label
+ * such as `your-account`. Outside local the document's servers must be real, or "Try it out" in
+ * /docs would send a login body or a token to a stranger's host.
+ */
+export function placeholderUrlProblem(value: string): string | null {
+  const url = new URL(value);
+  if (url.protocol !== "https:") return "must be an https URL outside local";
+  const labels = url.hostname.toLowerCase().split(".");
+  const tld = labels[labels.length - 1] ?? "";
+  const loopback = url.hostname === "localhost" || /^127\.|^\[?::1\]?$|^0\.0\.0\.0$/.test(url.hostname);
+  if (RESERVED_TLDS.has(tld) || loopback || labels.some((label) => PLACEHOLDER_LABEL.test(label))) {
+    return `is a placeholder (${url.hostname}); set this deployment's real URL (README, "Deploy")`;
+  }
+  return null;
+}
+
 const configSchema = z
   .object({
     ENVIRONMENT: z.enum(["local", "dev", "production"]),
@@ -32,14 +55,19 @@ const configSchema = z
     ADMIN_EMAILS: listVar.transform((emails) => emails.map((email) => email.toLowerCase())),
     MAX_TRANSFER_AMOUNT: integerVar(1),
     DAILY_TRANSFER_LIMIT: integerVar(1),
-    DEV_BASE_URL: z.url(),
-    PRODUCTION_BASE_URL: z.url(),
+    // Set per deployment outside local (`wrangler secret put`, README "Deploy"); placeholders are refused below.
+    DEV_BASE_URL: z.url({ message: 'must be an absolute URL, set for this deployment (README "Deploy")' }),
+    PRODUCTION_BASE_URL: z.url({ message: 'must be an absolute URL, set for this deployment (README "Deploy")' }),
     CORS_ORIGINS: listVar,
     RATE_LIMIT_LOGIN_PER_MINUTE: integerVar(1),
     RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE: integerVar(1),
     RATE_LIMIT_AUTH_IP_PER_MINUTE: integerVar(1),
     RATE_LIMIT_MESSAGES_PER_MINUTE: integerVar(1),
     RATE_LIMIT_TRANSFERS_PER_MINUTE: integerVar(1),
+    // Over the user budget, keyed requests (replays of a lost answer) draw on this allowance instead.
+    RATE_LIMIT_REPLAYS_PER_MINUTE: integerVar(1).default(300),
+    // People one user may add to groups per minute (creation's memberIds count one each).
+    RATE_LIMIT_GROUP_ADDS_PER_MINUTE: integerVar(1).default(200),
     // The coarse budgets (USER_BUDGET / ADDRESS_BUDGET bindings); "off" only where nobody is served.
     RATE_LIMIT_BUDGETS: z.enum(["on", "off"]).default("on"),
     TRANSFER_VOID_AFTER_SECONDS: integerVar(1),
@@ -58,14 +86,26 @@ const configSchema = z
         message: `must be below the Idempotency-Key retention (${IDEMPOTENCY_RETENTION_MS / 1000} s)`,
       });
     }
+    // A full group must remain creatable in one request: its memberIds are counted all at once.
+    if (vars.RATE_LIMIT_GROUP_ADDS_PER_MINUTE < vars.MAX_GROUP_MEMBERS - 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["RATE_LIMIT_GROUP_ADDS_PER_MINUTE"],
+        message: "must be at least MAX_GROUP_MEMBERS - 1 (a full group is created in one request)",
+      });
+    }
     if (vars.ENVIRONMENT === "local") return;
     // Outside local, admins are made only by an operator (`npm run admin`), never by registering an address.
     if (vars.ADMIN_EMAILS.length > 0) {
       ctx.addIssue({
         code: "custom",
         path: ["ADMIN_EMAILS"],
-        message: "must be empty outside local; make admins with `npm run admin -- grant --env <env> --email …`",
+        message: "must be empty outside local; make admins with `npm run admin -- grant --env <env> --user-id …`",
       });
+    }
+    for (const name of ["DEV_BASE_URL", "PRODUCTION_BASE_URL"] as const) {
+      const problem = placeholderUrlProblem(vars[name]);
+      if (problem) ctx.addIssue({ code: "custom", path: [name], message: problem });
     }
     if (vars.RATE_LIMIT_BUDGETS === "off") {
       ctx.addIssue({ code: "custom", path: ["RATE_LIMIT_BUDGETS"], message: 'may be "off" only in local' });
@@ -106,6 +146,8 @@ const configSchema = z
       authIpPerMinute: vars.RATE_LIMIT_AUTH_IP_PER_MINUTE,
       messagesPerMinute: vars.RATE_LIMIT_MESSAGES_PER_MINUTE,
       transfersPerMinute: vars.RATE_LIMIT_TRANSFERS_PER_MINUTE,
+      replaysPerMinute: vars.RATE_LIMIT_REPLAYS_PER_MINUTE,
+      groupAddsPerMinute: vars.RATE_LIMIT_GROUP_ADDS_PER_MINUTE,
       budgets: vars.RATE_LIMIT_BUDGETS === "on",
     },
   }));

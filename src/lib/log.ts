@@ -2,7 +2,7 @@ import { tryGetContext } from "hono/context-storage";
 import type { AppEnv } from "./types";
 
 /**
- * The one logger: a JSON line per event, `{level, event, requestId?, ...fields}`, on the console
+ * The one logger: a JSON line per event, `{level, event, requestId?, clientRequestId?, ...fields}`, on the console
  * method of its level, so `wrangler tail` and Workers Logs index it. The request id is read from
  * the request being served (Hono's context storage, installed first by the app), so services log
  * it without being handed a Context; outside a request (alarms, the cron, objects) it is absent.
@@ -46,9 +46,11 @@ export function errorFields(error: unknown, depth = 0): Record<string, unknown> 
 }
 
 function write(level: Level, event: string, fields: LogFields = {}): void {
-  const requestId = tryGetContext<AppEnv>()?.var.requestId;
+  const context = tryGetContext<AppEnv>()?.var;
+  const requestId = context?.requestId;
   const entry: Record<string, unknown> = { level, event };
   if (requestId) entry.requestId = requestId;
+  if (context?.clientRequestId) entry.clientRequestId = context.clientRequestId;
   for (const [name, value] of Object.entries(fields)) entry[name] = value instanceof Error ? errorFields(value) : value;
   let line: string;
   try {

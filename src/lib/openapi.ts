@@ -2,7 +2,7 @@ import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
 import { parseKeyStep } from "../middlewares/idempotency";
-import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
+import { groupAddsStep, rateLimitStep, signInStep, userBudget } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
 import { EXAMPLE_TIMESTAMP } from "./envelope";
@@ -32,7 +32,7 @@ export const SESSION_ENDED_NOTE =
 export const ADMIN_CHECK_NOTE = [
   "**Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).",
   SESSION_ENDED_NOTE,
-  "Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).",
+  "Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).",
 ].join("\n\n");
 
 /** The document's top-level tags: every operation names one of these (test/openapi.test.ts checks). */
@@ -126,12 +126,13 @@ export const RATE_LIMIT_RESPONSE_HEADERS = {
 
 /** What every operation's 429 means (the API description's "Rate limits" says the same at length). */
 export const RATE_LIMITED_DESCRIPTION =
-  "A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every operation counts against the caller's client-address budget, and every authenticated one also against the account's budget; those answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.";
+  "A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every request counts against the caller's client-address budget before anything else is done (authentication included), and every authenticated one also against the account's budget right after its token is checked (before the admin check, validation and the operation): refused requests (400, 401, 403, 404) count like any other. Those budgets answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers, adding people to groups, the replay allowance) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.";
 
 /** The document's own account of the limits (API.md §1), beside each operation's 429. */
 export const RATE_LIMITS_DESCRIPTION = [
-  "**Rate limits.** Every operation has a coarse per-minute budget per client address (`CF-Connecting-IP`; IPv6 addresses counted by their /64), and every authenticated one also a budget per account, so no single address or account can load the shared database for everyone (defaults: 3,000 requests per address and 600 per account per minute). Over a budget: 429 `rate_limited` with `Retry-After` (whole seconds). A request carrying an `Idempotency-Key` whose outcome is stored is answered that outcome even over a budget.",
-  "Exact limits, with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` on every counted answer: failed sign-ins, 10 per email and client address and 50 per email alone (so a stranger's wrong guesses do not lock the owner out of other addresses); 300 register/login/refresh/password-change requests per client address; 10 password changes per account; 120 message sends and 60 credit transfers per user. Each operation's description names its limits and the var that sets each.",
+  "**Rate limits.** Every request has a coarse per-minute budget per client address (`CF-Connecting-IP`; IPv6 addresses counted by their /64), counted before anything else, and every authenticated one also a budget per account, counted right after the token is checked and before the admin check, validation and the operation; so no single address or account can load the shared database for everyone, and refused requests (a stream of 401s or 403s) meet 429 like any other (defaults: 3,000 requests per address and 600 per account per minute). Over a budget: 429 `rate_limited` with `Retry-After` (whole seconds).",
+  "**Replays.** Over the account budget, a request carrying an `Idempotency-Key` on a keyed operation (credit transfers, message sends, grants) draws on a separate per-user replay allowance instead (`RATE_LIMIT_REPLAYS_PER_MINUTE`, default 300 a minute; exact, with `X-RateLimit-*`): a client retrying a lost answer still gets its stored outcome, and past the allowance it is 429 too, so no replay loop is free. A new key inside the allowance runs under the operation's own limits.",
+  "Exact limits, with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` on every counted answer: failed sign-ins, 10 per email and client address and 50 per email alone, a sign-in carrying the `deviceToken` of an earlier sign-in being exempt from the latter (so strangers' wrong guesses cannot lock the owner out); 300 register/login/refresh/password-change requests per client address; 10 password changes per account; 120 message sends and 60 credit transfers per user; 200 people added to groups per user (an add, or each of a new group's `memberIds`). Each operation's description names its limits and the var that sets each.",
 ].join("\n\n");
 
 /** `components.responses` for every error status, registered once by the app. */
@@ -216,12 +217,14 @@ const withHeaders = (response: unknown, headers: Record<string, unknown>) =>
 function authMiddleware(options: RouteOptions, statuses: Set<ErrorStatus>): MiddlewareHandler<AppEnv>[] {
   if (options.auth === "none") return [];
   statuses.add(401);
-  if (options.auth !== "admin") return [requireAuth];
+  // The user budget right after the token is verified: before the admin check, validation and the handler.
+  const keptByWallet = options.idempotent === "wallet";
+  const authenticated = [requireAuth, userBudget({ replayable: keptByWallet })];
+  if (options.auth !== "admin") return authenticated;
   statuses.add(403);
   // A wallet-kept outcome answers its key before the admin check (API.md §1): with a key, the
   // handler hands the check's refusal to the wallet (services/wallets.ts grantCredits).
-  const keptByWallet = options.idempotent === "wallet";
-  return [requireAuth, requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet })];
+  return [...authenticated, requireAdmin({ liftsSuspension: options.liftsSuspension === true, keptByWallet })];
 }
 
 /** The statuses only the handler's rules answer; what the options and input imply is never listed by hand (so it cannot drift). */
@@ -251,10 +254,11 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     headersSchema = idempotencyHeadersSchema;
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
-  // The key's parsing, the budgets (a held key goes on to its stored outcome), the exact limits.
-  const steps: RouteStep[] = [...(options.idempotent ? [parseKeyStep] : []), budgetStep];
+  // The key's parsing, then the exact limits (the coarse budgets ran before: app.ts, authMiddleware).
+  const steps: RouteStep[] = options.idempotent ? [parseKeyStep] : [];
   for (const rule of options.rateLimit ?? []) {
     if (rule === "signIn") steps.push(signInStep);
+    else if (rule === "groupAdds") steps.push(groupAddsStep);
     else if (typeof rule === "string") steps.push(rateLimitStep(rule));
     successHeaders = { ...successHeaders, ...RATE_LIMIT_RESPONSE_HEADERS };
   }

@@ -27,23 +27,25 @@ export function liveBuckets(buckets: readonly Bucket[], now: number): Bucket[] {
 }
 
 /**
- * Counts one attempt if `limit` allows it; a denied attempt is not counted (a retry after
- * Retry-After works). Returns the decision and the new buckets (a fresh array; the input is not changed).
+ * Counts one attempt of `cost` units (default 1; e.g. the people one request adds to a group) if
+ * `limit` allows all of them; a denied attempt is not counted (a retry after Retry-After works).
+ * Returns the decision and the new buckets (a fresh array; the input is not changed).
  */
 export function hitWindow(
   buckets: readonly Bucket[],
   limit: number,
   now: number,
+  cost = 1,
 ): { decision: RateLimitDecision; buckets: Bucket[] } {
   const second = Math.floor(now / 1000);
   const live = liveBuckets(buckets, now).map(([s, n]): Bucket => [s, n]);
   let count = live.reduce((sum, [, n]) => sum + n, 0);
-  const allowed = count < limit;
+  const allowed = count + cost <= limit;
   if (allowed) {
     const newest = live[live.length - 1];
-    if (newest && newest[0] === second) newest[1] += 1;
-    else live.push([second, 1]);
-    count += 1;
+    if (newest && newest[0] === second) newest[1] += cost;
+    else live.push([second, cost]);
+    count += cost;
   }
   const freeAt = (slots: number) => {
     let freed = 0;
@@ -59,7 +61,7 @@ export function hitWindow(
       allowed,
       limit,
       remaining: Math.max(0, limit - count),
-      resetSeconds: Math.max(1, Math.ceil((freeAt(allowed ? 1 : count - limit + 1) - now) / 1000)),
+      resetSeconds: Math.max(1, Math.ceil((freeAt(allowed ? 1 : count + cost - limit) - now) / 1000)),
     },
   };
 }

@@ -18,7 +18,10 @@ export type AuthUser = { id: string; role: "user" | "admin"; sessionId: string }
 export type AppEnv = {
   Bindings: Env;
   Variables: {
+    /** The server's own id of this request (X-Request-Id on the response, log lines, the audit log). */
     requestId: string;
+    /** The X-Request-Id the client sent, when sane: logged beside `requestId`, never used as it. */
+    clientRequestId: string | undefined;
     config: Config;
     /** Drizzle on this request's D1 binding. */
     db: Database;

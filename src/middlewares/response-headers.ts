@@ -4,8 +4,10 @@ import type { AppEnv } from "../lib/types";
 
 /**
  * The headers every response carries, set in one place on the response the app finally sends:
- * - `X-Request-Id`: the caller's own if it sent a sane one (word characters, `-` and `=`, at most
- *   128), else a new UUID; `c.var.requestId` reads it;
+ * - `X-Request-Id`: the server's own id for this request (a new UUID), `c.var.requestId`: what log
+ *   lines and the audit log record, so no client can choose (or collide with) another request's id.
+ *   A sane id the client sent (word characters, `-` and `=`, at most 128) is kept beside it as
+ *   `c.var.clientRequestId`, written into log lines as `clientRequestId` for the caller's correlation;
  * - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and `Cache-Control: no-store`
  *   unless the route chose its own: API answers are never cached by browsers or proxies;
  * - `Strict-Transport-Security` in production only;
@@ -31,8 +33,8 @@ const PREFLIGHT_MAX_AGE_SECONDS = "600";
 // No includeSubDomains: the Worker does not own its domain's other hosts (workers.dev, or a custom domain's siblings).
 const HSTS = "max-age=31536000";
 
-function requestIdOf(sent: string | undefined): string {
-  return sent && sent.length <= MAX_REQUEST_ID_LENGTH && !UNSAFE_REQUEST_ID.test(sent) ? sent : crypto.randomUUID();
+function clientRequestIdOf(sent: string | undefined): string | undefined {
+  return sent && sent.length <= MAX_REQUEST_ID_LENGTH && !UNSAFE_REQUEST_ID.test(sent) ? sent : undefined;
 }
 
 /** The `Access-Control-Allow-Origin` for `origin`, or null when it is not allowed. */
@@ -58,8 +60,9 @@ function writableResponse(c: Context<AppEnv>): Response {
 }
 
 export const responseHeaders: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const requestId = requestIdOf(c.req.header("X-Request-Id"));
+  const requestId = crypto.randomUUID();
   c.set("requestId", requestId);
+  c.set("clientRequestId", clientRequestIdOf(c.req.header("X-Request-Id")));
   const preflight = c.req.method === "OPTIONS";
   if (preflight) c.res = new Response(null, { status: 204 });
   else await next();

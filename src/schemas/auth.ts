@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { BIDI_CONTROL_RANGES } from "./text";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "./text";
 import { userSchema } from "./user";
 
 /** Request and response bodies of /api/v1/auth/*, with the limits of API.md §1. */
@@ -20,16 +20,13 @@ export const displayNameField = requiredString()
   .trim()
   .min(1, { message: "must not be blank" })
   .max(64, { message: "must be at most 64 characters" })
-  // Cc (control characters) and the bidirectional controls (schemas/text.ts) written as ranges in
-  // one pattern: with no flags and no \p{…} it means the same in JSON Schema, so validating clients
-  // accept exactly what the server accepts.
-  .regex(new RegExp(`^[^\\u0000-\\u001f\\u007f-\\u009f${BIDI_CONTROL_RANGES}]*$`), {
-    message: "must not contain control characters or bidirectional override characters (U+202A–U+202E, U+2066–U+2069)",
-  })
+  // Control and format characters (schemas/text.ts) written as ranges in one pattern: with no
+  // flags and no \p{…} it means the same in JSON Schema, so validating clients accept exactly
+  // what the server accepts.
+  .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
   .openapi({
     example: "Alice",
-    description:
-      "1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+    description: `1..64 characters after trimming; shown to other users. ${NO_CONTROL_CHARACTERS_NOTE}`,
   });
 
 /** Any length a real password can have: a too-short one is simply wrong (401), not a 400 that hints at the policy. */
@@ -47,7 +44,21 @@ export const registerBodySchema = z
   .object({ email: emailField, password: newPasswordField, displayName: displayNameField })
   .openapi("RegisterRequest");
 
-export const loginBodySchema = z.object({ email: emailField, password: passwordField }).openapi("LoginRequest");
+/** Any printable ASCII: a device token that no longer verifies (expired, another key) is ignored, never a 400. */
+const deviceTokenField = z
+  .string()
+  .max(512, { message: "must be at most 512 characters" })
+  .regex(/^[!-~]{1,512}$/, { message: "must be 1 to 512 printable ASCII characters" })
+  .optional()
+  .openapi({
+    example: "dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw",
+    description:
+      "The `deviceToken` a sign-in or registration of this email answered on this device (valid 30 days). With it, the sign-in is not subject to the per-email ceiling that strangers' wrong guesses can fill: its failures count against the token instead. A token that does not verify (expired, another email or deployment) counts as none.",
+  });
+
+export const loginBodySchema = z
+  .object({ email: emailField, password: passwordField, deviceToken: deviceTokenField })
+  .openapi("LoginRequest");
 
 export const refreshBodySchema = z.object({ refreshToken: refreshTokenField }).openapi("RefreshRequest");
 
@@ -65,6 +76,17 @@ export const sessionSchema = z
     expiresIn: z.number().int().openapi({ example: 900, description: "Seconds until the access token expires." }),
   })
   .openapi("Session");
+
+/** A sign-in's (or registration's) session, with the device token the next sign-in sends back. */
+export const signInSessionSchema = sessionSchema
+  .extend({
+    deviceToken: z.string().openapi({
+      example: "dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw",
+      description:
+        "Keep it on this device and send it with the next `POST /api/v1/auth/login` of this email (30 days): that sign-in then gets through even while strangers' wrong guesses have filled the email's sign-in ceiling. Not a credential: it authorizes nothing by itself.",
+    }),
+  })
+  .openapi("SignInSession");
 
 export const logoutResultSchema = z.object({ loggedOut: z.literal(true) }).openapi("LogoutResult");
 

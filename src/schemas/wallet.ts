@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { idSchema } from "../lib/ids";
-import { NO_BIDI_CONTROLS, NO_BIDI_CONTROLS_MESSAGE } from "./text";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "./text";
 
 /** Wallet resources of API.md §2; their TypeScript types come from these schemas. */
 
@@ -125,13 +125,12 @@ export const transferRequestSchema = z
     note: z
       .string()
       .max(280, { message: "must be at most 280 characters" })
-      .regex(NO_BIDI_CONTROLS, { message: NO_BIDI_CONTROLS_MESSAGE })
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
       .nullable()
       .optional()
       .openapi({
         example: "lunch",
-        description:
-          "Shown with the transfer in the chat; up to 280 characters, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+        description: `Shown with the transfer in the chat; up to 280 characters. ${NO_CONTROL_CHARACTERS_NOTE}`,
       }),
   })
   .openapi("CreditTransferRequest", { example: { recipientId: "64d15f9e2e6c8f4d5a654321", amount: 25 } });
@@ -167,7 +166,11 @@ export const grantRequestSchema = z
       .trim()
       .min(1, { message: "is required" })
       .max(280, { message: "must be at most 280 characters" })
-      .openapi({ example: "Compensation for ticket #4521" }),
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
+      .openapi({
+        example: "Compensation for ticket #4521",
+        description: `1..280 characters after trimming; the user sees it as the grant's ledger note. ${NO_CONTROL_CHARACTERS_NOTE}`,
+      }),
   })
   .openapi("GrantRequest", { example: { amount: 500, reason: "Compensation for ticket #4521" } });
 

@@ -15,7 +15,7 @@ import type { AuditAction, AuditDetail, AuditEntry } from "../schemas/audit";
  * whose money is in the wallet object, right after the wallet applied it, under the grant's id.
  */
 
-/** The admin acting and the request they act through (its `X-Request-Id`). */
+/** The admin acting and the request they act through (the server's own request id, never the client's header). */
 export type AuditActor = { actorId: string; requestId: string };
 
 export type AuditRecord = { id?: string; action: AuditAction; targetId: string; detail: AuditDetail };

@@ -117,25 +117,3 @@ const preparedKeyRegistration = preparedPerDatabase((db) => {
       .prepare(),
   ] as const;
 });
-
-/**
- * Whether the caller holds `key` (a live registration: an outcome stored, or a request with it in
- * flight), whichever endpoint used it. A request refused by a coarse budget asks this first, so a
- * retry of a request that executed still gets its stored answer (API.md §1: a stored outcome
- * answers first). Only then: budgets cost no read.
- */
-export async function holdsKey(env: Env, db: Database, userId: string, key: string, now: number = Date.now()): Promise<boolean> {
-  if (await walletStub(env, userId).holdsSendKey(key)) return true;
-  const row = await db
-    .select({ key: idempotencyKeys.key })
-    .from(idempotencyKeys)
-    .where(
-      and(
-        eq(idempotencyKeys.userId, userId),
-        eq(idempotencyKeys.key, key),
-        gte(idempotencyKeys.createdAt, now - IDEMPOTENCY_RETENTION_MS),
-      ),
-    )
-    .get();
-  return row !== undefined;
-}

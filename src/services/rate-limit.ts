@@ -10,23 +10,31 @@ import type { RateLimitDecision } from "../lib/sliding-window";
  * - `password`: password changes per account, at the sign-in limit (a signed-in caller guessing
  *   the current password is limited like a sign-in);
  * - `messages` / `transfers`: sends per user;
+ * - `replays`: per user, the allowance a request carrying an `Idempotency-Key` draws on once the
+ *   user's coarse budget is used up (a client retrying a lost answer still reaches its stored
+ *   outcome; finite, so a replay loop meets 429 too);
+ * - `groupAdds`: people a user adds to groups (creation's `memberIds` and every add), per user;
  * - sign-in (`countSignInAttempt`): failed sign-ins per email and client address together, and
  *   per email alone with a higher ceiling, so a stranger's wrong guesses from one address do not
- *   lock the owner out from another; only guesses spread over many addresses reach the ceiling.
+ *   lock the owner out from another; only guesses spread over many addresses reach the ceiling,
+ *   and a sign-in with a device token of an earlier sign-in is counted per token instead of there.
  *
- * The coarse budgets on every route (`exhaustedBudget`) are Cloudflare's Rate Limiting binding
+ * The coarse budgets on every route (`withinAddressBudget`, `withinUserBudget`) are Cloudflare's Rate Limiting binding
  * instead: no object round trip, but it answers only allowed/denied, hence no X-RateLimit-* there.
  */
-export type RateLimitScope = "authIp" | "password" | "messages" | "transfers";
-type CounterScope = RateLimitScope | "signInAddress" | "signInEmail";
+export type RateLimitScope = "authIp" | "password" | "messages" | "transfers" | "replays" | "groupAdds";
+type CounterScope = RateLimitScope | "signInAddress" | "signInEmail" | "signInDevice";
 
 const LIMIT_OF: Record<CounterScope, (limits: Config["rateLimits"]) => number> = {
   authIp: (limits) => limits.authIpPerMinute,
   password: (limits) => limits.loginPerMinute,
   messages: (limits) => limits.messagesPerMinute,
   transfers: (limits) => limits.transfersPerMinute,
+  replays: (limits) => limits.replaysPerMinute,
+  groupAdds: (limits) => limits.groupAddsPerMinute,
   signInAddress: (limits) => limits.loginPerMinute,
   signInEmail: (limits) => limits.loginEmailPerMinute,
+  signInDevice: (limits) => limits.loginPerMinute,
 };
 
 /** The headers every limited response carries (allowed or not). */
@@ -49,9 +57,9 @@ export function rateLimitHeadersOf(decision: RateLimitDecision): RateLimitHeader
   };
 }
 
-/** Counts one request against `<scope>:<key>`; over the limit, throws 429 `rate_limited` with `Retry-After` and X-RateLimit-*. */
-async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: string): Promise<RateLimitDecision> {
-  const decision = await limiterOf(env, scope, key).hit(LIMIT_OF[scope](config.rateLimits));
+/** Counts one request (of `cost` units) against `<scope>:<key>`; over the limit, throws 429 `rate_limited` with `Retry-After` and X-RateLimit-*. */
+async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: string, cost = 1): Promise<RateLimitDecision> {
+  const decision = await limiterOf(env, scope, key).hit(LIMIT_OF[scope](config.rateLimits), undefined, cost);
   if (!decision.allowed) {
     throw new ApiError(
       "rate_limited",
@@ -68,8 +76,14 @@ async function hitOrRefuse(env: Env, config: Config, scope: CounterScope, key: s
  * over the limit it throws 429 `rate_limited` carrying those and `Retry-After`. Call it after
  * authentication and validation, before any work, so a refused request changes nothing.
  */
-export async function enforceRateLimit(env: Env, config: Config, scope: RateLimitScope, key: string): Promise<RateLimitHeaders> {
-  return rateLimitHeadersOf(await hitOrRefuse(env, config, scope, key));
+export async function enforceRateLimit(
+  env: Env,
+  config: Config,
+  scope: RateLimitScope,
+  key: string,
+  cost = 1,
+): Promise<RateLimitHeaders> {
+  return rateLimitHeadersOf(await hitOrRefuse(env, config, scope, key, cost));
 }
 
 /** A sign-in attempt counted as failed; `forgive` gives it back once it turns out not to be one. */
@@ -77,25 +91,37 @@ export type SignInAttempt = { decision: RateLimitDecision; forgive(): Promise<vo
 
 /**
  * Counts a sign-in attempt as failed BEFORE the password is checked, per email + client address
- * (`RATE_LIMIT_LOGIN_PER_MINUTE`) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`), so
- * guesses sent all at once cannot race past the limits; the caller forgives a right password.
- * Over either limit: 429 (the other count is given back). `decision` is the one closer to its limit.
+ * (`RATE_LIMIT_LOGIN_PER_MINUTE`) and, without a device token, per email alone
+ * (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`), so guesses sent all at once cannot race past the limits;
+ * the caller forgives a right password. With a verified device token (`deviceId`: lib/device-token.ts)
+ * the second count is per email + device at the per-address limit instead: the per-email ceiling
+ * that strangers' guesses fill never refuses the owner's own device, and a stolen token gets no
+ * more guesses than one address. Over either limit: 429 (the other count is given back).
+ * `decision` is the one closer to its limit.
  */
-export async function countSignInAttempt(env: Env, config: Config, email: string, address: string): Promise<SignInAttempt> {
+export async function countSignInAttempt(
+  env: Env,
+  config: Config,
+  email: string,
+  address: string,
+  deviceId: string | null = null,
+): Promise<SignInAttempt> {
   const at = Date.now();
   const pairKey = `${email} ${address}`;
+  const [scope, key]: [CounterScope, string] =
+    deviceId === null ? ["signInEmail", email] : ["signInDevice", `${email} ${deviceId}`];
   const pair = await hitOrRefuse(env, config, "signInAddress", pairKey);
-  let perEmail: RateLimitDecision;
+  let second: RateLimitDecision;
   try {
-    perEmail = await hitOrRefuse(env, config, "signInEmail", email);
+    second = await hitOrRefuse(env, config, scope, key);
   } catch (error) {
     await refundRateLimit(env, "signInAddress", pairKey, at).catch(() => undefined);
     throw error;
   }
   return {
-    decision: perEmail.remaining < pair.remaining ? perEmail : pair,
+    decision: second.remaining < pair.remaining ? second : pair,
     forgive: async () => {
-      await Promise.all([refundRateLimit(env, "signInAddress", pairKey, at), refundRateLimit(env, "signInEmail", email, at)]);
+      await Promise.all([refundRateLimit(env, "signInAddress", pairKey, at), refundRateLimit(env, scope, key, at)]);
     },
   };
 }
@@ -106,16 +132,14 @@ export type Budget = "user" | "address";
 /** The period of both bindings (wrangler.toml; test/deploy-safety.test.ts holds every environment to it). */
 export const BUDGET_PERIOD_SECONDS = 60;
 
-/**
- * Counts one request against the caller's address budget and, when signed in, its user budget
- * (both at once: one round trip of latency); answers the first budget it exhausted, or null.
- */
-export async function exhaustedBudget(env: Env, address: string, userId: string | null): Promise<Budget | null> {
-  const [byAddress, byUser] = await Promise.all([
-    env.ADDRESS_BUDGET.limit({ key: `address:${address}` }),
-    userId === null ? { success: true } : env.USER_BUDGET.limit({ key: `user:${userId}` }),
-  ]);
-  return !byAddress.success ? "address" : !byUser.success ? "user" : null;
+/** Counts one request against the budget of the client address; false when it is used up. */
+export async function withinAddressBudget(env: Env, address: string): Promise<boolean> {
+  return (await env.ADDRESS_BUDGET.limit({ key: `address:${address}` })).success;
+}
+
+/** Counts one request against the budget of a signed-in user; false when it is used up. */
+export async function withinUserBudget(env: Env, userId: string): Promise<boolean> {
+  return (await env.USER_BUDGET.limit({ key: `user:${userId}` })).success;
 }
 
 /**

@@ -7,6 +7,7 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError, invariant } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
 import { toUser, type User } from "../schemas/user";
+import { adminRefusal } from "./admin-access";
 import { type AuditActor, auditInsert } from "./audit";
 import { tellBlock, tellUserChats } from "./chat-facts";
 import { closeForSuspension } from "./realtime";
@@ -37,9 +38,26 @@ export async function getUserOrThrow(db: Database, userId: string): Promise<User
   return row;
 }
 
-/** Email only for the user themselves and for admins (API.md §2). */
-export function userAsSeenBy(viewer: AuthUser, row: UserRow): User {
-  return toUser(row, { includeEmail: viewer.id === row.id || viewer.role === "admin" });
+/** Who looks at a profile: their id, and whether they see every email (`seesEveryEmail`). */
+export type ProfileViewer = { id: string; seesEveryEmail: boolean };
+
+/**
+ * The viewer as email visibility sees them (API.md §2): every email only for an admin who is one
+ * now, active, in a live session, decided by the admin check itself (services/admin-access.ts:
+ * one read), never by the token's `role` claim, so a suspended or demoted admin sees no emails
+ * from the next request, and an operator's promotion shows them without a new token. Callers run
+ * it beside their own read, so it adds no round trip of latency.
+ */
+export async function profileViewer(db: Database, viewer: AuthUser): Promise<ProfileViewer> {
+  return { id: viewer.id, seesEveryEmail: (await adminRefusal(db, viewer)) === null };
+}
+
+/** The viewer of an admin route, after its admin check passed on this request. */
+export const checkedAdminViewer = (viewer: AuthUser): ProfileViewer => ({ id: viewer.id, seesEveryEmail: true });
+
+/** Email only for the user themselves and for admins as they are now (API.md §2). */
+export function userAsSeenBy(viewer: ProfileViewer, row: UserRow): User {
+  return toUser(row, { includeEmail: viewer.id === row.id || viewer.seesEveryEmail });
 }
 
 function suspended(): ApiError {
@@ -226,7 +244,7 @@ const MAX_CODE_POINT = String.fromCodePoint(0x10ffff);
  */
 export async function searchUsers(
   db: Database,
-  viewer: AuthUser,
+  caller: AuthUser,
   query: { search?: string | undefined; limit: number; cursor?: string | undefined },
 ): Promise<{ items: User[]; nextCursor: string | null }> {
   const conditions: (SQL | undefined)[] = [];
@@ -244,12 +262,15 @@ export async function searchUsers(
     const after = decodeCursor(query.cursor, searchCursorShape);
     conditions.push(or(gt(users.displayNameKey, after.k), and(eq(users.displayNameKey, after.k), gt(users.id, after.i))));
   }
-  const rows = await db
-    .select()
-    .from(users)
-    .where(and(...conditions))
-    .orderBy(asc(users.displayNameKey), asc(users.id))
-    .limit(query.limit + 1);
+  const [rows, viewer] = await Promise.all([
+    db
+      .select()
+      .from(users)
+      .where(and(...conditions))
+      .orderBy(asc(users.displayNameKey), asc(users.id))
+      .limit(query.limit + 1),
+    profileViewer(db, caller),
+  ]);
   return toPage(
     rows,
     query.limit,

@@ -15,15 +15,21 @@ import { admin, assertError, assertOk, BASE_URL, registerUser } from "./support/
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const PERSIST_DIR = process.env.E2E_PERSIST_DIR ?? "";
 
-/** `npm run admin -- grant --env local --email …` against the running server's local D1. */
-async function makeAdmin(email: string) {
+/** `npm run admin -- <show|grant> --env local --user-id …` against the running server's local D1. */
+async function operator(action: "show" | "grant", userId: string): Promise<string> {
   assert.ok(PERSIST_DIR, "E2E_PERSIST_DIR is not set: run the suite with `npm run test:e2e`");
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    ["scripts/admin.ts", "grant", "--env", "local", "--email", email, "--persist-to", PERSIST_DIR],
+    ["scripts/admin.ts", action, "--env", "local", "--user-id", userId, "--persist-to", PERSIST_DIR],
     { cwd: ROOT },
   );
-  assert.match(stdout, /is now role=admin/);
+  return stdout;
+}
+
+/** The operator checks who holds the id, then promotes it (README, "Making admins"). */
+async function makeAdmin(user: { id: string; email: string }) {
+  assert.match(await operator("show", user.id), new RegExp(`${user.id}: email=${user.email} .*role=user`));
+  assert.match(await operator("grant", user.id), /role=admin/);
 }
 
 /** A WebSocket upgrade request answered without an upgrade: its status and JSON body. */
@@ -60,7 +66,17 @@ describe("admins, the audit log and ended sessions over HTTP", () => {
     const second = await registerUser("Second Admin");
     const payee = await registerUser("Payee");
     assertError(await second.client.GET("/api/v1/admin/audit", { params: { query: {} } }), 403, "insufficient_permissions");
-    await makeAdmin(second.email);
+    await makeAdmin(second);
+    // A promotion by id writes its audit row: the operator's, naming the account.
+    const promotions = assertOk(await boss.GET("/api/v1/admin/audit", { params: { query: { limit: 100 } } }), 200);
+    const promotion = promotions.items.find((entry) => entry.action === "role_grant" && entry.targetId === second.id);
+    assert.ok(promotion, "no role_grant entry for the promotion");
+    assert.equal(promotion.actorId, "operator");
+    assert.equal(promotion.detail.role, "admin");
+    assert.equal(promotion.detail.previousRole, "user");
+    // As an admin it sees other users' emails ...
+    const seen = assertOk(await second.client.GET("/api/v1/users/{userId}", { params: { path: { userId: payee.id } } }), 200);
+    assert.equal(seen.email, payee.email);
 
     // The same access token: the role is read from the database on every admin request.
     const key = randomUUID();
@@ -98,6 +114,9 @@ describe("admins, the audit log and ended sessions over HTTP", () => {
       200,
     );
     assertError(await second.client.GET("/api/v1/admin/audit", { params: { query: {} } }), 403, "account_suspended");
+    // ... and a suspended admin sees no emails, whatever its token says.
+    const hidden = assertOk(await second.client.GET("/api/v1/users/{userId}", { params: { path: { userId: payee.id } } }), 200);
+    assert.equal(hidden.email, undefined);
     // A stored outcome answers its key first (API.md §1): the lost-201 retry still learns the grant happened.
     const afterSuspension = await grant();
     assert.equal(afterSuspension.response.status, 201);

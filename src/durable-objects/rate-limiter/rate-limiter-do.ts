@@ -27,10 +27,13 @@ export class RateLimiterDO extends DurableObject<Env> {
     this.buckets = ctx.storage.kv.get<Bucket[]>(BUCKETS_KEY) ?? [];
   }
 
-  /** Counts one attempt if `limit` allows it; denied attempts are not counted (a retry after Retry-After works). */
-  async hit(limit: number, now: number = Date.now()): Promise<RateLimitDecision> {
+  /**
+   * Counts one attempt of `cost` units if `limit` allows it; denied attempts are not counted (a
+   * retry after Retry-After works).
+   */
+  async hit(limit: number, now: number = Date.now(), cost = 1): Promise<RateLimitDecision> {
     const wasEmpty = liveBuckets(this.buckets, now).length === 0;
-    const { decision, buckets } = hitWindow(this.buckets, limit, now);
+    const { decision, buckets } = hitWindow(this.buckets, limit, now, cost);
     this.buckets = buckets;
     if (decision.allowed) {
       // Written on every hit, but the answer does not wait for the write to be confirmed durable

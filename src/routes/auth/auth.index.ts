@@ -1,4 +1,5 @@
 import { createRouter } from "../../lib/create-router";
+import { issueDeviceToken } from "../../lib/device-token";
 import { ok } from "../../lib/envelope";
 import { currentUser } from "../../middlewares/auth";
 import { toUser } from "../../schemas/user";
@@ -15,11 +16,11 @@ const sessionBody = (session: auth.Session) => ({
 export const authRouter = createRouter()
   .openapi(routes.register, async (c) => {
     const session = await auth.register(c.env, c.var.db, c.var.config, c.req.valid("json"));
-    return ok(c, sessionBody(session), 201);
+    return ok(c, { ...sessionBody(session), deviceToken: await issueDeviceToken(c.var.config, session.user.email) }, 201);
   })
   .openapi(routes.login, async (c) => {
     const session = await auth.login(c.var.db, c.var.config, c.req.valid("json"));
-    return ok(c, sessionBody(session), 200);
+    return ok(c, { ...sessionBody(session), deviceToken: await issueDeviceToken(c.var.config, session.user.email) }, 200);
   })
   .openapi(routes.refresh, async (c) => {
     const session = await auth.refresh(c.env, c.var.db, c.var.config, c.req.valid("json").refreshToken);

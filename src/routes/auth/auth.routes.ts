@@ -7,6 +7,7 @@ import {
   refreshBodySchema,
   registerBodySchema,
   sessionSchema,
+  signInSessionSchema,
 } from "../../schemas/auth";
 
 const TAGS = ["Auth"];
@@ -34,7 +35,7 @@ export const register = defineRoute(
         }),
       ),
     },
-    responses: { 201: jsonSuccess(sessionSchema, 201, "The new user and its first session") },
+    responses: { 201: jsonSuccess(signInSessionSchema, 201, "The new user, its first session and a device token") },
   },
   { auth: "none", rateLimit: ["authIp"], errors: [409] },
 );
@@ -49,12 +50,13 @@ export const login = defineRoute(
     description: [
       "Starts a new session (a new refresh-token family). An unknown email and a wrong password get the same 401 `invalid_credentials` answer after the same work, so accounts cannot be discovered here. Suspended users can sign in (and read).",
       "Failed sign-ins are limited per email and client address together (`RATE_LIMIT_LOGIN_PER_MINUTE`, default 10 per sliding minute; IPv6 addresses counted by their /64) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`, default 50), so a stranger's wrong guesses from one address do not lock the owner out of signing in from another. A sign-in with the right password is not counted. Over a limit: 429 `rate_limited` with `Retry-After`, even for the right password; `X-RateLimit-*` describe the tighter of the two counts.",
+      "**Device token:** every successful sign-in and registration answers a `deviceToken`. Send it back with the next sign-in of that email from that device: the per-email ceiling (which strangers' guesses from many addresses can fill) does not apply to it, and its failures count per email and token at `RATE_LIMIT_LOGIN_PER_MINUTE` instead; so a storm of wrong guesses cannot keep the owner out of a device they signed in on in the last 30 days. A token that does not verify counts as none (never a 400).",
       IP_LIMIT,
     ].join("\n\n"),
     request: {
       body: json(loginBodySchema.openapi({ example: { email: "alice@example.com", password: "correct horse battery" } })),
     },
-    responses: { 200: jsonSuccess(sessionSchema, 200, "The user and a new session") },
+    responses: { 200: jsonSuccess(signInSessionSchema, 200, "The user, a new session and a device token") },
   },
   // The failed sign-ins last, so the headers a client sees are those of the tighter limit.
   { auth: "none", rateLimit: ["authIp", "signIn"], errors: [401] },

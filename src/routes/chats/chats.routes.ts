@@ -3,7 +3,7 @@ import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
 import { chatSchema, membershipRemovalSchema, readMarkerSchema } from "../../schemas/chat";
-import { NO_BIDI_CONTROLS, NO_BIDI_CONTROLS_MESSAGE } from "../../schemas/text";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "../../schemas/text";
 import { MAX_GROUP_INVITES } from "../../services/chats";
 
 const TAGS = ["Chats"];
@@ -27,10 +27,10 @@ const groupChatBody = z
       .trim()
       .min(1, { message: "must not be empty" })
       .max(100)
-      .regex(NO_BIDI_CONTROLS, { message: NO_BIDI_CONTROLS_MESSAGE })
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
       .openapi({
         example: "Weekend trip",
-        description: "1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).",
+        description: `1..100 characters after trimming. ${NO_CONTROL_CHARACTERS_NOTE}`,
       }),
     memberIds: z
       .array(idSchema("member's user id"))
@@ -57,6 +57,7 @@ export const createChat = defineRoute(
       '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`;',
       "members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.",
       "A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.",
+      "Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.",
     ].join(" "),
     request: {
       body: {
@@ -69,7 +70,7 @@ export const createChat = defineRoute(
       200: jsonSuccess(chatSchema, 200, "The direct chat with that person already existed"),
     },
   },
-  { auth: "user", errors: [403, 404, 409] },
+  { auth: "user", rateLimit: ["groupAdds"], errors: [403, 404, 409] },
 );
 
 export const listChats = defineRoute(
@@ -115,6 +116,7 @@ export const addMember = defineRoute(
       "403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing.",
       "The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.",
       "A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.",
+      "Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.",
     ].join(" "),
     request: {
       params: chatIdParams,
@@ -131,7 +133,7 @@ export const addMember = defineRoute(
     },
     responses: { 200: jsonSuccess(chatSchema, 200, "The chat with its new member") },
   },
-  { auth: "user", errors: [403, 404, 409] },
+  { auth: "user", rateLimit: ["groupAdds"], errors: [403, 404, 409] },
 );
 
 export const removeMember = defineRoute(

@@ -7,13 +7,19 @@ import * as routes from "./users.routes";
 // `/users/me` is registered before `/users/{userId}` so "me" is never read as an id.
 export const usersRouter = createRouter()
   .openapi(routes.me, async (c) => {
-    const viewer = currentUser(c);
-    const row = await users.getUserOrThrow(c.var.db, viewer.id);
-    return ok(c, users.userAsSeenBy(viewer, row), 200);
+    const { id } = currentUser(c);
+    const row = await users.getUserOrThrow(c.var.db, id);
+    return ok(c, users.userAsSeenBy({ id, seesEveryEmail: false }, row), 200);
   })
   .openapi(routes.getUser, async (c) => {
-    const row = await users.getUserOrThrow(c.var.db, c.req.valid("param").userId);
-    return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
+    const { userId } = c.req.valid("param");
+    const viewer = currentUser(c);
+    const self = { id: viewer.id, seesEveryEmail: false };
+    const [row, seenBy] = await Promise.all([
+      users.getUserOrThrow(c.var.db, userId),
+      userId === viewer.id ? self : users.profileViewer(c.var.db, viewer),
+    ]);
+    return ok(c, users.userAsSeenBy(seenBy, row), 200);
   })
   .openapi(routes.searchUsers, async (c) => {
     const page = await users.searchUsers(c.var.db, currentUser(c), c.req.valid("query"));
@@ -31,12 +37,12 @@ export const usersRouter = createRouter()
     const { userId } = c.req.valid("param");
     const change = { suspended: true, reason: c.req.valid("json").reason };
     const row = await users.setSuspension(c.env, c.var.db, currentActor(c), userId, change);
-    return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
+    return ok(c, users.userAsSeenBy(users.checkedAdminViewer(currentUser(c)), row), 200);
   })
   .openapi(routes.reinstate, async (c) => {
     const { userId } = c.req.valid("param");
     // The body is optional; its reason, when given, is kept in the audit log.
     const change = { suspended: false, reason: c.req.valid("json")?.reason || null };
     const row = await users.setSuspension(c.env, c.var.db, currentActor(c), userId, change);
-    return ok(c, users.userAsSeenBy(currentUser(c), row), 200);
+    return ok(c, users.userAsSeenBy(users.checkedAdminViewer(currentUser(c)), row), 200);
   });

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { pageQuerySchema, pageSchema } from "../../lib/cursor";
 import { idSchema } from "../../lib/ids";
 import { defineRoute, jsonSuccess } from "../../lib/openapi";
+import { NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS_NOTE } from "../../schemas/text";
 import { userSchema } from "../../schemas/user";
 
 const TAGS = ["Users"];
@@ -25,7 +26,11 @@ const suspensionBodySchema = z
       .trim()
       .min(1, { message: "must not be blank" })
       .max(500, { message: "must be at most 500 characters" })
-      .openapi({ example: "Spam reported by several users", description: "Why (1..500 characters); kept for the record." }),
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
+      .openapi({
+        example: "Spam reported by several users",
+        description: `Why (1..500 characters); kept for the record. ${NO_CONTROL_CHARACTERS_NOTE}`,
+      }),
   })
   .openapi("SuspensionRequest");
 
@@ -35,8 +40,12 @@ const reinstateBodySchema = z
       .string()
       .trim()
       .max(500, { message: "must be at most 500 characters" })
+      .regex(NO_CONTROL_CHARACTERS, { message: NO_CONTROL_CHARACTERS_MESSAGE })
       .optional()
-      .openapi({ example: "Appeal accepted", description: "Optional note; the body itself is optional." }),
+      .openapi({
+        example: "Appeal accepted",
+        description: `Optional note; the body itself is optional. ${NO_CONTROL_CHARACTERS_NOTE}`,
+      }),
   })
   .openapi("ReinstateRequest");
 
@@ -61,7 +70,7 @@ export const getUser = defineRoute(
     tags: TAGS,
     summary: "Get a user's profile",
     description:
-      "Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.",
+      "Public fields of any user; `email` only when it is the caller's own profile or the caller is an active admin as they are now (their current role, status and session are read on the request, whatever the token says: a suspended or demoted admin sees no emails). 404 `user_not_found` if there is no such user.",
     request: { params: userIdParams },
     responses: { 200: jsonSuccess(userSchema, 200, "The user") },
   },
@@ -76,7 +85,7 @@ export const searchUsers = defineRoute(
     tags: TAGS,
     summary: "Search users",
     description:
-      "Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).",
+      "Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to active admins as they are now (current role, status and session, whatever the token says) and in your own entry.",
     request: {
       query: pageQuerySchema.extend({
         search: z

@@ -15,7 +15,7 @@ export interface paths {
          * List the admin audit log
          * @description Admins only (403 `insufficient_permissions` otherwise).
          *
-         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`) and reconciliation start (`reconciliation_start`), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the `X-Request-Id` of the request (`requestId`). Entries are never changed or removed.
+         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written in one D1 batch with the change), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.
          *
          *     Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
          *
@@ -23,9 +23,73 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["listAdminAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/chat-migrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start moving D1 chat history into chat objects
+         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
+         *
+         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
+         *
+         *     Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/chat-migrations/{migrationId}`. Runs at the same time are safe (each moves only what is not moved yet) but pointless.
+         *
+         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
+         */
+        post: operations["startChatMigration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/chat-migrations/{migrationId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a chat migration run
+         * @description Admins only (403 `insufficient_permissions` otherwise).
+         *
+         *     A run's status and what it has moved (totals of its finished Workflow instances; final once `completed`). 404 `not_found` for an unknown run.
+         *
+         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
+         *
+         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *
+         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
+         *
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
+         */
+        get: operations["getChatMigration"];
         put?: never;
         post?: never;
         delete?: never;
@@ -55,7 +119,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getLatestReconciliation"];
         put?: never;
@@ -91,7 +155,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["startReconciliation"];
         delete?: never;
@@ -117,7 +181,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getReconciliationRun"];
         put?: never;
@@ -149,7 +213,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["suspendUser"];
         /**
@@ -164,7 +228,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         delete: operations["reinstateUser"];
         options?: never;
@@ -195,7 +259,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["grantCredits"];
         delete?: never;
@@ -222,6 +286,8 @@ export interface paths {
          *     Starts a new session (a new refresh-token family). An unknown email and a wrong password get the same 401 `invalid_credentials` answer after the same work, so accounts cannot be discovered here. Suspended users can sign in (and read).
          *
          *     Failed sign-ins are limited per email and client address together (`RATE_LIMIT_LOGIN_PER_MINUTE`, default 10 per sliding minute; IPv6 addresses counted by their /64) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`, default 50), so a stranger's wrong guesses from one address do not lock the owner out of signing in from another. A sign-in with the right password is not counted. Over a limit: 429 `rate_limited` with `Retry-After`, even for the right password; `X-RateLimit-*` describe the tighter of the two counts.
+         *
+         *     **Device token:** every successful sign-in and registration answers a `deviceToken`. Send it back with the next sign-in of that email from that device: the per-email ceiling (which strangers' guesses from many addresses can fill) does not apply to it, and its failures count per email and token at `RATE_LIMIT_LOGIN_PER_MINUTE` instead; so a storm of wrong guesses cannot keep the owner out of a device they signed in on in the last 30 days. A token that does not verify counts as none (never a 400).
          *
          *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
@@ -389,7 +455,7 @@ export interface paths {
          *
          *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
          *
-         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.
+         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`. Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.
          */
         post: operations["createChat"];
         delete?: never;
@@ -433,7 +499,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`. Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.
          */
         post: operations["addChatMember"];
         delete?: never;
@@ -683,7 +749,7 @@ export interface paths {
         };
         /**
          * Search users
-         * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).
+         * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to active admins as they are now (current role, status and session, whatever the token says) and in your own entry.
          */
         get: operations["searchUsers"];
         put?: never;
@@ -703,7 +769,7 @@ export interface paths {
         };
         /**
          * Get a user's profile
-         * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.
+         * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an active admin as they are now (their current role, status and session are read on the request, whatever the token says: a suspended or demoted admin sees no emails). 404 `user_not_found` if there is no such user.
          */
         get: operations["getUser"];
         put?: never;
@@ -951,16 +1017,16 @@ export interface components {
              * @example grant
              * @enum {string}
              */
-            action: "grant" | "suspension" | "reinstatement" | "reconciliation_start";
+            action: "grant" | "suspension" | "reinstatement" | "reconciliation_start" | "role_grant" | "role_revoke";
             /**
-             * @description The admin who acted.
+             * @description The admin who acted; `operator` for a role change made with the operator command (`npm run admin`).
              * @example 64d15f9e2e6c8f4d5a000001
              */
             actorId: string;
             /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
-             * @description What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it).
+             * @description What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it); a role change (`role_grant`, `role_revoke`) `{role, previousRole, operator, via}`.
              * @example {
              *       "amount": 500,
              *       "reason": "Launch bonus"
@@ -975,12 +1041,12 @@ export interface components {
              */
             id: string;
             /**
-             * @description The `X-Request-Id` of the request that acted.
+             * @description The server's own id of the request that acted: the `X-Request-Id` it answered, which the server chose (never the one the client sent), so it finds that request's log lines; for a role change, the operator command's run id (it prints it).
              * @example 5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f
              */
             requestId: string;
             /**
-             * @description The user granted, suspended or reinstated; the reconciliation run started.
+             * @description The user granted, suspended, reinstated, made admin or unmade; the reconciliation run started.
              * @example 64d15f9e2e6c8f4d5a654321
              */
             targetId: string;
@@ -1064,6 +1130,74 @@ export interface components {
             ownerId: string | null;
             userId: string;
         };
+        ChatMigration: {
+            /**
+             * @description Chats walked (a run walks every chat; a successor walks again the page it starts in).
+             * @example 40
+             */
+            chats: number;
+            /**
+             * @description The Workflow instance doing the work now (the run's id, then `<id>-2`, `<id>-3`, …).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            currentInstance: string;
+            /**
+             * @description Why a failed run failed.
+             * @example null
+             */
+            error: string | null;
+            /**
+             * @description The chat migration id (24 lowercase hex characters).
+             * @example 64d15f9e2e6c8f4d5a123456
+             */
+            id: string;
+            /**
+             * @description Workflow instances of the run so far: each takes a bounded number of steps, then hands on to the next.
+             * @example 1
+             */
+            instances: number;
+            /**
+             * @description Message-send Idempotency-Keys stored in their chats (totals of the finished instances).
+             * @example 12
+             */
+            keys: number;
+            /**
+             * @description D1's `messages` table was already dropped: nothing to move.
+             * @example false
+             */
+            legacyGone: boolean;
+            /**
+             * @description Read markers moved forward from the directory.
+             * @example 0
+             */
+            markers: number;
+            /**
+             * @description Messages stored in their chat objects (0 on a second run).
+             * @example 100000
+             */
+            messages: number;
+            /**
+             * @description `running` until its last Workflow instance finishes; `completed`: every chat walked, nothing left to move; `failed`: an instance errored or was terminated (`error` says why). A failed run is finished by starting another: nothing moves twice.
+             * @example completed
+             * @enum {string}
+             */
+            status: "running" | "completed" | "failed";
+            /**
+             * @description Workflow steps taken.
+             * @example 205
+             */
+            steps: number;
+            /**
+             * @description D1 messages above their chat's moved range, left behind: drop nothing while this is above 0.
+             * @example 0
+             */
+            strays: number;
+            /**
+             * @description Those keys registered with their owners' wallets.
+             * @example 12
+             */
+            walletKeys: number;
+        };
         ChatRead: {
             /**
              * @description The chatId (24 lowercase hex characters).
@@ -1126,7 +1260,7 @@ export interface components {
              */
             memberIds: string[];
             /**
-             * @description 1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description 1..100 characters after trimming. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Weekend trip
              */
             title: string;
@@ -1162,7 +1296,7 @@ export interface components {
              */
             amount: number;
             /**
-             * @description Shown with the transfer in the chat; up to 280 characters, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description Shown with the transfer in the chat; up to 280 characters. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example lunch
              */
             note?: string | null;
@@ -1269,7 +1403,10 @@ export interface components {
         GrantRequest: {
             /** @example 500 */
             amount: number;
-            /** @example Compensation for ticket #4521 */
+            /**
+             * @description 1..280 characters after trimming; the user sees it as the grant's ledger note. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
+             * @example Compensation for ticket #4521
+             */
             reason: string;
         };
         Health: {
@@ -1319,6 +1456,11 @@ export interface components {
          *     }
          */
         LoginRequest: {
+            /**
+             * @description The `deviceToken` a sign-in or registration of this email answered on this device (valid 30 days). With it, the sign-in is not subject to the per-email ceiling that strangers' wrong guesses can fill: its failures count against the token instead. A token that does not verify (expired, another email or deployment) counts as none.
+             * @example dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw
+             */
+            deviceToken?: string;
             /**
              * Format: email
              * @description Case-insensitive; at most 254 characters.
@@ -1678,7 +1820,7 @@ export interface components {
          */
         RegisterRequest: {
             /**
-             * @description 1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description 1..64 characters after trimming; shown to other users. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Alice
              */
             displayName: string;
@@ -1697,7 +1839,7 @@ export interface components {
         };
         ReinstateRequest: {
             /**
-             * @description Optional note; the body itself is optional.
+             * @description Optional note; the body itself is optional. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Appeal accepted
              */
             reason?: string;
@@ -1767,9 +1909,16 @@ export interface components {
             refreshToken: string;
             user: components["schemas"]["User"];
         };
+        SignInSession: components["schemas"]["Session"] & {
+            /**
+             * @description Keep it on this device and send it with the next `POST /api/v1/auth/login` of this email (30 days): that sign-in then gets through even while strangers' wrong guesses have filled the email's sign-in ceiling. Not a credential: it authorizes nothing by itself.
+             * @example dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw
+             */
+            deviceToken: string;
+        };
         SuspensionRequest: {
             /**
-             * @description Why (1..500 characters); kept for the record.
+             * @description Why (1..500 characters); kept for the record. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Spam reported by several users
              */
             reason: string;
@@ -2132,7 +2281,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
-        /** @description Too many requests. A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every operation counts against the caller's client-address budget, and every authenticated one also against the account's budget; those answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`. */
+        /** @description Too many requests. A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every request counts against the caller's client-address budget before anything else is done (authentication included), and every authenticated one also against the account's budget right after its token is checked (before the admin check, validation and the operation): refused requests (400, 401, 403, 404) count like any other. Those budgets answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers, adding people to groups, the replay allowance) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`. */
         TooManyRequests: {
             headers: {
                 /** @description Whole seconds until a retry can succeed. */
@@ -2270,6 +2419,80 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    startChatMigration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run was started */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ChatMigration"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 202;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    getChatMigration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The chat migration id (24 lowercase hex characters). */
+                migrationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["ChatMigration"];
+                        errors: null;
+                        /** @enum {boolean} */
+                        isSuccess: true;
+                        /** @enum {integer} */
+                        statusCode: 200;
+                        /** @example 2026-01-15T10:30:00.000Z */
+                        timestamp: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
@@ -2568,7 +2791,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The user and a new session */
+            /** @description The user, a new session and a device token */
             200: {
                 headers: {
                     /** @description Requests allowed in the sliding minute. */
@@ -2581,7 +2804,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["Session"];
+                        data: components["schemas"]["SignInSession"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -2777,7 +3000,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The new user and its first session */
+            /** @description The new user, its first session and a device token */
             201: {
                 headers: {
                     /** @description Requests allowed in the sliding minute. */
@@ -2790,7 +3013,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["Session"];
+                        data: components["schemas"]["SignInSession"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -2866,6 +3089,12 @@ export interface operations {
             /** @description The direct chat with that person already existed */
             200: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2884,6 +3113,12 @@ export interface operations {
             /** @description The chat was created */
             201: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2966,6 +3201,12 @@ export interface operations {
             /** @description The chat with its new member */
             200: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
