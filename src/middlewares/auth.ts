@@ -17,9 +17,10 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 /**
- * After `requireAuth` on routes declared `auth: "admin"`: the one admin check (services/admin-access.ts),
- * read on every request (role and status from D1, the session from the caller's object). With `liftsSuspension`, the route lifts the suspension of the
- * path's `userId`, and the caller's own is refused.
+ * After `requireAuth` on routes declared `auth: "admin"`: the one admin check
+ * (services/admin-access.ts), read on every request (role and status from D1, the session from the
+ * caller's object). With `liftsSuspension`, the route lifts the suspension of the path's `userId`,
+ * and the caller's own is refused.
  */
 export const requireAdmin =
   (options: { liftsSuspension?: boolean; keptByWallet?: boolean } = {}): MiddlewareHandler<AppEnv> =>
