@@ -216,3 +216,21 @@ describe("an ended session is refused within 1 s, and the session check makes no
     expect(await balanceOf(session.user.id)).toBe(98);
   });
 });
+
+describe("a password change whose session replacement fails once", () => {
+  for (const committed of [false, true]) {
+    it(`${committed ? "after committing" : "before committing"}: tried again, every old session ends and only the answered one lives`, async () => {
+      const session = await registerSession();
+      const other = await loginSession(session.user.email);
+      await inWallet(session.user.id, (wallet) => wallet.failSessionReplacements(1, committed));
+      const res = await changePassword(session.accessToken, PASSWORD, "a much longer passphrase");
+      expect(res.status, res.text).toBe(200);
+      for (const old of [session, other]) expectError(await refresh(old.refreshToken), 401, "invalid_token");
+      const families = await familiesOf(session.user.id);
+      expect(families.filter((family) => family.revoked === 0).map((family) => family.family_id)).toEqual([
+        sidOf(res.json.data.accessToken),
+      ]);
+      expect((await refresh(res.json.data.refreshToken)).status).toBe(200);
+    });
+  }
+});

@@ -248,11 +248,28 @@ export async function changePassword(
     .where(and(eq(users.id, caller.id), eq(users.passwordHash, user.passwordHash)))
     .returning({ id: users.id });
   if (updated.length !== 1) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
-  const familyId = newId();
-  const next = await newRefreshToken(caller.id);
-  const revoked = await owner.replaceSessions(caller.sessionId, familyId, next.hash);
-  await endSessions(env, caller.id, [...revoked, caller.sessionId], { everySocket: true });
-  return sessionPair(config, { ...user, passwordHash }, familyId, next.token);
+  const replaced = await replaceSessions(env, caller);
+  await endSessions(env, caller.id, [...replaced.revoked, caller.sessionId], { everySocket: true });
+  return sessionPair(config, { ...user, passwordHash }, replaced.familyId, replaced.token);
+}
+
+/**
+ * The object's half of a password change, tried twice: the hash in D1 has changed already, so
+ * giving up at the first failure would leave the old sessions live. Each attempt starts its own
+ * family; one that committed but whose answer was lost is revoked by the next (never handed out).
+ */
+async function replaceSessions(env: Env, caller: AuthUser): Promise<{ familyId: string; token: string; revoked: string[] }> {
+  for (let attempt = 1; ; attempt += 1) {
+    const familyId = newId();
+    const next = await newRefreshToken(caller.id);
+    try {
+      const revoked = await walletStub(env, caller.id).replaceSessions(caller.sessionId, familyId, next.hash);
+      return { familyId, token: next.token, revoked };
+    } catch (error) {
+      if (attempt >= 2) throw error;
+      log.error("replace_sessions_failed", { userId: caller.id, attempt, error });
+    }
+  }
 }
 
 /** Whether the caller's session (refresh-token family) has not ended: asks the caller's object, not D1. */
