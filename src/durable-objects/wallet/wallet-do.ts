@@ -54,7 +54,8 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   sessions.ts     the owner's sessions: refresh-token families, rotation, reuse, revocation
  *
  * Transfer protocol (docs/wallets.md; API.md "Every transfer ends"): 1. one transaction, no
- * await: a key with a stored outcome answers it first; else the Worker's pre-check refusal, the
+ * await: a key with a stored outcome answers it first; else the caller's session (401 when it
+ * ended), the Worker's pre-check refusal, the
  * rate limit, the balance and the rolling limit; then the debit and the `pending` transfer, its
  * message id (the transfer id) and void deadline fixed, the recovery alarm set. 2. the
  * recipient's credit, or past the deadline its void (atomic against each other on the recipient).
