@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { SESSIONS_SQL } from "../src/durable-objects/wallet/sessions";
 import { walletStub } from "../src/durable-objects/wallet/wallet-stub";
 import { purgeExpired } from "../src/services/maintenance";
 import { countingD1 } from "./support/d1-counter";
@@ -233,4 +234,24 @@ describe("a password change whose session replacement fails once", () => {
       expect((await refresh(res.json.data.refreshToken)).status).toBe(200);
     });
   }
+});
+
+describe("the sessions' queries", () => {
+  it("are primary-key or index lookups, never a scan of the user's sessions (logout-all reads the live ones by design)", async () => {
+    const session = await registerSession();
+    await loginSession(session.user.email);
+    const plans = await inWallet(session.user.id, (_wallet, state) =>
+      Object.entries(SESSIONS_SQL).map(([name, query]) => {
+        const parameters = Array.from(query.matchAll(/\?/g), () => 0);
+        const plan = state.storage.sql.exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${query}`, ...parameters).toArray();
+        return { name, plan: plan.map((row) => row.detail).join("; ") };
+      }),
+    );
+    for (const { name, plan } of plans) {
+      if (name === "liveFamilies") continue;
+      expect(plan, name).not.toMatch(/SCAN session_(families|tokens)/);
+    }
+    expect(plans.find((p) => p.name === "purgeTokens")?.plan).toMatch(/session_tokens_expires/);
+    expect(plans.find((p) => p.name === "purgeFamilies")?.plan).toMatch(/session_families_expires/);
+  });
 });

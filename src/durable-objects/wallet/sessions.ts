@@ -46,6 +46,28 @@ export const SESSIONS_MIGRATION = `
   CREATE INDEX session_tokens_expires ON session_tokens (expires_at);
 `;
 
+/**
+ * Every query the sessions run, named so that test/session-families.test.ts can show each is a
+ * primary-key or index lookup, never a scan of the user's sessions.
+ */
+export const SESSIONS_SQL = {
+  family: "SELECT * FROM session_families WHERE family_id = ?",
+  token: "SELECT * FROM session_tokens WHERE token_hash = ?",
+  startFamily: "INSERT INTO session_families (family_id, created_at, expires_at) VALUES (?, ?, ?)",
+  addToken: "INSERT INTO session_tokens (token_hash, family_id, expires_at) VALUES (?, ?, ?)",
+  extendFamily: "UPDATE session_families SET expires_at = ? WHERE family_id = ?",
+  useToken: "UPDATE session_tokens SET used_at = ? WHERE token_hash = ?",
+  liveFamilies: "SELECT family_id FROM session_families WHERE revoked_at IS NULL AND expires_at > ?",
+  revoke: `INSERT INTO session_families (family_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (family_id) DO UPDATE SET revoked_at = COALESCE(revoked_at, excluded.revoked_at)`,
+  purgeTokens:
+    "DELETE FROM session_tokens WHERE rowid IN (SELECT rowid FROM session_tokens WHERE expires_at <= ? LIMIT ?) RETURNING rowid",
+  purgeFamilies:
+    "DELETE FROM session_families WHERE rowid IN (SELECT rowid FROM session_families WHERE expires_at <= ? LIMIT ?) RETURNING rowid",
+  nextExpiry:
+    "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM session_tokens UNION ALL SELECT MIN(expires_at) FROM session_families)",
+} as const;
+
 type FamilyRow = { family_id: string; created_at: number; expires_at: number; revoked_at: number | null };
 type TokenRow = { token_hash: string; family_id: string; expires_at: number; used_at: number | null };
 
@@ -82,7 +104,7 @@ export class Sessions {
         this.revoke([family.family_id], now);
         return { ok: false, reusedFamily: family.family_id };
       }
-      this.storage.sql.exec("UPDATE session_tokens SET used_at = ? WHERE token_hash = ?", now, presented);
+      this.storage.sql.exec(SESSIONS_SQL.useToken, now, presented);
       this.addToken(family.family_id, next, now);
       return { ok: true, familyId: family.family_id };
     });
@@ -134,51 +156,30 @@ export class Sessions {
    */
   purge(now: number): number | null {
     const sql = this.storage.sql;
-    const expired = (table: "session_tokens" | "session_families") =>
-      sql
-        .exec(
-          `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE expires_at <= ? LIMIT ?) RETURNING rowid`,
-          now,
-          PURGE_BATCH,
-        )
-        .toArray().length;
-    const full = this.storage.transactionSync(() => [expired("session_tokens"), expired("session_families")]);
+    const expired = (query: string) => sql.exec(query, now, PURGE_BATCH).toArray().length;
+    const full = this.storage.transactionSync(() => [expired(SESSIONS_SQL.purgeTokens), expired(SESSIONS_SQL.purgeFamilies)]);
     if (full.some((count) => count >= PURGE_BATCH)) return now;
-    const next = sql
-      .exec<{ t: number | null }>(
-        "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM session_tokens UNION ALL SELECT MIN(expires_at) FROM session_families)",
-      )
-      .one().t;
+    const next = sql.exec<{ t: number | null }>(SESSIONS_SQL.nextExpiry).one().t;
     return next === null ? null : next + PURGE_SLACK_MS;
   }
 
   private startFamily(familyId: string, tokenHash: string, now: number): void {
-    this.storage.sql.exec(
-      "INSERT INTO session_families (family_id, created_at, expires_at) VALUES (?, ?, ?)",
-      familyId,
-      now,
-      now + REFRESH_TOKEN_TTL_MS,
-    );
+    this.storage.sql.exec(SESSIONS_SQL.startFamily, familyId, now, now + REFRESH_TOKEN_TTL_MS);
     this.addToken(familyId, tokenHash, now);
   }
 
   private addToken(familyId: string, tokenHash: string, now: number): void {
     const expiresAt = now + REFRESH_TOKEN_TTL_MS;
-    this.storage.sql.exec(
-      "INSERT INTO session_tokens (token_hash, family_id, expires_at) VALUES (?, ?, ?)",
-      tokenHash,
-      familyId,
-      expiresAt,
-    );
+    this.storage.sql.exec(SESSIONS_SQL.addToken, tokenHash, familyId, expiresAt);
     // The family lasts as long as its newest token.
-    this.storage.sql.exec("UPDATE session_families SET expires_at = ? WHERE family_id = ?", expiresAt, familyId);
+    this.storage.sql.exec(SESSIONS_SQL.extendFamily, expiresAt, familyId);
     this.wakeAt(expiresAt + PURGE_SLACK_MS);
   }
 
   /** Every live family revoked, and `callerSession` marked revoked even if this object never issued it. */
   private revokeAll(callerSession: string, now: number): string[] {
     const live = this.storage.sql
-      .exec<{ family_id: string }>("SELECT family_id FROM session_families WHERE revoked_at IS NULL AND expires_at > ?", now)
+      .exec<{ family_id: string }>(SESSIONS_SQL.liveFamilies, now)
       .toArray()
       .map((row) => row.family_id);
     this.revoke([...live, callerSession], now);
@@ -191,23 +192,16 @@ export class Sessions {
    */
   private revoke(familyIds: readonly string[], now: number): void {
     for (const familyId of new Set(familyIds)) {
-      this.storage.sql.exec(
-        `INSERT INTO session_families (family_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (family_id) DO UPDATE SET revoked_at = COALESCE(revoked_at, excluded.revoked_at)`,
-        familyId,
-        now,
-        now + REFRESH_TOKEN_TTL_MS,
-        now,
-      );
+      this.storage.sql.exec(SESSIONS_SQL.revoke, familyId, now, now + REFRESH_TOKEN_TTL_MS, now);
     }
     this.wakeAt(now + REFRESH_TOKEN_TTL_MS + PURGE_SLACK_MS);
   }
 
   private token(tokenHash: string): TokenRow | undefined {
-    return this.storage.sql.exec<TokenRow>("SELECT * FROM session_tokens WHERE token_hash = ?", tokenHash).toArray()[0];
+    return this.storage.sql.exec<TokenRow>(SESSIONS_SQL.token, tokenHash).toArray()[0];
   }
 
   private family(familyId: string): FamilyRow | undefined {
-    return this.storage.sql.exec<FamilyRow>("SELECT * FROM session_families WHERE family_id = ?", familyId).toArray()[0];
+    return this.storage.sql.exec<FamilyRow>(SESSIONS_SQL.family, familyId).toArray()[0];
   }
 }
