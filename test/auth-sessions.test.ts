@@ -77,7 +77,7 @@ describe("POST /api/v1/auth/password", () => {
     expect(fresh).toEqual({
       user: expect.objectContaining({ id: a.user.id, email: a.user.email }),
       accessToken: expect.any(String),
-      refreshToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      refreshToken: expect.stringMatching(new RegExp(`^${a.user.id}\\.[A-Za-z0-9_-]{43}$`)),
       expiresIn: 900,
     });
     // Every refresh token from before, the caller's own family included, is 401 now.

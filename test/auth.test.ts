@@ -7,6 +7,7 @@ import { JWT_ISSUER, jwtAudience, keyId, signAccessToken } from "../src/lib/jwt"
 import { isUniqueViolation } from "../src/services/auth";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
+import { rowsOf } from "./support/wallets";
 
 const PASSWORD = "correct horse battery";
 const b64url = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -53,7 +54,8 @@ describe("register", () => {
       email: email.toLowerCase(),
     });
     expect(accessToken.split(".")).toHaveLength(3);
-    expect(refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // Opaque to clients; its owner's id in front routes it to the user's object (services/auth.ts).
+    expect(refreshToken).toMatch(new RegExp(`^${user.id}\\.[A-Za-z0-9_-]{43}$`));
     expect(expiresIn).toBe(900);
     const me = await call("GET", "/api/v1/users/me", { token: accessToken });
     expect(me.status).toBe(200);
@@ -83,12 +85,11 @@ describe("register", () => {
       .first<{ password_hash: string }>();
     expect(row?.password_hash).toMatch(/^pbkdf2-sha256\$100000\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
     expect(row?.password_hash).not.toContain(PASSWORD);
-    const tokens = await env.DB.prepare("SELECT token_hash FROM refresh_tokens WHERE user_id = ?")
-      .bind(session.user.id)
-      .all<{ token_hash: string }>();
-    expect(tokens.results).toHaveLength(1);
-    expect(tokens.results[0]?.token_hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(JSON.stringify(tokens.results)).not.toContain(session.refreshToken);
+    // The user's object holds the sessions (durable-objects/wallet/sessions.ts).
+    const tokens = await rowsOf(session.user.id, "SELECT token_hash FROM session_tokens");
+    expect(tokens).toHaveLength(1);
+    expect(tokens[0]?.token_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(tokens)).not.toContain(session.refreshToken.split(".")[1]);
   });
 
   it("the same email in any letter case is 409 already_exists", async () => {
@@ -271,31 +272,36 @@ describe("refresh tokens", () => {
 
   it("a token stored after its family was revoked is refused (the loser of a race revoked first)", async () => {
     const session = await register();
-    const family = await env.DB.prepare("SELECT family_id FROM refresh_tokens WHERE user_id = ?")
-      .bind(session.user.id)
-      .first<{ family_id: string }>();
+    const [family] = await rowsOf(session.user.id, "SELECT family_id FROM session_families");
     expect(
       (await call("POST", "/api/v1/auth/logout", { token: session.accessToken, body: { refreshToken: session.refreshToken } }))
         .status,
     ).toBe(200);
-    // What a concurrent winning refresh writes after that revocation: a fresh, unrevoked token of the family.
-    const late = "L".repeat(43);
+    // A fresh, unused token of the family written after that revocation (the old D1 design let a
+    // racing refresh do this): the family's revocation still refuses it.
+    const late = `${session.user.id}.${"L".repeat(43)}`;
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(late)));
     const hash = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-    await env.DB.prepare(
-      "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-      .bind(newId(), session.user.id, family?.family_id, hash, Date.now() + 60_000, Date.now())
-      .run();
+    await rowsOf(
+      session.user.id,
+      `INSERT INTO session_tokens (token_hash, family_id, expires_at) VALUES ('${hash}', '${family?.family_id}', ${Date.now() + 60_000})`,
+    );
     expectError(await refresh(late), 401, "invalid_token");
   });
 
   it("unknown, expired and malformed refresh tokens", async () => {
-    expectError(await refresh("A".repeat(43)), 401, "invalid_token");
     const session = await register();
-    await env.DB.prepare("UPDATE refresh_tokens SET expires_at = ? WHERE user_id = ?")
-      .bind(Date.now() - 1, session.user.id)
-      .run();
+    for (const token of [
+      "A".repeat(43),
+      `${session.user.id}.${"A".repeat(43)}`,
+      `${newId()}.${"A".repeat(43)}`,
+      `${session.user.id.toUpperCase()}.${session.refreshToken.split(".")[1]}`,
+      `${session.refreshToken}.x`,
+      `../${session.refreshToken}`,
+    ]) {
+      expectError(await refresh(token), 401, "invalid_token");
+    }
+    await rowsOf(session.user.id, `UPDATE session_tokens SET expires_at = ${Date.now() - 1}`);
     expectError(await refresh(session.refreshToken), 401, "invalid_token");
     expect(
       expectError(await call("POST", "/api/v1/auth/refresh", { body: {}, headers: ip() }), 400, "validation_failed").errors,

@@ -8,6 +8,7 @@ import { DEPLOYED_URLS } from "./support/deployment";
 import { call, expectError } from "./support/http";
 import { ip, PASSWORD, registerSession } from "./support/sessions";
 import { seedUser } from "./support/users";
+import { rowsOf } from "./support/wallets";
 
 /** Signing-key rotation (README, "Rotating JWT_SECRET"): JWT_SECRET signs, JWT_SECRET_PREVIOUS still verifies. */
 const OLD = "the-old-signing-key-of-at-least-32-bytes!";
@@ -30,8 +31,8 @@ describe("access tokens name their key", () => {
     const { header, payload } = decode(session.accessToken);
     expect(header).toEqual({ alg: "HS256", typ: "JWT", kid: await keyId(getConfig(env).jwtSecret) });
     expect(header.kid).toMatch(/^[0-9a-f]{16}$/);
-    const [row] = await env.DB.prepare("SELECT family_id FROM refresh_tokens WHERE user_id = ?").bind(session.user.id).raw();
-    expect(payload.sid).toBe(row?.[0]);
+    const [row] = await rowsOf(session.user.id, "SELECT family_id FROM session_families");
+    expect(payload.sid).toBe(row?.family_id);
     // Refreshing keeps the session.
     const refreshed = await call("POST", "/api/v1/auth/refresh", { body: { refreshToken: session.refreshToken }, headers: ip() });
     expect(decode(refreshed.json.data.accessToken).payload.sid).toBe(payload.sid);

@@ -16,24 +16,7 @@ async function idempotencyRow(label: string, createdAt: number) {
     .run();
 }
 
-async function refreshToken(label: string, row: { expiresAt: number; usedAt?: number; revokedAt?: number }) {
-  await env.DB.prepare(
-    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, used_at, revoked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-  )
-    .bind(
-      label,
-      newId(),
-      newId(),
-      `hash-${label}`,
-      row.expiresAt,
-      row.usedAt ?? null,
-      row.revokedAt ?? null,
-      NOW - 40 * 24 * HOUR,
-    )
-    .run();
-}
-
-const labels = async (table: "idempotency_keys" | "refresh_tokens", column: "key" | "id") =>
+const labels = async (table: "idempotency_keys", column: "key") =>
   (await env.DB.prepare(`SELECT ${column} AS label FROM ${table} ORDER BY ${column}`).all<{ label: string }>()).results.map(
     (row) => row.label,
   );
@@ -54,17 +37,6 @@ describe("the scheduled handler (Cron Trigger)", () => {
     await idempotencyRow("expired-in-flight", NOW - 30 * HOUR);
     await idempotencyRow("kept-23h", NOW - 23 * HOUR);
     await idempotencyRow("kept-fresh", NOW - 1000);
-    await refreshToken("expired", { expiresAt: NOW - 1 });
-    await refreshToken("expired-used", { expiresAt: NOW - HOUR, usedAt: NOW - 2 * HOUR });
-    await refreshToken("revoked", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW - HOUR });
-    await refreshToken("kept-active", { expiresAt: NOW + 10 * 24 * HOUR });
-    // Used but not expired: it is what detects a stolen token's reuse, so it stays until it expires.
-    await refreshToken("kept-used", { expiresAt: NOW + 10 * 24 * HOUR, usedAt: NOW - HOUR });
-    // Revoked minutes ago: its session's access tokens may still be alive, and this row is what refuses them (session_ended).
-    await refreshToken("kept-revoked-recently", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW - 20 * 60 * 1000 });
-    // Revoked "later" than the fake now (a clock ahead of the schedule): not yet.
-    await refreshToken("kept-revoked-later", { expiresAt: NOW + 10 * 24 * HOUR, revokedAt: NOW + HOUR });
-
     await using introspector = await introspectWorkflow(env.RECONCILIATION);
     const logs = vi.spyOn(console, "log").mockImplementation(() => {});
     const ctx = createExecutionContext();
@@ -72,12 +44,6 @@ describe("the scheduled handler (Cron Trigger)", () => {
     await waitOnExecutionContext(ctx);
 
     expect(await labels("idempotency_keys", "key")).toEqual(["kept-23h", "kept-fresh"]);
-    expect(await labels("refresh_tokens", "id")).toEqual([
-      "kept-active",
-      "kept-revoked-later",
-      "kept-revoked-recently",
-      "kept-used",
-    ]);
     const run = await env.DB.prepare("SELECT id, trigger, cutoff_at FROM reconciliation_runs").first<{
       id: string;
       trigger: string;
@@ -88,9 +54,7 @@ describe("the scheduled handler (Cron Trigger)", () => {
     await instance!.waitForStatus("complete");
     const lines = logs.mock.calls.map(([line]) => JSON.parse(String(line)));
     expect(lines).toContainEqual(expect.objectContaining({ event: "scheduled", runId: run!.id, started: true }));
-    expect(lines).toContainEqual(
-      expect.objectContaining({ event: "scheduled", purged: { idempotencyKeys: 2, refreshTokens: 3 } }),
-    );
+    expect(lines).toContainEqual(expect.objectContaining({ event: "scheduled", purged: { idempotencyKeys: 2 } }));
     logs.mockRestore();
   });
 
@@ -98,21 +62,21 @@ describe("the scheduled handler (Cron Trigger)", () => {
     const rows = PURGE_BATCH * 2 + 37;
     await seedExpiredKeys("u", rows);
     const batches = vi.spyOn(env.DB, "prepare");
-    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows, refreshTokens: 0 });
-    // Three full-or-partial batches for the keys, one (empty) for the tokens.
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows });
+    // Three full-or-partial batches for the keys.
     expect(batches.mock.calls.filter(([statement]) => statement.includes("idempotency_keys"))).toHaveLength(3);
     batches.mockRestore();
-    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: 0, refreshTokens: 0 });
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: 0 });
   });
 
   it("stops a table's purge when its time budget is spent, and the next run goes on", async () => {
     const rows = PURGE_BATCH * 2 + 5;
     await seedExpiredKeys("b", rows);
-    // Each reading of the clock is a budget later than the one before: one batch per table, then stop.
+    // Each reading of the clock is a budget later than the one before: one batch, then stop.
     let clock = Date.now();
     const now = vi.spyOn(Date, "now").mockImplementation(() => (clock += PURGE_TIME_BUDGET_MS));
-    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: PURGE_BATCH, refreshTokens: 0 });
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: PURGE_BATCH });
     now.mockRestore();
-    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows - PURGE_BATCH, refreshTokens: 0 });
+    expect(await purgeExpired(env, NOW)).toEqual({ idempotencyKeys: rows - PURGE_BATCH });
   });
 });

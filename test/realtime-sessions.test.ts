@@ -79,7 +79,7 @@ describe("a socket ends with its session", () => {
   });
 
   it("a ticket racing the end of its session is refused by the object itself", async () => {
-    // The D1 check at the ticket route has passed; the object ended the session meanwhile.
+    // The session check at the ticket route (the user's object) has passed; the session ended meanwhile.
     const session = await registerSession();
     const caller = { id: session.user.id, sessionId: JSON.parse(atob(session.accessToken.split(".")[1]!)).sid };
     expect((await logout(session)).status).toBe(200);

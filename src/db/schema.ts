@@ -2,9 +2,9 @@ import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /**
- * D1 holds users, sessions, blocks and the chat directory (each chat's identity, members and one
+ * D1 holds users, blocks and the chat directory (each chat's identity, members and one
  * summary row); each chat's messages live only in its ChatDO. Money lives in the
- * per-user WalletDO, never here. Times are Unix epoch milliseconds.
+ * per-user WalletDO, never here, and so do sessions (refresh-token families). Times are Unix epoch milliseconds.
  */
 
 export const users = sqliteTable(
@@ -28,30 +28,6 @@ export const users = sqliteTable(
     createdAt: integer("created_at").notNull(),
   },
   (t) => [uniqueIndex("users_email_unique").on(t.email), index("users_display_name_key_idx").on(t.displayNameKey, t.id)],
-);
-
-export const refreshTokens = sqliteTable(
-  "refresh_tokens",
-  {
-    id: text("id").primaryKey(),
-    userId: text("user_id").notNull(),
-    familyId: text("family_id").notNull(),
-    /** SHA-256 of the opaque token; the token itself is never stored. */
-    tokenHash: text("token_hash").notNull(),
-    expiresAt: integer("expires_at").notNull(),
-    /** Set when this token was exchanged for a new pair; presenting it again is reuse. */
-    usedAt: integer("used_at"),
-    /** Set on the whole family at logout or on reuse. */
-    revokedAt: integer("revoked_at"),
-    createdAt: integer("created_at").notNull(),
-  },
-  (t) => [
-    uniqueIndex("refresh_tokens_hash_unique").on(t.tokenHash),
-    index("refresh_tokens_family_idx").on(t.familyId),
-    // The scheduled maintenance purges expired tokens in batches (src/services/maintenance.ts).
-    index("refresh_tokens_expires_idx").on(t.expiresAt),
-    index("refresh_tokens_revoked_idx").on(t.revokedAt).where(sql`revoked_at IS NOT NULL`),
-  ],
 );
 
 export const blocks = sqliteTable(

@@ -38,7 +38,10 @@ const passwordField = requiredString()
 const refreshTokenField = requiredString()
   .min(1, { message: "must not be empty" })
   .max(512, { message: "must be at most 512 characters" })
-  .openapi({ example: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4", description: "The opaque refresh token of a session." });
+  .openapi({
+    example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4",
+    description: "The opaque refresh token of a session.",
+  });
 
 export const registerBodySchema = z
   .object({ email: emailField, password: newPasswordField, displayName: displayNameField })
@@ -70,7 +73,7 @@ export const sessionSchema = z
       description: "JWT (HS256) for `Authorization: Bearer …`; valid `expiresIn` seconds.",
     }),
     refreshToken: z.string().openapi({
-      example: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4",
+      example: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4",
       description: "Opaque, single-use, valid 30 days: trade it at `POST /api/v1/auth/refresh` for a new pair.",
     }),
     expiresIn: z.number().int().openapi({ example: 900, description: "Seconds until the access token expires." }),

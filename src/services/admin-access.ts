@@ -3,13 +3,14 @@ import type { Database } from "../db/client";
 import { users } from "../db/schema";
 import { ApiError, type ErrorCode } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
-import { sessionEnded, sessionLiveSql } from "./auth";
+import { sessionEnded, sessionIsLive } from "./auth";
 
 /**
  * Who may act as an admin, decided from D1 on every admin request, never from the token alone:
  * the `role` claim is only what was true at sign-in, and an operator's `npm run admin -- revoke`,
  * a suspension or a logout must take effect on the next request. One query reads the caller's
- * current role and status and whether the token's session is still live.
+ * current role and status; whether the token's session is still live is asked of the caller's
+ * object (the sessions' owner), at the same time.
  */
 
 /** Why an admin request is refused; a value, so a caller can answer a stored outcome first (grants). */
@@ -20,12 +21,9 @@ export type AdminCheckOptions = {
   liftsOwnSuspension?: boolean;
 };
 
-/** The caller's role, status and session, in one row (none: the account is gone). */
+/** The caller's role and status, in one row (none: the account is gone). */
 export const adminFactsQuery = (db: Database, caller: AuthUser) =>
-  db
-    .select({ role: users.role, status: users.status, sessionLive: sessionLiveSql(caller.sessionId).as("session_live") })
-    .from(users)
-    .where(eq(users.id, caller.id));
+  db.select({ role: users.role, status: users.status }).from(users).where(eq(users.id, caller.id));
 
 type AdminFacts = { role: "user" | "admin"; status: "active" | "suspended"; sessionLive: boolean };
 
@@ -50,11 +48,13 @@ export function adminRefusalOf(facts: AdminFacts | undefined, options: AdminChec
   return null;
 }
 
-/** The admin check as a value: one D1 query, then `adminRefusalOf`. */
+/** The admin check as a value: one D1 query and the caller's object's session check at once, then `adminRefusalOf`. */
 export async function adminRefusal(
+  env: Env,
   db: Database,
   caller: AuthUser,
   options: AdminCheckOptions = {},
 ): Promise<AdminRefusal | null> {
-  return adminRefusalOf(await adminFactsQuery(db, caller).get(), options);
+  const [facts, sessionLive] = await Promise.all([adminFactsQuery(db, caller).get(), sessionIsLive(env, caller)]);
+  return adminRefusalOf(facts && { ...facts, sessionLive }, options);
 }

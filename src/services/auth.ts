@@ -1,8 +1,8 @@
-import { and, eq, exists, gt, isNotNull, isNull, notExists, type SQL, sql } from "drizzle-orm";
-import { alias } from "drizzle-orm/sqlite-core";
+import { and, eq } from "drizzle-orm";
 import type { Database } from "../db/client";
-import type { Param } from "../db/prepared";
-import { refreshTokens, type UserRow, users } from "../db/schema";
+import { type UserRow, users } from "../db/schema";
+import { sessionEndedRefusal } from "../durable-objects/wallet/sessions";
+import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { newId } from "../lib/ids";
@@ -15,42 +15,31 @@ import { displayNameKey, findUser } from "./users";
 import { openWallet } from "./wallets";
 
 /**
- * Accounts and sessions. A session is a 15-minute access token (JWT, see lib/jwt.ts) plus an
- * opaque refresh token: 256 random bits, stored only as its SHA-256, valid 30 days, in a family
- * that starts at sign-in. Each refresh uses up the presented token and issues the next one of the
- * family; presenting a used token again means it leaked (or a client raced itself), so the whole
- * family is revoked. Logout revokes the family; logout-all and a password change revoke every
- * family of the user. Access tokens already issued run out on their own, but they carry their
- * family (`sid`), and what they opened ends with it: a revocation closes that session's realtime
- * sockets (4001) in the same request, and no ticket is issued to a revoked session.
+ * Accounts and sessions. D1 owns the account (email, password hash, display name); the user's
+ * object (WalletDO, durable-objects/wallet/sessions.ts) owns the sessions and decides every
+ * rotation and revocation in one transaction of its own (ARCHITECTURE.md §11). A session is a
+ * 15-minute access token (JWT, see lib/jwt.ts) plus an opaque refresh token, valid 30 days, in a
+ * family that starts at sign-in: `<user id>.<256 random bits>`, so that a refresh reaches its
+ * owner's object without a lookup; the object stores only its SHA-256. Each refresh uses up the
+ * presented token and issues the next one of the family; presenting a used token again means it
+ * leaked (or a client raced itself), so the whole family is revoked. Logout revokes the family;
+ * logout-all and a password change revoke every family of the user. Access tokens already issued
+ * run out on their own, but they carry their family (`sid`), and what they opened ends with it: a
+ * revocation closes that session's realtime sockets (4001) in the same request, and no ticket is
+ * issued to a revoked session.
  *
  * Where it matters, an ended session's access token is refused at once (401 `session_ended`):
- * routes that move credits, the account routes (logout-all, password, realtime tickets) and admin
- * routes read `sessionLiveSql` in a D1 round trip they already make. Every other route accepts
- * the token until it expires, as OAuth access tokens are accepted (README, "Sessions").
+ * routes that move credits (the sender's object checks it inside the transfer), the account
+ * routes (logout-all, password, realtime tickets) and admin routes ask the caller's object, never
+ * D1. Every other route accepts the token until it expires, as OAuth access tokens are accepted
+ * (README, "Sessions").
  */
-export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
-
-/**
- * How long a revoked refresh-token row is kept (src/services/maintenance.ts): it is what says its
- * session ended, so it must outlive every access token of that session (15 minutes, counted from
- * a refresh that raced the revocation at the latest).
- */
-export const REVOKED_SESSION_RETENTION_MS = 60 * 60 * 1000;
 
 /** 401 `session_ended`: the session (refresh-token family) of this access token was revoked. */
-export const sessionEnded = () =>
-  new ApiError("session_ended", ["The session of this access token has ended (logout, password change); sign in again"]);
-
-/**
- * SQL: the session `sessionId` has not ended. A family counts as ended as soon as any of its
- * tokens is revoked (as `refresh` counts it, so a token issued by a refresh racing the revocation
- * is ended too). A session with no token row was never revocable and is live (tests seed those).
- */
-export const sessionLiveSql = (sessionId: Param<string>) =>
-  sql<boolean>`NOT EXISTS (SELECT 1 FROM ${refreshTokens} WHERE ${refreshTokens.familyId} = ${sessionId} AND ${refreshTokens.revokedAt} IS NOT NULL)`.mapWith(
-    Boolean,
-  );
+export const sessionEnded = () => {
+  const refusal = sessionEndedRefusal();
+  return new ApiError(refusal.code, refusal.details);
+};
 
 export type Session = { user: UserRow; accessToken: string; refreshToken: string; expiresIn: number };
 
@@ -75,20 +64,35 @@ async function sha256Hex(text: string): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Signs an access token and stores a new refresh token of `familyId` (a new family when absent). */
-async function issueSession(db: Database, config: Config, user: UserRow, familyId: string = newId()): Promise<Session> {
-  const now = Date.now();
-  const refreshToken = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
-  await db.insert(refreshTokens).values({
-    id: newId(now),
-    userId: user.id,
-    familyId,
-    tokenHash: await sha256Hex(refreshToken),
-    expiresAt: now + REFRESH_TOKEN_TTL_MS,
-    createdAt: now,
-  });
-  const accessToken = await signAccessToken(config, { id: user.id, role: user.role, sessionId: familyId }, now);
-  return { user, accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SECONDS };
+/** A refresh token's form: its owner's id, a dot, 32 random bytes in base64url. Opaque to clients. */
+const REFRESH_TOKEN_FORMAT = /^([0-9a-f]{24})\.[A-Za-z0-9_-]{43}$/;
+
+/** A new refresh token of `userId` and the SHA-256 its owner's object keeps. */
+async function newRefreshToken(userId: string): Promise<{ token: string; hash: string }> {
+  const token = `${userId}.${toBase64Url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  return { token, hash: await sha256Hex(token) };
+}
+
+/** The owner of a refresh token, read from the token itself; 401 `invalid_token` for any other form. */
+function ownerOf(refreshToken: string): string {
+  const owner = REFRESH_TOKEN_FORMAT.exec(refreshToken)?.[1];
+  if (!owner) throw invalidRefreshToken();
+  return owner;
+}
+
+const sessionPair = async (config: Config, user: UserRow, familyId: string, refreshToken: string): Promise<Session> => ({
+  user,
+  accessToken: await signAccessToken(config, { id: user.id, role: user.role, sessionId: familyId }),
+  refreshToken,
+  expiresIn: ACCESS_TOKEN_TTL_SECONDS,
+});
+
+/** Starts a new session (refresh-token family) of `user` in the user's object and signs its first pair. */
+async function issueSession(env: Env, config: Config, user: UserRow): Promise<Session> {
+  const familyId = newId();
+  const refresh = await newRefreshToken(user.id);
+  await walletStub(env, user.id).startSession(familyId, refresh.hash);
+  return sessionPair(config, user, familyId, refresh.token);
 }
 
 /** D1's unique-constraint failure, also when Drizzle wraps it ("Failed query: …", the D1 error as its `cause`). */
@@ -129,7 +133,7 @@ export async function register(
     if (isUniqueViolation(error)) throw taken();
     throw error;
   }
-  const session = await issueSession(db, config, row);
+  const session = await issueSession(env, config, row);
   try {
     await openWallet(env, row.id);
   } catch (error) {
@@ -142,7 +146,12 @@ export async function register(
 }
 
 /** 401 `invalid_credentials`, with the same work and the same answer, for an unknown email and a wrong password. */
-export async function login(db: Database, config: Config, input: { email: string; password: string }): Promise<Session> {
+export async function login(
+  env: Env,
+  db: Database,
+  config: Config,
+  input: { email: string; password: string },
+): Promise<Session> {
   const user = await db
     .select()
     .from(users)
@@ -150,82 +159,33 @@ export async function login(db: Database, config: Config, input: { email: string
     .get();
   const matches = await verifyPassword(input.password, user?.passwordHash);
   if (!user || !matches) throw invalidCredentials();
-  return issueSession(db, config, user);
-}
-
-async function revokeFamily(db: Database, familyId: string, now = Date.now()): Promise<void> {
-  await db
-    .update(refreshTokens)
-    .set({ revokedAt: now })
-    .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
+  return issueSession(env, config, user);
 }
 
 /**
- * The families of `userId` that a revocation of all of them would end: those not revoked with
- * a token not yet expired (an expired family has no refresh token and no live access token).
- */
-const liveFamiliesOf = (db: Database, userId: string, now: number) =>
-  db
-    .selectDistinct({ familyId: refreshTokens.familyId })
-    .from(refreshTokens)
-    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), gt(refreshTokens.expiresAt, now)));
-
-/** Revokes every family of the user not yet revoked (logout-all, password change), `onlyIf` holds. */
-const revokeAllFamiliesOf = (db: Database, userId: string, now: number, onlyIf?: SQL) =>
-  db
-    .update(refreshTokens)
-    .set({ revokedAt: now })
-    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), onlyIf));
-
-/**
- * Exchanges a refresh token for a new pair. The token is used up by a conditional UPDATE
- * (`used_at IS NULL`, family not revoked), so of two concurrent refreshes with one token exactly
- * one wins; the other counts as reuse and revokes the family, as a replayed stolen token would,
- * and that includes the token the winner is issuing.
+ * Exchanges a refresh token for a new pair: its owner's object uses it up and adds the next token
+ * to its family in one transaction, or refuses (401 `invalid_token`): an unknown, expired or
+ * revoked token, or a used one, whose family that same transaction revokes (reuse), closing its
+ * sockets. The account's row is read after the rotation, for the answer's `user`.
  */
 export async function refresh(env: Env, db: Database, config: Config, refreshToken: string): Promise<Session> {
-  const now = Date.now();
-  const tokenHash = await sha256Hex(refreshToken);
-  const row = await db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash)).get();
-  if (!row || row.revokedAt !== null || row.expiresAt <= now) throw invalidRefreshToken();
-  if (row.usedAt !== null) {
-    await endFamilyOnReuse(env, db, row.userId, row.familyId);
+  const userId = ownerOf(refreshToken);
+  const next = await newRefreshToken(userId);
+  const rotation = await walletStub(env, userId).rotateSession(await sha256Hex(refreshToken), next.hash);
+  if (!rotation.ok) {
+    if (rotation.reusedFamily !== null) await closeAfterReuse(env, userId, rotation.reusedFamily);
     throw invalidRefreshToken();
   }
-  // A family counts as revoked as soon as any of its tokens is: a revocation that raced with the
-  // insert of a newer token (a concurrent refresh or logout) still stops that token here.
-  const revokedMember = alias(refreshTokens, "revoked_member");
-  const claimed = await db
-    .update(refreshTokens)
-    .set({ usedAt: now })
-    .where(
-      and(
-        eq(refreshTokens.id, row.id),
-        isNull(refreshTokens.usedAt),
-        isNull(refreshTokens.revokedAt),
-        notExists(
-          db
-            .select({ id: revokedMember.id })
-            .from(revokedMember)
-            .where(and(eq(revokedMember.familyId, row.familyId), isNotNull(revokedMember.revokedAt))),
-        ),
-      ),
-    );
-  if (claimed.meta.changes !== 1) {
-    await endFamilyOnReuse(env, db, row.userId, row.familyId);
-    throw invalidRefreshToken();
-  }
-  const user = await findUser(db, row.userId);
+  const user = await findUser(db, userId);
   if (!user) throw invalidRefreshToken();
-  return issueSession(db, config, user, row.familyId);
+  return sessionPair(config, user, rotation.familyId, next.token);
 }
 
 /**
  * Reuse ends the family. The answer is 401 whatever happens to its sockets, so a failure to close
  * them (the revocation stands) is logged rather than turned into a 500 the client cannot act on.
  */
-async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId: string): Promise<void> {
-  await revokeFamily(db, familyId);
+async function closeAfterReuse(env: Env, userId: string, familyId: string): Promise<void> {
   try {
     await endSessions(env, userId, [familyId], { everySocket: false });
   } catch (error) {
@@ -238,47 +198,34 @@ async function endFamilyOnReuse(env: Env, db: Database, userId: string, familyId
  * otherwise), and closes its sockets. Idempotent: logging out of a family already revoked or
  * rotated answers the same (and closes whatever of it is still open).
  */
-export async function logout(env: Env, db: Database, caller: AuthUser, refreshToken: string): Promise<void> {
-  const row = await db
-    .select()
-    .from(refreshTokens)
-    .where(eq(refreshTokens.tokenHash, await sha256Hex(refreshToken)))
-    .get();
-  if (!row || row.userId !== caller.id) throw invalidRefreshToken();
-  await revokeFamily(db, row.familyId);
+export async function logout(env: Env, caller: AuthUser, refreshToken: string): Promise<void> {
+  if (ownerOf(refreshToken) !== caller.id) throw invalidRefreshToken();
+  const familyId = await walletStub(env, caller.id).endSession(await sha256Hex(refreshToken));
+  if (familyId === null) throw invalidRefreshToken();
   // A failure here answers 500 with the family revoked; logging out again closes the sockets.
-  await endSessions(env, caller.id, [row.familyId], { everySocket: false });
+  await endSessions(env, caller.id, [familyId], { everySocket: false });
 }
 
 /**
  * Log out everywhere: revokes every family of the caller (the caller's own included) and closes
  * all of the caller's sockets. Returns how many sessions were still live. 401 `session_ended`
  * (nothing revoked) when the caller's own session had already ended: the check and the
- * revocation are one batch, one transaction.
+ * revocation are one transaction of the caller's object. No D1 query.
  */
-export async function logoutAll(env: Env, db: Database, caller: AuthUser): Promise<{ revokedSessions: number }> {
-  const now = Date.now();
-  const live = sessionLiveSql(caller.sessionId);
-  const [session, families] = await db.batch([
-    db
-      .select({ live: live.as("session_live") })
-      .from(users)
-      .where(eq(users.id, caller.id)),
-    liveFamiliesOf(db, caller.id, now),
-    revokeAllFamiliesOf(db, caller.id, now, live),
-  ]);
-  if (!session[0]?.live) throw session[0] ? sessionEnded() : accountGone();
-  const familyIds = families.map((family) => family.familyId);
-  await endSessions(env, caller.id, [...familyIds, caller.sessionId], { everySocket: true });
-  return { revokedSessions: familyIds.length };
+export async function logoutAll(env: Env, caller: AuthUser): Promise<{ revokedSessions: number }> {
+  const ended = await walletStub(env, caller.id).endAllSessions(caller.sessionId);
+  if (!ended.ok) throw new ApiError(ended.code, ended.details);
+  await endSessions(env, caller.id, [...ended.revoked, caller.sessionId], { everySocket: true });
+  return { revokedSessions: ended.revoked.length };
 }
 
 /**
  * Changes the caller's password: 401 `invalid_credentials` unless `currentPassword` is the
- * current one (checked with the same constant-time PBKDF2 work as sign-in). Every session of the
- * caller is revoked and every socket closed, in one D1 transaction with the new hash; the answer
- * is a new session, the only one left. Two changes racing: the second finds the password it
- * checked replaced, and is 401 with nothing changed.
+ * current one (checked with the same constant-time PBKDF2 work as sign-in), 401 `session_ended`
+ * when the caller's session has ended. The new hash is written to D1 only if the row still holds
+ * the hash that was checked (two changes racing: the second is 401 with nothing changed); then
+ * the caller's object revokes every session and starts the new one in one transaction, and every
+ * socket closes. The answer is that new session, the only one left.
  */
 export async function changePassword(
   env: Env,
@@ -287,51 +234,51 @@ export async function changePassword(
   caller: AuthUser,
   input: { currentPassword: string; newPassword: string },
 ): Promise<Session> {
-  const found = await db
-    .select({ user: users, sessionLive: sessionLiveSql(caller.sessionId) })
-    .from(users)
-    .where(eq(users.id, caller.id))
-    .get();
-  const user = found?.user;
+  const owner = walletStub(env, caller.id);
+  const [user, live] = await Promise.all([findUser(db, caller.id), owner.sessionLive(caller.sessionId)]);
   const matches = await verifyPassword(input.currentPassword, user?.passwordHash);
   if (!user) throw accountGone();
-  if (!found.sessionLive) throw sessionEnded();
+  if (!live) throw sessionEnded();
   if (!matches) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
 
-  const now = Date.now();
   const passwordHash = await hashPassword(input.newPassword);
-  const [families, updated] = await db.batch([
-    liveFamiliesOf(db, caller.id, now),
-    db
-      .update(users)
-      .set({ passwordHash })
-      .where(and(eq(users.id, caller.id), eq(users.passwordHash, user.passwordHash)))
-      .returning({ id: users.id }),
-    // Only if the row above changed: the same transaction, so a lost race revokes nothing.
-    revokeAllFamiliesOf(
-      db,
-      caller.id,
-      now,
-      exists(
-        db
-          .select({ id: users.id })
-          .from(users)
-          .where(and(eq(users.id, caller.id), eq(users.passwordHash, passwordHash))),
-      ),
-    ),
-  ]);
+  const updated = await db
+    .update(users)
+    .set({ passwordHash })
+    .where(and(eq(users.id, caller.id), eq(users.passwordHash, user.passwordHash)))
+    .returning({ id: users.id });
   if (updated.length !== 1) throw new ApiError("invalid_credentials", ["The current password is incorrect"]);
-  await endSessions(env, caller.id, families.map((family) => family.familyId).concat(caller.sessionId), { everySocket: true });
-  return issueSession(db, config, { ...user, passwordHash });
+  const replaced = await replaceSessions(env, caller);
+  await endSessions(env, caller.id, [...replaced.revoked, caller.sessionId], { everySocket: true });
+  return sessionPair(config, { ...user, passwordHash }, replaced.familyId, replaced.token);
 }
 
-/** 401 `session_ended` when the caller's session (refresh-token family) has been revoked. */
-export async function assertSessionLive(db: Database, caller: AuthUser): Promise<void> {
-  const row = await db
-    .select({ live: sessionLiveSql(caller.sessionId) })
-    .from(sql`(SELECT 1)`)
-    .get();
-  if (!row?.live) throw sessionEnded();
+/**
+ * The object's half of a password change, tried twice: the hash in D1 has changed already, so
+ * giving up at the first failure would leave the old sessions live. Each attempt starts its own
+ * family; one that committed but whose answer was lost is revoked by the next (never handed out).
+ */
+async function replaceSessions(env: Env, caller: AuthUser): Promise<{ familyId: string; token: string; revoked: string[] }> {
+  for (let attempt = 1; ; attempt += 1) {
+    const familyId = newId();
+    const next = await newRefreshToken(caller.id);
+    try {
+      const revoked = await walletStub(env, caller.id).replaceSessions(caller.sessionId, familyId, next.hash);
+      return { familyId, token: next.token, revoked };
+    } catch (error) {
+      if (attempt >= 2) throw error;
+      log.error("replace_sessions_failed", { userId: caller.id, attempt, error });
+    }
+  }
+}
+
+/** Whether the caller's session (refresh-token family) has not ended: asks the caller's object, not D1. */
+export const sessionIsLive = (env: Env, caller: AuthUser): Promise<boolean> =>
+  walletStub(env, caller.id).sessionLive(caller.sessionId);
+
+/** 401 `session_ended` when the caller's session has been revoked. */
+export async function assertSessionLive(env: Env, caller: AuthUser): Promise<void> {
+  if (!(await sessionIsLive(env, caller))) throw sessionEnded();
 }
 
 const accountGone = () => new ApiError("invalid_token", ["The account of this access token no longer exists"]);

@@ -1,6 +1,5 @@
 import { IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency";
 import { log } from "../lib/log";
-import { REVOKED_SESSION_RETENTION_MS } from "./auth";
 import { startRun } from "./reconciliation/runs";
 
 /**
@@ -14,23 +13,16 @@ import { startRun } from "./reconciliation/runs";
  *
  * Not purged here: realtime tickets live in each user's RealtimeDO (hashed, 60 s, at most 50 per
  * user, expired ones deleted whenever a ticket is issued or used) and a cron cannot enumerate
- * objects; wallet idempotency records are dropped by each wallet's own alarm.
+ * objects; wallet idempotency records and ended sessions are dropped by each user's object's own
+ * alarm (durable-objects/wallet/sessions.ts).
  */
 export const PURGE_BATCH = 500;
 export const PURGE_MAX_BATCHES = 2_000;
 export const PURGE_TIME_BUDGET_MS = 60_000;
 
-export type PurgeCounts = { idempotencyKeys: number; refreshTokens: number };
+export type PurgeCounts = { idempotencyKeys: number };
 
-/**
- * Rows that can go, each with the condition that makes it useless:
- * - `idempotency_keys` older than the retention (API.md: at least 24 h), in flight or not;
- * - `refresh_tokens` expired (unusable whatever their state) or revoked for longer than
- *   REVOKED_SESSION_RETENTION_MS (their family is ended: presenting one is 401 with or without the
- *   row, but until every access token of the session has expired the row is what refuses them
- *   with 401 `session_ended`). A used token that has not expired stays: it is what detects the
- *   reuse of a stolen token and revokes its family.
- */
+/** Rows that can go: `idempotency_keys` older than the retention (API.md: at least 24 h), in flight or not. */
 export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> {
   const idempotencyKeys = await purgeInBatches(
     env,
@@ -38,16 +30,7 @@ export async function purgeExpired(env: Env, now: number): Promise<PurgeCounts> 
        (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT ${PURGE_BATCH})`,
     now - IDEMPOTENCY_RETENTION_MS,
   );
-  const refreshTokens = await purgeInBatches(
-    env,
-    `DELETE FROM refresh_tokens WHERE id IN
-       (SELECT id FROM refresh_tokens WHERE expires_at <= ?1
-        UNION SELECT id FROM refresh_tokens WHERE revoked_at IS NOT NULL AND revoked_at <= ?2
-        LIMIT ${PURGE_BATCH})`,
-    now,
-    now - REVOKED_SESSION_RETENTION_MS,
-  );
-  return { idempotencyKeys, refreshTokens };
+  return { idempotencyKeys };
 }
 
 async function purgeInBatches(env: Env, statement: string, ...bounds: number[]): Promise<number> {

@@ -10,7 +10,6 @@ import { ApiError } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
 import type { RateLimitDecision } from "../lib/sliding-window";
 import type { TransferRequest } from "../schemas/wallet";
-import { sessionEnded, sessionLiveSql } from "./auth";
 import { markCarriesTransfers } from "./chats";
 import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
@@ -35,8 +34,8 @@ export type TransferAnswer = { reply: StoredReply; rateLimit: RateLimitDecision 
 /**
  * Everything a transfer's checks read, as ONE row built once per database and bound per request:
  * the sender's status, whether the recipient exists and blocked the sender, the pair's direct chat
- * id, who of the two has an open socket (realtime presence), and whether the caller's session is
- * live (an ended one is refused at once: README, "Sessions"). No row: the sender is gone.
+ * id and who of the two has an open socket (realtime presence). No row: the sender is gone. The
+ * caller's session is checked by the sender's object (sessions.ts), after a stored key outcome.
  */
 const preparedTransferChecks = preparedPerDatabase((db) => {
   const [senderId, recipientId] = [sql.placeholder("senderId"), sql.placeholder("recipientId")];
@@ -46,7 +45,6 @@ const preparedTransferChecks = preparedPerDatabase((db) => {
     >`(SELECT ${chats.id} FROM ${chats} WHERE ${chats.directKey} = ${sql.placeholder("directKey")})`.as("direct_chat_id"),
     senderConnected: isConnectedSql(senderId).as("sender_connected") as SQL.Aliased<boolean>,
     recipientConnected: isConnectedSql(recipientId).as("recipient_connected") as SQL.Aliased<boolean>,
-    sessionLive: sessionLiveSql(sql.placeholder("sessionId")).as("session_live") as SQL.Aliased<boolean>,
   }).facts.prepare();
 });
 
@@ -85,7 +83,7 @@ export async function executeTransfer(
           await requestFingerprint("POST", TRANSFER_PATH, input),
           `transfer:${senderId}`,
         );
-  const values = { senderId, sessionId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
+  const values = { senderId, recipientId: input.recipientId, directKey: directKeyOf(senderId, input.recipientId) };
   const checks = preparedTransferChecks(db);
   const mark = preparedTransferChatMark(db);
   const facts = registration
@@ -112,6 +110,7 @@ export async function executeTransfer(
       idempotencyKey,
       fingerprint: registration?.fingerprint ?? null,
       refusal: preCheckRefusal(config, senderId, input, fact),
+      sessionId,
       chatId: fact?.directChatId ?? null,
       signupCredits: config.signupCredits,
       dailyLimit: config.dailyTransferLimit,
@@ -135,20 +134,16 @@ export async function executeTransfer(
 }
 
 /**
- * The refusal a new request gets before any money moves, in API.md's order: 401 `session_ended`
- * (the caller's session ended), 400 (amount over MAX_TRANSFER_AMOUNT, paying yourself), then 403
+ * The refusal a new request gets before any money moves, in API.md's order (after the sender's
+ * object's 401 `session_ended`): 400 (amount over MAX_TRANSFER_AMOUNT, paying yourself), then 403
  * `account_suspended`, 404 `user_not_found`, 403 `recipient_blocked`. Null when the request may go on.
  */
 function preCheckRefusal(
   config: Config,
   senderId: string,
   input: { recipientId: string; amount: number },
-  facts: (Parameters<typeof assertSendToFacts>[0] & { sessionLive: boolean }) | undefined,
+  facts: Parameters<typeof assertSendToFacts>[0] | undefined,
 ): PreCheckRefusal | null {
-  if (facts && !facts.sessionLive) {
-    const ended = sessionEnded();
-    return { code: ended.code, details: ended.details };
-  }
   const problems: string[] = [];
   if (input.amount > config.maxTransferAmount) problems.push(`amount: must be at most ${config.maxTransferAmount}`);
   if (input.recipientId === senderId) problems.push("recipientId: cannot be yourself");

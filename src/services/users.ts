@@ -48,8 +48,8 @@ export type ProfileViewer = { id: string; seesEveryEmail: boolean };
  * from the next request, and an operator's promotion shows them without a new token. Callers run
  * it beside their own read, so it adds no round trip of latency.
  */
-export async function profileViewer(db: Database, viewer: AuthUser): Promise<ProfileViewer> {
-  return { id: viewer.id, seesEveryEmail: (await adminRefusal(db, viewer)) === null };
+export async function profileViewer(env: Env, db: Database, viewer: AuthUser): Promise<ProfileViewer> {
+  return { id: viewer.id, seesEveryEmail: (await adminRefusal(env, db, viewer)) === null };
 }
 
 /** The viewer of an admin route, after its admin check passed on this request. */
@@ -243,6 +243,7 @@ const MAX_CODE_POINT = String.fromCodePoint(0x10ffff);
  * `users_display_name_key_idx`. Without `search`, everyone in that order.
  */
 export async function searchUsers(
+  env: Env,
   db: Database,
   caller: AuthUser,
   query: { search?: string | undefined; limit: number; cursor?: string | undefined },
@@ -269,7 +270,7 @@ export async function searchUsers(
       .where(and(...conditions))
       .orderBy(asc(users.displayNameKey), asc(users.id))
       .limit(query.limit + 1),
-    profileViewer(db, caller),
+    profileViewer(env, db, caller),
   ]);
   return toPage(
     rows,

@@ -1,8 +1,9 @@
 /**
  * A D1 binding that counts its round trips: every `batch()` is one, every statement run on its own
- * (`run`, `all`, `first`, `raw`) is one. What goes through it reaches the real binding unchanged.
+ * (`run`, `all`, `first`, `raw`) is one. What goes through it reaches the real binding unchanged,
+ * after `before(query)` when given (a test holds a request at one of its queries with it).
  */
-export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string[] } {
+export function countingD1(d1: D1Database, before?: (query: string) => Promise<void>): { d1: D1Database; roundTrips: string[] } {
   const roundTrips: string[] = [];
   const real = new WeakMap<object, D1PreparedStatement>();
   const forward = (target: object, prop: string | symbol) => {
@@ -14,8 +15,9 @@ export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string
       get(target, prop) {
         if (prop === "bind") return (...values: unknown[]) => statement(target.bind(...values), query);
         if (prop === "run" || prop === "all" || prop === "first" || prop === "raw") {
-          return (...args: unknown[]) => {
+          return async (...args: unknown[]) => {
             roundTrips.push(query);
+            await before?.(query);
             return (target[prop] as (...a: unknown[]) => unknown)(...args);
           };
         }

@@ -13,6 +13,7 @@ const CLOCK_KEY = "test_clock_offset_ms";
 const CREDIT_FAILURES_KEY = "test_credit_failures";
 const CREDIT_HANGS_KEY = "test_credit_hangs";
 const TRANSFER_FAILURES_KEY = "test_transfer_failures";
+const SESSION_REPLACEMENT_FAILURES_KEY = "test_session_replacement_failures";
 
 /**
  * The test double of the wallet's protocol hooks (src/durable-objects/wallet/effects.ts): every
@@ -65,6 +66,8 @@ class TestHooks implements ProtocolHooks {
  * - `advanceClock(ms)`: this object's protocol clock runs `ms` ahead (kept in storage, so it
  *   survives a crash), e.g. past a transfer's void deadline;
  * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything;
+ * - `failSessionReplacements(times)`: the next `times` password changes' session replacements
+ *   throw, after committing when `committed` (an answer lost on the way back), else before;
  * - `failCredits(times)` / `hangCredits(times)`: the next `times` credits to this wallet throw, or
  *   never answer (a recipient whose credit cannot happen); voids still work;
  * - `holdGroups()` / `releaseGroups()`: transfer requests queue up without being committed until
@@ -97,6 +100,18 @@ export class TestWalletDO extends WalletObject {
 
   failTransfers(times: number): void {
     this.ctx.storage.kv.put(TRANSFER_FAILURES_KEY, times);
+  }
+
+  override replaceSessions(callerSession: string, familyId: string, tokenHash: string): string[] {
+    const failure = this.ctx.storage.kv.get<{ left: number; committed: boolean }>(SESSION_REPLACEMENT_FAILURES_KEY);
+    if (!failure || failure.left <= 0) return super.replaceSessions(callerSession, familyId, tokenHash);
+    this.ctx.storage.kv.put(SESSION_REPLACEMENT_FAILURES_KEY, { ...failure, left: failure.left - 1 });
+    if (failure.committed) super.replaceSessions(callerSession, familyId, tokenHash);
+    throw new Error("injected failure of a session replacement");
+  }
+
+  failSessionReplacements(times: number, committed: boolean): void {
+    this.ctx.storage.kv.put(SESSION_REPLACEMENT_FAILURES_KEY, { left: times, committed });
   }
 
   holdGroups(): void {

@@ -5,6 +5,7 @@ import { newId } from "../../lib/ids";
 import { hitStoredWindow, type RateLimitDecision, rateLimitedRefusal } from "../../lib/sliding-window";
 import type { Message } from "../../schemas/message";
 import type { Ledger } from "./ledger";
+import { sessionEndedRefusal } from "./sessions";
 import { endedReply, sentTransfer, toWallet } from "./views";
 import type { RefusalRow, TransferOutRow } from "./wallet-schema";
 import {
@@ -48,6 +49,8 @@ export class Sender {
     private readonly wakeAt: (at: number) => void,
     /** Whether a key names one of the owner's message sends (send-gate.ts). */
     private readonly messageKeyHeld: (key: string, now: number) => boolean,
+    /** Whether a session of the owner has not ended (sessions.ts). */
+    private readonly sessionLive: (sessionId: string) => boolean,
   ) {}
 
   senderId(): string {
@@ -67,12 +70,16 @@ export class Sender {
     );
   }
 
-  /** Step 1: a key with a stored outcome answers it first (API.md §1); else the checks, in the order a client sees them. */
+  /**
+   * Step 1: a key with a stored outcome answers it first (API.md §1); else the checks, in the order
+   * a client sees them, the caller's session first (read here, in the same transaction as the debit).
+   */
   begin(command: TransferCommand, now: number): Begun {
     this.ledger.open(command.senderId, command.signupCredits, now);
     const known = command.idempotencyKey === null ? null : this.knownKey(command.idempotencyKey, command.fingerprint, now);
     if (known) return known;
     const answered = (result: TransferResult): Begun => ({ kind: "answered", result });
+    if (!this.sessionLive(command.sessionId)) return answered(sessionEndedRefusal());
     if (command.refusal?.code === "validation_failed") return answered(preCheckRefused(command.refusal));
     // The owner's transfer requests per minute, counted after the key lookup.
     const rateLimit = hitStoredWindow(this.storage.kv, RATE_BUCKETS_KEY, command.ratePerMinute, now);

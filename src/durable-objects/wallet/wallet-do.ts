@@ -11,6 +11,7 @@ import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
 import { SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
+import { type Rotation, Sessions } from "./sessions";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
 import {
   type BooksHorizon,
@@ -50,9 +51,11 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   finisher.ts     the steps after the debit: credit or void, chat, message waves, posted
  *   recipient.ts    credit (batched for a hot recipient) and void, never both
  *   grants.ts       admin grants     recovery.ts  the alarm     views.ts  rows to API shapes
+ *   sessions.ts     the owner's sessions: refresh-token families, rotation, reuse, revocation
  *
  * Transfer protocol (docs/wallets.md; API.md "Every transfer ends"): 1. one transaction, no
- * await: a key with a stored outcome answers it first; else the Worker's pre-check refusal, the
+ * await: a key with a stored outcome answers it first; else the caller's session (401 when it
+ * ended), the Worker's pre-check refusal, the
  * rate limit, the balance and the rolling limit; then the debit and the `pending` transfer, its
  * message id (the transfer id) and void deadline fixed, the recovery alarm set. 2. the
  * recipient's credit, or past the deadline its void (atomic against each other on the recipient).
@@ -70,6 +73,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly recovery: Recovery;
   private readonly grants: Grants;
   private readonly sendGate: SendGate;
+  private readonly sessions: Sessions;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
 
@@ -80,7 +84,14 @@ export class WalletObject extends DurableObject<Env> {
     const wakeAt = (at: number) => this.recovery.wakeAt(at);
     this.hooks = hooks;
     this.ledger = new Ledger(storage.sql);
-    this.sender = new Sender(storage, this.ledger, wakeAt, (key, now) => this.sendGate.holds(key, now));
+    this.sessions = new Sessions(storage, wakeAt);
+    this.sender = new Sender(
+      storage,
+      this.ledger,
+      wakeAt,
+      (key, now) => this.sendGate.holds(key, now),
+      (sessionId) => this.sessions.isLive(sessionId),
+    );
     this.sendGate = new SendGate(storage, (key) => this.sender.knowsKey(key), wakeAt);
     this.recipient = new Recipient(storage, this.ledger, hooks);
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
@@ -210,6 +221,39 @@ export class WalletObject extends DurableObject<Env> {
     return this.sendGate.holds(key, this.hooks.now()) || this.sender.knowsKey(key);
   }
 
+  // ------------------------------------------------------------------ the owner's sessions (sessions.ts)
+  // Tokens arrive as their SHA-256; the Worker signs the access tokens.
+
+  /** Sign-in: a new family with its first refresh token. */
+  startSession(familyId: string, tokenHash: string): void {
+    this.sessions.start(familyId, tokenHash, this.hooks.now());
+  }
+
+  /** Refresh: uses up `presented`, adds `next` to its family (or revokes the family on reuse). */
+  rotateSession(presented: string, next: string): Rotation {
+    return this.sessions.rotate(presented, next, this.hooks.now());
+  }
+
+  /** Logout: the family of `tokenHash` revoked; null when this object holds no such token. */
+  endSession(tokenHash: string): string | null {
+    return this.sessions.logout(tokenHash, this.hooks.now());
+  }
+
+  /** Logout-all: every live family revoked unless the caller's own session has ended. */
+  endAllSessions(callerSession: string): ReturnType<Sessions["endAll"]> {
+    return this.sessions.endAll(callerSession, this.hooks.now());
+  }
+
+  /** Password change: every family revoked and the new one started, in one transaction. */
+  replaceSessions(callerSession: string, familyId: string, tokenHash: string): string[] {
+    return this.sessions.replaceAll(callerSession, familyId, tokenHash, this.hooks.now());
+  }
+
+  /** The session check of money, account and admin routes. */
+  sessionLive(sessionId: string): boolean {
+    return this.sessions.isLive(sessionId);
+  }
+
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)
 
   /** This wallet's books for a reconciliation run, in O(1) (its running totals); never opens the wallet. */
@@ -239,9 +283,12 @@ export class WalletObject extends DurableObject<Env> {
     return transferSides(this.ctx.storage.sql, transferId);
   }
 
-  /** Recovery of pending transfers and key expiry (recovery.ts). */
+  /** Recovery of pending transfers and key expiry (recovery.ts), and the purge of ended sessions. */
   override async alarm(): Promise<void> {
+    const nextPurge = this.sessions.purge(this.hooks.now());
     await this.recovery.run();
+    // After recovery.run, which sets the alarm for its own work only.
+    if (nextPurge !== null) this.recovery.wakeAt(nextPurge);
   }
 }
 

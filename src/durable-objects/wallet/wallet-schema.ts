@@ -1,4 +1,5 @@
 import { applyMigrations } from "../object-migrations";
+import { SESSIONS_MIGRATION } from "./sessions";
 import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "./wallet-totals";
 
 /**
@@ -184,6 +185,10 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX message_keys_created ON message_keys (created_at);
   `,
+  // v7 (sessions in the user's object): refresh-token families and their tokens, moved out of D1's
+  // `refresh_tokens` so that one transaction of the owner decides every rotation and revocation
+  // (sessions.ts). Nothing is copied: the tokens of D1 had another format and are refused.
+  SESSIONS_MIGRATION,
 ];
 
 export type MessageKeyRow = { key: string; fingerprint: string; target: string; created_at: number };

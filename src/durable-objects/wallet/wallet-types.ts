@@ -55,6 +55,8 @@ export type TransferCommand = {
   fingerprint: string | null;
   /** The Worker's checks failed: answered unless the key has a stored outcome. */
   refusal: PreCheckRefusal | null;
+  /** The session (refresh-token family) of the caller's access token: ended, a new request is 401 `session_ended`. */
+  sessionId: string;
   /** The direct chat of sender and recipient when it already exists (else created after the debit). */
   chatId: string | null;
   /** SIGNUP_CREDITS, for wallets opened on first use. */

@@ -19,7 +19,7 @@ export const authRouter = createRouter()
     return ok(c, { ...sessionBody(session), deviceToken: await issueDeviceToken(c.var.config, session.user.email) }, 201);
   })
   .openapi(routes.login, async (c) => {
-    const session = await auth.login(c.var.db, c.var.config, c.req.valid("json"));
+    const session = await auth.login(c.env, c.var.db, c.var.config, c.req.valid("json"));
     return ok(c, { ...sessionBody(session), deviceToken: await issueDeviceToken(c.var.config, session.user.email) }, 200);
   })
   .openapi(routes.refresh, async (c) => {
@@ -27,11 +27,11 @@ export const authRouter = createRouter()
     return ok(c, sessionBody(session), 200);
   })
   .openapi(routes.logout, async (c) => {
-    await auth.logout(c.env, c.var.db, currentUser(c), c.req.valid("json").refreshToken);
+    await auth.logout(c.env, currentUser(c), c.req.valid("json").refreshToken);
     return ok(c, { loggedOut: true as const }, 200);
   })
   .openapi(routes.logoutAll, async (c) => {
-    const result = await auth.logoutAll(c.env, c.var.db, currentUser(c));
+    const result = await auth.logoutAll(c.env, currentUser(c));
     return ok(c, { loggedOut: true as const, ...result }, 200);
   })
   .openapi(routes.changePassword, async (c) => {

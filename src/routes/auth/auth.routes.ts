@@ -74,7 +74,11 @@ export const refresh = defineRoute(
       IP_LIMIT,
     ].join("\n\n"),
     request: {
-      body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
+      body: json(
+        refreshBodySchema.openapi({
+          example: { refreshToken: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" },
+        }),
+      ),
     },
     responses: { 200: jsonSuccess(sessionSchema, 200, "A new session pair") },
   },
@@ -91,7 +95,11 @@ export const logout = defineRoute(
     description:
       "Revokes the family of the given refresh token (it must belong to the caller, else 401 `invalid_token`) and closes that session's realtime sockets with code 4001 `session_ended` (the caller's other sessions and their sockets are untouched). Idempotent: signing out of a session already revoked answers 200 again. The access token is refused at once (401 `session_ended`) where it matters — credit transfers, grants, logout-all, password change, realtime tickets and admin routes — and elsewhere still reads until it expires (15 minutes); clients drop it.",
     request: {
-      body: json(refreshBodySchema.openapi({ example: { refreshToken: "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" } })),
+      body: json(
+        refreshBodySchema.openapi({
+          example: { refreshToken: "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4" },
+        }),
+      ),
     },
     responses: { 200: jsonSuccess(logoutResultSchema, 200, "The session is revoked") },
   },

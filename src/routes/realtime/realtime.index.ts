@@ -10,7 +10,7 @@ import * as routes from "./realtime.routes";
 export const realtimeRouter = createRouter()
   .openapi(routes.createTicket, async (c) => {
     const caller = currentUser(c);
-    await assertSessionLive(c.var.db, caller);
+    await assertSessionLive(c.env, caller);
     const issued = await issueTicket(c.env, c.var.config, caller);
     const url = new URL("/api/v1/realtime", c.req.url);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";

@@ -17,12 +17,12 @@ export const usersRouter = createRouter()
     const self = { id: viewer.id, seesEveryEmail: false };
     const [row, seenBy] = await Promise.all([
       users.getUserOrThrow(c.var.db, userId),
-      userId === viewer.id ? self : users.profileViewer(c.var.db, viewer),
+      userId === viewer.id ? self : users.profileViewer(c.env, c.var.db, viewer),
     ]);
     return ok(c, users.userAsSeenBy(seenBy, row), 200);
   })
   .openapi(routes.searchUsers, async (c) => {
-    const page = await users.searchUsers(c.var.db, currentUser(c), c.req.valid("query"));
+    const page = await users.searchUsers(c.env, c.var.db, currentUser(c), c.req.valid("query"));
     return ok(c, page, 200);
   })
   .openapi(routes.block, async (c) => {

@@ -1801,13 +1801,13 @@ export interface components {
         };
         /**
          * @example {
-         *       "refreshToken": "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4"
+         *       "refreshToken": "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4"
          *     }
          */
         RefreshRequest: {
             /**
              * @description The opaque refresh token of a session.
-             * @example q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
+             * @example 64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
              */
             refreshToken: string;
         };
@@ -1904,7 +1904,7 @@ export interface components {
             expiresIn: number;
             /**
              * @description Opaque, single-use, valid 30 days: trade it at `POST /api/v1/auth/refresh` for a new pair.
-             * @example q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
+             * @example 64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
              */
             refreshToken: string;
             user: components["schemas"]["User"];

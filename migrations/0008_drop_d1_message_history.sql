@@ -1,2 +1,0 @@
-DROP TABLE `message_routes`;--> statement-breakpoint
-DROP TABLE `messages`;
