@@ -22,7 +22,6 @@ import { requestContext } from "./middlewares/request-context";
 import { responseHeaders } from "./middlewares/response-headers";
 import { adminRouter } from "./routes/admin/admin.index";
 import { authRouter } from "./routes/auth/auth.index";
-import { chatMigrationsRouter } from "./routes/chat-migrations/chat-migrations.index";
 import { chatsRouter } from "./routes/chats/chats.index";
 import { docsRouter } from "./routes/docs/docs.index";
 import { messagesRouter } from "./routes/messages/messages.index";
@@ -43,7 +42,6 @@ const featureRouters = [
   walletsRouter,
   realtimeRouter,
   reconciliationRouter,
-  chatMigrationsRouter,
   adminRouter,
 ];
 

@@ -339,9 +339,14 @@ describe("DELETE /api/v1/chats/{chatId}/members/{userId}", () => {
     expect(seen.json.data.members).toHaveLength(2);
     expect(seen.json.data.lastMessage).toMatchObject({ type: "system", content: "Olga removed Max", senderId: owner.id });
     expect(seen.json.data.unreadCount).toBe(1);
-    // Already gone: 404 user_not_found.
+    // Already gone: a repeat answers 200 again (API.md: removals finish on repeat) and posts nothing.
+    const again = await call("DELETE", `/api/v1/chats/${chat.id}/members/${member.id}`, { token: owner.token });
+    expect(again.status).toBe(200);
+    expect(again.json.data).toEqual({ chatId: chat.id, userId: member.id, ownerId: owner.id });
+    expect((await call("GET", `/api/v1/chats/${chat.id}`, { token: other.token })).json.data.lastSeq).toBe(1);
+    // Never a member: 404 user_not_found.
     expectError(
-      await call("DELETE", `/api/v1/chats/${chat.id}/members/${member.id}`, { token: owner.token }),
+      await call("DELETE", `/api/v1/chats/${chat.id}/members/${newId()}`, { token: owner.token }),
       404,
       "user_not_found",
     );
@@ -442,7 +447,8 @@ describe("large groups and long chat lists (D1 binds at most 100 parameters per 
     expect(big.members).toHaveLength(101);
 
     const chatIds = [big.id];
-    for (let i = 0; i < 119; i++) chatIds.push((await group(owner, [invited[i % 100]!], `g${i}`)).id);
+    // The owner is in 120 chats but owns at most MAX_GROUPS_OWNED (100): the others' groups.
+    for (let i = 0; i < 119; i++) chatIds.push((await group(invited[i % 100]!, [owner], `g${i}`)).id);
     // A message in every chat so each list item carries a lastMessage.
     for (const chatId of chatIds.slice(0, 110)) await send(owner, chatId, `in ${chatId}`);
     await flushDirectory(chatIds);

@@ -127,7 +127,6 @@ const preparedKeyRegistration = preparedPerDatabase((db) => {
  * answers first). Only then: budgets cost no read.
  */
 export async function holdsKey(env: Env, db: Database, userId: string, key: string, now: number = Date.now()): Promise<boolean> {
-  if (await walletStub(env, userId).holdsSendKey(key)) return true;
   const row = await db
     .select({ key: idempotencyKeys.key })
     .from(idempotencyKeys)

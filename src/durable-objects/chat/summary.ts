@@ -3,9 +3,10 @@ import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { log } from "../../lib/log";
 import { toMessage } from "../../schemas/message";
 import type { Log } from "./append";
-import { chatRow, type chatSchema } from "./chat-schema";
-import type { ChatEffects, DirectorySummary } from "./effects";
+import { chatRow, type chatSchema, members, transferTotals } from "./chat-schema";
+import type { ChatEffects, DirectorySummary, UserLink } from "./effects";
 import type { Members } from "./members";
+import type { Roster } from "./roster";
 
 type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
@@ -19,10 +20,14 @@ const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
 /**
- * The chat's row in the D1 directory (last seq, last message, activity) and the members' own
- * markers there, written behind the answers, coalesced: at most one D1 batch per chat per
- * SUMMARY_FLUSH_MS however many sends, never one row per member per message. What was written is
- * recorded (`flushed_*`), so what is still owed survives a restart and the alarm writes it.
+ * The chat's outbox: its row in the D1 directory (identity, last seq, last message, activity),
+ * the membership index (`chat_members`) and the members' own markers there, and each changed
+ * member's place told to that user's own object (their chat count: `chat_limit_reached`). Written
+ * behind the answers, coalesced: at most one D1 batch per chat per SUMMARY_FLUSH_MS however many
+ * sends, never one row per member per message. What was acknowledged is recorded (`flushed_*`),
+ * so what is still owed survives a restart, and the alarm retries it with back-off until it is
+ * acknowledged: there is no last attempt. Every copy is stamped (seq, markers, the membership
+ * version) and applied forward only, so a write delayed in flight never undoes a newer one.
  */
 export class Summary {
   private retryMs = RETRY_FIRST_MS;
@@ -31,7 +36,8 @@ export class Summary {
     private readonly db: Db,
     private readonly log: Log,
     private readonly members: Members,
-    private readonly effects: Pick<ChatEffects, "writeSummary">,
+    private readonly roster: Roster,
+    private readonly effects: Pick<ChatEffects, "writeSummary" | "tellUsers">,
   ) {}
 
   /** A change the list shows that is not the seq (an edit or delete of the last message). */
@@ -43,33 +49,51 @@ export class Summary {
       .run();
   }
 
-  /** What the directory still lacks, or null when it is current. */
-  owed(): DirectorySummary | null {
+  /** What the directory and the users' objects still lack, or null when they are current. */
+  owed(): { summary: DirectorySummary; links: UserLink[] } | null {
     const meta = this.log.meta();
     if (!meta) return null;
     const markers = this.members.unflushedMarkers();
-    if (meta.flushedSeq === meta.lastSeq && meta.flushedVersion === meta.summaryVersion && markers.length === 0) return null;
+    const indexOwed = meta.indexVersion > meta.flushedIndexVersion;
+    const current = meta.flushedSeq === meta.lastSeq && meta.flushedVersion === meta.summaryVersion;
+    if (current && markers.length === 0 && !indexOwed) return null;
     const last = meta.lastSeq > 0 ? this.log.bySeq(meta.lastSeq) : undefined;
-    return {
+    const changed = indexOwed ? this.roster.changedSince(meta.flushedIndexVersion) : { index: [], links: [] };
+    const memberCount = this.db.select({ n: sql<number>`count(*)` }).from(members).get()?.n ?? 0;
+    const summary: DirectorySummary = {
       chatId: meta.chatId,
+      identity: {
+        type: meta.type,
+        title: meta.title,
+        // A direct chat's pair, as the directory has always named it (its id is derived from it too).
+        directKey: meta.type === "direct" ? this.members.all().map((m) => m.userId).sort().join(":") : null,
+        createdBy: meta.createdBy,
+        createdAt: meta.createdAt,
+        routeTag: meta.routeTag,
+      },
       lastSeq: meta.lastSeq,
-      // A last message still in D1 (not migrated yet) is already the directory's.
       lastMessage: last ? JSON.stringify(toMessage({ ...last, chatId: meta.chatId })) : null,
       lastActivityAt: meta.lastActivityAt,
+      carriesTransfers: this.db.select({ senderId: transferTotals.senderId }).from(transferTotals).limit(1).get() !== undefined,
       markers,
+      index: indexOwed ? { version: meta.indexVersion, memberCount, rows: changed.index } : null,
     };
+    return { summary, links: changed.links };
   }
 
   /**
-   * Writes what is owed. Returns when to try again: null when the directory is current, later
-   * (backing off) when D1 failed, soon when more changed during the write.
+   * Writes what is owed. Returns when to try again: null when everything is current, later
+   * (backing off, without end) when D1 or a user's object failed, soon when more changed meanwhile.
    */
   async flush(now: number): Promise<number | null> {
-    const summary = this.owed();
-    if (!summary) return null;
-    const version = this.log.meta()?.summaryVersion ?? 0;
+    const owed = this.owed();
+    if (!owed) return null;
+    const { summary, links } = owed;
+    const meta = this.log.meta();
+    const version = meta?.summaryVersion ?? 0;
     try {
       await this.effects.writeSummary(summary);
+      if (links.length > 0) await this.effects.tellUsers(summary.chatId, links);
     } catch (error) {
       log.warn("chat.summary_failed", { chatId: summary.chatId, error });
       const at = now + this.retryMs;
@@ -82,6 +106,7 @@ export class Summary {
       .set({
         flushedSeq: sql`max(${chatRow.flushedSeq}, ${summary.lastSeq})`,
         flushedVersion: sql`max(${chatRow.flushedVersion}, ${version})`,
+        flushedIndexVersion: sql`max(${chatRow.flushedIndexVersion}, ${summary.index?.version ?? 0})`,
       })
       .where(eq(chatRow.id, 1))
       .run();

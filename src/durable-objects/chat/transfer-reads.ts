@@ -25,6 +25,11 @@ const IDS_PER_STATEMENT = 90;
 export class TransferReads {
   constructor(private readonly db: Db) {}
 
+  /** Whether any transfer's message is in this chat (the directory marks such chats for reconciliation). */
+  carries(): boolean {
+    return this.db.select({ senderId: transferTotals.senderId }).from(transferTotals).limit(1).get() !== undefined;
+  }
+
   /** Per sender, the transfer messages whose transfer id sorts below `before` (all of them when null). */
   totals(meta: ChatMeta, before: string | null): Omit<ChatTransferTotals, "chatId"> {
     const all = this.db.select().from(transferTotals).all();

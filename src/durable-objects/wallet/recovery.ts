@@ -75,7 +75,6 @@ export class Recovery {
       sql.exec(RECOVERY_SQL.expireTransferKeys, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireRefusals, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireGrantKeys, cutoff, EXPIRY_BATCH);
-      sql.exec(RECOVERY_SQL.expireMessageKeys, cutoff, EXPIRY_BATCH);
     });
   }
 
@@ -86,7 +85,6 @@ export class Recovery {
       RECOVERY_SQL.oldestTransferKey,
       RECOVERY_SQL.oldestRefusal,
       RECOVERY_SQL.oldestGrantKey,
-      RECOVERY_SQL.oldestMessageKey,
     ]
       .map(first)
       .filter((t): t is number => t !== null)

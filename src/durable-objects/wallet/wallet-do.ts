@@ -2,14 +2,15 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
+import type { UserAdmission } from "../chat/effects";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
 import { GroupCommit } from "./group-commit";
 import { Ledger } from "./ledger";
+import { Memberships } from "./memberships";
 import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
-import { type LegacyMessageKey, SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
 import {
@@ -69,7 +70,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly finisher: Finisher;
   private readonly recovery: Recovery;
   private readonly grants: Grants;
-  private readonly sendGate: SendGate;
+  private readonly memberships: Memberships;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
 
@@ -80,8 +81,8 @@ export class WalletObject extends DurableObject<Env> {
     const wakeAt = (at: number) => this.recovery.wakeAt(at);
     this.hooks = hooks;
     this.ledger = new Ledger(storage.sql);
-    this.sender = new Sender(storage, this.ledger, wakeAt, (key, now) => this.sendGate.holds(key, now));
-    this.sendGate = new SendGate(storage, (key) => this.sender.knowsKey(key), wakeAt);
+    this.sender = new Sender(storage, this.ledger, wakeAt);
+    this.memberships = new Memberships(storage);
     this.recipient = new Recipient(storage, this.ledger, hooks);
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
     this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
@@ -194,25 +195,16 @@ export class WalletObject extends DurableObject<Env> {
     return received ? { chatId: received.chat_id, counterpartyId: received.sender_id } : null;
   }
 
-  // ------------------------------------------------------------------ the owner's message sends (send-gate.ts)
+  // ------------------------------------------------------------------ the owner's chats (memberships.ts)
 
-  /** A message send passing through its sender's object: the key registry and the per-minute limit. */
-  admitSend(command: SendGateCommand): Outcome<SendGateAnswer> {
-    return this.sendGate.admit(command, this.hooks.now());
+  /** A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per chat. */
+  admitChat(admission: UserAdmission): Outcome<true> {
+    return this.memberships.admit(admission);
   }
 
-  releaseSendKey(key: string, fingerprint: string): void {
-    this.sendGate.release(key, fingerprint);
-  }
-
-  /** Whether the owner holds `key` for a message send (the coarse budgets let such a retry through). */
-  holdsSendKey(key: string): boolean {
-    return this.sendGate.holds(key, this.hooks.now()) || this.sender.knowsKey(key);
-  }
-
-  /** The chat migration: the owner's message-send keys of the old design; how many were added. */
-  importMessageKeys(keys: readonly LegacyMessageKey[]): number {
-    return this.sendGate.importKeys(keys, this.hooks.now());
+  /** A chat tells the owner's place in it (forward only by version). */
+  linkChat(link: { chatId: string; role: "owner" | "member" | null; version: number }): void {
+    this.memberships.link(link.chatId, link.role, link.version);
   }
 
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)
