@@ -24,7 +24,10 @@ export const chatSchema = z
       description:
         "Every member on `GET /api/v1/chats/{chatId}` and in the answers that change a chat; in the list (`GET /api/v1/chats`), the first 5 by joining order (the list's size stays bounded whatever the groups hold): `memberCount` says how many there are.",
     }),
-    memberCount: z.number().int().openapi({ example: 3, description: "How many members the chat has (the list shows a preview of them)." }),
+    memberCount: z
+      .number()
+      .int()
+      .openapi({ example: 3, description: "How many members the chat has (the list shows a preview of them)." }),
     // A union, not .nullable(): zod-to-openapi renders a nullable $ref as allOf[$ref, {type: [object, null]}],
     // which no null satisfies; the union renders anyOf[$ref, {type: null}].
     lastMessage: z.union([messageSchema, z.null()]).openapi({ description: "Null until the first message." }),

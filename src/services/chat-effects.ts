@@ -76,7 +76,9 @@ async function tellUsers(env: Env, chatId: string, links: readonly UserLink[]): 
  */
 export async function writeDirectorySummary(db: Database, summary: DirectorySummary): Promise<void> {
   const { chatId, lastSeq, lastMessage, lastActivityAt, identity, index } = summary;
-  const thisVersion = index ? sql`(SELECT ${chats.indexVersion} FROM ${chats} WHERE ${chats.id} = ${chatId}) = ${index.version}` : sql`0`;
+  const thisVersion = index
+    ? sql`(SELECT ${chats.indexVersion} FROM ${chats} WHERE ${chats.id} = ${chatId}) = ${index.version}`
+    : sql`0`;
   const membership = (index?.rows ?? []).map((row) =>
     row.role === null
       ? db.delete(chatMembers).where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, row.userId), thisVersion))

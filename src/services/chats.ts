@@ -182,7 +182,11 @@ async function assertInvitable(db: Database, callerId: string, invited: readonly
   const found = first ? (await db.batch([first, ...rest])).flat() : [];
   const known = new Set(found.map((row) => row.id));
   const missing = invited.filter((id) => !known.has(id));
-  if (missing.length > 0) throw new ApiError("user_not_found", missing.map((id) => `memberIds: no user with id ${id}`));
+  if (missing.length > 0)
+    throw new ApiError(
+      "user_not_found",
+      missing.map((id) => `memberIds: no user with id ${id}`),
+    );
   const blockers = found.filter((row) => row.blocked).map((row) => row.id);
   if (blockers.length > 0) {
     throw new ApiError(
@@ -377,7 +381,13 @@ export async function removeMember(
   userId: string,
 ): Promise<MembershipRemoval> {
   const names = await namesOf(db, [callerId, userId]);
-  const cmd = { chatId, actorId: callerId, userId, names: { actor: names.name(callerId), user: names.name(userId) }, at: Date.now() };
+  const cmd = {
+    chatId,
+    actorId: callerId,
+    userId,
+    names: { actor: names.name(callerId), user: names.name(userId) },
+    at: Date.now(),
+  };
   return answer(chatStub(env, chatId).removeMember(cmd));
 }
 

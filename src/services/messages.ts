@@ -9,7 +9,7 @@ import { directChatIdOf } from "../lib/direct-chat";
 import { ApiError, type Outcome, unwrap } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
 import type { Message } from "../schemas/message";
-import { answer, chatsOfMessageId, chatStub } from "./chat-objects";
+import { answer, chatStub, chatsOfMessageId } from "./chat-objects";
 import { memberLimitsOf, openDirectChat } from "./chats";
 
 /**

@@ -1,9 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client";
+import { getConfig } from "../../src/lib/config";
 import { newId } from "../../src/lib/ids";
 import { chatStub, newRouteTag } from "../../src/services/chat-objects";
-import { getConfig } from "../../src/lib/config";
 import { createDirectChat, knownDirectChat, memberLimitsOf } from "../../src/services/chats";
 import { directKeyOf } from "../../src/services/membership";
 import { Budget } from "../../src/services/reconciliation/budget";

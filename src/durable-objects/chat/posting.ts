@@ -147,7 +147,6 @@ export class Posting {
     const unreadCount = Math.max(0, meta.lastSeq - lastReadSeq);
     return { ok: true, value: { chatId: meta.chatId, lastReadSeq, unreadCount, moved: lastReadSeq !== member.lastReadSeq } };
   }
-
 }
 
 const reusedKey = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");

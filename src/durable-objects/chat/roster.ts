@@ -72,7 +72,8 @@ export class Roster {
     const refusal = this.refusalToManage(meta, cmd.actorId, cmd.userId);
     if (refusal) return refusal;
     const actor = this.members.get(cmd.actorId);
-    if (actor?.suspended || cmd.actorSuspended) return refuse("account_suspended", "This account is suspended: it cannot add members");
+    if (actor?.suspended || cmd.actorSuspended)
+      return refuse("account_suspended", "This account is suspended: it cannot add members");
     if (!cmd.userKnown) return refuse("user_not_found", `No user with id ${cmd.userId}`);
     if (cmd.blockedActor) return refuse("recipient_blocked", `userId: user ${cmd.userId} does not accept messages from you`);
     if (this.members.get(cmd.userId)) return { ok: true, value: { already: true } };
@@ -140,7 +141,10 @@ export class Roster {
       .returning()
       .all();
     for (const row of stale) if (!this.members.get(row.userId)) this.depart(row.userId, now);
-    const next = this.db.select({ at: sql<number | null>`min(${admissions.startedAt})` }).from(admissions).get()?.at;
+    const next = this.db
+      .select({ at: sql<number | null>`min(${admissions.startedAt})` })
+      .from(admissions)
+      .get()?.at;
     return next === null || next === undefined ? null : next + ADMISSION_TIMEOUT_MS + 1;
   }
 

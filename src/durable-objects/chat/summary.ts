@@ -66,7 +66,14 @@ export class Summary {
         type: meta.type,
         title: meta.title,
         // A direct chat's pair, as the directory has always named it (its id is derived from it too).
-        directKey: meta.type === "direct" ? this.members.all().map((m) => m.userId).sort().join(":") : null,
+        directKey:
+          meta.type === "direct"
+            ? this.members
+                .all()
+                .map((m) => m.userId)
+                .sort()
+                .join(":")
+            : null,
         createdBy: meta.createdBy,
         createdAt: meta.createdAt,
         routeTag: meta.routeTag,

@@ -81,11 +81,7 @@ export class Recovery {
   /** The next alarm: the next pending transfer's turn, or the next key expiry; none when neither. */
   private scheduleNext(now: number): void {
     const first = (query: string) => this.storage.sql.exec<{ t: number | null }>(query).one().t;
-    const keyTimes = [
-      RECOVERY_SQL.oldestTransferKey,
-      RECOVERY_SQL.oldestRefusal,
-      RECOVERY_SQL.oldestGrantKey,
-    ]
+    const keyTimes = [RECOVERY_SQL.oldestTransferKey, RECOVERY_SQL.oldestRefusal, RECOVERY_SQL.oldestGrantKey]
       .map(first)
       .filter((t): t is number => t !== null)
       .map((t) => t + IDEMPOTENCY_RETENTION_MS + 1);
