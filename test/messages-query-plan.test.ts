@@ -10,6 +10,7 @@ import { Members } from "../src/durable-objects/chat/members";
 import { Posting, pageRange } from "../src/durable-objects/chat/posting";
 import { Roster } from "../src/durable-objects/chat/roster";
 import { Summary } from "../src/durable-objects/chat/summary";
+import { TransferReads } from "../src/durable-objects/chat/transfer-reads";
 import { newId } from "../src/lib/ids";
 import { chatStub } from "../src/services/chat-objects";
 import { chatListQueries, chatPageQuery } from "../src/services/chats";
@@ -83,7 +84,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
     posting.editable(meta(), alice, log.byId(firstId));
     log.update(firstId, { content: "edited", editedAt: 2 });
     posting.markRead(meta(), bob, 1);
-    new Summary(chatDb, log, members, roster, noEffects).owed();
+    new Summary(chatDb, log, members, roster, new TransferReads(chatDb), noEffects).owed();
     keys.expire(Date.now());
     return queries.map(({ query, params }) => ({
       query,

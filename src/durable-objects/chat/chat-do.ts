@@ -78,8 +78,8 @@ export class ChatObject extends DurableObject<Env> {
     this.keys = new SendKeys(db);
     this.posting = new Posting(this.log, this.members, this.keys, ctx.storage.kv);
     this.roster = new Roster(db, this.log, this.members);
-    this.summary = new Summary(db, this.log, this.members, this.roster, this.effects);
     this.transfers = new TransferReads(db);
+    this.summary = new Summary(db, this.log, this.members, this.roster, this.transfers, this.effects);
     this.hasSchema = schemaExists(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       if (this.hasSchema) migrate(ctx.storage);

@@ -46,31 +46,39 @@ export const chatRow = sqliteTable("chat", {
   flushedIndexVersion: integer("flushed_index_version").notNull().default(0),
 });
 
-export const members = sqliteTable("members", {
-  userId: text("user_id").primaryKey(),
-  role: text("role", { enum: ["owner", "member"] }).notNull(),
-  joinedAt: integer("joined_at").notNull(),
-  lastReadSeq: integer("last_read_seq").notNull(),
-  /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
-  flushedReadSeq: integer("flushed_read_seq").notNull(),
-  /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
-  suspended: integer("suspended", { mode: "boolean" }).notNull(),
-  /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
-  online: integer("online", { mode: "boolean" }).notNull(),
-  /** The chat's `index_version` of this member's last change (outbox: summary.ts). */
-  indexVersion: integer("index_version").notNull().default(0),
-});
+export const members = sqliteTable(
+  "members",
+  {
+    userId: text("user_id").primaryKey(),
+    role: text("role", { enum: ["owner", "member"] }).notNull(),
+    joinedAt: integer("joined_at").notNull(),
+    lastReadSeq: integer("last_read_seq").notNull(),
+    /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
+    flushedReadSeq: integer("flushed_read_seq").notNull(),
+    /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
+    suspended: integer("suspended", { mode: "boolean" }).notNull(),
+    /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
+    online: integer("online", { mode: "boolean" }).notNull(),
+    /** The chat's `index_version` of this member's last change (outbox: summary.ts). */
+    indexVersion: integer("index_version").notNull().default(0),
+  },
+  (t) => [index("members_joined").on(t.joinedAt, t.userId), index("members_index_version").on(t.indexVersion)],
+);
 
 /**
  * Who left or was removed (and admissions that did not complete), with the version of that change:
  * a removal repeated answers 200 and finishes what is owed, and the outbox tells the directory
  * and the user's object that the user is gone. Cleared when the user joins again.
  */
-export const departed = sqliteTable("departed", {
-  userId: text("user_id").primaryKey(),
-  leftAt: integer("left_at").notNull(),
-  indexVersion: integer("index_version").notNull(),
-});
+export const departed = sqliteTable(
+  "departed",
+  {
+    userId: text("user_id").primaryKey(),
+    leftAt: integer("left_at").notNull(),
+    indexVersion: integer("index_version").notNull(),
+  },
+  (t) => [index("departed_index_version").on(t.indexVersion)],
+);
 
 /**
  * An add in progress: the place is held in the group (counted against MAX_GROUP_MEMBERS) while the
@@ -210,11 +218,14 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE chat ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE chat ADD COLUMN flushed_index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE members ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX members_joined ON members (joined_at, user_id);
+  CREATE INDEX members_index_version ON members (index_version);
   CREATE TABLE departed (
     user_id TEXT PRIMARY KEY,
     left_at INTEGER NOT NULL,
     index_version INTEGER NOT NULL
   );
+  CREATE INDEX departed_index_version ON departed (index_version);
   CREATE TABLE admissions (
     user_id TEXT PRIMARY KEY,
     role TEXT NOT NULL CHECK (role IN ('owner', 'member')),

@@ -3,10 +3,11 @@ import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { log } from "../../lib/log";
 import { toMessage } from "../../schemas/message";
 import type { Log } from "./append";
-import { chatRow, type chatSchema, members, transferTotals } from "./chat-schema";
+import { chatRow, type chatSchema, members } from "./chat-schema";
 import type { ChatEffects, DirectorySummary, UserLink } from "./effects";
 import type { Members } from "./members";
 import type { Roster } from "./roster";
+import type { TransferReads } from "./transfer-reads";
 
 type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
@@ -31,12 +32,15 @@ const RETRY_MAX_MS = 30_000;
  */
 export class Summary {
   private retryMs = RETRY_FIRST_MS;
+  /** The flush in progress: flushes run one after another, each sending what is owed when it starts. */
+  private running: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly db: Db,
     private readonly log: Log,
     private readonly members: Members,
     private readonly roster: Roster,
+    private readonly transfers: TransferReads,
     private readonly effects: Pick<ChatEffects, "writeSummary" | "tellUsers">,
   ) {}
 
@@ -66,8 +70,9 @@ export class Summary {
         type: meta.type,
         title: meta.title,
         // A direct chat's pair, as the directory has always named it (its id is derived from it too).
+        // Read only with a membership change owed: the row is first written with one, and never changes after.
         directKey:
-          meta.type === "direct"
+          meta.type === "direct" && indexOwed
             ? this.members
                 .all()
                 .map((m) => m.userId)
@@ -81,7 +86,7 @@ export class Summary {
       lastSeq: meta.lastSeq,
       lastMessage: last ? JSON.stringify(toMessage({ ...last, chatId: meta.chatId })) : null,
       lastActivityAt: meta.lastActivityAt,
-      carriesTransfers: this.db.select({ senderId: transferTotals.senderId }).from(transferTotals).limit(1).get() !== undefined,
+      carriesTransfers: this.transfers.carries(),
       markers,
       index: indexOwed ? { version: meta.indexVersion, memberCount, rows: changed.index } : null,
     };
@@ -92,7 +97,13 @@ export class Summary {
    * Writes what is owed. Returns when to try again: null when everything is current, later
    * (backing off, without end) when D1 or a user's object failed, soon when more changed meanwhile.
    */
-  async flush(now: number): Promise<number | null> {
+  flush(now: number): Promise<number | null> {
+    const run = this.running.then(() => this.flushOnce(now));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private async flushOnce(now: number): Promise<number | null> {
     const owed = this.owed();
     if (!owed) return null;
     const { summary, links } = owed;

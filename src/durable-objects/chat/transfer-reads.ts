@@ -27,7 +27,15 @@ export class TransferReads {
 
   /** Whether any transfer's message is in this chat (the directory marks such chats for reconciliation). */
   carries(): boolean {
-    return this.db.select({ senderId: transferTotals.senderId }).from(transferTotals).limit(1).get() !== undefined;
+    // A range on the primary key (every sender id is above ""): a search of one row, never a scan.
+    return (
+      this.db
+        .select({ senderId: transferTotals.senderId })
+        .from(transferTotals)
+        .where(gt(transferTotals.senderId, ""))
+        .limit(1)
+        .get() !== undefined
+    );
   }
 
   /** Per sender, the transfer messages whose transfer id sorts below `before` (all of them when null). */
