@@ -316,19 +316,19 @@ export class ChatObject extends DurableObject<Env> {
   /** Reconciliation: this chat's transfer messages summed per sender, those with a transfer id below `before` (null: all). */
   async transferTotals(chatId: string, before: string | null = null): Promise<ChatTransferTotals> {
     const meta = this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.totals(meta, before) : { senders: [], legacy: null }) };
+    return { chatId, ...(meta ? this.transfers.totals(before) : { senders: [], legacy: null }) };
   }
 
   /** Reconciliation: the messages of these transfers in this chat. */
   async transferMessagesByIds(chatId: string, transferIds: string[]): Promise<ChatTransferMessages> {
     const meta = this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.byTransferIds(meta, transferIds) : { messages: [], legacy: null }) };
+    return { chatId, ...(meta ? this.transfers.byTransferIds(transferIds) : { messages: [], legacy: null }) };
   }
 
   /** Reconciliation: a page of a member's transfer messages, sent or received, by transfer id. */
   async transferMessagesPage(chatId: string, query: TransferMessagePage): Promise<ChatTransferMessages> {
     const meta = this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.page(meta, query) : { messages: [], legacy: null }) };
+    return { chatId, ...(meta ? this.transfers.page(query) : { messages: [], legacy: null }) };
   }
 
   /** A message of this chat by id, for the Worker's lookups (null when it is not here). */

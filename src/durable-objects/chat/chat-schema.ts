@@ -14,7 +14,7 @@ import { applyMigrations } from "../object-migrations";
  * stored outcome per (caller, key).
  */
 
-/** The chat itself (one row): identity, the seq counter, legacy import progress, summary bookkeeping. */
+/** The chat itself (one row): identity, the seq counter, the outbox's bookkeeping. */
 export const chatRow = sqliteTable("chat", {
   id: integer("id").primaryKey(),
   chatId: text("chat_id").notNull(),
@@ -27,10 +27,6 @@ export const chatRow = sqliteTable("chat", {
   /** The highest seq given out: the next message takes `last_seq + 1` in the same transaction. */
   lastSeq: integer("last_seq").notNull(),
   lastActivityAt: integer("last_activity_at").notNull(),
-  /** Messages 1..legacy_up_to were written in D1 before this object existed (migration). */
-  legacyUpTo: integer("legacy_up_to").notNull(),
-  /** Legacy messages 1..imported_up_to are here; (imported_up_to, legacy_up_to] are still read from D1. */
-  importedUpTo: integer("imported_up_to").notNull(),
   /** The summary (last seq, message, activity) last written to the D1 directory row. */
   flushedSeq: integer("flushed_seq").notNull(),
   /** Bumped by every change the directory must learn (an edit of the last message, a member change). */
@@ -213,8 +209,11 @@ export const MIGRATIONS: readonly string[] = [
     amount INTEGER NOT NULL CHECK (amount >= 0)
   );
   `,
-  // v2: membership owned by the chat (created here first; the directory and users follow from the outbox)
+  // v2: membership owned by the chat (created here first; the directory and users follow from the
+  // outbox), and no history outside the chat (no deployment ever held D1 history: the legacy marks go)
   `
+  ALTER TABLE chat DROP COLUMN legacy_up_to;
+  ALTER TABLE chat DROP COLUMN imported_up_to;
   ALTER TABLE chat ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE chat ADD COLUMN flushed_index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE members ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;

@@ -138,14 +138,17 @@ export type Push = { userIds: string[]; events: RealtimeEvent[] };
 export type ChatTransferTotals = {
   chatId: string;
   senders: TransferTotal[];
-  /** Legacy messages still in D1 (null: none), and the transfer ids of that band already here. */
+  /**
+   * Always null now: every chat holds its whole history (no deployment ever held D1 history). The
+   * field stays in the shape until reconciliation's reading of it goes (its legacy branches).
+   */
   legacy: (LegacyBand & { here: string[] }) | null;
 };
 
-export type TransferTotal = { senderId: string; count: number; amount: number };
-
-/** The seqs of a chat's legacy messages not moved into its object yet (they are in D1). */
+/** A band of a chat's history outside its object: none exists any more (see `ChatTransferTotals.legacy`). */
 export type LegacyBand = { fromSeq: number; toSeq: number };
+
+export type TransferTotal = { senderId: string; count: number; amount: number };
 
 /** A `credit_transfer` message as reconciliation reads it. */
 export type ChatTransferMessage = {
@@ -168,25 +171,3 @@ export type TransferMessagePage = {
 };
 
 export type { ChatMember, Message };
-
-// ------------------------------------------------------------------ the migration from D1 (legacy.ts)
-
-/** A member's read marker as the D1 directory has it (moved forward into the object, never back). */
-export type LegacyMarker = { userId: string; lastReadSeq: number };
-
-/** How far a chat's D1 history has moved in: seqs 1..legacyUpTo are legacy, 1..importedUpTo are here. */
-export type LegacyProgress = { legacyUpTo: number; importedUpTo: number; markersMoved: number };
-
-/**
- * A message-send key of the old design (a D1 `idempotency_keys` row with its message): its stored
- * outcome, or null when the request died before storing it (then the answer is 201 with the message).
- */
-export type LegacySendKey = {
-  userId: string;
-  key: string;
-  fingerprint: string;
-  status: number | null;
-  body: string | null;
-  messageId: string;
-  createdAt: number;
-};

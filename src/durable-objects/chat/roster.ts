@@ -45,8 +45,6 @@ export class Roster {
         routeTag: cmd.routeTag,
         lastSeq: 0,
         lastActivityAt: cmd.at,
-        legacyUpTo: 0,
-        importedUpTo: 0,
         flushedSeq: 0,
         summaryVersion: 0,
         flushedVersion: 0,
