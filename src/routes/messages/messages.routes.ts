@@ -19,6 +19,7 @@ export const sendMessageV1 = defineRoute(
     description: [
       "A text message to `recipientId`, in your direct chat with them (created if missing).",
       "403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400.",
+      "Opening a new chat counts against both people's caps (`MAX_CHATS_PER_USER`): past it, 409 `chat_limit_reached`.",
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
