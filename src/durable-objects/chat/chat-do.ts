@@ -25,7 +25,7 @@ import type {
 } from "./chat-types";
 import type { ChatEffects } from "./effects";
 import { SendKeys } from "./keys";
-import { chatNotFound, Members, toChatMember } from "./members";
+import { chatNotFound, Members } from "./members";
 import { messageOf, Posting } from "./posting";
 import { Roster } from "./roster";
 import { SUMMARY_FLUSH_MS, Summary } from "./summary";
@@ -67,6 +67,8 @@ export class ChatObject extends DurableObject<Env> {
   private hasSchema: boolean;
   /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
   private onlineEpoch = 0;
+  /** The creation in progress, if any (`create`). */
+  private creating: Promise<Outcome<CreatedChat>> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env, wiring: ChatWiring) {
     super(ctx, env);
@@ -106,20 +108,30 @@ export class ChatObject extends DurableObject<Env> {
    * a direct chat created twice, or a retry).
    */
   async create(cmd: NewChat): Promise<Outcome<CreatedChat>> {
+    // One creation at a time: a second (the other person, a transfer's message) waits for the
+    // first and answers what it made, in the order they came.
+    while (this.creating) await this.creating.catch(() => undefined);
     if (this.storedMeta()) return this.created(cmd, false);
+    const creating = this.createNow(cmd);
+    this.creating = creating;
+    try {
+      return await creating;
+    } finally {
+      this.creating = null;
+    }
+  }
+
+  private async createNow(cmd: NewChat): Promise<Outcome<CreatedChat>> {
     const facts = await this.effects.memberFacts(cmd.memberIds);
     const admitted = await this.admitAll(cmd);
     if (!admitted.ok) return admitted;
-    if (!this.storedMeta()) {
-      this.ctx.storage.transactionSync(() => {
-        migrate(this.ctx.storage);
-        this.hasSchema = true;
-        this.roster.create(cmd, facts);
-      });
-      await this.flushNow();
-      return this.created(cmd, true);
-    }
-    return this.created(cmd, false);
+    this.ctx.storage.transactionSync(() => {
+      migrate(this.ctx.storage);
+      this.hasSchema = true;
+      this.roster.create(cmd, facts);
+    });
+    await this.flushNow();
+    return this.created(cmd, true);
   }
 
   /**
@@ -293,24 +305,7 @@ export class ChatObject extends DurableObject<Env> {
   }
 
   private viewOf(meta: ChatMeta, userId: string): Outcome<Chat> {
-    const member = this.members.get(userId);
-    if (!member) return chatNotFound(meta.chatId);
-    const last = meta.lastSeq > 0 ? this.log.bySeq(meta.lastSeq) : undefined;
-    const all = this.members.all();
-    return {
-      ok: true,
-      value: {
-        id: meta.chatId,
-        type: meta.type,
-        title: meta.title,
-        members: all.map(toChatMember),
-        memberCount: all.length,
-        lastMessage: last ? messageOf(meta, last) : null,
-        lastSeq: meta.lastSeq,
-        unreadCount: Math.max(0, meta.lastSeq - member.lastReadSeq),
-        createdAt: new Date(meta.createdAt).toISOString(),
-      },
-    };
+    return this.posting.view(meta, userId);
   }
 
   /** Reconciliation: this chat's transfer messages summed per sender, those with a transfer id below `before` (null: all). */

@@ -1,12 +1,13 @@
 import { successBody } from "../../lib/envelope";
 import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import { hitStoredWindow, type RateLimitDecision, rateLimitedRefusal } from "../../lib/sliding-window";
+import type { Chat } from "../../schemas/chat";
 import { type Message, toMessage } from "../../schemas/message";
 import type { Log } from "./append";
 import type { ChatMessageRow, ChatMeta } from "./chat-schema";
 import type { MarkerAnswer, PageRequest, SendAnswer, SendCommand, SendResult, TransferAppend } from "./chat-types";
 import type { SendKeys } from "./keys";
-import { chatNotFound, type Members } from "./members";
+import { chatNotFound, type Members, toChatMember } from "./members";
 
 /** A message as the API shows it, from a row of this chat. */
 export const messageOf = (meta: Pick<ChatMeta, "chatId">, row: ChatMessageRow): Message =>
@@ -92,6 +93,28 @@ export class Posting {
     const rows = this.log.range(from, to);
     const ordered = req.order === "desc" ? rows.reverse() : rows;
     return { ok: true, value: ordered.map((row) => messageOf(meta, row)) };
+  }
+
+  /** The chat as a member sees it, with every member (the reads' rule: 404 `chat_not_found` for anyone else). */
+  view(meta: ChatMeta, userId: string): Outcome<Chat> {
+    const member = this.members.get(userId);
+    if (!member) return chatNotFound(meta.chatId);
+    const last = meta.lastSeq > 0 ? this.log.bySeq(meta.lastSeq) : undefined;
+    const all = this.members.all();
+    return {
+      ok: true,
+      value: {
+        id: meta.chatId,
+        type: meta.type,
+        title: meta.title,
+        members: all.map(toChatMember),
+        memberCount: all.length,
+        lastMessage: last ? messageOf(meta, last) : null,
+        lastSeq: meta.lastSeq,
+        unreadCount: Math.max(0, meta.lastSeq - member.lastReadSeq),
+        createdAt: new Date(meta.createdAt).toISOString(),
+      },
+    };
   }
 
   /** A suspended member may read and delete, not edit (403 `account_suspended`, after the edit's own checks). */
