@@ -91,39 +91,4 @@ describe("the walk of chats", () => {
     expect(again.subrequests).toBe(1);
     expect((await store.read([a.id])).get(a.id)?.sent).toEqual({ count: 1, amount: 6 });
   });
-
-  it("counts history still in D1 (a chat's legacy band) once, before and after a message of it moves into the object", async () => {
-    const [a, b] = await Promise.all([seedWalletUser(), seedWalletUser()]);
-    const now = Date.now();
-    const [chatId, messageId, transferId] = [newId(now), newId(now), newId(now)];
-    // A direct chat an existing deployment wrote before chat objects: one transfer message, in D1.
-    await env.DB.batch([
-      env.DB.prepare(
-        `INSERT INTO chats (id, type, direct_key, created_by, last_seq, last_activity_at, route_tag, carries_transfers, created_at)
-         VALUES (?, 'direct', ?, ?, 1, ?, ?, 1, ?)`,
-      ).bind(chatId, directKeyOf(a.id, b.id), a.id, now, newRouteTag(), now),
-      env.DB.prepare(
-        `INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at)
-         VALUES (?1, ?2, 'member', 1, ?4, ?4), (?1, ?3, 'member', 1, ?4, ?4)`,
-      ).bind(chatId, a.id, b.id, now),
-      env.DB.prepare(
-        `INSERT INTO messages (id, chat_id, seq, sender_id, type, transfer_id, transfer_recipient_id, transfer_amount, created_at)
-         VALUES (?, ?, 1, ?, 'credit_transfer', ?, ?, 9, ?)`,
-      ).bind(messageId, chatId, a.id, transferId, b.id, now),
-    ]);
-    const walked = async () => {
-      const store = memoryMessageTotals();
-      await walkAll(store);
-      const totals = await store.read([a.id, b.id]);
-      return [totals.get(a.id)?.sent, totals.get(b.id)?.received];
-    };
-    const one = { count: 1, amount: 9 };
-    expect(await walked()).toEqual([one, one]);
-    const found = await messagesOfTransfers(env, new Budget(), new Map([[chatId, [transferId]]]));
-    expect(found).toEqual([{ id: messageId, chatId, transferId, senderId: a.id, recipientId: b.id, amount: 9 }]);
-    // Read by id, the message moves into the object (legacy.ts) and stays in D1 until the migration.
-    expect((await chatStub(env, chatId).message(chatId, messageId))?.id).toBe(messageId);
-    expect((await chatStub(env, chatId).transferTotals(chatId)).legacy).toEqual({ fromSeq: 1, toSeq: 1, here: [transferId] });
-    expect(await walked()).toEqual([one, one]);
-  });
 });

@@ -276,7 +276,7 @@ export class ChatObject extends DurableObject<Env> {
     if (!result.ok) return result;
     const { row, ownerId } = result.value;
     if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }], removedOnline ? [cmd.userId] : []);
-    await this.flushNow();
+    await this.flushNow(true);
     return { ok: true, value: { chatId: cmd.chatId, userId: cmd.userId, ownerId } };
   }
 
@@ -360,12 +360,15 @@ export class ChatObject extends DurableObject<Env> {
   }
 
   /**
-   * Sends the outbox now, within the request that changed the membership (so the caller's chat
-   * list shows it at once); what fails stays owed and the alarm retries it.
+   * Writes the outbox now, within the request that changed the membership (so the caller's chat
+   * list shows it at once); what fails stays owed and the alarm retries it. `usersToo`: the users'
+   * objects as well (a removal frees a place in the user's count at once); creations and adds
+   * leave them to the alarm (the counts were taken before the change: nothing waits on them).
    */
-  private async flushNow(): Promise<void> {
-    const again = await this.summary.flush(this.now());
-    if (again !== null) this.wakeAt(again);
+  private async flushNow(usersToo = false): Promise<void> {
+    const again = await this.summary.flush(this.now(), usersToo);
+    // Whatever is left (the users' objects, unless told here) goes with the alarm, soon after.
+    if (again !== null || !usersToo) this.wakeAt(again ?? this.now() + SUMMARY_FLUSH_MS);
   }
 
   /** The outbox owed, places held too long, then key expiry; wakes again for whichever comes first. */

@@ -38,8 +38,10 @@ export const chatRow = sqliteTable("chat", {
    * objects each member's latest state, which they apply forward only.
    */
   indexVersion: integer("index_version").notNull().default(0),
-  /** The highest `index_version` the directory and the users' objects acknowledged. */
+  /** The highest `index_version` the directory acknowledged. */
   flushedIndexVersion: integer("flushed_index_version").notNull().default(0),
+  /** The highest `index_version` the users' objects acknowledged (told by the alarm, not by requests). */
+  toldIndexVersion: integer("told_index_version").notNull().default(0),
 });
 
 export const members = sqliteTable(
@@ -216,6 +218,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE chat DROP COLUMN imported_up_to;
   ALTER TABLE chat ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE chat ADD COLUMN flushed_index_version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE chat ADD COLUMN told_index_version INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE members ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
   CREATE INDEX members_joined ON members (joined_at, user_id);
   CREATE INDEX members_index_version ON members (index_version);

@@ -50,6 +50,7 @@ export class Roster {
         flushedVersion: 0,
         indexVersion: 1,
         flushedIndexVersion: 0,
+        toldIndexVersion: 0,
       })
       .run();
     cmd.memberIds.forEach((userId, i) => {

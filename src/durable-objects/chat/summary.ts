@@ -53,16 +53,23 @@ export class Summary {
       .run();
   }
 
-  /** What the directory and the users' objects still lack, or null when they are current. */
-  owed(): { summary: DirectorySummary; links: UserLink[] } | null {
+  /**
+   * What the directory and the users' objects still lack: the directory's part (null when it is
+   * current) and the users' places changed since they were last told (with the version they are at).
+   */
+  owed(): { summary: DirectorySummary | null; links: UserLink[]; linksVersion: number } | null {
     const meta = this.log.meta();
     if (!meta) return null;
     const markers = this.members.unflushedMarkers();
     const indexOwed = meta.indexVersion > meta.flushedIndexVersion;
+    const usersOwed = meta.indexVersion > meta.toldIndexVersion;
     const current = meta.flushedSeq === meta.lastSeq && meta.flushedVersion === meta.summaryVersion;
-    if (current && markers.length === 0 && !indexOwed) return null;
+    const links = usersOwed ? this.roster.changedSince(meta.toldIndexVersion).links : [];
+    if (current && markers.length === 0 && !indexOwed) {
+      return usersOwed ? { summary: null, links, linksVersion: meta.indexVersion } : null;
+    }
     const last = meta.lastSeq > 0 ? this.log.bySeq(meta.lastSeq) : undefined;
-    const changed = indexOwed ? this.roster.changedSince(meta.flushedIndexVersion) : { index: [], links: [] };
+    const changed = indexOwed ? this.roster.changedSince(meta.flushedIndexVersion).index : [];
     const memberCount = this.db.select({ n: sql<number>`count(*)` }).from(members).get()?.n ?? 0;
     const summary: DirectorySummary = {
       chatId: meta.chatId,
@@ -88,37 +95,50 @@ export class Summary {
       lastActivityAt: meta.lastActivityAt,
       carriesTransfers: this.transfers.carries(),
       markers,
-      index: indexOwed ? { version: meta.indexVersion, memberCount, rows: changed.index } : null,
+      index: indexOwed ? { version: meta.indexVersion, memberCount, rows: changed } : null,
     };
-    return { summary, links: changed.links };
+    return { summary, links, linksVersion: meta.indexVersion };
   }
 
   /**
-   * Writes what is owed. Returns when to try again: null when everything is current, later
-   * (backing off, without end) when D1 or a user's object failed, soon when more changed meanwhile.
+   * Writes what is owed (`usersToo`: the users' objects as well; a request flushing its own
+   * change leaves them to the alarm). Returns when to try again: null when everything is current,
+   * later (backing off, without end) when D1 or a user's object failed, soon when more is owed.
    */
-  flush(now: number): Promise<number | null> {
-    const run = this.running.then(() => this.flushOnce(now));
+  flush(now: number, usersToo = true): Promise<number | null> {
+    const run = this.running.then(() => this.flushOnce(now, usersToo));
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  private async flushOnce(now: number): Promise<number | null> {
+  private async flushOnce(now: number, usersToo: boolean): Promise<number | null> {
     const owed = this.owed();
     if (!owed) return null;
-    const { summary, links } = owed;
-    const meta = this.log.meta();
-    const version = meta?.summaryVersion ?? 0;
+    const { summary, links, linksVersion } = owed;
     try {
-      await this.effects.writeSummary(summary);
-      if (links.length > 0) await this.effects.tellUsers(summary.chatId, links);
+      if (summary) await this.writeDirectory(summary);
+      if (usersToo && links.length > 0) {
+        await this.effects.tellUsers(this.log.meta()?.chatId ?? "", links);
+        this.db
+          .update(chatRow)
+          .set({ toldIndexVersion: sql`max(${chatRow.toldIndexVersion}, ${linksVersion})` })
+          .where(eq(chatRow.id, 1))
+          .run();
+      }
     } catch (error) {
-      log.warn("chat.summary_failed", { chatId: summary.chatId, error });
+      log.warn("chat.summary_failed", { chatId: this.log.meta()?.chatId, error });
       const at = now + this.retryMs;
       this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
       return at;
     }
     this.retryMs = RETRY_FIRST_MS;
+    return this.owed() ? now + SUMMARY_FLUSH_MS : null;
+  }
+
+  /** The directory's part, then what it acknowledged recorded. */
+  private async writeDirectory(summary: DirectorySummary): Promise<void> {
+    const version = this.log.meta()?.summaryVersion ?? 0;
+    await this.effects.writeSummary(summary);
     this.db
       .update(chatRow)
       .set({
@@ -129,6 +149,5 @@ export class Summary {
       .where(eq(chatRow.id, 1))
       .run();
     this.members.markersFlushed(summary.markers);
-    return this.owed() ? now + SUMMARY_FLUSH_MS : null;
   }
 }
