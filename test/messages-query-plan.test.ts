@@ -61,6 +61,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
       clientMessageId: null,
       key: null,
       ratePerMinute: 1000,
+      refusal: null,
     };
     const first = posting.send(meta(), text, Date.now());
     const firstId = first.ok ? JSON.parse(first.value.body).data.id : "";

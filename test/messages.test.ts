@@ -476,6 +476,7 @@ describe("GET /api/v1/messages/chat/{chatId}", () => {
         clientMessageId: null,
         key: null,
         ratePerMinute: 1_000_000,
+        refusal: null,
       });
     for (let i = 0; i < 300; i++) await sendInto(i % 2 ? a.id : b.id, `old ${i}`);
 

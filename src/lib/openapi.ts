@@ -2,7 +2,7 @@ import { createRoute, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { requireAdmin, requireAuth } from "../middlewares/auth";
 import { parseKeyStep } from "../middlewares/idempotency";
-import { budgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
+import { budgetStep, chatKeptBudgetStep, rateLimitStep, signInStep } from "../middlewares/rate-limit";
 import { idempotencyHeadersSchema, replayedResponseHeader } from "../schemas/idempotency";
 import type { RateLimitScope } from "../services/rate-limit";
 import { EXAMPLE_TIMESTAMP } from "./envelope";
@@ -253,7 +253,8 @@ export function defineRoute<const R extends RouteConfig & { operationId: string 
     successHeaders = { ...successHeaders, ...replayedResponseHeader };
   }
   // The key's parsing, the budgets (a held key goes on to its stored outcome), the exact limits.
-  const steps: RouteStep[] = [...(options.idempotent ? [parseKeyStep] : []), budgetStep];
+  const keptByChat = (options.rateLimit ?? []).some((rule) => typeof rule === "object" && rule.countedBy === "chat");
+  const steps: RouteStep[] = [...(options.idempotent ? [parseKeyStep] : []), keptByChat ? chatKeptBudgetStep : budgetStep];
   for (const rule of options.rateLimit ?? []) {
     if (rule === "signIn") steps.push(signInStep);
     else if (typeof rule === "string") steps.push(rateLimitStep(rule));

@@ -78,6 +78,22 @@ export const budgetStep: RouteStep = async (c, next) => {
   throw budgetExhausted(exhausted);
 };
 
+/**
+ * `budgetStep` for routes whose outcome a chat keeps (message sends: the key's scope is the chat,
+ * so only the chat can tell whether it holds an outcome): a keyed request over a budget goes on
+ * with the budget's refusal, which the chat answers unless the key has a stored outcome.
+ */
+export const chatKeptBudgetStep: RouteStep = async (c, next) => {
+  if (!c.var.config.rateLimits.budgets) return next();
+  const user = c.var.user ?? null;
+  const exhausted = await exhaustedBudget(c.env, addressOf(c), user?.id ?? null);
+  if (exhausted === null) return next();
+  const refusal = budgetExhausted(exhausted);
+  if (user === null || c.var.idempotencyKey === null) throw refusal;
+  c.set("budgetRefusal", { code: refusal.code, details: refusal.details, headers: refusal.headers });
+  return next();
+};
+
 /** The address budget for what is served outside the routers (/openapi.json, /docs and its assets). */
 export const addressBudget: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.var.config.rateLimits.budgets) {

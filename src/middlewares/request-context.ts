@@ -12,5 +12,6 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("config", getConfig(c.env));
   c.set("db", createDb(c.env.DB));
   c.set("idempotencyKey", null);
+  c.set("budgetRefusal", null);
   await next();
 };

@@ -6,7 +6,7 @@ import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { Config } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { directChatIdOf } from "../lib/direct-chat";
-import { ApiError, type Outcome, unwrap } from "../lib/errors";
+import { ApiError, type Outcome, type Refusal, unwrap } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
 import type { Message } from "../schemas/message";
 import { answer, chatStub, chatsOfMessageId } from "./chat-objects";
@@ -27,6 +27,8 @@ export type SendContext = {
   userId: string;
   /** The Idempotency-Key and the fingerprint of its request, or null. */
   key: SendKey | null;
+  /** A budget's refusal of this keyed request, answered by the chat unless the key has a stored outcome. */
+  refusal: Refusal | null;
 };
 
 /** A send's reply: the exact response (a replay's stored bytes), with the rate-limit decision of a counted send. */
@@ -46,6 +48,7 @@ async function sendInto(ctx: SendContext, chatId: string, text: Text) {
     ...text,
     key: ctx.key,
     ratePerMinute: ctx.config.rateLimits.messagesPerMinute,
+    refusal: ctx.refusal,
   };
   return chatStub(ctx.env, chatId).send(cmd);
 }
@@ -71,10 +74,13 @@ export async function sendChatMessage(
  */
 export async function sendDirectMessage(ctx: SendContext, recipientId: string, content: string): Promise<SendReply> {
   if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
+  // Over a budget, a pair with no chat yet holds no outcome of the key: the refusal, before any creation.
+  const refused = ctx.refusal;
   const chatId = await directChatIdOf(ctx.userId, recipientId);
   const text = { content, replyToMessageId: null, clientMessageId: null };
   const first = await sendInto(ctx, chatId, text);
   if (first.ok || first.code !== "chat_not_found") return unwrap(first);
+  if (refused) return unwrap(refused);
   await openDirectChat(ctx.env, ctx.db, ctx.userId, recipientId, memberLimitsOf(ctx.config));
   return unwrap(await sendInto(ctx, chatId, text));
 }

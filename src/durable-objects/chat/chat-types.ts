@@ -1,4 +1,4 @@
-import type { Outcome } from "../../lib/errors";
+import type { Outcome, Refusal } from "../../lib/errors";
 import type { RateLimitDecision } from "../../lib/sliding-window";
 import type { Chat, ChatMember } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
@@ -84,6 +84,8 @@ export type SendCommand = {
   key: SendKey | null;
   /** Sends per minute per sender in this chat (API.md §1, `RATE_LIMIT_MESSAGES_PER_MINUTE`), counted after the key lookup. */
   ratePerMinute: number;
+  /** Set when the Worker already refused the request (a coarse budget): answered unless the key has a stored outcome. */
+  refusal: Refusal | null;
 };
 
 /**

@@ -33,7 +33,8 @@ export class Posting {
 
   /**
    * A text message (v1 and v2), checked in this order: a key with a stored outcome answers it,
-   * byte for byte, before anything else (another body under it is 409); not a member (404),
+   * byte for byte, before anything else (another body under it is 409); a refusal the Worker
+   * handed in (a coarse budget's 429); not a member (404),
    * suspended (403); the sender's per-chat limit (429, counted only for a send that gets this
    * far); a known `clientMessageId` of the sender answers the original (200); blocked in a direct
    * chat (403); a reply to a message not in this chat (400). Then the append and, for a keyed
@@ -46,6 +47,7 @@ export class Posting {
       const status = stored.status as 200 | 201;
       return { ok: true, value: { status, body: stored.body, replayed: true, message: null, rateLimit: null } };
     }
+    if (cmd.refusal) return cmd.refusal;
     const refusal = this.members.refusalToPost(meta, cmd.senderId);
     if (refusal) return refusal;
     const rateLimit = hitStoredWindow(this.kv, `send_rate:${cmd.senderId}`, cmd.ratePerMinute, now);

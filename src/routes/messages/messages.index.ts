@@ -18,6 +18,7 @@ async function sendContext(c: Context<AppEnv>, body: unknown): Promise<messages.
     config: c.var.config,
     userId: currentUser(c).id,
     key: key === null || fingerprint === null ? null : { key, fingerprint },
+    refusal: c.var.budgetRefusal ? { ok: false, ...c.var.budgetRefusal } : null,
   };
 }
 
