@@ -27,7 +27,7 @@ import type { ChatEffects } from "./effects";
 import { SendKeys } from "./keys";
 import { chatNotFound, Members } from "./members";
 import { messageOf, Posting } from "./posting";
-import { Roster } from "./roster";
+import { ADMISSION_TIMEOUT_MS, Roster } from "./roster";
 import { SUMMARY_FLUSH_MS, Summary } from "./summary";
 import { TransferReads } from "./transfer-reads";
 
@@ -246,6 +246,8 @@ export class ChatObject extends DurableObject<Env> {
     const begun = this.ctx.storage.transactionSync(() => this.roster.beginAdd(this.current(), cmd, this.now()));
     if (!begun.ok) return begun;
     if (begun.value.already) return this.viewOf(this.current(), cmd.actorId);
+    // A place held by an add that never finishes (a crash between its steps) is given back by the alarm.
+    this.wakeAt(this.now() + ADMISSION_TIMEOUT_MS + 1);
     const facts = await this.effects.memberFacts([cmd.userId]);
     const limits = { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
     let admitted: Outcome<true> | null = null;
