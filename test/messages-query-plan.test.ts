@@ -4,13 +4,13 @@ import { drizzle } from "drizzle-orm/durable-sqlite";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { Log } from "../src/durable-objects/chat/append";
-import { pageRange } from "../src/durable-objects/chat/chat-do";
 import { chatSchema, migrate } from "../src/durable-objects/chat/chat-schema";
 import { SendKeys } from "../src/durable-objects/chat/keys";
-import { Legacy } from "../src/durable-objects/chat/legacy";
 import { Members } from "../src/durable-objects/chat/members";
-import { Posting } from "../src/durable-objects/chat/posting";
+import { Posting, pageRange } from "../src/durable-objects/chat/posting";
+import { Roster } from "../src/durable-objects/chat/roster";
 import { Summary } from "../src/durable-objects/chat/summary";
+import { TransferReads } from "../src/durable-objects/chat/transfer-reads";
 import { newId } from "../src/lib/ids";
 import { chatStub } from "../src/services/chat-objects";
 import { chatListQueries, chatPageQuery } from "../src/services/chats";
@@ -34,29 +34,23 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
     const members = new Members(chatDb);
     const log = new Log(chatDb, members);
     const keys = new SendKeys(chatDb);
-    const posting = new Posting(log, members, keys);
-    const noEffects = { writeSummary: async () => {} };
+    const posting = new Posting(log, members, keys, state.storage.kv);
+    const roster = new Roster(chatDb, log, members);
+    const noEffects = { writeSummary: async () => {}, tellUsers: async () => {} };
     const [alice, bob] = [newId(), newId()];
-    const member = (userId: string) => ({
-      userId,
-      role: "member" as const,
-      joinedAt: 1,
-      lastReadSeq: 0,
-      suspended: false,
-      online: false,
-    });
-    new Legacy(chatDb, log, members).begin({
-      chatId,
-      type: "direct",
-      title: null,
-      createdBy: alice,
-      createdAt: 1,
-      routeTag: "0123456789ab",
-      lastSeq: 0,
-      lastActivityAt: 1,
-      members: [member(alice), member(bob)],
-      blocks: [],
-    });
+    roster.create(
+      {
+        chatId,
+        type: "direct",
+        title: null,
+        createdBy: alice,
+        memberIds: [alice, bob],
+        routeTag: "0123456789ab",
+        at: 1,
+        limits: null,
+      },
+      { suspended: {}, online: {}, blocks: [] },
+    );
     queries.length = 0;
     const meta = () => log.meta()!;
     const text = {
@@ -66,6 +60,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
       replyToMessageId: null,
       clientMessageId: null,
       key: null,
+      ratePerMinute: 1000,
       refusal: null,
     };
     const first = posting.send(meta(), text, Date.now());
@@ -90,7 +85,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
     posting.editable(meta(), alice, log.byId(firstId));
     log.update(firstId, { content: "edited", editedAt: 2 });
     posting.markRead(meta(), bob, 1);
-    new Summary(chatDb, log, members, noEffects).owed();
+    new Summary(chatDb, log, members, roster, new TransferReads(chatDb), noEffects).owed();
     keys.expire(Date.now());
     return queries.map(({ query, params }) => ({
       query,

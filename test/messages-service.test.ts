@@ -4,9 +4,10 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { chatMembers, chats } from "../src/db/schema";
 import type { TransferMessage } from "../src/durable-objects/wallet/effects";
+import { getConfig } from "../src/lib/config";
 import { newId } from "../src/lib/ids";
 import { messageSchema } from "../src/schemas/message";
-import { findOrCreateDirectChat } from "../src/services/chats";
+import { createDirectChat, memberLimitsOf, transferDirectChat } from "../src/services/chats";
 import { directKeyOf } from "../src/services/membership";
 import { postCreditTransferMessages } from "../src/services/messages";
 import { flushDirectory } from "./support/chats";
@@ -16,7 +17,7 @@ const db = createDb(env.DB);
 
 /** As the transfer protocol does it: the pair's direct chat (created if missing), then the message, whose id is the transfer's. */
 async function postForTransfer(input: Omit<TransferMessage, "chatId" | "messageId">) {
-  const { chatId } = await findOrCreateDirectChat(db, input.senderId, input.recipientId, input.createdAt);
+  const chatId = await transferDirectChat(env, input.senderId, input.recipientId, input.createdAt);
   const [message] = await postCreditTransferMessages(env, [{ ...input, chatId, messageId: input.transferId }]);
   if (!message) throw new Error(`no message for ${input.transferId}`);
   return message;
@@ -114,18 +115,19 @@ describe("postCreditTransferMessages", () => {
   });
 });
 
-describe("findOrCreateDirectChat", () => {
+describe("createDirectChat", () => {
   it("both sides creating at once end up with one chat", async () => {
     const a = await seedUser();
     const b = await seedUser();
+    const limits = memberLimitsOf(getConfig(env));
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        i % 2 === 0 ? findOrCreateDirectChat(db, a.id, b.id) : findOrCreateDirectChat(db, b.id, a.id),
+        i % 2 === 0 ? createDirectChat(env, db, a.id, b.id, limits) : createDirectChat(env, db, b.id, a.id, limits),
       ),
     );
-    expect(new Set(results.map((r) => r.chatId)).size).toBe(1);
+    expect(new Set(results.map((r) => r.chat.id)).size).toBe(1);
     expect(results.filter((r) => r.created).length).toBe(1);
-    const members = await db.select().from(chatMembers).where(eq(chatMembers.chatId, results[0]!.chatId)).all();
+    const members = await db.select().from(chatMembers).where(eq(chatMembers.chatId, results[0]!.chat.id)).all();
     expect(members).toHaveLength(2);
   });
 });

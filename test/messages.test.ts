@@ -10,6 +10,7 @@ import { messageSchema } from "../src/schemas/message";
 import { chatStub } from "../src/services/chat-objects";
 import { openWallet } from "../src/services/wallets";
 import { call, expectError } from "./support/http";
+import { chatFaults } from "./support/test-chat";
 import { seedUser, setBlocked, setSuspended } from "./support/users";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -372,31 +373,46 @@ describe("Idempotency-Key on message POSTs", () => {
     expect(reused.json.data.seq).toBe(2);
   });
 
-  it("a send whose key was registered but that never reached its chat (the Worker died in between) runs once on retry; its answer is then the stored one", async () => {
+  it("a send whose chat call fails, then corrected: the 5xx stored nothing, so the corrected retry with the same key runs", async () => {
     const a = await seedUser();
     const b = await seedUser();
     const chatId = await directChat(a, b);
-    const headers = { "Idempotency-Key": "died-between-objects" };
-    const body = { chatId, content: "exactly once" };
-    const fingerprint = await requestFingerprint("POST", "/api/v2/messages", body);
-    // The first attempt registered its key in the sender's object, then died before the chat's call.
-    const gate = await walletStub(env, a.id).admitSend({
-      key: { key: headers["Idempotency-Key"], fingerprint },
-      target: `chat:${chatId}`,
-      ratePerMinute: 1000,
-    });
-    expect(gate).toMatchObject({ ok: true, value: { claim: "new" } });
-    // Another body under that key is still refused: the key is the first request's.
-    expectError(await sendV2(a, { chatId, content: "another" }, headers), 409, "idempotency_key_reused");
-    const retry = await sendV2(a, body, headers);
-    expect(retry.status).toBe(201);
-    expect(retry.headers.get("Idempotent-Replayed")).toBeNull();
+    const headers = { "Idempotency-Key": "failed-then-corrected" };
+    chatFaults.failSends = (cmd) => (cmd.key?.key === headers["Idempotency-Key"] ? "before" : null);
+    try {
+      expect((await sendV2(a, { chatId, content: "first try" }, headers)).status).toBe(500);
+    } finally {
+      chatFaults.failSends = null;
+    }
+    // A corrected body under the same key runs (a 5xx stores nothing: API.md §1), once.
+    const corrected = await sendV2(a, { chatId, content: "corrected" }, headers);
+    expect(corrected.status).toBe(201);
+    expect(corrected.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(corrected.json.data.content).toBe("corrected");
     const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: a.token });
-    expect(list.json.data.items.map((m: { id: string }) => m.id)).toEqual([retry.json.data.id]);
+    expect(list.json.data.items.map((m: { id: string }) => m.id)).toEqual([corrected.json.data.id]);
     // That answer is now the stored one, byte for byte.
-    const again = await sendV2(a, body, headers);
+    const again = await sendV2(a, { chatId, content: "corrected" }, headers);
     expect(again.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(again.text).toBe(retry.text);
+    expect(again.text).toBe(corrected.text);
+  });
+
+  it("a send that committed but whose answer was lost: the retry with its key replays the stored 201", async () => {
+    const a = await seedUser();
+    const b = await seedUser();
+    const chatId = await directChat(a, b);
+    const headers = { "Idempotency-Key": "answer-lost" };
+    chatFaults.failSends = (cmd) => (cmd.key?.key === headers["Idempotency-Key"] ? "after" : null);
+    try {
+      expect((await sendV2(a, { chatId, content: "once" }, headers)).status).toBe(500);
+    } finally {
+      chatFaults.failSends = null;
+    }
+    const retry = await sendV2(a, { chatId, content: "once" }, headers);
+    expect(retry.status).toBe(201);
+    expect(retry.headers.get("Idempotent-Replayed")).toBe("true");
+    const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: a.token });
+    expect(list.json.data.items).toHaveLength(1);
   });
 
   it("a v2 clientMessageId duplicate under a new key answers 200 and that 200 is what the key replays", async () => {
@@ -459,7 +475,7 @@ describe("GET /api/v1/messages/chat/{chatId}", () => {
         replyToMessageId: null,
         clientMessageId: null,
         key: null,
-        refusal: null,
+        ratePerMinute: 1_000_000,
       });
     for (let i = 0; i < 300; i++) await sendInto(i % 2 ? a.id : b.id, `old ${i}`);
 

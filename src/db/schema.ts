@@ -65,11 +65,21 @@ export const chats = sqliteTable(
      * appended, so reconciliation finds every chat holding transfer messages by walking these.
      */
     carriesTransfers: integer("carries_transfers").notNull().default(0),
+    /**
+     * The chat's membership version and member count as its object last wrote them (forward only:
+     * a write stamped with an older version changes neither this row's count nor its members).
+     */
+    indexVersion: integer("index_version").notNull().default(0),
+    memberCount: integer("member_count").notNull().default(0),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [
-    uniqueIndex("chats_direct_key_unique").on(t.directKey),
-    uniqueIndex("chats_route_tag_unique").on(t.routeTag),
+    // Not unique: a direct chat's id is derived from its pair (lib/direct-chat.ts), and the object
+    // that owns the chat writes this row; the directory decides nothing about it.
+    index("chats_direct_key_idx").on(t.directKey),
+    // Not unique: a route tag is drawn at random by the chat's creator (1 in 2^48 per pair to
+    // clash); a message id whose tag names several chats is looked up in each (chat-objects.ts).
+    index("chats_route_tag_idx").on(t.routeTag),
     // "My chats, most recent activity first" sorts the caller's chats by this (services/chats.ts).
     index("chats_activity_idx").on(t.lastActivityAt, t.id),
     // Reconciliation walks the chats that carry transfers by id (services/reconciliation/).

@@ -74,6 +74,9 @@ const configSchema = z
     REALTIME_MAX_CONNECTIONS: integerVar(1),
     // Bounds a group's realtime fan-out and its system-message batches: an owner and one more at least.
     MAX_GROUP_MEMBERS: integerVar(2).default(200),
+    // Caps on what one account makes (API.md: 409 `chat_limit_reached`), counted by the user's own object.
+    MAX_CHATS_PER_USER: integerVar(1).default(1000),
+    MAX_GROUPS_OWNED: integerVar(1).default(100),
   })
   .superRefine((vars, ctx) => {
     // Every transfer must end while its key is still kept: a void after the key expired would
@@ -140,6 +143,8 @@ const configSchema = z
     transferVoidAfterMs: vars.TRANSFER_VOID_AFTER_SECONDS * 1000,
     realtimeMaxConnections: vars.REALTIME_MAX_CONNECTIONS,
     maxGroupMembers: vars.MAX_GROUP_MEMBERS,
+    maxChatsPerUser: vars.MAX_CHATS_PER_USER,
+    maxGroupsOwned: vars.MAX_GROUPS_OWNED,
     rateLimits: {
       loginPerMinute: vars.RATE_LIMIT_LOGIN_PER_MINUTE,
       loginEmailPerMinute: vars.RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE,

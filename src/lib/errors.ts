@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   transfer_limit_exceeded: 409,
   transfer_voided: 409,
   group_full: 409,
+  chat_limit_reached: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,

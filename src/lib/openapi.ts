@@ -175,9 +175,10 @@ const MUTATING_METHODS = new Set(["post", "put", "patch", "delete"]);
 
 /**
  * An exact per-minute limit counted where the route says: by a step (`scope`; `"signIn"`: failed
- * sign-ins per email + address and per email), or by the wallet object.
+ * sign-ins per email + address and per email), by the wallet object (transfers) or by the chat
+ * object (message sends, per sender in each chat).
  */
-export type RateLimitRule = RateLimitScope | "signIn" | { scope: RateLimitScope; countedBy: "wallet" };
+export type RateLimitRule = RateLimitScope | "signIn" | { scope: RateLimitScope; countedBy: "wallet" | "chat" };
 
 export type RouteOptions = {
   /**

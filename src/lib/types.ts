@@ -31,6 +31,10 @@ export type AppEnv = {
     idempotencyKey: string | null;
     /** Admin routes whose outcome the wallet keeps: the admin check's refusal, answered after a stored outcome. */
     adminRefusal: { code: ErrorCode; details: string[] } | null;
+    /**
+     * Routes whose outcome a chat keeps (message sends): a budget's 429 for a keyed request,
+     * handed to the chat, which answers it only when the key has no stored outcome (API.md §1).
+     */
   };
 };
 

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import type { ChatMemberRow, ChatRow } from "../db/schema";
+import type { ChatRow } from "../db/schema";
 import { EXAMPLE_TIMESTAMP } from "../lib/envelope";
 import { type Message, messageSchema } from "./message";
 
@@ -20,7 +20,14 @@ export const chatSchema = z
     id: z.string().openapi({ example: "64d15f9e2e6c8f4d5a999999" }),
     type: z.enum(["direct", "group"]).openapi({ example: "group" }),
     title: z.string().nullable().openapi({ example: "Weekend trip", description: "Null for direct chats." }),
-    members: z.array(chatMemberSchema),
+    members: z.array(chatMemberSchema).openapi({
+      description:
+        "Every member on `GET /api/v1/chats/{chatId}` and in the answers that change a chat; in the list (`GET /api/v1/chats`), the first 5 by joining order (the list's size stays bounded whatever the groups hold): `memberCount` says how many there are.",
+    }),
+    memberCount: z
+      .number()
+      .int()
+      .openapi({ example: 3, description: "How many members the chat has (the list shows a preview of them)." }),
     // A union, not .nullable(): zod-to-openapi renders a nullable $ref as allOf[$ref, {type: [object, null]}],
     // which no null satisfies; the union renders anyOf[$ref, {type: null}].
     lastMessage: z.union([messageSchema, z.null()]).openapi({ description: "Null until the first message." }),
@@ -59,17 +66,14 @@ export const membershipRemovalSchema = z
 
 export type MembershipRemoval = z.infer<typeof membershipRemovalSchema>;
 
-export function toChatMember(row: ChatMemberRow): ChatMember {
-  return { userId: row.userId, role: row.role, joinedAt: new Date(row.joinedAt).toISOString() };
-}
-
-/** A chat as `viewerLastReadSeq`'s member sees it. */
-export function toChat(chat: ChatRow, members: ChatMemberRow[], lastMessage: Message | null, viewerLastReadSeq: number): Chat {
+/** A chat of the directory's list as `viewerLastReadSeq`'s member sees it, with its member preview. */
+export function toChat(chat: ChatRow, members: ChatMember[], lastMessage: Message | null, viewerLastReadSeq: number): Chat {
   return {
     id: chat.id,
     type: chat.type,
     title: chat.title,
-    members: members.map(toChatMember),
+    members,
+    memberCount: chat.memberCount,
     lastMessage,
     lastSeq: chat.lastSeq,
     unreadCount: Math.max(0, chat.lastSeq - viewerLastReadSeq),

@@ -19,7 +19,7 @@ export async function answer<T>(outcome: Promise<Outcome<T>>): Promise<T> {
   return unwrap(await outcome);
 }
 
-/** A fresh route tag: 6 random bytes as 12 hex (chats.route_tag is UNIQUE; a clash, 1 in 2^48 per pair, is retried). */
+/** A fresh route tag: 6 random bytes as 12 hex (a clash, 1 in 2^48 per pair, makes an edit try both chats: chatsOfMessageId). */
 export function newRouteTag(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -32,14 +32,18 @@ export function newRouteTag(): string {
 const TAG_CACHE_MAX = 10_000;
 const chatOfTag = new Map<string, string>();
 
-/** The chat whose route tag `messageId` carries, or null (a transfer's message, no such chat). */
-export async function chatOfMessageId(db: Database, messageId: string): Promise<string | null> {
+/**
+ * The chats whose route tag `messageId` carries: one, or none (a transfer's message, no such
+ * chat). Tags are drawn at random by each chat's creator, so a clash (1 in 2^48 per pair) names
+ * several, and the caller tries each; a tag naming one chat is cached.
+ */
+export async function chatsOfMessageId(db: Database, messageId: string): Promise<string[]> {
   const tag = routeTagOf(messageId);
   const known = chatOfTag.get(tag);
-  if (known) return known;
-  const row = await db.select({ id: chats.id }).from(chats).where(eq(chats.routeTag, tag)).get();
-  if (!row) return null;
+  if (known) return [known];
+  const rows = await db.select({ id: chats.id }).from(chats).where(eq(chats.routeTag, tag)).limit(8);
+  if (rows.length !== 1) return rows.map((row) => row.id);
   if (chatOfTag.size >= TAG_CACHE_MAX) chatOfTag.delete(chatOfTag.keys().next().value as string);
-  chatOfTag.set(tag, row.id);
-  return row.id;
+  chatOfTag.set(tag, rows[0]!.id);
+  return [rows[0]!.id];
 }

@@ -1,34 +1,39 @@
 import { and, asc, desc, eq, inArray, type Placeholder, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
-import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
-import { isConnectedSql } from "../db/presence";
-import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
+import { chatMembers, chats, users } from "../db/schema";
+import type { MemberLimits, NewChat } from "../durable-objects/chat/chat-types";
+import type { Config } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
+import { directChatIdOf } from "../lib/direct-chat";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
-import { type Chat, type MembershipRemoval, toChat } from "../schemas/chat";
+import { type Chat, type ChatMember, type MembershipRemoval, toChat } from "../schemas/chat";
 import type { Message } from "../schemas/message";
 import { answer, chatStub, newRouteTag } from "./chat-objects";
-import { directChatStatements, directKeyOf } from "./membership";
 import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**
- * Chats, memberships and read markers: the directory in D1 (identity, members, one summary row
- * per chat) and each chat's object (durable-objects/chat/) for what happens inside it. Decisions (also in the OpenAPI descriptions):
- * - Direct chats: exactly one per pair (UNIQUE `direct_key`); both people are `member`, nobody owns
- *   it; it never takes or loses members (400 `validation_failed`).
+ * Chats and memberships. Each chat's object owns who is in it (durable-objects/chat/roster.ts):
+ * creation, adds, removals and leaving are decided there, with their system message, and the D1
+ * directory (the chat's row and the `chat_members` index for "my chats") follows from the chat's
+ * outbox, as does each user's own count of their chats (the caps). No decision here reads the
+ * index. Rules (also in the OpenAPI descriptions):
+ * - Direct chats: exactly one per pair, its id derived from the pair (lib/direct-chat.ts); both
+ *   people are `member`, nobody owns it; it never takes or loses members (400 `validation_failed`).
  * - Group chats: the creator is `owner`; only the owner adds or removes others; anyone may leave.
  *   When the owner leaves, ownership passes to the longest-standing member (earliest `joinedAt`).
  * - Adding, removing and leaving post a `system` message (sender: whoever acted), which moves
  *   `lastSeq` and counts as unread for the others. A new member sees the whole history, but
- *   only what follows their joining counts as unread.
+ *   only what follows their joining counts as unread. Removing someone already gone answers 200
+ *   again and finishes whatever an earlier attempt left owed.
  * - A chat you are not a member of is 404 `chat_not_found`, whether or not it exists.
- * - Blocks apply to direct chats only; inside a group, a block between two members does not stop
- *   either from posting (the group is shared by everybody in it).
+ * - Blocks apply to direct chats only; a user who blocked you cannot be put in your group.
  * - A suspended user may read, mark read, leave and remove members, but not create chats or
  *   add members (403 `account_suspended`).
+ * - Caps: a user is in at most `MAX_CHATS_PER_USER` chats and owns at most `MAX_GROUPS_OWNED`
+ *   groups (409 `chat_limit_reached`), counted by the user's own object (wallet/memberships.ts).
  */
 
 /**
@@ -43,68 +48,25 @@ export function inChunks<T>(items: readonly T[], size: number): T[][] {
   return chunks;
 }
 
-const chatNotFound = (chatId: string) => new ApiError("chat_not_found", [`No chat ${chatId} among your chats`]);
+/** The limits every membership change is checked against, from the configuration. */
+export const memberLimitsOf = (config: Config): MemberLimits => ({
+  maxMembers: config.maxGroupMembers,
+  maxChatsPerUser: config.maxChatsPerUser,
+  maxGroupsOwned: config.maxGroupsOwned,
+});
 
 /**
- * Pair → direct chat id, learned once per isolate (a pair's chat never changes), so a v1 send to
- * a known pair reads no D1. Bounded: past the cap the oldest entries go.
+ * The pair's direct chat id (derived, no lookup: lib/direct-chat.ts). Its object may not hold a
+ * chat yet: then it answers `chat_not_found` until the chat is created.
  */
-const DIRECT_CACHE_MAX = 10_000;
-const directChats = new Map<string, string>();
-
-function rememberDirectChat(directKey: string, chatId: string): string {
-  if (directChats.size >= DIRECT_CACHE_MAX) directChats.delete(directChats.keys().next().value as string);
-  directChats.set(directKey, chatId);
-  return chatId;
-}
-
-/** The pair's direct chat id, or null when they have none. */
-export async function knownDirectChat(db: Database, a: string, b: string): Promise<string | null> {
-  const directKey = directKeyOf(a, b);
-  const cached = directChats.get(directKey);
-  if (cached) return cached;
-  const row = await db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, directKey)).get();
-  return row ? rememberDirectChat(directKey, row.id) : null;
+export function knownDirectChat(_db: Database, a: string, b: string): Promise<string> {
+  return directChatIdOf(a, b);
 }
 
 /**
- * The direct chat of two users, created in the directory if missing (see `directChatStatements`);
- * one batch. Its object starts from the directory on its first call (durable-objects/chat/chat-do.ts).
+ * Marks the pair's direct chat (if its directory row exists) as carrying transfers; changes nothing
+ * once it is. The chat's outbox also sets it once a transfer's message is in the chat.
  */
-export async function findOrCreateDirectChat(
-  db: Database,
-  creatorId: string,
-  otherId: string,
-  now: number = Date.now(),
-): Promise<{ chatId: string; created: boolean }> {
-  const direct = directChatStatements(db, creatorId, otherId, now);
-  const [, , , rows] = await db.batch([
-    ...direct.statements,
-    db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, direct.directKey)),
-  ]);
-  const chat = rows[0];
-  if (!chat) throw new Error(`direct chat ${direct.directKey} missing right after its insert`);
-  return { chatId: rememberDirectChat(direct.directKey, chat.id), created: chat.id === direct.id };
-}
-
-/**
- * The direct chat of a credited transfer (the wallet's effects): found or created as by
- * `findOrCreateDirectChat`, and marked as carrying transfers in the same batch, before the
- * transfer's message is appended into it (reconciliation walks the marked chats).
- */
-export async function transferDirectChat(db: Database, senderId: string, recipientId: string, at: number): Promise<string> {
-  const direct = directChatStatements(db, senderId, recipientId, at);
-  const [, , , , rows] = await db.batch([
-    ...direct.statements,
-    markCarriesTransfers(db, direct.directKey),
-    db.select({ id: chats.id }).from(chats).where(eq(chats.directKey, direct.directKey)),
-  ]);
-  const chat = rows[0];
-  if (!chat) throw new Error(`direct chat ${direct.directKey} missing right after its insert`);
-  return rememberDirectChat(direct.directKey, chat.id);
-}
-
-/** Marks the pair's direct chat (if it exists) as carrying transfers; changes nothing once it is. */
 export function markCarriesTransfers(db: Database, directKey: Param<string>) {
   return db
     .update(chats)
@@ -112,25 +74,48 @@ export function markCarriesTransfers(db: Database, directKey: Param<string>) {
     .where(and(eq(chats.directKey, directKey), eq(chats.carriesTransfers, 0)));
 }
 
-/** Opens the caller's direct chat with `otherId` after the checks of a message (active, exists, not blocked). */
-export async function openDirectChat(db: Database, callerId: string, otherId: string): Promise<string> {
-  await assertCanSendTo(db, callerId, otherId);
-  return (await findOrCreateDirectChat(db, callerId, otherId)).chatId;
+/** The command that creates the direct chat of two users (the creator first), capped by `limits` unless null. */
+async function directChatCommand(creatorId: string, otherId: string, limits: MemberLimits | null, at: number): Promise<NewChat> {
+  return {
+    chatId: await directChatIdOf(creatorId, otherId),
+    type: "direct",
+    title: null,
+    createdBy: creatorId,
+    memberIds: [creatorId, otherId],
+    routeTag: newRouteTag(),
+    at,
+    limits,
+  };
 }
 
-/** The chat and the caller's membership in the directory, or 404 `chat_not_found` (missing or not a member alike). */
-async function requireMember(db: Database, chatId: string, userId: string): Promise<{ chat: ChatRow; member: ChatMemberRow }> {
-  const [chatRows, memberRows] = await db.batch([
-    db.select().from(chats).where(eq(chats.id, chatId)),
-    db
-      .select()
-      .from(chatMembers)
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
-  ]);
-  const chat = chatRows[0];
-  const member = memberRows[0];
-  if (!chat || !member) throw chatNotFound(chatId);
-  return { chat, member };
+/**
+ * The direct chat of a credited transfer (the wallet's effects): found or created in the pair's
+ * chat object, whatever the caps (the credits moved already; the message must be posted). No D1
+ * query once the chat exists.
+ */
+export async function transferDirectChat(env: Env, senderId: string, recipientId: string, at: number): Promise<string> {
+  const cmd = await directChatCommand(senderId, recipientId, null, at);
+  return (await answer(chatStub(env, cmd.chatId).create(cmd))).chat.id;
+}
+
+/**
+ * Opens (or finds) the caller's direct chat with `otherId`: an existing one is answered by its
+ * object alone; a new one only after the checks of a message (the caller is active, the other
+ * user exists and has not blocked the caller), and within both people's caps.
+ */
+export async function openDirectChat(
+  env: Env,
+  db: Database,
+  callerId: string,
+  otherId: string,
+  limits: MemberLimits,
+): Promise<{ chat: Chat; created: boolean }> {
+  const chatId = await directChatIdOf(callerId, otherId);
+  const stub = chatStub(env, chatId);
+  const existing = await stub.view(chatId, callerId);
+  if (existing.ok) return { chat: existing.value, created: false };
+  await assertCanSendTo(db, callerId, otherId);
+  return answer(stub.create(await directChatCommand(callerId, otherId, limits, Date.now())));
 }
 
 /** One chat as `viewerId` sees it, current to its last commit: its object's view; 404 `chat_not_found` unless a member. */
@@ -138,85 +123,77 @@ export function getChat(env: Env, chatId: string, viewerId: string): Promise<Cha
   return answer(chatStub(env, chatId).view(chatId, viewerId));
 }
 
-/**
- * Opens (or finds) the direct chat with `memberId`. Checks as for a message: the caller is
- * active, the other user exists and has not blocked the caller.
- */
-export async function createDirectChat(
+/** POST /chats {type: "direct"}: the pair's chat, 201 when this request created it, 200 when it existed. */
+export function createDirectChat(
   env: Env,
   db: Database,
   callerId: string,
   memberId: string,
+  limits: MemberLimits,
 ): Promise<{ chat: Chat; created: boolean }> {
   if (memberId === callerId) throw new ApiError("validation_failed", ["memberId: cannot open a direct chat with yourself"]);
-  await assertCanSendTo(db, callerId, memberId);
-  const { chatId, created } = await findOrCreateDirectChat(db, callerId, memberId);
-  return { chat: await getChat(env, chatId, callerId), created };
+  return openDirectChat(env, db, callerId, memberId, limits);
 }
 
 export const MAX_GROUP_INVITES = 100;
 
 /**
- * A group chat owned by the caller with the given members: more than `maxMembers` people with the
- * caller → 409 `group_full`; unknown ids → 404 `user_not_found`; then a member who blocked the
- * caller → 403 `recipient_blocked` (a group must not bypass a block).
+ * A group chat owned by the caller with the given members, created in its object first: more
+ * than `maxMembers` people with the caller → 409 `group_full`; unknown ids → 404
+ * `user_not_found`; a member who blocked the caller → 403 `recipient_blocked` (a group must not
+ * bypass a block); anyone past their caps (the caller's groups owned, anyone's chats) → 409
+ * `chat_limit_reached`.
  */
 export async function createGroupChat(
   env: Env,
   db: Database,
   callerId: string,
-  group: { title: string; memberIds: string[]; maxMembers: number },
+  group: { title: string; memberIds: string[]; limits: MemberLimits },
 ): Promise<Chat> {
-  const { title, maxMembers } = group;
+  const { title, limits } = group;
   await assertActiveUser(db, callerId);
   const invited = [...new Set(group.memberIds)].filter((id) => id !== callerId);
-  if (invited.length + 1 > maxMembers) throw groupFull(maxMembers, `memberIds: ${invited.length} others and you`);
-  if (invited.length > 0) {
-    // One bound parameter per statement is the caller's id (the block check).
-    const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS - 1).map((ids) =>
-      db
-        .select({ id: users.id, blocked: hasBlockedSql(sql`${users.id}`, callerId).as("blocked") })
-        .from(users)
-        .where(inArray(users.id, ids)),
-    );
-    const found = first ? (await db.batch([first, ...rest])).flat() : [];
-    const known = new Set(found.map((row) => row.id));
-    const missing = invited.filter((id) => !known.has(id));
-    if (missing.length > 0)
-      throw new ApiError(
-        "user_not_found",
-        missing.map((id) => `memberIds: no user with id ${id}`),
-      );
-    const blockers = found.filter((row) => row.blocked).map((row) => row.id);
-    if (blockers.length > 0) throw groupBlocked("memberIds", blockers);
-  }
+  if (invited.length + 1 > limits.maxMembers) throw groupFull(limits.maxMembers, `memberIds: ${invited.length} others and you`);
+  await assertInvitable(db, callerId, invited);
   const now = Date.now();
-  const id = newId(now);
-  const member = (userId: string, role: "owner" | "member") => ({
-    chatId: id,
-    userId,
-    role,
-    lastReadSeq: 0,
-    joinedAt: now,
-    lastActivityAt: now,
-  });
-  const rows = [member(callerId, "owner"), ...invited.map((userId) => member(userId, "member"))];
-  const rowsPerInsert = Math.floor(MAX_BOUND_PARAMETERS / Object.keys(member(callerId, "owner")).length);
-  await db.batch([
-    db.insert(chats).values({
-      id,
-      type: "group",
-      title,
-      directKey: null,
-      createdBy: callerId,
-      lastSeq: 0,
-      lastActivityAt: now,
-      routeTag: newRouteTag(),
-      createdAt: now,
-    }),
-    ...inChunks(rows, rowsPerInsert).map((chunk) => db.insert(chatMembers).values(chunk)),
-  ]);
-  return getChat(env, id, callerId);
+  const cmd: NewChat = {
+    chatId: newId(now),
+    type: "group",
+    title,
+    createdBy: callerId,
+    memberIds: [callerId, ...invited],
+    routeTag: newRouteTag(),
+    at: now,
+    limits,
+  };
+  return (await answer(chatStub(env, cmd.chatId).create(cmd))).chat;
+}
+
+/** 404 `user_not_found` for unknown ids, then 403 `recipient_blocked` for those who blocked the caller (the directory). */
+async function assertInvitable(db: Database, callerId: string, invited: readonly string[]): Promise<void> {
+  if (invited.length === 0) return;
+  // One bound parameter per statement is the caller's id (the block check).
+  const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS - 1).map((ids) =>
+    db
+      .select({ id: users.id, blocked: hasBlockedSql(sql`${users.id}`, callerId).as("blocked") })
+      .from(users)
+      .where(inArray(users.id, ids)),
+  );
+  const found = first ? (await db.batch([first, ...rest])).flat() : [];
+  const known = new Set(found.map((row) => row.id));
+  const missing = invited.filter((id) => !known.has(id));
+  if (missing.length > 0)
+    throw new ApiError(
+      "user_not_found",
+      missing.map((id) => `memberIds: no user with id ${id}`),
+    );
+  const blockers = found.filter((row) => row.blocked).map((row) => row.id);
+  if (blockers.length > 0) {
+    throw new ApiError(
+      "recipient_blocked",
+      blockers.map((id) => `memberIds: user ${id} does not accept messages from you`),
+    );
+  }
 }
 
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
@@ -252,7 +229,13 @@ export function chatPageQuery(
     .limit(take);
 }
 
-/** The page's rows and its chats' members, for one batch (the members select the page by the same query). Exposed for EXPLAIN. */
+/** How many members each chat of the list shows (the rest: `memberCount`, and the full list on GET /chats/{chatId}). */
+export const MEMBER_PREVIEW = 5;
+
+/**
+ * The page's rows and the first MEMBER_PREVIEW members of each of its chats (by joining order),
+ * for one batch, so the answer's size is bounded whatever the groups hold. Exposed for EXPLAIN.
+ */
 export function chatListQueries(
   db: Database,
   userId: Param<string>,
@@ -266,11 +249,24 @@ export function chatListQueries(
     .where(chatPageWhere(userId, after))
     .orderBy(...chatPageOrder)
     .limit(take);
-  const members = db
-    .select()
+  const ranked = db
+    .select({
+      chatId: chatMembers.chatId,
+      userId: chatMembers.userId,
+      role: chatMembers.role,
+      joinedAt: chatMembers.joinedAt,
+      rank: sql<number>`row_number() OVER (PARTITION BY ${chatMembers.chatId} ORDER BY ${chatMembers.joinedAt}, ${chatMembers.userId})`.as(
+        "rank",
+      ),
+    })
     .from(chatMembers)
     .where(inArray(chatMembers.chatId, pageChatIds))
-    .orderBy(asc(chatMembers.joinedAt), asc(chatMembers.userId));
+    .as("ranked");
+  const members = db
+    .select({ chatId: ranked.chatId, userId: ranked.userId, role: ranked.role, joinedAt: ranked.joinedAt })
+    .from(ranked)
+    .where(sql`${ranked.rank} <= ${MEMBER_PREVIEW}`)
+    .orderBy(asc(ranked.chatId), asc(ranked.rank));
   return [chatPageQuery(db, userId, after, take), members] as const;
 }
 
@@ -283,6 +279,10 @@ const preparedChatList = preparedPerDatabase((db) => {
   return { first: prepare(undefined), after: prepare({ a: sql.placeholder("a"), c: sql.placeholder("c") }) };
 });
 
+/**
+ * The caller's chats from the directory (one batch), each with a preview of its members (the
+ * first MEMBER_PREVIEW by joining order) and `memberCount`: a page of 100 full groups stays small.
+ */
 export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
   const prepared = preparedChatList(db);
@@ -297,8 +297,11 @@ export async function listChats(db: Database, userId: string, limit: number, cur
     (row) => row,
     (row) => ({ a: row.chat.lastActivityAt, c: row.chat.id }),
   );
-  const members = new Map<string, ChatMemberRow[]>();
-  for (const row of memberRows) members.set(row.chatId, [...(members.get(row.chatId) ?? []), row]);
+  const members = new Map<string, ChatMember[]>();
+  for (const row of memberRows) {
+    const member: ChatMember = { userId: row.userId, role: row.role, joinedAt: new Date(row.joinedAt).toISOString() };
+    members.set(row.chatId, [...(members.get(row.chatId) ?? []), member]);
+  }
   const items = page.items.map(({ chat, lastReadSeq }) =>
     toChat(
       chat,
@@ -310,14 +313,6 @@ export async function listChats(db: Database, userId: string, limit: number, cur
   return { items, nextCursor: page.nextCursor };
 }
 
-function assertGroup(chat: ChatRow) {
-  if (chat.type === "direct") {
-    throw new ApiError("validation_failed", [
-      "chatId: a direct chat always has exactly its two people; create a group chat instead",
-    ]);
-  }
-}
-
 /**
  * 409 `group_full`: a group holds at most `MAX_GROUP_MEMBERS` people (its owner included), which
  * bounds what one change costs to announce and one system message to fan out.
@@ -326,90 +321,57 @@ function groupFull(maxMembers: number, detail: string): ApiError {
   return new ApiError("group_full", [`${detail}: a group chat holds at most ${maxMembers} members`]);
 }
 
-/** 403 `recipient_blocked`: these users blocked the caller, who may not put them in a group. */
-function groupBlocked(field: string, blockerIds: string[]): ApiError {
-  return new ApiError(
-    "recipient_blocked",
-    blockerIds.map((id) => `${field}: user ${id} does not accept messages from you`),
-  );
+/** Display names from the directory (for system messages), by id; "Someone" for an id with no account. */
+async function namesOf(db: Database, ids: readonly string[], blockerOf?: string) {
+  const rows = await db
+    .select({
+      id: users.id,
+      displayName: users.displayName,
+      status: users.status,
+      blocked: hasBlockedSql(sql`${users.id}`, blockerOf ?? "").as("blocked"),
+    })
+    .from(users)
+    .where(inArray(users.id, [...new Set(ids)]));
+  const row = (id: string) => rows.find((r) => r.id === id);
+  return { known: (id: string) => row(id) !== undefined, name: (id: string) => row(id)?.displayName ?? "Someone", row };
 }
 
 /**
- * Adds `userId` to a group chat; the owner only. A user who blocked the caller: 403
- * `recipient_blocked`. Adding a current member changes nothing (200 with the chat). A group at
- * `maxMembers` is 409 `group_full`: the count is a condition of the insert itself, so two adds
- * racing for the last place cannot both win. The directory decides; the chat object then takes
- * the member in with its system message (pushed by the object), and a repeat converges an object
- * that missed an earlier add. Returns the chat as the caller sees it.
+ * Adds `userId` to a group chat, decided by the chat's object (roster.ts): the owner only (403),
+ * a user who blocked the caller (403 `recipient_blocked`), a full group (409 `group_full`, the
+ * place held in the chat so two adds racing for the last place cannot both win), the user's caps
+ * (409 `chat_limit_reached`, counted by the user's object). Adding a current member changes
+ * nothing (200 with the chat). The directory is read only for names and whether the user exists.
  */
 export async function addMember(
   env: Env,
   db: Database,
   chatId: string,
   callerId: string,
-  add: { userId: string; maxMembers: number },
+  add: { userId: string; limits: MemberLimits },
 ): Promise<Chat> {
-  const { userId, maxMembers } = add;
-  const { chat, member } = await requireMember(db, chatId, callerId);
-  assertGroup(chat);
-  if (member.role !== "owner") throw new ApiError("insufficient_permissions", ["Only the owner of the group adds members"]);
-  const actor = await assertActiveUser(db, callerId);
-  const found = await db
-    .select({
-      user: users,
-      blocked: hasBlockedSql(userId, callerId).as("blocked"),
-      online: isConnectedSql(users.id).as("online"),
-    })
-    .from(users)
-    .where(eq(users.id, userId))
-    .get();
-  if (!found) throw new ApiError("user_not_found", [`No user with id ${userId}`]);
-  if (found.blocked) throw groupBlocked("userId", [userId]);
-  const now = Date.now();
-  const [inserted, present] = await db.batch([
-    insertWhere(
-      db,
-      chatMembers,
-      {
-        chatId,
-        userId,
-        role: "member",
-        // History stays readable; only what follows the joining counts as unread.
-        lastReadSeq: sql`(SELECT ${chats.lastSeq} FROM ${chats} WHERE ${chats.id} = ${chatId})`,
-        joinedAt: now,
-        lastActivityAt: now,
-      },
-      undefined,
-      sql`(SELECT count(*) FROM ${chatMembers} WHERE ${chatMembers.chatId} = ${chatId}) < ${maxMembers}`,
-    )
-      .onConflictDoNothing()
-      .returning({ userId: chatMembers.userId }),
-    db
-      .select({ userId: chatMembers.userId })
-      .from(chatMembers)
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
-  ]);
-  if (inserted.length === 0 && present.length === 0) throw groupFull(maxMembers, "userId");
-  const joining = {
+  const { userId, limits } = add;
+  const names = await namesOf(db, [callerId, userId], callerId);
+  const cmd = {
+    chatId,
+    actorId: callerId,
     userId,
-    role: "member" as const,
-    joinedAt: now,
-    lastReadSeq: 0,
-    suspended: found.user.status === "suspended",
-    online: Boolean(found.online),
+    userKnown: names.known(userId),
+    blockedActor: Boolean(names.row(userId)?.blocked),
+    actorSuspended: names.row(callerId)?.status === "suspended",
+    content: `${names.name(callerId)} added ${names.name(userId)}`,
+    at: Date.now(),
+    limits,
   };
-  const content = `${actor.displayName} added ${found.user.displayName}`;
-  await answer(
-    chatStub(env, chatId).changeMembers(chatId, { kind: "add", member: joining, actorId: callerId, content, at: now }),
-  );
-  return getChat(env, chatId, callerId);
+  return answer(chatStub(env, chatId).addMember(cmd));
 }
 
 /**
- * Removes `userId` from a group chat: the owner removes anyone, a member removes only themself
- * (leaving). If the owner leaves, the longest-standing member becomes owner in the same batch.
- * The chat object then lets the member go with its system message, pushed to the remaining
- * members and to the removed user (their other devices, or the owner's decision).
+ * Removes `userId` from a group chat, in the chat's object: the owner removes anyone, a member
+ * removes only themself (leaving); an owner who leaves hands the group to the longest-standing
+ * member. From the answer on, the removed user reads nothing new, sends nothing and gets no frame
+ * of the chat; the directory's index follows within a second. A repeat answers 200 again and
+ * finishes what an earlier attempt left owed.
  */
 export async function removeMember(
   env: Env,
@@ -418,44 +380,15 @@ export async function removeMember(
   callerId: string,
   userId: string,
 ): Promise<MembershipRemoval> {
-  const { chat, member } = await requireMember(db, chatId, callerId);
-  assertGroup(chat);
-  const leaving = userId === callerId;
-  if (!leaving && member.role !== "owner") {
-    throw new ApiError("insufficient_permissions", ["Only the owner of the group removes other members; anyone may leave"]);
-  }
-  const [deleted, , owners, names] = await db.batch([
-    db
-      .delete(chatMembers)
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId)))
-      .returning(),
-    db
-      .update(chatMembers)
-      .set({ role: "owner" })
-      .where(
-        and(
-          eq(chatMembers.chatId, chatId),
-          sql`${chatMembers.userId} = (SELECT user_id FROM chat_members WHERE chat_id = ${chatId} ORDER BY joined_at, user_id LIMIT 1)`,
-          sql`NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = ${chatId} AND role = 'owner')`,
-        ),
-      ),
-    db
-      .select({ userId: chatMembers.userId })
-      .from(chatMembers)
-      .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.role, "owner"))),
-    db
-      .select({ id: users.id, displayName: users.displayName })
-      .from(users)
-      .where(inArray(users.id, [callerId, userId])),
-  ]);
-  const removed = deleted[0];
-  if (!removed) throw new ApiError("user_not_found", [`userId: ${userId} is not a member of this chat`]);
-  const nameOf = (id: string) => names.find((row) => row.id === id)?.displayName ?? "Someone";
-  const content = leaving ? `${nameOf(callerId)} left` : `${nameOf(callerId)} removed ${nameOf(userId)}`;
-  const ownerId = owners[0]?.userId ?? null;
-  const change = { kind: "remove" as const, userId, actorId: callerId, content, newOwnerId: ownerId, at: Date.now() };
-  await answer(chatStub(env, chatId).changeMembers(chatId, change));
-  return { chatId, userId, ownerId };
+  const names = await namesOf(db, [callerId, userId]);
+  const cmd = {
+    chatId,
+    actorId: callerId,
+    userId,
+    names: { actor: names.name(callerId), user: names.name(userId) },
+    at: Date.now(),
+  };
+  return answer(chatStub(env, chatId).removeMember(cmd));
 }
 
 /**

@@ -7,14 +7,14 @@ import { ApiError } from "../lib/errors";
 import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency";
 
 /**
- * Where a caller's `Idempotency-Key`s are registered, so a key names one request of its caller
- * across every endpoint (API.md §1):
+ * Where a caller's `Idempotency-Key`s are registered (API.md §1: one scope for the caller's
+ * transfers, one per admin for grants, one per chat for the caller's sends; across scopes a key
+ * is not compared):
  * - transfers and admin grants register theirs in D1 (`idempotency_keys`, one row per caller and
  *   key, `outcome_in` naming the wallet that keeps the outcome) in the pre-check batch they run
  *   anyway (`walletKeyRegistration`);
- * - message sends register theirs in the caller's wallet object (durable-objects/wallet/
- *   send-gate.ts), which also refuses a key its transfers used; the send's outcome is stored in
- *   its chat object with the message. A send reads no D1 (docs/chats.md, "Keys").
+ * - message sends keep theirs only in the chat they go to, with the message (docs/chats.md,
+ *   "Keys"): a send reads no D1 and registers nothing here.
  */
 
 /**

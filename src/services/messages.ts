@@ -1,24 +1,22 @@
 import { z } from "zod";
 import type { Database } from "../db/client";
-import type { SendAnswer, SendKey, SendResult } from "../durable-objects/chat/chat-types";
+import type { SendAnswer, SendCommand, SendKey } from "../durable-objects/chat/chat-types";
 import type { TransferMessage } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { Config } from "../lib/config";
 import { decodeCursor, toPage } from "../lib/cursor";
-import { ApiError, type Outcome, unwrap } from "../lib/errors";
+import { directChatIdOf } from "../lib/direct-chat";
+import { ApiError, type Outcome, type Refusal, unwrap } from "../lib/errors";
 import { ID_PATTERN } from "../lib/ids";
-import { log } from "../lib/log";
-import type { RateLimitDecision } from "../lib/sliding-window";
 import type { Message } from "../schemas/message";
-import { answer, chatOfMessageId, chatStub } from "./chat-objects";
-import { knownDirectChat, openDirectChat } from "./chats";
+import { answer, chatStub, chatsOfMessageId } from "./chat-objects";
+import { memberLimitsOf, openDirectChat } from "./chats";
 
 /**
  * Messages, through their chat objects (durable-objects/chat/): a send, a page, an edit or a
- * delete is one call to the chat's object, and no D1 round trip on its way (docs/chats.md). A
- * send first passes through its sender's object (the key registry and the per-minute limit,
- * wallet/send-gate.ts): the two object calls replace the limiter call and the D1 batch a send made
- * before.
+ * delete is one call to the chat's object and no D1 query (docs/chats.md). The chat decides a
+ * send whole: a stored outcome of the key first, then membership, suspension and block facts,
+ * its per-chat limit, the append, and the key's outcome stored with the message.
  */
 
 /** Who sends, with which key: what every send needs from its request. */
@@ -31,39 +29,25 @@ export type SendContext = {
   key: SendKey | null;
 };
 
-/** A send's reply: the exact response (a replay's stored bytes), and the rate-limit decision to report. */
-export type SendReply = SendAnswer & { rateLimit: RateLimitDecision | null };
+/** A send's reply: the exact response (a replay's stored bytes), with the rate-limit decision of a counted send. */
+export type SendReply = SendAnswer;
+
+type Text = { content: string; replyToMessageId: string | null; clientMessageId: string | null };
 
 /**
- * A text message, through the sender's object (its key registry, its limit: a replay of a key it
- * knows is never counted or limited) and then the chat's. `chatOf` finds the chat after the key
- * is registered, so a used key answers first (API.md §1); a send refused after that (by `chatOf`
- * or by the chat) gives its key back, so a corrected retry runs.
+ * One call to the chat. A send whose call fails (a 5xx, the object unreachable) stored nothing,
+ * since the key's outcome is written in the transaction of the message it answers: a corrected
+ * retry with the same key runs.
  */
-async function sendThrough(
-  ctx: SendContext,
-  target: string,
-  chatOf: () => Promise<string>,
-  text: { content: string; replyToMessageId: string | null; clientMessageId: string | null },
-): Promise<SendReply> {
-  const sender = walletStub(ctx.env, ctx.userId);
-  const gate = unwrap(await sender.admitSend({ key: ctx.key, target, ratePerMinute: ctx.config.rateLimits.messagesPerMinute }));
-  const release = async () => {
-    if (gate.claim !== "new" || !ctx.key) return;
-    const { key, fingerprint } = ctx.key;
-    await sender.releaseSendKey(key, fingerprint).catch((error) => log.warn("messages.key_release_failed", { error }));
+async function sendInto(ctx: SendContext, chatId: string, text: Text) {
+  const cmd: SendCommand = {
+    chatId,
+    senderId: ctx.userId,
+    ...text,
+    key: ctx.key,
+    ratePerMinute: ctx.config.rateLimits.messagesPerMinute,
   };
-  let result: SendResult;
-  try {
-    const chatId = await chatOf();
-    result = await chatStub(ctx.env, chatId).send({ chatId, senderId: ctx.userId, ...text, key: ctx.key, refusal: null });
-  } catch (error) {
-    // Refused before the chat ran it: nothing of this send happened. Anything else may have.
-    if (error instanceof ApiError) await release();
-    throw error;
-  }
-  if (!result.ok) await release();
-  return { ...unwrap(result), rateLimit: gate.rateLimit };
+  return chatStub(ctx.env, chatId).send(cmd);
 }
 
 /** v2: a text message into a chat you are a member of (the chat object's rules: posting.ts). */
@@ -77,20 +61,22 @@ export async function sendChatMessage(
     replyToMessageId: input.replyToMessageId ?? null,
     clientMessageId: input.clientMessageId ?? null,
   };
-  return sendThrough(ctx, `chat:${input.chatId}`, async () => input.chatId, text);
+  return unwrap(await sendInto(ctx, input.chatId, text));
 }
 
 /**
- * v1: a text message to a user, in your direct chat with them. A known pair goes straight to its
- * chat object; a pair with no chat yet opens one first (the directory's checks: the recipient
- * exists, you are active, they have not blocked you).
+ * v1: a text message to a user, in your direct chat with them, whose id comes from the pair (no
+ * lookup). A pair with no chat yet opens one first (the directory's checks: the recipient exists,
+ * you are active, they have not blocked you; both people's caps), then sends.
  */
 export async function sendDirectMessage(ctx: SendContext, recipientId: string, content: string): Promise<SendReply> {
-  const chatOf = async () => {
-    if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
-    return (await knownDirectChat(ctx.db, ctx.userId, recipientId)) ?? (await openDirectChat(ctx.db, ctx.userId, recipientId));
-  };
-  return sendThrough(ctx, `direct:${recipientId}`, chatOf, { content, replyToMessageId: null, clientMessageId: null });
+  if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
+  const chatId = await directChatIdOf(ctx.userId, recipientId);
+  const text = { content, replyToMessageId: null, clientMessageId: null };
+  const first = await sendInto(ctx, chatId, text);
+  if (first.ok || first.code !== "chat_not_found") return unwrap(first);
+  await openDirectChat(ctx.env, ctx.db, ctx.userId, recipientId, memberLimitsOf(ctx.config));
+  return unwrap(await sendInto(ctx, chatId, text));
 }
 
 /**
@@ -163,26 +149,28 @@ type Rewrite = (chat: ReturnType<typeof chatStub>, chatId: string) => Promise<Ou
 
 /**
  * Edits or deletes by message id (checked by the chat object in API.md's order: 404, 403, 409).
- * The id's route tag names the chat of every message a chat object wrote; the only others are
- * transfers' messages (the id is the transfer id: the caller's wallet knows its chat).
+ * The id's route tag names the chat of every message a chat object wrote (a tag drawn twice, a
+ * 1-in-2^48 accident, names each of its chats in turn); a transfer's message keeps the transfer's
+ * id, whose chat the caller's wallet knows (or the pair's, derived).
  */
 async function rewrite(env: Env, db: Database, userId: string, messageId: string, write: Rewrite): Promise<Message> {
   const notFound = new ApiError("message_not_found", [`No message ${messageId} in your chats`]);
-  const tagged = await chatOfMessageId(db, messageId);
-  if (tagged) {
-    const result = await write(chatStub(env, tagged), tagged);
+  const tried = new Set<string>();
+  for (const chatId of await chatsOfMessageId(db, messageId)) {
+    tried.add(chatId);
+    const result = await write(chatStub(env, chatId), chatId);
     if (result.ok || result.code !== "message_not_found") return unwrap(result);
   }
-  const chatId = await untaggedChatOf(env, db, userId, messageId);
-  if (!chatId || chatId === tagged) throw notFound;
+  const chatId = await transferChatOf(env, userId, messageId);
+  if (!chatId || tried.has(chatId)) throw notFound;
   return unwrap(await write(chatStub(env, chatId), chatId));
 }
 
-/** The chat of a message whose id carries no route tag: one of the caller's transfers (its id is the transfer id). */
-async function untaggedChatOf(env: Env, db: Database, userId: string, messageId: string): Promise<string | null> {
+/** The chat of one of the caller's transfers' messages (its id is the transfer id), or null. */
+async function transferChatOf(env: Env, userId: string, messageId: string): Promise<string | null> {
   const transfer = await walletStub(env, userId).transferChat(messageId);
   if (!transfer) return null;
-  return transfer.chatId ?? knownDirectChat(db, userId, transfer.counterpartyId);
+  return transfer.chatId ?? directChatIdOf(userId, transfer.counterpartyId);
 }
 
 /** Edits your own text message (a suspended sender cannot: 403 `account_suspended`, after the checks). */

@@ -13,7 +13,7 @@ import { publishTransferEvent } from "./transfer-events";
  */
 export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
   return {
-    directChat: (senderId, recipientId, at) => transferDirectChat(createDb(env.DB), senderId, recipientId, at),
+    directChat: (senderId, recipientId, at) => transferDirectChat(env, senderId, recipientId, at),
     postTransferMessages: (messages) => postCreditTransferMessages(env, messages),
     announce: (event) => publishTransferEvent(env, waitUntil, event),
     recipient: (userId) => walletStub(env, userId),

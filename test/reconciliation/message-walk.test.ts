@@ -1,10 +1,12 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client";
+import { getConfig } from "../../src/lib/config";
 import { newId } from "../../src/lib/ids";
-import { chatStub } from "../../src/services/chat-objects";
-import { findOrCreateDirectChat, knownDirectChat } from "../../src/services/chats";
+import { chatStub, newRouteTag } from "../../src/services/chat-objects";
+import { createDirectChat, knownDirectChat, memberLimitsOf } from "../../src/services/chats";
 import { directKeyOf } from "../../src/services/membership";
+import { Budget } from "../../src/services/reconciliation/budget";
 import { settledBefore } from "../../src/services/reconciliation/checks";
 import {
   d1MessageTotals,
@@ -12,6 +14,7 @@ import {
   memoryMessageTotals,
   walkChatPage,
 } from "../../src/services/reconciliation/message-totals";
+import { messagesOfTransfers } from "../../src/services/reconciliation/transfer-messages";
 import { seedWalletUser } from "../support/wallets";
 import { sent } from "./support";
 
@@ -41,7 +44,7 @@ describe("chats that carry transfers", () => {
     await sent(a, b, 3);
     expect(await carries(a.id, b.id)).toBe(1);
     // A pair that talked first: its chat exists, unmarked, until one of them pays the other.
-    await findOrCreateDirectChat(createDb(env.DB), c.id, d.id);
+    await createDirectChat(env, createDb(env.DB), c.id, d.id, memberLimitsOf(getConfig(env)));
     expect(await carries(c.id, d.id)).toBe(0);
     await sent(d, c, 4);
     expect(await carries(c.id, d.id)).toBe(1);

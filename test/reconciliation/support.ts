@@ -129,7 +129,7 @@ export async function dropEntry(userId: string, transferId: string, kind: "trans
  * transfer is behind it; its id (the transfer id).
  */
 export async function craftTransferMessage(senderId: string, recipientId: string, transferId: string, amount: number) {
-  const chatId = await transferDirectChat(createDb(env.DB), senderId, recipientId, Date.now());
+  const chatId = await transferDirectChat(env, senderId, recipientId, Date.now());
   const appended = await answer(
     chatStub(env, chatId).appendTransfers(chatId, [
       { transferId, messageId: transferId, senderId, recipientId, amount, note: null, createdAt: Date.now() },

@@ -1,5 +1,11 @@
 import { ChatObject } from "../../src/durable-objects/chat/chat-do";
-import type { TransferAppend } from "../../src/durable-objects/chat/chat-types";
+import type {
+  RemovedMember,
+  RemoveMember,
+  SendCommand,
+  SendResult,
+  TransferAppend,
+} from "../../src/durable-objects/chat/chat-types";
 import type { Outcome } from "../../src/lib/errors";
 import type { Message } from "../../src/schemas/message";
 import { chatEffects } from "../../src/services/chat-effects";
@@ -7,10 +13,18 @@ import { chatEffects } from "../../src/services/chat-effects";
 /**
  * The chat fault switch (one per test isolate: the objects run in the suites' isolate). A suite
  * sets `failTransferAppends` to make every chat object refuse the transfer messages it matches, as
- * a chat that is down would, and clears it afterwards.
+ * a chat that is down would; `failSends` / `failRemovals` make a send or a removal throw, before
+ * the chat ran it (`"before"`) or after it committed (`"after"`: the answer lost on the way back).
+ * Each suite clears them afterwards.
  */
-export const chatFaults: { failTransferAppends: ((transfer: TransferAppend) => boolean) | null } = {
+export const chatFaults: {
+  failTransferAppends: ((transfer: TransferAppend) => boolean) | null;
+  failSends: ((cmd: SendCommand) => "before" | "after" | null) | null;
+  failRemovals: ((cmd: RemoveMember) => "before" | "after" | null) | null;
+} = {
   failTransferAppends: null,
+  failSends: null,
+  failRemovals: null,
 };
 
 /** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
@@ -23,6 +37,22 @@ export class TestChatDO extends ChatObject {
     const fail = chatFaults.failTransferAppends;
     if (fail && transfers.some(fail)) throw new Error("injected chat failure: transfer message refused");
     return super.appendTransfers(chatId, transfers);
+  }
+
+  override async send(cmd: SendCommand): Promise<SendResult> {
+    const when = chatFaults.failSends?.(cmd) ?? null;
+    if (when === "before") throw new Error("injected chat failure: send");
+    const result = await super.send(cmd);
+    if (when === "after") throw new Error("injected chat failure: send answered, answer lost");
+    return result;
+  }
+
+  override async removeMember(cmd: RemoveMember): Promise<Outcome<RemovedMember>> {
+    const when = chatFaults.failRemovals?.(cmd) ?? null;
+    if (when === "before") throw new Error("injected chat failure: removal");
+    const result = await super.removeMember(cmd);
+    if (when === "after") throw new Error("injected chat failure: removal done, answer lost");
+    return result;
   }
 }
 

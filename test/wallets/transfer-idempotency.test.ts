@@ -146,23 +146,22 @@ describe("Idempotency-Key on credit transfers", () => {
   });
 });
 
-describe("Idempotency-Key scope is the caller across endpoints", () => {
+describe("Idempotency-Key scopes (API.md §1): transfers, each chat's sends, an admin's grants", () => {
   const sendV2 = (token: string, body: unknown, key: string) =>
     call("POST", "/api/v2/messages", { token, body, headers: { "Idempotency-Key": key }, vars: NO_RATE_LIMIT });
 
-  it("a key used by a transfer is 409 on a later message send, which posts nothing", async () => {
+  it("a key used by a transfer is not compared on a message send (another scope): the send runs, the transfer still replays", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     const sent = await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-1" });
     expect(sent.status).toBe(201);
     const chatId = sent.json.data.chatId;
-    // Answered at once (no wait for an "in progress" key), and repeatedly.
-    for (let i = 0; i < 2; i++) {
-      expectError(await sendV2(alice.token, { chatId, content: "hi" }, "x-1"), 409, "idempotency_key_reused");
-    }
+    const posted = await sendV2(alice.token, { chatId, content: "hi" }, "x-1");
+    expect(posted.status).toBe(201);
+    expect(posted.headers.get("Idempotent-Replayed")).toBeNull();
     const list = await call("GET", `/api/v1/messages/chat/${chatId}`, { token: alice.token });
-    expect(list.json.data.items).toHaveLength(1);
-    // The transfer itself still replays.
+    expect(list.json.data.items).toHaveLength(2);
+    // The transfer itself still replays, and moved credits once.
     const replay = await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-1" });
     expect(replay.status).toBe(201);
     expect(replay.text).toBe(sent.text);
@@ -170,15 +169,17 @@ describe("Idempotency-Key scope is the caller across endpoints", () => {
     expect(await balanceOf(alice.id)).toBe(90);
   });
 
-  it("a key used by a message send is 409 on a later transfer, which moves nothing", async () => {
+  it("a key used by a message send is not compared on a transfer (another scope): the transfer runs once", async () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     const chat = await call("POST", "/api/v1/chats", { token: alice.token, body: { type: "direct", memberId: bob.id } });
     const posted = await sendV2(alice.token, { chatId: chat.json.data.id, content: "hi" }, "x-2");
     expect(posted.status).toBe(201);
-    expectError(await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-2" }), 409, "idempotency_key_reused");
-    expect(await balanceOf(alice.id)).toBe(100);
-    expect(await rowsOf(alice.id, "SELECT * FROM transfers_out")).toEqual([]);
+    const paid = await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-2" });
+    expect(paid.status).toBe(201);
+    expect((await transfer(alice.token, { recipientId: bob.id, amount: 10 }, { key: "x-2" })).text).toBe(paid.text);
+    expect(await balanceOf(alice.id)).toBe(90);
+    expect(await rowsOf(alice.id, "SELECT transfer_id FROM transfers_out")).toHaveLength(1);
   });
 
   it("an admin's grant key is theirs across users and endpoints", async () => {

@@ -165,16 +165,4 @@ export class Log {
     invariant(row, `message ${messageId} vanished during its update`);
     return row;
   }
-
-  /** Stores legacy messages moved from D1 as they were (their seq and id); rows already here are left as they are. */
-  importRows(rows: readonly ChatMessageRow[]): number {
-    let inserted = 0;
-    for (const row of rows) {
-      const done = this.db.insert(messages).values(row).onConflictDoNothing().returning({ seq: messages.seq }).get();
-      if (!done) continue;
-      inserted += 1;
-      if (row.type === "credit_transfer") this.countTransfer(row);
-    }
-    return inserted;
-  }
 }

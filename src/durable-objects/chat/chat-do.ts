@@ -1,7 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/durable-sqlite";
 import { type Outcome, refuse } from "../../lib/errors";
-import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { log } from "../../lib/log";
 import type { Chat } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
@@ -9,15 +8,16 @@ import type { RealtimeEvent } from "../../schemas/realtime";
 import { Log } from "./append";
 import { type ChatMessageRow, type ChatMeta, chatSchema, migrate } from "./chat-schema";
 import type {
+  AddMember,
   ChatFact,
   ChatTransferMessages,
   ChatTransferTotals,
-  LegacyMarker,
-  LegacyProgress,
-  LegacySendKey,
+  CreatedChat,
   MarkerAnswer,
-  MemberChange,
+  NewChat,
   PageRequest,
+  RemovedMember,
+  RemoveMember,
   SendCommand,
   SendResult,
   TransferAppend,
@@ -25,9 +25,9 @@ import type {
 } from "./chat-types";
 import type { ChatEffects } from "./effects";
 import { SendKeys } from "./keys";
-import { Legacy } from "./legacy";
-import { chatNotFound, Members, toChatMember } from "./members";
+import { chatNotFound, Members } from "./members";
 import { messageOf, Posting } from "./posting";
+import { ADMISSION_TIMEOUT_MS, Roster } from "./roster";
 import { SUMMARY_FLUSH_MS, Summary } from "./summary";
 import { TransferReads } from "./transfer-reads";
 
@@ -39,9 +39,10 @@ export type ChatWiring = { effects: ChatEffects; now?: () => number };
  *
  *   append.ts   the log: seq, message ids, the only writer of messages and transfer totals
  *   members.ts  who may read and send, markers, suspension, blocks, presence
- *   posting.ts  the rules of a send, a transfer's message, an edit, a marker, a member change
- *   keys.ts     stored outcomes of keyed sends     summary.ts  the D1 directory row, coalesced
- *   legacy.ts   the chat's beginning (a snapshot of the D1 directory)
+ *   roster.ts   who is in: creation, adds, removals, handover (the owner of membership)
+ *   posting.ts  the rules of a send, a transfer's message, an edit, a read, a marker
+ *   keys.ts     stored outcomes of keyed sends, scoped by sender
+ *   summary.ts  the outbox: the D1 directory row and membership index, the users' chat counts
  *   transfer-reads.ts   what reconciliation reads of the transfer messages
  *
  * Every write runs in one `transactionSync` with the checks that allowed it, so a send is one
@@ -52,7 +53,7 @@ export class ChatObject extends DurableObject<Env> {
   private readonly members: Members;
   private readonly keys: SendKeys;
   private readonly posting: Posting;
-  private readonly legacy: Legacy;
+  private readonly roster: Roster;
   private readonly summary: Summary;
   private readonly transfers: TransferReads;
   private readonly effects: ChatEffects;
@@ -60,12 +61,14 @@ export class ChatObject extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /**
    * Whether this object holds a chat's schema. An object is created by any call naming it (a
-   * random chat id in a URL, say); it writes nothing until the directory confirms the chat, so
-   * such calls leave no storage behind.
+   * random chat id in a URL, say); only `create` writes a chat, so other calls to an object whose
+   * chat was never created answer chat_not_found and leave no storage behind.
    */
   private hasSchema: boolean;
   /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
   private onlineEpoch = 0;
+  /** The creation in progress, if any (`create`). */
+  private creating: Promise<Outcome<CreatedChat>> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env, wiring: ChatWiring) {
     super(ctx, env);
@@ -75,10 +78,10 @@ export class ChatObject extends DurableObject<Env> {
     this.members = new Members(db);
     this.log = new Log(db, this.members);
     this.keys = new SendKeys(db);
-    this.posting = new Posting(this.log, this.members, this.keys);
-    this.legacy = new Legacy(db, this.log, this.members);
-    this.summary = new Summary(db, this.log, this.members, this.effects);
+    this.posting = new Posting(this.log, this.members, this.keys, ctx.storage.kv);
+    this.roster = new Roster(db, this.log, this.members);
     this.transfers = new TransferReads(db);
+    this.summary = new Summary(db, this.log, this.members, this.roster, this.transfers, this.effects);
     this.hasSchema = schemaExists(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       if (this.hasSchema) migrate(ctx.storage);
@@ -88,28 +91,80 @@ export class ChatObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------------ beginning
 
-  /** The chat, created from the directory on the first call of an object that has none; null: not this chat. */
-  private async meta(chatId: string): Promise<ChatMeta | null> {
+  /** The chat, or null: this object holds no chat (never created) or another one. */
+  private meta(chatId: string): ChatMeta | null {
     const meta = this.storedMeta();
-    if (meta) return meta.chatId === chatId ? meta : null;
-    const snapshot = await this.effects.loadSnapshot(chatId);
-    if (!snapshot) return null;
-    return this.ctx.storage.transactionSync(() => {
-      migrate(this.ctx.storage);
-      this.hasSchema = true;
-      return this.legacy.begin(snapshot);
-    });
+    return meta?.chatId === chatId ? meta : null;
   }
 
   private storedMeta(): ChatMeta | undefined {
     return this.hasSchema ? this.log.meta() : undefined;
   }
 
+  /**
+   * Creates the chat with its members, here first (chat-first: the directory and the users'
+   * objects follow from the outbox). Each member's object counts the chat first (409
+   * `chat_limit_reached`); a chat that exists already is answered as it is (`created: false`:
+   * a direct chat created twice, or a retry).
+   */
+  async create(cmd: NewChat): Promise<Outcome<CreatedChat>> {
+    // One creation at a time: a second (the other person, a transfer's message) waits for the
+    // first and answers what it made, in the order they came.
+    while (this.creating) await this.creating.catch(() => undefined);
+    if (this.storedMeta()) return this.created(cmd, false);
+    const creating = this.createNow(cmd);
+    this.creating = creating;
+    try {
+      return await creating;
+    } finally {
+      this.creating = null;
+    }
+  }
+
+  private async createNow(cmd: NewChat): Promise<Outcome<CreatedChat>> {
+    const facts = await this.effects.memberFacts(cmd.memberIds);
+    const admitted = await this.admitAll(cmd);
+    if (!admitted.ok) return admitted;
+    this.ctx.storage.transactionSync(() => {
+      migrate(this.ctx.storage);
+      this.hasSchema = true;
+      this.roster.create(cmd, facts);
+    });
+    await this.flushNow();
+    return this.created(cmd, true);
+  }
+
+  /**
+   * Each member's object counts the new chat (the creator first, as the owner of a group). On a
+   * refusal, those counted already are told to drop it (version 0: a count no chat confirmed).
+   */
+  private async admitAll(cmd: NewChat): Promise<Outcome<true>> {
+    const limits = cmd.limits && { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
+    const answers = await Promise.all(
+      cmd.memberIds.map((userId, i) => {
+        const role = cmd.type === "group" && i === 0 ? "owner" : "member";
+        return this.effects.admitMember(userId, { chatId: cmd.chatId, role, limits });
+      }),
+    );
+    const refusal = answers.find((answer) => !answer.ok);
+    if (!refusal) return { ok: true, value: true };
+    const release = cmd.memberIds.filter((_, i) => answers[i]?.ok).map((userId) => ({ userId, role: null, version: 0 }));
+    await this.effects.tellUsers(cmd.chatId, release).catch((error) => log.warn("chat.release_failed", { error }));
+    return refusal;
+  }
+
+  private created(cmd: NewChat, created: boolean): Outcome<CreatedChat> {
+    const meta = this.storedMeta();
+    if (meta?.chatId !== cmd.chatId) return chatNotFound(cmd.chatId);
+    const chat = this.viewOf(meta, cmd.createdBy);
+    return chat.ok ? { ok: true, value: { chat: chat.value, created } } : chat;
+  }
+
   // ------------------------------------------------------------------ writes
 
   async send(cmd: SendCommand): Promise<SendResult> {
-    const meta = await this.meta(cmd.chatId);
-    if (!meta) return cmd.refusal ?? chatNotFound(cmd.chatId);
+    const meta = this.meta(cmd.chatId);
+    if (!meta) return chatNotFound(cmd.chatId);
     const result = this.ctx.storage.transactionSync(() => this.posting.send(this.current(), cmd, this.now()));
     if (result.ok && result.value.status === 201 && !result.value.replayed && result.value.message) {
       this.changed([{ type: "message.created", data: result.value.message }]);
@@ -119,17 +174,21 @@ export class ChatObject extends DurableObject<Env> {
 
   /** Credited transfers' messages (the wallet's effects), keyed by transfer id; pushed by the transfer's announcement. */
   async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {
-    const meta = await this.meta(chatId);
+    const meta = this.meta(chatId);
     if (!meta) return chatNotFound(chatId);
+    const carried = this.transfers.carries();
     const posted = this.ctx.storage.transactionSync(() => this.posting.appendTransfers(this.current(), transfers));
     if (posted.some((p) => p.created)) this.changed([]);
+    // The chat's first transfer message: the directory marks the chat before this answers, so
+    // reconciliation, which walks the marked chats, cannot miss it (once per chat).
+    if (!carried && posted.some((p) => p.created)) await this.flushNow();
     return { ok: true, value: posted.map((p) => p.message) };
   }
 
   async edit(chatId: string, userId: string, messageId: string, content: string): Promise<Outcome<Message>> {
     return this.rewrite(chatId, userId, messageId, (row) => {
-      const suspended = this.members.get(userId)?.suspended;
-      if (suspended) return refuse("account_suspended", "This account is suspended: it can sign in and read, but not send");
+      const refusal = this.posting.refusalToEdit(userId);
+      if (refusal) return refusal;
       return { ok: true, value: this.log.update(row.id, { content, editedAt: this.now() }) };
     });
   }
@@ -148,7 +207,7 @@ export class ChatObject extends DurableObject<Env> {
     messageId: string,
     write: (row: ChatMessageRow) => Outcome<ChatMessageRow>,
   ): Promise<Outcome<Message>> {
-    const meta = await this.meta(chatId);
+    const meta = this.meta(chatId);
     if (!meta) return refuse("message_not_found", `No message ${messageId} in your chats`);
     const result = this.ctx.storage.transactionSync((): Outcome<Message> => {
       const current = this.current();
@@ -167,7 +226,7 @@ export class ChatObject extends DurableObject<Env> {
   }
 
   async markRead(chatId: string, userId: string, seq: number): Promise<Outcome<MarkerAnswer>> {
-    const meta = await this.meta(chatId);
+    const meta = this.meta(chatId);
     if (!meta) return chatNotFound(chatId);
     const result = this.ctx.storage.transactionSync(() => this.posting.markRead(this.current(), userId, seq));
     if (!result.ok) return result;
@@ -176,19 +235,54 @@ export class ChatObject extends DurableObject<Env> {
     return { ok: true, value: marker };
   }
 
-  /** A membership change the directory made; the system message it posts (null on a repeat), and `notify` extra users. */
-  async changeMembers(chatId: string, change: MemberChange): Promise<Outcome<Message | null>> {
-    const meta = await this.meta(chatId);
-    if (!meta) return chatNotFound(chatId);
-    const removedOnline = change.kind === "remove" && this.members.get(change.userId)?.online === true;
-    const row = this.ctx.storage.transactionSync(() => this.posting.changeMembers(this.current(), change));
-    if (!row) return { ok: true, value: null };
-    const message = messageOf(meta, row);
-    this.changed([{ type: "message.created", data: message }], removedOnline && change.kind === "remove" ? [change.userId] : []);
-    return { ok: true, value: message };
+  /**
+   * The owner adds `userId` (roster.ts's checks, then the user's object counts the chat: 409
+   * `chat_limit_reached`), with its system message; adding a member changes nothing. The chat as
+   * the owner sees it.
+   */
+  async addMember(cmd: AddMember): Promise<Outcome<Chat>> {
+    const meta = this.meta(cmd.chatId);
+    if (!meta) return chatNotFound(cmd.chatId);
+    const begun = this.ctx.storage.transactionSync(() => this.roster.beginAdd(this.current(), cmd, this.now()));
+    if (!begun.ok) return begun;
+    if (begun.value.already) return this.viewOf(this.current(), cmd.actorId);
+    // A place held by an add that never finishes (a crash between its steps) is given back by the alarm.
+    this.wakeAt(this.now() + ADMISSION_TIMEOUT_MS + 1);
+    const facts = await this.effects.memberFacts([cmd.userId]);
+    const limits = { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
+    let admitted: Outcome<true> | null = null;
+    try {
+      admitted = await this.effects.admitMember(cmd.userId, { chatId: cmd.chatId, role: "member", limits });
+    } finally {
+      // Also when the user's object could not be reached (null): the place is given back.
+      const ok = admitted === null ? null : admitted.ok;
+      const row = this.ctx.storage.transactionSync(() => this.roster.finishAdd(this.current(), cmd, facts, ok));
+      if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }]);
+      else this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
+    }
+    if (!admitted?.ok) return admitted ?? chatNotFound(cmd.chatId);
+    await this.flushNow();
+    return this.viewOf(this.current(), cmd.actorId);
   }
 
-  /** Facts pushed by the Worker (services/chat-facts.ts); an object that has no chat yet reads them from D1 when it starts. */
+  /**
+   * The owner removes `userId`, or `userId` leaves, with its system message, pushed to the
+   * remaining members and to the removed user. A repeat answers the same and finishes what an
+   * earlier attempt left owed (the directory's index, the user's count).
+   */
+  async removeMember(cmd: RemoveMember): Promise<Outcome<RemovedMember>> {
+    const meta = this.meta(cmd.chatId);
+    if (!meta) return chatNotFound(cmd.chatId);
+    const removedOnline = this.members.get(cmd.userId)?.online === true;
+    const result = this.ctx.storage.transactionSync(() => this.roster.remove(this.current(), cmd));
+    if (!result.ok) return result;
+    const { row, ownerId } = result.value;
+    if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }], removedOnline ? [cmd.userId] : []);
+    await this.flushNow(true);
+    return { ok: true, value: { chatId: cmd.chatId, userId: cmd.userId, ownerId } };
+  }
+
+  /** Facts pushed by the Worker (services/chat-facts.ts); a chat created later reads them when it is created. */
   applyFacts(facts: readonly ChatFact[]): void {
     if (!this.storedMeta()) return;
     this.ctx.storage.transactionSync(() => {
@@ -201,89 +295,44 @@ export class ChatObject extends DurableObject<Env> {
 
   /** A page of messages (a seq range: seqs have no gaps); 404 `chat_not_found` for a non-member. */
   async page(req: PageRequest): Promise<Outcome<Message[]>> {
-    const meta = await this.meta(req.chatId);
-    if (!meta || !this.members.get(req.userId)) return chatNotFound(req.chatId);
-    const [from, to] = pageRange(meta.lastSeq, req);
-    if (from > to) return { ok: true, value: [] };
-    const rows = await this.legacy.range(meta, from, to);
-    const ordered = req.order === "desc" ? rows.reverse() : rows;
-    return { ok: true, value: ordered.map((row) => messageOf(meta, row)) };
+    const meta = this.meta(req.chatId);
+    if (!meta) return chatNotFound(req.chatId);
+    return this.posting.page(meta, req);
   }
 
   /** The chat as `userId` sees it, current to the last commit (the directory's list lags up to a second). */
   async view(chatId: string, userId: string): Promise<Outcome<Chat>> {
-    const meta = await this.meta(chatId);
-    const member = meta && this.members.get(userId);
-    if (!meta || !member) return chatNotFound(chatId);
-    const [last] = meta.lastSeq > 0 ? await this.legacy.range(meta, meta.lastSeq, meta.lastSeq) : [];
-    return {
-      ok: true,
-      value: {
-        id: meta.chatId,
-        type: meta.type,
-        title: meta.title,
-        members: this.members.all().map(toChatMember),
-        lastMessage: last ? messageOf(meta, last) : null,
-        lastSeq: meta.lastSeq,
-        unreadCount: Math.max(0, meta.lastSeq - member.lastReadSeq),
-        createdAt: new Date(meta.createdAt).toISOString(),
-      },
-    };
+    const meta = this.meta(chatId);
+    return meta ? this.viewOf(meta, userId) : chatNotFound(chatId);
+  }
+
+  private viewOf(meta: ChatMeta, userId: string): Outcome<Chat> {
+    return this.posting.view(meta, userId);
   }
 
   /** Reconciliation: this chat's transfer messages summed per sender, those with a transfer id below `before` (null: all). */
   async transferTotals(chatId: string, before: string | null = null): Promise<ChatTransferTotals> {
-    const meta = await this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.totals(meta, before) : { senders: [], legacy: null }) };
+    const meta = this.meta(chatId);
+    return { chatId, ...(meta ? this.transfers.totals(before) : { senders: [], legacy: null }) };
   }
 
   /** Reconciliation: the messages of these transfers in this chat. */
   async transferMessagesByIds(chatId: string, transferIds: string[]): Promise<ChatTransferMessages> {
-    const meta = await this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.byTransferIds(meta, transferIds) : { messages: [], legacy: null }) };
+    const meta = this.meta(chatId);
+    return { chatId, ...(meta ? this.transfers.byTransferIds(transferIds) : { messages: [], legacy: null }) };
   }
 
   /** Reconciliation: a page of a member's transfer messages, sent or received, by transfer id. */
   async transferMessagesPage(chatId: string, query: TransferMessagePage): Promise<ChatTransferMessages> {
-    const meta = await this.meta(chatId);
-    return { chatId, ...(meta ? this.transfers.page(meta, query) : { messages: [], legacy: null }) };
+    const meta = this.meta(chatId);
+    return { chatId, ...(meta ? this.transfers.page(query) : { messages: [], legacy: null }) };
   }
 
   /** A message of this chat by id, for the Worker's lookups (null when it is not here). */
   async message(chatId: string, messageId: string): Promise<Message | null> {
-    const meta = await this.meta(chatId);
-    const row = meta ? await this.legacy.byId(meta, messageId) : undefined;
+    const meta = this.meta(chatId);
+    const row = meta ? this.log.byId(messageId) : undefined;
     return meta && row ? messageOf(meta, row) : null;
-  }
-
-  /** The migration Workflow: a page of this chat's D1 history, seq `from`..`to`. */
-  async importLegacy(chatId: string, from: number, to: number, rows: ChatMessageRow[]) {
-    const meta = await this.meta(chatId);
-    if (!meta) return null;
-    return this.ctx.storage.transactionSync(() => this.legacy.importPage(from, to, rows));
-  }
-
-  /** The migration Workflow's first call for a chat: the directory's markers moved forward, and how far its history has moved. */
-  async importMarkers(chatId: string, markers: readonly LegacyMarker[]): Promise<LegacyProgress | null> {
-    const meta = await this.meta(chatId);
-    if (!meta) return null;
-    const markersMoved = this.ctx.storage.transactionSync(() => this.legacy.importMarkers(markers));
-    const { legacyUpTo, importedUpTo } = this.current();
-    return { legacyUpTo, importedUpTo, markersMoved };
-  }
-
-  /** The migration Workflow: send keys of the old design whose messages are this chat's; how many were stored. */
-  async importSendKeys(chatId: string, keys: readonly LegacySendKey[]): Promise<number | null> {
-    const meta = await this.meta(chatId);
-    return meta ? this.storeLegacyKeys(meta, keys) : null;
-  }
-
-  private async storeLegacyKeys(meta: ChatMeta, keys: readonly LegacySendKey[]): Promise<number> {
-    const rows = await this.legacy.sendKeyRows(meta, keys, this.now());
-    const stored = this.ctx.storage.transactionSync(() => rows.filter((row) => this.keys.importLegacy(row)).length);
-    // The alarm expires them with the keys of this chat's own sends (keys.ts).
-    if (stored > 0) this.wakeAt(Math.min(...rows.map((row) => row.createdAt)) + IDEMPOTENCY_RETENTION_MS + 1);
-    return stored;
   }
 
   // ------------------------------------------------------------------ behind the answers
@@ -312,26 +361,29 @@ export class ChatObject extends DurableObject<Env> {
     void this.ctx.storage.setAlarm(at);
   }
 
-  /** The directory summary owed, then key expiry; wakes again for whichever comes first. */
+  /**
+   * Writes the outbox now, within the request that changed the membership (so the caller's chat
+   * list shows it at once); what fails stays owed and the alarm retries it. `usersToo`: the users'
+   * objects as well (a removal frees a place in the user's count at once); creations and adds
+   * leave them to the alarm (the counts were taken before the change: nothing waits on them).
+   */
+  private async flushNow(usersToo = false): Promise<void> {
+    const again = await this.summary.flush(this.now(), usersToo);
+    // Whatever is left (the users' objects, unless told here) goes with the alarm, soon after.
+    if (again !== null || !usersToo) this.wakeAt(again ?? this.now() + SUMMARY_FLUSH_MS);
+  }
+
+  /** The outbox owed, places held too long, then key expiry; wakes again for whichever comes first. */
   override async alarm(): Promise<void> {
     this.alarmAt = null;
     if (!this.hasSchema) return;
     const now = this.now();
+    const held = this.ctx.storage.transactionSync(() => this.roster.expireAdmissions(now));
     const flushAgain = await this.summary.flush(now);
     const expiry = this.ctx.storage.transactionSync(() => this.keys.expire(now));
-    const next = [flushAgain, expiry].filter((at): at is number => at !== null);
+    const next = [held, flushAgain, expiry].filter((at): at is number => at !== null);
     if (next.length > 0) this.wakeAt(Math.max(Math.min(...next), now + 1));
   }
-}
-
-/** A page's seq range [from, to] (clipped to 1..lastSeq); `take` rows at most. */
-export function pageRange(lastSeq: number, req: Pick<PageRequest, "order" | "seq" | "take">): [number, number] {
-  if (req.order === "asc") {
-    const from = (req.seq ?? 0) + 1;
-    return [from, Math.min(lastSeq, from + req.take - 1)];
-  }
-  const to = req.seq === null ? lastSeq : Math.min(lastSeq, req.seq - 1);
-  return [Math.max(1, to - req.take + 1), to];
 }
 
 /** Whether the object's SQLite already holds the chat schema (read-only: sqlite_master). */

@@ -13,7 +13,7 @@ import { applyMigrations } from "../object-migrations";
  * stored outcome per (caller, key).
  */
 
-/** The chat itself (one row): identity, the seq counter, legacy import progress, summary bookkeeping. */
+/** The chat itself (one row): identity, the seq counter, the outbox's bookkeeping. */
 export const chatRow = sqliteTable("chat", {
   id: integer("id").primaryKey(),
   chatId: text("chat_id").notNull(),
@@ -26,28 +26,66 @@ export const chatRow = sqliteTable("chat", {
   /** The highest seq given out: the next message takes `last_seq + 1` in the same transaction. */
   lastSeq: integer("last_seq").notNull(),
   lastActivityAt: integer("last_activity_at").notNull(),
-  /** Messages 1..legacy_up_to were written in D1 before this object existed (migration). */
-  legacyUpTo: integer("legacy_up_to").notNull(),
-  /** Legacy messages 1..imported_up_to are here; (imported_up_to, legacy_up_to] are still read from D1. */
-  importedUpTo: integer("imported_up_to").notNull(),
   /** The summary (last seq, message, activity) last written to the D1 directory row. */
   flushedSeq: integer("flushed_seq").notNull(),
   /** Bumped by every change the directory must learn (an edit of the last message, a member change). */
   summaryVersion: integer("summary_version").notNull(),
   flushedVersion: integer("flushed_version").notNull(),
+  /**
+   * The membership's version: bumped by every member change (creation, add, remove, handover) and
+   * stamped on the rows it changed, so the outbox (summary.ts) sends the directory and the users'
+   * objects each member's latest state, which they apply forward only.
+   */
+  indexVersion: integer("index_version").notNull().default(0),
+  /** The highest `index_version` the directory acknowledged. */
+  flushedIndexVersion: integer("flushed_index_version").notNull().default(0),
+  /** The highest `index_version` the users' objects acknowledged (told by the alarm, not by requests). */
+  toldIndexVersion: integer("told_index_version").notNull().default(0),
 });
 
-export const members = sqliteTable("members", {
+export const members = sqliteTable(
+  "members",
+  {
+    userId: text("user_id").primaryKey(),
+    role: text("role", { enum: ["owner", "member"] }).notNull(),
+    joinedAt: integer("joined_at").notNull(),
+    lastReadSeq: integer("last_read_seq").notNull(),
+    /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
+    flushedReadSeq: integer("flushed_read_seq").notNull(),
+    /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
+    suspended: integer("suspended", { mode: "boolean" }).notNull(),
+    /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
+    online: integer("online", { mode: "boolean" }).notNull(),
+    /** The chat's `index_version` of this member's last change (outbox: summary.ts). */
+    indexVersion: integer("index_version").notNull().default(0),
+  },
+  (t) => [index("members_joined").on(t.joinedAt, t.userId), index("members_index_version").on(t.indexVersion)],
+);
+
+/**
+ * Who left or was removed (and admissions that did not complete), with the version of that change:
+ * a removal repeated answers 200 and finishes what is owed, and the outbox tells the directory
+ * and the user's object that the user is gone. Cleared when the user joins again.
+ */
+export const departed = sqliteTable(
+  "departed",
+  {
+    userId: text("user_id").primaryKey(),
+    leftAt: integer("left_at").notNull(),
+    indexVersion: integer("index_version").notNull(),
+  },
+  (t) => [index("departed_index_version").on(t.indexVersion)],
+);
+
+/**
+ * An add in progress: the place is held in the group (counted against MAX_GROUP_MEMBERS) while the
+ * user's object is asked whether the user may join (MAX_CHATS_PER_USER, MAX_GROUPS_OWNED). The
+ * alarm gives up a place held longer than an admission can take (a crash between the two steps).
+ */
+export const admissions = sqliteTable("admissions", {
   userId: text("user_id").primaryKey(),
   role: text("role", { enum: ["owner", "member"] }).notNull(),
-  joinedAt: integer("joined_at").notNull(),
-  lastReadSeq: integer("last_read_seq").notNull(),
-  /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
-  flushedReadSeq: integer("flushed_read_seq").notNull(),
-  /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
-  suspended: integer("suspended", { mode: "boolean" }).notNull(),
-  /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
-  online: integer("online", { mode: "boolean" }).notNull(),
+  startedAt: integer("started_at").notNull(),
 });
 
 /** Blocks between the members of a direct chat (pushed by the Worker; blocks do not apply in groups). */
@@ -104,12 +142,13 @@ export const transferTotals = sqliteTable("transfer_totals", {
   amount: integer("amount").notNull(),
 });
 
-export const chatSchema = { chatRow, members, blocks, messages, sendKeys, transferTotals };
+export const chatSchema = { chatRow, members, departed, admissions, blocks, messages, sendKeys, transferTotals };
 
 export type ChatMeta = typeof chatRow.$inferSelect;
 export type MemberRow = typeof members.$inferSelect;
 export type ChatMessageRow = typeof messages.$inferSelect;
 export type SendKeyRow = typeof sendKeys.$inferSelect;
+export type DepartedRow = typeof departed.$inferSelect;
 
 /** Each entry is one version, applied in order in one transaction from the constructor. Never edit a shipped one. */
 export const MIGRATIONS: readonly string[] = [
@@ -180,6 +219,29 @@ export const MIGRATIONS: readonly string[] = [
     sender_id TEXT PRIMARY KEY,
     count INTEGER NOT NULL CHECK (count >= 0),
     amount INTEGER NOT NULL CHECK (amount >= 0)
+  );
+  `,
+  // v2: membership owned by the chat (created here first; the directory and users follow from the
+  // outbox), and no history outside the chat (no deployment ever held D1 history: the legacy marks go)
+  `
+  ALTER TABLE chat DROP COLUMN legacy_up_to;
+  ALTER TABLE chat DROP COLUMN imported_up_to;
+  ALTER TABLE chat ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE chat ADD COLUMN flushed_index_version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE chat ADD COLUMN told_index_version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE members ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX members_joined ON members (joined_at, user_id);
+  CREATE INDEX members_index_version ON members (index_version);
+  CREATE TABLE departed (
+    user_id TEXT PRIMARY KEY,
+    left_at INTEGER NOT NULL,
+    index_version INTEGER NOT NULL
+  );
+  CREATE INDEX departed_index_version ON departed (index_version);
+  CREATE TABLE admissions (
+    user_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+    started_at INTEGER NOT NULL
   );
   `,
 ];

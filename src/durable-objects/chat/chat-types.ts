@@ -1,4 +1,5 @@
 import type { Outcome, Refusal } from "../../lib/errors";
+import type { RateLimitDecision } from "../../lib/sliding-window";
 import type { Chat, ChatMember } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
 import type { RealtimeEvent } from "../../schemas/realtime";
@@ -8,21 +9,8 @@ import type { RealtimeEvent } from "../../schemas/realtime";
  * custom errors (their fields are lost on the way).
  */
 
-/** A chat as the directory (D1) knows it, handed to a new object or read by it once when it first wakes. */
-export type ChatSnapshot = {
-  chatId: string;
-  type: "direct" | "group";
-  title: string | null;
-  createdBy: string;
-  createdAt: number;
-  routeTag: string;
-  /** The D1 `last_seq`: messages up to it are legacy (still in D1) until the migration moves them. */
-  lastSeq: number;
-  lastActivityAt: number;
-  members: MemberSnapshot[];
-  /** Blocks between the members of a direct chat: [blocker, blocked]. */
-  blocks: [string, string][];
-};
+/** What the outside world says of a user when the chat takes them in (status, a socket), and blocks between the members. */
+export type MemberFacts = { suspended: Record<string, boolean>; online: Record<string, boolean>; blocks: [string, string][] };
 
 export type MemberSnapshot = {
   userId: string;
@@ -32,6 +20,57 @@ export type MemberSnapshot = {
   suspended: boolean;
   online: boolean;
 };
+
+/** The per-user caps a join is checked against (API.md: `chat_limit_reached`), and the group's own. */
+export type MemberLimits = { maxMembers: number; maxChatsPerUser: number; maxGroupsOwned: number };
+
+/**
+ * A chat to create (chat-first: the directory and the users' objects follow from its outbox).
+ * A direct chat's id is derived from its pair (lib/direct-chat.ts), so creating it twice finds the
+ * first; `limits: null` lets a transfer's chat in whatever the caps (credits already moved).
+ */
+export type NewChat = {
+  chatId: string;
+  type: "direct" | "group";
+  title: string | null;
+  createdBy: string;
+  /** The creator first (a group's owner), then the others in the order given. */
+  memberIds: string[];
+  routeTag: string;
+  at: number;
+  limits: MemberLimits | null;
+};
+
+export type CreatedChat = { chat: Chat; created: boolean };
+
+/**
+ * An owner adds `userId`. What the directory says of the user (the Worker read it: whether the
+ * account exists, whether they blocked the owner) is checked here after the owner's own checks,
+ * so the order of refusals is the chat's; `content` is the system message.
+ */
+export type AddMember = {
+  chatId: string;
+  actorId: string;
+  userId: string;
+  userKnown: boolean;
+  blockedActor: boolean;
+  /** The owner's status as the Worker read it (the chat's own copy of it counts too). */
+  actorSuspended: boolean;
+  content: string;
+  at: number;
+  limits: MemberLimits;
+};
+
+/** The owner removes `userId`, or `userId` leaves (actor = user); the system message names both. */
+export type RemoveMember = {
+  chatId: string;
+  actorId: string;
+  userId: string;
+  names: { actor: string; user: string };
+  at: number;
+};
+
+export type RemovedMember = { chatId: string; userId: string; ownerId: string | null };
 
 /** A keyed send's key: the caller's `Idempotency-Key` and the fingerprint of method, path and body. */
 export type SendKey = { key: string; fingerprint: string };
@@ -43,15 +82,22 @@ export type SendCommand = {
   replyToMessageId: string | null;
   clientMessageId: string | null;
   key: SendKey | null;
-  /** Set when the Worker already refused the request (a rate limit): answered unless the key has a stored outcome. */
-  refusal: Refusal | null;
+  /** Sends per minute per sender in this chat (API.md §1, `RATE_LIMIT_MESSAGES_PER_MINUTE`), counted after the key lookup. */
+  ratePerMinute: number;
 };
 
 /**
  * A send's answer: `stored` is the exact response (status and body) the Worker returns, the same
  * bytes a replay of its key answers later; `replayed` when it is such a replay.
  */
-export type SendAnswer = { status: 200 | 201; body: string; replayed: boolean; message: Message | null };
+export type SendAnswer = {
+  status: 200 | 201;
+  body: string;
+  replayed: boolean;
+  message: Message | null;
+  /** The per-chat limit's decision for a counted send (null: a replay, never counted). */
+  rateLimit: RateLimitDecision | null;
+};
 
 export type SendResult = Outcome<SendAnswer>;
 
@@ -79,10 +125,6 @@ export type MarkerAnswer = { chatId: string; lastReadSeq: number; unreadCount: n
 
 export type ChatView = Chat;
 
-export type MemberChange =
-  | { kind: "add"; member: MemberSnapshot; actorId: string; content: string; at: number }
-  | { kind: "remove"; userId: string; actorId: string; content: string; newOwnerId: string | null; at: number };
-
 /** A fact about the outside world a chat must apply at once (services/chat-facts.ts). */
 export type ChatFact =
   | { kind: "suspended"; userId: string; suspended: boolean }
@@ -96,14 +138,17 @@ export type Push = { userIds: string[]; events: RealtimeEvent[] };
 export type ChatTransferTotals = {
   chatId: string;
   senders: TransferTotal[];
-  /** Legacy messages still in D1 (null: none), and the transfer ids of that band already here. */
+  /**
+   * Always null now: every chat holds its whole history (no deployment ever held D1 history). The
+   * field stays in the shape until reconciliation's reading of it goes (its legacy branches).
+   */
   legacy: (LegacyBand & { here: string[] }) | null;
 };
 
-export type TransferTotal = { senderId: string; count: number; amount: number };
-
-/** The seqs of a chat's legacy messages not moved into its object yet (they are in D1). */
+/** A band of a chat's history outside its object: none exists any more (see `ChatTransferTotals.legacy`). */
 export type LegacyBand = { fromSeq: number; toSeq: number };
+
+export type TransferTotal = { senderId: string; count: number; amount: number };
 
 /** A `credit_transfer` message as reconciliation reads it. */
 export type ChatTransferMessage = {
@@ -126,25 +171,3 @@ export type TransferMessagePage = {
 };
 
 export type { ChatMember, Message };
-
-// ------------------------------------------------------------------ the migration from D1 (legacy.ts)
-
-/** A member's read marker as the D1 directory has it (moved forward into the object, never back). */
-export type LegacyMarker = { userId: string; lastReadSeq: number };
-
-/** How far a chat's D1 history has moved in: seqs 1..legacyUpTo are legacy, 1..importedUpTo are here. */
-export type LegacyProgress = { legacyUpTo: number; importedUpTo: number; markersMoved: number };
-
-/**
- * A message-send key of the old design (a D1 `idempotency_keys` row with its message): its stored
- * outcome, or null when the request died before storing it (then the answer is 201 with the message).
- */
-export type LegacySendKey = {
-  userId: string;
-  key: string;
-  fingerprint: string;
-  status: number | null;
-  body: string | null;
-  messageId: string;
-  createdAt: number;
-};

@@ -1,5 +1,6 @@
+import type { Outcome } from "../../lib/errors";
 import type { RealtimeEvent } from "../../schemas/realtime";
-import type { ChatSnapshot } from "./chat-types";
+import type { MemberFacts } from "./chat-types";
 
 /**
  * Everything a chat object reaches outside its own storage, handed in by whoever binds it
@@ -7,20 +8,53 @@ import type { ChatSnapshot } from "./chat-types";
  * imports a service.
  */
 export interface ChatEffects {
-  /** The chat as the D1 directory knows it (read once, when an object wakes with no chat row); null: no such chat. */
-  loadSnapshot(chatId: string): Promise<ChatSnapshot | null>;
-  /** Writes the chat's directory summary and the members' markers that moved (one D1 batch; coalesced by the caller). */
+  /** What the outside world says of users the chat is taking in (status, open sockets, blocks between them). */
+  memberFacts(userIds: readonly string[]): Promise<MemberFacts>;
+  /**
+   * Asks `userId`'s own object to count this chat among the user's (idempotent per chat id);
+   * refused with 409 `chat_limit_reached` past `MAX_CHATS_PER_USER` or, as `owner`, `MAX_GROUPS_OWNED`.
+   */
+  admitMember(userId: string, admission: UserAdmission): Promise<Outcome<true>>;
+  /** Writes the chat's directory row, its membership index and the markers that moved (one D1 batch, forward only). */
   writeSummary(summary: DirectorySummary): Promise<void>;
+  /** Tells each user's own object their current place in this chat (forward only by `version`). */
+  tellUsers(chatId: string, links: readonly UserLink[]): Promise<void>;
   /** Pushes frames to users; resolves to the users who turned out to have no open socket. */
   push(userIds: readonly string[], events: readonly RealtimeEvent[]): Promise<string[]>;
 }
 
-/** One chat's row in the D1 directory (chats) and the members' own rows (chat_members) whose marker moved. */
+/** A join asked of the user's object: `limits: null` (a transfer's direct chat) is counted but never refused. */
+export type UserAdmission = {
+  chatId: string;
+  role: "owner" | "member";
+  limits: { maxChatsPerUser: number; maxGroupsOwned: number } | null;
+};
+
+/** A user's place in a chat at the chat's membership version: `role: null` once they are gone. */
+export type UserLink = { userId: string; role: "owner" | "member" | null; version: number };
+
+/** A member's row in the directory's membership index at the chat's membership version (`role: null`: gone). */
+export type IndexRow = { userId: string; role: "owner" | "member" | null; joinedAt: number; lastReadSeq: number };
+
+/** One chat's row in the D1 directory (chats), its membership index (chat_members) and the markers that moved. */
 export type DirectorySummary = {
   chatId: string;
+  /** The chat's identity, for the row's first write (the chat is created in its object first). */
+  identity: {
+    type: "direct" | "group";
+    title: string | null;
+    directKey: string | null;
+    createdBy: string;
+    createdAt: number;
+    routeTag: string;
+  };
   lastSeq: number;
   /** The last message as the API shows it (JSON of `Message`), null before the first. */
   lastMessage: string | null;
   lastActivityAt: number;
+  /** Whether a credit transfer's message is in this chat (reconciliation walks these chats). */
+  carriesTransfers: boolean;
   markers: { userId: string; lastReadSeq: number }[];
+  /** The membership version these rows are at, the member count then, and the rows changed since the last acknowledged one. */
+  index: { version: number; memberCount: number; rows: IndexRow[] } | null;
 };

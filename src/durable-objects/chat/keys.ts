@@ -11,8 +11,9 @@ const EXPIRY_BATCH = 500;
 /**
  * The stored outcomes of keyed sends into this chat (API.md §1): written in the same transaction
  * as the message they answer for, so a key and its message commit together or not at all; a
- * replay answers the stored status and body byte for byte. Which request a key belongs to across
- * endpoints is the caller's key registry's business (the caller's wallet object, docs/messages.md).
+ * replay answers the stored status and body byte for byte. A key's scope is its sender's sends
+ * into this chat (API.md §1), so this is the only place it is kept: a send refused or failed
+ * stores nothing, and a corrected retry with the same key runs.
  */
 export class SendKeys {
   private readonly findKey;
@@ -48,14 +49,6 @@ export class SendKeys {
         setWhere: lt(sendKeys.createdAt, row.createdAt - IDEMPOTENCY_RETENTION_MS),
       })
       .run();
-  }
-
-  /**
-   * Stores an outcome moved from the old design (the migration); a key already here (moved before,
-   * or used again since) is left as it is. True when it was stored.
-   */
-  importLegacy(row: SendKeyRow): boolean {
-    return this.db.insert(sendKeys).values(row).onConflictDoNothing().returning({ key: sendKeys.key }).get() !== undefined;
   }
 
   /** Deletes a bounded batch of expired outcomes; returns when the next one expires (null: none left). */

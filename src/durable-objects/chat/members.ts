@@ -3,7 +3,7 @@ import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { invariant, type Refusal, refuse } from "../../lib/errors";
 import type { ChatMember } from "../../schemas/chat";
 import { blocks, type ChatMeta, type chatSchema, type MemberRow, members } from "./chat-schema";
-import type { ChatFact, LegacyMarker, MemberSnapshot } from "./chat-types";
+import type { ChatFact, MemberSnapshot } from "./chat-types";
 
 type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 
@@ -87,23 +87,6 @@ export class Members {
     const marker = this.prepared.markRead.get({ userId, seq })?.lastReadSeq;
     invariant(marker !== undefined && marker >= seq, `marker of ${userId} did not reach ${seq}`);
     return marker;
-  }
-
-  /**
-   * A marker the D1 directory holds (the migration), moved forward into this chat and clipped to
-   * `lastSeq`; never back. The directory already has it, so it is not owed a write. False: not a
-   * member here, or not ahead.
-   */
-  importMarker(marker: LegacyMarker, lastSeq: number): boolean {
-    const seq = Math.min(marker.lastReadSeq, lastSeq);
-    const member = this.get(marker.userId);
-    if (!member || seq <= member.lastReadSeq) return false;
-    this.db
-      .update(members)
-      .set({ lastReadSeq: seq, flushedReadSeq: sql`max(${members.flushedReadSeq}, ${seq})` })
-      .where(eq(members.userId, marker.userId))
-      .run();
-    return true;
   }
 
   /** The members whose marker moved since it was last written to the directory. */

@@ -1,11 +1,13 @@
 import { successBody } from "../../lib/envelope";
-import { invariant, type Outcome, refuse } from "../../lib/errors";
+import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
+import { hitStoredWindow, type RateLimitDecision, rateLimitedRefusal } from "../../lib/sliding-window";
+import type { Chat } from "../../schemas/chat";
 import { type Message, toMessage } from "../../schemas/message";
-import type { Log, NewChatMessage } from "./append";
+import type { Log } from "./append";
 import type { ChatMessageRow, ChatMeta } from "./chat-schema";
-import type { MarkerAnswer, MemberChange, SendAnswer, SendCommand, SendResult, TransferAppend } from "./chat-types";
+import type { MarkerAnswer, PageRequest, SendAnswer, SendCommand, SendResult, TransferAppend } from "./chat-types";
 import type { SendKeys } from "./keys";
-import type { Members } from "./members";
+import { chatNotFound, type Members, toChatMember } from "./members";
 
 /** A message as the API shows it, from a row of this chat. */
 export const messageOf = (meta: Pick<ChatMeta, "chatId">, row: ChatMessageRow): Message =>
@@ -17,34 +19,39 @@ export const sendBody = (message: Message, status: 200 | 201) => JSON.stringify(
 const messageNotFound = (messageId: string) => refuse("message_not_found", `No message ${messageId} in your chats`);
 
 /**
- * The chat's rules for what members write, each run synchronously inside the caller's one
- * `transactionSync` (no await), so a check and the write it allows see one state.
+ * The chat's rules for what members write and read, each run synchronously inside the caller's
+ * one `transactionSync` (no await), so a check and the write it allows see one state.
  */
 export class Posting {
   constructor(
     private readonly log: Log,
     private readonly members: Members,
     private readonly keys: SendKeys,
+    /** The object's synchronous KV: each sender's per-minute window in this chat. */
+    private readonly kv: SyncKvStorage,
   ) {}
 
   /**
-   * A text message (v1 and v2), checked in this order: a key with a stored outcome answers it
-   * (another body under it is 409); a refusal the Worker handed in (a rate limit); not a member
-   * (404), suspended (403); a known `clientMessageId` of the sender answers the original (200);
-   * blocked in a direct chat (403); a reply to a message not in this chat (400). Then the append
-   * and, for a keyed send, its stored outcome, together. A refusal writes nothing.
+   * A text message (v1 and v2), checked in this order: a key with a stored outcome answers it,
+   * byte for byte, before anything else (another body under it is 409); not a member (404),
+   * suspended (403); the sender's per-chat limit (429, counted only for a send that gets this
+   * far); a known `clientMessageId` of the sender answers the original (200); blocked in a direct
+   * chat (403); a reply to a message not in this chat (400). Then the append and, for a keyed
+   * send, its stored outcome, together. A refusal stores nothing under the key.
    */
   send(meta: ChatMeta, cmd: SendCommand, now: number): SendResult {
     const stored = cmd.key && this.keys.find(cmd.senderId, cmd.key.key, now);
     if (stored && cmd.key) {
       if (stored.fingerprint !== cmd.key.fingerprint) return reusedKey();
-      return { ok: true, value: { status: stored.status as 200 | 201, body: stored.body, replayed: true, message: null } };
+      const status = stored.status as 200 | 201;
+      return { ok: true, value: { status, body: stored.body, replayed: true, message: null, rateLimit: null } };
     }
-    if (cmd.refusal) return cmd.refusal;
     const refusal = this.members.refusalToPost(meta, cmd.senderId);
     if (refusal) return refusal;
+    const rateLimit = hitStoredWindow(this.kv, `send_rate:${cmd.senderId}`, cmd.ratePerMinute, now);
+    if (!rateLimit.allowed) return rateLimitedRefusal(rateLimit);
     const same = cmd.clientMessageId === null ? undefined : this.log.byClientId(cmd.senderId, cmd.clientMessageId);
-    if (same) return { ok: true, value: this.answer(meta, cmd, same, 200, now) };
+    if (same) return { ok: true, value: this.answer(meta, cmd, same, 200, now, rateLimit) };
     const blocked = this.members.refusalByBlock(meta, cmd.senderId);
     if (blocked) return blocked;
     if (cmd.replyToMessageId !== null && !this.log.byId(cmd.replyToMessageId)) {
@@ -58,17 +65,63 @@ export class Posting {
       clientMessageId: cmd.clientMessageId,
       createdAt: now,
     });
-    return { ok: true, value: this.answer(meta, cmd, row, 201, now) };
+    return { ok: true, value: this.answer(meta, cmd, row, 201, now, rateLimit) };
   }
 
   /** The answer of a send, stored under its key (if any) in the same transaction as what it answers. */
-  private answer(meta: ChatMeta, cmd: SendCommand, row: ChatMessageRow, status: 200 | 201, now: number): SendAnswer {
+  private answer(
+    meta: ChatMeta,
+    cmd: SendCommand,
+    row: ChatMessageRow,
+    status: 200 | 201,
+    now: number,
+    rateLimit: RateLimitDecision,
+  ): SendAnswer {
     const message = messageOf(meta, row);
     const body = sendBody(message, status);
     if (cmd.key) {
       this.keys.store({ userId: cmd.senderId, ...cmd.key, status, body, messageId: row.id, createdAt: now });
     }
-    return { status, body, replayed: false, message };
+    return { status, body, replayed: false, message, rateLimit };
+  }
+
+  /** A page of messages for a member (a seq range: seqs have no gaps); 404 `chat_not_found` for anyone else. */
+  page(meta: ChatMeta, req: PageRequest): Outcome<Message[]> {
+    if (!this.members.get(req.userId)) return chatNotFound(req.chatId);
+    const [from, to] = pageRange(meta.lastSeq, req);
+    if (from > to) return { ok: true, value: [] };
+    const rows = this.log.range(from, to);
+    const ordered = req.order === "desc" ? rows.reverse() : rows;
+    return { ok: true, value: ordered.map((row) => messageOf(meta, row)) };
+  }
+
+  /** The chat as a member sees it, with every member (the reads' rule: 404 `chat_not_found` for anyone else). */
+  view(meta: ChatMeta, userId: string): Outcome<Chat> {
+    const member = this.members.get(userId);
+    if (!member) return chatNotFound(meta.chatId);
+    const last = meta.lastSeq > 0 ? this.log.bySeq(meta.lastSeq) : undefined;
+    const all = this.members.all();
+    return {
+      ok: true,
+      value: {
+        id: meta.chatId,
+        type: meta.type,
+        title: meta.title,
+        members: all.map(toChatMember),
+        memberCount: all.length,
+        lastMessage: last ? messageOf(meta, last) : null,
+        lastSeq: meta.lastSeq,
+        unreadCount: Math.max(0, meta.lastSeq - member.lastReadSeq),
+        createdAt: new Date(meta.createdAt).toISOString(),
+      },
+    };
+  }
+
+  /** A suspended member may read and delete, not edit (403 `account_suspended`, after the edit's own checks). */
+  refusalToEdit(userId: string): Refusal | null {
+    return this.members.get(userId)?.suspended
+      ? refuse("account_suspended", "This account is suspended: it can sign in and read, but not send")
+      : null;
   }
 
   /**
@@ -117,24 +170,16 @@ export class Posting {
     const unreadCount = Math.max(0, meta.lastSeq - lastReadSeq);
     return { ok: true, value: { chatId: meta.chatId, lastReadSeq, unreadCount, moved: lastReadSeq !== member.lastReadSeq } };
   }
-
-  /**
-   * A membership change the directory already made, applied here with its system message in one
-   * transaction. A repeat (the member already in, or already gone) posts nothing.
-   */
-  changeMembers(meta: ChatMeta, change: MemberChange): ChatMessageRow | null {
-    const present = this.members.get(change.kind === "add" ? change.member.userId : change.userId) !== undefined;
-    if (change.kind === "add" ? present : !present) return null;
-    if (change.kind === "add") {
-      // History stays readable; only what follows the joining counts as unread.
-      this.members.insert({ ...change.member, lastReadSeq: Math.min(change.member.lastReadSeq, meta.lastSeq) });
-      this.members.markRead(change.member.userId, meta.lastSeq);
-    } else {
-      this.members.remove(change.userId, change.newOwnerId);
-    }
-    const system: NewChatMessage = { senderId: change.actorId, type: "system", content: change.content, createdAt: change.at };
-    return this.log.append(meta, system);
-  }
 }
 
 const reusedKey = () => refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+
+/** A page's seq range [from, to] (clipped to 1..lastSeq); `take` rows at most. */
+export function pageRange(lastSeq: number, req: Pick<PageRequest, "order" | "seq" | "take">): [number, number] {
+  if (req.order === "asc") {
+    const from = (req.seq ?? 0) + 1;
+    return [from, Math.min(lastSeq, from + req.take - 1)];
+  }
+  const to = req.seq === null ? lastSeq : Math.min(lastSeq, req.seq - 1);
+  return [Math.max(1, to - req.take + 1), to];
+}

@@ -5,7 +5,6 @@ import type {
   ChatTransferMessage,
   ChatTransferMessages,
   ChatTransferTotals,
-  LegacyBand,
   TransferMessagePage,
   TransferTotal,
 } from "./chat-types";
@@ -19,14 +18,26 @@ const IDS_PER_STATEMENT = 90;
  * What reconciliation reads of this chat's `credit_transfer` messages (services/reconciliation/),
  * read-only: the running totals per sender (append.ts keeps them), a transfer's message by its
  * transfer id, a member's transfer messages by transfer id. Each is bounded by a transfer-id range
- * or a list of ids through `messages_transfer_unique`, never a scan of the chat. Each answer also
- * names the legacy messages not moved here yet (still in D1), which the caller reads there.
+ * or a list of ids through `messages_transfer_unique`, never a scan of the chat.
  */
 export class TransferReads {
   constructor(private readonly db: Db) {}
 
+  /** Whether any transfer's message is in this chat (the directory marks such chats for reconciliation). */
+  carries(): boolean {
+    // A range on the primary key (every sender id is above ""): a search of one row, never a scan.
+    return (
+      this.db
+        .select({ senderId: transferTotals.senderId })
+        .from(transferTotals)
+        .where(gt(transferTotals.senderId, ""))
+        .limit(1)
+        .get() !== undefined
+    );
+  }
+
   /** Per sender, the transfer messages whose transfer id sorts below `before` (all of them when null). */
-  totals(meta: ChatMeta, before: string | null): Omit<ChatTransferTotals, "chatId"> {
+  totals(before: string | null): Omit<ChatTransferTotals, "chatId"> {
     const all = this.db.select().from(transferTotals).all();
     const above =
       before === null
@@ -47,33 +58,24 @@ export class TransferReads {
         return late ? { ...total, count: total.count - late.count, amount: total.amount - late.amount } : total;
       })
       .filter((total) => total.count !== 0 || total.amount !== 0);
-    const band = legacyBand(meta);
-    if (!band) return { senders, legacy: null };
-    // Legacy messages moved here one by one (a reply to one, a lookup) are here and still in D1.
-    const here = this.db
-      .select({ transferId: messages.transferId })
-      .from(messages)
-      .where(and(between(messages.seq, band.fromSeq, band.toSeq), sql`${messages.transferId} IS NOT NULL`))
-      .all()
-      .map((row) => row.transferId as string);
-    return { senders, legacy: { ...band, here } };
+    return { senders, legacy: null };
   }
 
   /** The messages of these transfers that are here. */
-  byTransferIds(meta: ChatMeta, transferIds: readonly string[]): Omit<ChatTransferMessages, "chatId"> {
+  byTransferIds(transferIds: readonly string[]): Omit<ChatTransferMessages, "chatId"> {
     const rows: ChatMessageRow[] = [];
     for (let i = 0; i < transferIds.length; i += IDS_PER_STATEMENT) {
       const chunk = transferIds.slice(i, i + IDS_PER_STATEMENT);
       rows.push(...this.db.select().from(messages).where(inArray(messages.transferId, chunk)).all());
     }
-    return { messages: rows.map(toTransferMessage), legacy: legacyBand(meta) };
+    return { messages: rows.map(toTransferMessage), legacy: null };
   }
 
   /**
    * A member's transfer messages with transfer id in (afterId, before), by transfer id: those it
    * sent (`sent`) or those the others sent (`received`: in a direct chat, to it).
    */
-  page(meta: ChatMeta, query: TransferMessagePage): Omit<ChatTransferMessages, "chatId"> {
+  page(query: TransferMessagePage): Omit<ChatTransferMessages, "chatId"> {
     const rows = this.db
       .select()
       .from(messages)
@@ -87,13 +89,8 @@ export class TransferReads {
       .orderBy(asc(messages.transferId))
       .limit(query.limit)
       .all();
-    return { messages: rows.map(toTransferMessage), legacy: legacyBand(meta) };
+    return { messages: rows.map(toTransferMessage), legacy: null };
   }
-}
-
-/** The legacy seqs not moved here yet, or null when everything is here (legacy.ts moves them). */
-export function legacyBand(meta: ChatMeta): LegacyBand | null {
-  return meta.importedUpTo < meta.legacyUpTo ? { fromSeq: meta.importedUpTo + 1, toSeq: meta.legacyUpTo } : null;
 }
 
 const toTransferMessage = (row: ChatMessageRow): ChatTransferMessage => ({

@@ -75,19 +75,13 @@ export class Recovery {
       sql.exec(RECOVERY_SQL.expireTransferKeys, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireRefusals, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireGrantKeys, cutoff, EXPIRY_BATCH);
-      sql.exec(RECOVERY_SQL.expireMessageKeys, cutoff, EXPIRY_BATCH);
     });
   }
 
   /** The next alarm: the next pending transfer's turn, or the next key expiry; none when neither. */
   private scheduleNext(now: number): void {
     const first = (query: string) => this.storage.sql.exec<{ t: number | null }>(query).one().t;
-    const keyTimes = [
-      RECOVERY_SQL.oldestTransferKey,
-      RECOVERY_SQL.oldestRefusal,
-      RECOVERY_SQL.oldestGrantKey,
-      RECOVERY_SQL.oldestMessageKey,
-    ]
+    const keyTimes = [RECOVERY_SQL.oldestTransferKey, RECOVERY_SQL.oldestRefusal, RECOVERY_SQL.oldestGrantKey]
       .map(first)
       .filter((t): t is number => t !== null)
       .map((t) => t + IDEMPOTENCY_RETENTION_MS + 1);

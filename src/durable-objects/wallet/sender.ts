@@ -47,8 +47,6 @@ export class Sender {
     private readonly ledger: Ledger,
     /** Asks for the alarm at `at` (a stored refusal's key expires then). */
     private readonly wakeAt: (at: number) => void,
-    /** Whether a key names one of the owner's message sends (send-gate.ts). */
-    private readonly messageKeyHeld: (key: string, now: number) => boolean,
     /** Whether a session of the owner has not ended (sessions.ts). */
     private readonly sessionLive: (sessionId: string) => boolean,
   ) {}
@@ -177,8 +175,8 @@ export class Sender {
       return answered({ ok: true, reply: endedReply(known, true), rateLimit: null, event: null });
     }
     const refused = sql.exec<RefusalRow>("SELECT * FROM refusals WHERE idempotency_key = ?", key).toArray()[0];
-    // A key of one of the owner's message sends (send-gate.ts) names another request.
-    if (!refused) return this.messageKeyHeld(key, now) ? answered(keyReused()) : null;
+    // A message send's key is scoped to its chat (API.md §1: across scopes a key is not compared).
+    if (!refused) return null;
     if (refused.fingerprint !== fingerprint) return answered(keyReused());
     return answered({ ok: true, reply: { status: 409, body: refused.response, replayed: true }, rateLimit: null, event: null });
   }

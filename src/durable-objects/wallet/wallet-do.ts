@@ -2,14 +2,15 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
+import type { UserAdmission } from "../chat/effects";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
 import { GroupCommit } from "./group-commit";
 import { Ledger } from "./ledger";
+import { Memberships } from "./memberships";
 import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
-import { SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
 import { type Rotation, Sessions } from "./sessions";
 import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
@@ -72,8 +73,8 @@ export class WalletObject extends DurableObject<Env> {
   private readonly finisher: Finisher;
   private readonly recovery: Recovery;
   private readonly grants: Grants;
-  private readonly sendGate: SendGate;
   private readonly sessions: Sessions;
+  private readonly memberships: Memberships;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
 
@@ -85,14 +86,8 @@ export class WalletObject extends DurableObject<Env> {
     this.hooks = hooks;
     this.ledger = new Ledger(storage.sql);
     this.sessions = new Sessions(storage, wakeAt);
-    this.sender = new Sender(
-      storage,
-      this.ledger,
-      wakeAt,
-      (key, now) => this.sendGate.holds(key, now),
-      (sessionId) => this.sessions.isLive(sessionId),
-    );
-    this.sendGate = new SendGate(storage, (key) => this.sender.knowsKey(key), wakeAt);
+    this.sender = new Sender(storage, this.ledger, wakeAt, (sessionId) => this.sessions.isLive(sessionId));
+    this.memberships = new Memberships(storage);
     this.recipient = new Recipient(storage, this.ledger, hooks);
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
     this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
@@ -205,20 +200,16 @@ export class WalletObject extends DurableObject<Env> {
     return received ? { chatId: received.chat_id, counterpartyId: received.sender_id } : null;
   }
 
-  // ------------------------------------------------------------------ the owner's message sends (send-gate.ts)
+  // ------------------------------------------------------------------ the owner's chats (memberships.ts)
 
-  /** A message send passing through its sender's object: the key registry and the per-minute limit. */
-  admitSend(command: SendGateCommand): Outcome<SendGateAnswer> {
-    return this.sendGate.admit(command, this.hooks.now());
+  /** A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per chat. */
+  admitChat(admission: UserAdmission): Outcome<true> {
+    return this.memberships.admit(admission);
   }
 
-  releaseSendKey(key: string, fingerprint: string): void {
-    this.sendGate.release(key, fingerprint);
-  }
-
-  /** Whether the owner holds `key` for a message send (the coarse budgets let such a retry through). */
-  holdsSendKey(key: string): boolean {
-    return this.sendGate.holds(key, this.hooks.now()) || this.sender.knowsKey(key);
+  /** A chat tells the owner's place in it (forward only by version). */
+  linkChat(link: { chatId: string; role: "owner" | "member" | null; version: number }): void {
+    this.memberships.link(link.chatId, link.role, link.version);
   }
 
   // ------------------------------------------------------------------ the owner's sessions (sessions.ts)

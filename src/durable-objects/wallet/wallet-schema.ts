@@ -189,9 +189,24 @@ export const MIGRATIONS: readonly string[] = [
   // `refresh_tokens` so that one transaction of the owner decides every rotation and revocation
   // (sessions.ts). Nothing is copied: the tokens of D1 had another format and are refused.
   SESSIONS_MIGRATION,
+  // v8 (membership owned by the chat): a send's key is scoped to its chat and stored only there
+  // (API.md §1), so the owner's message-key registry goes; the owner's chats are counted here
+  // (memberships.ts: MAX_CHATS_PER_USER, MAX_GROUPS_OWNED), each row the user's place in one chat
+  // as that chat last told it (`version`, forward only; `role` NULL once gone, kept so an older
+  // word from the chat cannot count it again). Version 0: counted by an admission the chat has not
+  // confirmed yet.
+  `
+  DROP TABLE message_keys;
+  CREATE TABLE chat_links (
+    chat_id TEXT PRIMARY KEY,
+    role TEXT CHECK (role IN ('owner', 'member')),
+    version INTEGER NOT NULL
+  );
+  CREATE INDEX chat_links_role ON chat_links (role) WHERE role IS NOT NULL;
+  `,
 ];
 
-export type MessageKeyRow = { key: string; fingerprint: string; target: string; created_at: number };
+export type ChatLinkRow = { chat_id: string; role: "owner" | "member" | null; version: number };
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
 
@@ -292,6 +307,4 @@ export const RECOVERY_SQL = {
   expireRefusals: "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals WHERE created_at < ? LIMIT ?)",
   expireGrantKeys: `UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL
     WHERE rowid IN (SELECT rowid FROM grants WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)`,
-  oldestMessageKey: "SELECT MIN(created_at) AS t FROM message_keys",
-  expireMessageKeys: "DELETE FROM message_keys WHERE rowid IN (SELECT rowid FROM message_keys WHERE created_at < ? LIMIT ?)",
 } as const;

@@ -10,10 +10,11 @@ export const chatsRouter = createRouter()
     const user = currentUser(c);
     const body = c.req.valid("json");
     if (body.type === "direct") {
-      const { chat, created } = await chats.createDirectChat(c.env, c.var.db, user.id, body.memberId);
+      const limits = chats.memberLimitsOf(c.var.config);
+      const { chat, created } = await chats.createDirectChat(c.env, c.var.db, user.id, body.memberId, limits);
       return created ? ok(c, chat, 201) : ok(c, chat, 200);
     }
-    const group = { title: body.title, memberIds: body.memberIds, maxMembers: c.var.config.maxGroupMembers };
+    const group = { title: body.title, memberIds: body.memberIds, limits: chats.memberLimitsOf(c.var.config) };
     return ok(c, await chats.createGroupChat(c.env, c.var.db, user.id, group), 201);
   })
   .openapi(routes.listChats, async (c) => {
@@ -27,7 +28,7 @@ export const chatsRouter = createRouter()
   .openapi(routes.addMember, async (c) => {
     const { chatId } = c.req.valid("param");
     const { userId } = c.req.valid("json");
-    const add = { userId, maxMembers: c.var.config.maxGroupMembers };
+    const add = { userId, limits: chats.memberLimitsOf(c.var.config) };
     return ok(c, await chats.addMember(c.env, c.var.db, chatId, currentUser(c).id, add), 200);
   })
   .openapi(routes.removeMember, async (c) => {

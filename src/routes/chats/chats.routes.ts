@@ -57,6 +57,9 @@ export const createChat = defineRoute(
       '\n\nGroup: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`;',
       "members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended.",
       "A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.",
+      "\n\nCaps: a user is in at most `MAX_CHATS_PER_USER` chats (default 1,000) and owns at most `MAX_GROUPS_OWNED` groups (default 100);",
+      "creating a chat past either, yours or a member's, is 409 `chat_limit_reached` and creates nothing.",
+      "A direct chat's id is derived from the pair, so both people reach the same chat with no lookup.",
       "Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.",
     ].join(" "),
     request: {
@@ -81,7 +84,7 @@ export const listChats = defineRoute(
     tags: TAGS,
     summary: "List my chat rooms",
     description:
-      "Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.",
+      "Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. The answer's size is bounded whatever the groups hold: each chat's `members` is a preview (its first 5 members by joining order) and `memberCount` says how many it has; the full member list is on `GET /api/v1/chats/{chatId}`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.",
     request: { query: pageQuerySchema },
     responses: { 200: jsonSuccess(pageSchema(chatSchema), 200, "A page of your chats") },
   },
@@ -96,7 +99,7 @@ export const getChat = defineRoute(
     tags: TAGS,
     summary: "Get a chat room",
     description:
-      "The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.",
+      "The chat with all its members (`memberCount` of them), last message and your unread count, current to its last commit. 404 `chat_not_found` if it does not exist or you are not a member.",
     request: { params: chatIdParams },
     responses: { 200: jsonSuccess(chatSchema, 200, "The chat") },
   },
@@ -115,7 +118,9 @@ export const addMember = defineRoute(
       "A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user;",
       "403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing.",
       "The new member sees the history; a `system` message announces them, and only what follows counts as unread for them.",
-      "A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.",
+      "A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`;",
+      "a user already in `MAX_CHATS_PER_USER` chats (default 1,000) is 409 `chat_limit_reached`.",
+      "Decided by the chat itself; your chat list shows the change within 1 s.",
       "Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.",
     ].join(" "),
     request: {
@@ -146,8 +151,9 @@ export const removeMember = defineRoute(
     description: [
       "The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`.",
       "When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty).",
-      "A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`.",
-      "A `system` message records the change.",
+      "A direct chat cannot be left: 400 `validation_failed`. A user who was never in the chat is 404 `user_not_found`.",
+      "A `system` message records the change. From this answer on, the removed user reads nothing new, sends nothing and gets no frame of the chat.",
+      "Repeating a removal (or a leave) answers 200 again with nothing posted, and finishes whatever an earlier attempt left undone (a retry after a timeout or a 5xx is always safe).",
     ].join(" "),
     request: {
       params: chatIdParams.extend({

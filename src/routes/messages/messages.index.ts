@@ -27,9 +27,9 @@ function sent(c: Context<AppEnv>, reply: messages.SendReply): never {
   return exactReply(c, reply);
 }
 
-// Sends are declared `idempotent: "wallet"`: the sender's wallet object registers the key and
-// counts the send (send-gate.ts), the chat object stores the outcome with the message and answers
-// a stored one before any other check. Each chat object pushes its own realtime frames.
+// Sends are declared `idempotent: "wallet"` (the step only parses the key): the chat object keeps
+// the key, scoped to its chat and sender, answers a stored outcome before any other check, counts
+// the per-chat limit, and stores the outcome with the message. Each chat pushes its own frames.
 export const messagesRouter = createRouter()
   .openapi(routes.sendMessageV1, async (c) => {
     const body = c.req.valid("json");

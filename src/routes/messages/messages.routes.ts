@@ -7,7 +7,7 @@ import { clientMessageIdSchema, messageContentSchema, messageSchema } from "../.
 const TAGS = ["Messages"];
 
 const IDEMPOTENCY_NOTE =
-  "Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.";
+  "Send an `Idempotency-Key` header to make retries safe (API.md §1): its scope is you and the chat the message goes to (v1: your direct chat with the recipient), and across scopes a key is not compared; within it, a retry with the key answers the original status and body byte for byte, before any other check (even after the message was edited or deleted, you were suspended or blocked, or past the limit), and another body under it is 409 `idempotency_key_reused`. A send refused (400, 403, 404, 429) or failed (5xx) stores nothing, so a corrected retry with the same key runs. Rate limited per user in each chat (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute per chat, counted by the chat; a replay is never counted): 429 `rate_limited` with `Retry-After`.";
 
 export const sendMessageV1 = defineRoute(
   {
@@ -19,6 +19,7 @@ export const sendMessageV1 = defineRoute(
     description: [
       "A text message to `recipientId`, in your direct chat with them (created if missing).",
       "403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400.",
+      "Opening a new chat counts against both people's caps (`MAX_CHATS_PER_USER`): past it, 409 `chat_limit_reached`.",
       IDEMPOTENCY_NOTE,
     ].join(" "),
     request: {
@@ -37,7 +38,7 @@ export const sendMessageV1 = defineRoute(
       201: jsonSuccess(messageSchema, 201, "The message was sent"),
     },
   },
-  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "wallet" }], errors: [403, 404] },
+  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "chat" }], errors: [403, 404] },
 );
 
 export const sendMessageV2 = defineRoute(
@@ -85,7 +86,7 @@ export const sendMessageV2 = defineRoute(
       200: jsonSuccess(messageSchema, 200, "A message with this clientMessageId was already sent: the original"),
     },
   },
-  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "wallet" }], errors: [403, 404] },
+  { auth: "user", idempotent: "wallet", rateLimit: [{ scope: "messages", countedBy: "chat" }], errors: [403, 404] },
 );
 
 export const messageIdParams = z.object({
