@@ -27,11 +27,22 @@ const SMALL: Vars = { ...NO_RATE_LIMIT, MAX_GROUP_MEMBERS: "3" };
 const deliverCalls = (userId: string) =>
   runInDurableObject(env.REALTIME.get(env.REALTIME.idFromName(userId)), (instance: RealtimeDO) => instance.deliverCalls);
 
-/** How many `deliver` calls each of `users` got while `action` ran. */
+/**
+ * How many `deliver` calls each of `users` got while `action` ran. A chat pushes behind its answer
+ * (its own waitUntil, which the request does not wait for), so the counts are read until they
+ * hold still for 200 ms (at most 3 s): a loaded machine delays the push, never removes it.
+ */
 async function callsDuring(users: Seeded[], action: () => Promise<unknown>): Promise<number[]> {
-  const before = await Promise.all(users.map((user) => deliverCalls(user.id)));
+  const counts = () => Promise.all(users.map((user) => deliverCalls(user.id)));
+  const before = await counts();
   await action();
-  const after = await Promise.all(users.map((user) => deliverCalls(user.id)));
+  let after = await counts();
+  for (let stillFor = 0, waited = 0; stillFor < 200 && waited < 3_000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = await counts();
+    stillFor = now.every((calls, i) => calls === after[i]) ? stillFor + 50 : 0;
+    after = now;
+  }
   return after.map((calls, i) => calls - before[i]!);
 }
 
