@@ -3,6 +3,7 @@ import { invariant, type Outcome, refuse } from "../../lib/errors";
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { newId } from "../../lib/ids";
 import type { Grant, Wallet } from "../../schemas/wallet";
+import type { AuditOutbox } from "./audit-outbox";
 import type { Ledger } from "./ledger";
 import { toWallet } from "./views";
 import type { GrantRow } from "./wallet-schema";
@@ -11,17 +12,21 @@ import type { GrantCommand, StoredReply } from "./wallet-types";
 export type GrantAnswer = Outcome<{ reply: StoredReply; wallet: Wallet | null }>;
 
 /**
- * Admin grants: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key)
- * within this wallet. A key with a stored outcome answers it before anything else, the admin
- * check included (the caller hands its refusal in, as a transfer's pre-check does), so an admin
- * whose 201 was lost and who retries after losing the role still learns the grant happened. A
- * grant refused before it executed keeps no key.
+ * Admin grants: credits from nowhere, recorded as a `grant` entry with its audit row (in the
+ * outbox, same transaction); idempotent per (admin, key), and this wallet is the only registry of
+ * grant keys (API.md §1: one scope per admin for grants). A key with a stored outcome answers it
+ * before anything else, the admin check included (the caller hands its refusal in, as a
+ * transfer's pre-check does), so an admin whose 201 was lost and who retries after losing the role
+ * still learns the grant happened. A grant refused before it executed, or failing (one
+ * transaction: a 5xx), keeps no key.
  */
 export class Grants {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly ledger: Ledger,
     private readonly wakeAt: (at: number) => void,
+    /** The grant's audit row goes here, in the grant's own transaction. */
+    private readonly audit: AuditOutbox,
   ) {}
 
   grant(command: GrantCommand, now: number): GrantAnswer {
@@ -63,6 +68,19 @@ export class Grants {
       scopedKey === null ? null : body,
       now,
     );
+    this.audit.add(
+      {
+        id: grantId,
+        actorId: command.grantedBy,
+        action: "grant",
+        targetId: command.userId,
+        detail: { amount: command.amount, reason: command.reason },
+        requestId: command.requestId,
+        createdAt: now,
+      },
+      now,
+    );
+    // A grant ends when it is applied: its key is kept 24 h from now (API.md §1).
     if (scopedKey !== null) this.wakeAt(now + IDEMPOTENCY_RETENTION_MS);
     return { reply: { status: 201, body, replayed: false }, wallet: toWallet(this.ledger.wallet()) };
   }

@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
+import { AuditOutbox } from "./audit-outbox";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
@@ -11,7 +12,7 @@ import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
 import { type LegacyMessageKey, SendGate, type SendGateAnswer, type SendGateCommand } from "./send-gate";
 import { Sender } from "./sender";
-import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
+import { sentTransfer, toLedgerRow, toWallet } from "./views";
 import {
   type BooksHorizon,
   type IncomingRow,
@@ -25,7 +26,7 @@ import {
   type WalletBooks,
   walletBooks,
 } from "./wallet-books";
-import { migrate, type TransferInRow } from "./wallet-schema";
+import { migrate } from "./wallet-schema";
 import {
   type CreditCommand,
   type CreditResult,
@@ -50,6 +51,7 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   finisher.ts     the steps after the debit: credit or void, chat, message waves, posted
  *   recipient.ts    credit (batched for a hot recipient) and void, never both
  *   grants.ts       admin grants     recovery.ts  the alarm     views.ts  rows to API shapes
+ *   audit-outbox.ts a grant's audit row, written with it, delivered to D1 until acknowledged
  *
  * Transfer protocol (docs/wallets.md; API.md "Every transfer ends"): 1. one transaction, no
  * await: a key with a stored outcome answers it first; else the Worker's pre-check refusal, the
@@ -69,6 +71,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly finisher: Finisher;
   private readonly recovery: Recovery;
   private readonly grants: Grants;
+  private readonly audit: AuditOutbox;
   private readonly sendGate: SendGate;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
@@ -82,10 +85,11 @@ export class WalletObject extends DurableObject<Env> {
     this.ledger = new Ledger(storage.sql);
     this.sender = new Sender(storage, this.ledger, wakeAt, (key, now) => this.sendGate.holds(key, now));
     this.sendGate = new SendGate(storage, (key) => this.sender.knowsKey(key), wakeAt);
-    this.recipient = new Recipient(storage, this.ledger, hooks);
+    this.recipient = new Recipient(storage, this.ledger, hooks, (userId) => wiring.effects.sender(userId));
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
-    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
-    this.grants = new Grants(storage, this.ledger, wakeAt);
+    this.audit = new AuditOutbox(storage, wiring.effects, hooks, wakeAt);
+    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks, this.audit);
+    this.grants = new Grants(storage, this.ledger, wakeAt, this.audit);
     const announce = (event: TransferEvent) => wiring.effects.announce(event);
     this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
     ctx.blockConcurrencyWhile(async () => {
@@ -137,12 +141,15 @@ export class WalletObject extends DurableObject<Env> {
       invariant(current, `transfer ${transferId} disappeared`);
       return { ok: true, value: { transfer: sentTransfer(userId, current), event } };
     }
-    const sql = this.ctx.storage.sql;
-    const received = sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
-    if (received) return { ok: true, value: { transfer: receivedTransfer(userId, received), event: null } };
-    const voided = this.recipient.voidedIn(transferId);
-    if (voided) return { ok: true, value: { transfer: voidedTransfer(userId, voided), event: null } };
+    const received = await this.recipient.received(userId, transferId);
+    if (received) return { ok: true, value: { transfer: received, event: null } };
     return refuse("transfer_not_found", `No transfer ${transferId} sent or received by you`);
+  }
+
+  /** The chat of a transfer this wallet sent, once posted (its recipient asks: recipient.ts `received`). */
+  postedTransferChat(transferId: string): string | null {
+    const row = this.sender.transferOut(transferId);
+    return row?.state === "posted" ? row.chat_id : null;
   }
 
   // ------------------------------------------------------------------ the transfer protocol
@@ -167,9 +174,15 @@ export class WalletObject extends DurableObject<Env> {
     return this.sender.knowsKey(idempotencyKey);
   }
 
-  /** Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. */
-  grant(command: GrantCommand): GrantAnswer {
-    return this.grants.grant(command, this.hooks.now());
+  /**
+   * Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. Its audit
+   * row, written with it, is delivered before the answer when the log takes it (else by the alarm).
+   */
+  async grant(command: GrantCommand): Promise<GrantAnswer> {
+    const now = this.hooks.now();
+    const answer = this.grants.grant(command, now);
+    if (answer.ok && answer.value.wallet) await this.audit.deliver(now);
+    return answer;
   }
 
   /**
