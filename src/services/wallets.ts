@@ -104,12 +104,15 @@ export async function grantCredits(
   waitUntil: WaitUntil,
 ): Promise<StoredReply> {
   const { adminId, requestId, refusal } = caller;
-  const found = await createDb(env.DB).select({ id: users.id }).from(users).where(eq(users.id, userId)).get();
-  // No grant to an unknown user can have happened, so no stored outcome can answer first.
-  if (!found) throw new ApiError(refusal?.code ?? "user_not_found", refusal?.details ?? [`No user with id ${userId}`]);
+  const wallet = walletStub(env, userId);
   const fingerprint =
     idempotencyKey === null ? null : await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body);
-  const granted = await walletStub(env, userId).grant({
+  // A stored outcome answers first, from the key's owner alone (no D1 read for a replay).
+  const stored = idempotencyKey === null ? null : await wallet.storedGrant({ grantedBy: adminId, idempotencyKey, fingerprint });
+  if (stored) return unwrap(stored).reply;
+  const found = await createDb(env.DB).select({ id: users.id }).from(users).where(eq(users.id, userId)).get();
+  if (!found) throw new ApiError(refusal?.code ?? "user_not_found", refusal?.details ?? [`No user with id ${userId}`]);
+  const granted = await wallet.grant({
     userId,
     amount: body.amount,
     reason: body.reason,
@@ -120,7 +123,7 @@ export async function grantCredits(
     refusal,
     signupCredits: config.signupCredits,
   });
-  const { reply, wallet } = unwrap(granted);
-  if (wallet) publish(env, waitUntil, [userId], { type: "wallet.updated", data: wallet });
+  const { reply, wallet: after } = unwrap(granted);
+  if (after) publish(env, waitUntil, [userId], { type: "wallet.updated", data: after });
   return reply;
 }

@@ -4,7 +4,10 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { getConfig } from "../../src/lib/config";
 import { IDEMPOTENCY_RETENTION_MS } from "../../src/lib/idempotency";
+import { grantCredits } from "../../src/services/wallets";
+import { countingD1 } from "../support/d1-counter";
 import { call, expectError } from "../support/http";
 import { seedUser } from "../support/users";
 import { balanceOf, runRecovery, seedWalletUser } from "../support/wallets";
@@ -49,5 +52,21 @@ describe("grant keys owned by the user's object", () => {
     expect(again.status).toBe(201);
     expect(again.headers.get("Idempotent-Replayed")).toBeNull();
     expect(await balanceOf(alice.id)).toBe(110);
+  });
+
+  it("a replayed grant key is answered by the user's object alone, with no D1 query", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const alice = await seedWalletUser();
+    const config = getConfig(env);
+    const body = { amount: 12, reason: "replayed" };
+    const caller = { adminId: admin.id, requestId: "test-request", refusal: null };
+    const ignore = () => {};
+    const first = await grantCredits(env, config, caller, alice.id, body, "no-d1", ignore);
+    expect(first.status).toBe(201);
+    const counting = countingD1(env.DB);
+    const replay = await grantCredits({ ...env, DB: counting.d1 }, config, caller, alice.id, body, "no-d1", ignore);
+    expect(replay).toEqual({ ...first, replayed: true });
+    expect(counting.roundTrips).toEqual([]);
+    expect(await balanceOf(alice.id)).toBe(112);
   });
 });

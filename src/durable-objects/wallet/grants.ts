@@ -11,6 +11,10 @@ import type { GrantCommand, StoredReply } from "./wallet-types";
 
 export type GrantAnswer = Outcome<{ reply: StoredReply; wallet: Wallet | null }>;
 
+/** Scope of a grant key: the admin who sent it (API.md §1), within the granted user's object. */
+const scopeOf = (command: Pick<GrantCommand, "grantedBy" | "idempotencyKey">): string | null =>
+  command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
+
 /**
  * Admin grants: credits from nowhere, recorded as a `grant` entry with its audit row (in the
  * outbox, same transaction); idempotent per (admin, key), and this wallet is the only registry of
@@ -31,20 +35,28 @@ export class Grants {
 
   grant(command: GrantCommand, now: number): GrantAnswer {
     return this.storage.transactionSync(() => {
-      // Scope of a key: the admin who sent it (API.md §1), within this wallet.
-      const scopedKey = command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
-      const known = scopedKey === null ? undefined : this.byKey(scopedKey);
-      if (known) {
-        if (known.fingerprint !== command.fingerprint) {
-          return refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
-        }
-        invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
-        return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
-      }
+      const scopedKey = scopeOf(command);
+      const known = this.stored(command);
+      if (known) return known;
       if (command.refusal) return { ok: false, code: command.refusal.code, details: command.refusal.details };
       this.ledger.open(command.userId, command.signupCredits, now);
       return { ok: true, value: this.apply(command, scopedKey, now) };
     });
+  }
+
+  /**
+   * The stored outcome of the command's key (its 201 replayed, or 409 for another body); null when
+   * the key has none (or there is no key). Read first, so a replay is answered here and nowhere else.
+   */
+  stored(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
+    const scopedKey = scopeOf(command);
+    const known = scopedKey === null ? undefined : this.byKey(scopedKey);
+    if (!known) return null;
+    if (known.fingerprint !== command.fingerprint) {
+      return refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+    }
+    invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
+    return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
   }
 
   private byKey(scopedKey: string): GrantRow | undefined {

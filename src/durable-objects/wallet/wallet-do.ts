@@ -178,6 +178,11 @@ export class WalletObject extends DurableObject<Env> {
    * Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. Its audit
    * row, written with it, is delivered before the answer when the log takes it (else by the alarm).
    */
+  /** The stored outcome of an admin's grant key here, if any: a replay answered without any other read. */
+  storedGrant(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
+    return this.grants.stored(command);
+  }
+
   async grant(command: GrantCommand): Promise<GrantAnswer> {
     const now = this.hooks.now();
     const answer = this.grants.grant(command, now);
