@@ -71,7 +71,9 @@ class TestHooks implements ProtocolHooks {
  *   step throws, as any failure there would; "crash": the object is reset there with `ctx.abort`,
  *   memory lost);
  * - `advanceClock(ms)`: this object's protocol clock runs `ms` ahead (kept in storage, so it
- *   survives a crash), e.g. past a transfer's void deadline;
+ *   survives a crash), e.g. past a transfer's void deadline; `clock()` reads it;
+ * - `failBeginsOf(amount)`: every transfer request of that amount throws inside its step 1 (in the
+ *   group's transaction, and again when begun alone); null turns it off;
  * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything;
  * - `failCredits(times)` / `hangCredits(times)`: the next `times` credits to this wallet throw, or
  *   never answer (a recipient whose credit cannot happen); voids still work;
