@@ -1,7 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
+import { runRecovery } from "./support/wallets";
 
 /** GET /api/v1/admin/audit (API.md): every grant, suspension, reinstatement and reconciliation start. */
 const audit = (token: string, query = "") => call("GET", `/api/v1/admin/audit${query}`, { token });
@@ -77,14 +79,30 @@ describe("the admin audit log", () => {
     expect(new Set(entries.map((e) => e.requestId)).size).toBe(2);
   });
 
-  it("a grant whose audit row was lost is recorded by the replay of its key", async () => {
+  it("a grant whose audit write fails is recorded by the user's object, which retries until D1 takes it", async () => {
     const admin = await seedUser({ role: "admin" });
     const user = await seedUser();
-    const key = `lost-${crypto.randomUUID()}`;
-    const first = await grant(admin.token, user.id, { amount: 7, reason: "lost row" }, key);
-    await env.DB.prepare("DELETE FROM admin_audit WHERE id = ?").bind(first.json.data.grantId).run();
-    expect((await grant(admin.token, user.id, { amount: 7, reason: "lost row" }, key)).status).toBe(201);
-    expect((await entriesOf(admin.token, admin.id)).map((e) => e.id)).toEqual([first.json.data.grantId]);
+    const failing = {
+      audit_refused: `BEFORE INSERT ON admin_audit WHEN NEW.target_id = '${user.id}' BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END`,
+    };
+    const [keyed, unkeyed] = await withTriggers(failing, async () => {
+      const keyed = await grant(admin.token, user.id, { amount: 7, reason: "keyed" }, `outbox-${crypto.randomUUID()}`);
+      const unkeyed = await grant(admin.token, user.id, { amount: 8, reason: "unkeyed" });
+      // The grants happened (201): their rows wait in the user's object, and a retry fails again.
+      expect([keyed.status, unkeyed.status]).toEqual([201, 201]);
+      expect(await runRecovery(user.id, 60_000)).toBe(true);
+      expect(await entriesOf(admin.token, admin.id)).toEqual([]);
+      return [keyed, unkeyed];
+    });
+    // Once D1 takes writes again, the alarm delivers them (no maximum number of attempts), once each.
+    expect(await runRecovery(user.id, 600_000)).toBe(true);
+    expect(await runRecovery(user.id, 600_000)).toBe(true);
+    const entries = await entriesOf(admin.token, admin.id);
+    expect(entries.map((e) => [e.id, e.detail])).toEqual([
+      [unkeyed.json.data.grantId, { amount: 8, reason: "unkeyed" }],
+      [keyed.json.data.grantId, { amount: 7, reason: "keyed" }],
+    ]);
+    expect(entries.map((e) => e.requestId)).toEqual([unkeyed.headers.get("X-Request-Id"), keyed.headers.get("X-Request-Id")]);
   });
 
   it("suspensions, reinstatements and reconciliation starts are recorded, newest first, paged", async () => {

@@ -3,16 +3,17 @@ import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { adminAudit } from "../db/schema";
+import type { AuditOutboxEntry } from "../durable-objects/wallet/effects";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { newId } from "../lib/ids";
-import { log } from "../lib/log";
 import type { AuditAction, AuditDetail, AuditEntry } from "../schemas/audit";
 
 /**
  * The admin audit log (API.md: GET /api/v1/admin/audit): every grant, suspension, reinstatement
  * and reconciliation start, with who did it and the request that did. Each is written in the same
  * D1 batch as the action where the action is in D1 (suspensions, reconciliation starts); a grant,
- * whose money is in the wallet object, right after the wallet applied it, under the grant's id.
+ * whose money is in the user's object, goes into that object's audit outbox in the grant's own
+ * transaction and is delivered from there until D1 acknowledges it (`recordAuditEntries`).
  */
 
 /** The admin acting and the request they act through (the server's own request id, never the client's header). */
@@ -41,29 +42,16 @@ export function auditInsertWhere(db: Database, actor: AuditActor, record: AuditR
 }
 
 /**
- * Records a grant the wallet answered with 201 (fresh or replayed). The row's id is the grant's,
- * and a second write of it does nothing, so a replay of the grant's Idempotency-Key never records it twice (and
- * writes the row if the first request died between the wallet and here).
+ * Writes audit rows an object kept in its outbox (a grant's, written in the grant's transaction
+ * in the user's object): one batch, idempotent by id, so a row delivered twice is recorded once.
+ * Throws when D1 refuses, and the object keeps the rows and retries.
  */
-export async function recordGrant(
-  db: Database,
-  actor: AuditActor,
-  grant: { grantId: string; userId: string; amount: number },
-  reason: string,
-): Promise<void> {
-  const record: AuditRecord = {
-    id: grant.grantId,
-    action: "grant",
-    targetId: grant.userId,
-    detail: { amount: grant.amount, reason },
-  };
-  try {
-    await auditInsert(db, actor, record).onConflictDoNothing({ target: adminAudit.id });
-  } catch (error) {
-    // The credits moved: a 500 now would tell a client without a key to grant again. The log line
-    // carries the whole entry, and a replay of the grant's key writes the row.
-    log.error("audit_write_failed", { ...actor, ...record, error });
-  }
+export async function recordAuditEntries(db: Database, entries: readonly AuditOutboxEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const rows = entries.map(({ id, actorId, requestId, action, targetId, detail, createdAt }) =>
+    auditRow({ actorId, requestId }, { id, action, targetId, detail }, createdAt),
+  );
+  await db.insert(adminAudit).values(rows).onConflictDoNothing({ target: adminAudit.id });
 }
 
 const auditCursorShape = z.object({ t: z.number().int(), i: z.string() });

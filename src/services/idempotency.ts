@@ -10,9 +10,11 @@ import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency
  * Where a caller's `Idempotency-Key`s are registered (API.md §1: one scope for the caller's
  * transfers, one per admin for grants, one per chat for the caller's sends; across scopes a key
  * is not compared):
- * - transfers and admin grants register theirs in D1 (`idempotency_keys`, one row per caller and
- *   key, `outcome_in` naming the wallet that keeps the outcome) in the pre-check batch they run
- *   anyway (`walletKeyRegistration`);
+ * - transfers register theirs in D1 (`idempotency_keys`, one row per caller and key, `outcome_in`
+ *   naming the wallet that keeps the outcome) in the pre-check batch they run anyway
+ *   (`walletKeyRegistration`);
+ * - admin grants register theirs nowhere but in the granted user's object, scoped by admin
+ *   (durable-objects/wallet/grants.ts);
  * - message sends keep theirs only in the chat they go to, with the message (docs/chats.md,
  *   "Keys"): a send reads no D1 and registers nothing here.
  */
@@ -36,8 +38,7 @@ const replacesExpiredKeyRow = (expiredBefore: Param<number>) => ({
 });
 
 /**
- * The D1 side of a key whose outcome a wallet object keeps (credit transfers: the sender's wallet;
- * admin grants: the granted user's wallet). D1 holds one row per (caller, key) whichever endpoint
+ * The D1 side of a key whose outcome a wallet object keeps (credit transfers: the sender's wallet). D1 holds one row per (caller, key) whichever endpoint
  * used it first, so the key's scope is the caller across every endpoint (API.md §1); the wallet
  * named by `outcomeIn` is the authority on replays and on reuse with another body among its own
  * keys, so a row with another fingerprint but the same `outcomeIn` is left for that wallet to
@@ -92,7 +93,7 @@ export function walletKeyRegistration(
   };
 }
 
-/** The two statements of `walletKeyRegistration`, built once per database (they run on every keyed transfer and grant). */
+/** The two statements of `walletKeyRegistration`, built once per database (they run on every keyed transfer). */
 const preparedKeyRegistration = preparedPerDatabase((db) => {
   const thisKey = and(eq(idempotencyKeys.userId, sql.placeholder("keyUserId")), eq(idempotencyKeys.key, sql.placeholder("key")));
   return [

@@ -1,7 +1,6 @@
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import { createDb } from "../db/client";
-import { batchPrepared } from "../db/prepared";
 import { chats, users } from "../db/schema";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { PreCheckRefusal, StoredReply } from "../durable-objects/wallet/wallet-types";
@@ -10,7 +9,6 @@ import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError, unwrap } from "../lib/errors";
 import { requestFingerprint } from "../lib/idempotency";
 import type { LedgerEntry, Limits, TransferWithStatus, Wallet } from "../schemas/wallet";
-import { walletKeyRegistration } from "./idempotency";
 import { directKeyOf } from "./membership";
 import { publish, type WaitUntil } from "./realtime";
 import { publishTransferEvent } from "./transfer-events";
@@ -89,65 +87,43 @@ export async function getTransfer(
 
 /**
  * Admin grant; 404 `user_not_found` for an unknown user. Idempotent per (admin, key): the granted
- * user's wallet keeps the outcome, D1 makes the key the admin's across endpoints and users. A key
- * with a stored outcome answers it before the admin check (`caller.refusal`, handed to the wallet
- * like a transfer's pre-check); a grant refused before it executed keeps no key. The owner is
- * told (`wallet.updated`) when this call applied it.
+ * user's object is the only registry of grant keys (API.md §1: one scope per admin for grants)
+ * and keeps the outcome, and the grant's audit row is written in the grant's own transaction
+ * there (its outbox delivers it to D1). A key with a stored outcome answers it before the admin
+ * check (`caller.refusal`, handed to the wallet like a transfer's pre-check); a grant refused
+ * before it executed, or failing (5xx), keeps no key. The owner is told (`wallet.updated`) when
+ * this call applied it.
  */
 export async function grantCredits(
   env: Env,
   config: Config,
-  caller: { adminId: string; refusal: PreCheckRefusal | null },
+  caller: { adminId: string; requestId: string; refusal: PreCheckRefusal | null },
   userId: string,
   body: { amount: number; reason: string },
   idempotencyKey: string | null,
   waitUntil: WaitUntil,
 ): Promise<StoredReply> {
-  const db = createDb(env.DB);
-  const { adminId, refusal } = caller;
-  const registration =
-    idempotencyKey === null
-      ? null
-      : walletKeyRegistration(
-          db,
-          adminId,
-          idempotencyKey,
-          await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body),
-          `grant:${userId}`,
-        );
-  const userQuery = db.select({ id: users.id }).from(users).where(eq(users.id, userId));
-  const [found] = registration
-    ? await batchPrepared(db, [userQuery.prepare(), ...registration.queries] as const, registration.values).then(
-        ([u, , keyRows]) => {
-          if (u.length > 0) registration.assertOurs(keyRows);
-          return [u] as const;
-        },
-      )
-    : await db.batch([userQuery]);
-  if (found.length === 0) {
-    await registration?.release();
-    // No grant to this user can have happened, so no stored outcome can answer first.
-    throw new ApiError(refusal?.code ?? "user_not_found", refusal?.details ?? [`No user with id ${userId}`]);
-  }
-  let granted: Awaited<ReturnType<ReturnType<typeof walletStub>["grant"]>>;
-  try {
-    granted = await walletStub(env, userId).grant({
-      userId,
-      amount: body.amount,
-      reason: body.reason,
-      grantedBy: adminId,
-      idempotencyKey,
-      fingerprint: registration?.fingerprint ?? null,
-      refusal,
-      signupCredits: config.signupCredits,
-    });
-  } catch (error) {
-    // Failed before executing (the grant is one transaction): keep no key, unless the wallet holds it.
-    await registration?.release();
-    throw error;
-  }
-  if (!granted.ok) await registration?.release();
-  const { reply, wallet } = unwrap(granted);
-  if (wallet) publish(env, waitUntil, [userId], { type: "wallet.updated", data: wallet });
+  const { adminId, requestId, refusal } = caller;
+  const wallet = walletStub(env, userId);
+  const fingerprint =
+    idempotencyKey === null ? null : await requestFingerprint("POST", `/api/v1/admin/wallets/${userId}/grants`, body);
+  // A stored outcome answers first, from the key's owner alone (no D1 read for a replay).
+  const stored = idempotencyKey === null ? null : await wallet.storedGrant({ grantedBy: adminId, idempotencyKey, fingerprint });
+  if (stored) return unwrap(stored).reply;
+  const found = await createDb(env.DB).select({ id: users.id }).from(users).where(eq(users.id, userId)).get();
+  if (!found) throw new ApiError(refusal?.code ?? "user_not_found", refusal?.details ?? [`No user with id ${userId}`]);
+  const granted = await wallet.grant({
+    userId,
+    amount: body.amount,
+    reason: body.reason,
+    grantedBy: adminId,
+    requestId,
+    idempotencyKey,
+    fingerprint,
+    refusal,
+    signupCredits: config.signupCredits,
+  });
+  const { reply, wallet: after } = unwrap(granted);
+  if (after) publish(env, waitUntil, [userId], { type: "wallet.updated", data: after });
   return reply;
 }

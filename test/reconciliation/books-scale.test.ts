@@ -2,6 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type BooksHorizon, walletBooks } from "../../src/durable-objects/wallet/wallet-books";
+import { DEBITED_BY_MINUTE_BACKFILL } from "../../src/durable-objects/wallet/wallet-schema";
 import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "../../src/durable-objects/wallet/wallet-totals";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
@@ -10,7 +11,6 @@ import { recordingSql } from "./support";
 /** One entry a minute: the in-flight horizon (70 minutes) holds the same few entries in every wallet below. */
 const SPACING = 60_000;
 const T0 = Date.UTC(2025, 0, 1);
-const at = (i: number) => T0 + i * SPACING;
 const HOUR = 3_600_000;
 const FAR_AHEAD = Date.UTC(2200, 0, 1);
 
@@ -21,7 +21,8 @@ const FAR_AHEAD = Date.UTC(2200, 0, 1);
  * voided (refunded by two reversal_in entries at the end); every other one posted. The running
  * totals are then backfilled from the rows by the schema's own migrations.
  */
-function seedHistory(sql: SqlStorage, userId: string, n: number) {
+function seedHistory(sql: SqlStorage, userId: string, n: number, spacing = SPACING) {
+  const at = (i: number) => T0 + i * spacing;
   sql.exec(
     `WITH RECURSIVE i(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM i WHERE v < ?)
      INSERT INTO entries (id, transfer_id, kind, amount, balance_after, created_at)
@@ -29,7 +30,7 @@ function seedHistory(sql: SqlStorage, userId: string, n: number) {
        CASE v % 2 WHEN 1 THEN 3 ELSE -1 END, 3 * ((v + 1) / 2) - v / 2, ? + v * ? FROM i`,
     n,
     T0,
-    SPACING,
+    spacing,
   );
   sql.exec(
     `INSERT INTO transfers_out (transfer_id, state, recipient_id, amount, sender_balance, recipient_balance, message_id,
@@ -51,13 +52,15 @@ function seedHistory(sql: SqlStorage, userId: string, n: number) {
     );
   }
   sql.exec("INSERT INTO wallet (id, user_id, balance, opened_at, updated_at) VALUES (1, ?, ?, ?, ?)", userId, n + 2, T0, at(n));
+  sql.exec(DEBITED_BY_MINUTE_BACKFILL);
   sql.exec("DROP TABLE wallet_totals");
   sql.exec(WALLET_TOTALS_MIGRATION);
   sql.exec(TRANSFER_STATE_TOTALS_MIGRATION);
 }
 
-/** The books of a wallet with `n` seeded entries, cut after entry n − 10, and the rows its queries read. */
-async function booksOf(n: number) {
+/** The books of a wallet with `n` seeded entries `spacing` ms apart, cut after entry n − 10, and the rows its queries read. */
+async function booksOf(n: number, spacing = SPACING) {
+  const at = (i: number) => T0 + i * spacing;
   const userId = newId();
   // Settled: the transfers before entry n − 10 (the last 6 transfers, all posted, are at or after it).
   const horizon: BooksHorizon = {
@@ -67,7 +70,7 @@ async function booksOf(n: number) {
     settledBefore: `t${String(n - 10).padStart(8, "0")}`,
   };
   return runInDurableObject(walletStub(env, userId), (_instance, state) => {
-    state.storage.transactionSync(() => seedHistory(state.storage.sql, userId, n));
+    state.storage.transactionSync(() => seedHistory(state.storage.sql, userId, n, spacing));
     const { sql, runs } = recordingSql(state.storage.sql);
     const books = walletBooks(sql, userId, horizon);
     return { books, rowsRead: runs.reduce((sum, run) => sum + run.cursor.rowsRead, 0) };
@@ -86,8 +89,9 @@ describe("walletBooks at 100,000 entries", () => {
       pending: { count: 4, amount: 4 },
       voided: { count: 2, amount: 2 },
       stuckCount: 3,
-      // The 35 debits of the horizon before the cut, and the 4 pending debited before it.
-      inFlightBound: 35 + 4,
+      // The debits of the horizon before the cut, counted by whole minutes (the 35 inside it and the
+      // one in its first minute before it), and the 4 pending debited before it.
+      inFlightBound: 36 + 4,
     });
     expect(books.totals).toMatchObject({
       grant: { count: n / 2, amount: (3 * n) / 2 },
@@ -100,10 +104,22 @@ describe("walletBooks at 100,000 entries", () => {
     expect(books.settled).toEqual({ posted: { count: n / 2 - 12, amount: n / 2 - 12 }, credits: { count: 0, amount: 0 } });
 
     const small = await booksOf(1_000);
-    expect(small.books).toMatchObject({ balance: 1_002, stuckCount: 3, inFlightBound: 39, pending: { count: 4 } });
+    expect(small.books).toMatchObject({ balance: 1_002, stuckCount: 3, inFlightBound: 40, pending: { count: 4 } });
     // What books() reads depends on the cut, the horizon and the pending transfers, never on the
     // length of the history: the same rows at 1,000 and at 100,000 entries, and few of them.
     expect(rowsRead).toBe(small.rowsRead);
     expect(rowsRead).toBeLessThan(200);
+  });
+
+  it("reads the same rows whatever the traffic in the void window: 2,100 debits in the horizon or 8,400", async () => {
+    // One entry a second, or four: the 70-minute horizon holds 2,100 debits, or 8,400.
+    const busy = await booksOf(10_000, 1_000);
+    const busier = await booksOf(40_000, 250);
+    expect(busy.books.inFlightBound).toBeGreaterThanOrEqual(2_100 + 4);
+    expect(busier.books.inFlightBound).toBeGreaterThanOrEqual(8_400 + 4);
+    expect(busier.books.problems).toEqual([]);
+    // A row per minute of the horizon at most, never a row per debit in it.
+    expect(busier.rowsRead).toBe(busy.rowsRead);
+    expect(busier.rowsRead).toBeLessThan(200);
   });
 });

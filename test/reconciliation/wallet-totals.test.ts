@@ -103,7 +103,8 @@ describe("a wallet's running totals", () => {
       atCut: { balance: 80 },
       pending: { count: 0, amount: 0 },
       stuckCount: 0,
-      inFlightBound: 20,
+      // Debits are summed by whole minutes (a bounded read): the later one, in the cut's minute, counts too.
+      inFlightBound: 20 + 9,
     });
     expect(books.totals.transfer_out).toEqual({ amount: 29, count: 2 });
     expect(books.atCut.totals.transfer_out).toEqual({ amount: 20, count: 1 });

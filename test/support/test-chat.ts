@@ -21,10 +21,18 @@ export const chatFaults: {
   failTransferAppends: ((transfer: TransferAppend) => boolean) | null;
   failSends: ((cmd: SendCommand) => "before" | "after" | null) | null;
   failRemovals: ((cmd: RemoveMember) => "before" | "after" | null) | null;
+  /** Appends matching this wait (a hung chat) until `hangUntil` resolves. */
+  hangTransferAppends: ((transfer: TransferAppend) => boolean) | null;
+  hangUntil: Promise<void>;
+  /** How many appends have hung so far (a test waits for its hung chat to be reached). */
+  hung: number;
 } = {
   failTransferAppends: null,
   failSends: null,
   failRemovals: null,
+  hangTransferAppends: null,
+  hangUntil: Promise.resolve(),
+  hung: 0,
 };
 
 /** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
@@ -36,6 +44,11 @@ export class TestChatDO extends ChatObject {
   override async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {
     const fail = chatFaults.failTransferAppends;
     if (fail && transfers.some(fail)) throw new Error("injected chat failure: transfer message refused");
+    const hang = chatFaults.hangTransferAppends;
+    if (hang && transfers.some(hang)) {
+      chatFaults.hung += 1;
+      await chatFaults.hangUntil;
+    }
     return super.appendTransfers(chatId, transfers);
   }
 
@@ -63,5 +76,29 @@ export async function withFailingTransferAppends<T>(fail: (transfer: TransferApp
     return await fn();
   } finally {
     chatFaults.failTransferAppends = null;
+  }
+}
+
+/**
+ * Runs `fn` with transfer appends matching `hang` held by their chat objects (a hung chat) until
+ * `fn` calls `release` or ends; then clears the switch.
+ */
+export async function withHungTransferAppends<T>(
+  hang: (transfer: TransferAppend) => boolean,
+  fn: (release: () => void) => Promise<T>,
+) {
+  let release = () => {};
+  chatFaults.hangUntil = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  chatFaults.hangTransferAppends = hang;
+  try {
+    return await fn(() => {
+      chatFaults.hangTransferAppends = null;
+      release();
+    });
+  } finally {
+    chatFaults.hangTransferAppends = null;
+    release();
   }
 }

@@ -51,6 +51,14 @@ class TestHooks implements ProtocolHooks {
     if (this.take(CREDIT_FAILURES_KEY)) throw new Error(`injected credit failure for ${command.transferId}`);
   }
 
+  /** A request of this amount throws at its step 1, every time (memory: a rolled-back transaction cannot undo it). */
+  failingBeginAmount: number | null = null;
+
+  beforeBegin(command: TransferCommand): void {
+    if (command.amount === this.failingBeginAmount)
+      throw new InjectedFault(`injected failure at the step 1 of ${command.amount}`);
+  }
+
   take(key: string): boolean {
     const left = this.ctx.storage.kv.get<number>(key) ?? 0;
     if (left > 0) this.ctx.storage.kv.put(key, left - 1);
@@ -64,7 +72,9 @@ class TestHooks implements ProtocolHooks {
  *   step throws, as any failure there would; "crash": the object is reset there with `ctx.abort`,
  *   memory lost);
  * - `advanceClock(ms)`: this object's protocol clock runs `ms` ahead (kept in storage, so it
- *   survives a crash), e.g. past a transfer's void deadline;
+ *   survives a crash), e.g. past a transfer's void deadline; `clock()` reads it;
+ * - `failBeginsOf(amount)`: every transfer request of that amount throws inside its step 1 (in the
+ *   group's transaction, and again when begun alone); null turns it off;
  * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything;
  * - `failSessionReplacements(times)`: the next `times` password changes' session replacements
  *   throw, after committing when `committed` (an answer lost on the way back), else before;
@@ -127,12 +137,22 @@ export class TestWalletDO extends WalletObject {
     this.testHooks.hold = null;
   }
 
+  /** `failBeginsOf(amount)`: every transfer request of this amount throws inside its step 1 (null: none). */
+  failBeginsOf(amount: number | null): void {
+    this.testHooks.failingBeginAmount = amount;
+  }
+
   waitingCount(): number {
     return this.groups.waitingCount;
   }
 
   armFault(point: FaultPoint, times = 1, mode: "stop" | "crash" = "stop"): void {
     this.testHooks.armed.set(point, { left: times, mode });
+  }
+
+  /** This object's protocol clock now (real time plus what `advanceClock` added). */
+  clock(): number {
+    return this.testHooks.now();
   }
 
   advanceClock(ms: number): void {

@@ -60,3 +60,28 @@ export async function runRecovery(userId: string, advanceMs = IN_FLIGHT_MS + 1):
   await inWallet(userId, (wallet) => wallet.advanceClock(advanceMs));
   return runDurableObjectAlarm(walletStub(env, userId));
 }
+
+type Answer = Awaited<ReturnType<typeof transfer>>;
+
+/**
+ * Sends `requests` to `senderId`'s held wallet one after another (each queued before the next is
+ * sent), then releases them as one group; the answers, each as it comes.
+ */
+export async function queueOneGroup(senderId: string, token: string, requests: { body: unknown; key?: string }[]) {
+  await inWallet(senderId, (wallet) => wallet.holdGroups());
+  const answers: Promise<Answer>[] = [];
+  for (const [i, request] of requests.entries()) {
+    answers.push(transfer(token, request.body, request.key === undefined ? {} : { key: request.key }));
+    for (let tries = 0; (await inWallet(senderId, (wallet) => wallet.waitingCount())) < i + 1; tries++) {
+      if (tries > 500) throw new Error(`request ${i} never reached the wallet`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+  await inWallet(senderId, (wallet) => wallet.releaseGroups());
+  return answers;
+}
+
+/** `queueOneGroup`, all answers at once. */
+export async function oneGroup(senderId: string, token: string, requests: { body: unknown; key?: string }[]): Promise<Answer[]> {
+  return Promise.all(await queueOneGroup(senderId, token, requests));
+}

@@ -9,24 +9,9 @@ import { describe, expect, it } from "vitest";
 import { MAX_GROUP } from "../../src/durable-objects/wallet/group-commit";
 import { queryChat, queryEveryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
-import { balanceOf, inWallet, NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
+import { balanceOf, inWallet, NO_RATE_LIMIT, oneGroup, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
 
 type Answer = Awaited<ReturnType<typeof transfer>>;
-
-/** Sends `requests` to `senderId`'s held wallet one after another (each queued before the next is sent), then releases them as one group. */
-async function oneGroup(senderId: string, token: string, requests: { body: unknown; key?: string }[]): Promise<Answer[]> {
-  await inWallet(senderId, (wallet) => wallet.holdGroups());
-  const answers: Promise<Answer>[] = [];
-  for (const [i, request] of requests.entries()) {
-    answers.push(transfer(token, request.body, request.key === undefined ? {} : { key: request.key }));
-    for (let tries = 0; (await inWallet(senderId, (wallet) => wallet.waitingCount())) < i + 1; tries++) {
-      if (tries > 500) throw new Error(`request ${i} never reached the wallet`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  }
-  await inWallet(senderId, (wallet) => wallet.releaseGroups());
-  return Promise.all(answers);
-}
 
 describe("group commit in the sender's wallet", () => {
   it("commits N queued transfers as one group: refusals in arrival order, each answer its own, each key's replay exact", async () => {
@@ -161,5 +146,32 @@ describe("group commit in the sender's wallet", () => {
     const replay = await transfer(alice.token, { recipientId: bob.id, amount: 7 }, { key: "down" });
     expect(replay.status).toBe(201);
     expect(replay.json.data).toMatchObject({ status: "posted", transferredAmount: 7, senderBalance: 93, recipientBalance: 107 });
+  });
+  it("a group where one request's begin throws: that one fails alone, the others are answered 201", async () => {
+    const alice = await seedWalletUser();
+    const bob = await seedWalletUser();
+    const carol = await seedWalletUser();
+    await inWallet(alice.id, (wallet) => wallet.failBeginsOf(13));
+    const [before, poison, after, unkeyed] = await oneGroup(alice.id, alice.token, [
+      { key: "ok-1", body: { recipientId: bob.id, amount: 5 } },
+      { key: "poison", body: { recipientId: carol.id, amount: 13 } },
+      { key: "ok-2", body: { recipientId: carol.id, amount: 7 } },
+      { body: { recipientId: bob.id, amount: 2 } },
+    ]);
+    expect(await inWallet(alice.id, (wallet) => wallet.groupSizes)).toEqual([4]);
+    expectError(poison!, 500, "internal_error");
+    expect([before!.status, after!.status, unkeyed!.status]).toEqual([201, 201, 201]);
+    // Still in arrival order: each debited against what the ones before it left.
+    expect([before!.json.data.senderBalance, after!.json.data.senderBalance, unkeyed!.json.data.senderBalance]).toEqual([
+      95, 88, 86,
+    ]);
+    expect(await balanceOf(bob.id)).toBe(107);
+    expect(await balanceOf(carol.id)).toBe(107);
+    // The failure stored nothing under its key: once the fault is gone, the same key runs.
+    await inWallet(alice.id, (wallet) => wallet.failBeginsOf(null));
+    const retried = await transfer(alice.token, { recipientId: carol.id, amount: 13 }, { key: "poison" });
+    expect(retried.status).toBe(201);
+    expect(retried.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(await balanceOf(alice.id)).toBe(73);
   });
 });

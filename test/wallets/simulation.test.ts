@@ -245,7 +245,7 @@ async function simulate(seed: number, ops: number) {
               grantCredits(
                 env,
                 config,
-                { adminId: admin.id, refusal: null },
+                { adminId: admin.id, requestId: `sim-${seed}`, refusal: null },
                 senderId,
                 { amount: grantAmount, reason: "sim" },
                 key,

@@ -130,7 +130,11 @@ describe("Idempotency-Key on credit transfers", () => {
     expect(
       (await transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: "old" })).headers.get("Idempotent-Replayed"),
     ).toBe("true");
-    await rowsOf(alice.id, `UPDATE transfers_out SET created_at = created_at - ${24 * 3600 * 1000 + 10}`);
+    // A transfer's key counts from its end (posted), a refusal's from its answer.
+    await rowsOf(
+      alice.id,
+      `UPDATE transfers_out SET created_at = created_at - ${24 * 3600 * 1000 + 10}, posted_at = posted_at - ${24 * 3600 * 1000 + 10}`,
+    );
     await rowsOf(alice.id, `UPDATE refusals SET created_at = created_at - ${24 * 3600 * 1000 + 10}`);
     await stub.open(alice.id, 100); // make sure the object is awake so the alarm can be run
     await runRecovery(alice.id);
@@ -182,21 +186,24 @@ describe("Idempotency-Key scopes (API.md §1): transfers, each chat's sends, an 
     expect(await rowsOf(alice.id, "SELECT transfer_id FROM transfers_out")).toHaveLength(1);
   });
 
-  it("an admin's grant key is theirs across users and endpoints", async () => {
+  it("an admin's grant key lives in the granted user's object: scoped by admin there, another scope than the admin's transfers", async () => {
     const admin = await seedWalletUser({ role: "admin" });
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
-    const grant = (userId: string) =>
+    const grant = (userId: string, amount = 5) =>
       call("POST", `/api/v1/admin/wallets/${userId}/grants`, {
         token: admin.token,
-        body: { amount: 5, reason: "r" },
+        body: { amount, reason: "r" },
         headers: { "Idempotency-Key": "x-3" },
       });
     expect((await grant(alice.id)).status).toBe(201);
-    expectError(await grant(bob.id), 409, "idempotency_key_reused");
-    expectError(await transfer(admin.token, { recipientId: bob.id, amount: 5 }, { key: "x-3" }), 409, "idempotency_key_reused");
-    expect(await balanceOf(bob.id)).toBe(100);
-    expect(await balanceOf(admin.id)).toBe(100);
+    expectError(await grant(alice.id, 6), 409, "idempotency_key_reused");
+    // Alice's object is the registry of her grants' keys; Bob's knows nothing of them.
+    expect((await grant(bob.id)).status).toBe(201);
+    // Across scopes a key is not compared (API.md §1): the admin's own transfers are another scope.
+    expect((await transfer(admin.token, { recipientId: bob.id, amount: 5 }, { key: "x-3" })).status).toBe(201);
+    expect(await balanceOf(bob.id)).toBe(110);
+    expect(await balanceOf(admin.id)).toBe(95);
     expect((await grant(alice.id)).headers.get("Idempotent-Replayed")).toBe("true");
     expect(await balanceOf(alice.id)).toBe(105);
   });

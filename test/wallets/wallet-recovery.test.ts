@@ -54,10 +54,11 @@ describe("the recovery alarm", () => {
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
     expect((await transfer(alice.token, { recipientId: bob.id, amount: 5 }, { key: "expires" })).status).toBe(201);
-    const [row] = await rowsOf(alice.id, "SELECT created_at FROM transfers_out");
+    // A key is kept from the transfer's end (posted), API.md §1.
+    const [row] = await rowsOf(alice.id, "SELECT posted_at FROM transfers_out");
     await runRecovery(alice.id);
     const nextAlarm = await inWallet(alice.id, (_wallet, state) => state.storage.getAlarm());
-    expect(nextAlarm).toBe(Number(row!.created_at) + IDEMPOTENCY_RETENTION_MS + 1);
+    expect(nextAlarm).toBe(Number(row!.posted_at) + IDEMPOTENCY_RETENTION_MS + 1);
   });
 
   it("a failed attempt backs off instead of retrying at once", async () => {

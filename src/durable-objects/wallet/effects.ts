@@ -1,5 +1,5 @@
 import type { Message } from "../../schemas/message";
-import type { CreditCommand, CreditResult, FaultPoint, TransferEvent } from "./wallet-types";
+import type { CreditCommand, CreditResult, FaultPoint, TransferCommand, TransferEvent } from "./wallet-types";
 
 /**
  * Everything the money protocol needs from outside its own storage, handed to the wallet object by
@@ -19,11 +19,33 @@ export interface WalletEffects {
   announce(event: TransferEvent): void;
   /** The recipient's wallet object. */
   recipient(userId: string): RecipientWallet;
+  /** Writes these admin audit rows to the directory's audit log, idempotent by id (a repeat records nothing more). */
+  recordAudit(entries: readonly AuditOutboxEntry[]): Promise<void>;
+  /** The sender's wallet object of a transfer this wallet received (is its message posted yet?). */
+  sender(userId: string): SenderWallet;
 }
+
+export type SenderWallet = {
+  /** The chat of a transfer that wallet sent and posted; null while it is not posted (or not its). */
+  postedTransferChat(transferId: string): Promise<string | null>;
+};
 
 export type RecipientWallet = {
   credit(command: CreditCommand): Promise<CreditResult>;
   voidUnlessCredited(command: CreditCommand): Promise<CreditResult>;
+};
+
+/** One row of the admin audit log, as the wallet's outbox keeps it until the log acknowledges it. */
+export type AuditOutboxEntry = {
+  /** The grant's id. */
+  id: string;
+  actorId: string;
+  action: "grant";
+  targetId: string;
+  detail: { amount: number; reason: string };
+  requestId: string;
+  /** Epoch ms of the grant. */
+  createdAt: number;
 };
 
 /** A credited transfer's message, as the chat module appends it. */
@@ -55,6 +77,8 @@ export interface ProtocolHooks {
   beforeGroup(waiting: () => number): Promise<void>;
   /** Awaited before this wallet credits a transfer as its recipient (a throw or a hang is the recipient's). */
   beforeCredit(command: CreditCommand): Promise<void>;
+  /** Inside a group's transaction, before each request's step 1 (a throw is that request's failure). */
+  beforeBegin(command: TransferCommand): void;
 }
 
 export const PRODUCTION_HOOKS: ProtocolHooks = {
@@ -62,4 +86,5 @@ export const PRODUCTION_HOOKS: ProtocolHooks = {
   reached: () => {},
   beforeGroup: async () => {},
   beforeCredit: async () => {},
+  beforeBegin: () => {},
 };

@@ -6,7 +6,7 @@ import { endedReply } from "./views";
 import type { TransferOutRow } from "./wallet-schema";
 import { CALL_TIMEOUT_MS, type CreditCommand, type CreditResult } from "./wallet-types";
 
-/** The most messages one D1 batch posts (seven statements each). */
+/** The most messages one call to a chat posts. */
 export const MAX_WAVE = 32;
 
 /** How long a due message waits for the other credits in flight before its wave goes anyway. */
@@ -50,14 +50,18 @@ export function creditCommandOf(row: TransferOutRow, senderId: string, signupCre
  * and the `credit_transfer` message; then `posted`. Safe to repeat and to run concurrently with
  * itself (every step is idempotent by transfer id), which is how a request, a retry, a read and
  * recovery all push the same transfer. Each transfer goes on its own: a slow or hung recipient
- * delays only its own transfer (every call out has a timeout). Messages that become due while a
- * D1 batch is in flight are posted together in the next (one batch and one transaction for N);
- * a batch or posting write that fails is retried one transfer at a time, so one poison transfer
- * never fails the others.
+ * delays only its own transfer (every call out has a timeout). Messages are posted per chat: a
+ * chat's messages that become due while its call is in flight go together in its next (one call
+ * and one transaction for N), and each chat's share of a wave goes on its own, so a slow or hung
+ * chat delays only its own transfers' messages. A wave that fails as a whole is retried one
+ * transfer at a time, so one poison transfer never fails the others.
  */
 export class Finisher {
-  private readonly waves: Posting[] = [];
-  private posting = false;
+  /** Credited transfers whose message is due, not yet handed to their chat's lane. */
+  private readonly due: Posting[] = [];
+  /** Per chat: its messages waiting for the wave in flight to that chat; a chat in `busy` has one in flight. */
+  private readonly lanes = new Map<string, Posting[]>();
+  private readonly busy = new Set<string>();
   /** Transfers between the start of their credit and their place in a wave. */
   private crediting = 0;
   private waveTimer: ReturnType<typeof setTimeout> | null = null;
@@ -84,7 +88,7 @@ export class Finisher {
     }
     if (!credited) return this.storage.transactionSync(() => this.sender.endVoided(row.transfer_id, this.hooks.now()));
     return new Promise((answer, fail) => {
-      this.waves.push({ ...credited, answer, fail });
+      this.due.push({ ...credited, answer, fail });
       this.kick();
     });
   }
@@ -106,20 +110,34 @@ export class Finisher {
   /**
    * Starts a wave when one is due: at once when no other transfer of this object is still being
    * credited (its message would make the next batch) or the wave is full; otherwise after at most
-   * WAVE_WAIT_MS, so the credits of one group post in one batch and a slow one delays nobody long.
+   * WAVE_WAIT_MS, so the credits of one group post together and a slow one delays nobody long.
    */
   private kick(): void {
-    if (this.posting || this.waves.length === 0) return;
-    if (this.crediting === 0 || this.waves.length >= MAX_WAVE) {
+    if (this.due.length === 0) return;
+    if (this.crediting === 0 || this.due.length >= MAX_WAVE) {
       if (this.waveTimer !== null) clearTimeout(this.waveTimer);
       this.waveTimer = null;
-      void this.postWaves();
+      this.startWave();
     } else if (this.waveTimer === null) {
       this.waveTimer = setTimeout(() => {
         this.waveTimer = null;
-        if (!this.posting && this.waves.length > 0) void this.postWaves();
+        this.startWave();
       }, WAVE_WAIT_MS);
     }
+  }
+
+  /**
+   * Hands the due messages to their chats: each chat's share of the wave is posted on its own, so
+   * a slow or hung chat delays only its own transfers' messages. A chat with a wave in flight
+   * takes the new ones in its next.
+   */
+  private startWave(): void {
+    for (const posting of this.due.splice(0)) {
+      const lane = this.lanes.get(posting.chatId);
+      if (lane) lane.push(posting);
+      else this.lanes.set(posting.chatId, [posting]);
+    }
+    for (const chatId of this.lanes.keys()) if (!this.busy.has(chatId)) void this.postLane(chatId);
   }
 
   /** Step 3 for a first transfer between two people, after its credit: their direct chat, kept on the transfer. */
@@ -137,25 +155,28 @@ export class Finisher {
     return chatId;
   }
 
-  private async postWaves(): Promise<void> {
-    this.posting = true;
+  /** One chat's messages, a wave at a time, until its lane is empty. */
+  private async postLane(chatId: string): Promise<void> {
+    this.busy.add(chatId);
     try {
-      while (this.waves.length > 0) {
-        const wave = this.waves.splice(0, MAX_WAVE);
+      for (let lane = this.lanes.get(chatId); lane && lane.length > 0; lane = this.lanes.get(chatId)) {
+        const wave = lane.splice(0, MAX_WAVE);
         try {
           await this.post(wave);
-        } catch {
+        } catch (error) {
+          if (wave.length === 1) wave[0]?.fail(error);
           // The batch or its posting write failed as a whole: each on its own, so only a poison one fails.
-          for (const posting of wave) await this.post([posting]).catch(posting.fail);
+          else for (const posting of wave) await this.post([posting]).catch(posting.fail);
         }
       }
     } finally {
-      this.posting = false;
+      this.lanes.delete(chatId);
+      this.busy.delete(chatId);
     }
   }
 
   /**
-   * Steps 4–5 for a wave: its messages in ONE D1 batch, then ONE transaction marking them posted.
+   * Steps 4–5 for one chat's wave: its messages in ONE call to the chat, then ONE transaction marking them posted.
    * Throws (having answered nobody) when the batch or the transaction fails as a whole.
    */
   private async post(wave: readonly Posting[]): Promise<void> {

@@ -3,6 +3,7 @@ import { invariant, type Outcome, refuse } from "../../lib/errors";
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { newId } from "../../lib/ids";
 import type { Grant, Wallet } from "../../schemas/wallet";
+import type { AuditOutbox } from "./audit-outbox";
 import type { Ledger } from "./ledger";
 import { toWallet } from "./views";
 import type { GrantRow } from "./wallet-schema";
@@ -10,36 +11,52 @@ import type { GrantCommand, StoredReply } from "./wallet-types";
 
 export type GrantAnswer = Outcome<{ reply: StoredReply; wallet: Wallet | null }>;
 
+/** Scope of a grant key: the admin who sent it (API.md §1), within the granted user's object. */
+const scopeOf = (command: Pick<GrantCommand, "grantedBy" | "idempotencyKey">): string | null =>
+  command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
+
 /**
- * Admin grants: credits from nowhere, recorded as a `grant` entry; idempotent per (admin, key)
- * within this wallet. A key with a stored outcome answers it before anything else, the admin
- * check included (the caller hands its refusal in, as a transfer's pre-check does), so an admin
- * whose 201 was lost and who retries after losing the role still learns the grant happened. A
- * grant refused before it executed keeps no key.
+ * Admin grants: credits from nowhere, recorded as a `grant` entry with its audit row (in the
+ * outbox, same transaction); idempotent per (admin, key), and this wallet is the only registry of
+ * grant keys (API.md §1: one scope per admin for grants). A key with a stored outcome answers it
+ * before anything else, the admin check included (the caller hands its refusal in, as a
+ * transfer's pre-check does), so an admin whose 201 was lost and who retries after losing the role
+ * still learns the grant happened. A grant refused before it executed, or failing (one
+ * transaction: a 5xx), keeps no key.
  */
 export class Grants {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly ledger: Ledger,
     private readonly wakeAt: (at: number) => void,
+    /** The grant's audit row goes here, in the grant's own transaction. */
+    private readonly audit: AuditOutbox,
   ) {}
 
   grant(command: GrantCommand, now: number): GrantAnswer {
     return this.storage.transactionSync(() => {
-      // Scope of a key: the admin who sent it (API.md §1), within this wallet.
-      const scopedKey = command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
-      const known = scopedKey === null ? undefined : this.byKey(scopedKey);
-      if (known) {
-        if (known.fingerprint !== command.fingerprint) {
-          return refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
-        }
-        invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
-        return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
-      }
+      const scopedKey = scopeOf(command);
+      const known = this.stored(command);
+      if (known) return known;
       if (command.refusal) return { ok: false, code: command.refusal.code, details: command.refusal.details };
       this.ledger.open(command.userId, command.signupCredits, now);
       return { ok: true, value: this.apply(command, scopedKey, now) };
     });
+  }
+
+  /**
+   * The stored outcome of the command's key (its 201 replayed, or 409 for another body); null when
+   * the key has none (or there is no key). Read first, so a replay is answered here and nowhere else.
+   */
+  stored(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
+    const scopedKey = scopeOf(command);
+    const known = scopedKey === null ? undefined : this.byKey(scopedKey);
+    if (!known) return null;
+    if (known.fingerprint !== command.fingerprint) {
+      return refuse("idempotency_key_reused", "This Idempotency-Key was already used with a different request body");
+    }
+    invariant(known.response !== null, `grant ${known.grant_id} keeps its key without its reply`);
+    return { ok: true, value: { reply: { status: 201, body: known.response, replayed: true }, wallet: null } };
   }
 
   private byKey(scopedKey: string): GrantRow | undefined {
@@ -63,6 +80,19 @@ export class Grants {
       scopedKey === null ? null : body,
       now,
     );
+    this.audit.add(
+      {
+        id: grantId,
+        actorId: command.grantedBy,
+        action: "grant",
+        targetId: command.userId,
+        detail: { amount: command.amount, reason: command.reason },
+        requestId: command.requestId,
+        createdAt: now,
+      },
+      now,
+    );
+    // A grant ends when it is applied: its key is kept 24 h from now (API.md §1).
     if (scopedKey !== null) this.wakeAt(now + IDEMPOTENCY_RETENTION_MS);
     return { reply: { status: 201, body, replayed: false }, wallet: toWallet(this.ledger.wallet()) };
   }

@@ -68,22 +68,38 @@ export class GroupCommit {
     }
   }
 
-  /** Step 1 for each request in ONE transaction, in arrival order; then each debited transfer goes on alone. */
+  /**
+   * Step 1 for each request in ONE transaction, in arrival order; then each debited transfer goes on
+   * alone. When that transaction fails, each request is begun again in its own (still in arrival
+   * order), so one request whose step 1 throws fails alone and the others are answered.
+   */
   private commitGroup(group: readonly Waiting[]): void {
     const now = this.hooks.now();
-    let begun: Begun[];
+    const beginOne = ({ command }: Waiting): Begun => {
+      this.hooks.beforeBegin(command);
+      return this.sender.begin(command, now);
+    };
+    let begun: (Begun | null)[];
     try {
-      begun = this.storage.transactionSync(() => group.map(({ command }) => this.sender.begin(command, now)));
-    } catch (error) {
-      for (const request of group) request.fail(error);
-      return;
+      begun = this.storage.transactionSync(() => group.map(beginOne));
+    } catch {
+      begun = group.map((request) => {
+        try {
+          return this.storage.transactionSync(() => beginOne(request));
+        } catch (error) {
+          request.fail(error);
+          return null;
+        }
+      });
     }
-    const fresh = begun.flatMap((b) => (b.kind === "continue" && !b.replayed ? [b.row.retry_at] : []));
+    const fresh = begun.flatMap((b) => (b?.kind === "continue" && !b.replayed ? [b.row.retry_at] : []));
     if (fresh.length > 0) this.wakeAt(Math.min(...fresh));
     // A retry of a key still pending names the same transfer as its original: finished once, announced once.
     const ends = new Map<string, { ending: Promise<Ending>; announced: boolean }>();
     group.forEach((request, i) => {
       const started = begun[i];
+      // Null: this request's own step 1 failed, and it was answered with that failure.
+      if (started === null) return;
       invariant(started, "a request of the group has no beginning");
       if (started.kind === "answered") return request.answer(started.result);
       const id = started.row.transfer_id;

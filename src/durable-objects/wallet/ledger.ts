@@ -2,7 +2,7 @@ import { invariant } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import type { EntryRow, WalletRow } from "./wallet-schema";
 import { recordEntry, recordTransferState, type TransferStateMove } from "./wallet-totals";
-import { WINDOW_MINUTES } from "./wallet-types";
+import { DEBITS_KEPT_MINUTES, WINDOW_MINUTES } from "./wallet-types";
 
 /** The note of the welcome grant's ledger entry. */
 export const WELCOME_GRANT_NOTE = "Welcome credits";
@@ -141,14 +141,23 @@ export class Ledger {
     return balance;
   }
 
-  /** Counts a debit in its minute and forgets minutes that left the window. */
+  /**
+   * Counts a debit in its minute, twice: in the rolling send window (a void gives it back) and in
+   * the debits per minute the books sum (never given back: what left the wallet then); each
+   * forgets the minutes it no longer needs.
+   */
   private countSent(amount: number, now: number): void {
     const minute = minuteOf(now);
-    this.sql.exec(
-      "INSERT INTO sent_by_minute (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount",
-      minute,
-      amount,
-    );
-    this.sql.exec("DELETE FROM sent_by_minute WHERE minute < ?", minute - WINDOW_MINUTES);
+    for (const [table, kept] of [
+      ["sent_by_minute", WINDOW_MINUTES],
+      ["debited_by_minute", DEBITS_KEPT_MINUTES],
+    ] as const) {
+      this.sql.exec(
+        `INSERT INTO ${table} (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount`,
+        minute,
+        amount,
+      );
+      this.sql.exec(`DELETE FROM ${table} WHERE minute < ?`, minute - kept);
+    }
   }
 }

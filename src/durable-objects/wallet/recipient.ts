@@ -1,11 +1,17 @@
 import { invariant } from "../../lib/errors";
-import type { ProtocolHooks } from "./effects";
+import type { TransferWithStatus } from "../../schemas/wallet";
+import type { ProtocolHooks, SenderWallet } from "./effects";
+import { withTimeout } from "./finisher";
 import type { Ledger } from "./ledger";
-import type { VoidedInRow } from "./wallet-schema";
-import type { CreditCommand, CreditResult } from "./wallet-types";
+import { receivedTransfer, voidedTransfer } from "./views";
+import type { TransferInRow, VoidedInRow } from "./wallet-schema";
+import { CALL_TIMEOUT_MS, type CreditCommand, type CreditResult } from "./wallet-types";
 
 /** The most credits one transaction commits together. */
 export const MAX_CREDIT_BATCH = 64;
+
+/** How many of the latest batch sizes a recipient remembers (observability and tests): a bounded record. */
+export const BATCH_SIZES_KEPT = 100;
 
 type QueuedCredit = { command: CreditCommand; answer: (result: CreditResult) => void; fail: (error: unknown) => void };
 
@@ -21,13 +27,15 @@ type QueuedCredit = { command: CreditCommand; answer: (result: CreditResult) => 
 export class Recipient {
   private readonly queue: QueuedCredit[] = [];
   private flushing = false;
-  /** Credits committed per transaction since this instance started (observability and tests). */
+  /** Credits committed per transaction, the latest BATCH_SIZES_KEPT (observability and tests). */
   readonly batchSizes: number[] = [];
 
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly ledger: Ledger,
     private readonly hooks: ProtocolHooks,
+    /** The sender's object of a transfer received here (whether its message is posted). */
+    private readonly senderOf: (userId: string) => SenderWallet,
   ) {}
 
   async credit(command: CreditCommand): Promise<CreditResult> {
@@ -62,6 +70,35 @@ export class Recipient {
     });
   }
 
+  /**
+   * What this wallet received as transfer `transferId`: credited (posted once its message is) or
+   * voided; undefined when neither. A credit not yet known to be posted asks its sender, once
+   * posted remembers it, so a recipient never reads `posted` before the message exists.
+   */
+  async received(recipientId: string, transferId: string): Promise<TransferWithStatus | undefined> {
+    const sql = this.storage.sql;
+    const row = sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
+    if (!row) {
+      const voided = this.voidedIn(transferId);
+      return voided ? voidedTransfer(recipientId, voided) : undefined;
+    }
+    if (row.posted_at !== null) return receivedTransfer(recipientId, row);
+    const chatId = await withTimeout(
+      this.senderOf(row.sender_id).postedTransferChat(transferId),
+      CALL_TIMEOUT_MS,
+      `sender ${row.sender_id} of transfer ${transferId}`,
+    ).catch(() => null);
+    if (chatId === null) return receivedTransfer(recipientId, row);
+    const now = this.hooks.now();
+    sql.exec(
+      "UPDATE transfers_in SET posted_at = ?, chat_id = COALESCE(chat_id, ?) WHERE transfer_id = ?",
+      now,
+      chatId,
+      transferId,
+    );
+    return receivedTransfer(recipientId, { ...row, posted_at: now, chat_id: row.chat_id ?? chatId });
+  }
+
   voidedIn(transferId: string): VoidedInRow | undefined {
     return this.storage.sql.exec<VoidedInRow>("SELECT * FROM voided_in WHERE transfer_id = ?", transferId).toArray()[0];
   }
@@ -84,13 +121,13 @@ export class Recipient {
     let results: CreditResult[];
     try {
       results = this.storage.transactionSync(() => batch.map(({ command }) => this.creditOne(command)));
-      this.batchSizes.push(batch.length);
+      this.recordBatch(batch.length);
     } catch {
       // One of them broke the transaction: each on its own, so only that one fails.
       for (const queued of batch) {
         try {
           queued.answer(this.storage.transactionSync(() => this.creditOne(queued.command)));
-          this.batchSizes.push(1);
+          this.recordBatch(1);
         } catch (error) {
           queued.fail(error);
         }
@@ -98,6 +135,12 @@ export class Recipient {
       return;
     }
     batch.forEach((queued, i) => queued.answer(results[i] as CreditResult));
+  }
+
+  /** Remembers a batch's size, forgetting the oldest: a long-lived hot recipient holds no growing array. */
+  private recordBatch(size: number): void {
+    this.batchSizes.push(size);
+    if (this.batchSizes.length > BATCH_SIZES_KEPT) this.batchSizes.splice(0, this.batchSizes.length - BATCH_SIZES_KEPT);
   }
 
   /** One credit inside the batch's transaction: a repeat answers the first credit; a voided transfer is refused. */

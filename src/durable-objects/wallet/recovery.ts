@@ -1,5 +1,6 @@
 import { IDEMPOTENCY_RETENTION_MS } from "../../lib/idempotency";
 import { log } from "../../lib/log";
+import type { AuditOutbox } from "./audit-outbox";
 import type { ProtocolHooks, WalletEffects } from "./effects";
 import type { Finisher } from "./finisher";
 import { RECOVERY_SQL, type TransferOutRow } from "./wallet-schema";
@@ -24,6 +25,7 @@ export class Recovery {
     private readonly finisher: Finisher,
     private readonly effects: WalletEffects,
     private readonly hooks: ProtocolHooks,
+    private readonly audit: AuditOutbox,
   ) {}
 
   /** From the constructor, under blockConcurrencyWhile. */
@@ -53,14 +55,20 @@ export class Recovery {
         this.effects.announce(ending.value.event);
       }
     });
+    await this.audit.deliver(now);
     this.expireKeys(now);
     this.scheduleNext(now);
   }
 
-  /** After a failed attempt: try again later, doubling, but never past the void deadline by much. */
+  /**
+   * After a failed attempt: try again later, doubling up to MAX_RETRY_DELAY_MS. Before the void
+   * deadline the wait ends at the deadline at the latest (the void is due then); past it, the
+   * doubling goes on: a credited transfer whose chat is down, or a void whose recipient is down,
+   * is retried ever less often, never every IN_FLIGHT_MS for good.
+   */
   private backOff(row: TransferOutRow, now: number): void {
     const delay = Math.min(IN_FLIGHT_MS * 2 ** Math.min(row.attempts, 10), MAX_RETRY_DELAY_MS);
-    const retryAt = Math.min(now + delay, Math.max(row.void_at, now + IN_FLIGHT_MS));
+    const retryAt = now < row.void_at ? Math.min(now + delay, row.void_at) : now + delay;
     this.storage.sql.exec(
       "UPDATE transfers_out SET attempts = attempts + 1, retry_at = ? WHERE transfer_id = ? AND state = 'pending'",
       retryAt,
@@ -78,15 +86,15 @@ export class Recovery {
     });
   }
 
-  /** The next alarm: the next pending transfer's turn, or the next key expiry; none when neither. */
+  /** The next alarm: the next pending transfer's turn, audit row due or key expiry; none when none. */
   private scheduleNext(now: number): void {
     const first = (query: string) => this.storage.sql.exec<{ t: number | null }>(query).one().t;
     const keyTimes = [RECOVERY_SQL.oldestTransferKey, RECOVERY_SQL.oldestRefusal, RECOVERY_SQL.oldestGrantKey]
       .map(first)
       .filter((t): t is number => t !== null)
       .map((t) => t + IDEMPOTENCY_RETENTION_MS + 1);
-    const nextDue = first(RECOVERY_SQL.nextDue);
-    const candidates = nextDue === null ? keyTimes : [nextDue, ...keyTimes];
+    const due = [first(RECOVERY_SQL.nextDue), this.audit.nextAt()].filter((t): t is number => t !== null);
+    const candidates = [...due, ...keyTimes];
     if (candidates.length > 0) this.wakeAt(Math.max(Math.min(...candidates), now));
   }
 }

@@ -71,17 +71,22 @@ export function sentTransfer(senderId: string, row: TransferOutRow): TransferWit
   });
 }
 
-/** A transfer this wallet received (credited: the credit is what the recipient knows of it). */
+/**
+ * A transfer this wallet received: credited, and `posted` once its message is (API.md: the message
+ * comes after the credit). Until then it is `pending`, with the credit (the balance after it) but
+ * no message or chat yet, as its sender sees a pending transfer.
+ */
 export function receivedTransfer(recipientId: string, row: TransferInRow): TransferWithStatus {
-  return toTransfer("posted", {
+  const posted = row.posted_at !== null;
+  return toTransfer(posted ? "posted" : "pending", {
     senderId: row.sender_id,
     recipientId,
     amount: row.amount,
     senderBalance: row.sender_balance,
     recipientBalance: row.recipient_balance,
     transferId: row.transfer_id,
-    messageId: row.message_id,
-    chatId: row.chat_id,
+    messageId: posted ? row.message_id : null,
+    chatId: posted ? row.chat_id : null,
     createdAt: row.created_at,
   });
 }

@@ -101,8 +101,9 @@ export const BOOKS_SQL = {
   totalsSince: TOTALS_SQL.since,
   // `ORDER BY seq DESC LIMIT 1` is planned as a SCAN (stopped after one row); MAX of the rowid is a lookup.
   lastEntry: "SELECT balance_after FROM entries WHERE seq = (SELECT MAX(seq) FROM entries)",
-  recentDebits:
-    "SELECT COALESCE(-SUM(amount), 0) AS amount FROM entries WHERE kind = 'transfer_out' AND created_at >= ? AND created_at < ?",
+  // By minute (at most DEBITS_KEPT_MINUTES rows, whatever the traffic), rounded outwards: the
+  // minute of the horizon's start and the minute of the cut count whole, so the bound can only grow.
+  recentDebits: "SELECT COALESCE(SUM(amount), 0) AS amount FROM debited_by_minute WHERE minute >= ? AND minute <= ?",
   oldPending: "SELECT COALESCE(SUM(amount), 0) AS amount FROM transfers_out WHERE state = 'pending' AND created_at < ?",
   stuckCount: "SELECT COUNT(*) AS count FROM transfers_out WHERE state = 'pending' AND void_at < ?",
   stuck: `SELECT transfer_id, recipient_id, amount, created_at, void_at FROM transfers_out
@@ -130,7 +131,8 @@ export function walletBooks(sql: SqlStorage, userId: string, horizon: BooksHoriz
   const horizonStart = cutoffAt - inFlightHorizonMs;
   // A correct transfer is credited or voided within the void deadline, so what was in flight at the
   // cut was debited in the horizon before it, or is still pending (older, stuck).
-  const recentDebits = sql.exec<{ amount: number }>(BOOKS_SQL.recentDebits, horizonStart, cutoffAt).one().amount;
+  const minute = (ms: number) => Math.floor(ms / 60_000);
+  const recentDebits = sql.exec<{ amount: number }>(BOOKS_SQL.recentDebits, minute(horizonStart), minute(cutoffAt)).one().amount;
   const oldPending = sql.exec<{ amount: number }>(BOOKS_SQL.oldPending, horizonStart).one().amount;
   const stuck = sql
     .exec<{ transfer_id: string; recipient_id: string; amount: number; created_at: number; void_at: number }>(

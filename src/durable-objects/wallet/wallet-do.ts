@@ -3,6 +3,7 @@ import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
 import type { UserAdmission } from "../chat/effects";
+import { AuditOutbox } from "./audit-outbox";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
@@ -13,7 +14,7 @@ import { Recipient } from "./recipient";
 import { logRecoveryFailure, Recovery } from "./recovery";
 import { Sender } from "./sender";
 import { type Rotation, Sessions } from "./sessions";
-import { receivedTransfer, sentTransfer, toLedgerRow, toWallet, voidedTransfer } from "./views";
+import { sentTransfer, toLedgerRow, toWallet } from "./views";
 import {
   type BooksHorizon,
   type IncomingRow,
@@ -27,7 +28,7 @@ import {
   type WalletBooks,
   walletBooks,
 } from "./wallet-books";
-import { migrate, type TransferInRow } from "./wallet-schema";
+import { migrate } from "./wallet-schema";
 import {
   type CreditCommand,
   type CreditResult,
@@ -53,6 +54,7 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   recipient.ts    credit (batched for a hot recipient) and void, never both
  *   grants.ts       admin grants     recovery.ts  the alarm     views.ts  rows to API shapes
  *   sessions.ts     the owner's sessions: refresh-token families, rotation, reuse, revocation
+ *   audit-outbox.ts a grant's audit row, written with it, delivered to D1 until acknowledged
  *
  * Transfer protocol (docs/wallets.md; API.md "Every transfer ends"): 1. one transaction, no
  * await: a key with a stored outcome answers it first; else the caller's session (401 when it
@@ -75,6 +77,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly grants: Grants;
   private readonly sessions: Sessions;
   private readonly memberships: Memberships;
+  private readonly audit: AuditOutbox;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
 
@@ -88,10 +91,11 @@ export class WalletObject extends DurableObject<Env> {
     this.sessions = new Sessions(storage, wakeAt);
     this.sender = new Sender(storage, this.ledger, wakeAt, (sessionId) => this.sessions.isLive(sessionId));
     this.memberships = new Memberships(storage);
-    this.recipient = new Recipient(storage, this.ledger, hooks);
+    this.recipient = new Recipient(storage, this.ledger, hooks, (userId) => wiring.effects.sender(userId));
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
-    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks);
-    this.grants = new Grants(storage, this.ledger, wakeAt);
+    this.audit = new AuditOutbox(storage, wiring.effects, hooks, wakeAt);
+    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks, this.audit);
+    this.grants = new Grants(storage, this.ledger, wakeAt, this.audit);
     const announce = (event: TransferEvent) => wiring.effects.announce(event);
     this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
     ctx.blockConcurrencyWhile(async () => {
@@ -143,12 +147,15 @@ export class WalletObject extends DurableObject<Env> {
       invariant(current, `transfer ${transferId} disappeared`);
       return { ok: true, value: { transfer: sentTransfer(userId, current), event } };
     }
-    const sql = this.ctx.storage.sql;
-    const received = sql.exec<TransferInRow>("SELECT * FROM transfers_in WHERE transfer_id = ?", transferId).toArray()[0];
-    if (received) return { ok: true, value: { transfer: receivedTransfer(userId, received), event: null } };
-    const voided = this.recipient.voidedIn(transferId);
-    if (voided) return { ok: true, value: { transfer: voidedTransfer(userId, voided), event: null } };
+    const received = await this.recipient.received(userId, transferId);
+    if (received) return { ok: true, value: { transfer: received, event: null } };
     return refuse("transfer_not_found", `No transfer ${transferId} sent or received by you`);
+  }
+
+  /** The chat of a transfer this wallet sent, once posted (its recipient asks: recipient.ts `received`). */
+  postedTransferChat(transferId: string): string | null {
+    const row = this.sender.transferOut(transferId);
+    return row?.state === "posted" ? row.chat_id : null;
   }
 
   // ------------------------------------------------------------------ the transfer protocol
@@ -173,9 +180,20 @@ export class WalletObject extends DurableObject<Env> {
     return this.sender.knowsKey(idempotencyKey);
   }
 
-  /** Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. */
-  grant(command: GrantCommand): GrantAnswer {
-    return this.grants.grant(command, this.hooks.now());
+  /**
+   * Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. Its audit
+   * row, written with it, is delivered before the answer when the log takes it (else by the alarm).
+   */
+  /** The stored outcome of an admin's grant key here, if any: a replay answered without any other read. */
+  storedGrant(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
+    return this.grants.stored(command);
+  }
+
+  async grant(command: GrantCommand): Promise<GrantAnswer> {
+    const now = this.hooks.now();
+    const answer = this.grants.grant(command, now);
+    if (answer.ok && answer.value.wallet) await this.audit.deliver(now);
+    return answer;
   }
 
   /**

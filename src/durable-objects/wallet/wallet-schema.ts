@@ -1,6 +1,14 @@
 import { applyMigrations } from "../object-migrations";
 import { SESSIONS_MIGRATION } from "./sessions";
 import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "./wallet-totals";
+import { DEBITS_KEPT_MINUTES } from "./wallet-types";
+
+/** `debited_by_minute` from the ledger's debits of its last DEBITS_KEPT_MINUTES (v9; the reconciliation tests seed with it). */
+export const DEBITED_BY_MINUTE_BACKFILL = `
+  INSERT INTO debited_by_minute (minute, amount)
+    SELECT created_at / 60000, -SUM(amount) FROM entries
+    WHERE kind = 'transfer_out' AND created_at >= (SELECT MAX(created_at) FROM entries) - ${DEBITS_KEPT_MINUTES * 60_000}
+    GROUP BY created_at / 60000;`;
 
 /**
  * The WalletDO's own SQLite schema. Each entry of MIGRATIONS is one version, applied in order
@@ -204,9 +212,39 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX chat_links_role ON chat_links (role) WHERE role IS NOT NULL;
   `,
+  // v9 (keys kept from the end, bounded books, grants audited by their owner):
+  // - a transfer's key is kept 24 h after the transfer ENDED (posted or voided), not after its debit
+  //   (API.md §1), so key expiry reads the end time through an index on it;
+  // - `debited_by_minute`: credits debited per minute, never reduced by a void (unlike
+  //   sent_by_minute), kept DEBITS_KEPT_MINUTES: what books() sums for the in-flight bound, a
+  //   bounded number of rows whatever the traffic (it read every debit of the horizon);
+  // - `transfers_in.posted_at`: when this recipient learned from the sender that the transfer's
+  //   message is posted; until then its view of the transfer is `pending`;
+  // - `audit_outbox`: a grant's audit row, written in the grant's transaction and delivered to D1
+  //   by the alarm until acknowledged (audit-outbox.ts).
+  `
+  DROP INDEX transfers_out_keyed_ended;
+  CREATE INDEX transfers_out_keyed_end ON transfers_out (COALESCE(posted_at, voided_at))
+    WHERE idempotency_key IS NOT NULL AND state != 'pending';
+  CREATE TABLE debited_by_minute (
+    minute INTEGER PRIMARY KEY,
+    amount INTEGER NOT NULL CHECK (amount >= 0)
+  );
+  ${DEBITED_BY_MINUTE_BACKFILL}
+  ALTER TABLE transfers_in ADD COLUMN posted_at INTEGER;
+  CREATE TABLE audit_outbox (
+    id TEXT PRIMARY KEY,
+    entry TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at INTEGER NOT NULL
+  );
+  CREATE INDEX audit_outbox_due ON audit_outbox (retry_at);
+  `,
 ];
 
 export type ChatLinkRow = { chat_id: string; role: "owner" | "member" | null; version: number };
+
+export type AuditOutboxRow = { id: string; entry: string; attempts: number; retry_at: number };
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
 
@@ -266,6 +304,8 @@ export type TransferInRow = {
   message_id: string;
   chat_id: string | null;
   created_at: number;
+  /** When this recipient learned its message was posted (v7); null: not yet known, the view says `pending`. */
+  posted_at: number | null;
 };
 
 export type RefusalRow = { idempotency_key: string; fingerprint: string; response: string; created_at: number };
@@ -298,12 +338,15 @@ export const RECOVERY_SQL = {
   /** When the next pending transfer is due (null: none pending). */
   nextDue: "SELECT MIN(retry_at) AS t FROM transfers_out WHERE state = 'pending'",
   /** The oldest stored outcome of each kind of key, for the next expiry. */
-  oldestTransferKey: "SELECT MIN(created_at) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL AND state != 'pending'",
+  /** A transfer's key is kept from its END (posted or voided), API.md §1. */
+  oldestTransferKey:
+    "SELECT MIN(COALESCE(posted_at, voided_at)) AS t FROM transfers_out WHERE idempotency_key IS NOT NULL AND state != 'pending'",
   oldestRefusal: "SELECT MIN(created_at) AS t FROM refusals",
   oldestGrantKey: "SELECT MIN(created_at) AS t FROM grants WHERE idempotency_key IS NOT NULL",
   /** Key expiry, a bounded batch each (transfers and grants stay as history; only their key and stored reply go). */
   expireTransferKeys: `UPDATE transfers_out SET idempotency_key = NULL, fingerprint = NULL
-    WHERE rowid IN (SELECT rowid FROM transfers_out WHERE idempotency_key IS NOT NULL AND created_at < ? AND state != 'pending' LIMIT ?)`,
+    WHERE rowid IN (SELECT rowid FROM transfers_out
+      WHERE idempotency_key IS NOT NULL AND state != 'pending' AND COALESCE(posted_at, voided_at) < ? LIMIT ?)`,
   expireRefusals: "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals WHERE created_at < ? LIMIT ?)",
   expireGrantKeys: `UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL
     WHERE rowid IN (SELECT rowid FROM grants WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)`,

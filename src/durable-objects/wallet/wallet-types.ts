@@ -13,6 +13,12 @@ export const TRANSFER_WINDOW_HOURS = 24;
 export const WINDOW_MINUTES = TRANSFER_WINDOW_HOURS * 60;
 
 /**
+ * How long the wallet keeps its credits debited per minute (`debited_by_minute`): longer than any
+ * in-flight horizon a reconciliation asks about (the void deadline, below 24 h, plus 10 minutes).
+ */
+export const DEBITS_KEPT_MINUTES = 25 * 60;
+
+/**
  * A transfer's own request is still working on it for this long after the debit: recovery (the
  * alarm) leaves it alone until then, so it never races a request that is about to finish.
  */
@@ -104,6 +110,8 @@ export type GrantCommand = {
   amount: number;
   reason: string;
   grantedBy: string;
+  /** The request that granted, for its audit row. */
+  requestId: string;
   idempotencyKey: string | null;
   fingerprint: string | null;
   /** The Worker's admin check failed: answered unless the key has a stored outcome (as a transfer's pre-check). */

@@ -2,7 +2,6 @@ import { createRouter } from "../../lib/create-router";
 import { exactReply, ok } from "../../lib/envelope";
 import { rateLimitHeaders } from "../../lib/sliding-window";
 import { currentActor, currentUser, deferredAdminRefusal } from "../../middlewares/auth";
-import { recordGrant } from "../../services/audit";
 import { requestWaitUntil } from "../../services/realtime";
 import { executeTransfer } from "../../services/transfers";
 import { getLimits, getTransfer, getWallet, grantCredits, listTransactions } from "../../services/wallets";
@@ -37,17 +36,16 @@ export const walletsRouter = createRouter()
   })
   .openapi(routes.grantCredits, async (c) => {
     const { userId } = c.req.valid("param");
-    const admin = currentUser(c);
+    const { actorId, requestId } = currentActor(c);
     const body = c.req.valid("json");
     const reply = await grantCredits(
       c.env,
       c.var.config,
-      { adminId: admin.id, refusal: deferredAdminRefusal(c) },
+      { adminId: actorId, requestId, refusal: deferredAdminRefusal(c) },
       userId,
       body,
       c.var.idempotencyKey,
       requestWaitUntil(c),
     );
-    if (reply.status === 201) await recordGrant(c.var.db, currentActor(c), JSON.parse(reply.body).data, body.reason);
     return exactReply(c, reply);
   });

@@ -123,7 +123,7 @@ export const grantCredits = defineRoute(
     summary: "Grant credits to a wallet",
     description: [
       "Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.",
-      "Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation.",
+      "Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation. The key is kept 24 h after the grant, in the granted user's wallet only (another admin's same key is another grant). The grant and its audit row (`GET /api/v1/admin/audit`) are recorded together: a row the audit log could not take at once is delivered later, never lost.",
     ].join("\n\n"),
     request: {
       params: z.object({ userId: idSchema("user id") }),
