@@ -4,9 +4,8 @@ import { DurableObject } from "cloudflare:workers";
  * The platform's floor for a credit transfer: issue 12's "bare Worker + wallet object + D1 doing
  * the same work", with no framework, no auth, no checks, no Idempotency-Key, no limits and no
  * recovery. `POST /__bare-transfer/pay?from=<user id>&to=<user id>&chat=<chat id>`:
- * 0. only with `chat=new` (the first transfer between two people): the Worker creates their direct
- *    chat in one D1 batch (the chat row with its unique direct key, both memberships), as the
- *    product must before the credit, whose entry names the chat;
+ * 0. only with `chat=new` (the first transfer between two people): the chat's id is derived from
+ *    the pair, and the append of step 4 creates that chat's object (no D1 query, as in the product);
  * 1. the Worker calls the sender's object (one per user, SQLite storage, funded on first use);
  * 2. the object debits in one storage transaction, refusing an overdraft;
  * 3. it credits the recipient's object, idempotently by transfer id (object → object);
@@ -69,47 +68,16 @@ function newId() {
 }
 
 /**
- * The direct chat of two people who have none yet: one D1 batch, as `services/membership.ts`
- * writes it (the chat's object starts on its first message). `route_tag` (the 12 hex every message
- * id of the chat carries, unique) exists since chat objects: left out on a database without it.
+ * The direct chat of two people who have none yet: only its id, derived from the pair (as the
+ * product's src/lib/direct-chat.ts derives it), so the transfer's append (step 4) is the first
+ * call to that chat's object and creates its storage. Since chats are owned by their objects the
+ * product's first transfer makes no D1 query either: the directory's row follows behind the answer
+ * (its chat's outbox), which this floor leaves out.
  */
-async function createDirectChat(db, creatorId, otherId) {
-  const withRouteTag = await hasRouteTag(db);
-  const id = newId();
-  const now = Date.now();
-  const directKey = creatorId < otherId ? `${creatorId}:${otherId}` : `${otherId}:${creatorId}`;
-  const member = (userId) =>
-    db
-      .prepare(
-        "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at) VALUES (?, ?, 'member', 0, ?, ?)",
-      )
-      .bind(id, userId, now, now);
-  await db.batch([
-    withRouteTag
-      ? db
-          .prepare(
-            "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at, route_tag) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?, ?)",
-          )
-          .bind(id, directKey, creatorId, now, now, id.slice(12))
-      : db
-          .prepare(
-            "INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at) VALUES (?, 'direct', NULL, ?, ?, 0, ?, ?)",
-          )
-          .bind(id, directKey, creatorId, now, now),
-    member(creatorId),
-    member(otherId),
-  ]);
-  return id;
-}
-
-/** Whether `chats` has `route_tag` (chat objects' schema), learned once per isolate. */
-let routeTagColumn;
-async function hasRouteTag(db) {
-  routeTagColumn ??= db
-    .prepare("SELECT COUNT(*) AS n FROM pragma_table_info('chats') WHERE name = 'route_tag'")
-    .first()
-    .then((row) => row.n > 0);
-  return routeTagColumn;
+async function directChatId(a, b) {
+  const [first, second] = a < b ? [a, b] : [b, a];
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${first}:${second}`)));
+  return Array.from(digest.subarray(0, 12), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 const json = (value) => new Response(JSON.stringify(value), { headers: { "content-type": "application/json" } });
@@ -127,7 +95,7 @@ export default {
     const from = url.searchParams.get("from");
     const to = url.searchParams.get("to");
     let chatId = url.searchParams.get("chat");
-    if (chatId === "new") chatId = await createDirectChat(env.DB, from, to);
+    if (chatId === "new") chatId = await directChatId(from, to);
     const sender = env.BARE_WALLET.get(env.BARE_WALLET.idFromName(from));
     const result = await sender.pay(newId(), from, to, chatId, 1);
     return new Response(JSON.stringify(result), {

@@ -18,6 +18,7 @@ import {
   createWorld,
   load,
   ROOT,
+  readD1Sql,
   SECONDS,
 } from "./world.ts";
 
@@ -44,6 +45,8 @@ async function main() {
     for (const scenario of world.scenarios) {
       if (only.length && !only.includes(scenario.name)) continue;
       // The scenario's billable units are counted from right after its bare run (the bare Worker is not metered).
+      // BENCH_D1_SQL=1: which statements this scenario's request paths sent to D1 (bench/units.js).
+      const sqlBefore = process.env.BENCH_D1_SQL ? await readD1Sql(base) : undefined;
       const runBoth = async () => {
         const bare = await load(base, { path: BARE_PATH, seconds: BARE_SECONDS });
         const { result: r, units } = await countUnits(base, () => load(base, scenario.load));
@@ -67,6 +70,13 @@ async function main() {
         row.d1RowsWrittenByTable = counted.byTable;
       }
       rows.push(row);
+      if (sqlBefore) {
+        const after = await readD1Sql(base);
+        for (const [sql, n] of Object.entries(after)) {
+          const made = n - (sqlBefore[sql] ?? 0);
+          if (made > 0) console.log(`  ${row.name.padEnd(24)} D1 on the request path: ${made} × ${sql}`);
+        }
+      }
       console.log(
         `  ${row.name.padEnd(24)} units per request ${JSON.stringify(row.units)}, ${dollars(row.costPerMillion ?? 0)} per million`,
       );

@@ -74,6 +74,25 @@ function definer(value, name) {
 
 // ------------------------------------------------------------------ D1
 
+/**
+ * Debug listing (bench/README.md, "Where D1 queries come from"): the SQL of every D1 statement
+ * made on a request path (not behind the answers), counted by its text. `_send(endpoint, query,
+ * params, …)` gets one SQL string, or one per statement of a batch. Answers `GET <prefix>/__bench/d1-sql`.
+ */
+export const D1_SQL_PATH = "/__bench/d1-sql";
+export const d1SqlOnPath = {};
+
+function countD1Sql(args) {
+  if (phase.getStore()?.behind) return;
+  const query = args.find((a) => typeof a === "string" && /\s/.test(a)) ?? args.find((a) => Array.isArray(a));
+  const statements = Array.isArray(query) ? query : query === undefined ? [] : [query];
+  for (const sql of statements) {
+    if (typeof sql !== "string") continue;
+    const key = sql.replace(/\s+/g, " ").trim().slice(0, 240);
+    d1SqlOnPath[key] = (d1SqlOnPath[key] ?? 0) + 1;
+  }
+}
+
 /** Adds one D1 answer (`_send`'s: one result, or one per statement of a batch) to the totals. */
 export function countD1Answer(answer) {
   const results = Array.isArray(answer) ? answer : [answer];
@@ -102,6 +121,7 @@ function meterD1(db) {
     "_send",
     (send) =>
       async function (...args) {
+        countD1Sql(args);
         const answer = await send.apply(this, args);
         countD1Answer(answer);
         return answer;
@@ -112,6 +132,7 @@ function meterD1(db) {
     "_queryOrThrow",
     (query) =>
       async function (...args) {
+        countD1Sql(args);
         const answer = await query.apply(this, args);
         countD1Answer(answer?.results ?? answer);
         return answer;
@@ -293,6 +314,7 @@ export function metered(inner, { objects = {}, workflows = [] } = {}) {
           settleCursors();
           return json(units);
         }
+        if (new URL(first.url).pathname.endsWith(D1_SQL_PATH)) return json(d1SqlOnPath);
         units.workerRequests += 1;
       }
       if (name === "scheduled") return behind(() => value.call(handler, first, env, ctx));

@@ -429,9 +429,9 @@ export function workerdThreadCpuMs(port: string): number | undefined {
  * The books after a run, in two parts. Through the API while Miniflare serves: reconciliation
  * clean (money conserved, no discrepancy) and no negative wallet. Then `world.stop()` (Miniflare
  * disposed, its files kept) and the files themselves: every chat's `seq` runs 1..lastSeq without
- * gaps or repeats, read from each chat object's SQLite file (plus, for history not imported yet,
- * its D1 rows) and, for a chat no object holds, from D1's `messages`; and the directory caught up
- * with every object (`chats.last_seq`, nothing owed) once the load is over.
+ * gaps or repeats, read from each chat object's SQLite file; and the D1 index caught up with every
+ * chat object once the load is over (`chats.last_seq`, `chat_members` = the object's members,
+ * nothing owed), with no directory row that no object holds (checkChatFiles).
  */
 export async function checkInvariants(world: Pick<World, "api" | "admin" | "users" | "stop" | "persist" | "chatClass">) {
   const { api, admin, users } = world;
@@ -480,12 +480,19 @@ type ChatFileRow = {
   flushed_seq: number;
   summary_version: number;
   flushed_version: number;
+  /** The membership's version and what the directory and the users' objects acknowledged (chat-first membership). */
+  index_version?: number;
+  flushed_index_version?: number;
+  told_index_version?: number;
 };
 
 /**
  * Every chat's seq from the stopped Miniflare's files (node:sqlite): each chat object's own
  * SQLite file (`<persist>/do/<worker>-<class>/<id>.sqlite`) holds seq 1..last_seq, and D1's
- * directory row says the same.
+ * index follows it: the chat's directory row says the same last seq, its `chat_members` rows are
+ * the object's members, and the object owes nothing (summary, read markers, membership to the
+ * directory and to the users' objects). The chat object owns the chat (ARCHITECTURE.md §11): a
+ * directory row that no object holds is a violation too.
  */
 export function checkChatFiles(persist: string, chatClass: string): string[] {
   const problems: string[] = [];
@@ -498,6 +505,12 @@ export function checkChatFiles(persist: string, chatClass: string): string[] {
     const directory = new Map(
       (d1.prepare("SELECT id, last_seq FROM chats").all() as { id: string; last_seq: number }[]).map((c) => [c.id, c.last_seq]),
     );
+    const indexedMembers = new Map<string, Set<string>>();
+    for (const row of d1.prepare("SELECT chat_id, user_id FROM chat_members").all() as { chat_id: string; user_id: string }[]) {
+      let set = indexedMembers.get(row.chat_id);
+      if (!set) indexedMembers.set(row.chat_id, (set = new Set()));
+      set.add(row.user_id);
+    }
     const held = new Set<string>();
     const dir = path.join(persist, "do", `${APP_WORKER}-${chatClass}`);
     for (const file of existsSync(dir) ? sqliteFiles(dir) : []) {
@@ -520,27 +533,35 @@ export function checkChatFiles(persist: string, chatClass: string): string[] {
         const markersOwed = (
           sqlite.prepare("SELECT COUNT(*) AS n FROM members WHERE flushed_read_seq <> last_read_seq").get() as { n: number }
         ).n;
+        const indexOwed = (chat.index_version ?? 0) - (chat.flushed_index_version ?? 0);
+        const usersOwed = (chat.index_version ?? 0) - (chat.told_index_version ?? chat.index_version ?? 0);
+        const members = (sqlite.prepare("SELECT user_id FROM members").all() as { user_id: string }[]).map((m) => m.user_id);
+        const indexed = indexedMembers.get(chat.chat_id) ?? new Set<string>();
+        const membersDiffer = members.length !== indexed.size || members.some((m) => !indexed.has(m));
         if (
           listed !== chat.last_seq ||
           chat.flushed_seq !== chat.last_seq ||
           chat.flushed_version !== chat.summary_version ||
-          markersOwed > 0
+          markersOwed > 0 ||
+          indexOwed > 0 ||
+          usersOwed > 0 ||
+          membersDiffer
         ) {
           problems.push(
-            `directory behind its chat object after the load: ${JSON.stringify({ chatId: chat.chat_id, lastSeq: chat.last_seq, directoryLastSeq: listed ?? null, flushedSeq: chat.flushed_seq, versionOwed: chat.summary_version - chat.flushed_version, markersOwed })}`,
+            `directory behind its chat object after the load: ${JSON.stringify({ chatId: chat.chat_id, lastSeq: chat.last_seq, directoryLastSeq: listed ?? null, flushedSeq: chat.flushed_seq, versionOwed: chat.summary_version - chat.flushed_version, markersOwed, indexOwed, usersOwed, members: members.length, indexedMembers: indexed.size, membersDiffer })}`,
           );
         }
       } finally {
         sqlite.close();
       }
     }
-    // Chats no object holds (never used since they were seeded) hold no message.
+    // The directory is an index of the chat objects: a row no object holds has no owner.
     for (const [id, lastSeq] of directory) {
-      if (!held.has(id) && lastSeq !== 0) problems.push(`chat ${id}: D1 says last_seq ${lastSeq} but no object holds it`);
+      if (!held.has(id)) problems.push(`chat ${id}: in the D1 directory (last_seq ${lastSeq}) but no chat object holds it`);
     }
     const total = (d1.prepare("SELECT COALESCE(SUM(last_seq), 0) AS n FROM chats").get() as { n: number }).n;
     console.log(
-      `invariants: ${directory.size} chats (${objects} in chat objects, holding ${objectMessages} messages; directory total ${total}), ${problems.length} seq or directory problems`,
+      `invariants: ${directory.size} chats in the directory, ${objects} in chat objects (holding ${objectMessages} messages; directory total ${total}), ${problems.length} seq or directory problems`,
     );
   } finally {
     d1.close();
@@ -670,51 +691,31 @@ function seedChatHistory(persist: string, chatClass: string, chatId: string, cou
   throw new Error(`no chat object file holds chat ${chatId} under ${dir}`);
 }
 
-/** Whether the directory's `chats` has `route_tag` (migration 0005, chat objects): seeding writes one when it does. */
-async function hasRouteTag(db: D1): Promise<boolean> {
-  const row = await db
-    .prepare("SELECT COUNT(*) AS n FROM pragma_table_info('chats') WHERE name = 'route_tag'")
-    .first<{ n: number }>();
-  return (row?.n ?? 0) > 0;
-}
-
-/** A random route tag as SQL (12 hex, like `newRouteTag` in services/chat-objects.ts), or nothing before chat objects. */
-const routeTagColumn = (withTag: boolean) =>
-  withTag ? { column: ", route_tag", value: ", lower(hex(randomblob(6)))" } : { column: "", value: "" };
-
 /**
- * Direct chats of the pairs `[a, b]` (user ids), written straight into D1 as the product writes a
- * direct chat (services/membership.ts: the chat row with its unique `direct_key` and route tag,
- * both people `member`), 1,000 per batch through `json_each` instead of one API call each. Each
- * chat's object starts from this row on its first message, as the product's do. Returns each new
- * chat's id, in the order of `pairs`.
+ * Direct chats of the pairs `[a, b]` (the first one opens it), made as the product makes them:
+ * `POST /api/v1/chats {type: "direct", memberId}`, which the pair's chat object decides (its id
+ * derived from the two user ids, lib/direct-chat.ts) and whose outbox then writes the D1 index
+ * (`chats`, `chat_members`). `width` requests at a time. Returns each chat's id, in the order of
+ * `pairs`.
  */
-export async function seedDirectChats(db: D1, pairs: readonly (readonly [string, string])[]): Promise<string[]> {
-  const now = Date.now();
-  const ids = pairs.map(() => benchId());
-  const tag = routeTagColumn(await hasRouteTag(db));
-  for (let start = 0; start < pairs.length; start += 1000) {
-    const rows = JSON.stringify(
-      pairs.slice(start, start + 1000).map(([a, b], i) => [ids[start + i], a < b ? `${a}:${b}` : `${b}:${a}`, a, b]),
-    );
-    const member = (at: number) =>
-      db
-        .prepare(
-          `INSERT INTO chat_members (chat_id, user_id, role, last_read_seq, joined_at, last_activity_at)
-           SELECT value ->> '$[0]', value ->> '$[${at}]', 'member', 0, ?2, ?2 FROM json_each(?1)`,
-        )
-        .bind(rows, now);
-    await db.batch([
-      db
-        .prepare(
-          `INSERT INTO chats (id, type, title, direct_key, created_by, last_seq, last_activity_at, created_at${tag.column})
-           SELECT value ->> '$[0]', 'direct', NULL, value ->> '$[1]', value ->> '$[2]', 0, ?2, ?2${tag.value} FROM json_each(?1)`,
-        )
-        .bind(rows, now),
-      member(2),
-      member(3),
-    ]);
-  }
+export async function seedDirectChats(
+  api: Api,
+  pairs: readonly (readonly [BenchUser, BenchUser])[],
+  width = 16,
+): Promise<string[]> {
+  const ids: string[] = new Array(pairs.length);
+  await inParallel(
+    pairs.map((pair, i) => [pair, i] as const),
+    width,
+    async ([[a, b], i]) => {
+      const json = await expectStatus(
+        api("POST", "/api/v1/chats", a.token, { type: "direct", memberId: b.id }),
+        [200, 201],
+        "chat",
+      );
+      ids[i] = json.data.id as string;
+    },
+  );
   return ids;
 }
 
@@ -735,6 +736,13 @@ export async function readUnits(base: string): Promise<Units> {
     }),
   );
   return sumUnits(all);
+}
+
+/** The product's request-path D1 statements so far, by SQL text (bench/units.js `D1_SQL_PATH`: a debug listing). */
+export async function readD1Sql(base: string): Promise<Record<string, number>> {
+  const res = await fetch(`${base}/__bench/d1-sql`);
+  if (res.status !== 200) throw new Error(`reading the D1 statements: ${res.status}`);
+  return (await res.json()) as Record<string, number>;
 }
 
 /**
@@ -830,8 +838,12 @@ export type Scenario = {
   countD1Writes?: boolean;
 };
 
-/** How many pairs of people already talk (a seeded direct chat) in `transfer-random-pairs` and its floor. */
-export const RANDOM_PAIRS = 10_000;
+/**
+ * How many pairs of people already talk (a direct chat created before the load) in
+ * `transfer-random-pairs` and its floor. `BENCH_RANDOM_PAIRS` lowers it for a quick check on a busy
+ * machine (each chat is made through the API, its object first: bench/README.md "Seeding").
+ */
+export const RANDOM_PAIRS = Number(process.env.BENCH_RANDOM_PAIRS ?? 10_000);
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)} s`;
 
@@ -967,14 +979,15 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
       .map((_, i): Pair => [0, i])
       .filter(([, i]) => i > 100 && i !== 201 && i !== 202 && i < recipientIndex);
     const seededPairs = [...randomPairs, ...recipientPairs, ...hotSenderPairs];
+    const chatsStarted = Date.now();
     const seededChats = await seedDirectChats(
-      db,
-      seededPairs.map(([a, b]) => [(people[a] as BenchUser).id, (people[b] as BenchUser).id] as const),
+      api,
+      seededPairs.map(([a, b]) => [people[a] as BenchUser, people[b] as BenchUser] as const),
     );
     const chatOfPair = new Map(seededPairs.map(([a, b], i) => [pairKey(a, b), seededChats[i] as string]));
     const firstPair = freshPairs(1, recipientIndex, new Set(chatOfPair.keys()));
     console.log(
-      `bench: direct chats of ${randomPairs.length} random pairs, of the hot recipient with ${recipientPairs.length} people and of the hot sender with ${hotSenderPairs.length} more seeded in D1 (${seconds(started)})`,
+      `bench: direct chats of ${randomPairs.length} random pairs, of the hot recipient with ${recipientPairs.length} people and of the hot sender with ${hotSenderPairs.length} more created through the API in ${seconds(chatsStarted)} (${seconds(started)})`,
     );
 
     // 100k ledger entries: written into the wallet object's own SQLite file while it is stopped.

@@ -473,6 +473,19 @@ export default {
     expect(d1.doRequests).toBe(0);
   });
 
+  it("lists the request paths' D1 statements by their SQL, batches too, never an alarm's (BENCH_D1_SQL)", async () => {
+    const sql = async () => (await (await mf.dispatchFetch("http://bench/__bench/d1-sql")).json()) as Record<string, number>;
+    const before = await sql();
+    await (await mf.dispatchFetch("http://bench/d1")).text();
+    const after = await sql();
+    const made = Object.fromEntries(
+      Object.entries(after)
+        .map(([text, n]) => [text, n - (before[text] ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    );
+    expect(made).toEqual({ "INSERT INTO x (v) VALUES (?), (?)": 1, "SELECT v FROM x": 5 });
+  });
+
   it("counts object requests (Worker → object and object → object) and the storage rows read and written", async () => {
     await around("/do"); // creates both objects' tables (DDL is counted too, but not asserted)
     const warm = await around("/do");
