@@ -15,7 +15,7 @@ export interface paths {
          * List the admin audit log
          * @description Admins only (403 `insufficient_permissions` otherwise).
          *
-         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`) and reconciliation start (`reconciliation_start`), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the `X-Request-Id` of the request (`requestId`). Entries are never changed or removed.
+         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written in one D1 batch with the change), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.
          *
          *     Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
          *
@@ -23,73 +23,9 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["listAdminAudit"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/admin/chat-migrations": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Start moving D1 chat history into chat objects
-         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
-         *
-         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
-         *
-         *     Admins only (403 `insufficient_permissions` otherwise).
-         *
-         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/chat-migrations/{migrationId}`. Runs at the same time are safe (each moves only what is not moved yet) but pointless.
-         *
-         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
-         *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
-         *
-         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
-         *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
-         */
-        post: operations["startChatMigration"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/admin/chat-migrations/{migrationId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Get a chat migration run
-         * @description Admins only (403 `insufficient_permissions` otherwise).
-         *
-         *     A run's status and what it has moved (totals of its finished Workflow instances; final once `completed`). 404 `not_found` for an unknown run.
-         *
-         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
-         *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
-         *
-         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
-         *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
-         */
-        get: operations["getChatMigration"];
         put?: never;
         post?: never;
         delete?: never;
@@ -119,7 +55,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getLatestReconciliation"];
         put?: never;
@@ -155,7 +91,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["startReconciliation"];
         delete?: never;
@@ -181,7 +117,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         get: operations["getReconciliationRun"];
         put?: never;
@@ -213,7 +149,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["suspendUser"];
         /**
@@ -228,7 +164,7 @@ export interface paths {
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         delete: operations["reinstateUser"];
         options?: never;
@@ -253,13 +189,13 @@ export interface paths {
          *
          *     Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.
          *
-         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation.
+         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation. The key is kept 24 h after the grant, in the granted user's wallet only (another admin's same key is another grant). The grant and its audit row (`GET /api/v1/admin/audit`) are recorded together: a row the audit log could not take at once is delivered later, never lost.
          *
          *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
-         *     Every grant, suspension, reinstatement and reconciliation start is recorded in the audit log (`GET /api/v1/admin/audit`).
+         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
          */
         post: operations["grantCredits"];
         delete?: never;
@@ -286,6 +222,8 @@ export interface paths {
          *     Starts a new session (a new refresh-token family). An unknown email and a wrong password get the same 401 `invalid_credentials` answer after the same work, so accounts cannot be discovered here. Suspended users can sign in (and read).
          *
          *     Failed sign-ins are limited per email and client address together (`RATE_LIMIT_LOGIN_PER_MINUTE`, default 10 per sliding minute; IPv6 addresses counted by their /64) and per email alone (`RATE_LIMIT_LOGIN_EMAIL_PER_MINUTE`, default 50), so a stranger's wrong guesses from one address do not lock the owner out of signing in from another. A sign-in with the right password is not counted. Over a limit: 429 `rate_limited` with `Retry-After`, even for the right password; `X-RateLimit-*` describe the tighter of the two counts.
+         *
+         *     **Device token:** every successful sign-in and registration answers a `deviceToken`. Send it back with the next sign-in of that email from that device: the per-email ceiling (which strangers' guesses from many addresses can fill) does not apply to it, and its failures count per email and token at `RATE_LIMIT_LOGIN_PER_MINUTE` instead; so a storm of wrong guesses cannot keep the owner out of a device they signed in on in the last 30 days. A token that does not verify counts as none (never a 400).
          *
          *     Rate limited per client IP (`CF-Connecting-IP`) across register, login, refresh and password change: `RATE_LIMIT_AUTH_IP_PER_MINUTE` (default 300) requests per sliding minute. Responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds); over the limit: 429 `rate_limited` with `Retry-After`.
          */
@@ -441,7 +379,7 @@ export interface paths {
         };
         /**
          * List my chat rooms
-         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.
+         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. The answer's size is bounded whatever the groups hold: each chat's `members` is a preview (its first 5 members by joining order) and `memberCount` says how many it has; the full member list is on `GET /api/v1/chats/{chatId}`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.
          */
         get: operations["listChats"];
         put?: never;
@@ -454,6 +392,8 @@ export interface paths {
          *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
          *
          *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.
+         *
+         *     Caps: a user is in at most `MAX_CHATS_PER_USER` chats (default 1,000) and owns at most `MAX_GROUPS_OWNED` groups (default 100); creating a chat past either, yours or a member's, is 409 `chat_limit_reached` and creates nothing. A direct chat's id is derived from the pair, so both people reach the same chat with no lookup. Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.
          */
         post: operations["createChat"];
         delete?: never;
@@ -471,7 +411,7 @@ export interface paths {
         };
         /**
          * Get a chat room
-         * @description The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.
+         * @description The chat with all its members (`memberCount` of them), last message and your unread count, current to its last commit. 404 `chat_not_found` if it does not exist or you are not a member.
          */
         get: operations["getChat"];
         put?: never;
@@ -497,7 +437,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`.
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`; a user already in `MAX_CHATS_PER_USER` chats (default 1,000) is 409 `chat_limit_reached`. Decided by the chat itself; your chat list shows the change within 1 s. Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.
          */
         post: operations["addChatMember"];
         delete?: never;
@@ -522,7 +462,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`. A `system` message records the change.
+         *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who was never in the chat is 404 `user_not_found`. A `system` message records the change. From this answer on, the removed user reads nothing new, sends nothing and gets no frame of the chat. Repeating a removal (or a leave) answers 200 again with nothing posted, and finishes whatever an earlier attempt left undone (a retry after a timeout or a 5xx is always safe).
          */
         delete: operations["removeChatMember"];
         options?: never;
@@ -569,7 +509,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
+         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Opening a new chat counts against both people's caps (`MAX_CHATS_PER_USER`): past it, 409 `chat_limit_reached`. Send an `Idempotency-Key` header to make retries safe (API.md §1): its scope is you and the chat the message goes to (v1: your direct chat with the recipient), and across scopes a key is not compared; within it, a retry with the key answers the original status and body byte for byte, before any other check (even after the message was edited or deleted, you were suspended or blocked, or past the limit), and another body under it is 409 `idempotency_key_reused`. A send refused (400, 403, 404, 429) or failed (5xx) stores nothing, so a corrected retry with the same key runs. Rate limited per user in each chat (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute per chat, counted by the chat; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessage"];
         delete?: never;
@@ -747,7 +687,7 @@ export interface paths {
         };
         /**
          * Search users
-         * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to admins (and in your own entry).
+         * @description Users whose display name starts with `search` (case-insensitive), or whose email is exactly `search`, ordered by display name. Without `search`, every user in that order. Paged with `limit` and `cursor`; `email` is shown only to active admins as they are now (current role, status and session, whatever the token says) and in your own entry.
          */
         get: operations["searchUsers"];
         put?: never;
@@ -767,7 +707,7 @@ export interface paths {
         };
         /**
          * Get a user's profile
-         * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an admin. 404 `user_not_found` if there is no such user.
+         * @description Public fields of any user; `email` only when it is the caller's own profile or the caller is an active admin as they are now (their current role, status and session are read on the request, whatever the token says: a suspended or demoted admin sees no emails). 404 `user_not_found` if there is no such user.
          */
         get: operations["getUser"];
         put?: never;
@@ -925,7 +865,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
+         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1): its scope is you and the chat the message goes to (v1: your direct chat with the recipient), and across scopes a key is not compared; within it, a retry with the key answers the original status and body byte for byte, before any other check (even after the message was edited or deleted, you were suspended or blocked, or past the limit), and another body under it is 409 `idempotency_key_reused`. A send refused (400, 403, 404, 429) or failed (5xx) stores nothing, so a corrected retry with the same key runs. Rate limited per user in each chat (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute per chat, counted by the chat; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessageV2"];
         delete?: never;
@@ -1015,16 +955,16 @@ export interface components {
              * @example grant
              * @enum {string}
              */
-            action: "grant" | "suspension" | "reinstatement" | "reconciliation_start";
+            action: "grant" | "suspension" | "reinstatement" | "reconciliation_start" | "role_grant" | "role_revoke";
             /**
-             * @description The admin who acted.
+             * @description The admin who acted; `operator` for a role change made with the operator command (`npm run admin`).
              * @example 64d15f9e2e6c8f4d5a000001
              */
             actorId: string;
             /** @example 2026-01-15T10:30:00.000Z */
             createdAt: string;
             /**
-             * @description What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it).
+             * @description What the action said: a grant `{amount, reason}`; a suspension `{reason}`; a reinstatement `{reason}` (null when none was given); a reconciliation start `{trigger}` (`manual`, or `auto` when reading the report started it); a role change (`role_grant`, `role_revoke`) `{role, previousRole, operator, via}`.
              * @example {
              *       "amount": 500,
              *       "reason": "Launch bonus"
@@ -1039,12 +979,12 @@ export interface components {
              */
             id: string;
             /**
-             * @description The `X-Request-Id` of the request that acted.
+             * @description The server's own id of the request that acted: the `X-Request-Id` it answered, which the server chose (never the one the client sent), so it finds that request's log lines; for a role change, the operator command's run id (it prints it).
              * @example 5f0c6b7e-2f7c-4a8e-9a51-3a0b2c1d4e5f
              */
             requestId: string;
             /**
-             * @description The user granted, suspended or reinstated; the reconciliation run started.
+             * @description The user granted, suspended, reinstated, made admin or unmade; the reconciliation run started.
              * @example 64d15f9e2e6c8f4d5a654321
              */
             targetId: string;
@@ -1087,6 +1027,12 @@ export interface components {
              * @example 42
              */
             lastSeq: number;
+            /**
+             * @description How many members the chat has (the list shows a preview of them).
+             * @example 3
+             */
+            memberCount: number;
+            /** @description Every member on `GET /api/v1/chats/{chatId}` and in the answers that change a chat; in the list (`GET /api/v1/chats`), the first 5 by joining order (the list's size stays bounded whatever the groups hold): `memberCount` says how many there are. */
             members: components["schemas"]["ChatMember"][];
             /**
              * @description Null for direct chats.
@@ -1127,74 +1073,6 @@ export interface components {
             chatId: string;
             ownerId: string | null;
             userId: string;
-        };
-        ChatMigration: {
-            /**
-             * @description Chats walked (a run walks every chat; a successor walks again the page it starts in).
-             * @example 40
-             */
-            chats: number;
-            /**
-             * @description The Workflow instance doing the work now (the run's id, then `<id>-2`, `<id>-3`, …).
-             * @example 64d15f9e2e6c8f4d5a123456
-             */
-            currentInstance: string;
-            /**
-             * @description Why a failed run failed.
-             * @example null
-             */
-            error: string | null;
-            /**
-             * @description The chat migration id (24 lowercase hex characters).
-             * @example 64d15f9e2e6c8f4d5a123456
-             */
-            id: string;
-            /**
-             * @description Workflow instances of the run so far: each takes a bounded number of steps, then hands on to the next.
-             * @example 1
-             */
-            instances: number;
-            /**
-             * @description Message-send Idempotency-Keys stored in their chats (totals of the finished instances).
-             * @example 12
-             */
-            keys: number;
-            /**
-             * @description D1's `messages` table was already dropped: nothing to move.
-             * @example false
-             */
-            legacyGone: boolean;
-            /**
-             * @description Read markers moved forward from the directory.
-             * @example 0
-             */
-            markers: number;
-            /**
-             * @description Messages stored in their chat objects (0 on a second run).
-             * @example 100000
-             */
-            messages: number;
-            /**
-             * @description `running` until its last Workflow instance finishes; `completed`: every chat walked, nothing left to move; `failed`: an instance errored or was terminated (`error` says why). A failed run is finished by starting another: nothing moves twice.
-             * @example completed
-             * @enum {string}
-             */
-            status: "running" | "completed" | "failed";
-            /**
-             * @description Workflow steps taken.
-             * @example 205
-             */
-            steps: number;
-            /**
-             * @description D1 messages above their chat's moved range, left behind: drop nothing while this is above 0.
-             * @example 0
-             */
-            strays: number;
-            /**
-             * @description Those keys registered with their owners' wallets.
-             * @example 12
-             */
-            walletKeys: number;
         };
         ChatRead: {
             /**
@@ -1258,7 +1136,7 @@ export interface components {
              */
             memberIds: string[];
             /**
-             * @description 1..100 characters after trimming, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description 1..100 characters after trimming. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Weekend trip
              */
             title: string;
@@ -1294,7 +1172,7 @@ export interface components {
              */
             amount: number;
             /**
-             * @description Shown with the transfer in the chat; up to 280 characters, no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description Shown with the transfer in the chat; up to 280 characters. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example lunch
              */
             note?: string | null;
@@ -1401,7 +1279,10 @@ export interface components {
         GrantRequest: {
             /** @example 500 */
             amount: number;
-            /** @example Compensation for ticket #4521 */
+            /**
+             * @description 1..280 characters after trimming; the user sees it as the grant's ledger note. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
+             * @example Compensation for ticket #4521
+             */
             reason: string;
         };
         Health: {
@@ -1451,6 +1332,11 @@ export interface components {
          *     }
          */
         LoginRequest: {
+            /**
+             * @description The `deviceToken` a sign-in or registration of this email answered on this device (valid 30 days). With it, the sign-in is not subject to the per-email ceiling that strangers' wrong guesses can fill: its failures count against the token instead. A token that does not verify (expired, another email or deployment) counts as none.
+             * @example dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw
+             */
+            deviceToken?: string;
             /**
              * Format: email
              * @description Case-insensitive; at most 254 characters.
@@ -1791,13 +1677,13 @@ export interface components {
         };
         /**
          * @example {
-         *       "refreshToken": "q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4"
+         *       "refreshToken": "64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4"
          *     }
          */
         RefreshRequest: {
             /**
              * @description The opaque refresh token of a session.
-             * @example q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
+             * @example 64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
              */
             refreshToken: string;
         };
@@ -1810,7 +1696,7 @@ export interface components {
          */
         RegisterRequest: {
             /**
-             * @description 1..64 characters after trimming; shown to other users. No control characters and no bidirectional override characters (U+202A–U+202E, U+2066–U+2069).
+             * @description 1..64 characters after trimming; shown to other users. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Alice
              */
             displayName: string;
@@ -1829,7 +1715,7 @@ export interface components {
         };
         ReinstateRequest: {
             /**
-             * @description Optional note; the body itself is optional.
+             * @description Optional note; the body itself is optional. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Appeal accepted
              */
             reason?: string;
@@ -1894,14 +1780,21 @@ export interface components {
             expiresIn: number;
             /**
              * @description Opaque, single-use, valid 30 days: trade it at `POST /api/v1/auth/refresh` for a new pair.
-             * @example q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
+             * @example 64d15f9e2e6c8f4d5a123456.q2V8oJ6cD3mW1xYzR0b9kXl4sPaT7uEeHfGi5jKn_M4
              */
             refreshToken: string;
             user: components["schemas"]["User"];
         };
+        SignInSession: components["schemas"]["Session"] & {
+            /**
+             * @description Keep it on this device and send it with the next `POST /api/v1/auth/login` of this email (30 days): that sign-in then gets through even while strangers' wrong guesses have filled the email's sign-in ceiling. Not a credential: it authorizes nothing by itself.
+             * @example dt1.1765094400.4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99.Jm6cQe7yX0WnS1l0b3N1cmVseS1ub3QtYS1yZWFsLW1hYw
+             */
+            deviceToken: string;
+        };
         SuspensionRequest: {
             /**
-             * @description Why (1..500 characters); kept for the record.
+             * @description Why (1..500 characters); kept for the record. No control characters (line breaks and tabs included) and no invisible format characters (Unicode Cc/Cf, such as bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width spaces or a BOM); the zero-width joiners and the left-to-right/right-to-left marks are allowed.
              * @example Spam reported by several users
              */
             reason: string;
@@ -2264,7 +2157,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
-        /** @description Too many requests. A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every operation counts against the caller's client-address budget, and every authenticated one also against the account's budget; those answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`. */
+        /** @description Too many requests. A per-minute limit or request budget is used up: `code` is `rate_limited` and `Retry-After` gives the whole seconds to wait. Every request counts against the caller's client-address budget before anything else is done (authentication included), and every authenticated one also against the account's budget right after its token is checked (before the admin check, validation and the operation): refused requests (400, 401, 403, 404) count like any other. Those budgets answer `Retry-After` only. Operations with an exact limit (sign-in, registration, refresh, password change, message sends, credit transfers, adding people to groups, the replay allowance) also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`. */
         TooManyRequests: {
             headers: {
                 /** @description Whole seconds until a retry can succeed. */
@@ -2402,80 +2295,6 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    startChatMigration: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The run was started */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ChatMigration"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 202;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getChatMigration: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The chat migration id (24 lowercase hex characters). */
-                migrationId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The run */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ChatMigration"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
@@ -2774,7 +2593,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The user and a new session */
+            /** @description The user, a new session and a device token */
             200: {
                 headers: {
                     /** @description Requests allowed in the sliding minute. */
@@ -2787,7 +2606,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["Session"];
+                        data: components["schemas"]["SignInSession"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -2983,7 +2802,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The new user and its first session */
+            /** @description The new user, its first session and a device token */
             201: {
                 headers: {
                     /** @description Requests allowed in the sliding minute. */
@@ -2996,7 +2815,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        data: components["schemas"]["Session"];
+                        data: components["schemas"]["SignInSession"];
                         errors: null;
                         /** @enum {boolean} */
                         isSuccess: true;
@@ -3072,6 +2891,12 @@ export interface operations {
             /** @description The direct chat with that person already existed */
             200: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3090,6 +2915,12 @@ export interface operations {
             /** @description The chat was created */
             201: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3172,6 +3003,12 @@ export interface operations {
             /** @description The chat with its new member */
             200: {
                 headers: {
+                    /** @description Requests allowed in the sliding minute. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until a slot frees up. */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -34,70 +34,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/admin/chat-migrations": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Start moving D1 chat history into chat objects
-         * @description **Production uyarisi:** Bu endpoint veri degistirir veya operasyon tetikleyebilir. API Playground icinde Production server seciliyse gercek production verisi etkilenir; test icin Development server kullanin.
-         *
-         *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
-         *
-         *     Admins only (403 `insufficient_permissions` otherwise).
-         *
-         *     Starts a run and answers 202 with it (`status: running`); follow it at `GET /api/v1/admin/chat-migrations/{migrationId}`. Runs at the same time are safe (each moves only what is not moved yet) but pointless.
-         *
-         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
-         *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
-         *
-         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
-         *
-         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
-         */
-        post: operations["startChatMigration"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/admin/chat-migrations/{migrationId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Get a chat migration run
-         * @description Admins only (403 `insufficient_permissions` otherwise).
-         *
-         *     A run's status and what it has moved (totals of its finished Workflow instances; final once `completed`). 404 `not_found` for an unknown run.
-         *
-         *     For a deployment that ran before chat objects (README, "Upgrading an existing deployment"): a Cloudflare Workflow moves the message-send `Idempotency-Key`s still live, then every chat's read markers and D1 messages into the chat's object, in bounded pages, while the API keeps answering (a chat reads what has not moved yet from D1). Every page is idempotent: a second run moves nothing, and a run that fails is finished by starting another. Once a run has completed with `strays: 0`, the D1 history can be dropped (migrations-after-chat-move/).
-         *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
-         *
-         *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
-         *
-         *     Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).
-         */
-        get: operations["getChatMigration"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/admin/reconciliation": {
         parameters: {
             query?: never;
@@ -253,7 +189,7 @@ export interface paths {
          *
          *     Admins only (403 `insufficient_permissions` otherwise). Adds `amount` credits (1..1000000000) to the user's wallet as a `grant` ledger entry whose note is `reason`. 404 `user_not_found` for an unknown user.
          *
-         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation.
+         *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation. The key is kept 24 h after the grant, in the granted user's wallet only (another admin's same key is another grant). The grant and its audit row (`GET /api/v1/admin/audit`) are recorded together: a row the audit log could not take at once is delivered later, never lost.
          *
          *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
@@ -443,7 +379,7 @@ export interface paths {
         };
         /**
          * List my chat rooms
-         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.
+         * @description Your chats, most recent activity first (a message, or the creation/joining for a chat without one), each with `lastMessage` and your `unreadCount`. The answer's size is bounded whatever the groups hold: each chat's `members` is a preview (its first 5 members by joining order) and `memberCount` says how many it has; the full member list is on `GET /api/v1/chats/{chatId}`. A chat that gets a new message while you page moves to the top of a fresh first page. The list reflects a committed message, marker or member change within 1 s (each chat writes its summary behind its answers); `GET /api/v1/chats/{chatId}` and the chat's message list reflect it at once.
          */
         get: operations["listChats"];
         put?: never;
@@ -455,7 +391,9 @@ export interface paths {
          *
          *     Direct: `{type: "direct", memberId}` opens your one chat with that person: 201 when created, 200 with the existing chat (exactly one per pair, even when both create it at the same moment). The same checks as sending apply: 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; a chat with yourself is 400.
          *
-         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`. Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.
+         *     Group: `{type: "group", title, memberIds}`: 201; you are its owner. Unknown member ids are 404 `user_not_found`; members who blocked you are 403 `recipient_blocked` (a group does not bypass a block), and 403 `account_suspended` if you are suspended. A group holds at most `MAX_GROUP_MEMBERS` people, you included (default 200): more is 409 `group_full`.
+         *
+         *     Caps: a user is in at most `MAX_CHATS_PER_USER` chats (default 1,000) and owns at most `MAX_GROUPS_OWNED` groups (default 100); creating a chat past either, yours or a member's, is 409 `chat_limit_reached` and creates nothing. A direct chat's id is derived from the pair, so both people reach the same chat with no lookup. Each of `memberIds` counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute): past it, 429 `rate_limited` with `Retry-After` and nothing is created.
          */
         post: operations["createChat"];
         delete?: never;
@@ -473,7 +411,7 @@ export interface paths {
         };
         /**
          * Get a chat room
-         * @description The chat with its members, last message and your unread count. 404 `chat_not_found` if it does not exist or you are not a member.
+         * @description The chat with all its members (`memberCount` of them), last message and your unread count, current to its last commit. 404 `chat_not_found` if it does not exist or you are not a member.
          */
         get: operations["getChat"];
         put?: never;
@@ -499,7 +437,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`. Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.
+         *     Group owner only (403 `insufficient_permissions` for other members; 403 `account_suspended` for a suspended owner). A direct chat never takes members: 400 `validation_failed`. 404 `user_not_found` for an unknown user; 403 `recipient_blocked` if that user blocked you (a group does not bypass a block). Adding a current member changes nothing. The new member sees the history; a `system` message announces them, and only what follows counts as unread for them. A group already holding `MAX_GROUP_MEMBERS` people (default 200, the owner included) is 409 `group_full`; a user already in `MAX_CHATS_PER_USER` chats (default 1,000) is 409 `chat_limit_reached`. Decided by the chat itself; your chat list shows the change within 1 s. Each add counts against your allowance of people added to groups (`RATE_LIMIT_GROUP_ADDS_PER_MINUTE`, default 200 a minute, shared with group creation's `memberIds`): past it, 429 `rate_limited` with `Retry-After`.
          */
         post: operations["addChatMember"];
         delete?: never;
@@ -524,7 +462,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who is not in the chat is 404 `user_not_found`. A `system` message records the change.
+         *     The owner removes anyone; a member removes only themself (leaving); otherwise 403 `insufficient_permissions`. When the owner leaves, the longest-standing member becomes the owner (`ownerId` in the answer; null when the chat is now empty). A direct chat cannot be left: 400 `validation_failed`. A user who was never in the chat is 404 `user_not_found`. A `system` message records the change. From this answer on, the removed user reads nothing new, sends nothing and gets no frame of the chat. Repeating a removal (or a leave) answers 200 again with nothing posted, and finishes whatever an earlier attempt left undone (a retry after a timeout or a 5xx is always safe).
          */
         delete: operations["removeChatMember"];
         options?: never;
@@ -571,7 +509,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
+         *     A text message to `recipientId`, in your direct chat with them (created if missing). 403 `account_suspended` if you are suspended, 404 `user_not_found`, 403 `recipient_blocked` if they blocked you; messaging yourself is 400. Opening a new chat counts against both people's caps (`MAX_CHATS_PER_USER`): past it, 409 `chat_limit_reached`. Send an `Idempotency-Key` header to make retries safe (API.md §1): its scope is you and the chat the message goes to (v1: your direct chat with the recipient), and across scopes a key is not compared; within it, a retry with the key answers the original status and body byte for byte, before any other check (even after the message was edited or deleted, you were suspended or blocked, or past the limit), and another body under it is 409 `idempotency_key_reused`. A send refused (400, 403, 404, 429) or failed (5xx) stores nothing, so a corrected retry with the same key runs. Rate limited per user in each chat (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute per chat, counted by the chat; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessage"];
         delete?: never;
@@ -927,7 +865,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1): a key names one request of yours across every endpoint (a key used for a transfer is 409 here, and the other way round); a retry with it answers the original status and body byte for byte, even after the message was edited or deleted. Rate limited per user (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute; a replay is never counted): 429 `rate_limited` with `Retry-After`.
+         *     A text message into a chat you are a member of (404 `chat_not_found` otherwise). `replyToMessageId` must be a message of the same chat (400 otherwise). `clientMessageId` deduplicates per sender and chat: sending it again returns the original message with 200. Both are optional; `null` is the same as leaving them out. 403 `account_suspended` if you are suspended; in a direct chat, 403 `recipient_blocked` if the other person blocked you (blocks do not stop messages inside group chats). Send an `Idempotency-Key` header to make retries safe (API.md §1): its scope is you and the chat the message goes to (v1: your direct chat with the recipient), and across scopes a key is not compared; within it, a retry with the key answers the original status and body byte for byte, before any other check (even after the message was edited or deleted, you were suspended or blocked, or past the limit), and another body under it is 409 `idempotency_key_reused`. A send refused (400, 403, 404, 429) or failed (5xx) stores nothing, so a corrected retry with the same key runs. Rate limited per user in each chat (`RATE_LIMIT_MESSAGES_PER_MINUTE`, default 120 sends per minute per chat, counted by the chat; a replay is never counted): 429 `rate_limited` with `Retry-After`.
          */
         post: operations["sendMessageV2"];
         delete?: never;
@@ -1089,6 +1027,12 @@ export interface components {
              * @example 42
              */
             lastSeq: number;
+            /**
+             * @description How many members the chat has (the list shows a preview of them).
+             * @example 3
+             */
+            memberCount: number;
+            /** @description Every member on `GET /api/v1/chats/{chatId}` and in the answers that change a chat; in the list (`GET /api/v1/chats`), the first 5 by joining order (the list's size stays bounded whatever the groups hold): `memberCount` says how many there are. */
             members: components["schemas"]["ChatMember"][];
             /**
              * @description Null for direct chats.
@@ -1129,74 +1073,6 @@ export interface components {
             chatId: string;
             ownerId: string | null;
             userId: string;
-        };
-        ChatMigration: {
-            /**
-             * @description Chats walked (a run walks every chat; a successor walks again the page it starts in).
-             * @example 40
-             */
-            chats: number;
-            /**
-             * @description The Workflow instance doing the work now (the run's id, then `<id>-2`, `<id>-3`, …).
-             * @example 64d15f9e2e6c8f4d5a123456
-             */
-            currentInstance: string;
-            /**
-             * @description Why a failed run failed.
-             * @example null
-             */
-            error: string | null;
-            /**
-             * @description The chat migration id (24 lowercase hex characters).
-             * @example 64d15f9e2e6c8f4d5a123456
-             */
-            id: string;
-            /**
-             * @description Workflow instances of the run so far: each takes a bounded number of steps, then hands on to the next.
-             * @example 1
-             */
-            instances: number;
-            /**
-             * @description Message-send Idempotency-Keys stored in their chats (totals of the finished instances).
-             * @example 12
-             */
-            keys: number;
-            /**
-             * @description D1's `messages` table was already dropped: nothing to move.
-             * @example false
-             */
-            legacyGone: boolean;
-            /**
-             * @description Read markers moved forward from the directory.
-             * @example 0
-             */
-            markers: number;
-            /**
-             * @description Messages stored in their chat objects (0 on a second run).
-             * @example 100000
-             */
-            messages: number;
-            /**
-             * @description `running` until its last Workflow instance finishes; `completed`: every chat walked, nothing left to move; `failed`: an instance errored or was terminated (`error` says why). A failed run is finished by starting another: nothing moves twice.
-             * @example completed
-             * @enum {string}
-             */
-            status: "running" | "completed" | "failed";
-            /**
-             * @description Workflow steps taken.
-             * @example 205
-             */
-            steps: number;
-            /**
-             * @description D1 messages above their chat's moved range, left behind: drop nothing while this is above 0.
-             * @example 0
-             */
-            strays: number;
-            /**
-             * @description Those keys registered with their owners' wallets.
-             * @example 12
-             */
-            walletKeys: number;
         };
         ChatRead: {
             /**
@@ -2419,80 +2295,6 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    startChatMigration: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The run was started */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ChatMigration"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 202;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
-            500: components["responses"]["InternalServerError"];
-        };
-    };
-    getChatMigration: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The chat migration id (24 lowercase hex characters). */
-                migrationId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The run */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data: components["schemas"]["ChatMigration"];
-                        errors: null;
-                        /** @enum {boolean} */
-                        isSuccess: true;
-                        /** @enum {integer} */
-                        statusCode: 200;
-                        /** @example 2026-01-15T10:30:00.000Z */
-                        timestamp: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
