@@ -27,7 +27,6 @@ interface __BaseEnv_Env {
 	REALTIME: DurableObjectNamespace<import("./src/index").RealtimeDO>;
 	CHAT: DurableObjectNamespace<import("./src/index").ChatDO>;
 	RECONCILIATION: Workflow<Parameters<import("./src/index").ReconciliationWorkflow['run']>[0]['payload']>;
-	CHAT_FACTS: Workflow<Parameters<import("./src/index").ChatFactsWorkflow['run']>[0]['payload']>;
 	CHAT_MIGRATION: Workflow<Parameters<import("./src/index").ChatMigrationWorkflow['run']>[0]['payload']>;
 }
 declare namespace Cloudflare {
@@ -61,7 +60,6 @@ declare namespace Cloudflare {
 		REALTIME: DurableObjectNamespace<import("./src/index").RealtimeDO>;
 		CHAT: DurableObjectNamespace<import("./src/index").ChatDO>;
 		RECONCILIATION: Workflow<Parameters<import("./src/index").ReconciliationWorkflow['run']>[0]['payload']>;
-		CHAT_FACTS: Workflow<Parameters<import("./src/index").ChatFactsWorkflow['run']>[0]['payload']>;
 		CHAT_MIGRATION: Workflow<Parameters<import("./src/index").ChatMigrationWorkflow['run']>[0]['payload']>;
 	}
 	interface ProductionEnv {
@@ -90,7 +88,6 @@ declare namespace Cloudflare {
 		REALTIME: DurableObjectNamespace<import("./src/index").RealtimeDO>;
 		CHAT: DurableObjectNamespace<import("./src/index").ChatDO>;
 		RECONCILIATION: Workflow<Parameters<import("./src/index").ReconciliationWorkflow['run']>[0]['payload']>;
-		CHAT_FACTS: Workflow<Parameters<import("./src/index").ChatFactsWorkflow['run']>[0]['payload']>;
 		CHAT_MIGRATION: Workflow<Parameters<import("./src/index").ChatMigrationWorkflow['run']>[0]['payload']>;
 	}
 	interface Env extends __BaseEnv_Env {}

@@ -7,7 +7,6 @@ import { walletEffects } from "./services/wallet-effects";
 
 export { RateLimiterDO } from "./durable-objects/rate-limiter/rate-limiter-do";
 export { RealtimeDO } from "./durable-objects/realtime/realtime-do";
-export { ChatFactsWorkflow } from "./workflows/chat-facts-workflow";
 export { ChatMigrationWorkflow } from "./workflows/chat-migration-workflow";
 export { ReconciliationWorkflow } from "./workflows/reconciliation-workflow";
 

@@ -1,6 +1,5 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import { createDb, type Database } from "../db/client";
-import { isConnectedSql } from "../db/presence";
 import { blocks, chatMembers, chats, idempotencyKeys, type MessageRow, messages, users } from "../db/schema";
 import type { ChatMessageRow } from "../durable-objects/chat/chat-schema";
 import type { ChatSnapshot } from "../durable-objects/chat/chat-types";
@@ -66,8 +65,10 @@ export function toChatMessageRow(row: MessageRow): ChatMessageRow {
 }
 
 /**
- * The chat as the directory knows it, in one batch: the row, its members with their markers,
- * whether each is suspended or has an open socket, and the blocks between them. Null: no such chat.
+ * The chat as the directory knows it, in one batch: the row, its members with their markers and
+ * the status index with its version, and (a direct chat) the blocks index between the two, each
+ * pair stamped with the blocker's facts version. Null: no such chat. What is newer than the index
+ * reaches the object from the owners' outboxes and moves it forward only.
  */
 export async function loadChatSnapshot(db: Database, chatId: string): Promise<ChatSnapshot | null> {
   const memberIds = db.select({ id: chatMembers.userId }).from(chatMembers).where(eq(chatMembers.chatId, chatId));
@@ -80,7 +81,7 @@ export async function loadChatSnapshot(db: Database, chatId: string): Promise<Ch
         joinedAt: chatMembers.joinedAt,
         lastReadSeq: chatMembers.lastReadSeq,
         status: users.status,
-        online: isConnectedSql(chatMembers.userId).as("online"),
+        factsVersion: users.factsVersion,
       })
       .from(chatMembers)
       .leftJoin(users, eq(users.id, chatMembers.userId))
@@ -92,6 +93,9 @@ export async function loadChatSnapshot(db: Database, chatId: string): Promise<Ch
   ]);
   const chat = chatRows[0];
   if (!chat) return null;
+  const blocked = new Set(blockRows.map((b) => `${b.blockerId}:${b.blockedId}`));
+  const pairs =
+    chat.type === "direct" ? memberRows.flatMap((a) => memberRows.filter((b) => b !== a).map((b) => [a, b] as const)) : [];
   return {
     chatId: chat.id,
     type: chat.type,
@@ -107,9 +111,15 @@ export async function loadChatSnapshot(db: Database, chatId: string): Promise<Ch
       joinedAt: m.joinedAt,
       lastReadSeq: m.lastReadSeq,
       suspended: m.status === "suspended",
-      online: Boolean(m.online),
+      online: false,
+      factsVersion: m.factsVersion ?? 0,
     })),
-    blocks: blockRows.map((b): [string, string] => [b.blockerId, b.blockedId]),
+    blocks: pairs.map(([a, b]) => ({
+      blockerId: a.userId,
+      blockedId: b.userId,
+      blocked: blocked.has(`${a.userId}:${b.userId}`),
+      version: a.factsVersion ?? 0,
+    })),
   };
 }
 

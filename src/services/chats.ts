@@ -3,8 +3,8 @@ import { z } from "zod";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
-import { isConnectedSql } from "../db/presence";
 import { type ChatMemberRow, type ChatRow, chatMembers, chats, users } from "../db/schema";
+import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import { decodeCursor, toPage } from "../lib/cursor";
 import { ApiError } from "../lib/errors";
 import { ID_PATTERN, newId } from "../lib/ids";
@@ -358,7 +358,6 @@ export async function addMember(
     .select({
       user: users,
       blocked: hasBlockedSql(userId, callerId).as("blocked"),
-      online: isConnectedSql(users.id).as("online"),
     })
     .from(users)
     .where(eq(users.id, userId))
@@ -390,13 +389,16 @@ export async function addMember(
       .where(and(eq(chatMembers.chatId, chatId), eq(chatMembers.userId, userId))),
   ]);
   if (inserted.length === 0 && present.length === 0) throw groupFull(maxMembers, "userId");
+  // The joining user's status as its owner holds it now, with its version (a later change reaches the chat from the owner's outbox).
+  const facts = await walletStub(env, userId).factsFor([]);
   const joining = {
     userId,
     role: "member" as const,
     joinedAt: now,
     lastReadSeq: 0,
-    suspended: found.user.status === "suspended",
-    online: Boolean(found.online),
+    suspended: (facts?.status ?? found.user.status) === "suspended",
+    online: false,
+    factsVersion: facts?.version ?? found.user.factsVersion,
   };
   const content = `${actor.displayName} added ${found.user.displayName}`;
   await answer(

@@ -1,6 +1,8 @@
 import { createDb } from "../db/client";
 import type { WalletEffects } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
+import { accountFactsEffects } from "./account-facts";
+import { chatStub } from "./chat-objects";
 import { transferDirectChat } from "./chats";
 import { postCreditTransferMessages } from "./messages";
 import type { WaitUntil } from "./realtime";
@@ -8,8 +10,8 @@ import { publishTransferEvent } from "./transfer-events";
 
 /**
  * What a wallet object reaches outside its own storage, bound to this deployment: the direct chat
- * in the D1 directory and the `credit_transfer` messages in its chat object (the chat module), realtime frames, and the recipient's
- * wallet object. Handed to every WalletDO by the Worker's entry (src/index.ts).
+ * in the D1 directory and the `credit_transfer` messages in its chat object (the chat module), realtime frames, the recipient's
+ * wallet object, and the account facts' deliveries (the D1 index, the user's chats: account-facts.ts). Handed to every WalletDO by the Worker's entry (src/index.ts).
  */
 export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
   return {
@@ -17,5 +19,7 @@ export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
     postTransferMessages: (messages) => postCreditTransferMessages(env, messages),
     announce: (event) => publishTransferEvent(env, waitUntil, event),
     recipient: (userId) => walletStub(env, userId),
+    ...accountFactsEffects(env),
+    tellChat: (chatId, facts) => chatStub(env, chatId).applyFacts(chatId, facts),
   };
 }

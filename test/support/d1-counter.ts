@@ -45,3 +45,34 @@ export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string
   });
   return { d1: proxy, roundTrips };
 }
+
+/**
+ * The suites' switch for counting the D1 round trips the objects make (the test bindings of the
+ * wallet and chat objects read their D1 through `countedEnv`): set, every query an object runs
+ * goes through `objectD1.counting`; cleared, the real binding. Objects run in the suites' isolate.
+ */
+export const objectD1: { counting: ReturnType<typeof countingD1> | null } = { counting: null };
+
+/** `env` whose `DB` is the counting binding while `objectD1.counting` is set. */
+export function countedEnv(env: Env): Env {
+  return new Proxy(env, {
+    get(target, prop) {
+      if (prop === "DB" && objectD1.counting) return objectD1.counting.d1;
+      return Reflect.get(target, prop, target);
+    },
+  });
+}
+
+/**
+ * Runs `fn` with every D1 round trip counted, the Worker's (hand `d1` to the request as its DB
+ * binding) and every object's, in one list.
+ */
+export async function countingEverywhere<T>(real: D1Database, fn: (d1: D1Database) => Promise<T>) {
+  const counting = countingD1(real);
+  objectD1.counting = counting;
+  try {
+    return { value: await fn(counting.d1), roundTrips: counting.roundTrips };
+  } finally {
+    objectD1.counting = null;
+  }
+}

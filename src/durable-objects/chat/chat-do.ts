@@ -38,7 +38,7 @@ export type ChatWiring = { effects: ChatEffects; now?: () => number };
  * One chat (`idFromName(chatId)`), SQLite-backed: a thin RPC shell over modules with one job each.
  *
  *   append.ts   the log: seq, message ids, the only writer of messages and transfer totals
- *   members.ts  who may read and send, markers, suspension, blocks, presence
+ *   members.ts  who may read and send, markers, versioned copies of suspension and blocks
  *   posting.ts  the rules of a send, a transfer's message, an edit, a marker, a member change
  *   keys.ts     stored outcomes of keyed sends     summary.ts  the D1 directory row, coalesced
  *   legacy.ts   the chat's beginning, and history an existing deployment still has in D1
@@ -64,8 +64,8 @@ export class ChatObject extends DurableObject<Env> {
    * such calls leave no storage behind.
    */
   private hasSchema: boolean;
-  /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
-  private onlineEpoch = 0;
+  /** The first snapshot being read (one at a time): every call that arrives meanwhile waits for it. */
+  private loading: Promise<ChatMeta | null> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env, wiring: ChatWiring) {
     super(ctx, env);
@@ -92,6 +92,14 @@ export class ChatObject extends DurableObject<Env> {
   private async meta(chatId: string): Promise<ChatMeta | null> {
     const meta = this.storedMeta();
     if (meta) return meta.chatId === chatId ? meta : null;
+    this.loading ??= this.load(chatId).finally(() => {
+      this.loading = null;
+    });
+    const loaded = await this.loading;
+    return loaded?.chatId === chatId ? loaded : null;
+  }
+
+  private async load(chatId: string): Promise<ChatMeta | null> {
     const snapshot = await this.effects.loadSnapshot(chatId);
     if (!snapshot) return null;
     return this.ctx.storage.transactionSync(() => {
@@ -184,21 +192,24 @@ export class ChatObject extends DurableObject<Env> {
   async changeMembers(chatId: string, change: MemberChange): Promise<Outcome<Message | null>> {
     const meta = await this.meta(chatId);
     if (!meta) return chatNotFound(chatId);
-    const removedOnline = change.kind === "remove" && this.members.get(change.userId)?.online === true;
     const row = this.ctx.storage.transactionSync(() => this.posting.changeMembers(this.current(), change));
     if (!row) return { ok: true, value: null };
     const message = messageOf(meta, row);
-    this.changed([{ type: "message.created", data: message }], removedOnline && change.kind === "remove" ? [change.userId] : []);
+    this.changed([{ type: "message.created", data: message }], change.kind === "remove" ? [change.userId] : []);
     return { ok: true, value: message };
   }
 
-  /** Facts pushed by the Worker (services/chat-facts.ts); an object that has no chat yet reads them from D1 when it starts. */
-  applyFacts(facts: readonly ChatFact[]): void {
-    if (!this.storedMeta()) return;
+  /**
+   * Facts delivered by their owner's outbox (wallet/facts-outbox.ts), applied forward only. A
+   * chat that has not started yet starts first (its snapshot), and a fact that arrives while it
+   * loads waits for the load: nothing is dropped. Resolving is the acknowledgement.
+   */
+  async applyFacts(chatId: string, facts: readonly ChatFact[]): Promise<void> {
+    const meta = await this.meta(chatId);
+    if (!meta) return;
     this.ctx.storage.transactionSync(() => {
       for (const fact of facts) this.members.apply(fact);
     });
-    if (facts.some((fact) => fact.kind === "online")) this.onlineEpoch += 1;
   }
 
   // ------------------------------------------------------------------ reads
@@ -310,16 +321,15 @@ export class ChatObject extends DurableObject<Env> {
     return meta;
   }
 
-  /** After a committed change: the directory is owed a summary, and `events` go to the members who may have a socket. */
+  /**
+   * After a committed change: the directory is owed a summary, and `events` go to every member's
+   * realtime object (it knows whether it has sockets), so a connect tells no chat anything.
+   */
   private changed(events: RealtimeEvent[], alsoNotify: string[] = []): void {
     this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
-    const targets = [...new Set([...this.members.online(), ...alsoNotify])];
+    const targets = [...new Set([...this.members.everyone(), ...alsoNotify])];
     if (events.length === 0 || targets.length === 0) return;
-    const epoch = this.onlineEpoch;
-    const pushed = this.effects.push(targets, events).then((nobody) => {
-      if (epoch === this.onlineEpoch && nobody.length > 0) this.members.offline(nobody);
-    });
-    this.ctx.waitUntil(pushed.catch((error) => log.warn("chat.push_failed", { error })));
+    this.ctx.waitUntil(this.effects.push(targets, events).catch((error) => log.warn("chat.push_failed", { error })));
   }
 
   private wakeAt(at: number): void {

@@ -20,9 +20,15 @@ export type ChatSnapshot = {
   lastSeq: number;
   lastActivityAt: number;
   members: MemberSnapshot[];
-  /** Blocks between the members of a direct chat: [blocker, blocked]. */
-  blocks: [string, string][];
+  /**
+   * The block state of each ordered pair of members of a direct chat as the directory indexes it,
+   * with the blocker's facts version (a pair with no block is a "not blocked" at that version, so
+   * an older block still in flight cannot land over it).
+   */
+  blocks: BlockSnapshot[];
 };
+
+export type BlockSnapshot = { blockerId: string; blockedId: string; blocked: boolean; version: number };
 
 export type MemberSnapshot = {
   userId: string;
@@ -31,6 +37,8 @@ export type MemberSnapshot = {
   lastReadSeq: number;
   suspended: boolean;
   online: boolean;
+  /** The version of the user's facts `suspended` was read at (the owner's: wallet/account.ts); 0 when unknown. */
+  factsVersion?: number;
 };
 
 /** A keyed send's key: the caller's `Idempotency-Key` and the fingerprint of method, path and body. */
@@ -83,11 +91,14 @@ export type MemberChange =
   | { kind: "add"; member: MemberSnapshot; actorId: string; content: string; at: number }
   | { kind: "remove"; userId: string; actorId: string; content: string; newOwnerId: string | null; at: number };
 
-/** A fact about the outside world a chat must apply at once (services/chat-facts.ts). */
+/**
+ * A fact about the outside world a chat holds a copy of, delivered by its owner's outbox (the
+ * user's object: wallet/facts-outbox.ts), stamped with the owner's version and applied forward
+ * only: an older version never overwrites a newer one, whatever order deliveries arrive in.
+ */
 export type ChatFact =
-  | { kind: "suspended"; userId: string; suspended: boolean }
-  | { kind: "block"; blockerId: string; blockedId: string; blocked: boolean }
-  | { kind: "online"; userId: string };
+  | { kind: "suspended"; userId: string; suspended: boolean; version: number }
+  | { kind: "block"; blockerId: string; blockedId: string; blocked: boolean; version: number };
 
 /** Frames to push after a change, to the members the object believes have a socket. */
 export type Push = { userIds: string[]; events: RealtimeEvent[] };

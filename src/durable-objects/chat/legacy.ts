@@ -49,8 +49,7 @@ export class Legacy {
       })
       .run();
     for (const member of snapshot.members) this.members.insert(member);
-    for (const [blockerId, blockedId] of snapshot.blocks)
-      this.members.apply({ kind: "block", blockerId, blockedId, blocked: true });
+    for (const block of snapshot.blocks) this.members.apply({ kind: "block", ...block });
     const meta = this.log.meta();
     invariant(meta?.chatId === snapshot.chatId, `chat ${snapshot.chatId} was not created`);
     return meta;

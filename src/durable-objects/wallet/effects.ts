@@ -1,4 +1,7 @@
+import type { Refusal } from "../../lib/errors";
 import type { Message } from "../../schemas/message";
+import type { ChatFact } from "../chat/chat-types";
+import type { IndexEntry } from "./account";
 import type { CreditCommand, CreditResult, FaultPoint, TransferEvent } from "./wallet-types";
 
 /**
@@ -19,11 +22,24 @@ export interface WalletEffects {
   announce(event: TransferEvent): void;
   /** The recipient's wallet object. */
   recipient(userId: string): RecipientWallet;
+  /**
+   * The account facts' D1 index (users.status/role, blocks) and the audit rows that go with them,
+   * in one batch: each version written only over an older one, so a repeat or a late write is a no-op.
+   */
+  writeFactsIndex(userId: string, entries: readonly IndexEntry[]): Promise<void>;
+  /** A page of the user's chat ids after `afterChatId` (id order), from the directory's membership index. */
+  userChats(userId: string, afterChatId: string, limit: number): Promise<string[]>;
+  /** The pair's direct chat id, or null when they have none yet. */
+  directChatOf(userId: string, otherId: string): Promise<string | null>;
+  /** Tells a chat object facts (applied forward only); resolves once it acknowledged them. */
+  tellChat(chatId: string, facts: readonly ChatFact[]): Promise<void>;
 }
 
 export type RecipientWallet = {
   credit(command: CreditCommand): Promise<CreditResult>;
   voidUnlessCredited(command: CreditCommand): Promise<CreditResult>;
+  /** Why the recipient refuses a transfer from `senderId` (no such user, blocked), or null; creates no storage. */
+  admitTransfer(senderId: string): Promise<Refusal | null>;
 };
 
 /** A credited transfer's message, as the chat module appends it. */

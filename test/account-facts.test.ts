@@ -1,0 +1,204 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { chatMembers, chats } from "../src/db/schema";
+import { walletStub } from "../src/durable-objects/wallet/wallet-stub";
+import { newId } from "../src/lib/ids";
+import { chatStub, newRouteTag } from "../src/services/chat-objects";
+import { directKeyOf } from "../src/services/membership";
+import { queryChat } from "./support/chats";
+import { call, expectError } from "./support/http";
+import { closeSocketsAfterEach, connectAs } from "./support/realtime";
+import { chatFaults } from "./support/test-chat";
+import { seedUser, setBlocked, setSuspended } from "./support/users";
+import { rowsOf, runRecovery } from "./support/wallets";
+
+/**
+ * Account facts (ARCHITECTURE.md §11): the user's object owns status and blocks, each change a
+ * new version; chats hold copies stamped with it, applied forward only, delivered by the owner's
+ * outbox until acknowledged (wallet/account.ts, wallet/facts-outbox.ts).
+ */
+type Seeded = Awaited<ReturnType<typeof seedUser>>;
+
+const send = (user: Seeded, chatId: string, content = "hi") =>
+  call("POST", "/api/v2/messages", { token: user.token, body: { chatId, content } });
+
+/**
+ * Chats written straight into the directory, as a chat looks before its object ever ran: the
+ * object starts from this snapshot on its first call. `direct` makes the pair's direct chat.
+ */
+async function seedChats(owner: Seeded, other: Seeded, count: number, direct = false): Promise<string[]> {
+  const db = createDb(env.DB);
+  const now = Date.now();
+  const ids = Array.from({ length: count }, () => newId(now));
+  // One statement per row: D1 binds at most 100 variables per statement.
+  for (let from = 0; from < ids.length; from += 30) {
+    const statements = ids.slice(from, from + 30).flatMap((id) => [
+      db.insert(chats).values({
+        id,
+        type: direct ? ("direct" as const) : ("group" as const),
+        title: direct ? null : "Seeded",
+        directKey: direct ? directKeyOf(owner.id, other.id) : null,
+        createdBy: owner.id,
+        lastActivityAt: now,
+        routeTag: newRouteTag(),
+        createdAt: now,
+      }),
+      db.insert(chatMembers).values([
+        { chatId: id, userId: owner.id, role: "owner" as const, joinedAt: now, lastActivityAt: now },
+        { chatId: id, userId: other.id, role: "member" as const, joinedAt: now, lastActivityAt: now },
+      ]),
+    ]);
+    await db.batch(statements as [(typeof statements)[number], ...(typeof statements)[number][]]);
+  }
+  return ids;
+}
+
+const suspendedIn = async (chatId: string, userId: string) =>
+  (await queryChat<{ suspended: number }>(chatId, "SELECT suspended FROM members WHERE user_id = ?", userId))[0]?.suspended;
+
+const d1User = (userId: string) =>
+  env.DB.prepare("SELECT status, facts_version FROM users WHERE id = ?").bind(userId).first<{ status: string; facts_version: number }>();
+
+afterEach(() => {
+  chatFaults.refuseFacts.clear();
+  chatFaults.holdSnapshot = null;
+});
+
+describe("block facts move forward only", () => {
+  it("an unblock delivered after a later block does not re-open the chat", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const [chatId] = await seedChats(a, b, 1, true);
+    await setBlocked(b.id, a.id, true);
+    await setBlocked(b.id, a.id, false);
+    await setBlocked(b.id, a.id, true);
+    expectError(await send(a, chatId!), 403, "recipient_blocked");
+    // The unblock (version 2), delivered late and twice, after the block (version 3) landed.
+    const lateUnblock = { kind: "block" as const, blockerId: b.id, blockedId: a.id, blocked: false, version: 2 };
+    await chatStub(env, chatId!).applyFacts(chatId!, [lateUnblock]);
+    await chatStub(env, chatId!).applyFacts(chatId!, [lateUnblock]);
+    expectError(await send(a, chatId!), 403, "recipient_blocked");
+    // The D1 index follows the owner, at its version.
+    expect(await d1User(b.id)).toEqual({ status: "active", facts_version: 3 });
+    const indexed = await env.DB.prepare("SELECT 1 FROM blocks WHERE blocker_id = ? AND blocked_id = ?").bind(b.id, a.id).all();
+    expect(indexed.results).toHaveLength(1);
+    // And the latest wins the other way too: the next unblock lets the send through.
+    await setBlocked(b.id, a.id, false);
+    expect((await send(a, chatId!)).status).toBe(201);
+  });
+
+  it("a late block of an older version is refused by the D1 index too", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    await setBlocked(b.id, a.id, true);
+    await setBlocked(b.id, a.id, false);
+    const { writeFactsIndex } = await import("../src/services/account-facts");
+    await writeFactsIndex(createDb(env.DB), b.id, [{ version: 1, change: { kind: "block", blockedId: a.id, blocked: true } }]);
+    const indexed = await env.DB.prepare("SELECT 1 FROM blocks WHERE blocker_id = ?").bind(b.id).all();
+    expect(indexed.results).toHaveLength(0);
+  });
+});
+
+describe("status facts move forward only", () => {
+  it("a reinstatement delivered after a later suspension does not lift it", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const [chatId] = await seedChats(a, b, 1);
+    await setSuspended(a.id, true);
+    await setSuspended(a.id, false);
+    await setSuspended(a.id, true);
+    expectError(await send(a, chatId!), 403, "account_suspended");
+    const lateReinstatement = { kind: "suspended" as const, userId: a.id, suspended: false, version: 2 };
+    await chatStub(env, chatId!).applyFacts(chatId!, [lateReinstatement]);
+    expectError(await send(a, chatId!), 403, "account_suspended");
+    expect(await d1User(a.id)).toEqual({ status: "suspended", facts_version: 3 });
+  });
+});
+
+describe("a fact arriving while a chat loads", () => {
+  it("is applied once the chat has started, never dropped", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const [chatId] = await seedChats(a, b, 1, true);
+    let release = () => {};
+    chatFaults.holdSnapshot = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The chat's first call reads its snapshot (no block yet) and is held before keeping it.
+    const first = send(a, chatId!, "first");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Meanwhile b blocks a: the owner writes the index and tells the chat, which is still loading.
+    const blocking = setBlocked(b.id, a.id, true);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    await blocking;
+    expect((await first).status).toBe(201);
+    expectError(await send(a, chatId!, "second"), 403, "recipient_blocked");
+  });
+});
+
+describe("a user in more than 100 chats", () => {
+  it("hears a suspension in every chat within 1 s of the answer, and the reinstatement likewise", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const [a, b] = [await seedUser(), await seedUser()];
+    const chatIds = await seedChats(a, b, 130);
+    const res = await call("POST", `/api/v1/admin/users/${a.id}/suspension`, { token: admin.token, body: { reason: "test" } });
+    expect(res.status).toBe(200);
+    const answeredAt = Date.now();
+    const states = await Promise.all(chatIds.map((chatId) => suspendedIn(chatId, a.id)));
+    expect(Date.now() - answeredAt).toBeLessThan(1_000);
+    expect(states.filter((s) => s !== 1)).toEqual([]);
+    expect((await call("DELETE", `/api/v1/admin/users/${a.id}/suspension`, { token: admin.token, body: {} })).status).toBe(200);
+    const after = await Promise.all(chatIds.map((chatId) => suspendedIn(chatId, a.id)));
+    expect(after.filter((s) => s !== 0)).toEqual([]);
+    // The audit rows went to D1 with the index (one batch each).
+    const audit = await env.DB.prepare("SELECT action FROM admin_audit WHERE target_id = ? ORDER BY created_at").bind(a.id).all();
+    expect(audit.results.map((row) => row.action)).toEqual(["suspension", "reinstatement"]);
+  });
+});
+
+describe("an undeliverable chat", () => {
+  it("keeps being retried with back-off, with no last attempt, and hears as soon as it answers", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const [down, up] = await seedChats(a, b, 2);
+    chatFaults.refuseFacts.add(down!);
+    await setSuspended(a.id, true);
+    expect(await suspendedIn(up!, a.id)).toBe(1);
+    for (let round = 0; round < 15; round++) expect(await runRecovery(a.id, 61_000)).toBe(true);
+    const owed = await rowsOf(a.id, "SELECT target, attempts FROM facts_targets");
+    expect(owed).toEqual([{ target: `chat:${down}`, attempts: 15 }]);
+    chatFaults.refuseFacts.delete(down!);
+    expect(await runRecovery(a.id, 61_000)).toBe(true);
+    expect(await suspendedIn(down!, a.id)).toBe(1);
+    expect(await rowsOf(a.id, "SELECT target FROM facts_targets")).toEqual([]);
+  });
+});
+
+describe("realtime connects", () => {
+  closeSocketsAfterEach();
+
+  it("a connect in 1,000 chats makes a bounded number of calls: no chat is told anything", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const chatIds = await seedChats(a, b, 1_000);
+    chatFaults.factsCalls = 0;
+    const socket = await connectAs(a.token);
+    expect(chatFaults.factsCalls).toBe(0);
+    // Frames still reach the socket: the chat pushes to every member's realtime object.
+    expect((await send(b, chatIds[999]!, "to a connected member")).status).toBe(201);
+    expect((await socket.next()).type).toBe("message.created");
+  });
+});
+
+describe("who exists for a transfer", () => {
+  it("an id no registration opened is 404 user_not_found and its object keeps no storage", async () => {
+    const a = await seedUser();
+    const stranger = newId();
+    const res = await call("POST", "/api/v1/messages/credit-transfer", {
+      token: a.token,
+      body: { recipientId: stranger, amount: 1 },
+    });
+    expectError(res, 404, "user_not_found");
+    const tables = await runInDurableObject(walletStub(env, stranger), (_instance, state) =>
+      state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").toArray(),
+    );
+    expect(tables).toEqual([]);
+  });
+});
