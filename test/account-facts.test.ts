@@ -8,11 +8,12 @@ import { newId } from "../src/lib/ids";
 import { chatStub, newRouteTag } from "../src/services/chat-objects";
 import { directKeyOf } from "../src/services/membership";
 import { queryChat } from "./support/chats";
+import { countingD1, countingEverywhere } from "./support/d1-counter";
 import { call, expectError } from "./support/http";
 import { closeSocketsAfterEach, connectAs } from "./support/realtime";
 import { chatFaults } from "./support/test-chat";
 import { seedUser, setBlocked, setSuspended } from "./support/users";
-import { rowsOf, runRecovery } from "./support/wallets";
+import { NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser, transfer } from "./support/wallets";
 
 /**
  * Account facts (ARCHITECTURE.md §11): the user's object owns status and blocks, each change a
@@ -59,7 +60,9 @@ const suspendedIn = async (chatId: string, userId: string) =>
   (await queryChat<{ suspended: number }>(chatId, "SELECT suspended FROM members WHERE user_id = ?", userId))[0]?.suspended;
 
 const d1User = (userId: string) =>
-  env.DB.prepare("SELECT status, facts_version FROM users WHERE id = ?").bind(userId).first<{ status: string; facts_version: number }>();
+  env.DB.prepare("SELECT status, facts_version FROM users WHERE id = ?")
+    .bind(userId)
+    .first<{ status: string; facts_version: number }>();
 
 afterEach(() => {
   chatFaults.refuseFacts.clear();
@@ -200,5 +203,102 @@ describe("who exists for a transfer", () => {
       state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").toArray(),
     );
     expect(tables).toEqual([]);
+  });
+});
+
+/**
+ * The chats' directory summaries (the chat list's index), written by each chat's alarm behind its
+ * answers, coalesced (docs/chats.md, "The directory"): not on any request's path, so not counted.
+ */
+const onRequestPaths = (roundTrips: string[]) =>
+  roundTrips.filter((q) => !/^batch of \d+: update "chats" set "last_seq"/.test(q));
+
+describe("a transfer makes no D1 query", () => {
+  /** One transfer over HTTP, counting the Worker's D1 round trips and every object's, apart. */
+  async function counted(from: Seeded, to: Seeded) {
+    const worker = countingD1(env.DB);
+    const { value, roundTrips } = await countingEverywhere(env.DB, () =>
+      call("POST", "/api/v1/messages/credit-transfer", {
+        token: from.token,
+        body: { recipientId: to.id, amount: 1 },
+        vars: NO_RATE_LIMIT,
+        bindings: { DB: worker.d1 },
+      }),
+    );
+    expect(value.status).toBe(201);
+    return { worker: worker.roundTrips, objects: onRequestPaths(roundTrips) };
+  }
+
+  it("a pair that paid before, a hot sender and a hot recipient: none in the Worker, none in any object", async () => {
+    const [a, b, c, r] = [await seedWalletUser(), await seedWalletUser(), await seedWalletUser(), await seedWalletUser()];
+    for (const [from, to] of [
+      [a, b],
+      [a, c],
+      [b, r],
+      [c, r],
+    ] as const)
+      expect((await transfer(from.token, { recipientId: to.id, amount: 1 })).status).toBe(201);
+    // Random pairs: a pair that paid before.
+    expect(await counted(a, b)).toEqual({ worker: [], objects: [] });
+    // A hot sender (a to several) and a hot recipient (several to r), concurrently.
+    const worker = countingD1(env.DB);
+    const { value, roundTrips } = await countingEverywhere(env.DB, () =>
+      Promise.all(
+        [
+          [a, b],
+          [a, c],
+          [b, r],
+          [c, r],
+        ].map(([from, to]) =>
+          call("POST", "/api/v1/messages/credit-transfer", {
+            token: from!.token,
+            body: { recipientId: to!.id, amount: 1 },
+            vars: NO_RATE_LIMIT,
+            bindings: { DB: worker.d1 },
+          }),
+        ),
+      ),
+    );
+    expect(value.map((res) => res.status)).toEqual([201, 201, 201, 201]);
+    expect({ worker: worker.roundTrips, objects: onRequestPaths(roundTrips) }).toEqual({ worker: [], objects: [] });
+  });
+
+  it("a first pair: none in the Worker; the objects' only ones create the pair's direct chat and start it", async () => {
+    const [a, b] = [await seedWalletUser(), await seedWalletUser()];
+    const { worker, objects } = await counted(a, b);
+    expect(worker).toEqual([]);
+    // The direct chat's creation in the directory and its object's first snapshot (a chat id
+    // derived from the pair, the members branch, removes both).
+    console.log(objects);
+    expect(objects.length).toBeLessThanOrEqual(2);
+  });
+
+  it("a transfer refused by a block, a suspension or a missing recipient reads no D1 and leaves no ledger line", async () => {
+    const [a, b, s] = [await seedWalletUser(), await seedWalletUser(), await seedWalletUser()];
+    await setBlocked(b.id, a.id, true);
+    await setSuspended(s.id, true);
+    const entries = async () => [
+      (await rowsOf(a.id, "SELECT COUNT(*) AS n FROM entries"))[0]!.n,
+      (await rowsOf(b.id, "SELECT COUNT(*) AS n FROM entries"))[0]!.n,
+    ];
+    const before = await entries();
+    for (const [from, to, code] of [
+      [a, b.id, "recipient_blocked"],
+      [s, a.id, "account_suspended"],
+      [a, newId(), "user_not_found"],
+    ] as const) {
+      const worker = countingD1(env.DB);
+      const { value, roundTrips } = await countingEverywhere(env.DB, () =>
+        call("POST", "/api/v1/messages/credit-transfer", {
+          token: from.token,
+          body: { recipientId: to, amount: 1 },
+          headers: { "Idempotency-Key": `refused-${code}` },
+          bindings: { DB: worker.d1 },
+        }),
+      );
+      expectError(value, code === "user_not_found" ? 404 : 403, code);
+      expect({ worker: worker.roundTrips, objects: onRequestPaths(roundTrips) }).toEqual({ worker: [], objects: [] });
+    }
+    expect(await entries()).toEqual(before);
   });
 });

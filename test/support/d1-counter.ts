@@ -1,10 +1,11 @@
 /**
- * A D1 binding that counts its round trips: every `batch()` is one, every statement run on its own
- * (`run`, `all`, `first`, `raw`) is one. What goes through it reaches the real binding unchanged.
+ * A D1 binding that counts its round trips: every `batch()` is one (named with its statements'
+ * SQL), every statement run on its own (`run`, `all`, `first`, `raw`) is one. What goes through it reaches the real binding unchanged.
  */
 export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string[] } {
   const roundTrips: string[] = [];
   const real = new WeakMap<object, D1PreparedStatement>();
+  const texts = new WeakMap<object, string>();
   const forward = (target: object, prop: string | symbol) => {
     const value = Reflect.get(target, prop, target);
     return typeof value === "function" ? value.bind(target) : value;
@@ -23,6 +24,7 @@ export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string
       },
     });
     real.set(proxy, stmt);
+    texts.set(proxy, query);
     return proxy;
   };
   const proxy = new Proxy(d1, {
@@ -30,7 +32,8 @@ export function countingD1(d1: D1Database): { d1: D1Database; roundTrips: string
       if (prop === "prepare") return (query: string) => statement(target.prepare(query), query);
       if (prop === "batch") {
         return (statements: D1PreparedStatement[]) => {
-          roundTrips.push(`batch of ${statements.length}`);
+          const queries = statements.map((s) => texts.get(s) ?? "?");
+          roundTrips.push(`batch of ${statements.length}: ${queries.join(" ; ")}`);
           return target.batch(statements.map((s) => real.get(s) ?? s));
         };
       }
