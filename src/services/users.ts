@@ -202,7 +202,8 @@ export async function setSuspension(
   const status = change.suspended ? "suspended" : "active";
   const state = await walletStub(env, userId).setStatus(userId, status, change.reason, audit);
   if (change.suspended) await closeForSuspension(env, userId);
-  return { ...row, status: state.status, role: state.role, suspendedReason: change.suspended ? change.reason : null };
+  // The role as the directory has it: where the operator command writes it (docs/wallets.md, "Account facts").
+  return { ...row, status: state.status, suspendedReason: change.suspended ? change.reason : null };
 }
 
 const searchCursorShape = z.object({ k: z.string(), i: z.string() });
