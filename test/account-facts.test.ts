@@ -102,6 +102,25 @@ describe("block facts move forward only", () => {
   });
 });
 
+describe("a sender's copy of its recipients' blocks", () => {
+  it("follows the blocker's latest change, and an older unblock delivered late does not re-open payments", async () => {
+    const [a, b] = [await seedWalletUser(), await seedWalletUser()];
+    // The first payment asks b's object and keeps its answer as a's copy.
+    expect((await transfer(a.token, { recipientId: b.id, amount: 1 })).status).toBe(201);
+    await setBlocked(b.id, a.id, true);
+    await setBlocked(b.id, a.id, false);
+    await setBlocked(b.id, a.id, true);
+    expectError(await transfer(a.token, { recipientId: b.id, amount: 1 }), 403, "recipient_blocked");
+    await walletStub(env, a.id).applyPeerFact(b.id, { blocked: false, version: 2 });
+    expectError(await transfer(a.token, { recipientId: b.id, amount: 1 }), 403, "recipient_blocked");
+    expect(await rowsOf(a.id, `SELECT blocks_me, version FROM peer_facts WHERE user_id = '${b.id}'`)).toEqual([
+      { blocks_me: 1, version: 3 },
+    ]);
+    await setBlocked(b.id, a.id, false);
+    expect((await transfer(a.token, { recipientId: b.id, amount: 1 })).status).toBe(201);
+  });
+});
+
 describe("status facts move forward only", () => {
   it("a reinstatement delivered after a later suspension does not lift it", async () => {
     const [a, b] = [await seedUser(), await seedUser()];

@@ -1,4 +1,4 @@
-import { invariant, type Refusal, refuse } from "../../lib/errors";
+import { invariant } from "../../lib/errors";
 import type { AccountRow } from "./wallet-schema";
 
 /**
@@ -32,6 +32,9 @@ export type AccountFacts = {
   version: number;
   blocks: { blockedId: string; blocked: boolean; version: number }[];
 };
+
+/** One user's block of another, at the blocker's version (the copy a sender keeps: `peer_facts`). */
+export type PeerFact = { blocked: boolean; version: number };
 
 /** A status change's answer: the account after it, and whether it changed anything. */
 export type AccountState = { userId: string; status: AccountStatus; role: AccountRole; version: number };
@@ -123,11 +126,27 @@ export class Account {
     return { ...state, blocks };
   }
 
-  /** Why a transfer from `senderId` to this user is refused, or null (the recipient's side of §11's transfer path). */
-  refusalToReceiveFrom(senderId: string): Refusal | null {
-    return this.hasBlocked(senderId)
-      ? refuse("recipient_blocked", "The recipient does not accept messages or credits from you")
-      : null;
+  /** This user's block of `otherId` as a versioned fact (what a transfer's sender keeps a copy of). */
+  blockFactOf(otherId: string): PeerFact {
+    return { blocked: this.hasBlocked(otherId), version: this.state().version };
+  }
+
+  /** The copy of `userId`'s facts about this user: it exists, and whether it blocks this one (null: never heard of). */
+  peer(userId: string): { blocksMe: boolean } | null {
+    const row = this.sql.exec<{ blocks_me: number }>("SELECT blocks_me FROM peer_facts WHERE user_id = ?", userId).toArray()[0];
+    return row ? { blocksMe: row.blocks_me === 1 } : null;
+  }
+
+  /** Keeps `userId`'s block of this user at `version`, forward only: an older one changes nothing. */
+  applyPeer(userId: string, fact: PeerFact): void {
+    this.sql.exec(
+      `INSERT INTO peer_facts (user_id, blocks_me, version) VALUES (?, ?, ?)
+       ON CONFLICT (user_id) DO UPDATE SET blocks_me = excluded.blocks_me, version = excluded.version
+       WHERE excluded.version > peer_facts.version`,
+      userId,
+      fact.blocked ? 1 : 0,
+      fact.version,
+    );
   }
 
   /** Queues `target` (a chat, or a pair's direct chat) to be told the current facts at once. */

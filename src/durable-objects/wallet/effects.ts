@@ -1,7 +1,6 @@
-import type { Refusal } from "../../lib/errors";
 import type { Message } from "../../schemas/message";
 import type { ChatFact } from "../chat/chat-types";
-import type { IndexEntry } from "./account";
+import type { IndexEntry, PeerFact } from "./account";
 import type { CreditCommand, CreditResult, FaultPoint, TransferEvent } from "./wallet-types";
 
 /**
@@ -38,8 +37,10 @@ export interface WalletEffects {
 export type RecipientWallet = {
   credit(command: CreditCommand): Promise<CreditResult>;
   voidUnlessCredited(command: CreditCommand): Promise<CreditResult>;
-  /** Why the recipient refuses a transfer from `senderId` (no such user, blocked), or null; creates no storage. */
-  admitTransfer(senderId: string): Promise<Refusal | null>;
+  /** Whether the recipient exists (no storage created when not) and its block of `senderId`, versioned. */
+  admitTransfer(senderId: string): Promise<PeerFact | null>;
+  /** Tells this user a peer's block of it changed (the copy its transfers decide on), forward only. */
+  applyPeerFact(peerId: string, fact: PeerFact): Promise<void>;
 };
 
 /** A credited transfer's message, as the chat module appends it. */

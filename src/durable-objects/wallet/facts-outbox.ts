@@ -159,6 +159,8 @@ export class FactsOutbox {
       return version;
     }
     const otherId = target.slice(5);
+    // The blocked user's object keeps a copy: its transfers to this user decide on it.
+    await this.effects.recipient(otherId).applyPeerFact(userId, this.account.blockFactOf(otherId));
     const chatId = await this.effects.directChatOf(userId, otherId);
     // No chat yet: one made later starts from the directory's index and hears from the members flow.
     if (chatId !== null) await this.effects.tellChat(chatId, [this.statusFact(), this.blockFact(otherId)]);

@@ -2,7 +2,15 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
-import { Account, type AccountFacts, type AccountRole, type AccountState, type AccountStatus, type AuditNote } from "./account";
+import {
+  Account,
+  type AccountFacts,
+  type AccountRole,
+  type AccountState,
+  type AccountStatus,
+  type AuditNote,
+  type PeerFact,
+} from "./account";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { FactsOutbox } from "./facts-outbox";
 import { Finisher } from "./finisher";
@@ -216,10 +224,22 @@ export class WalletObject extends DurableObject<Env> {
     return this.effects.recipient(userId);
   }
 
+  /**
+   * The sender's own status, then the recipient: its existence and its block of the sender from
+   * this object's copy (`peer_facts`, kept current by the recipient's outbox), asked of the
+   * recipient's object only the first time this wallet pays it.
+   */
   private async refusalOfParties(command: TransferCommand): Promise<Refusal | null> {
     if (this.account.row()?.status === "suspended")
       return refuse("account_suspended", "This account is suspended: it can sign in and read, but not send");
-    return this.recipientWallet(command.recipientId).admitTransfer(command.senderId);
+    let peer = this.account.peer(command.recipientId);
+    if (!peer) {
+      const fact = await this.recipientWallet(command.recipientId).admitTransfer(command.senderId);
+      if (!fact) return refuse("user_not_found", `No user with id ${command.recipientId}`);
+      this.ctx.storage.transactionSync(() => this.account.applyPeer(command.recipientId, fact));
+      peer = this.account.peer(command.recipientId);
+    }
+    return peer?.blocksMe ? refuse("recipient_blocked", "The recipient does not accept messages or credits from you") : null;
   }
 
   /** Recipient side: credits the transfer once (recipient.ts); a voided transfer is refused forever. */
@@ -235,12 +255,19 @@ export class WalletObject extends DurableObject<Env> {
   }
 
   /**
-   * Recipient side, before a transfer's debit: 404 `user_not_found` for an object no registration
-   * opened (read without creating any storage), 403 `recipient_blocked` when this user blocked the sender.
+   * Recipient side, the first time a sender pays this user: null for an object no registration
+   * opened (read without creating any storage: 404 `user_not_found`), else this user's block of
+   * the sender at the current version (the sender keeps it as its copy).
    */
-  admitTransfer(senderId: string): Refusal | null {
-    if (!this.registered()) return refuse("user_not_found", "No such recipient");
-    return this.account.row() ? this.account.refusalToReceiveFrom(senderId) : null;
+  admitTransfer(senderId: string): PeerFact | null {
+    if (!this.registered()) return null;
+    return this.account.row() ? this.account.blockFactOf(senderId) : { blocked: false, version: 0 };
+  }
+
+  /** A peer's block of this user, pushed by the peer's outbox; forward only. */
+  applyPeerFact(peerId: string, fact: PeerFact): void {
+    this.ready();
+    this.ctx.storage.transactionSync(() => this.account.applyPeer(peerId, fact));
   }
 
   /** Whether this wallet holds an outcome (ended or in flight) for the owner's transfer key. */

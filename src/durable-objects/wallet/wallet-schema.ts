@@ -188,8 +188,10 @@ export const MIGRATIONS: readonly string[] = [
   // new version of the user's facts; the outbox of D1 index writes owed (one row per version,
   // deleted when D1 acknowledged it), the chats owed the current facts (a walk over all the
   // user's chats, and single chats that did not answer yet), retried by the alarm without limit;
-  // and the direct chat of each person this user paid (a pair's chat never changes), so a
-  // transfer to someone paid before resolves its chat without the directory.
+  // the direct chat of each person this user paid (a pair's chat never changes), so a transfer
+  // to someone paid before resolves its chat without the directory; and the copies of other
+  // owners' facts this user's transfers need: that a user exists and whether they block this
+  // one, at their version (applied forward only, pushed by their outbox on every change).
   `
   CREATE TABLE account (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -226,6 +228,11 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE pair_chats (
     other_id TEXT PRIMARY KEY,
     chat_id TEXT NOT NULL
+  );
+  CREATE TABLE peer_facts (
+    user_id TEXT PRIMARY KEY,
+    blocks_me INTEGER NOT NULL CHECK (blocks_me IN (0, 1)),
+    version INTEGER NOT NULL
   );
   `,
 ];
