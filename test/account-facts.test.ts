@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDb } from "../src/db/client";
 import { chatMembers, chats } from "../src/db/schema";
 import { walletStub } from "../src/durable-objects/wallet/wallet-stub";
@@ -56,8 +56,13 @@ async function seedChats(owner: Seeded, other: Seeded, count: number, direct = f
   return ids;
 }
 
-const suspendedIn = async (chatId: string, userId: string) =>
-  (await queryChat<{ suspended: number }>(chatId, "SELECT suspended FROM members WHERE user_id = ?", userId))[0]?.suspended;
+/** The member's status as the chat holds it (undefined: the chat has not started yet). */
+const suspendedIn = async (chatId: string, userId: string) => {
+  const started = await queryChat(chatId, "SELECT 1 FROM sqlite_master WHERE name = 'members'");
+  if (started.length === 0) return undefined;
+  return (await queryChat<{ suspended: number }>(chatId, "SELECT suspended FROM members WHERE user_id = ?", userId))[0]
+    ?.suspended;
+};
 
 const d1User = (userId: string) =>
   env.DB.prepare("SELECT status, facts_version FROM users WHERE id = ?")
@@ -145,11 +150,12 @@ describe("a fact arriving while a chat loads", () => {
       release = resolve;
     });
     // The chat's first call reads its snapshot (no block yet) and is held before keeping it.
+    const [reads, told] = [chatFaults.snapshotsRead, chatFaults.factsCalls];
     const first = send(a, chatId!, "first");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await vi.waitFor(() => expect(chatFaults.snapshotsRead).toBe(reads + 1), { timeout: 5_000, interval: 10 });
     // Meanwhile b blocks a: the owner writes the index and tells the chat, which is still loading.
     const blocking = setBlocked(b.id, a.id, true);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await vi.waitFor(() => expect(chatFaults.factsCalls).toBe(told + 1), { timeout: 5_000, interval: 10 });
     release();
     await blocking;
     expect((await first).status).toBe(201);
@@ -164,10 +170,14 @@ describe("a user in more than 100 chats", () => {
     const chatIds = await seedChats(a, b, 130);
     const res = await call("POST", `/api/v1/admin/users/${a.id}/suspension`, { token: admin.token, body: { reason: "test" } });
     expect(res.status).toBe(200);
-    const answeredAt = Date.now();
-    const states = await Promise.all(chatIds.map((chatId) => suspendedIn(chatId, a.id)));
-    expect(Date.now() - answeredAt).toBeLessThan(1_000);
-    expect(states.filter((s) => s !== 1)).toEqual([]);
+    // Every chat holds it within 1 s of the answer (here: by the answer, unless the machine is slow).
+    await vi.waitFor(
+      async () => {
+        const states = await Promise.all(chatIds.map((chatId) => suspendedIn(chatId, a.id)));
+        expect(states.filter((s) => s !== 1)).toEqual([]);
+      },
+      { timeout: 1_000, interval: 50 },
+    );
     expect((await call("DELETE", `/api/v1/admin/users/${a.id}/suspension`, { token: admin.token, body: {} })).status).toBe(200);
     const after = await Promise.all(chatIds.map((chatId) => suspendedIn(chatId, a.id)));
     expect(after.filter((s) => s !== 0)).toEqual([]);

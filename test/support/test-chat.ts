@@ -18,11 +18,14 @@ export const chatFaults: {
   holdSnapshot: Promise<void> | null;
   /** Facts deliveries received by chat objects (a connect must make none). */
   factsCalls: number;
+  /** Snapshots chat objects read from the directory. */
+  snapshotsRead: number;
 } = {
   failTransferAppends: null,
   refuseFacts: new Set(),
   holdSnapshot: null,
   factsCalls: 0,
+  snapshotsRead: 0,
 };
 
 /** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
@@ -34,6 +37,7 @@ export class TestChatDO extends ChatObject {
         ...effects,
         loadSnapshot: async (chatId) => {
           const snapshot = await effects.loadSnapshot(chatId);
+          chatFaults.snapshotsRead += 1;
           if (chatFaults.holdSnapshot) await chatFaults.holdSnapshot;
           return snapshot;
         },
