@@ -10,8 +10,12 @@ const FACTS_CONCURRENCY = 32;
 /** Back-off of a delivery that failed: doubling from 500 ms up to 60 s, and never a last attempt. */
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 60_000;
-/** One flush stops starting new work after this long and leaves the rest to the alarm (at once). */
-const FLUSH_BUDGET_MS = 5_000;
+/**
+ * One flush stops starting new pages after this long and leaves the rest to the alarm (at once).
+ * Generous: the change's answer waits for its flush, so what the flush reaches holds the fact by
+ * the answer (API.md: within 1 s of it); a page of 100 chats takes milliseconds when they run.
+ */
+const FLUSH_BUDGET_MS = 20_000;
 
 export const factsRetryDelay = (attempts: number) => Math.min(FIRST_RETRY_MS * 2 ** Math.min(attempts, 10), MAX_RETRY_MS);
 
