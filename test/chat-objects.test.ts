@@ -123,7 +123,7 @@ describe("blocks and suspensions reach the chat at once", () => {
 });
 
 describe("the directory grows per chat, not per message or member", () => {
-  it("sends into a 100-member group write at most one D1 row each (here: the chat's row and the senders' own markers, once per flush)", async () => {
+  it("sends into a 100-member group write at most one chat row and one marker each, never a row per member (the chat's row and the senders' own markers, once per flush)", async () => {
     const owner = await seedUser();
     const members = await Promise.all(Array.from({ length: 99 }, () => seedUser()));
     const chatId = await group(owner, members);
@@ -149,9 +149,11 @@ describe("the directory grows per chat, not per message or member", () => {
     });
     const written = (await env.DB.prepare("SELECT n FROM test_rows_written").first<{ n: number }>())?.n ?? Infinity;
     // Each flush writes the chat's summary row and the markers of those who sent since the last
-    // one: at least one flush (1 + 5 rows), never a row per member or per message.
+    // one: at least one flush (1 + 5 rows). Flushes are 250 ms apart however many sends, so at
+    // most one chat row and one marker per send whatever the timing (each send now also calls
+    // all 99 members' realtime objects, which slows sends here), never a row per member (99).
     expect(written).toBeGreaterThanOrEqual(1 + senders.length);
-    expect(written / sends).toBeLessThanOrEqual(1);
+    expect(written / sends).toBeLessThanOrEqual(2);
   });
 
   it("a call naming a chat that does not exist leaves no storage in its object", async () => {
@@ -167,7 +169,7 @@ describe("the directory grows per chat, not per message or member", () => {
 });
 
 describe("realtime from the chat", () => {
-  it("a socket opened after the chat last pushed to nobody gets the next message: the connection tells the user's chats", async () => {
+  it("a socket opened after the chat last pushed to nobody gets the next message: the chat pushes to every member's realtime object", async () => {
     const a = await seedUser();
     const b = await seedUser();
     const chatId = await group(a, [b]);

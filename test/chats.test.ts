@@ -6,17 +6,18 @@ import { blocks, users } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { flushDirectory } from "./support/chats";
 import { call, expectError } from "./support/http";
-import { seedUser } from "./support/users";
+import { seedUser, setBlocked, setSuspended } from "./support/users";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 type Seeded = Awaited<ReturnType<typeof seedUser>>;
 
+/** Through the blocker's object, the owner of the fact (it writes the D1 index before answering). */
 async function block(blocker: Seeded, blocked: Seeded) {
-  await createDb(env.DB).insert(blocks).values({ blockerId: blocker.id, blockedId: blocked.id, createdAt: Date.now() });
+  await setBlocked(blocker.id, blocked.id, true);
 }
 
 async function suspend(user: Seeded) {
-  await createDb(env.DB).update(users).set({ status: "suspended" }).where(eq(users.id, user.id));
+  await setSuspended(user.id, true);
 }
 
 async function group(owner: Seeded, members: Seeded[], title = "Team") {

@@ -25,6 +25,13 @@ export const users = sqliteTable(
       .notNull()
       .default("active"),
     suspendedReason: text("suspended_reason"),
+    /**
+     * The version of the user's account facts (status, role, blocks) this row and the user's
+     * `blocks` rows were last written at. Their owner is the user's object (wallet/account.ts):
+     * it writes them here as an index, only over an older version, so a delayed write never
+     * undoes a newer one.
+     */
+    factsVersion: integer("facts_version").notNull().default(0),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [uniqueIndex("users_email_unique").on(t.email), index("users_display_name_key_idx").on(t.displayNameKey, t.id)],

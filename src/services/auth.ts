@@ -124,6 +124,7 @@ export async function register(
     role: config.adminEmails.includes(email) ? "admin" : "user",
     status: "active",
     suspendedReason: null,
+    factsVersion: 0,
     createdAt: now,
   };
   try {
@@ -135,7 +136,7 @@ export async function register(
   }
   const session = await issueSession(env, config, row);
   try {
-    await openWallet(env, row.id);
+    await openWallet(env, row.id, row.role);
   } catch (error) {
     // The account exists and the client holds its tokens; wallets also open on first use, which
     // applies the signup grant then. Failing the request here would leave a registered email the

@@ -1,6 +1,5 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { createDb, type Database } from "../db/client";
-import { isConnectedSql } from "../db/presence";
 import { blocks, chatMembers, chats, users } from "../db/schema";
 import type { MemberFacts } from "../durable-objects/chat/chat-types";
 import type { ChatEffects, DirectorySummary, UserLink } from "../durable-objects/chat/effects";
@@ -26,16 +25,18 @@ export function chatEffects(env: Env): ChatEffects {
 }
 
 /**
- * What a chat takes in with its new members, in one batch: whether each is suspended or has an
- * open socket, and the blocks between them (the facts pushed later keep these current:
- * services/chat-facts.ts). Read once per member a chat takes in, never on a send.
+ * What a chat takes in with its new members, in one batch: each one's status with the version of
+ * their owner's facts (users.facts_version, written by the owner's outbox), and for a direct chat
+ * the block state of each ordered pair, stamped with the blocker's version (an absent row is "not
+ * blocked" at that version). Read once per member a chat takes in, never on a send; what is newer
+ * reaches the chat from the owners' outboxes and moves it forward only.
  */
 export async function loadMemberFacts(db: Database, userIds: readonly string[]): Promise<MemberFacts> {
   const ids = [...new Set(userIds)];
-  const facts: MemberFacts = { suspended: {}, online: {}, blocks: [] };
+  const facts: MemberFacts = { suspended: {}, online: {}, versions: {}, blocks: [] };
   const [first, ...rest] = inChunks(ids, MAX_BOUND_PARAMETERS).map((chunk) =>
     db
-      .select({ id: users.id, status: users.status, online: isConnectedSql(users.id).as("online") })
+      .select({ id: users.id, status: users.status, factsVersion: users.factsVersion })
       .from(users)
       .where(inArray(users.id, chunk)),
   );
@@ -47,12 +48,20 @@ export async function loadMemberFacts(db: Database, userIds: readonly string[]):
     .where(and(inArray(blocks.blockerId, ids), inArray(blocks.blockedId, ids)));
   const results = await db.batch([first, ...rest, ...(ids.length === 2 ? [between] : [])]);
   const blockRows = ids.length === 2 ? (results.pop() as { blockerId: string; blockedId: string }[]) : [];
-  const rows = (results as { id: string; status: string; online: unknown }[][]).flat();
+  const rows = (results as { id: string; status: string; factsVersion: number }[][]).flat();
   for (const row of rows) {
     facts.suspended[row.id] = row.status === "suspended";
-    facts.online[row.id] = Boolean(row.online);
+    facts.online[row.id] = false;
+    facts.versions[row.id] = row.factsVersion;
   }
-  facts.blocks = blockRows.map((b): [string, string] => [b.blockerId, b.blockedId]);
+  const blocked = new Set(blockRows.map((b) => `${b.blockerId}:${b.blockedId}`));
+  const pairs = rows.length === 2 ? [[rows[0]!, rows[1]!] as const, [rows[1]!, rows[0]!] as const] : [];
+  facts.blocks = pairs.map(([a, b]) => ({
+    blockerId: a.id,
+    blockedId: b.id,
+    blocked: blocked.has(`${a.id}:${b.id}`),
+    version: a.factsVersion,
+  }));
   return facts;
 }
 

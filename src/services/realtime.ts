@@ -12,7 +12,6 @@ import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
 import { sessionEnded } from "./auth";
-import { tellUserChats } from "./chat-facts";
 
 /**
  * Realtime push: connection tickets, the WebSocket upgrade, `publish`, which fans an event out
@@ -119,12 +118,9 @@ export async function connect(env: Env, config: Config, ticket: string | undefin
       [USER_ID_HEADER]: userId,
     },
   });
-  if (response.status === 101 && response.webSocket) {
-    // Chat objects push only to members who may have a socket: they hear of this one before the
-    // upgrade answers, so a socket open before a request began gets that request's frames.
-    await tellUserChats(env, userId, [{ kind: "online", userId }]);
-    return response;
-  }
+  // Nothing to tell the user's chats: they push every frame to each member's realtime object,
+  // which knows its own sockets, so a connect costs the same in 1 chat or 1,000.
+  if (response.status === 101 && response.webSocket) return response;
   const refusal = await response.json<TicketRefusal>().catch(() => ({ reason: "The ticket was refused" }));
   // Anything but a ticket refusal is the object failing to record presence: 500, ticket kept.
   if (response.status !== 401) throw new Error(`realtime upgrade failed (${response.status}): ${refusal.reason}`);
@@ -157,10 +153,9 @@ export async function closeForSuspension(env: Env, userId: string): Promise<numb
  * same users go in one call per user, not one per event (a transfer: docs/realtime.md). Never
  * throws and never delays the caller: a user who misses a frame catches up over HTTP.
  *
- * Each listed user costs one RealtimeDO call, socket or not, so the hot paths list only the users
- * presence says are connected (transfers, message sends: src/db/presence.ts), which keeps
- * the guarantee that a socket opened before the request began gets its frames. Other callers list
- * everybody concerned.
+ * Each listed user costs one RealtimeDO call, socket or not; every caller lists everybody
+ * concerned (a transfer's two parties, a chat's members), with no presence read first, so a
+ * socket opened before the request began always gets its frames.
  */
 export function publish(
   env: Env,

@@ -3,13 +3,14 @@ import { z } from "zod";
 import type { Database } from "../db/client";
 import { type Param, preparedPerDatabase } from "../db/prepared";
 import { blocks, type UserRow, users } from "../db/schema";
+import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import { decodeCursor, toPage } from "../lib/cursor";
-import { ApiError, invariant } from "../lib/errors";
+import { ApiError } from "../lib/errors";
+import { newId } from "../lib/ids";
 import type { AuthUser } from "../lib/types";
 import { toUser, type User } from "../schemas/user";
 import { adminRefusal } from "./admin-access";
-import { type AuditActor, auditInsert } from "./audit";
-import { tellBlock, tellUserChats } from "./chat-facts";
+import type { AuditActor } from "./audit";
 import { closeForSuspension } from "./realtime";
 
 /** Display names are compared and searched in this form (users.display_name_key). */
@@ -175,33 +176,35 @@ function refuseSelf(action: string): ApiError {
 }
 
 /**
- * Idempotent: blocking someone already blocked answers the same. The pair's direct chat object is
- * told before the answer (its next send is refused), or by the ChatFacts Workflow if it did not answer.
+ * Idempotent: blocking someone already blocked answers the same. The blocker's object owns the
+ * fact (wallet/account.ts): it takes the change with a new version, and its outbox tells the
+ * pair's direct chat and the D1 index before this answers (or, when either is down, by its alarm
+ * until acknowledged); the latest of a block and an unblock has the higher version and wins.
  */
 export async function blockUser(env: Env, db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
-  if (blockerId === blockedId) throw refuseSelf("block");
-  await getUserOrThrow(db, blockedId);
-  await db.insert(blocks).values({ blockerId, blockedId, createdAt: Date.now() }).onConflictDoNothing();
-  await tellBlock(env, db, blockerId, blockedId, true);
-  return { userId: blockedId, blocked: true };
+  return setBlock(env, db, blockerId, blockedId, true);
 }
 
-/** Idempotent: unblocking someone not blocked answers the same (and tells their direct chat, as a block does). */
+/** Idempotent: unblocking someone not blocked answers the same (through the blocker's object, as a block). */
 export async function unblockUser(env: Env, db: Database, blockerId: string, blockedId: string): Promise<BlockState> {
-  if (blockerId === blockedId) throw refuseSelf("unblock");
+  return setBlock(env, db, blockerId, blockedId, false);
+}
+
+async function setBlock(env: Env, db: Database, blockerId: string, blockedId: string, blocked: boolean): Promise<BlockState> {
+  if (blockerId === blockedId) throw refuseSelf(blocked ? "block" : "unblock");
   await getUserOrThrow(db, blockedId);
-  await db.delete(blocks).where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)));
-  await tellBlock(env, db, blockerId, blockedId, false);
-  return { userId: blockedId, blocked: false };
+  await walletStub(env, blockerId).setBlock(blockerId, blockedId, blocked);
+  return { userId: blockedId, blocked };
 }
 
 /**
  * Suspends or reinstates a user; idempotent (a new reason replaces the old). Admins cannot
  * suspend themselves, so the last admin cannot lock the product's operators out by accident
- * (lifting one's own suspension is refused by the admin check). The change and its audit entry
- * are one D1 batch. A suspension closes every realtime socket of the user (4003) before it answers,
- * and the user's chat objects hear of either change before it answers (the first page of chats;
- * the rest through the ChatFacts Workflow: services/chat-facts.ts).
+ * (lifting one's own suspension is refused by the admin check). The user's object owns the status
+ * (wallet/account.ts): it takes the change with a new version and, before answering, writes the
+ * D1 index with the audit row (one batch) and tells every chat of the user, which apply it
+ * forward only (a later reinstatement or suspension always wins); what it could not deliver its
+ * alarm retries until acknowledged. A suspension then closes every realtime socket of the user (4003).
  */
 export async function setSuspension(
   env: Env,
@@ -211,25 +214,14 @@ export async function setSuspension(
   change: { suspended: boolean; reason: string | null },
 ): Promise<UserRow> {
   if (change.suspended && actor.actorId === userId) throw refuseSelf("suspend");
-  await getUserOrThrow(db, userId);
-  const [rows] = await db.batch([
-    db
-      .update(users)
-      .set({ status: change.suspended ? "suspended" : "active", suspendedReason: change.suspended ? change.reason : null })
-      .where(eq(users.id, userId))
-      .returning(),
-    auditInsert(db, actor, {
-      action: change.suspended ? "suspension" : "reinstatement",
-      targetId: userId,
-      detail: { reason: change.reason },
-    }),
-  ]);
-  // Users are never deleted, and this one was read just before.
-  const row = rows[0];
-  invariant(row, `user ${userId} vanished during its suspension change`);
-  await tellUserChats(env, userId, [{ kind: "suspended", userId, suspended: change.suspended }]);
+  const row = await getUserOrThrow(db, userId);
+  const now = Date.now();
+  const audit = { id: newId(now), ...actor, detail: { reason: change.reason }, at: now };
+  const status = change.suspended ? "suspended" : "active";
+  const state = await walletStub(env, userId).setStatus(userId, status, change.reason, audit);
   if (change.suspended) await closeForSuspension(env, userId);
-  return row;
+  // The role as the directory has it: where the operator command writes it (docs/wallets.md, "Account facts").
+  return { ...row, status: state.status, suspendedReason: change.suspended ? change.reason : null };
 }
 
 const searchCursorShape = z.object({ k: z.string(), i: z.string() });

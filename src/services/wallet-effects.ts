@@ -2,6 +2,8 @@ import { createDb } from "../db/client";
 import type { WalletEffects } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import { recordAuditEntries } from "./audit";
+import { accountFactsEffects } from "./account-facts";
+import { chatStub } from "./chat-objects";
 import { transferDirectChat } from "./chats";
 import { postCreditTransferMessages } from "./messages";
 import type { WaitUntil } from "./realtime";
@@ -10,7 +12,8 @@ import { publishTransferEvent } from "./transfer-events";
 /**
  * What a wallet object reaches outside its own storage, bound to this deployment: the direct chat
  * in the D1 directory and the `credit_transfer` messages in its chat object (the chat module), realtime frames, the other
- * party's wallet object, and the audit rows of its outbox. Handed to every WalletDO by the Worker's entry (src/index.ts).
+ * party's wallet object, the audit rows of its outbox, and the account facts' deliveries (the D1 index, the user's chats:
+ * account-facts.ts). Handed to every WalletDO by the Worker's entry (src/index.ts).
  */
 export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
   return {
@@ -20,5 +23,7 @@ export function walletEffects(env: Env, waitUntil: WaitUntil): WalletEffects {
     recipient: (userId) => walletStub(env, userId),
     sender: (userId) => walletStub(env, userId),
     recordAudit: (entries) => recordAuditEntries(createDb(env.DB), entries),
+    ...accountFactsEffects(env),
+    tellChat: (chatId, facts) => chatStub(env, chatId).applyFacts(chatId, facts),
   };
 }

@@ -23,11 +23,12 @@ export { walletStub };
 
 /**
  * Opens the wallet of a new user and applies the `SIGNUP_CREDITS` welcome grant exactly once
- * (a `grant` ledger entry). Idempotent: calling it again, or concurrently, changes nothing.
+ * (a `grant` ledger entry), and its account (the owner of its status, role and blocks) with the
+ * role registration gave it; from then on the user exists for a transfer's recipient check. Idempotent: calling it again, or concurrently, changes nothing.
  * Registration calls it; wallets are also opened on first use, so a failure here is repaired later.
  */
-export async function openWallet(env: Env, userId: string): Promise<Wallet> {
-  return unwrap(await walletStub(env, userId).open(userId, getConfig(env).signupCredits));
+export async function openWallet(env: Env, userId: string, role: "user" | "admin" = "user"): Promise<Wallet> {
+  return unwrap(await walletStub(env, userId).open(userId, getConfig(env).signupCredits, role));
 }
 
 export async function getWallet(env: Env, config: Config, userId: string): Promise<Wallet> {

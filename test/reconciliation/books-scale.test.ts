@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type BooksHorizon, walletBooks } from "../../src/durable-objects/wallet/wallet-books";
-import { DEBITED_BY_MINUTE_BACKFILL } from "../../src/durable-objects/wallet/wallet-schema";
+import { DEBITED_BY_MINUTE_BACKFILL, migrate } from "../../src/durable-objects/wallet/wallet-schema";
 import { TRANSFER_STATE_TOTALS_MIGRATION, WALLET_TOTALS_MIGRATION } from "../../src/durable-objects/wallet/wallet-totals";
 import { newId } from "../../src/lib/ids";
 import { walletStub } from "../../src/services/wallets";
@@ -70,6 +70,8 @@ async function booksOf(n: number, spacing = SPACING) {
     settledBefore: `t${String(n - 10).padStart(8, "0")}`,
   };
   return runInDurableObject(walletStub(env, userId), (_instance, state) => {
+    // A wallet object creates its tables on its first call that needs them (wallet-do.ts `ready`); this one is seeded directly.
+    migrate(state.storage);
     state.storage.transactionSync(() => seedHistory(state.storage.sql, userId, n, spacing));
     const { sql, runs } = recordingSql(state.storage.sql);
     const books = walletBooks(sql, userId, horizon);

@@ -1,5 +1,6 @@
 import { ChatObject } from "../../src/durable-objects/chat/chat-do";
 import type {
+  ChatFact,
   RemovedMember,
   RemoveMember,
   SendCommand,
@@ -9,6 +10,7 @@ import type {
 import type { Outcome } from "../../src/lib/errors";
 import type { Message } from "../../src/schemas/message";
 import { chatEffects } from "../../src/services/chat-effects";
+import { countedEnv } from "./d1-counter";
 
 /**
  * The chat fault switch (one per test isolate: the objects run in the suites' isolate). A suite
@@ -26,6 +28,14 @@ export const chatFaults: {
   hangUntil: Promise<void>;
   /** How many appends have hung so far (a test waits for its hung chat to be reached). */
   hung: number;
+  /** Chats that refuse every fact delivered to them (an undeliverable chat), by chat id. */
+  refuseFacts: Set<string>;
+  /** Facts deliveries received by chat objects (a connect must make none). */
+  factsCalls: number;
+  /** Awaited after a chat read its new members' facts and before it keeps them (a slow creation). */
+  holdMemberFacts: Promise<void> | null;
+  /** How many times chat objects read their new members' facts. */
+  memberFactsRead: number;
 } = {
   failTransferAppends: null,
   failSends: null,
@@ -33,12 +43,33 @@ export const chatFaults: {
   hangTransferAppends: null,
   hangUntil: Promise.resolve(),
   hung: 0,
+  refuseFacts: new Set(),
+  factsCalls: 0,
+  holdMemberFacts: null,
+  memberFactsRead: 0,
 };
 
 /** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
 export class TestChatDO extends ChatObject {
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { effects: chatEffects(env) });
+    const effects = chatEffects(countedEnv(env));
+    super(ctx, env, {
+      effects: {
+        ...effects,
+        memberFacts: async (userIds) => {
+          const facts = await effects.memberFacts(userIds);
+          chatFaults.memberFactsRead += 1;
+          if (chatFaults.holdMemberFacts) await chatFaults.holdMemberFacts;
+          return facts;
+        },
+      },
+    });
+  }
+
+  override async applyFacts(chatId: string, facts: readonly ChatFact[]): Promise<void> {
+    chatFaults.factsCalls += 1;
+    if (chatFaults.refuseFacts.has(chatId)) throw new Error(`injected chat failure: chat ${chatId} refuses facts`);
+    return super.applyFacts(chatId, facts);
   }
 
   override async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {

@@ -3,6 +3,7 @@ import { MAX_GROUP } from "../../src/durable-objects/wallet/group-commit";
 import { WalletObject } from "../../src/durable-objects/wallet/wallet-do";
 import type { CreditCommand, FaultPoint, TransferCommand, TransferResult } from "../../src/durable-objects/wallet/wallet-types";
 import { walletEffects } from "../../src/services/wallet-effects";
+import { countedEnv } from "./d1-counter";
 
 /** What the fault switch throws. */
 export class InjectedFault extends Error {
@@ -90,7 +91,7 @@ export class TestWalletDO extends WalletObject {
 
   constructor(ctx: DurableObjectState, env: Env) {
     const hooks = new TestHooks(ctx);
-    super(ctx, env, { effects: walletEffects(env, (promise) => ctx.waitUntil(promise)), hooks });
+    super(ctx, env, { effects: walletEffects(countedEnv(env), (promise) => ctx.waitUntil(promise)), hooks });
     this.testHooks = hooks;
   }
 

@@ -1,17 +1,17 @@
 import { env } from "cloudflare:workers";
-import { and, eq } from "drizzle-orm";
 import { createDb } from "../../src/db/client";
-import { blocks, users } from "../../src/db/schema";
+import { users } from "../../src/db/schema";
+import { walletStub } from "../../src/durable-objects/wallet/wallet-stub";
 import { getConfig } from "../../src/lib/config";
 import { newId } from "../../src/lib/ids";
 import { signAccessToken } from "../../src/lib/jwt";
-import { tellBlock, tellUserChats } from "../../src/services/chat-facts";
 
 let seeded = 0;
 
 /**
  * A user written straight into D1 with a valid access token, for suites that are not about
- * registration. It has no password that works and no wallet until something opens one.
+ * registration. It has no password that works and no wallet until something opens one; its
+ * account (the owner of its status, role and blocks) is opened, as registration opens it.
  */
 export async function seedUser(
   options: { displayName?: string; email?: string; role?: "user" | "admin"; status?: "active" | "suspended" } = {},
@@ -33,6 +33,9 @@ export async function seedUser(
       status: options.status ?? "active",
       createdAt: Date.now(),
     });
+  const status = options.status ?? "active";
+  await walletStub(env, id).openAccount(id, { role, status: "active" });
+  if (status === "suspended") await walletStub(env, id).setStatus(id, "suspended", null, null);
   // A session of its own with no refresh token: only logout-all or suspension ends it.
   const sessionId = newId();
   const token = await signAccessToken(getConfig(env), { id, role, sessionId });
@@ -40,21 +43,14 @@ export async function seedUser(
 }
 
 /**
- * Suspends (or reinstates) a user as the admin route does, minus the route: the D1 row, then
- * every chat object of the user is told (services/chat-facts.ts), so their next send is refused.
+ * Suspends (or reinstates) a user as the admin route does, minus the route and the audit: the
+ * user's object takes the change and tells every chat of the user before answering.
  */
 export async function setSuspended(userId: string, suspended: boolean): Promise<void> {
-  await createDb(env.DB)
-    .update(users)
-    .set({ status: suspended ? "suspended" : "active" })
-    .where(eq(users.id, userId));
-  await tellUserChats(env, userId, [{ kind: "suspended", userId, suspended }]);
+  await walletStub(env, userId).setStatus(userId, suspended ? "suspended" : "active", null, null);
 }
 
-/** A block as the route makes it: the D1 row, then the pair's direct chat object is told. */
+/** A block as the route makes it: the blocker's object, which tells the pair's direct chat and the D1 index. */
 export async function setBlocked(blockerId: string, blockedId: string, blocked: boolean): Promise<void> {
-  const db = createDb(env.DB);
-  if (blocked) await db.insert(blocks).values({ blockerId, blockedId, createdAt: Date.now() }).onConflictDoNothing();
-  else await db.delete(blocks).where(and(eq(blocks.blockerId, blockerId), eq(blocks.blockedId, blockedId)));
-  await tellBlock(env, db, blockerId, blockedId, blocked);
+  await walletStub(env, blockerId).setBlock(blockerId, blockedId, blocked);
 }

@@ -5,8 +5,6 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { createDb } from "../../src/db/client";
-import { idempotencyKeys } from "../../src/db/schema";
 import { creditCommandOf } from "../../src/durable-objects/wallet/finisher";
 import { VOID_NOTE } from "../../src/durable-objects/wallet/ledger";
 import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
@@ -28,12 +26,13 @@ async function messagesOf(transferId: string) {
   }));
 }
 
+/** What the sender's object holds under `key`: its registry of the owner's transfer keys (no D1 row any more). */
 async function keyRows(userId: string, key: string) {
-  return createDb(env.DB)
-    .select()
-    .from(idempotencyKeys)
-    .all()
-    .then((rows) => rows.filter((row) => row.userId === userId && row.key === key));
+  return rowsOf(
+    userId,
+    `SELECT idempotency_key FROM transfers_out WHERE idempotency_key = '${key}'
+     UNION ALL SELECT idempotency_key FROM refusals WHERE idempotency_key = '${key}'`,
+  );
 }
 
 /** The command the sender's wallet hands the recipient's for `transferId` (as a late or racing credit would carry it). */

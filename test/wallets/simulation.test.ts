@@ -5,7 +5,10 @@
  * without keys, replays (sequential and concurrent), key misuse, admin grants, refused requests,
  * faults injected after every protocol step, recipients whose credits fail for a while (long
  * outages), sender clocks jumping past in-flight windows and void deadlines (so transfers end
- * voided), late credits of voided transfers, and recovery alarms fired at random (also twice).
+ * voided), late credits of voided transfers, and recovery alarms fired at random (also twice);
+ * blocks, unblocks, suspensions and reinstatements (between batches, where each transfer's
+ * refusal is known exactly, and racing a batch), transfers to ids no registration opened, and
+ * the facts re-delivered to the pair's direct chats late, twice and out of order.
  * After the run every pending transfer is ended by alarms only, then:
  * - every attempt that reached the debit made exactly one transfer (a count per sender from the
  *   answers the callers got), a key never made two, and every transfer ended posted or voided;
@@ -33,16 +36,18 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { ChatFact } from "../../src/durable-objects/chat/chat-types";
 import { creditCommandOf } from "../../src/durable-objects/wallet/finisher";
 import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
 import { FAULT_POINTS, IN_FLIGHT_MS, MAX_RETRY_DELAY_MS, type StoredReply } from "../../src/durable-objects/wallet/wallet-types";
 import { getConfig } from "../../src/lib/config";
 import { ApiError } from "../../src/lib/errors";
 import { newId } from "../../src/lib/ids";
+import { chatStub } from "../../src/services/chat-objects";
 import { reconcile } from "../../src/services/reconciliation/runs";
 import { executeTransfer, type TransferAnswer } from "../../src/services/transfers";
 import { grantCredits, walletStub } from "../../src/services/wallets";
-import { queryEveryChat } from "../support/chats";
+import { queryChat, queryEveryChat } from "../support/chats";
 import { seedUser } from "../support/users";
 import { inWallet, rowsOf, runRecovery, seedWalletUser } from "../support/wallets";
 
@@ -77,6 +82,12 @@ function rng(seed: number) {
 }
 
 type Body = { recipientId: string; amount: number; note: string | null };
+
+/** The refusals the owners' facts give a new transfer (wallet-do.ts `transfer`). */
+const FACT_CODES = ["recipient_blocked", "account_suspended", "user_not_found"] as const;
+type FactCode = (typeof FACT_CODES)[number];
+const isFactCode = (code: string): code is FactCode => (FACT_CODES as readonly string[]).includes(code);
+type Outcome = TransferAnswer | Error | { refusedBy: FactCode };
 
 type KeyRecord = {
   key: string;
@@ -122,6 +133,42 @@ async function simulate(seed: number, ops: number) {
     outages: 0,
     lateCredits: 0,
     invalid: 0,
+    factRefusals: 0,
+    factChanges: 0,
+    staleFacts: 0,
+  };
+  /** The owners' facts as the run set them: "blocker>blocked" pairs, suspended users. */
+  const blocked = new Set<string>();
+  const suspended = new Set<string>();
+  const pairKey = (blockerId: string, blockedId: string) => `${blockerId}>${blockedId}`;
+  /** Every state each fact had, with the owner's version: the real past states a late delivery can carry. */
+  const statusHistory = new Map<string, { version: number; suspended: boolean }[]>();
+  const blockHistory = new Map<string, { version: number; blocked: boolean }[]>();
+  const remember = <T>(history: Map<string, T[]>, key: string, entry: T) =>
+    history.set(key, [...(history.get(key) ?? []), entry]);
+  /** The refusal the owners' facts give a new transfer now (null: none), when no change races it. */
+  const factRefusal = (senderId: string, recipientId: string): FactCode | null =>
+    suspended.has(senderId) ? "account_suspended" : blocked.has(pairKey(recipientId, senderId)) ? "recipient_blocked" : null;
+  /** One random change of the facts, made through its owner; what it touched. */
+  const changeFacts = async (): Promise<string[]> => {
+    stats.factChanges += 1;
+    const x = r.pick(ids);
+    if (r.chance(0.3)) {
+      const on = !suspended.has(x);
+      const { version } = await walletStub(env, x).setStatus(x, on ? "suspended" : "active", null, null);
+      remember(statusHistory, x, { version, suspended: on });
+      if (on) suspended.add(x);
+      else suspended.delete(x);
+      return [x];
+    }
+    let y = r.pick(ids);
+    while (y === x) y = r.pick(ids);
+    const on = !blocked.has(pairKey(x, y));
+    const { version } = await walletStub(env, x).setBlock(x, y, on);
+    remember(blockHistory, pairKey(x, y), { version, blocked: on });
+    if (on) blocked.add(pairKey(x, y));
+    else blocked.delete(pairKey(x, y));
+    return [x, y];
   };
   let keySeq = 0;
   const ignoreWaitUntil = (promise: Promise<unknown>) => void promise.catch(() => undefined);
@@ -183,15 +230,54 @@ async function simulate(seed: number, ops: number) {
     try {
       return await executeTransfer(env, config, senderId, LIVE_SESSION, body, key, ignoreWaitUntil);
     } catch (error) {
+      if (error instanceof ApiError && isFactCode(error.code)) return { refusedBy: error.code };
       if (error instanceof ApiError && error.code !== "internal_error") throw error;
       return error as Error;
     }
+  };
+
+  /**
+   * A new transfer (no key, or a key not used before): refused by the owners' facts exactly when
+   * `expected` says (undefined: a change raced it, either is right), else settled as any other.
+   */
+  const settleNew = (record: KeyRecord | null, senderId: string, outcome: Outcome, expected: FactCode | null | undefined) => {
+    if ("refusedBy" in outcome) {
+      stats.factRefusals += 1;
+      check(expected === undefined || expected === outcome.refusedBy, `refused ${outcome.refusedBy}, the facts said ${expected}`);
+      check(!record?.executed, `key ${record?.key} moved credits, then answered ${outcome.refusedBy}`);
+      return;
+    }
+    check(!expected, `a transfer from ${senderId} went through its ${expected}`);
+    settle(record, senderId, outcome);
+  };
+
+  /** A replay: its key's stored outcome answers first; a key that never executed meets the facts again. */
+  const settleReplay = (record: KeyRecord, outcome: Outcome) => {
+    if ("refusedBy" in outcome) {
+      stats.factRefusals += 1;
+      check(!record.executed, `key ${record.key} moved credits, then answered ${outcome.refusedBy}`);
+      return;
+    }
+    settle(record, record.senderId, outcome);
   };
 
   for (let done = 0; done < ops; ) {
     const batchSize = Math.min(r.int(1, 6), ops - done);
     const usedInBatch = new Set<string>();
     const tasks: (() => Promise<void>)[] = [];
+    // Between batches: a change whose effect each transfer below knows exactly.
+    if (r.chance(0.12)) await changeFacts();
+    // Racing the batch: the users it touches get no exact expectation.
+    const racing = new Set<string>();
+    if (r.chance(0.08)) {
+      const touched = r.pick(ids);
+      racing.add(touched);
+      tasks.push(async () => {
+        for (const id of await changeFacts()) racing.add(id);
+      });
+    }
+    const expectFor = (senderId: string, recipientId: string) =>
+      racing.size > 0 ? undefined : factRefusal(senderId, recipientId);
     for (let i = 0; i < batchSize; i++) {
       const roll = r.next();
       const senderId = r.pick(ids);
@@ -200,7 +286,8 @@ async function simulate(seed: number, ops: number) {
       const amount = r.chance(0.85) ? r.int(1, 30) : r.int(31, 250);
       const note = r.chance(0.2) ? `n${r.int(1, 9)}` : null;
       if (roll < 0.25) {
-        tasks.push(async () => settle(null, senderId, await attempt(senderId, { recipientId, amount, note }, null)));
+        const expected = expectFor(senderId, recipientId);
+        tasks.push(async () => settleNew(null, senderId, await attempt(senderId, { recipientId, amount, note }, null), expected));
       } else if (roll < 0.48) {
         const record: KeyRecord = {
           key: `s${seed}-${keySeq++}`,
@@ -211,16 +298,18 @@ async function simulate(seed: number, ops: number) {
         };
         keys.push(record);
         usedInBatch.add(record.key);
-        tasks.push(async () => settle(record, senderId, await attempt(senderId, record.body, record.key)));
+        const expected = expectFor(senderId, recipientId);
+        tasks.push(async () => settleNew(record, senderId, await attempt(senderId, record.body, record.key), expected));
       } else if (roll < 0.62 && keys.length > 0) {
         // Replay (possibly concurrently with another replay of the same key in this batch).
         const record = r.pick(keys);
         usedInBatch.add(record.key);
         stats.replays += 1;
-        tasks.push(async () => settle(record, record.senderId, await attempt(record.senderId, record.body, record.key)));
+        tasks.push(async () => settleReplay(record, await attempt(record.senderId, record.body, record.key)));
       } else if (roll < 0.67 && keys.length > 0) {
         const record = r.pick(keys);
-        if (usedInBatch.has(record.key)) continue;
+        // A key with no outcome (refused before execution) names no request yet: another body under it is new.
+        if (usedInBatch.has(record.key) || (!record.executed && record.answer === null)) continue;
         usedInBatch.add(record.key);
         stats.misuse += 1;
         tasks.push(async () => {
@@ -287,11 +376,10 @@ async function simulate(seed: number, ops: number) {
             .catch((error: unknown) => ({ credited: false, error }));
           check(!result.credited, `late credit of voided ${row.transfer_id} was accepted`);
         });
-      } else {
+      } else if (roll < 0.975) {
         stats.invalid += 1;
-        const bad: Body = r.chance(0.5)
-          ? { recipientId: senderId, amount, note }
-          : { recipientId: "64d15f9e2e6c8f4d5a000000", amount, note };
+        const missing = r.chance(0.5) ? "64d15f9e2e6c8f4d5a000000" : newId();
+        const bad: Body = r.chance(0.5) ? { recipientId: senderId, amount, note } : { recipientId: missing, amount, note };
         const badKey = r.chance(0.5) ? `bad-${seed}-${keySeq++}` : null;
         tasks.push(async () => {
           const error = await executeTransfer(env, config, senderId, LIVE_SESSION, bad, badKey, ignoreWaitUntil).then(
@@ -299,9 +387,31 @@ async function simulate(seed: number, ops: number) {
             (e: unknown) => e,
           );
           check(
-            error instanceof ApiError && ["validation_failed", "user_not_found"].includes(error.code),
+            error instanceof ApiError && ["validation_failed", "user_not_found", "account_suspended"].includes(error.code),
             `invalid transfer not refused: ${String(error)}`,
           );
+        });
+      } else {
+        // Facts re-delivered to the pair's direct chat late, twice and out of order: real past
+        // states (and the current one) of the sender's status and of the recipient's block of it.
+        const picks = Array.from({ length: 6 }, () => r.next());
+        tasks.push(async () => {
+          const [row] = await rowsOf(senderId, `SELECT chat_id FROM pair_chats WHERE other_id = '${recipientId}'`);
+          if (!row) return;
+          const chatId = String(row.chat_id);
+          const past: ChatFact[] = [
+            ...(statusHistory.get(senderId) ?? []).map((h) => ({ kind: "suspended" as const, userId: senderId, ...h })),
+            ...(blockHistory.get(pairKey(recipientId, senderId)) ?? []).map((h) => ({
+              kind: "block" as const,
+              blockerId: recipientId,
+              blockedId: senderId,
+              ...h,
+            })),
+          ];
+          if (past.length === 0) return;
+          const chosen = picks.map((p) => past[Math.floor(p * past.length)]!);
+          stats.staleFacts += chosen.length * 2;
+          for (const fact of [...chosen, ...chosen.reverse()]) await chatStub(env, chatId).applyFacts(chatId, [fact]);
         });
       }
     }
@@ -393,7 +503,43 @@ async function simulate(seed: number, ops: number) {
     if (record.answer?.status === 201)
       check(made[0]?.state === "posted", `key ${record.key} answered 201 but ended ${made[0]?.state}`);
   }
+  await checkChatFacts(ids, blocked, suspended, check);
   return stats;
+}
+
+/**
+ * Every direct chat between the run's users holds what the owners hold last: each member's
+ * status and each direction's block, whatever was delivered to it late, twice or out of order.
+ */
+async function checkChatFacts(
+  ids: string[],
+  blocked: ReadonlySet<string>,
+  suspended: ReadonlySet<string>,
+  check: (condition: boolean, what: string) => void,
+) {
+  for (const x of ids) {
+    for (const row of await rowsOf(x, "SELECT other_id, chat_id FROM pair_chats")) {
+      const [y, chatId] = [String(row.other_id), String(row.chat_id)];
+      const blocks = await queryChat<{ blocker_id: string; blocked_id: string; blocked: number }>(
+        chatId,
+        "SELECT blocker_id, blocked_id, blocked FROM blocks",
+      );
+      for (const [a, b] of [
+        [x, y],
+        [y, x],
+      ] as const) {
+        const held = blocks.find((bl) => bl.blocker_id === a && bl.blocked_id === b)?.blocked === 1;
+        check(held === blocked.has(`${a}>${b}`), `chat ${chatId}: block ${a}>${b} held ${held}`);
+      }
+      for (const member of await queryChat<{ user_id: string; suspended: number }>(
+        chatId,
+        "SELECT user_id, suspended FROM members",
+      )) {
+        const held = member.suspended === 1;
+        check(held === suspended.has(member.user_id), `chat ${chatId}: ${member.user_id} suspended ${held}`);
+      }
+    }
+  }
 }
 
 function rerunHint(seed: number) {
@@ -451,5 +597,8 @@ describe("money simulation", () => {
     expect(sum("lateCredits")).toBeGreaterThan(0);
     expect(sum("outages")).toBeGreaterThan(0);
     expect(sum("clockJumps")).toBeGreaterThan(0);
+    expect(sum("factRefusals")).toBeGreaterThan(0);
+    expect(sum("factChanges")).toBeGreaterThan(0);
+    expect(sum("staleFacts")).toBeGreaterThan(0);
   });
 });

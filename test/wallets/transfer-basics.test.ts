@@ -2,13 +2,12 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { queryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
-import { seedUser } from "../support/users";
+import { seedUser, setBlocked } from "../support/users";
 import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
 
+/** Through the blocker's object, the owner of the fact. */
 async function block(blockerId: string, blockedId: string) {
-  await env.DB.prepare("INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)")
-    .bind(blockerId, blockedId, Date.now())
-    .run();
+  await setBlocked(blockerId, blockedId, true);
 }
 
 describe("POST /api/v1/messages/credit-transfer", () => {

@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { walletStub } from "../../src/services/wallets";
 import { call, expectError } from "../support/http";
+import { setBlocked } from "../support/users";
 import { balanceOf, NO_RATE_LIMIT, rowsOf, runRecovery, seedWalletUser, transfer } from "../support/wallets";
 
 describe("Idempotency-Key on credit transfers", () => {
@@ -87,11 +88,9 @@ describe("Idempotency-Key on credit transfers", () => {
       404,
       "user_not_found",
     );
-    await env.DB.prepare("INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)")
-      .bind(bob.id, alice.id, 1)
-      .run();
+    await setBlocked(bob.id, alice.id, true);
     expectError(await transfer(alice.token, body, { key: "k-5" }), 403, "recipient_blocked");
-    await env.DB.prepare("DELETE FROM blocks WHERE blocker_id = ?").bind(bob.id).run();
+    await setBlocked(bob.id, alice.id, false);
     const ran = await transfer(alice.token, body, { key: "k-5" });
     expect(ran.status).toBe(201);
     expect(ran.headers.get("Idempotent-Replayed")).toBeNull();

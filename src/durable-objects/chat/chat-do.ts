@@ -38,7 +38,7 @@ export type ChatWiring = { effects: ChatEffects; now?: () => number };
  * One chat (`idFromName(chatId)`), SQLite-backed: a thin RPC shell over modules with one job each.
  *
  *   append.ts   the log: seq, message ids, the only writer of messages and transfer totals
- *   members.ts  who may read and send, markers, suspension, blocks, presence
+ *   members.ts  who may read and send, markers, versioned copies of suspension and blocks
  *   roster.ts   who is in: creation, adds, removals, handover (the owner of membership)
  *   posting.ts  the rules of a send, a transfer's message, an edit, a read, a marker
  *   keys.ts     stored outcomes of keyed sends, scoped by sender
@@ -65,8 +65,6 @@ export class ChatObject extends DurableObject<Env> {
    * chat was never created answer chat_not_found and leave no storage behind.
    */
   private hasSchema: boolean;
-  /** Bumped by every "online" fact, so a push that found nobody cannot undo a connect that raced it. */
-  private onlineEpoch = 0;
   /** The creation in progress, if any (`create`). */
   private creating: Promise<Outcome<CreatedChat>> | null = null;
 
@@ -273,22 +271,25 @@ export class ChatObject extends DurableObject<Env> {
   async removeMember(cmd: RemoveMember): Promise<Outcome<RemovedMember>> {
     const meta = this.meta(cmd.chatId);
     if (!meta) return chatNotFound(cmd.chatId);
-    const removedOnline = this.members.get(cmd.userId)?.online === true;
     const result = this.ctx.storage.transactionSync(() => this.roster.remove(this.current(), cmd));
     if (!result.ok) return result;
     const { row, ownerId } = result.value;
-    if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }], removedOnline ? [cmd.userId] : []);
+    if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }], [cmd.userId]);
     await this.flushNow(true);
     return { ok: true, value: { chatId: cmd.chatId, userId: cmd.userId, ownerId } };
   }
 
-  /** Facts pushed by the Worker (services/chat-facts.ts); a chat created later reads them when it is created. */
-  applyFacts(facts: readonly ChatFact[]): void {
-    if (!this.storedMeta()) return;
+  /**
+   * Facts delivered by their owner's outbox (wallet/facts-outbox.ts), applied forward only. A fact
+   * that arrives while the chat is being created waits for the creation: nothing is dropped.
+   * Resolving is the acknowledgement; a chat that was never created has nobody to tell.
+   */
+  async applyFacts(chatId: string, facts: readonly ChatFact[]): Promise<void> {
+    if (this.creating) await this.creating.catch(() => undefined);
+    if (!this.meta(chatId)) return;
     this.ctx.storage.transactionSync(() => {
       for (const fact of facts) this.members.apply(fact);
     });
-    if (facts.some((fact) => fact.kind === "online")) this.onlineEpoch += 1;
   }
 
   // ------------------------------------------------------------------ reads
@@ -343,16 +344,15 @@ export class ChatObject extends DurableObject<Env> {
     return meta;
   }
 
-  /** After a committed change: the directory is owed a summary, and `events` go to the members who may have a socket. */
+  /**
+   * After a committed change: the directory is owed a summary, and `events` go to every member's
+   * realtime object (it knows whether it has sockets), so a connect tells no chat anything.
+   */
   private changed(events: RealtimeEvent[], alsoNotify: string[] = []): void {
     this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
-    const targets = [...new Set([...this.members.online(), ...alsoNotify])];
+    const targets = [...new Set([...this.members.everyone(), ...alsoNotify])];
     if (events.length === 0 || targets.length === 0) return;
-    const epoch = this.onlineEpoch;
-    const pushed = this.effects.push(targets, events).then((nobody) => {
-      if (epoch === this.onlineEpoch && nobody.length > 0) this.members.offline(nobody);
-    });
-    this.ctx.waitUntil(pushed.catch((error) => log.warn("chat.push_failed", { error })));
+    this.ctx.waitUntil(this.effects.push(targets, events).catch((error) => log.warn("chat.push_failed", { error })));
   }
 
   private wakeAt(at: number): void {

@@ -52,12 +52,14 @@ export const members = sqliteTable(
     lastReadSeq: integer("last_read_seq").notNull(),
     /** The marker last written to the member's own directory row (chat_members.last_read_seq). */
     flushedReadSeq: integer("flushed_read_seq").notNull(),
-    /** Pushed by the Worker when the user is suspended or reinstated (services/chat-facts.ts). */
+    /** The user's status as their object last told this chat (wallet/facts-outbox.ts), at `facts_version`. */
     suspended: integer("suspended", { mode: "boolean" }).notNull(),
-    /** Whether the user may have an open realtime socket: set on connect, cleared when a push finds none. */
+    /** Unused since v3: frames go to every member's realtime object, which knows its sockets (no presence here). */
     online: integer("online", { mode: "boolean" }).notNull(),
     /** The chat's `index_version` of this member's last change (outbox: summary.ts). */
     indexVersion: integer("index_version").notNull().default(0),
+    /** The owner's version `suspended` was told at (v3): a fact with a version at or below it is old news. */
+    factsVersion: integer("facts_version").notNull().default(0),
   },
   (t) => [index("members_joined").on(t.joinedAt, t.userId), index("members_index_version").on(t.indexVersion)],
 );
@@ -88,10 +90,19 @@ export const admissions = sqliteTable("admissions", {
   startedAt: integer("started_at").notNull(),
 });
 
-/** Blocks between the members of a direct chat (pushed by the Worker; blocks do not apply in groups). */
+/**
+ * Block facts between the members of a direct chat (blocks do not apply in groups), as the
+ * blocker's object told them, each at its version (v2); a lifted block stays as `blocked = 0`, so
+ * an older "blocked" still in flight cannot land over it.
+ */
 export const blocks = sqliteTable(
   "blocks",
-  { blockerId: text("blocker_id").notNull(), blockedId: text("blocked_id").notNull() },
+  {
+    blockerId: text("blocker_id").notNull(),
+    blockedId: text("blocked_id").notNull(),
+    blocked: integer("blocked", { mode: "boolean" }).notNull().default(true),
+    version: integer("version").notNull().default(0),
+  },
   (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] }), index("blocks_blocked").on(t.blockedId)],
 );
 
@@ -243,6 +254,13 @@ export const MIGRATIONS: readonly string[] = [
     role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
     started_at INTEGER NOT NULL
   );
+  `,
+  // v3 "versioned facts": the members' status and the blocks carry their owner's version and
+  // move forward only (ARCHITECTURE.md §11); a lifted block is kept as blocked = 0.
+  `
+  ALTER TABLE members ADD COLUMN facts_version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE blocks ADD COLUMN blocked INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE blocks ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
   `,
 ];
 

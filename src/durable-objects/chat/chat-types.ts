@@ -9,8 +9,20 @@ import type { RealtimeEvent } from "../../schemas/realtime";
  * custom errors (their fields are lost on the way).
  */
 
-/** What the outside world says of a user when the chat takes them in (status, a socket), and blocks between the members. */
-export type MemberFacts = { suspended: Record<string, boolean>; online: Record<string, boolean>; blocks: [string, string][] };
+/**
+ * What the outside world says of a user when the chat takes them in: their status at their
+ * owner's facts version (wallet/account.ts), and the block state of each ordered pair of the new
+ * members (a direct chat), stamped with the blocker's version, so an older fact still in flight
+ * cannot land over it. The owners' outboxes keep these current afterwards.
+ */
+export type MemberFacts = {
+  suspended: Record<string, boolean>;
+  online: Record<string, boolean>;
+  versions: Record<string, number>;
+  blocks: BlockSnapshot[];
+};
+
+export type BlockSnapshot = { blockerId: string; blockedId: string; blocked: boolean; version: number };
 
 export type MemberSnapshot = {
   userId: string;
@@ -19,6 +31,8 @@ export type MemberSnapshot = {
   lastReadSeq: number;
   suspended: boolean;
   online: boolean;
+  /** The version of the user's facts `suspended` was read at (the owner's: wallet/account.ts); 0 when unknown. */
+  factsVersion?: number;
 };
 
 /** The per-user caps a join is checked against (API.md: `chat_limit_reached`), and the group's own. */
@@ -125,11 +139,14 @@ export type MarkerAnswer = { chatId: string; lastReadSeq: number; unreadCount: n
 
 export type ChatView = Chat;
 
-/** A fact about the outside world a chat must apply at once (services/chat-facts.ts). */
+/**
+ * A fact about the outside world a chat holds a copy of, delivered by its owner's outbox (the
+ * user's object: wallet/facts-outbox.ts), stamped with the owner's version and applied forward
+ * only: an older version never overwrites a newer one, whatever order deliveries arrive in.
+ */
 export type ChatFact =
-  | { kind: "suspended"; userId: string; suspended: boolean }
-  | { kind: "block"; blockerId: string; blockedId: string; blocked: boolean }
-  | { kind: "online"; userId: string };
+  | { kind: "suspended"; userId: string; suspended: boolean; version: number }
+  | { kind: "block"; blockerId: string; blockedId: string; blocked: boolean; version: number };
 
 /** Frames to push after a change, to the members the object believes have a socket. */
 export type Push = { userIds: string[]; events: RealtimeEvent[] };

@@ -1,4 +1,4 @@
-import { and, asc, eq, ne, sql } from "drizzle-orm";
+import { and, asc, eq, lt, ne, sql } from "drizzle-orm";
 import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { invariant, type Refusal, refuse } from "../../lib/errors";
 import type { ChatMember } from "../../schemas/chat";
@@ -10,9 +10,8 @@ type Db = DrizzleSqliteDODatabase<typeof chatSchema>;
 export const chatNotFound = (chatId: string): Refusal => refuse("chat_not_found", `No chat ${chatId} among your chats`);
 
 /**
- * The chat's members: who may read and send, their roles and read markers, and what the outside
- * world told the chat about them (suspension, blocks, an open socket). The only writer of
- * `members` and `blocks`.
+ * The chat's members: who may read and send, their roles and read markers, and the copies of
+ * their owners' facts (suspension, blocks), versioned. The only writer of `members` and `blocks`.
  */
 export class Members {
   /** The statements every send runs, built once (Drizzle's building was a quarter of a send's thread time: bench/README.md). */
@@ -25,7 +24,7 @@ export class Members {
       blockedBy: db
         .select({ one: sql`1` })
         .from(blocks)
-        .where(and(eq(blocks.blockedId, userId), ne(blocks.blockerId, userId)))
+        .where(and(eq(blocks.blockedId, userId), ne(blocks.blockerId, userId), eq(blocks.blocked, true)))
         .prepare(),
       markRead: db
         .update(members)
@@ -33,7 +32,7 @@ export class Members {
         .where(eq(members.userId, userId))
         .returning({ lastReadSeq: members.lastReadSeq })
         .prepare(),
-      online: db.select({ userId: members.userId }).from(members).where(eq(members.online, true)).prepare(),
+      everyone: db.select({ userId: members.userId }).from(members).prepare(),
     };
   }
 
@@ -66,13 +65,19 @@ export class Members {
     return this.prepared.blockedBy.get({ userId }) !== undefined;
   }
 
+  /** A member taken in; a member already here keeps the newer of its status and the snapshot's (by version). */
   insert(member: MemberSnapshot): void {
+    const factsVersion = member.factsVersion ?? 0;
     this.db
       .insert(members)
-      .values({ ...member, flushedReadSeq: member.lastReadSeq })
+      .values({ ...member, factsVersion, flushedReadSeq: member.lastReadSeq })
       .onConflictDoUpdate({
         target: members.userId,
-        set: { role: member.role, suspended: member.suspended, online: sql`max(${members.online}, ${member.online ? 1 : 0})` },
+        set: {
+          role: member.role,
+          suspended: sql`CASE WHEN ${factsVersion} > ${members.factsVersion} THEN ${member.suspended ? 1 : 0} ELSE ${members.suspended} END`,
+          factsVersion: sql`max(${members.factsVersion}, ${factsVersion})`,
+        },
       })
       .run();
   }
@@ -108,30 +113,36 @@ export class Members {
     }
   }
 
-  /** Applies a fact pushed by the Worker; a fact about a non-member is ignored (it concerns other chats). */
+  /**
+   * Applies a fact its owner delivered, forward only: a version at or below the one held is old
+   * news (a late or repeated delivery) and changes nothing. A status fact about a non-member is
+   * ignored (it concerns other chats); a block fact is kept (with its version) even before both
+   * are members, so a member added later cannot bring an older state in.
+   */
   apply(fact: ChatFact): void {
     if (fact.kind === "suspended") {
-      this.db.update(members).set({ suspended: fact.suspended }).where(eq(members.userId, fact.userId)).run();
-    } else if (fact.kind === "online") {
-      this.db.update(members).set({ online: true }).where(eq(members.userId, fact.userId)).run();
-    } else if (fact.blocked) {
-      this.db.insert(blocks).values({ blockerId: fact.blockerId, blockedId: fact.blockedId }).onConflictDoNothing().run();
-    } else {
       this.db
-        .delete(blocks)
-        .where(and(eq(blocks.blockerId, fact.blockerId), eq(blocks.blockedId, fact.blockedId)))
+        .update(members)
+        .set({ suspended: fact.suspended, factsVersion: fact.version })
+        .where(and(eq(members.userId, fact.userId), lt(members.factsVersion, fact.version)))
         .run();
+      return;
     }
+    const { blockerId, blockedId, blocked, version } = fact;
+    this.db
+      .insert(blocks)
+      .values({ blockerId, blockedId, blocked, version })
+      .onConflictDoUpdate({
+        target: [blocks.blockerId, blocks.blockedId],
+        set: { blocked, version },
+        setWhere: lt(blocks.version, version),
+      })
+      .run();
   }
 
-  /** The members a push should reach: those who may have a socket. */
-  online(): string[] {
-    return this.prepared.online.all().map((row) => row.userId);
-  }
-
-  /** Members a push found with no socket: not pushed to again until they connect. */
-  offline(userIds: readonly string[]): void {
-    for (const userId of userIds) this.db.update(members).set({ online: false }).where(eq(members.userId, userId)).run();
+  /** Every member: a frame goes to each member's realtime object, which alone knows whether it has sockets. */
+  everyone(): string[] {
+    return this.prepared.everyone.all().map((row) => row.userId);
   }
 }
 

@@ -1,4 +1,6 @@
 import type { Message } from "../../schemas/message";
+import type { ChatFact } from "../chat/chat-types";
+import type { IndexEntry, PeerFact } from "./account";
 import type { CreditCommand, CreditResult, FaultPoint, TransferCommand, TransferEvent } from "./wallet-types";
 
 /**
@@ -23,6 +25,17 @@ export interface WalletEffects {
   recordAudit(entries: readonly AuditOutboxEntry[]): Promise<void>;
   /** The sender's wallet object of a transfer this wallet received (is its message posted yet?). */
   sender(userId: string): SenderWallet;
+  /**
+   * The account facts' D1 index (users.status/role, blocks) and the audit rows that go with them,
+   * in one batch: each version written only over an older one, so a repeat or a late write is a no-op.
+   */
+  writeFactsIndex(userId: string, entries: readonly IndexEntry[]): Promise<void>;
+  /** A page of the user's chat ids after `afterChatId` (id order), from the directory's membership index. */
+  userChats(userId: string, afterChatId: string, limit: number): Promise<string[]>;
+  /** The pair's direct chat id, or null when they have none yet. */
+  directChatOf(userId: string, otherId: string): Promise<string | null>;
+  /** Tells a chat object facts (applied forward only); resolves once it acknowledged them. */
+  tellChat(chatId: string, facts: readonly ChatFact[]): Promise<void>;
 }
 
 export type SenderWallet = {
@@ -33,6 +46,10 @@ export type SenderWallet = {
 export type RecipientWallet = {
   credit(command: CreditCommand): Promise<CreditResult>;
   voidUnlessCredited(command: CreditCommand): Promise<CreditResult>;
+  /** Whether the recipient exists (no storage created when not) and its block of `senderId`, versioned. */
+  admitTransfer(senderId: string): Promise<PeerFact | null>;
+  /** Tells this user a peer's block of it changed (the copy its transfers decide on), forward only. */
+  applyPeerFact(peerId: string, fact: PeerFact): Promise<void>;
 };
 
 /** One row of the admin audit log, as the wallet's outbox keeps it until the log acknowledges it. */

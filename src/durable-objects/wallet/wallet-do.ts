@@ -1,10 +1,20 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
-import { invariant, type Outcome, refuse } from "../../lib/errors";
+import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
 import type { UserAdmission } from "../chat/effects";
 import { AuditOutbox } from "./audit-outbox";
+import {
+  Account,
+  type AccountFacts,
+  type AccountRole,
+  type AccountState,
+  type AccountStatus,
+  type AuditNote,
+  type PeerFact,
+} from "./account";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
+import { FactsOutbox } from "./facts-outbox";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
 import { GroupCommit } from "./group-commit";
@@ -80,6 +90,15 @@ export class WalletObject extends DurableObject<Env> {
   private readonly audit: AuditOutbox;
   protected readonly groups: GroupCommit;
   protected readonly hooks: ProtocolHooks;
+  private readonly account: Account;
+  protected readonly facts: FactsOutbox;
+  /**
+   * Whether this object holds a wallet's schema. Any call naming an id creates the object; a
+   * question about a user who never registered (a transfer to a random id) must leave no storage
+   * behind, so the tables are created by the first call that needs them (`ready`).
+   */
+  private hasSchema: boolean;
+  private readonly effects: WalletEffects;
 
   constructor(ctx: DurableObjectState, env: Env, wiring: WalletWiring) {
     super(ctx, env);
@@ -87,6 +106,7 @@ export class WalletObject extends DurableObject<Env> {
     const hooks = wiring.hooks ?? PRODUCTION_HOOKS;
     const wakeAt = (at: number) => this.recovery.wakeAt(at);
     this.hooks = hooks;
+    this.effects = wiring.effects;
     this.ledger = new Ledger(storage.sql);
     this.sessions = new Sessions(storage, wakeAt);
     this.sender = new Sender(storage, this.ledger, wakeAt, (sessionId) => this.sessions.isLive(sessionId));
@@ -98,17 +118,40 @@ export class WalletObject extends DurableObject<Env> {
     this.grants = new Grants(storage, this.ledger, wakeAt, this.audit);
     const announce = (event: TransferEvent) => wiring.effects.announce(event);
     this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
+    this.account = new Account(storage.sql);
+    this.facts = new FactsOutbox(storage, this.account, wiring.effects, () => hooks.now(), wakeAt);
+    this.hasSchema = schemaExists(storage);
     ctx.blockConcurrencyWhile(async () => {
-      migrate(storage);
+      if (this.hasSchema) migrate(storage);
       await this.recovery.load();
     });
   }
 
+  /** The tables, created by the first call that needs them (read-only questions about a stranger never do). */
+  protected ready(): void {
+    if (this.hasSchema) return;
+    migrate(this.ctx.storage);
+    this.hasSchema = true;
+  }
+
+  /** Whether this object is a registered user's: its wallet or its account was opened (registration opens both). */
+  private registered(): boolean {
+    return this.hasSchema && (this.account.row() !== undefined || this.ledger.row() !== undefined);
+  }
+
   // ------------------------------------------------------------------ the owner's reads and opening
 
-  /** Idempotent: the first call creates the wallet with the `signupCredits` grant; later calls change nothing. */
-  open(userId: string, signupCredits: number): Outcome<Wallet> {
-    const row = this.ctx.storage.transactionSync(() => this.ledger.open(userId, signupCredits, this.hooks.now()));
+  /**
+   * Idempotent: the first call creates the wallet with the `signupCredits` grant, and the account
+   * (active, with `role`: what registration wrote to the directory) if it has none; later calls change nothing.
+   */
+  open(userId: string, signupCredits: number, role: AccountRole = "user"): Outcome<Wallet> {
+    this.ready();
+    const now = this.hooks.now();
+    const row = this.ctx.storage.transactionSync(() => {
+      this.account.open(userId, { role, status: "active" }, now);
+      return this.ledger.open(userId, signupCredits, now);
+    });
     return { ok: true, value: toWallet(row) };
   }
 
@@ -154,42 +197,112 @@ export class WalletObject extends DurableObject<Env> {
 
   /** The chat of a transfer this wallet sent, once posted (its recipient asks: recipient.ts `received`). */
   postedTransferChat(transferId: string): string | null {
+    this.ready();
     const row = this.sender.transferOut(transferId);
     return row?.state === "posted" ? row.chat_id : null;
   }
 
   // ------------------------------------------------------------------ the transfer protocol
 
-  /** Sender side, committed in groups (group-commit.ts). */
-  transfer(command: TransferCommand): Promise<TransferResult> {
-    return this.groups.transfer(command);
+  /**
+   * Sender side, committed in groups (group-commit.ts). A new request (no stored outcome under its
+   * key) first meets the facts §11 gives to the two owners: the sender's own status here, then the
+   * recipient's object (exists, has not blocked the sender), asked before any money moves, so a
+   * refusal stores nothing and writes no ledger line on either side. No D1 query.
+   */
+  async transfer(command: TransferCommand): Promise<TransferResult> {
+    this.ready();
+    const known = command.idempotencyKey !== null && this.sender.knowsKey(command.idempotencyKey);
+    // An ended session is refused by begin (401 before any 403/404), so the recipient is not asked.
+    if (command.refusal === null && !known && this.sessions.isLive(command.sessionId)) {
+      const refusal = await this.refusalOfParties(command);
+      if (refusal) return this.groups.transfer({ ...command, refusal: { code: refusal.code, details: refusal.details } });
+    }
+    const result = await this.groups.transfer({ ...command, chatId: command.chatId ?? this.pairChat(command.recipientId) });
+    if (result.ok && result.event?.kind === "posted") this.rememberPairChat(command.recipientId, result.event.transfer.chatId);
+    return result;
+  }
+
+  /** The direct chat of a pair this wallet paid before (null: resolved after the credit, in the directory). */
+  private pairChat(otherId: string): string | null {
+    const sql = this.ctx.storage.sql;
+    return (
+      sql.exec<{ chat_id: string }>("SELECT chat_id FROM pair_chats WHERE other_id = ?", otherId).toArray()[0]?.chat_id ?? null
+    );
+  }
+
+  private rememberPairChat(otherId: string, chatId: string): void {
+    this.ctx.storage.sql.exec("INSERT OR IGNORE INTO pair_chats (other_id, chat_id) VALUES (?, ?)", otherId, chatId);
+  }
+
+  private recipientWallet(userId: string) {
+    return this.effects.recipient(userId);
+  }
+
+  /**
+   * The sender's own status, then the recipient: its existence and its block of the sender from
+   * this object's copy (`peer_facts`, kept current by the recipient's outbox), asked of the
+   * recipient's object only the first time this wallet pays it.
+   */
+  private async refusalOfParties(command: TransferCommand): Promise<Refusal | null> {
+    if (this.account.row()?.status === "suspended")
+      return refuse("account_suspended", "This account is suspended: it can sign in and read, but not send");
+    let peer = this.account.peer(command.recipientId);
+    if (!peer) {
+      const fact = await this.recipientWallet(command.recipientId).admitTransfer(command.senderId);
+      if (!fact) return refuse("user_not_found", `No user with id ${command.recipientId}`);
+      this.ctx.storage.transactionSync(() => this.account.applyPeer(command.recipientId, fact));
+      peer = this.account.peer(command.recipientId);
+    }
+    return peer?.blocksMe ? refuse("recipient_blocked", "The recipient does not accept messages or credits from you") : null;
   }
 
   /** Recipient side: credits the transfer once (recipient.ts); a voided transfer is refused forever. */
   credit(command: CreditCommand): Promise<CreditResult> {
+    this.ready();
     return this.recipient.credit(command);
   }
 
   /** Recipient side, past the deadline: the credit it already made, or the void recorded. */
   voidUnlessCredited(command: CreditCommand): CreditResult {
+    this.ready();
     return this.recipient.voidUnlessCredited(command);
+  }
+
+  /**
+   * Recipient side, the first time a sender pays this user: null for an object no registration
+   * opened (read without creating any storage: 404 `user_not_found`), else this user's block of
+   * the sender at the current version (the sender keeps it as its copy).
+   */
+  admitTransfer(senderId: string): PeerFact | null {
+    if (!this.registered()) return null;
+    return this.account.row() ? this.account.blockFactOf(senderId) : { blocked: false, version: 0 };
+  }
+
+  /** A peer's block of this user, pushed by the peer's outbox; forward only. */
+  applyPeerFact(peerId: string, fact: PeerFact): void {
+    this.ready();
+    this.ctx.storage.transactionSync(() => this.account.applyPeer(peerId, fact));
   }
 
   /** Whether this wallet holds an outcome (ended or in flight) for the owner's transfer key. */
   knowsTransferKey(idempotencyKey: string): boolean {
+    this.ready();
     return this.sender.knowsKey(idempotencyKey);
+  }
+
+  /** The stored outcome of an admin's grant key here, if any: a replay answered without any other read. */
+  storedGrant(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
+    this.ready();
+    return this.grants.stored(command);
   }
 
   /**
    * Admin grant (grants.ts); `wallet` is the wallet after it when this call applied it. Its audit
    * row, written with it, is delivered before the answer when the log takes it (else by the alarm).
    */
-  /** The stored outcome of an admin's grant key here, if any: a replay answered without any other read. */
-  storedGrant(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
-    return this.grants.stored(command);
-  }
-
   async grant(command: GrantCommand): Promise<GrantAnswer> {
+    this.ready();
     const now = this.hooks.now();
     const answer = this.grants.grant(command, now);
     if (answer.ok && answer.value.wallet) await this.audit.deliver(now);
@@ -201,6 +314,7 @@ export class WalletObject extends DurableObject<Env> {
    * credit recorded before its chat was resolved) the other person, whose direct chat it is.
    */
   transferChat(transferId: string): { chatId: string | null; counterpartyId: string } | null {
+    this.ready();
     const sql = this.ctx.storage.sql;
     const sent = sql
       .exec<{ chat_id: string | null; recipient_id: string }>(
@@ -222,11 +336,13 @@ export class WalletObject extends DurableObject<Env> {
 
   /** A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per chat. */
   admitChat(admission: UserAdmission): Outcome<true> {
+    this.ready();
     return this.memberships.admit(admission);
   }
 
   /** A chat tells the owner's place in it (forward only by version). */
   linkChat(link: { chatId: string; role: "owner" | "member" | null; version: number }): void {
+    this.ready();
     this.memberships.link(link.chatId, link.role, link.version);
   }
 
@@ -235,31 +351,37 @@ export class WalletObject extends DurableObject<Env> {
 
   /** Sign-in: a new family with its first refresh token. */
   startSession(familyId: string, tokenHash: string): void {
+    this.ready();
     this.sessions.start(familyId, tokenHash, this.hooks.now());
   }
 
   /** Refresh: uses up `presented`, adds `next` to its family (or revokes the family on reuse). */
   rotateSession(presented: string, next: string): Rotation {
+    this.ready();
     return this.sessions.rotate(presented, next, this.hooks.now());
   }
 
   /** Logout: the family of `tokenHash` revoked; null when this object holds no such token. */
   endSession(tokenHash: string): string | null {
+    this.ready();
     return this.sessions.logout(tokenHash, this.hooks.now());
   }
 
   /** Logout-all: every live family revoked unless the caller's own session has ended. */
   endAllSessions(callerSession: string): ReturnType<Sessions["endAll"]> {
+    this.ready();
     return this.sessions.endAll(callerSession, this.hooks.now());
   }
 
   /** Password change: every family revoked and the new one started, in one transaction. */
   replaceSessions(callerSession: string, familyId: string, tokenHash: string): string[] {
+    this.ready();
     return this.sessions.replaceAll(callerSession, familyId, tokenHash, this.hooks.now());
   }
 
   /** The session check of money, account and admin routes. */
   sessionLive(sessionId: string): boolean {
+    this.ready();
     return this.sessions.isLive(sessionId);
   }
 
@@ -267,35 +389,107 @@ export class WalletObject extends DurableObject<Env> {
 
   /** This wallet's books for a reconciliation run, in O(1) (its running totals); never opens the wallet. */
   books(userId: string, horizon: BooksHorizon): WalletBooks {
+    this.ready();
     return walletBooks(this.ctx.storage.sql, userId, horizon);
   }
 
   outgoingPage(afterId: string, limit: number): OutgoingRow[] {
+    this.ready();
     return outgoingPage(this.ctx.storage.sql, afterId, limit);
   }
 
   incomingPage(afterId: string, limit: number): IncomingRow[] {
+    this.ready();
     return incomingPage(this.ctx.storage.sql, afterId, limit);
   }
 
   /** The transfers of these ids this wallet sent (a page of a chat's messages, checked against them). */
   outgoingByIds(transferIds: string[]): OutgoingRow[] {
+    this.ready();
     return outgoingByIds(this.ctx.storage.sql, transferIds);
   }
 
   /** The credits of these transfer ids this wallet received. */
   incomingByIds(transferIds: string[]): IncomingRow[] {
+    this.ready();
     return incomingByIds(this.ctx.storage.sql, transferIds);
   }
 
   transferSides(transferId: string): TransferSides {
+    this.ready();
     return transferSides(this.ctx.storage.sql, transferId);
   }
 
-  /** Recovery of pending transfers and key expiry (recovery.ts), and the purge of ended sessions. */
+  // ------------------------------------------------------------------ the owner's account facts (account.ts)
+
+  /**
+   * The account as registration wrote it to the directory (a user made outside registration:
+   * seeding, an operator's backfill); creates no wallet and no grant. Idempotent.
+   */
+  openAccount(userId: string, initial: { role: AccountRole; status: AccountStatus }): AccountState {
+    this.ready();
+    return this.ctx.storage.transactionSync(() => {
+      this.account.open(userId, initial, this.hooks.now());
+      return this.account.state();
+    });
+  }
+
+  /** The owner's status, role and version; null for an object no registration opened. */
+  accountState(): AccountState | null {
+    return this.registered() && this.account.row() ? this.account.state() : null;
+  }
+
+  /**
+   * Suspends or reinstates (the admin routes), with the audit row that goes to D1 with the index;
+   * every chat of the user hears before this answers (the first pages), the rest within the alarm.
+   */
+  async setStatus(userId: string, status: AccountStatus, reason: string | null, audit: AuditNote | null): Promise<AccountState> {
+    this.ready();
+    const now = this.hooks.now();
+    const state = this.ctx.storage.transactionSync(() => {
+      this.account.open(userId, { role: "user", status: "active" }, now);
+      return this.account.setStatus(status, reason, audit, now);
+    });
+    await this.facts.flush();
+    return state;
+  }
+
+  /** The role (the operator's command and local ADMIN_EMAILS): the owner's, indexed to D1 from here. */
+  async setRole(userId: string, role: AccountRole): Promise<AccountState> {
+    this.ready();
+    const now = this.hooks.now();
+    const state = this.ctx.storage.transactionSync(() => {
+      this.account.open(userId, { role: "user", status: "active" }, now);
+      return this.account.setRole(role, now);
+    });
+    await this.facts.flush();
+    return state;
+  }
+
+  /** Blocks or unblocks `otherId` (latest wins: the higher version); the pair's direct chat hears before this answers. */
+  async setBlock(userId: string, otherId: string, blocked: boolean): Promise<{ version: number }> {
+    this.ready();
+    const now = this.hooks.now();
+    const version = this.ctx.storage.transactionSync(() => {
+      this.account.open(userId, { role: "user", status: "active" }, now);
+      return this.account.setBlock(otherId, blocked, now);
+    });
+    await this.facts.flush();
+    return { version };
+  }
+
+  /** What a chat that gains this user as a member must hold: status, and the blocks of `otherIds` (its members), versioned. */
+  factsFor(otherIds: string[]): AccountFacts | null {
+    if (!this.registered() || !this.account.row()) return null;
+    return this.account.facts(otherIds);
+  }
+
+  /** Recovery of pending transfers and key expiry (recovery.ts), the purge of ended sessions, then the account facts still owed (facts-outbox.ts). */
   override async alarm(): Promise<void> {
+    if (!this.hasSchema) return;
     const nextPurge = this.sessions.purge(this.hooks.now());
     await this.recovery.run();
+    await this.facts.run();
     // After recovery.run, which sets the alarm for its own work only.
     if (nextPurge !== null) this.recovery.wakeAt(nextPurge);
   }
@@ -305,3 +499,8 @@ const logFailure = (transferId: string) => (error: unknown) => {
   logRecoveryFailure(transferId, error);
   return null;
 };
+
+/** Whether the object's SQLite already holds the wallet schema (read-only: sqlite_master). */
+function schemaExists(storage: DurableObjectStorage): boolean {
+  return storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
+}

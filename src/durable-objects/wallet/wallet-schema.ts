@@ -240,11 +240,72 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX audit_outbox_due ON audit_outbox (retry_at);
   `,
+  // v10 "account facts" (ARCHITECTURE.md §11): the owner's status, role and blocks, each change a
+  // new version of the user's facts; the outbox of D1 index writes owed (one row per version,
+  // deleted when D1 acknowledged it), the chats owed the current facts (a walk over all the
+  // user's chats, and single chats that did not answer yet), retried by the alarm without limit;
+  // the direct chat of each person this user paid (a pair's chat never changes), so a transfer
+  // to someone paid before resolves its chat without the directory; and the copies of other
+  // owners' facts this user's transfers need: that a user exists and whether they block this
+  // one, at their version (applied forward only, pushed by their outbox on every change).
+  `
+  CREATE TABLE account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'suspended')),
+    role TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+    version INTEGER NOT NULL CHECK (version >= 0),
+    opened_at INTEGER NOT NULL
+  );
+  CREATE TABLE account_blocks (
+    blocked_id TEXT PRIMARY KEY,
+    blocked INTEGER NOT NULL CHECK (blocked IN (0, 1)),
+    version INTEGER NOT NULL
+  );
+  CREATE TABLE facts_index_outbox (
+    version INTEGER PRIMARY KEY,
+    change TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE facts_walk (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    after_chat_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at INTEGER NOT NULL
+  );
+  CREATE TABLE facts_targets (
+    target TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at INTEGER NOT NULL
+  );
+  CREATE INDEX facts_targets_retry ON facts_targets (retry_at);
+  CREATE TABLE pair_chats (
+    other_id TEXT PRIMARY KEY,
+    chat_id TEXT NOT NULL
+  );
+  CREATE TABLE peer_facts (
+    user_id TEXT PRIMARY KEY,
+    blocks_me INTEGER NOT NULL CHECK (blocks_me IN (0, 1)),
+    version INTEGER NOT NULL
+  );
+  `,
 ];
 
 export type ChatLinkRow = { chat_id: string; role: "owner" | "member" | null; version: number };
 
 export type AuditOutboxRow = { id: string; entry: string; attempts: number; retry_at: number };
+
+
+export type AccountRow = {
+  user_id: string;
+  status: "active" | "suspended";
+  role: "user" | "admin";
+  version: number;
+  opened_at: number;
+};
+
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
 

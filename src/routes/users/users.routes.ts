@@ -112,7 +112,7 @@ export const block = defineRoute(
     tags: TAGS,
     summary: "Block a user",
     description:
-      "The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`); the caller can still reach them. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.",
+      "The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`) from the answer on (at the latest 1 s after it); the caller can still reach them. The latest of a block and an unblock always wins, whatever order they reach a chat in. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.",
     request: { params: userIdParams },
     responses: { 200: jsonSuccess(blockStateSchema, 200, "The user is blocked") },
   },
@@ -126,7 +126,8 @@ export const unblock = defineRoute(
     operationId: "unblockUser",
     tags: TAGS,
     summary: "Unblock a user",
-    description: "Lifts a block set by the caller. Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.",
+    description:
+      "Lifts a block set by the caller (at the latest 1 s after the answer; the latest of a block and an unblock always wins). Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.",
     request: { params: userIdParams },
     responses: {
       200: jsonSuccess(
@@ -147,7 +148,7 @@ export const suspend = defineRoute(
     tags: ADMIN_TAGS,
     summary: "Suspend a user",
     description:
-      "Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).",
+      "Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`, in every chat of the user from the answer on (at the latest 1 s after it); a later reinstatement or suspension always wins over an earlier one. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).",
     request: {
       params: userIdParams,
       body: { required: true, content: { "application/json": { schema: suspensionBodySchema } } },
