@@ -49,7 +49,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
         at: 1,
         limits: null,
       },
-      { suspended: {}, online: {}, blocks: [] },
+      { suspended: {}, online: {}, versions: {}, blocks: [] },
     );
     queries.length = 0;
     const meta = () => log.meta()!;
