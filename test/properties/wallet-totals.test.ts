@@ -2,6 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { migrate } from "../../src/durable-objects/wallet/wallet-schema";
 import {
   balanceOf,
   readTotals,
@@ -65,9 +66,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 const zero = (): WalletTotals => Object.fromEntries(KINDS.map((k) => [k, { amount: 0, count: 0 }])) as unknown as WalletTotals;
 
-/** A fresh wallet object (never seen by any other test), to run `fn` inside with its storage. */
+/**
+ * A fresh wallet object (never seen by any other test), to run `fn` inside with its storage; its
+ * tables made first (an object creates them on the first call that needs them: wallet-do.ts `ready`).
+ */
 const inFreshWallet = <T>(fn: (storage: DurableObjectStorage) => T) =>
-  runInDurableObject(env.WALLET.get(env.WALLET.newUniqueId()), (_instance, state) => fn(state.storage));
+  runInDurableObject(env.WALLET.get(env.WALLET.newUniqueId()), (_instance, state) => {
+    migrate(state.storage);
+    return fn(state.storage);
+  });
 
 describe("a wallet's running totals (properties)", () => {
   it("follow any sequence of entries: balance = balanceOf(totals), refused entries leave them unchanged, and any cut subtracts", async () => {
