@@ -1,8 +1,8 @@
 import { createDb } from "../db/client";
 import type { WalletEffects } from "../durable-objects/wallet/effects";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
-import { recordAuditEntries } from "./audit";
 import { accountFactsEffects } from "./account-facts";
+import { recordAuditEntries } from "./audit";
 import { chatStub } from "./chat-objects";
 import { transferDirectChat } from "./chats";
 import { postCreditTransferMessages } from "./messages";

@@ -57,7 +57,7 @@ export class Roster {
       const role = cmd.type === "group" && i === 0 ? "owner" : "member";
       this.insertMember(userId, role, cmd.at, 0, facts, 1);
     });
-    for (const [blockerId, blockedId] of facts.blocks) this.members.apply({ kind: "block", blockerId, blockedId, blocked: true });
+    for (const block of facts.blocks) this.members.apply({ kind: "block", ...block });
     const meta = this.log.meta();
     invariant(meta?.chatId === cmd.chatId, `chat ${cmd.chatId} was not created`);
     return meta;
@@ -196,6 +196,7 @@ export class Roster {
       lastReadSeq,
       suspended: facts.suspended[userId] === true,
       online: facts.online[userId] === true,
+      factsVersion: facts.versions[userId] ?? 0,
     };
     this.members.insert(snapshot);
     this.db.update(members).set({ indexVersion: version }).where(eq(members.userId, userId)).run();

@@ -3,7 +3,6 @@ import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
 import type { UserAdmission } from "../chat/effects";
-import { AuditOutbox } from "./audit-outbox";
 import {
   Account,
   type AccountFacts,
@@ -13,6 +12,7 @@ import {
   type AuditNote,
   type PeerFact,
 } from "./account";
+import { AuditOutbox } from "./audit-outbox";
 import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { FactsOutbox } from "./facts-outbox";
 import { Finisher } from "./finisher";

@@ -297,7 +297,6 @@ export type ChatLinkRow = { chat_id: string; role: "owner" | "member" | null; ve
 
 export type AuditOutboxRow = { id: string; entry: string; attempts: number; retry_at: number };
 
-
 export type AccountRow = {
   user_id: string;
   status: "active" | "suspended";
@@ -305,7 +304,6 @@ export type AccountRow = {
   version: number;
   opened_at: number;
 };
-
 
 export type WalletRow = { user_id: string; balance: number; opened_at: number; updated_at: number };
 
