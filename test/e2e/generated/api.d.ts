@@ -143,7 +143,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
+         *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`, in every chat of the user from the answer on (at the latest 1 s after it); a later reinstatement or suspension always wins over an earlier one. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
          *
          *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
@@ -733,7 +733,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`); the caller can still reach them. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.
+         *     The blocked user can no longer open a direct chat with, message, or pay the caller (403 `recipient_blocked`) from the answer on (at the latest 1 s after it); the caller can still reach them. The latest of a block and an unblock always wins, whatever order they reach a chat in. Idempotent. Blocking yourself is 400; an unknown user is 404 `user_not_found`.
          */
         post: operations["blockUser"];
         /**
@@ -742,7 +742,7 @@ export interface paths {
          *
          *     **Production warning:** this endpoint changes data or triggers operations. With the Production server selected in the playground, real production data is affected; use the Development server to try things out.
          *
-         *     Lifts a block set by the caller. Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.
+         *     Lifts a block set by the caller (at the latest 1 s after the answer; the latest of a block and an unblock always wins). Idempotent. Yourself is 400; an unknown user is 404 `user_not_found`.
          */
         delete: operations["unblockUser"];
         options?: never;
