@@ -3,7 +3,7 @@ import type { Database } from "../db/client";
 import { users } from "../db/schema";
 import { ApiError, type ErrorCode } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
-import { sessionEnded, sessionIsLive } from "./auth";
+import { sessionEnded, sessionIsLive } from "./session-check";
 
 /**
  * Who may act as an admin, decided from D1 on every admin request, never from the token alone:

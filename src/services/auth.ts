@@ -1,7 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { type UserRow, users } from "../db/schema";
-import { sessionEndedRefusal } from "../durable-objects/wallet/sessions";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
@@ -11,6 +10,7 @@ import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import { hashPassword, verifyPassword } from "./password";
 import { endSessions } from "./realtime";
+import { sessionEnded } from "./session-check";
 import { displayNameKey, findUser } from "./users";
 import { openWallet } from "./wallets";
 
@@ -36,11 +36,6 @@ import { openWallet } from "./wallets";
  */
 
 /** 401 `session_ended`: the session (refresh-token family) of this access token was revoked. */
-export const sessionEnded = () => {
-  const refusal = sessionEndedRefusal();
-  return new ApiError(refusal.code, refusal.details);
-};
-
 export type Session = { user: UserRow; accessToken: string; refreshToken: string; expiresIn: number };
 
 const normalizeEmail = (email: string) => email.trim().toLowerCase();
@@ -271,15 +266,6 @@ async function replaceSessions(env: Env, caller: AuthUser): Promise<{ familyId: 
       log.error("replace_sessions_failed", { userId: caller.id, attempt, error });
     }
   }
-}
-
-/** Whether the caller's session (refresh-token family) has not ended: asks the caller's object, not D1. */
-export const sessionIsLive = (env: Env, caller: AuthUser): Promise<boolean> =>
-  walletStub(env, caller.id).sessionLive(caller.sessionId);
-
-/** 401 `session_ended` when the caller's session has been revoked. */
-export async function assertSessionLive(env: Env, caller: AuthUser): Promise<void> {
-  if (!(await sessionIsLive(env, caller))) throw sessionEnded();
 }
 
 const accountGone = () => new ApiError("invalid_token", ["The account of this access token no longer exists"]);

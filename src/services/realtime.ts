@@ -11,7 +11,7 @@ import { ID_PATTERN } from "../lib/ids";
 import { log } from "../lib/log";
 import type { AuthUser } from "../lib/types";
 import type { RealtimeEvent, RealtimeFrame } from "../schemas/realtime";
-import { sessionEnded } from "./auth";
+import { sessionEnded } from "./session-check";
 
 /**
  * Realtime push: connection tickets, the WebSocket upgrade, `publish`, which fans an event out

@@ -3,8 +3,8 @@ import { ok } from "../../lib/envelope";
 import { ApiError } from "../../lib/errors";
 import { currentUser } from "../../middlewares/auth";
 import { errorFrameSchema, pongFrameSchema, realtimeFrameSchema } from "../../schemas/realtime";
-import { assertSessionLive } from "../../services/auth";
 import { connect, issueTicket } from "../../services/realtime";
+import { assertSessionLive } from "../../services/session-check";
 import * as routes from "./realtime.routes";
 
 export const realtimeRouter = createRouter()
