@@ -67,3 +67,57 @@ describe("object boundaries", () => {
     ]);
   });
 });
+
+/** The services each service imports (its relative imports that land in src/services/), by path. */
+function serviceGraph(files: string[], read: (file: string) => string): Map<string, string[]> {
+  return new Map(
+    files.map((file) => [
+      file,
+      importsFromServices(file, read(file)).map((specifier) => {
+        const target = path.resolve(path.dirname(file), specifier);
+        return target.endsWith(".ts") ? target : `${target}.ts`;
+      }),
+    ]),
+  );
+}
+
+/** A loop of imports (as file paths, first repeated last), or null when the graph has none. */
+export function importLoop(graph: Map<string, string[]>): string[] | null {
+  const done = new Set<string>();
+  const visit = (file: string, trail: string[]): string[] | null => {
+    if (trail.includes(file)) return [...trail.slice(trail.indexOf(file)), file];
+    if (done.has(file)) return null;
+    for (const next of graph.get(file) ?? []) {
+      const loop = visit(next, [...trail, file]);
+      if (loop) return loop;
+    }
+    done.add(file);
+    return null;
+  };
+  for (const file of graph.keys()) {
+    const loop = visit(file, []);
+    if (loop) return loop;
+  }
+  return null;
+}
+
+describe("services call in one direction", () => {
+  it("no service imports one that (through others) imports it back", () => {
+    const files = sourceFiles(servicesDir);
+    expect(files.length).toBeGreaterThan(10);
+    const loop = importLoop(serviceGraph(files, (file) => readFileSync(file, "utf8")));
+    expect(loop?.map((file) => path.relative(root, file)) ?? null).toBeNull();
+  });
+
+  it("the check finds a loop when there is one (so it cannot pass by missing it)", () => {
+    const [a, b, c] = ["a.ts", "b.ts", "c.ts"].map((name) => path.join(servicesDir, name)) as [string, string, string];
+    const sources: Record<string, string> = {
+      [a]: 'import { b } from "./b";',
+      [b]: 'import { c } from "./c";',
+      [c]: 'import { a } from "./a";',
+    };
+    expect(importLoop(serviceGraph([a, b, c], (file) => sources[file] ?? ""))).toEqual([a, b, c, a]);
+    sources[c] = 'import { ok } from "../lib/errors";';
+    expect(importLoop(serviceGraph([a, b, c], (file) => sources[file] ?? ""))).toBeNull();
+  });
+});
