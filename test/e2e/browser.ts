@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Page } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./support/chromium.ts";
 import { loadDocument } from "./support/openapi.ts";
 
 /**
@@ -19,7 +20,6 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 // The README's picture is refreshed on purpose (`E2E_SCREENSHOT=docs/playground.png npm run test:e2e`);
 // ordinary runs write to the git-ignored test-results/ so they leave the tree clean.
 const SCREENSHOT = path.resolve(ROOT, process.env.E2E_SCREENSHOT ?? "test-results/playground.png");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TRANSFER_SUMMARY = "Send a credit transfer message";
 const REGISTER_SUMMARY = "Register a new user";
 const WARNING_EN = "Production warning: this endpoint changes data or triggers operations.";
@@ -83,16 +83,7 @@ async function main() {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 1000 },
   });
   const blocked: string[] = [];

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { CHROMIUM, CHROMIUM_ARGS } from "../e2e/support/chromium.ts";
 import { type LocalServer, startServer } from "../e2e/support/server.ts";
 
 /**
@@ -12,18 +13,7 @@ import { type LocalServer, startServer } from "../e2e/support/server.ts";
  * shows is written where APP_SCREENSHOT says (default: the git-ignored test-results/).
  */
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOT = path.resolve(ROOT, process.env.APP_SCREENSHOT ?? "test-results/app.png");
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 let server: LocalServer | undefined;
 let browser: Browser | undefined;
@@ -33,7 +23,7 @@ const pageErrors: string[] = [];
 beforeAll(async () => {
   server = await startServer();
   // playwright gives each launch a fresh temporary profile (its own --user-data-dir).
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }, 120_000);
 
 afterAll(async () => {
