@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDb } from "../src/db/client";
 import { chatMembers, chats } from "../src/db/schema";
 import { walletStub } from "../src/durable-objects/wallet/wallet-stub";
+import { directChatIdOf } from "../src/lib/direct-chat";
 import { newId } from "../src/lib/ids";
 import { chatStub, newRouteTag } from "../src/services/chat-objects";
 import { queryChat } from "./support/chats";
@@ -85,6 +86,7 @@ const d1User = (userId: string) =>
 afterEach(() => {
   chatFaults.refuseFacts.clear();
   chatFaults.holdMemberFacts = null;
+  chatFaults.failSummaries = false;
 });
 
 describe("block facts move forward only", () => {
@@ -161,10 +163,10 @@ describe("a fact arriving while a chat loads", () => {
     chatFaults.holdMemberFacts = new Promise<void>((resolve) => {
       release = resolve;
     });
-    // The chat's creation reads its members' facts (no block yet) and is held before keeping them.
+    // Both members' objects admitted the chat, answering their facts (no block yet); the creation is held before keeping them.
     const [reads, told] = [chatFaults.memberFactsRead, chatFaults.factsCalls];
     const creating = call("POST", "/api/v1/chats", { token: a.token, body: { type: "direct", memberId: b.id } });
-    await vi.waitFor(() => expect(chatFaults.memberFactsRead).toBe(reads + 1), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(() => expect(chatFaults.memberFactsRead).toBe(reads + 2), { timeout: 5_000, interval: 10 });
     // Meanwhile b blocks a: the owner writes the index and tells the pair's chat, still being created.
     const blocking = setBlocked(b.id, a.id, true);
     await vi.waitFor(() => expect(chatFaults.factsCalls).toBe(told + 1), { timeout: 5_000, interval: 10 });
@@ -198,6 +200,25 @@ describe("a user in more than 100 chats", () => {
     // The audit rows went to D1 with the index (one batch each).
     const audit = await env.DB.prepare("SELECT action FROM admin_audit WHERE target_id = ? ORDER BY created_at").bind(a.id).all();
     expect(audit.results.map((row) => row.action)).toEqual(["suspension", "reinstatement"]);
+  });
+});
+
+describe("a chat the directory does not list yet", () => {
+  it("hears a suspension and a block: the owner tells the chats it admitted itself to, not those the index lists", async () => {
+    const [a, b, c] = [await seedUser(), await seedUser(), await seedUser()];
+    chatFaults.failSummaries = true;
+    const [group] = await seedChats(a, b, 1);
+    const [direct] = await seedChats(a, c, 1, true);
+    const indexed = await env.DB.prepare("SELECT count(*) AS n FROM chat_members WHERE chat_id IN (?, ?)")
+      .bind(group, direct)
+      .first();
+    expect(indexed).toEqual({ n: 0 });
+    await setSuspended(a.id, true);
+    expect([await suspendedIn(group!, a.id), await suspendedIn(direct!, a.id)]).toEqual([1, 1]);
+    await setSuspended(a.id, false);
+    await setBlocked(c.id, a.id, true);
+    expectError(await send(a, direct!), 403, "recipient_blocked");
+    expect((await send(a, group!)).status).toBe(201);
   });
 });
 
@@ -315,24 +336,22 @@ describe("a transfer makes no D1 query", () => {
     expect({ worker: worker.roundTrips, objects: onRequestPaths(roundTrips) }).toEqual({ worker: [], objects: [] });
   });
 
-  it("a first pair: none in the Worker; the objects' only ones make the pair's direct chat", async () => {
+  it("a first pair: none in the Worker nor in any object; the chat is listed behind the answer within 1 s", async () => {
     const [a, b] = [await seedWalletUser(), await seedWalletUser()];
     await settle();
-    const { worker, objects } = await counted(a, b);
-    expect(worker).toEqual([]);
-    // The pair's chat is created by its object (its id derived from the pair): it reads the two
-    // people's facts from the directory's index once, and writes its row and membership index
-    // within the request (the chat list shows it at once). Nothing else: no key, no session, no
-    // status or block read (their owners decide), and none at all once the pair has its chat.
-    expect(
-      objects.map((q) =>
-        q
-          .replace(/^batch of \d+: /, "")
-          .split(" ")
-          .slice(0, 3)
-          .join(" "),
-      ),
-    ).toEqual(['select "id", "status",', 'insert into "chats"', 'insert into "chats"']);
+    // The pair's chat is created by its object (its id derived from the pair), which takes the two
+    // people's facts from their own objects' admissions; its directory row, membership index and
+    // transfer mark follow from its outbox, behind the answer.
+    expect(await counted(a, b)).toEqual({ worker: [], objects: [] });
+    const chatId = await directChatIdOf(a.id, b.id);
+    await vi.waitFor(
+      async () => {
+        const row = await env.DB.prepare("SELECT carries_transfers FROM chats WHERE id = ?").bind(chatId).first();
+        const members = await env.DB.prepare("SELECT count(*) AS n FROM chat_members WHERE chat_id = ?").bind(chatId).first();
+        expect({ row, members }).toEqual({ row: { carries_transfers: 1 }, members: { n: 2 } });
+      },
+      { timeout: 1_000, interval: 25 },
+    );
   });
 
   it("a transfer refused by a block, a suspension or a missing recipient reads no D1 and leaves no ledger line", async () => {

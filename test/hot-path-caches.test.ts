@@ -5,10 +5,11 @@ import { createDb } from "../src/db/client";
 import { batchPrepared, preparedPerDatabase } from "../src/db/prepared";
 import { idempotencyKeys, users } from "../src/db/schema";
 import { getConfig } from "../src/lib/config";
+import { directChatIdOf } from "../src/lib/direct-chat";
 import { newId } from "../src/lib/ids";
 import { signAccessToken, verifyAccessToken } from "../src/lib/jwt";
 import { chatsOfMessageId } from "../src/services/chat-objects";
-import { createDirectChat, knownDirectChat, memberLimitsOf } from "../src/services/chats";
+import { createDirectChat, memberLimitsOf } from "../src/services/chats";
 import { findUser } from "../src/services/users";
 import { call } from "./support/http";
 import { seedUser } from "./support/users";
@@ -90,11 +91,11 @@ describe("hot-path caches", () => {
       [a.id, c.id, ac],
       [c.id, a.id, ac],
     ] as const) {
-      expect(await knownDirectChat(db, x, y)).toBe(chatId);
+      expect(await directChatIdOf(x, y)).toBe(chatId);
     }
     // A pair's chat id is derived from the pair, whether or not the chat exists yet.
-    expect(await knownDirectChat(db, b.id, c.id)).not.toBe(ab);
-    expect((await call("GET", `/api/v1/chats/${await knownDirectChat(db, b.id, c.id)}`, { token: b.token })).status).toBe(404);
+    expect(await directChatIdOf(b.id, c.id)).not.toBe(ab);
+    expect((await call("GET", `/api/v1/chats/${await directChatIdOf(b.id, c.id)}`, { token: b.token })).status).toBe(404);
     const send = async (user: typeof a, recipientId: string, content: string) =>
       (await call("POST", "/api/v1/messages", { token: user.token, body: { recipientId, content } })).json.data;
     const inAb = await send(a, b.id, "to b");

@@ -1,15 +1,15 @@
-import { and, asc, eq, gt, lt, sql } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import { createDb, type Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
-import { adminAudit, blocks, chatMembers, users } from "../db/schema";
+import { adminAudit, blocks, users } from "../db/schema";
 import type { IndexEntry } from "../durable-objects/wallet/account";
-import { knownDirectChat } from "./chats";
+import { directChatIdOf } from "../lib/direct-chat";
 
 /**
  * The D1 side of the account facts (ARCHITECTURE.md §11): the user's object owns status, role and
  * blocks; D1 `users.status/role` and `blocks` are indexes it writes from its outbox
- * (durable-objects/wallet/facts-outbox.ts), for lists and for chats starting from the directory.
+ * (durable-objects/wallet/facts-outbox.ts), for lists.
  * Every write lands only over an older version (`users.facts_version`), so a repeat or a late
  * delivery never undoes a newer one. A suspension's audit row goes in the same batch as its
  * index row (keyed by its own id, so a repeat writes it once).
@@ -56,22 +56,10 @@ function indexStatements(db: Database, userId: string, { version, change }: Inde
   return [write, db.update(users).set({ factsVersion: version }).where(older)];
 }
 
-/** A page of the user's chat ids after `afterChatId`, in id order, from the membership index. */
-export async function userChatPage(db: Database, userId: string, afterChatId: string, limit: number): Promise<string[]> {
-  const rows = await db
-    .select({ chatId: chatMembers.chatId })
-    .from(chatMembers)
-    .where(and(eq(chatMembers.userId, userId), afterChatId ? gt(chatMembers.chatId, afterChatId) : undefined))
-    .orderBy(asc(chatMembers.chatId))
-    .limit(limit);
-  return rows.map((row) => row.chatId);
-}
-
 /** The D1 effects of the account facts, bound to this deployment's database. */
 export function accountFactsEffects(env: Env) {
   return {
     writeFactsIndex: (userId: string, entries: readonly IndexEntry[]) => writeFactsIndex(createDb(env.DB), userId, entries),
-    userChats: (userId: string, afterChatId: string, limit: number) => userChatPage(createDb(env.DB), userId, afterChatId, limit),
-    directChatOf: (userId: string, otherId: string) => knownDirectChat(createDb(env.DB), userId, otherId),
+    directChatOf: (userId: string, otherId: string) => directChatIdOf(userId, otherId),
   };
 }

@@ -1,68 +1,36 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { createDb, type Database } from "../db/client";
-import { blocks, chatMembers, chats, users } from "../db/schema";
-import type { MemberFacts } from "../durable-objects/chat/chat-types";
+import { chatMembers, chats } from "../db/schema";
+import type { MemberFact } from "../durable-objects/chat/chat-types";
 import type { ChatEffects, DirectorySummary, UserLink } from "../durable-objects/chat/effects";
+import type { AccountFacts } from "../durable-objects/wallet/account";
 import { walletStub } from "../durable-objects/wallet/wallet-stub";
-import { inChunks, MAX_BOUND_PARAMETERS } from "./chats";
 import { fanOut } from "./realtime";
 
 /**
- * What a chat object reaches outside its own storage, bound to this deployment: what the outside
- * world says of the users it takes in, the users' own objects (their chat counts), the D1
+ * What a chat object reaches outside its own storage, bound to this deployment: the users' own
+ * objects (their chat counts, and their facts as the chat takes them in), the D1
  * directory (its row and membership index, behind the answers), and realtime frames. Handed to
  * every ChatDO by the Worker's entry (src/index.ts).
  */
 export function chatEffects(env: Env): ChatEffects {
   const db = () => createDb(env.DB);
   return {
-    memberFacts: (userIds) => loadMemberFacts(db(), userIds),
-    admitMember: (userId, admission) => walletStub(env, userId).admitChat(admission),
+    admitMember: async (userId, admission) => {
+      const answer = await walletStub(env, userId).admitChat(admission);
+      return answer.ok ? { ok: true, value: memberFactOf(answer.value) } : answer;
+    },
     writeSummary: (summary) => writeDirectorySummary(db(), summary),
     tellUsers: (chatId, links) => tellUsers(env, chatId, links),
     push: async (userIds, events) => (await fanOut(env, userIds, events)).unreached,
   };
 }
 
-/**
- * What a chat takes in with its new members, in one batch: each one's status with the version of
- * their owner's facts (users.facts_version, written by the owner's outbox), and for a direct chat
- * the block state of each ordered pair, stamped with the blocker's version (an absent row is "not
- * blocked" at that version). Read once per member a chat takes in, never on a send; what is newer
- * reaches the chat from the owners' outboxes and moves it forward only.
- */
-export async function loadMemberFacts(db: Database, userIds: readonly string[]): Promise<MemberFacts> {
-  const ids = [...new Set(userIds)];
-  const facts: MemberFacts = { suspended: {}, online: {}, versions: {}, blocks: [] };
-  const [first, ...rest] = inChunks(ids, MAX_BOUND_PARAMETERS).map((chunk) =>
-    db
-      .select({ id: users.id, status: users.status, factsVersion: users.factsVersion })
-      .from(users)
-      .where(inArray(users.id, chunk)),
-  );
-  if (!first) return facts;
-  // Blocks count only in a direct chat (two people): a group's members are not read for them.
-  const between = db
-    .select({ blockerId: blocks.blockerId, blockedId: blocks.blockedId })
-    .from(blocks)
-    .where(and(inArray(blocks.blockerId, ids), inArray(blocks.blockedId, ids)));
-  const results = await db.batch([first, ...rest, ...(ids.length === 2 ? [between] : [])]);
-  const blockRows = ids.length === 2 ? (results.pop() as { blockerId: string; blockedId: string }[]) : [];
-  const rows = (results as { id: string; status: string; factsVersion: number }[][]).flat();
-  for (const row of rows) {
-    facts.suspended[row.id] = row.status === "suspended";
-    facts.online[row.id] = false;
-    facts.versions[row.id] = row.factsVersion;
-  }
-  const blocked = new Set(blockRows.map((b) => `${b.blockerId}:${b.blockedId}`));
-  const pairs = rows.length === 2 ? [[rows[0]!, rows[1]!] as const, [rows[1]!, rows[0]!] as const] : [];
-  facts.blocks = pairs.map(([a, b]) => ({
-    blockerId: a.id,
-    blockedId: b.id,
-    blocked: blocked.has(`${a.id}:${b.id}`),
-    version: a.factsVersion,
-  }));
-  return facts;
+/** The chat's view of a user's facts from their owner's answer (null: no account opened yet, active at version 0). */
+export function memberFactOf(facts: AccountFacts | null): MemberFact {
+  if (!facts) return { suspended: false, version: 0, blockedIds: [] };
+  const blockedIds = facts.blocks.filter((block) => block.blocked).map((block) => block.blockedId);
+  return { suspended: facts.status === "suspended", version: facts.version, blockedIds };
 }
 
 /** Tells each user's own object their place in the chat; throws when any could not be told (the outbox retries). */

@@ -55,25 +55,6 @@ export const memberLimitsOf = (config: Config): MemberLimits => ({
   maxGroupsOwned: config.maxGroupsOwned,
 });
 
-/**
- * The pair's direct chat id (derived, no lookup: lib/direct-chat.ts). Its object may not hold a
- * chat yet: then it answers `chat_not_found` until the chat is created.
- */
-export function knownDirectChat(_db: Database, a: string, b: string): Promise<string> {
-  return directChatIdOf(a, b);
-}
-
-/**
- * Marks the pair's direct chat (if its directory row exists) as carrying transfers; changes nothing
- * once it is. The chat's outbox also sets it once a transfer's message is in the chat.
- */
-export function markCarriesTransfers(db: Database, directKey: Param<string>) {
-  return db
-    .update(chats)
-    .set({ carriesTransfers: 1 })
-    .where(and(eq(chats.directKey, directKey), eq(chats.carriesTransfers, 0)));
-}
-
 /** The command that creates the direct chat of two users (the creator first), capped by `limits` unless null. */
 async function directChatCommand(creatorId: string, otherId: string, limits: MemberLimits | null, at: number): Promise<NewChat> {
   return {

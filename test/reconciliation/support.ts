@@ -3,15 +3,23 @@ import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { createDb } from "../../src/db/client";
 import { recordEntry, recordTransferState } from "../../src/durable-objects/wallet/wallet-totals";
+import { directChatIdOf } from "../../src/lib/direct-chat";
 import { newId } from "../../src/lib/ids";
 import { answer, chatStub } from "../../src/services/chat-objects";
-import { knownDirectChat, transferDirectChat } from "../../src/services/chats";
+import { transferDirectChat } from "../../src/services/chats";
 import { walletStub } from "../../src/services/wallets";
+import { flushDirectory } from "../support/chats";
 import { call } from "../support/http";
+import { chatFaults } from "../support/test-chat";
 import { transfer } from "../support/wallets";
 
-/** POST /admin/reconciliations, then waits for that run's Workflow instance to finish; returns the run. */
+/**
+ * POST /admin/reconciliations, then waits for that run's Workflow instance to finish; returns the
+ * run. The chats made so far are listed in the directory first (their outboxes, at once instead of
+ * within the second the API allows), as they are for a daily run: the walk visits listed chats.
+ */
 export async function runToCompletion(adminToken: string) {
+  await flushDirectory(chatFaults.created);
   const started = await call("POST", "/api/v1/admin/reconciliations", { token: adminToken });
   expect([200, 202], started.text).toContain(started.status);
   const runId: string = started.json.data.id;
@@ -143,7 +151,7 @@ export async function craftTransferMessage(senderId: string, recipientId: string
  * sender's running totals in one transaction): a new amount, or (null) no message at all.
  */
 export async function rewriteTransferMessage(senderId: string, recipientId: string, transferId: string, amount: number | null) {
-  const chatId = await knownDirectChat(createDb(env.DB), senderId, recipientId);
+  const chatId = await directChatIdOf(senderId, recipientId);
   expect(chatId, `no direct chat between ${senderId} and ${recipientId}`).not.toBeNull();
   await runInDurableObject(chatStub(env, chatId!), (_instance, state) =>
     state.storage.transactionSync(() => {

@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { chatStub } from "../../src/services/chat-objects";
+import { chatFaults } from "./test-chat";
 
 /**
  * Writes what each chat object owes the D1 directory now (its alarm: durable-objects/chat/
@@ -22,12 +23,14 @@ export async function queryChat<T extends Record<string, SqlStorageValue>>(chatI
 }
 
 /**
- * Rows of a query run on every chat object of the directory (the suites' stand-in for what was
- * one query over D1's `messages` before chats became objects), in directory order.
+ * Rows of a query run on every chat object (the suites' stand-in for what was one query over D1's
+ * `messages` before chats became objects), in id order: those the directory lists and those
+ * created but not listed yet (the directory follows behind the answers).
  */
 export async function queryEveryChat<T extends Record<string, SqlStorageValue>>(query: string, ...params: unknown[]) {
   const { results } = await env.DB.prepare("SELECT id FROM chats ORDER BY id").all<{ id: string }>();
+  const ids = [...new Set([...results.map((row) => row.id), ...chatFaults.created])].sort();
   const rows: (T & { chat_id: string })[] = [];
-  for (const { id } of results) rows.push(...(await queryChat<T>(id, query, ...params)));
+  for (const id of ids) rows.push(...(await queryChat<T>(id, query, ...params)));
   return rows;
 }

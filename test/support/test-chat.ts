@@ -1,6 +1,8 @@
 import { ChatObject } from "../../src/durable-objects/chat/chat-do";
 import type {
   ChatFact,
+  CreatedChat,
+  NewChat,
   RemovedMember,
   RemoveMember,
   SendCommand,
@@ -32,10 +34,14 @@ export const chatFaults: {
   refuseFacts: Set<string>;
   /** Facts deliveries received by chat objects (a connect must make none). */
   factsCalls: number;
-  /** Awaited after a chat read its new members' facts and before it keeps them (a slow creation). */
+  /** Awaited after a member's object admitted them (answering their facts) and before the chat keeps them (a slow creation). */
   holdMemberFacts: Promise<void> | null;
-  /** How many times chat objects read their new members' facts. */
+  /** How many admissions (each answering a member's facts) chat objects received. */
   memberFactsRead: number;
+  /** Chat objects' directory writes fail (D1 down for them): the chats' outboxes keep them owed. */
+  failSummaries: boolean;
+  /** Every chat a chat object of this isolate created (the directory lists them only behind the answers). */
+  created: Set<string>;
 } = {
   failTransferAppends: null,
   failSends: null,
@@ -47,6 +53,8 @@ export const chatFaults: {
   factsCalls: 0,
   holdMemberFacts: null,
   memberFactsRead: 0,
+  failSummaries: false,
+  created: new Set(),
 };
 
 /** The production chat object with the fault switch in front of its transfer appends (bound as CHAT in the suites). */
@@ -56,14 +64,24 @@ export class TestChatDO extends ChatObject {
     super(ctx, env, {
       effects: {
         ...effects,
-        memberFacts: async (userIds) => {
-          const facts = await effects.memberFacts(userIds);
+        admitMember: async (userId, admission) => {
+          const answer = await effects.admitMember(userId, admission);
           chatFaults.memberFactsRead += 1;
           if (chatFaults.holdMemberFacts) await chatFaults.holdMemberFacts;
-          return facts;
+          return answer;
+        },
+        writeSummary: async (summary) => {
+          if (chatFaults.failSummaries) throw new Error("injected failure: the directory is unreachable");
+          return effects.writeSummary(summary);
         },
       },
     });
+  }
+
+  override async create(cmd: NewChat): Promise<Outcome<CreatedChat>> {
+    const result = await super.create(cmd);
+    if (result.ok) chatFaults.created.add(cmd.chatId);
+    return result;
   }
 
   override async applyFacts(chatId: string, facts: readonly ChatFact[]): Promise<void> {

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { queryChat } from "../support/chats";
+import { flushDirectory, queryChat } from "../support/chats";
 import { call, expectError } from "../support/http";
 import { seedUser, setBlocked } from "../support/users";
 import { balanceOf, NO_RATE_LIMIT, rowsOf, seedWalletUser, transfer } from "../support/wallets";
@@ -37,6 +37,8 @@ describe("POST /api/v1/messages/credit-transfer", () => {
       transfer_recipient_id: bob.id,
       transfer_amount: 25,
     });
+    // The directory lists the chat behind the answer (within 1 s): its alarm, now.
+    await flushDirectory([data.chatId]);
     const chat = await env.DB.prepare("SELECT type FROM chats WHERE id = ?").bind(data.chatId).first();
     expect(chat).toEqual({ type: "direct" });
     // Both ledgers: the debit and the credit, each with the message id and the balance after.

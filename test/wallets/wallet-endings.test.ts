@@ -4,9 +4,10 @@ import { describe, expect, it } from "vitest";
 import { creditCommandOf } from "../../src/durable-objects/wallet/finisher";
 import type { TransferOutRow } from "../../src/durable-objects/wallet/wallet-schema";
 import { CALL_TIMEOUT_MS, MAX_RETRY_DELAY_MS } from "../../src/durable-objects/wallet/wallet-types";
+import { directChatIdOf } from "../../src/lib/direct-chat";
 import { IDEMPOTENCY_RETENTION_MS } from "../../src/lib/idempotency";
 import { walletStub } from "../../src/services/wallets";
-import { queryEveryChat } from "../support/chats";
+import { queryChat, queryEveryChat } from "../support/chats";
 import { withTriggers } from "../support/d1-triggers";
 import { call, expectError } from "../support/http";
 import { withFailingTransferAppends } from "../support/test-chat";
@@ -19,8 +20,9 @@ const VOID_AFTER_MS = 3600 * 1000;
 const messagesOf = async (transferId: string) =>
   (await queryEveryChat("SELECT id FROM messages WHERE transfer_id = ?", transferId)).map(({ id }) => ({ id }));
 
+/** The tables of the pair's chat object: none while no chat was ever created there. */
 const directChats = async (a: string, b: string) =>
-  (await env.DB.prepare("SELECT id FROM chats WHERE direct_key = ?").bind([a, b].sort().join(":")).all()).results;
+  queryChat(await directChatIdOf(a, b), "SELECT name FROM sqlite_master WHERE type = 'table'");
 
 describe("a hung recipient delays only its own transfers", () => {
   it("the sender's other transfers post while one recipient never answers; that one answers 202 after the timeout and recovery ends it", async () => {

@@ -14,6 +14,7 @@ import type {
   ChatTransferTotals,
   CreatedChat,
   MarkerAnswer,
+  MemberFact,
   NewChat,
   PageRequest,
   RemovedMember,
@@ -27,7 +28,7 @@ import type { ChatEffects } from "./effects";
 import { SendKeys } from "./keys";
 import { chatNotFound, Members } from "./members";
 import { messageOf, Posting } from "./posting";
-import { ADMISSION_TIMEOUT_MS, Roster } from "./roster";
+import { ADMISSION_TIMEOUT_MS, memberFactsOf, Roster } from "./roster";
 import { SUMMARY_FLUSH_MS, Summary } from "./summary";
 import { TransferReads } from "./transfer-reads";
 
@@ -120,32 +121,38 @@ export class ChatObject extends DurableObject<Env> {
   }
 
   private async createNow(cmd: NewChat): Promise<Outcome<CreatedChat>> {
-    const facts = await this.effects.memberFacts(cmd.memberIds);
     const admitted = await this.admitAll(cmd);
     if (!admitted.ok) return admitted;
+    const facts = memberFactsOf(cmd.memberIds, admitted.value, cmd.type === "direct");
     this.ctx.storage.transactionSync(() => {
       migrate(this.ctx.storage);
       this.hasSchema = true;
       this.roster.create(cmd, facts);
     });
-    await this.flushNow();
+    // A chat created through the API is in its creator's list by the answer. A transfer's chat
+    // (no caps: `limits` null) is listed by the outbox within a second, so the transfer waits on
+    // no D1 write (API.md: the chat list reflects a change within 1 s).
+    if (cmd.limits) await this.flushNow();
+    else this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
     return this.created(cmd, true);
   }
 
   /**
-   * Each member's object counts the new chat (the creator first, as the owner of a group). On a
-   * refusal, those counted already are told to drop it (version 0: a count no chat confirmed).
+   * Each member's object counts the new chat (the creator first, as the owner of a group) and
+   * answers its facts. On a refusal, those counted already are told to drop it (version 0: a
+   * count no chat confirmed).
    */
-  private async admitAll(cmd: NewChat): Promise<Outcome<true>> {
+  private async admitAll(cmd: NewChat): Promise<Outcome<MemberFact[]>> {
     const limits = cmd.limits && { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
     const answers = await Promise.all(
       cmd.memberIds.map((userId, i) => {
         const role = cmd.type === "group" && i === 0 ? "owner" : "member";
-        return this.effects.admitMember(userId, { chatId: cmd.chatId, role, limits });
+        const otherIds = cmd.type === "direct" ? cmd.memberIds.filter((id) => id !== userId) : [];
+        return this.effects.admitMember(userId, { chatId: cmd.chatId, role, otherIds, limits });
       }),
     );
     const refusal = answers.find((answer) => !answer.ok);
-    if (!refusal) return { ok: true, value: true };
+    if (!refusal) return { ok: true, value: answers.flatMap((answer) => (answer.ok ? [answer.value] : [])) };
     const release = cmd.memberIds.filter((_, i) => answers[i]?.ok).map((userId) => ({ userId, role: null, version: 0 }));
     await this.effects.tellUsers(cmd.chatId, release).catch((error) => log.warn("chat.release_failed", { error }));
     return refusal;
@@ -174,12 +181,8 @@ export class ChatObject extends DurableObject<Env> {
   async appendTransfers(chatId: string, transfers: readonly TransferAppend[]): Promise<Outcome<Message[]>> {
     const meta = this.meta(chatId);
     if (!meta) return chatNotFound(chatId);
-    const carried = this.transfers.carries();
     const posted = this.ctx.storage.transactionSync(() => this.posting.appendTransfers(this.current(), transfers));
     if (posted.some((p) => p.created)) this.changed([]);
-    // The chat's first transfer message: the directory marks the chat before this answers, so
-    // reconciliation, which walks the marked chats, cannot miss it (once per chat).
-    if (!carried && posted.some((p) => p.created)) await this.flushNow();
     return { ok: true, value: posted.map((p) => p.message) };
   }
 
@@ -246,14 +249,14 @@ export class ChatObject extends DurableObject<Env> {
     if (begun.value.already) return this.viewOf(this.current(), cmd.actorId);
     // A place held by an add that never finishes (a crash between its steps) is given back by the alarm.
     this.wakeAt(this.now() + ADMISSION_TIMEOUT_MS + 1);
-    const facts = await this.effects.memberFacts([cmd.userId]);
     const limits = { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
-    let admitted: Outcome<true> | null = null;
+    let admitted: Outcome<MemberFact> | null = null;
     try {
-      admitted = await this.effects.admitMember(cmd.userId, { chatId: cmd.chatId, role: "member", limits });
+      admitted = await this.effects.admitMember(cmd.userId, { chatId: cmd.chatId, role: "member", otherIds: [], limits });
     } finally {
       // Also when the user's object could not be reached (null): the place is given back.
       const ok = admitted === null ? null : admitted.ok;
+      const facts = memberFactsOf([cmd.userId], [admitted?.ok ? admitted.value : undefined], false);
       const row = this.ctx.storage.transactionSync(() => this.roster.finishAdd(this.current(), cmd, facts, ok));
       if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }]);
       else this.wakeAt(this.now() + SUMMARY_FLUSH_MS);

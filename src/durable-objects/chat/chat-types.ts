@@ -22,6 +22,12 @@ export type MemberFacts = {
   blocks: BlockSnapshot[];
 };
 
+/**
+ * One user's facts as their own object answers them when it admits the user to a chat: whether
+ * they are suspended and which of the chat's other members they blocked, at their facts version.
+ */
+export type MemberFact = { suspended: boolean; version: number; blockedIds: string[] };
+
 export type BlockSnapshot = { blockerId: string; blockedId: string; blocked: boolean; version: number };
 
 export type MemberSnapshot = {

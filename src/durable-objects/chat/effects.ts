@@ -1,6 +1,6 @@
 import type { Outcome } from "../../lib/errors";
 import type { RealtimeEvent } from "../../schemas/realtime";
-import type { MemberFacts } from "./chat-types";
+import type { MemberFact } from "./chat-types";
 
 /**
  * Everything a chat object reaches outside its own storage, handed in by whoever binds it
@@ -8,13 +8,14 @@ import type { MemberFacts } from "./chat-types";
  * imports a service.
  */
 export interface ChatEffects {
-  /** What the outside world says of users the chat is taking in (status, open sockets, blocks between them). */
-  memberFacts(userIds: readonly string[]): Promise<MemberFacts>;
   /**
    * Asks `userId`'s own object to count this chat among the user's (idempotent per chat id);
    * refused with 409 `chat_limit_reached` past `MAX_CHATS_PER_USER` or, as `owner`, `MAX_GROUPS_OWNED`.
+   * Answers the user's facts as their owner holds them at that moment (status, blocks of
+   * `otherIds`, versioned): the chat takes them in with the member, and the owner's outbox, which
+   * counts this chat from then on, keeps them current.
    */
-  admitMember(userId: string, admission: UserAdmission): Promise<Outcome<true>>;
+  admitMember(userId: string, admission: UserAdmission): Promise<Outcome<MemberFact>>;
   /** Writes the chat's directory row, its membership index and the markers that moved (one D1 batch, forward only). */
   writeSummary(summary: DirectorySummary): Promise<void>;
   /** Tells each user's own object their current place in this chat (forward only by `version`). */
@@ -27,6 +28,8 @@ export interface ChatEffects {
 export type UserAdmission = {
   chatId: string;
   role: "owner" | "member";
+  /** The chat's other members whose block by this user the chat must know (a direct chat's other member; none for a group). */
+  otherIds: string[];
   limits: { maxChatsPerUser: number; maxGroupsOwned: number } | null;
 };
 

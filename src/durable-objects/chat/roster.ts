@@ -3,7 +3,7 @@ import type { DrizzleSqliteDODatabase } from "drizzle-orm/durable-sqlite";
 import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
 import type { Log, NewChatMessage } from "./append";
 import { admissions, type ChatMeta, chatRow, type chatSchema, departed, members } from "./chat-schema";
-import type { AddMember, MemberFacts, NewChat, RemoveMember } from "./chat-types";
+import type { AddMember, MemberFact, MemberFacts, NewChat, RemoveMember } from "./chat-types";
 import type { IndexRow, UserLink } from "./effects";
 import { chatNotFound, type Members } from "./members";
 
@@ -14,6 +14,32 @@ export const ADMISSION_TIMEOUT_MS = 60_000;
 
 const notADirectChange = () =>
   refuse("validation_failed", "chatId: a direct chat always has exactly its two people; create a group chat instead");
+
+/**
+ * What the chat keeps of the members it takes in, from their own objects' answers (`answers[i]`
+ * is `memberIds[i]`'s; none: not reached, taken as active at version 0, which any fact from the
+ * owner overrides). Blocks count in a direct chat only: each ordered pair, stamped with the
+ * blocker's version (an absent block is "not blocked" at that version).
+ */
+export function memberFactsOf(
+  memberIds: readonly string[],
+  answers: readonly (MemberFact | undefined)[],
+  direct: boolean,
+): MemberFacts {
+  const facts: MemberFacts = { suspended: {}, online: {}, versions: {}, blocks: [] };
+  memberIds.forEach((userId, i) => {
+    facts.suspended[userId] = answers[i]?.suspended === true;
+    facts.online[userId] = false;
+    facts.versions[userId] = answers[i]?.version ?? 0;
+  });
+  if (!direct || memberIds.length !== 2) return facts;
+  facts.blocks = memberIds.map((blockerId, i) => {
+    const blockedId = memberIds[1 - i]!;
+    const answer = answers[i];
+    return { blockerId, blockedId, blocked: answer?.blockedIds.includes(blockedId) === true, version: answer?.version ?? 0 };
+  });
+  return facts;
+}
 
 /**
  * Who is in the chat, decided here and nowhere else (ARCHITECTURE.md §11): creation, adds,

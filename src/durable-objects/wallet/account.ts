@@ -24,7 +24,7 @@ export type IndexChange =
 
 export type IndexEntry = { version: number; change: IndexChange };
 
-/** The owner's facts as a chat needs them (`factsFor`): the status, and the blocks of the listed users, each with its version. */
+/** The owner's facts as a chat needs them (answered with each admission to a chat): the status, and the blocks of the listed users, each with its version. */
 export type AccountFacts = {
   userId: string;
   status: AccountStatus;

@@ -30,8 +30,6 @@ export interface WalletEffects {
    * in one batch: each version written only over an older one, so a repeat or a late write is a no-op.
    */
   writeFactsIndex(userId: string, entries: readonly IndexEntry[]): Promise<void>;
-  /** A page of the user's chat ids after `afterChatId` (id order), from the directory's membership index. */
-  userChats(userId: string, afterChatId: string, limit: number): Promise<string[]>;
   /** The pair's direct chat id, or null when they have none yet. */
   directChatOf(userId: string, otherId: string): Promise<string | null>;
   /** Tells a chat object facts (applied forward only); resolves once it acknowledged them. */

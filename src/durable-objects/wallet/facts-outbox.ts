@@ -2,8 +2,9 @@ import { log } from "../../lib/log";
 import type { ChatFact } from "../chat/chat-types";
 import { type Account, chatTarget, type IndexChange, type IndexEntry } from "./account";
 import type { WalletEffects } from "./effects";
+import type { Memberships } from "./memberships";
 
-/** Chats read from the directory's membership index per page of a walk. */
+/** Chats read from the owner's own list (memberships.ts) per page of a walk. */
 export const FACTS_PAGE = 100;
 /** Chats told at once. */
 const FACTS_CONCURRENCY = 32;
@@ -36,6 +37,7 @@ export class FactsOutbox {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly account: Account,
+    private readonly memberships: Memberships,
     private readonly effects: WalletEffects,
     private readonly now: () => number,
     private readonly wakeAt: (at: number) => void,
@@ -93,8 +95,6 @@ export class FactsOutbox {
     this.storage.transactionSync(() => {
       sql.exec("DELETE FROM facts_index_outbox WHERE version <= ?", last);
       this.storage.kv.delete(INDEX_FAILURES_KEY);
-      // A chat that started while the index was behind read an older status from it: walk again.
-      if (failedBefore > 0) this.account.walkAllChats(this.now());
     });
   }
 
@@ -103,16 +103,7 @@ export class FactsOutbox {
     const sql = this.storage.sql;
     const walk = sql.exec<Walk>("SELECT after_chat_id, version, attempts, retry_at FROM facts_walk WHERE id = 1").toArray()[0];
     if (!walk || walk.retry_at > this.now()) return false;
-    const userId = this.account.state().userId;
-    let chatIds: string[];
-    try {
-      chatIds = await this.effects.userChats(userId, walk.after_chat_id, FACTS_PAGE);
-    } catch (error) {
-      log.warn("facts.walk_failed", { userId, error });
-      const retryAt = this.now() + factsRetryDelay(walk.attempts);
-      sql.exec("UPDATE facts_walk SET attempts = attempts + 1, retry_at = ? WHERE id = 1", retryAt);
-      return false;
-    }
+    const chatIds = this.memberships.page(walk.after_chat_id, FACTS_PAGE);
     const failed = await this.tellAll(chatIds, () => [this.statusFact()]);
     const now = this.now();
     this.storage.transactionSync(() => {

@@ -57,6 +57,22 @@ export class Memberships {
     );
   }
 
+  /**
+   * A page of the chats the owner is in (or was just admitted to), in id order after
+   * `afterChatId`: the chats that must hear the owner's facts. Admission writes the row before it
+   * answers the chat the facts, so a change after it always reaches that chat.
+   */
+  page(afterChatId: string, limit: number): string[] {
+    return this.storage.sql
+      .exec<{ chat_id: string }>(
+        "SELECT chat_id FROM chat_links WHERE role IS NOT NULL AND chat_id > ? ORDER BY chat_id LIMIT ?",
+        afterChatId,
+        limit,
+      )
+      .toArray()
+      .map((row) => row.chat_id);
+  }
+
   private row(chatId: string): ChatLinkRow | undefined {
     return this.storage.sql.exec<ChatLinkRow>("SELECT * FROM chat_links WHERE chat_id = ?", chatId).toArray()[0];
   }

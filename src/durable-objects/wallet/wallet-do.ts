@@ -119,7 +119,7 @@ export class WalletObject extends DurableObject<Env> {
     const announce = (event: TransferEvent) => wiring.effects.announce(event);
     this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
     this.account = new Account(storage.sql);
-    this.facts = new FactsOutbox(storage, this.account, wiring.effects, () => hooks.now(), wakeAt);
+    this.facts = new FactsOutbox(storage, this.account, this.memberships, wiring.effects, () => hooks.now(), wakeAt);
     this.hasSchema = schemaExists(storage);
     ctx.blockConcurrencyWhile(async () => {
       if (this.hasSchema) migrate(storage);
@@ -334,10 +334,16 @@ export class WalletObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------------ the owner's chats (memberships.ts)
 
-  /** A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per chat. */
-  admitChat(admission: UserAdmission): Outcome<true> {
+  /**
+   * A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per
+   * chat. Answers the owner's facts as of the admission (null: no account opened yet, so active at
+   * version 0); from here on the chat is among those the facts outbox tells of every change.
+   */
+  admitChat(admission: UserAdmission): Outcome<AccountFacts | null> {
     this.ready();
-    return this.memberships.admit(admission);
+    const admitted = this.memberships.admit(admission);
+    if (!admitted.ok) return admitted;
+    return { ok: true, value: this.account.row() ? this.account.facts(admission.otherIds) : null };
   }
 
   /** A chat tells the owner's place in it (forward only by version). */
@@ -476,12 +482,6 @@ export class WalletObject extends DurableObject<Env> {
     });
     await this.facts.flush();
     return { version };
-  }
-
-  /** What a chat that gains this user as a member must hold: status, and the blocks of `otherIds` (its members), versioned. */
-  factsFor(otherIds: string[]): AccountFacts | null {
-    if (!this.registered() || !this.account.row()) return null;
-    return this.account.facts(otherIds);
   }
 
   /** Recovery of pending transfers and key expiry (recovery.ts), the purge of ended sessions, then the account facts still owed (facts-outbox.ts). */

@@ -340,7 +340,7 @@ async function recheck(run: Run, suspects: Suspect[], ledgerUserIds: string[]): 
 
 /**
  * Each suspect's message: in the direct chat of its sender and recipient (as the re-read names
- * them) or, failing that, in the chat it was seen in. One D1 query for the chats, one call per chat.
+ * them) or, failing that, in the chat it was seen in. One call per chat (the pairs' chat ids are derived).
  */
 async function suspectMessages(
   env: Env,
@@ -353,7 +353,7 @@ async function suspectMessages(
     const pair = pairOf(r.suspect, r.recipientId);
     return pair ? [pair] : [];
   });
-  const chats = await directChatsOf(env, budget, pairs);
+  const chats = await directChatsOf(pairs);
   const chatsOf = (s: Suspect, recipientId: string | null) => {
     const pair = pairOf(s, recipientId);
     const direct = pair ? chats.get(directKeyOf(...pair)) : undefined;

@@ -1,4 +1,5 @@
 import type { ChatTransferMessage, TransferMessagePage } from "../../durable-objects/chat/chat-types";
+import { directChatIdOf } from "../../lib/direct-chat";
 import { chatStub } from "../chat-objects";
 import { directKeyOf } from "../membership";
 import { type Budget, mapLimited } from "./budget";
@@ -7,28 +8,19 @@ import type { TransferMessage } from "./checks";
 /**
  * The reconciliation's reads of transfer messages, read-only, in one place: each chat's messages
  * are in its object (durable-objects/chat/transfer-reads.ts), and a transfer's message is in the
- * direct chat of its sender and recipient (`chats.direct_key`). D1 holds no messages: it only
- * names the chats. Every read takes its subrequests from the step's `budget`.
+ * direct chat of its sender and recipient (its id derived from the pair). D1 holds no messages:
+ * it only lists the chats that carry transfers (for the walk). Every read takes its subrequests from the step's `budget`.
  */
 
-/** D1 binds at most 100 parameters per statement. */
-const IDS_PER_STATEMENT = 90;
-
-/** The direct chats of these pairs that exist, by direct key: one D1 batch (none for no pairs). */
-export async function directChatsOf(env: Env, budget: Budget, pairs: readonly [string, string][]): Promise<Map<string, string>> {
-  const keys = [...new Set(pairs.map(([a, b]) => directKeyOf(a, b)))];
-  const found = new Map<string, string>();
-  if (keys.length === 0) return found;
-  const statements: D1PreparedStatement[] = [];
-  for (let i = 0; i < keys.length; i += IDS_PER_STATEMENT) {
-    const chunk = keys.slice(i, i + IDS_PER_STATEMENT);
-    statements.push(
-      env.DB.prepare(`SELECT id, direct_key FROM chats WHERE direct_key IN (${chunk.map(() => "?").join(",")})`).bind(...chunk),
-    );
-  }
-  const results = await budget.spend(env.DB.batch<{ id: string; direct_key: string }>(statements));
-  for (const result of results) for (const row of result.results) found.set(row.direct_key, row.id);
-  return found;
+/**
+ * The direct chat of each pair, by direct key: derived from the pair (lib/direct-chat.ts), so no
+ * directory row is needed (a transfer's chat is listed in D1 only behind its answer). A pair
+ * with no chat yet names an object that holds none: it answers no messages.
+ */
+export async function directChatsOf(pairs: readonly [string, string][]): Promise<Map<string, string>> {
+  const keys = new Map(pairs.map(([a, b]) => [directKeyOf(a, b), [a, b] as const]));
+  const ids = await Promise.all([...keys.values()].map(([a, b]) => directChatIdOf(a, b)));
+  return new Map([...keys.keys()].map((key, i) => [key, ids[i]!]));
 }
 
 /**
@@ -46,17 +38,13 @@ export async function messagesOfTransfers(
   return answers.flatMap((answer) => answer.messages.map((m) => inChat(answer.chatId, m)));
 }
 
-/** The messages of transfers, each looked for in the direct chat of its pair: the chats from D1, then `messagesOfTransfers`. */
+/** The messages of transfers, each looked for in the direct chat of its pair (derived), with `messagesOfTransfers`. */
 export async function messagesInPairChats(
   env: Env,
   budget: Budget,
   transfers: readonly { transferId: string; pair: [string, string] }[],
 ): Promise<TransferMessage[]> {
-  const chats = await directChatsOf(
-    env,
-    budget,
-    transfers.map((t) => t.pair),
-  );
+  const chats = await directChatsOf(transfers.map((t) => t.pair));
   const wanted = new Map<string, string[]>();
   for (const { transferId, pair } of transfers) {
     const chatId = chats.get(directKeyOf(...pair));
