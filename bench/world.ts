@@ -880,6 +880,13 @@ export async function createWorld(options: { inspectorPort?: number } = {}): Pro
     // ---- seed: an admin, 1,000 funded wallets (people[0] is the hot sender), ledger readers, chats
     const [admin] = await seedUsers(db, 1, "bench-admin", "admin");
     if (!admin) throw new Error("no admin");
+    // The role is its owner's, the user's object (the admin check asks only it, never D1's row):
+    // opened there as an admin, as registration opens an account.
+    const owners = (await mf.getDurableObjectNamespace("WALLET")) as unknown as {
+      idFromName(name: string): unknown;
+      get(id: unknown): { openAccount(userId: string, initial: { role: "admin"; status: "active" }): Promise<unknown> };
+    };
+    await owners.get(owners.idFromName(admin.id)).openAccount(admin.id, { role: "admin", status: "active" });
     const people = await seedUsers(db, 1000, "bench-user");
     const [reader1k, reader100k] = await seedUsers(db, 2, "bench-ledger");
     if (!reader1k || !reader100k) throw new Error("no ledger readers");

@@ -7,6 +7,7 @@ import { walletEffects } from "./services/wallet-effects";
 
 export { RateLimiterDO } from "./durable-objects/rate-limiter/rate-limiter-do";
 export { RealtimeDO } from "./durable-objects/realtime/realtime-do";
+export { AdminCommandWorkflow } from "./workflows/admin-command-workflow";
 export { ReconciliationWorkflow } from "./workflows/reconciliation-workflow";
 
 /** One wallet per user (durable-objects/wallet/wallet-do.ts), wired to this deployment's D1, realtime and wallets. */

@@ -1,17 +1,24 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { countingD1 } from "./support/d1-counter";
 import { call, expectError } from "./support/http";
 import { logoutAll, refresh, registerSession } from "./support/sessions";
-import { seedUser } from "./support/users";
+import { seedUser, setOwnerRole } from "./support/users";
 
 /**
- * The admin check (API.md "Admins"; src/services/admin-access.ts): read from D1 on every admin
- * request, whatever the token's `role` claim says.
+ * The admin check (API.md "Admins"; src/services/admin-access.ts): asked of the caller's object,
+ * the owner of role, status and sessions (ARCHITECTURE.md §11), on every admin request, whatever
+ * the token's `role` claim or D1's `users` index says.
  */
 const suspend = (token: string, userId: string, reason = "abuse") =>
   call("POST", `/api/v1/admin/users/${userId}/suspension`, { token, body: { reason } });
 const reinstate = (token: string, userId: string) => call("DELETE", `/api/v1/admin/users/${userId}/suspension`, { token });
-const setRole = (userId: string, role: "user" | "admin") =>
+/** The role as its owner changes it (what `npm run admin` does, through its Workflow). */
+const setRole = async (userId: string, role: "user" | "admin") => {
+  expect((await setOwnerRole(userId, role))?.role).toBe(role);
+};
+/** The D1 index alone, written behind the owner's back: the admin check must not see it. */
+const setIndexRole = (userId: string, role: "user" | "admin") =>
   env.DB.prepare("UPDATE users SET role = ? WHERE id = ?").bind(role, userId).run();
 
 /** Every admin route, as one request each by `token` on `userId`. */
@@ -49,7 +56,7 @@ describe("the admin check", () => {
     expect((await call("GET", "/api/v1/admin/audit", { token: suspendedAdmin.token })).status).toBe(200);
   });
 
-  it("the role is read from D1: a token that says admin stops working the moment the role is revoked, and the other way round", async () => {
+  it("the role is the owner's: a token that says admin stops working the moment the role is revoked, and the other way round", async () => {
     const former = await seedUser({ role: "admin" });
     expect((await call("GET", "/api/v1/admin/audit", { token: former.token })).status).toBe(200);
     await setRole(former.id, "user");
@@ -59,6 +66,46 @@ describe("the admin check", () => {
     expectError(await call("GET", "/api/v1/admin/audit", { token: promoted.token }), 403, "insufficient_permissions");
     await setRole(promoted.id, "admin");
     expect((await call("GET", "/api/v1/admin/audit", { token: promoted.token })).status).toBe(200);
+  });
+
+  it("D1's users.role is an index the check never reads: it says user for an admin, admin for a user, and the owner decides", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const user = await seedUser();
+    await setIndexRole(admin.id, "user");
+    await setIndexRole(user.id, "admin");
+    expect((await call("GET", "/api/v1/admin/audit", { token: admin.token })).status).toBe(200);
+    expectError(await call("GET", "/api/v1/admin/audit", { token: user.token }), 403, "insufficient_permissions");
+    // The same for suspensions: the index says suspended, the owner says active (and the other way round).
+    const boss = await seedUser({ role: "admin" });
+    const suspended = await seedUser({ role: "admin" });
+    expect((await suspend(boss.token, suspended.id)).status).toBe(200);
+    await env.DB.prepare("UPDATE users SET status = 'active' WHERE id = ?").bind(suspended.id).run();
+    await env.DB.prepare("UPDATE users SET status = 'suspended' WHERE id = ?").bind(admin.id).run();
+    expectError(await call("GET", "/api/v1/admin/audit", { token: suspended.token }), 403, "account_suspended");
+    expect((await call("GET", "/api/v1/admin/audit", { token: admin.token })).status).toBe(200);
+  });
+
+  it("the check makes no D1 query: refusals make none at all, and an admin's request only its route's own", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const user = await seedUser();
+    const suspendedAdmin = await seedUser({ role: "admin", status: "suspended" });
+    const ended = await registerSession();
+    await setRole(ended.user.id, "admin");
+    expect((await logoutAll(ended.accessToken)).status).toBe(200);
+    const refusals: [string, number, string][] = [
+      [user.token, 403, "insufficient_permissions"],
+      [suspendedAdmin.token, 403, "account_suspended"],
+      [ended.accessToken, 401, "session_ended"],
+    ];
+    for (const [token, status, code] of refusals) {
+      const { d1, roundTrips } = countingD1(env.DB);
+      expectError(await call("GET", "/api/v1/admin/audit", { token, bindings: { DB: d1 } }), status, code);
+      expect(roundTrips, code).toEqual([]);
+    }
+    const { d1, roundTrips } = countingD1(env.DB);
+    expect((await call("GET", "/api/v1/admin/audit", { token: admin.token, bindings: { DB: d1 } })).status).toBe(200);
+    expect(roundTrips).toHaveLength(1);
+    expect(roundTrips[0]).toMatch(/from "admin_audit"/);
   });
 
   it("a non-admin is 403 insufficient_permissions before validation, suspended or not", async () => {

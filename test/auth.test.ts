@@ -121,6 +121,8 @@ describe("register", () => {
     });
     expect(res.status).toBe(201);
     expect(res.json.data.user.role).toBe("admin");
+    // The account's owner (the user's object) opened it as an admin: the admin check asks only it.
+    expect((await call("GET", "/api/v1/admin/audit", { token: res.json.data.accessToken })).status).toBe(200);
   });
 
   it("validation: one `field: message` per problem, limits of API.md", async () => {

@@ -199,5 +199,13 @@ describe("deployed environments name only their own hosts", () => {
     const bindings = (environment: typeof local) => environment.workflows.map((workflow) => workflow.binding).sort();
     expect(bindings(dev)).toEqual(bindings(local));
     expect(bindings(production)).toEqual(bindings(local));
+    expect(bindings(local)).toEqual(["ADMIN_COMMAND", "RECONCILIATION"]);
+  });
+
+  it("the operator command's Workflow (`npm run admin` triggers it by name) follows the names of each environment", () => {
+    const named = (environment: typeof local) => environment.workflows.find((w) => w.binding === "ADMIN_COMMAND")?.name;
+    expect(named(local)).toBe("credit-chat-local-admin-command");
+    expect(named(dev)).toBe("credit-chat-dev-admin-command");
+    expect(named(production)).toBe("credit-chat-admin-command");
   });
 });

@@ -12,7 +12,7 @@ import {
   registerSession,
   type SessionPair,
 } from "./support/sessions";
-import { seedUser } from "./support/users";
+import { seedUser, setOwnerRole } from "./support/users";
 import { balanceOf, transfer } from "./support/wallets";
 
 /**
@@ -103,7 +103,7 @@ describe("an ended session's access token", () => {
 
   it("an admin's grant is 401 session_ended after its logout, and a live session of the same admin still grants", async () => {
     const admin = await registerSession();
-    await env.DB.prepare("UPDATE users SET role = 'admin' WHERE id = ?").bind(admin.user.id).run();
+    await setOwnerRole(admin.user.id, "admin");
     const live = await loginSession(admin.user.email);
     const user = await seedUser();
     const grant = (token: string) =>

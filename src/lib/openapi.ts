@@ -30,7 +30,7 @@ export const SESSION_ENDED_NOTE =
 
 /** What every admin route's check does (src/services/admin-access.ts), written once into each. */
 export const ADMIN_CHECK_NOTE = [
-  "**Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).",
+  "**Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).",
   SESSION_ENDED_NOTE,
   "Every grant, suspension, reinstatement, reconciliation start and operator role change is recorded in the audit log (`GET /api/v1/admin/audit`).",
 ].join("\n\n");

@@ -18,15 +18,15 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
 
 /**
  * After `requireAuth` on routes declared `auth: "admin"`: the one admin check
- * (services/admin-access.ts), read on every request (role and status from D1, the session from the
- * caller's object). With `liftsSuspension`, the route lifts the suspension of the path's `userId`,
- * and the caller's own is refused.
+ * (services/admin-access.ts), asked on every request of the caller's object (role, status and
+ * session in one call; no D1 query). With `liftsSuspension`, the route lifts the suspension of the
+ * path's `userId`, and the caller's own is refused.
  */
 export const requireAdmin =
   (options: { liftsSuspension?: boolean; keptByWallet?: boolean } = {}): MiddlewareHandler<AppEnv> =>
   async (c, next) => {
     const caller = currentUser(c);
-    const refusal = await adminRefusal(c.env, c.var.db, caller, {
+    const refusal = await adminRefusal(c.env, caller, {
       liftsOwnSuspension: options.liftsSuspension && c.req.param("userId") === caller.id,
     });
     // A route whose outcome the wallet keeps (grants) answers a stored outcome before this check

@@ -1,16 +1,15 @@
-import { eq } from "drizzle-orm";
-import type { Database } from "../db/client";
-import { users } from "../db/schema";
+import type { AdminFacts } from "../durable-objects/wallet/wallet-do";
+import { walletStub } from "../durable-objects/wallet/wallet-stub";
 import { ApiError, type ErrorCode } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
-import { sessionEnded, sessionIsLive } from "./session-check";
+import { sessionEnded } from "./session-check";
 
 /**
- * Who may act as an admin, decided from D1 on every admin request, never from the token alone:
- * the `role` claim is only what was true at sign-in, and an operator's `npm run admin -- revoke`,
- * a suspension or a logout must take effect on the next request. One query reads the caller's
- * current role and status; whether the token's session is still live is asked of the caller's
- * object (the sessions' owner), at the same time.
+ * Who may act as an admin, decided on every admin request by the caller's own object, the owner of
+ * the account's role and status and of its sessions (ARCHITECTURE.md §11), never from the token
+ * alone (the `role` claim is only what was true at sign-in) and never from D1's `users` row (an
+ * index the owner writes behind itself): an operator's `npm run admin -- revoke`, a suspension or
+ * a logout takes effect on the next request. One RPC answers all three facts; no D1 query.
  */
 
 /** Why an admin request is refused; a value, so a caller can answer a stored outcome first (grants). */
@@ -21,12 +20,6 @@ export type AdminCheckOptions = {
   liftsOwnSuspension?: boolean;
 };
 
-/** The caller's role and status, in one row (none: the account is gone). */
-export const adminFactsQuery = (db: Database, caller: AuthUser) =>
-  db.select({ role: users.role, status: users.status }).from(users).where(eq(users.id, caller.id));
-
-type AdminFacts = { role: "user" | "admin"; status: "active" | "suspended"; sessionLive: boolean };
-
 const refusal = (error: ApiError): AdminRefusal => ({ code: error.code, details: error.details });
 
 /**
@@ -35,7 +28,7 @@ const refusal = (error: ApiError): AdminRefusal => ({ code: error.code, details:
  * suspension → 403 `insufficient_permissions` (before the suspension's own refusal, so a
  * suspended admin is told exactly that); suspended → 403 `account_suspended`. Null: go on.
  */
-export function adminRefusalOf(facts: AdminFacts | undefined, options: AdminCheckOptions = {}): AdminRefusal | null {
+export function adminRefusalOf(facts: AdminFacts | null | undefined, options: AdminCheckOptions = {}): AdminRefusal | null {
   if (!facts) return refusal(new ApiError("invalid_token", ["The account of this access token no longer exists"]));
   if (!facts.sessionLive) return refusal(sessionEnded());
   if (facts.role !== "admin") return refusal(new ApiError("insufficient_permissions", ["This operation is for admins only"]));
@@ -48,13 +41,7 @@ export function adminRefusalOf(facts: AdminFacts | undefined, options: AdminChec
   return null;
 }
 
-/** The admin check as a value: one D1 query and the caller's object's session check at once, then `adminRefusalOf`. */
-export async function adminRefusal(
-  env: Env,
-  db: Database,
-  caller: AuthUser,
-  options: AdminCheckOptions = {},
-): Promise<AdminRefusal | null> {
-  const [facts, sessionLive] = await Promise.all([adminFactsQuery(db, caller).get(), sessionIsLive(env, caller)]);
-  return adminRefusalOf(facts && { ...facts, sessionLive }, options);
+/** The admin check as a value: the caller's object answers role, status and session in one call, then `adminRefusalOf`. */
+export async function adminRefusal(env: Env, caller: AuthUser, options: AdminCheckOptions = {}): Promise<AdminRefusal | null> {
+  return adminRefusalOf(await walletStub(env, caller.id).adminFacts(caller.sessionId), options);
 }

@@ -4,9 +4,10 @@ import { ApiError } from "../lib/errors";
 import type { AuthUser } from "../lib/types";
 
 /**
- * The session check of money, account and admin routes (API.md "Ended sessions"), asked of the
- * caller's own object, the sessions' owner. A module of its own, below auth, realtime and
- * admin-access, so that services call down to it and none calls back up.
+ * The session check of money and account routes (API.md "Ended sessions"), asked of the caller's
+ * own object, the sessions' owner (admin routes ask it in the same call as the role and status:
+ * admin-access.ts). A module of its own, below auth, realtime and admin-access, so that services
+ * call down to it and none calls back up.
  */
 
 /** 401 `session_ended`: the session (refresh-token family) of this access token was revoked. */

@@ -45,12 +45,13 @@ export type ProfileViewer = { id: string; seesEveryEmail: boolean };
 /**
  * The viewer as email visibility sees them (API.md §2): every email only for an admin who is one
  * now, active, in a live session, decided by the admin check itself (services/admin-access.ts:
- * one read), never by the token's `role` claim, so a suspended or demoted admin sees no emails
- * from the next request, and an operator's promotion shows them without a new token. Callers run
- * it beside their own read, so it adds no round trip of latency.
+ * one call on the viewer's object, the owner of role and status; no D1 query), never by the
+ * token's `role` claim or D1's index, so a suspended or demoted admin sees no emails from the next
+ * request, and an operator's promotion shows them without a new token. Callers run it beside
+ * their own read, so it adds no round trip of latency.
  */
-export async function profileViewer(env: Env, db: Database, viewer: AuthUser): Promise<ProfileViewer> {
-  return { id: viewer.id, seesEveryEmail: (await adminRefusal(env, db, viewer)) === null };
+export async function profileViewer(env: Env, viewer: AuthUser): Promise<ProfileViewer> {
+  return { id: viewer.id, seesEveryEmail: (await adminRefusal(env, viewer)) === null };
 }
 
 /** The viewer of an admin route, after its admin check passed on this request. */
@@ -262,7 +263,7 @@ export async function searchUsers(
       .where(and(...conditions))
       .orderBy(asc(users.displayNameKey), asc(users.id))
       .limit(query.limit + 1),
-    profileViewer(env, db, caller),
+    profileViewer(env, caller),
   ]);
   return toPage(
     rows,

@@ -1,42 +1,47 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unstable_readConfig } from "wrangler";
 import {
-  changedRows,
+  DEFAULT_LOCAL_PORT,
   describeAccount,
+  describeArgs,
   newRunContext,
   parseArgs,
   type RunContext,
-  sqlString,
-  statements,
+  runState,
+  triggerArgs,
   UsageError,
-  wranglerArgs,
+  WORKFLOW_NAMES,
 } from "../../scripts/admin.ts";
+import { E2E_VARS, type LocalServer, startServer } from "../e2e/support/server.ts";
 
-/** `npm run admin` (scripts/admin.ts): how it reads its arguments, the SQL it sends, and a real run on a local D1. */
+/**
+ * `npm run admin` (scripts/admin.ts): how it reads its arguments, the wrangler calls it makes, and
+ * a real run against a local `wrangler dev`, where the role it changes is the owner's (the user's
+ * object, through AdminCommandWorkflow) and the API sees it at once.
+ */
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 const run = promisify(execFile);
 const ID = "64d15f9e2e6c8f4d5a123456";
-const RUN: RunContext = { auditId: "64d15f9e0000000000000001", runId: "run-1", operator: "ops", now: 1_700_000_000_000 };
+const RUN: RunContext = { runId: "run-1", operator: "ops" };
 
 describe("npm run admin: arguments", () => {
-  it("reads show/grant/revoke, the environment and the user id", () => {
+  it("reads show/grant/revoke, the environment, the user id and (local only) the dev server's port", () => {
     expect(parseArgs(["grant", "--env", "production", "--user-id", ` ${ID} `])).toEqual({
       action: "grant",
       env: "production",
       userId: ID,
-      persistTo: null,
+      port: null,
     });
-    expect(parseArgs(["revoke", "--user-id", ID, "--env", "local", "--persist-to", "/tmp/x"])).toEqual({
+    expect(parseArgs(["revoke", "--user-id", ID, "--env", "local", "--port", "9000"])).toEqual({
       action: "revoke",
       env: "local",
       userId: ID,
-      persistTo: "/tmp/x",
+      port: 9000,
     });
+    expect(parseArgs(["show", "--env", "local", "--user-id", ID]).port).toBe(DEFAULT_LOCAL_PORT);
     expect(parseArgs(["show", "--env", "dev", "--user-id", ID]).action).toBe("show");
   });
 
@@ -56,138 +61,178 @@ describe("npm run admin: arguments", () => {
       ["grant", "--env", "local", "--user-id", "--env"],
       ["grant", "--env", "local", "--env", "dev", "--user-id", ID],
       ["grant", "--env", "local", "--user-id", ID, "--remote", "yes"],
-      ["grant", "--env", "production", "--user-id", ID, "--persist-to", "/tmp/x"],
+      ["grant", "--env", "production", "--user-id", ID, "--port", "8787"],
+      ["grant", "--env", "local", "--user-id", ID, "--port", "0"],
+      ["grant", "--env", "local", "--user-id", ID, "--port", "70000"],
+      ["grant", "--env", "local", "--user-id", ID, "--port", "87a"],
+      // The local database is no longer written directly: the dev server is reached by its port.
+      ["grant", "--env", "local", "--user-id", ID, "--persist-to", "/tmp/x"],
     ];
     for (const argv of bad) expect(() => parseArgs(argv), argv.join(" ")).toThrow(UsageError);
     expect(() => parseArgs(["grant", "--env", "local", "--email", "a@b.c"])).toThrow(/--user-id, never by email/);
   });
 });
 
-describe("npm run admin: the statements and the wrangler call", () => {
-  it("writes the audit row (only on a real change) and the role in one command; show only reads", () => {
-    expect(statements({ action: "grant", userId: ID }, RUN)).toBe(
-      [
-        `INSERT INTO admin_audit (id, actor_id, action, target_id, detail, request_id, created_at) SELECT '64d15f9e0000000000000001', 'operator', 'role_grant', id, json_object('role', 'admin', 'previousRole', role, 'operator', 'ops', 'via', 'npm run admin'), 'run-1', 1700000000000 FROM users WHERE id = '${ID}' AND role <> 'admin'`,
-        `UPDATE users SET role = 'admin' WHERE id = '${ID}' RETURNING id, email, display_name AS displayName, role, status, created_at AS createdAt`,
-      ].join("; "),
-    );
-    expect(statements({ action: "revoke", userId: ID }, RUN)).toContain("'role_revoke'");
-    expect(statements({ action: "revoke", userId: ID }, RUN)).toContain("UPDATE users SET role = 'user'");
-    expect(statements({ action: "show", userId: ID }, RUN)).toBe(
-      `SELECT id, email, display_name AS displayName, role, status, created_at AS createdAt FROM users WHERE id = '${ID}'`,
-    );
-    expect(sqlString("o'brien")).toBe("'o''brien'");
-    expect(statements({ action: "grant", userId: ID }, { ...RUN, operator: "x'; DROP TABLE users; --" })).toContain(
-      "'x''; DROP TABLE users; --'",
-    );
-  });
-
-  it("a run's audit id is an id of API.md (time-ordered, 24 hex) and its run id a UUID", () => {
-    const context = newRunContext(1_700_000_000_000);
-    expect(context.auditId).toMatch(/^6553f100[0-9a-f]{16}$/);
-    expect(context.runId).toMatch(/^[0-9a-f-]{36}$/);
-  });
-
-  it("targets the local database, or the environment's remote one", () => {
-    const command = (env: "local" | "dev" | "production", persistTo: string | null = null) =>
-      wranglerArgs({ action: "grant", env, userId: ID, persistTo }, RUN);
-    const sql = statements({ action: "grant", userId: ID }, RUN);
-    expect(command("local")).toEqual(["d1", "execute", "DB", "--local", "--command", sql, "--json"]);
-    expect(command("local", "/tmp/db")).toEqual([
-      "d1",
-      "execute",
-      "DB",
+describe("npm run admin: the wrangler calls", () => {
+  it("triggers the environment's Workflow, named as wrangler.toml names it, with the run id as the instance id", () => {
+    for (const env of ["local", "dev", "production"] as const) {
+      const config = unstable_readConfig({ config: path.join(ROOT, "wrangler.toml"), env: env === "local" ? undefined : env });
+      const bound = config.workflows.find((workflow: { binding: string }) => workflow.binding === "ADMIN_COMMAND");
+      expect(bound?.name, env).toBe(WORKFLOW_NAMES[env]);
+      expect(bound?.class_name).toBe("AdminCommandWorkflow");
+    }
+    const params = JSON.stringify({ action: "grant", userId: ID, operator: "ops", runId: "run-1" });
+    const local = parseArgs(["grant", "--env", "local", "--user-id", ID, "--port", "9000"]);
+    expect(triggerArgs(local, RUN)).toEqual([
+      "workflows",
+      "trigger",
+      "credit-chat-local-admin-command",
+      params,
+      "--id",
+      "run-1",
       "--local",
-      "--persist-to",
-      "/tmp/db",
-      "--command",
-      sql,
+      "--port",
+      "9000",
       "--json",
     ]);
-    expect(command("dev")).toEqual(["d1", "execute", "DB", "--remote", "--env", "dev", "--command", sql, "--json"]);
-    expect(command("production")).toEqual(["d1", "execute", "DB", "--remote", "--env", "production", "--command", sql, "--json"]);
+    const production = parseArgs(["grant", "--env", "production", "--user-id", ID]);
+    expect(triggerArgs(production, RUN)).toEqual([
+      "workflows",
+      "trigger",
+      "credit-chat-admin-command",
+      params,
+      "--id",
+      "run-1",
+      "--env",
+      "production",
+      "--json",
+    ]);
+    expect(describeArgs(production, RUN)).toEqual([
+      "workflows",
+      "instances",
+      "describe",
+      "credit-chat-admin-command",
+      "run-1",
+      "--env",
+      "production",
+      "--json",
+    ]);
   });
 
-  it("reads the rows from wrangler's JSON (every statement's) and describes the account", () => {
+  it("a run's id is a UUID, and its operator the OS user", () => {
+    expect(newRunContext().runId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(newRunContext().operator.length).toBeGreaterThan(0);
+  });
+
+  it("reads the instance: running, complete with the account (or none), or failed; describes the account", () => {
     const row = { id: ID, email: "a@b.c", displayName: "A", role: "admin", status: "active", createdAt: 0 };
-    expect(
-      changedRows(
-        JSON.stringify([
-          { results: [], success: true },
-          { results: [row], success: true },
-        ]),
-      ),
-    ).toEqual([row]);
-    expect(changedRows(JSON.stringify([{ results: [], success: true, meta: {} }]))).toEqual([]);
+    expect(runState(JSON.stringify({ id: "r", status: "running", output: null }))).toEqual({
+      state: "running",
+      status: "running",
+    });
+    expect(runState(JSON.stringify({ id: "r", status: "complete", output: { account: row } }))).toEqual({
+      state: "complete",
+      account: row,
+    });
+    expect(runState(JSON.stringify({ status: "complete", output: { account: null } }))).toEqual({
+      state: "complete",
+      account: null,
+    });
+    expect(runState(JSON.stringify({ status: "errored", error: { name: "Error", message: "boom" } }))).toEqual({
+      state: "failed",
+      status: "errored",
+      error: "boom",
+    });
     expect(describeAccount(row)).toBe(
       `${ID}: email=a@b.c displayName="A" role=admin status=active createdAt=1970-01-01T00:00:00.000Z`,
     );
   });
 });
 
-describe("npm run admin: a real run against a local D1", () => {
-  const persistTo = mkdtempSync(path.join(tmpdir(), "credit-chat-admin-"));
-  afterAll(() => rmSync(persistTo, { recursive: true, force: true }));
-  const d1 = async (sql: string) => {
-    const { stdout } = await run(
-      WRANGLER,
-      ["d1", "execute", "DB", "--local", "--persist-to", persistTo, "--command", sql, "--json"],
-      {
-        cwd: ROOT,
-      },
-    );
-    return changedRows<Record<string, unknown>>(stdout);
+describe("npm run admin: a real run against the local dev server", () => {
+  let server: LocalServer;
+  beforeAll(async () => {
+    server = await startServer({ ...E2E_VARS, ADMIN_EMAILS: "" });
+  }, 180_000);
+  afterAll(() => server?.stop());
+
+  const api = async (method: string, route: string, token?: string, body?: unknown) => {
+    const res = await fetch(`${server.baseUrl}${route}`, {
+      method,
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, json: (await res.json()) as { data: any; code?: string } };
   };
   const admin = (...argv: string[]) =>
-    run(process.execPath, ["scripts/admin.ts", ...argv, "--env", "local", "--persist-to", persistTo], { cwd: ROOT }).then(
-      ({ stdout }) => ({ code: 0, stdout, stderr: "" }),
+    run(process.execPath, ["scripts/admin.ts", ...argv, "--env", "local", "--port", String(server.port)], {
+      cwd: ROOT,
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
       (error: { code: number; stdout: string; stderr: string }) => error,
     );
+  const auditOf = async (token: string, userId: string) =>
+    (await api("GET", "/api/v1/admin/audit?limit=100", token)).json.data.items.filter(
+      (item: { targetId: string }) => item.targetId === userId,
+    );
 
-  it("a promotion by id writes its audit row, in the same batch as the role; show names the holder first", {
+  it("a grant by id makes an admin in its owner (the user's token works at once, audited as the operator's); a revoke unmakes it", {
     timeout: 300_000,
   }, async () => {
-    await run(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo], { cwd: ROOT });
-    await d1(
-      `INSERT INTO users (id, email, display_name, display_name_key, password_hash, role, status, created_at) VALUES ('${ID}', 'o''brien@example.com', 'O''Brien', 'o''brien', 'x', 'user', 'active', 1700000000000)`,
-    );
-    const shown = await admin("show", "--user-id", ID);
+    const registered = await api("POST", "/api/v1/auth/register", undefined, {
+      email: "o'brien@example.com",
+      password: "correct horse battery",
+      displayName: "O'Brien",
+    });
+    expect(registered.status).toBe(201);
+    const { user, accessToken: token } = registered.json.data;
+    expect((await api("GET", "/api/v1/admin/audit", token)).status).toBe(403);
+
+    const shown = await admin("show", "--user-id", user.id);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain(
-      `${ID}: email=o'brien@example.com displayName="O'Brien" role=user status=active createdAt=2023-11-14T22:13:20.000Z`,
+      `local: ${user.id}: email=o'brien@example.com displayName="O'Brien" role=user status=active createdAt=${user.createdAt}`,
     );
-    expect(await d1("SELECT count(*) AS n FROM admin_audit")).toEqual([{ n: 0 }]);
 
-    const granted = await admin("grant", "--user-id", ID);
+    const granted = await admin("grant", "--user-id", user.id);
     expect(granted.code, granted.stderr).toBe(0);
-    expect(granted.stdout).toContain(`${ID}: email=o'brien@example.com`);
+    expect(granted.stdout).toContain(`${user.id}: email=o'brien@example.com`);
     expect(granted.stdout).toContain("role=admin");
-    expect(await d1("SELECT role FROM users")).toEqual([{ role: "admin" }]);
-    const [row] = await d1("SELECT actor_id, action, target_id, detail, request_id FROM admin_audit");
-    expect(row).toMatchObject({ actor_id: "operator", action: "role_grant", target_id: ID });
-    expect(JSON.parse(String(row?.detail))).toMatchObject({ role: "admin", previousRole: "user", via: "npm run admin" });
-    expect(granted.stdout).toContain(`audited as run ${row?.request_id}`);
+    // The same token (its claim still says user): its owner says admin now.
+    const [row, ...more] = await auditOf(token, user.id);
+    expect(more).toEqual([]);
+    expect(row).toMatchObject({ actorId: "operator", action: "role_grant", targetId: user.id });
+    expect(row.detail).toMatchObject({ role: "admin", previousRole: "user", via: "npm run admin" });
+    expect(granted.stdout).toContain(`audited as run ${row.requestId}`);
+    // D1's index followed the owner (the profile is read from it).
+    expect((await api("GET", "/api/v1/users/me", token)).json.data.role).toBe("admin");
 
-    // A grant to an admin changes nothing and records nothing; a revoke is recorded too.
-    expect((await admin("grant", "--user-id", ID)).code).toBe(0);
-    expect(await d1("SELECT count(*) AS n FROM admin_audit")).toEqual([{ n: 1 }]);
-    expect((await admin("revoke", "--user-id", ID)).code).toBe(0);
-    expect(await d1("SELECT role FROM users")).toEqual([{ role: "user" }]);
-    expect(await d1("SELECT action FROM admin_audit ORDER BY created_at, id")).toEqual([
-      { action: "role_grant" },
-      { action: "role_revoke" },
-    ]);
+    // A grant to an admin changes nothing and records nothing.
+    expect((await admin("grant", "--user-id", user.id)).code).toBe(0);
+    expect(await auditOf(token, user.id)).toHaveLength(1);
 
-    // The batch is one transaction: when the role change fails, the audit row is not kept either.
-    await d1("CREATE TRIGGER refuse_role BEFORE UPDATE OF role ON users BEGIN SELECT RAISE(ABORT, 'role change refused'); END");
-    const refused = await admin("grant", "--user-id", ID);
-    expect(refused.code).toBe(1);
-    expect(await d1("SELECT count(*) AS n FROM admin_audit")).toEqual([{ n: 2 }]);
-    await d1("DROP TRIGGER refuse_role");
+    const revoked = await admin("revoke", "--user-id", user.id);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toContain("role=user");
+    const refused = await api("GET", "/api/v1/admin/audit", token);
+    expect(refused.status).toBe(403);
+    expect(refused.json.code).toBe("insufficient_permissions");
 
     const nobody = await admin("grant", "--user-id", "64d15f9e2e6c8f4d5a000000");
     expect(nobody.code).toBe(1);
     expect(nobody.stderr).toContain("No account with id 64d15f9e2e6c8f4d5a000000");
-    expect(await d1("SELECT count(*) AS n FROM admin_audit")).toEqual([{ n: 2 }]);
+  });
+
+  it("with no dev server on the port, it says so and exits 1", { timeout: 60_000 }, async () => {
+    const { code, stderr } = await run(
+      process.execPath,
+      ["scripts/admin.ts", "show", "--env", "local", "--user-id", ID, "--port", "1"],
+      { cwd: ROOT },
+    ).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain("is the local dev server running on port 1?");
   });
 });

@@ -54,3 +54,11 @@ export async function setSuspended(userId: string, suspended: boolean): Promise<
 export async function setBlocked(blockerId: string, blockedId: string, blocked: boolean): Promise<void> {
   await walletStub(env, blockerId).setBlock(blockerId, blockedId, blocked);
 }
+
+/**
+ * Makes or unmakes an admin in the account's owner, as the operator command does (through its
+ * Workflow): the owner writes the audit row and the D1 index behind itself. Null: no account.
+ */
+export function setOwnerRole(userId: string, role: "user" | "admin") {
+  return walletStub(env, userId).setRole(userId, role, { operator: "test-suite", runId: `test-${crypto.randomUUID()}` });
+}

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { call, expectError } from "../support/http";
-import { seedUser } from "../support/users";
+import { seedUser, setOwnerRole } from "../support/users";
 import { balanceOf, rowsOf, seedWalletUser } from "../support/wallets";
 
 const grant = (token: string, userId: string, body: unknown, key?: string) =>
@@ -47,9 +47,8 @@ describe("admin grants", () => {
     const alice = await seedWalletUser();
     const first = await grant(admin.token, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
     expect(first.status).toBe(201);
-    // The same person, no longer an admin (an operator revoked the role in D1), retries the lost 201.
-    const setRole = (role: "user" | "admin") =>
-      env.DB.prepare("UPDATE users SET role = ? WHERE id = ?").bind(role, admin.id).run();
+    // The same person, no longer an admin (an operator revoked the role in its owner), retries the lost 201.
+    const setRole = (role: "user" | "admin") => setOwnerRole(admin.id, role);
     await setRole("user");
     const replay = await grant(admin.token, alice.id, { amount: 30, reason: "lost 201" }, "g-demoted");
     expect(replay.status).toBe(201);

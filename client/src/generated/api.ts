@@ -15,11 +15,11 @@ export interface paths {
          * List the admin audit log
          * @description Admins only (403 `insufficient_permissions` otherwise).
          *
-         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written in one D1 batch with the change), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.
+         *     Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written with the change in one transaction by its owner, the user's object), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.
          *
          *     Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -51,7 +51,7 @@ export interface paths {
          *
          *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -87,7 +87,7 @@ export interface paths {
          *
          *     A run is a Cloudflare Workflow that walks every wallet in pages of 200, reading each wallet's running totals (O(1)), pairs each page's transfers with their `credit_transfer` messages by sender and by recipient, drills into any wallet whose aggregates differ, and re-reads every suspicious transfer (sender, then recipient, then message) before reporting it: a transfer in flight is never a discrepancy. Totals are those of the run's cut (`cutoffAt`), so traffic during the run does not move them. Runs also start daily on the Cron Trigger.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -113,7 +113,7 @@ export interface paths {
          *
          *     A run's progress while it runs (`walletsChecked`, `pagesDone`, discrepancies confirmed so far) and its report once `completed`; a `failed` run says why in `error`. 404 `not_found` for an unknown run.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -145,7 +145,7 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). A suspended user can still sign in and read, but every send of a message or credits answers 403 `account_suspended`, in every chat of the user from the answer on (at the latest 1 s after it); a later reinstatement or suspension always wins over an earlier one. Idempotent (a new reason replaces the old). Admins cannot suspend themselves (400).
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -160,7 +160,7 @@ export interface paths {
          *
          *     Admins only (else 403 `insufficient_permissions`). The user can send again. Idempotent. Nobody lifts their own suspension: 403 `insufficient_permissions`, suspended or not. The optional `reason` is kept in the audit log.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *
@@ -191,7 +191,7 @@ export interface paths {
          *
          *     Accepts an `Idempotency-Key` (scope: the admin, per wallet): a retry with the same key and body answers the original 201 with `Idempotent-Replayed: true` and grants nothing more; another body is 409 `idempotency_key_reused`. A stored outcome answers its key before the admin check: an admin whose 201 was lost and who lost the role (or was suspended) since still gets the original 201; a request with a key that has no stored outcome is then checked (403) and keeps no key. Without a key the admin check comes first, before validation. The key is kept 24 h after the grant, in the granted user's wallet only (another admin's same key is another grant). The grant and its audit row (`GET /api/v1/admin/audit`) are recorded together: a row the audit log could not take at once is delivered later, never lost.
          *
-         *     **Admin check:** the caller's role, status and session are read from the database on every request, whatever the token says: not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
+         *     **Admin check:** the caller's role, status and session are asked of their owner, the caller's account, on every request, whatever the token says (an operator's role change with `npm run admin` holds from the next request): not an admin (or no longer) → 403 `insufficient_permissions`; a suspended admin → 403 `account_suspended`; nobody lifts their own suspension (403 `insufficient_permissions`).
          *
          *     **Ended sessions:** an access token whose session ended (logout, logout-all, password change, refresh-token reuse) is refused here at once with 401 `session_ended`, although most other routes accept it until it expires (15 minutes).
          *

@@ -88,6 +88,7 @@ export class Account {
     return { ...current, status, version };
   }
 
+  /** Makes or unmakes an admin (the operator's command); a repeat of the current role changes nothing and queues nothing. */
   setRole(role: AccountRole, now: number): AccountState {
     const current = this.state();
     if (current.role === role) return current;

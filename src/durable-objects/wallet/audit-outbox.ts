@@ -11,11 +11,11 @@ export const AUDIT_RETRY_MS = 1_000;
 const AUDIT_PAGE = 50;
 
 /**
- * The audit rows of what this object did (admin grants), on their way to the D1 audit log
- * (API.md: "an action and its audit row are recorded together"). A row is written in the same
- * transaction as its action, so there is no grant without its row; it is then delivered at once
+ * The audit rows of what this object did (admin grants, the operator's role changes), on their
+ * way to the D1 audit log (API.md: "an action and its audit row are recorded together"). A row is
+ * written in the same transaction as its action, so there is no grant or role change without its row; it is then delivered at once
  * and, until D1 acknowledges it, again by the alarm, backing off, with no maximum number of
- * attempts. Delivery is idempotent (the D1 row's id is the grant's), so a row sent twice, by a
+ * attempts. Delivery is idempotent (the D1 row's id is the entry's own), so a row sent twice, by a
  * request and the alarm at once, is recorded once.
  */
 export class AuditOutbox {

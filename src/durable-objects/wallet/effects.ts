@@ -52,16 +52,22 @@ export type RecipientWallet = {
 
 /** One row of the admin audit log, as the wallet's outbox keeps it until the log acknowledges it. */
 export type AuditOutboxEntry = {
-  /** The grant's id. */
+  /** The grant's id; a role change's own id. */
   id: string;
+  /** The admin; `operator` for a role change made with `npm run admin`. */
   actorId: string;
-  action: "grant";
   targetId: string;
-  detail: { amount: number; reason: string };
+  /** The admin's request; the operator command's run id. */
   requestId: string;
-  /** Epoch ms of the grant. */
+  /** Epoch ms of the action. */
   createdAt: number;
-};
+} & (
+  | { action: "grant"; detail: { amount: number; reason: string } }
+  | { action: "role_grant" | "role_revoke"; detail: RoleChangeDetail }
+);
+
+/** What a role change's audit row says: the role set, the one before, who ran the command and how. */
+export type RoleChangeDetail = { role: "user" | "admin"; previousRole: "user" | "admin"; operator: string; via: string };
 
 /** A credited transfer's message, as the chat module appends it. */
 export type TransferMessage = {

@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../lib/config";
 import { invariant, type Outcome, type Refusal, refuse } from "../../lib/errors";
+import { newId } from "../../lib/ids";
 import type { Limits, TransferWithStatus, Wallet } from "../../schemas/wallet";
 import type { UserAdmission } from "../chat/effects";
 import {
@@ -13,7 +14,7 @@ import {
   type PeerFact,
 } from "./account";
 import { AuditOutbox } from "./audit-outbox";
-import { PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
+import { type AuditOutboxEntry, PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { FactsOutbox } from "./facts-outbox";
 import { Finisher } from "./finisher";
 import { type GrantAnswer, Grants } from "./grants";
@@ -64,7 +65,7 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   recipient.ts    credit (batched for a hot recipient) and void, never both
  *   grants.ts       admin grants     recovery.ts  the alarm     views.ts  rows to API shapes
  *   sessions.ts     the owner's sessions: refresh-token families, rotation, reuse, revocation
- *   audit-outbox.ts a grant's audit row, written with it, delivered to D1 until acknowledged
+ *   audit-outbox.ts a grant's or an operator role change's audit row, written with it, delivered to D1 until acknowledged
  *
  * Transfer protocol (docs/wallets.md; API.md "Every transfer ends"): 1. one transaction, no
  * await: a key with a stored outcome answers it first; else the caller's session (401 when it
@@ -385,10 +386,21 @@ export class WalletObject extends DurableObject<Env> {
     return this.sessions.replaceAll(callerSession, familyId, tokenHash, this.hooks.now());
   }
 
-  /** The session check of money, account and admin routes. */
+  /** The session check of money and account routes. */
   sessionLive(sessionId: string): boolean {
     this.ready();
     return this.sessions.isLive(sessionId);
+  }
+
+  /**
+   * The admin check's one call (services/admin-access.ts): the account's current role and status
+   * and whether the token's session is live, all owned here, so an admin request reads no index.
+   * Null for an object no registration opened (its account is gone, or never was); creates nothing.
+   */
+  adminFacts(sessionId: string): AdminFacts | null {
+    const row = this.registered() ? this.account.row() : undefined;
+    if (!row) return null;
+    return { role: row.role, status: row.status, sessionLive: this.sessions.isLive(sessionId) };
   }
 
   // ------------------------------------------------------------------ reconciliation (wallet-books.ts)
@@ -460,15 +472,25 @@ export class WalletObject extends DurableObject<Env> {
     return state;
   }
 
-  /** The role (the operator's command and local ADMIN_EMAILS): the owner's, indexed to D1 from here. */
-  async setRole(userId: string, role: AccountRole): Promise<AccountState> {
-    this.ready();
+  /**
+   * The operator's role change (`npm run admin`, through AdminCommandWorkflow): the role and its
+   * audit row (`role_grant` / `role_revoke`, actor `operator`) in one transaction, so neither is
+   * kept without the other; a grant to an admin or a revoke of a user changes nothing and records
+   * nothing. The D1 index (facts outbox) and the audit row (audit outbox) are delivered before
+   * this answers when D1 takes them, else by the alarm. Null, with no storage created, for an id
+   * no registration opened: the command must not make an account out of a mistyped id.
+   */
+  async setRole(userId: string, role: AccountRole, run: OperatorRun): Promise<AccountState | null> {
+    if (!this.registered()) return null;
     const now = this.hooks.now();
     const state = this.ctx.storage.transactionSync(() => {
-      this.account.open(userId, { role: "user", status: "active" }, now);
-      return this.account.setRole(role, now);
+      // A wallet opened before its account (a registration whose opening failed): the account starts as D1's defaults did.
+      const before = this.account.open(userId, { role: "user", status: "active" }, now);
+      const after = this.account.setRole(role, now);
+      if (after.version !== before.version) this.audit.add(roleAudit(userId, before.role, after.role, run, now), now);
+      return after;
     });
-    await this.facts.flush();
+    await Promise.all([this.facts.flush(), this.audit.deliver(now)]);
     return state;
   }
 
@@ -493,6 +515,31 @@ export class WalletObject extends DurableObject<Env> {
     // After recovery.run, which sets the alarm for its own work only.
     if (nextPurge !== null) this.recovery.wakeAt(nextPurge);
   }
+}
+
+/** What the admin check needs of the caller's account, read in one call on its owner. */
+export type AdminFacts = { role: AccountRole; status: AccountStatus; sessionLive: boolean };
+
+/** Who made an operator role change: the OS user who ran `npm run admin`, and that run's id (the audit row's request id). */
+export type OperatorRun = { operator: string; runId: string };
+
+/** A role change's audit row (API.md: GET /api/v1/admin/audit lists every role change made by the operator command). */
+function roleAudit(
+  userId: string,
+  previousRole: AccountRole,
+  role: AccountRole,
+  run: OperatorRun,
+  now: number,
+): AuditOutboxEntry {
+  return {
+    id: newId(now),
+    actorId: "operator",
+    action: role === "admin" ? "role_grant" : "role_revoke",
+    targetId: userId,
+    detail: { role, previousRole, operator: run.operator, via: "npm run admin" },
+    requestId: run.runId,
+    createdAt: now,
+  };
 }
 
 const logFailure = (transferId: string) => (error: unknown) => {

@@ -11,7 +11,7 @@ export const listAudit = defineRoute(
     summary: "List the admin audit log",
     description: [
       "Admins only (403 `insufficient_permissions` otherwise).",
-      "Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written in one D1 batch with the change), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.",
+      "Every admin action, newest first: each grant (`grant`, recorded once even when its `Idempotency-Key` is replayed), suspension (`suspension`), reinstatement (`reinstatement`), reconciliation start (`reconciliation_start`) and every role change made by the operator command (`role_grant`, `role_revoke`, actor `operator`, written with the change in one transaction by its owner, the user's object), with the admin who acted (`actorId`), what they acted on (`targetId`), what they said (`detail`) and the server's own id of the request (`requestId`: the `X-Request-Id` that request answered, never one the client chose). Entries are never changed or removed.",
       "Paginated with `limit` (1..100, default 50) and the opaque `cursor` from `nextCursor`.",
     ].join("\n\n"),
     request: { query: pageQuerySchema },

@@ -17,7 +17,7 @@ export const usersRouter = createRouter()
     const self = { id: viewer.id, seesEveryEmail: false };
     const [row, seenBy] = await Promise.all([
       users.getUserOrThrow(c.var.db, userId),
-      userId === viewer.id ? self : users.profileViewer(c.env, c.var.db, viewer),
+      userId === viewer.id ? self : users.profileViewer(c.env, viewer),
     ]);
     return ok(c, users.userAsSeenBy(seenBy, row), 200);
   })
