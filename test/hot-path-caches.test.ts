@@ -83,8 +83,8 @@ describe("hot-path caches", () => {
     const db = createDb(env.DB);
     const [a, b, c] = [await seedUser(), await seedUser(), await seedUser()];
     const LIMITS = memberLimitsOf(getConfig(env));
-    const ab = (await createDirectChat(env, db, a.id, b.id, LIMITS)).chat.id;
-    const ac = (await createDirectChat(env, db, a.id, c.id, LIMITS)).chat.id;
+    const ab = (await createDirectChat(env, a.id, b.id, LIMITS)).chat.id;
+    const ac = (await createDirectChat(env, a.id, c.id, LIMITS)).chat.id;
     for (const [x, y, chatId] of [
       [a.id, b.id, ab],
       [b.id, a.id, ab],

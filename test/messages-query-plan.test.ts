@@ -48,6 +48,7 @@ async function chatObjectPlans(): Promise<{ query: string; plan: string }[]> {
         routeTag: "0123456789ab",
         at: 1,
         limits: null,
+        requesterId: null,
       },
       { suspended: {}, online: {}, versions: {}, blocks: [] },
     );

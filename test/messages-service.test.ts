@@ -122,7 +122,7 @@ describe("createDirectChat", () => {
     const limits = memberLimitsOf(getConfig(env));
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        i % 2 === 0 ? createDirectChat(env, db, a.id, b.id, limits) : createDirectChat(env, db, b.id, a.id, limits),
+        i % 2 === 0 ? createDirectChat(env, a.id, b.id, limits) : createDirectChat(env, b.id, a.id, limits),
       ),
     );
     expect(new Set(results.map((r) => r.chat.id)).size).toBe(1);

@@ -1,66 +1,73 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { createDb } from "../src/db/client";
 import { newId } from "../src/lib/ids";
-import { assertActiveUser, assertCanSendTo, blockUser, hasBlocked, isBlockedEitherWay, unblockUser } from "../src/services/users";
-import { seedUser } from "./support/users";
+import { countingEverywhere } from "./support/d1-counter";
+import { call, expectError } from "./support/http";
+import { seedUser, setBlocked } from "./support/users";
+import { rowsOf } from "./support/wallets";
 
-const db = createDb(env.DB);
+/**
+ * Who may open a chat with whom (ARCHITECTURE.md §11): each person's own object decides, when the
+ * chat asks it to admit them (wallet-do.ts `admitChat`): the creator's status, whether the others
+ * exist and have blocked the creator, and everyone's caps. D1's `users.status` and `blocks` are
+ * indexes for lists, never read for it.
+ */
+type Seeded = Awaited<ReturnType<typeof seedUser>>;
 
-/** The ApiError code a promise rejects with. */
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as { code: string }).code;
-  }
-  return "resolved";
-}
-
-describe("assertCanSendTo / assertActiveUser (called by chats, messages and transfers)", () => {
-  it("returns the recipient row when the pair may talk", async () => {
-    const [a, b] = [await seedUser(), await seedUser()];
-    const recipient = await assertCanSendTo(db, a.id, b.id);
-    expect(recipient.id).toBe(b.id);
-    expect((await assertActiveUser(db, a.id)).id).toBe(a.id);
+const openDirect = (from: Seeded, memberId: string, DB?: D1Database) =>
+  call("POST", "/api/v1/chats", {
+    token: from.token,
+    body: { type: "direct", memberId },
+    ...(DB ? { bindings: { DB } } : {}),
   });
 
-  it("refuses a blocked sender, one way only, until unblocked", async () => {
-    const [a, b] = [await seedUser(), await seedUser()];
-    await blockUser(env, db, a.id, b.id);
-    expect(await codeOf(assertCanSendTo(db, b.id, a.id))).toBe("recipient_blocked");
-    await assertCanSendTo(db, a.id, b.id);
-    expect(await hasBlocked(db, a.id, b.id)).toBe(true);
-    expect(await hasBlocked(db, b.id, a.id)).toBe(false);
-    expect(await isBlockedEitherWay(db, a.id, b.id)).toBe(true);
-    expect(await isBlockedEitherWay(db, b.id, a.id)).toBe(true);
+const openGroup = (from: Seeded, memberIds: string[]) =>
+  call("POST", "/api/v1/chats", { token: from.token, body: { type: "group", title: "Group", memberIds } });
 
-    await blockUser(env, db, b.id, a.id);
-    expect(await codeOf(assertCanSendTo(db, a.id, b.id))).toBe("recipient_blocked");
+/** The chats a user's own object counts them in. */
+const countedChats = (userId: string) => rowsOf(userId, "SELECT chat_id FROM chat_links WHERE role IS NOT NULL");
 
-    await unblockUser(env, db, a.id, b.id);
-    await unblockUser(env, db, b.id, a.id);
-    await assertCanSendTo(db, b.id, a.id);
-    expect(await isBlockedEitherWay(db, a.id, b.id)).toBe(false);
-  });
-
-  it("checks in order: sender suspended, then recipient exists, then block", async () => {
-    const suspended = await seedUser({ status: "suspended" });
-    const active = await seedUser();
+describe("opening a chat: the people's own objects decide", () => {
+  it("in order: the creator suspended, then an unknown user, then a block (one way only); a suspended user can be reached", async () => {
+    const [a, b, s] = [await seedUser(), await seedUser(), await seedUser({ status: "suspended" })];
     const missing = newId();
-    expect(await codeOf(assertCanSendTo(db, suspended.id, missing))).toBe("account_suspended");
-    expect(await codeOf(assertCanSendTo(db, active.id, missing))).toBe("user_not_found");
-    await blockUser(env, db, suspended.id, active.id);
-    expect(await codeOf(assertCanSendTo(db, active.id, suspended.id))).toBe("recipient_blocked");
-    expect(await codeOf(assertActiveUser(db, suspended.id))).toBe("account_suspended");
-    // A suspended recipient can still receive: suspension limits what its holder sends.
-    await unblockUser(env, db, suspended.id, active.id);
-    expect((await assertCanSendTo(db, active.id, suspended.id)).id).toBe(suspended.id);
+    expectError(await openDirect(s, missing), 403, "account_suspended");
+    expectError(await openDirect(a, missing), 404, "user_not_found");
+    await setBlocked(b.id, a.id, true);
+    expectError(await openDirect(a, b.id), 403, "recipient_blocked");
+    expect((await openDirect(b, a.id)).status).toBe(201);
+    expect((await openDirect(a, s.id)).status).toBe(201);
   });
 
-  it("a token whose user row is gone cannot send", async () => {
-    const active = await seedUser();
-    expect(await codeOf(assertActiveUser(db, newId()))).toBe("invalid_token");
-    expect(await codeOf(assertCanSendTo(db, newId(), active.id))).toBe("invalid_token");
+  it("a group names every unknown id, is refused by a member who blocked its creator, and leaves nobody counted", async () => {
+    const [a, b, c] = [await seedUser(), await seedUser(), await seedUser()];
+    const missing = [newId(), newId()];
+    const unknown = expectError(await openGroup(a, [b.id, ...missing]), 404, "user_not_found");
+    expect(unknown.errors.join(" ")).toContain(missing[0]);
+    expect(unknown.errors.join(" ")).toContain(missing[1]);
+    await setBlocked(c.id, a.id, true);
+    expectError(await openGroup(a, [b.id, c.id]), 403, "recipient_blocked");
+    expect([await countedChats(a.id), await countedChats(b.id), await countedChats(c.id)]).toEqual([[], [], []]);
+  });
+
+  it("an index that says otherwise changes nothing: the owners' facts decide", async () => {
+    const [a, b, c] = [await seedUser(), await seedUser(), await seedUser()];
+    // The index says b blocked a and a is suspended; their owners say neither.
+    await env.DB.prepare("INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)").bind(b.id, a.id, 1).run();
+    await env.DB.prepare("UPDATE users SET status = 'suspended' WHERE id = ?").bind(a.id).run();
+    expect((await openDirect(a, b.id)).status).toBe(201);
+    expect((await openGroup(a, [b.id])).status).toBe(201);
+    // c's owner says c blocked a; the index no longer does.
+    await setBlocked(c.id, a.id, true);
+    await env.DB.prepare("DELETE FROM blocks WHERE blocker_id = ?").bind(c.id).run();
+    expectError(await openDirect(a, c.id), 403, "recipient_blocked");
+  });
+
+  it("reads no D1: the Worker makes no query and the chat's object only writes the directory row it lists at once", async () => {
+    const [a, b] = [await seedUser(), await seedUser()];
+    const { value, roundTrips } = await countingEverywhere(env.DB, (d1) => openDirect(a, b.id, d1));
+    expect(value.status, value.text).toBe(201);
+    expect(roundTrips).toHaveLength(1);
+    expect(roundTrips[0]).toMatch(/^batch of \d+: insert into "chats"/);
   });
 });

@@ -12,7 +12,6 @@ import { ID_PATTERN, newId } from "../lib/ids";
 import { type Chat, type ChatMember, type MembershipRemoval, toChat } from "../schemas/chat";
 import type { Message } from "../schemas/message";
 import { answer, chatStub, newRouteTag } from "./chat-objects";
-import { assertActiveUser, assertCanSendTo, hasBlockedSql } from "./users";
 
 /**
  * Chats and memberships. Each chat's object owns who is in it (durable-objects/chat/roster.ts):
@@ -55,9 +54,13 @@ export const memberLimitsOf = (config: Config): MemberLimits => ({
   maxGroupsOwned: config.maxGroupsOwned,
 });
 
-/** The command that creates the direct chat of two users (the creator first), capped by `limits` unless null. */
+/**
+ * The command that creates the direct chat of two users (the creator first), capped by `limits`
+ * and checked for the creator unless null (a transfer's chat: its credits moved already).
+ */
 async function directChatCommand(creatorId: string, otherId: string, limits: MemberLimits | null, at: number): Promise<NewChat> {
   return {
+    requesterId: limits ? creatorId : null,
     chatId: await directChatIdOf(creatorId, otherId),
     type: "direct",
     title: null,
@@ -81,12 +84,11 @@ export async function transferDirectChat(env: Env, senderId: string, recipientId
 
 /**
  * Opens (or finds) the caller's direct chat with `otherId`: an existing one is answered by its
- * object alone; a new one only after the checks of a message (the caller is active, the other
- * user exists and has not blocked the caller), and within both people's caps.
+ * object alone; a new one only if the owners admit it (each person's own object: the caller is
+ * active, the other user exists and has not blocked the caller, both people's caps). No D1 query.
  */
 export async function openDirectChat(
   env: Env,
-  db: Database,
   callerId: string,
   otherId: string,
   limits: MemberLimits,
@@ -95,7 +97,6 @@ export async function openDirectChat(
   const stub = chatStub(env, chatId);
   const existing = await stub.view(chatId, callerId);
   if (existing.ok) return { chat: existing.value, created: false };
-  await assertCanSendTo(db, callerId, otherId);
   return answer(stub.create(await directChatCommand(callerId, otherId, limits, Date.now())));
 }
 
@@ -107,35 +108,32 @@ export function getChat(env: Env, chatId: string, viewerId: string): Promise<Cha
 /** POST /chats {type: "direct"}: the pair's chat, 201 when this request created it, 200 when it existed. */
 export function createDirectChat(
   env: Env,
-  db: Database,
   callerId: string,
   memberId: string,
   limits: MemberLimits,
 ): Promise<{ chat: Chat; created: boolean }> {
   if (memberId === callerId) throw new ApiError("validation_failed", ["memberId: cannot open a direct chat with yourself"]);
-  return openDirectChat(env, db, callerId, memberId, limits);
+  return openDirectChat(env, callerId, memberId, limits);
 }
 
 export const MAX_GROUP_INVITES = 100;
 
 /**
- * A group chat owned by the caller with the given members, created in its object first: more
- * than `maxMembers` people with the caller → 409 `group_full`; unknown ids → 404
+ * A group chat owned by the caller with the given members, created in its object first, which
+ * asks each member's own object to admit it: more than `maxMembers` people with the caller → 409
+ * `group_full`; the caller suspended → 403 `account_suspended`; unknown ids → 404
  * `user_not_found`; a member who blocked the caller → 403 `recipient_blocked` (a group must not
  * bypass a block); anyone past their caps (the caller's groups owned, anyone's chats) → 409
- * `chat_limit_reached`.
+ * `chat_limit_reached`. No D1 query: the owners decide.
  */
 export async function createGroupChat(
   env: Env,
-  db: Database,
   callerId: string,
   group: { title: string; memberIds: string[]; limits: MemberLimits },
 ): Promise<Chat> {
   const { title, limits } = group;
-  await assertActiveUser(db, callerId);
   const invited = [...new Set(group.memberIds)].filter((id) => id !== callerId);
   if (invited.length + 1 > limits.maxMembers) throw groupFull(limits.maxMembers, `memberIds: ${invited.length} others and you`);
-  await assertInvitable(db, callerId, invited);
   const now = Date.now();
   const cmd: NewChat = {
     chatId: newId(now),
@@ -146,35 +144,9 @@ export async function createGroupChat(
     routeTag: newRouteTag(),
     at: now,
     limits,
+    requesterId: callerId,
   };
   return (await answer(chatStub(env, cmd.chatId).create(cmd))).chat;
-}
-
-/** 404 `user_not_found` for unknown ids, then 403 `recipient_blocked` for those who blocked the caller (the directory). */
-async function assertInvitable(db: Database, callerId: string, invited: readonly string[]): Promise<void> {
-  if (invited.length === 0) return;
-  // One bound parameter per statement is the caller's id (the block check).
-  const [first, ...rest] = inChunks(invited, MAX_BOUND_PARAMETERS - 1).map((ids) =>
-    db
-      .select({ id: users.id, blocked: hasBlockedSql(sql`${users.id}`, callerId).as("blocked") })
-      .from(users)
-      .where(inArray(users.id, ids)),
-  );
-  const found = first ? (await db.batch([first, ...rest])).flat() : [];
-  const known = new Set(found.map((row) => row.id));
-  const missing = invited.filter((id) => !known.has(id));
-  if (missing.length > 0)
-    throw new ApiError(
-      "user_not_found",
-      missing.map((id) => `memberIds: no user with id ${id}`),
-    );
-  const blockers = found.filter((row) => row.blocked).map((row) => row.id);
-  if (blockers.length > 0) {
-    throw new ApiError(
-      "recipient_blocked",
-      blockers.map((id) => `memberIds: user ${id} does not accept messages from you`),
-    );
-  }
 }
 
 const chatCursorShape = z.object({ a: z.number().int(), c: z.string().regex(ID_PATTERN) });
@@ -302,19 +274,13 @@ function groupFull(maxMembers: number, detail: string): ApiError {
   return new ApiError("group_full", [`${detail}: a group chat holds at most ${maxMembers} members`]);
 }
 
-/** Display names from the directory (for system messages), by id; "Someone" for an id with no account. */
-async function namesOf(db: Database, ids: readonly string[], blockerOf?: string) {
+/** Display names from the directory (their owner), for system messages, by id; "Someone" for an id with no account. */
+async function namesOf(db: Database, ids: readonly string[]) {
   const rows = await db
-    .select({
-      id: users.id,
-      displayName: users.displayName,
-      status: users.status,
-      blocked: hasBlockedSql(sql`${users.id}`, blockerOf ?? "").as("blocked"),
-    })
+    .select({ id: users.id, displayName: users.displayName })
     .from(users)
     .where(inArray(users.id, [...new Set(ids)]));
-  const row = (id: string) => rows.find((r) => r.id === id);
-  return { known: (id: string) => row(id) !== undefined, name: (id: string) => row(id)?.displayName ?? "Someone", row };
+  return { name: (id: string) => rows.find((r) => r.id === id)?.displayName ?? "Someone" };
 }
 
 /**
@@ -322,7 +288,8 @@ async function namesOf(db: Database, ids: readonly string[], blockerOf?: string)
  * a user who blocked the caller (403 `recipient_blocked`), a full group (409 `group_full`, the
  * place held in the chat so two adds racing for the last place cannot both win), the user's caps
  * (409 `chat_limit_reached`, counted by the user's object). Adding a current member changes
- * nothing (200 with the chat). The directory is read only for names and whether the user exists.
+ * nothing (200 with the chat). The user's existence and blocks are their object's answer; the
+ * directory is read only for the display names of the system message.
  */
 export async function addMember(
   env: Env,
@@ -332,14 +299,11 @@ export async function addMember(
   add: { userId: string; limits: MemberLimits },
 ): Promise<Chat> {
   const { userId, limits } = add;
-  const names = await namesOf(db, [callerId, userId], callerId);
+  const names = await namesOf(db, [callerId, userId]);
   const cmd = {
     chatId,
     actorId: callerId,
     userId,
-    userKnown: names.known(userId),
-    blockedActor: Boolean(names.row(userId)?.blocked),
-    actorSuspended: names.row(callerId)?.status === "suspended",
     content: `${names.name(callerId)} added ${names.name(userId)}`,
     at: Date.now(),
     limits,

@@ -66,8 +66,8 @@ export async function sendChatMessage(
 
 /**
  * v1: a text message to a user, in your direct chat with them, whose id comes from the pair (no
- * lookup). A pair with no chat yet opens one first (the directory's checks: the recipient exists,
- * you are active, they have not blocked you; both people's caps), then sends.
+ * lookup). A pair with no chat yet opens one first (the owners' checks: the recipient exists, you
+ * are active, they have not blocked you; both people's caps), then sends.
  */
 export async function sendDirectMessage(ctx: SendContext, recipientId: string, content: string): Promise<SendReply> {
   if (recipientId === ctx.userId) throw new ApiError("validation_failed", ["recipientId: cannot message yourself"]);
@@ -75,7 +75,7 @@ export async function sendDirectMessage(ctx: SendContext, recipientId: string, c
   const text = { content, replyToMessageId: null, clientMessageId: null };
   const first = await sendInto(ctx, chatId, text);
   if (first.ok || first.code !== "chat_not_found") return unwrap(first);
-  await openDirectChat(ctx.env, ctx.db, ctx.userId, recipientId, memberLimitsOf(ctx.config));
+  await openDirectChat(ctx.env, ctx.userId, recipientId, memberLimitsOf(ctx.config));
   return unwrap(await sendInto(ctx, chatId, text));
 }
 

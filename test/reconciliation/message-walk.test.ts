@@ -51,7 +51,7 @@ describe("chats that carry transfers", () => {
     await sent(a, b, 3);
     await marked(a.id, b.id);
     // A pair that talked first: its chat exists, unmarked, until one of them pays the other.
-    await createDirectChat(env, createDb(env.DB), c.id, d.id, memberLimitsOf(getConfig(env)));
+    await createDirectChat(env, c.id, d.id, memberLimitsOf(getConfig(env)));
     expect(await carries(c.id, d.id)).toBe(0);
     await sent(d, c, 4);
     await marked(c.id, d.id);

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/durable-sqlite";
-import { type Outcome, refuse } from "../../lib/errors";
+import { type Outcome, type Refusal, refuse } from "../../lib/errors";
 import { log } from "../../lib/log";
 import type { Chat } from "../../schemas/chat";
 import type { Message } from "../../schemas/message";
@@ -148,10 +148,17 @@ export class ChatObject extends DurableObject<Env> {
       cmd.memberIds.map((userId, i) => {
         const role = cmd.type === "group" && i === 0 ? "owner" : "member";
         const otherIds = cmd.type === "direct" ? cmd.memberIds.filter((id) => id !== userId) : [];
-        return this.effects.admitMember(userId, { chatId: cmd.chatId, role, otherIds, limits });
+        return this.effects.admitMember(userId, {
+          chatId: cmd.chatId,
+          userId,
+          role,
+          requesterId: cmd.requesterId,
+          otherIds,
+          limits,
+        });
       }),
     );
-    const refusal = answers.find((answer) => !answer.ok);
+    const refusal = firstRefusal(answers, cmd.type === "group" ? "memberIds" : "memberId");
     if (!refusal) return { ok: true, value: answers.flatMap((answer) => (answer.ok ? [answer.value] : [])) };
     const release = cmd.memberIds.filter((_, i) => answers[i]?.ok).map((userId) => ({ userId, role: null, version: 0 }));
     await this.effects.tellUsers(cmd.chatId, release).catch((error) => log.warn("chat.release_failed", { error }));
@@ -252,7 +259,14 @@ export class ChatObject extends DurableObject<Env> {
     const limits = { maxChatsPerUser: cmd.limits.maxChatsPerUser, maxGroupsOwned: cmd.limits.maxGroupsOwned };
     let admitted: Outcome<MemberFact> | null = null;
     try {
-      admitted = await this.effects.admitMember(cmd.userId, { chatId: cmd.chatId, role: "member", otherIds: [], limits });
+      const admission = {
+        chatId: cmd.chatId,
+        userId: cmd.userId,
+        role: "member" as const,
+        requesterId: cmd.actorId,
+        otherIds: [],
+      };
+      admitted = await this.effects.admitMember(cmd.userId, { ...admission, limits });
     } finally {
       // Also when the user's object could not be reached (null): the place is given back.
       const ok = admitted === null ? null : admitted.ok;
@@ -261,7 +275,8 @@ export class ChatObject extends DurableObject<Env> {
       if (row) this.changed([{ type: "message.created", data: messageOf(meta, row) }]);
       else this.wakeAt(this.now() + SUMMARY_FLUSH_MS);
     }
-    if (!admitted?.ok) return admitted ?? chatNotFound(cmd.chatId);
+    if (!admitted) return chatNotFound(cmd.chatId);
+    if (!admitted.ok) return firstRefusal([admitted], "userId")!;
     await this.flushNow();
     return this.viewOf(this.current(), cmd.actorId);
   }
@@ -388,6 +403,25 @@ export class ChatObject extends DurableObject<Env> {
     if (next.length > 0) this.wakeAt(Math.max(Math.min(...next), now + 1));
   }
 }
+
+/**
+ * The refusal a join answers when members' objects refused: the requester's own suspension first,
+ * then unknown users, then blocks, then caps; the details of every refusal with that code, each
+ * naming the request's `field`.
+ */
+function firstRefusal(answers: readonly Outcome<unknown>[], field: string): Refusal | null {
+  const refusals = answers.filter((answer): answer is Refusal => !answer.ok);
+  const rank = (code: string) => {
+    const at = JOIN_REFUSALS.indexOf(code);
+    return at === -1 ? JOIN_REFUSALS.length : at;
+  };
+  const first = refusals.reduce<Refusal | null>((best, r) => (best === null || rank(r.code) < rank(best.code) ? r : best), null);
+  if (!first) return null;
+  const details = refusals.filter((r) => r.code === first.code).flatMap((r) => r.details.map((d) => `${field}: ${d}`));
+  return { ...first, details };
+}
+
+const JOIN_REFUSALS = ["account_suspended", "user_not_found", "recipient_blocked", "chat_limit_reached"];
 
 /** Whether the object's SQLite already holds the chat schema (read-only: sqlite_master). */
 function schemaExists(storage: DurableObjectStorage): boolean {

@@ -58,7 +58,10 @@ export type NewChat = {
   memberIds: string[];
   routeTag: string;
   at: number;
+  /** The caps the members are counted against; null for a transfer's chat (counted, never refused). */
   limits: MemberLimits | null;
+  /** Who asks for the chat (their status and the others' blocks of them are checked); null for a transfer's chat. */
+  requesterId: string | null;
 };
 
 export type CreatedChat = { chat: Chat; created: boolean };
@@ -72,10 +75,6 @@ export type AddMember = {
   chatId: string;
   actorId: string;
   userId: string;
-  userKnown: boolean;
-  blockedActor: boolean;
-  /** The owner's status as the Worker read it (the chat's own copy of it counts too). */
-  actorSuspended: boolean;
   content: string;
   at: number;
   limits: MemberLimits;

@@ -10,7 +10,9 @@ import type { MemberFact } from "./chat-types";
 export interface ChatEffects {
   /**
    * Asks `userId`'s own object to count this chat among the user's (idempotent per chat id);
-   * refused with 409 `chat_limit_reached` past `MAX_CHATS_PER_USER` or, as `owner`, `MAX_GROUPS_OWNED`.
+   * refused with 404 `user_not_found` for an id no registration opened, 403 for the requester's
+   * own suspension or the user's block of the requester, 409 `chat_limit_reached` past
+   * `MAX_CHATS_PER_USER` or, as `owner`, `MAX_GROUPS_OWNED`.
    * Answers the user's facts as their owner holds them at that moment (status, blocks of
    * `otherIds`, versioned): the chat takes them in with the member, and the owner's outbox, which
    * counts this chat from then on, keeps them current.
@@ -24,10 +26,18 @@ export interface ChatEffects {
   push(userIds: readonly string[], events: readonly RealtimeEvent[]): Promise<string[]>;
 }
 
-/** A join asked of the user's object: `limits: null` (a transfer's direct chat) is counted but never refused. */
+/** A join asked of the user's object: `limits: null` (a transfer's direct chat) is counted but never refused for caps. */
 export type UserAdmission = {
   chatId: string;
+  /** The user being admitted (named in a refusal). */
+  userId: string;
   role: "owner" | "member";
+  /**
+   * Who asks to put the user in: the creator of a chat or the owner adding a member. The user's
+   * object refuses its own suspended requester (403 `account_suspended`) and a requester the user
+   * blocked (403 `recipient_blocked`). Null for a transfer's chat (its credits moved already).
+   */
+  requesterId: string | null;
   /** The chat's other members whose block by this user the chat must know (a direct chat's other member; none for a group). */
   otherIds: string[];
   limits: { maxChatsPerUser: number; maxGroupsOwned: number } | null;

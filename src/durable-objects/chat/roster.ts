@@ -97,10 +97,9 @@ export class Roster {
     const refusal = this.refusalToManage(meta, cmd.actorId, cmd.userId);
     if (refusal) return refusal;
     const actor = this.members.get(cmd.actorId);
-    if (actor?.suspended || cmd.actorSuspended)
-      return refuse("account_suspended", "This account is suspended: it cannot add members");
-    if (!cmd.userKnown) return refuse("user_not_found", `No user with id ${cmd.userId}`);
-    if (cmd.blockedActor) return refuse("recipient_blocked", `userId: user ${cmd.userId} does not accept messages from you`);
+    // The owner's status as this chat holds it (their object keeps it current); the added user's
+    // existence and blocks are their object's to answer (the admission).
+    if (actor?.suspended) return refuse("account_suspended", "This account is suspended: it cannot add members");
     if (this.members.get(cmd.userId)) return { ok: true, value: { already: true } };
     if (this.db.select().from(admissions).where(eq(admissions.userId, cmd.userId)).get()) {
       return { ok: true, value: { already: false } };

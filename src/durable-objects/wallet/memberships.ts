@@ -26,10 +26,10 @@ export class Memberships {
       const wantsOwner = admission.role === "owner";
       const { limits } = admission;
       if (limits && !inIt && this.count(null) >= limits.maxChatsPerUser) {
-        return limitReached(`this user is already in ${limits.maxChatsPerUser} chats (MAX_CHATS_PER_USER)`);
+        return limitReached(`user ${admission.userId} is already in ${limits.maxChatsPerUser} chats (MAX_CHATS_PER_USER)`);
       }
       if (limits && wantsOwner && !ownsIt && this.count("owner") >= limits.maxGroupsOwned) {
-        return limitReached(`this user already owns ${limits.maxGroupsOwned} groups (MAX_GROUPS_OWNED)`);
+        return limitReached(`user ${admission.userId} already owns ${limits.maxGroupsOwned} groups (MAX_GROUPS_OWNED)`);
       }
       const role = wantsOwner || ownsIt ? "owner" : "member";
       this.storage.sql.exec(

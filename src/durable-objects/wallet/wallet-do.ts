@@ -336,15 +336,33 @@ export class WalletObject extends DurableObject<Env> {
   // ------------------------------------------------------------------ the owner's chats (memberships.ts)
 
   /**
-   * A chat asks before taking the owner in: 409 `chat_limit_reached` past the caps; idempotent per
-   * chat. Answers the owner's facts as of the admission (null: no account opened yet, so active at
-   * version 0); from here on the chat is among those the facts outbox tells of every change.
+   * A chat asks before taking the owner in (memberships.ts): 404 for an object no registration
+   * opened (read without creating storage), the requester's checks (`refusalToJoin`), then the
+   * caps (409 `chat_limit_reached`); idempotent per chat. Answers the owner's facts as of the
+   * admission (null: no account opened yet, so active at version 0); from here on the chat is
+   * among those the facts outbox tells of every change.
    */
   admitChat(admission: UserAdmission): Outcome<AccountFacts | null> {
-    this.ready();
+    if (!this.registered()) return refuse("user_not_found", `no user with id ${admission.userId}`);
+    const facts = this.account.row() ? this.account.facts(admission.otherIds) : null;
+    const refusal = this.refusalToJoin(admission, facts);
+    if (refusal) return refusal;
     const admitted = this.memberships.admit(admission);
-    if (!admitted.ok) return admitted;
-    return { ok: true, value: this.account.row() ? this.account.facts(admission.otherIds) : null };
+    return admitted.ok ? { ok: true, value: facts } : admitted;
+  }
+
+  /** The requester's own suspension, or the owner's block of the requester (the owner decides both). */
+  private refusalToJoin(admission: UserAdmission, facts: AccountFacts | null): Refusal | null {
+    const { requesterId, userId } = admission;
+    if (requesterId === null) return null;
+    if (requesterId === userId) {
+      return facts?.status === "suspended"
+        ? refuse("account_suspended", "This account is suspended: it cannot join chats")
+        : null;
+    }
+    return this.account.row() && this.account.hasBlocked(requesterId)
+      ? refuse("recipient_blocked", `user ${userId} does not accept messages from you`)
+      : null;
   }
 
   /** A chat tells the owner's place in it (forward only by version). */

@@ -11,11 +11,11 @@ export const chatsRouter = createRouter()
     const body = c.req.valid("json");
     if (body.type === "direct") {
       const limits = chats.memberLimitsOf(c.var.config);
-      const { chat, created } = await chats.createDirectChat(c.env, c.var.db, user.id, body.memberId, limits);
+      const { chat, created } = await chats.createDirectChat(c.env, user.id, body.memberId, limits);
       return created ? ok(c, chat, 201) : ok(c, chat, 200);
     }
     const group = { title: body.title, memberIds: body.memberIds, limits: chats.memberLimitsOf(c.var.config) };
-    return ok(c, await chats.createGroupChat(c.env, c.var.db, user.id, group), 201);
+    return ok(c, await chats.createGroupChat(c.env, user.id, group), 201);
   })
   .openapi(routes.listChats, async (c) => {
     const { limit, cursor } = c.req.valid("query");
