@@ -1,5 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { newId } from "../src/lib/ids";
+import { recordAuditEntries } from "../src/services/audit";
 import { withTriggers } from "./support/d1-triggers";
 import { call, expectError } from "./support/http";
 import { seedUser } from "./support/users";
@@ -139,5 +142,26 @@ describe("the admin audit log", () => {
     expectError(await audit(admin.token, "?limit=0"), 400, "validation_failed");
     expectError(await audit(admin.token, "?limit=101"), 400, "validation_failed");
     expectError(await audit(admin.token, "?cursor=not-a-cursor"), 400, "validation_failed");
+  });
+});
+
+describe("delivering audit rows to D1", () => {
+  it("takes a backlog larger than one statement's bound parameters (D1 binds at most 100) in one call", async () => {
+    const admin = await seedUser({ role: "admin" });
+    const target = await seedUser();
+    const now = Date.now();
+    const entries = Array.from({ length: 40 }, (_, i) => ({
+      id: newId(now + i),
+      actorId: admin.id,
+      targetId: target.id,
+      requestId: newId(now + i),
+      createdAt: now + i,
+      action: "grant" as const,
+      detail: { amount: i + 1, reason: "backlog" },
+    }));
+    await recordAuditEntries(createDb(env.DB), entries);
+    await recordAuditEntries(createDb(env.DB), entries);
+    const rows = await env.DB.prepare("SELECT count(*) AS n FROM admin_audit WHERE target_id = ?").bind(target.id).first();
+    expect(rows).toEqual({ n: 40 });
   });
 });

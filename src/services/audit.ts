@@ -1,5 +1,6 @@
 import { and, desc, eq, lt, or, type SQL } from "drizzle-orm";
 import { z } from "zod";
+import { inChunks, rowsPerStatement } from "../db/bound-parameters";
 import type { Database } from "../db/client";
 import { insertWhere } from "../db/insert-where";
 import { adminAudit } from "../db/schema";
@@ -51,7 +52,11 @@ export async function recordAuditEntries(db: Database, entries: readonly AuditOu
   const rows = entries.map(({ id, actorId, requestId, action, targetId, detail, createdAt }) =>
     auditRow({ actorId, requestId }, { id, action, targetId, detail }, createdAt),
   );
-  await db.insert(adminAudit).values(rows).onConflictDoNothing({ target: adminAudit.id });
+  // D1 binds at most 100 parameters per statement: the rows go in chunks, in one batch.
+  const [first, ...rest] = inChunks(rows, rowsPerStatement(7)).map((chunk) =>
+    db.insert(adminAudit).values(chunk).onConflictDoNothing({ target: adminAudit.id }),
+  );
+  await db.batch([first!, ...rest]);
 }
 
 const auditCursorShape = z.object({ t: z.number().int(), i: z.string() });

@@ -35,18 +35,6 @@ import { answer, chatStub, newRouteTag } from "./chat-objects";
  *   groups (409 `chat_limit_reached`), counted by the user's own object (wallet/memberships.ts).
  */
 
-/**
- * D1 binds at most 100 parameters per statement: lists of ids and multi-row inserts are split
- * into chunks that stay under it and run together in one batch.
- */
-export const MAX_BOUND_PARAMETERS = 100;
-
-export function inChunks<T>(items: readonly T[], size: number): T[][] {
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
-}
-
 /** The limits every membership change is checked against, from the configuration. */
 export const memberLimitsOf = (config: Config): MemberLimits => ({
   maxMembers: config.maxGroupMembers,

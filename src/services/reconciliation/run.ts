@@ -1,4 +1,5 @@
 import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { inChunks, rowsPerStatement } from "../../db/bound-parameters";
 import { createDb, type Database } from "../../db/client";
 import { reconciliationDiscrepancies, reconciliationRuns, users } from "../../db/schema";
 import type { BooksHorizon, TransferSides, WalletBooks } from "../../durable-objects/wallet/wallet-books";
@@ -373,17 +374,14 @@ async function suspectMessages(
 
 async function storeFindings(db: Database, runId: string, findings: Finding[]): Promise<void> {
   const now = Date.now();
-  // 7 columns per row: at most 14 rows per statement under D1's 100 bound parameters.
-  const statements = [];
-  for (let i = 0; i < findings.length; i += 14) {
-    statements.push(
-      db
-        .insert(reconciliationDiscrepancies)
-        .values(findings.slice(i, i + 14).map((f) => ({ runId, key: findingKey(f), ...f, createdAt: now })))
-        .onConflictDoNothing(),
-    );
-  }
-  await db.batch(statements as [(typeof statements)[number], ...typeof statements]);
+  // 7 columns per row, in chunks under D1's bound parameters, in one batch.
+  const [first, ...rest] = inChunks(findings, rowsPerStatement(7)).map((chunk) =>
+    db
+      .insert(reconciliationDiscrepancies)
+      .values(chunk.map((f) => ({ runId, key: findingKey(f), ...f, createdAt: now })))
+      .onConflictDoNothing(),
+  );
+  await db.batch([first!, ...rest]);
 }
 
 type RecountResult = { sums: Sums; nextAfter: string | null; subrequests: number };
