@@ -13,8 +13,9 @@ import { IDEMPOTENCY_HEADER, IDEMPOTENCY_RETENTION_MS } from "../lib/idempotency
  * - transfers register theirs in D1 (`idempotency_keys`, one row per caller and key, `outcome_in`
  *   naming the wallet that keeps the outcome) in the pre-check batch they run anyway
  *   (`walletKeyRegistration`);
- * - admin grants register theirs nowhere but in the granted user's object, scoped by admin
- *   (durable-objects/wallet/grants.ts);
+ * - admin grants claim theirs in the admin's own object, each for one user and request
+ *   (durable-objects/wallet/grant-claims.ts), and keep the outcome under the key in the granted
+ *   user's object (grants.ts): no D1 row;
  * - message sends keep theirs only in the chat they go to, with the message (docs/chats.md,
  *   "Keys"): a send reads no D1 and registers nothing here.
  */

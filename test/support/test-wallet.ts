@@ -1,7 +1,14 @@
 import type { ProtocolHooks } from "../../src/durable-objects/wallet/effects";
+import type { GrantAnswer } from "../../src/durable-objects/wallet/grants";
 import { MAX_GROUP } from "../../src/durable-objects/wallet/group-commit";
 import { WalletObject } from "../../src/durable-objects/wallet/wallet-do";
-import type { CreditCommand, FaultPoint, TransferCommand, TransferResult } from "../../src/durable-objects/wallet/wallet-types";
+import type {
+  CreditCommand,
+  FaultPoint,
+  GrantCommand,
+  TransferCommand,
+  TransferResult,
+} from "../../src/durable-objects/wallet/wallet-types";
 import { walletEffects } from "../../src/services/wallet-effects";
 import { countedEnv } from "./d1-counter";
 
@@ -14,6 +21,7 @@ const CLOCK_KEY = "test_clock_offset_ms";
 const CREDIT_FAILURES_KEY = "test_credit_failures";
 const CREDIT_HANGS_KEY = "test_credit_hangs";
 const TRANSFER_FAILURES_KEY = "test_transfer_failures";
+const GRANT_FAILURES_KEY = "test_grant_failures";
 const SESSION_REPLACEMENT_FAILURES_KEY = "test_session_replacement_failures";
 
 /**
@@ -77,6 +85,7 @@ class TestHooks implements ProtocolHooks {
  * - `failBeginsOf(amount)`: every transfer request of that amount throws inside its step 1 (in the
  *   group's transaction, and again when begun alone); null turns it off;
  * - `failTransfers(times)`: the next `times` transfer calls throw before doing anything;
+ * - `failGrants(times)`: the next `times` grants to this wallet throw before doing anything (a 5xx);
  * - `failSessionReplacements(times)`: the next `times` password changes' session replacements
  *   throw, after committing when `committed` (an answer lost on the way back), else before;
  * - `failCredits(times)` / `hangCredits(times)`: the next `times` credits to this wallet throw, or
@@ -111,6 +120,16 @@ export class TestWalletDO extends WalletObject {
 
   failTransfers(times: number): void {
     this.ctx.storage.kv.put(TRANSFER_FAILURES_KEY, times);
+  }
+
+  /** `failGrants(times)`: the next `times` grants to this wallet throw before doing anything (nothing executed, nothing kept). */
+  override grant(command: GrantCommand): Promise<GrantAnswer> {
+    if (this.testHooks.take(GRANT_FAILURES_KEY)) return Promise.reject(new Error("injected grant failure before execution"));
+    return super.grant(command);
+  }
+
+  failGrants(times: number): void {
+    this.ctx.storage.kv.put(GRANT_FAILURES_KEY, times);
   }
 
   override replaceSessions(callerSession: string, familyId: string, tokenHash: string): string[] {

@@ -185,7 +185,7 @@ describe("Idempotency-Key scopes (API.md §1): transfers, each chat's sends, an 
     expect(await rowsOf(alice.id, "SELECT transfer_id FROM transfers_out")).toHaveLength(1);
   });
 
-  it("an admin's grant key lives in the granted user's object: scoped by admin there, another scope than the admin's transfers", async () => {
+  it("an admin's grant keys are one scope across the users granted, another scope than the admin's transfers", async () => {
     const admin = await seedWalletUser({ role: "admin" });
     const alice = await seedWalletUser();
     const bob = await seedWalletUser();
@@ -197,11 +197,12 @@ describe("Idempotency-Key scopes (API.md §1): transfers, each chat's sends, an 
       });
     expect((await grant(alice.id)).status).toBe(201);
     expectError(await grant(alice.id, 6), 409, "idempotency_key_reused");
-    // Alice's object is the registry of her grants' keys; Bob's knows nothing of them.
-    expect((await grant(bob.id)).status).toBe(201);
-    // Across scopes a key is not compared (API.md §1): the admin's own transfers are another scope.
+    // One scope per admin for grants: the key names Alice's grant, so for Bob it is another request.
+    expectError(await grant(bob.id), 409, "idempotency_key_reused");
+    // Across scopes a key is not compared (API.md §1): the admin's own transfers are another scope,
+    // though the admin's object keeps both its transfer keys and its grant-key claims.
     expect((await transfer(admin.token, { recipientId: bob.id, amount: 5 }, { key: "x-3" })).status).toBe(201);
-    expect(await balanceOf(bob.id)).toBe(110);
+    expect(await balanceOf(bob.id)).toBe(105);
     expect(await balanceOf(admin.id)).toBe(95);
     expect((await grant(alice.id)).headers.get("Idempotent-Replayed")).toBe("true");
     expect(await balanceOf(alice.id)).toBe(105);

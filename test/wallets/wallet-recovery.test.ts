@@ -84,6 +84,8 @@ describe("recovery and key expiry read indexes, not history", () => {
     expireTransferKeys: [Date.now(), 500],
     expireRefusals: [Date.now(), 500],
     expireGrantKeys: [Date.now(), 500],
+    oldestGrantClaim: [],
+    expireGrantClaims: [Date.now(), 500],
   };
   for (const [name, query] of Object.entries(RECOVERY_SQL) as [keyof typeof RECOVERY_SQL, string][]) {
     it(`${name} uses an index`, async () => {
@@ -94,7 +96,7 @@ describe("recovery and key expiry read indexes, not history", () => {
           .toArray()
           .map((row) => row.detail),
       );
-      const touchesTable = plan.filter((detail) => /\b(transfers_out|refusals|grants)\b/.test(detail));
+      const touchesTable = plan.filter((detail) => /\b(transfers_out|refusals|grants|grant_claims)\b/.test(detail));
       expect(touchesTable.length).toBeGreaterThan(0);
       for (const detail of touchesTable) {
         // A full scan reads "SCAN <table>" with no index; a lookup reads "SEARCH … USING …INDEX" (or a covering index scan of a partial index).

@@ -11,14 +11,19 @@ import type { GrantCommand, StoredReply } from "./wallet-types";
 
 export type GrantAnswer = Outcome<{ reply: StoredReply; wallet: Wallet | null }>;
 
-/** Scope of a grant key: the admin who sent it (API.md §1), within the granted user's object. */
+/**
+ * A grant key as this object stores it: prefixed by the admin who sent it, so two admins' same key
+ * never meet here (API.md §1: across scopes a key is not compared). That one admin's key names one
+ * user is the admin's own object's word (grant-claims.ts), asked before the grant comes here.
+ */
 const scopeOf = (command: Pick<GrantCommand, "grantedBy" | "idempotencyKey">): string | null =>
   command.idempotencyKey === null ? null : `${command.grantedBy}:${command.idempotencyKey}`;
 
 /**
  * Admin grants: credits from nowhere, recorded as a `grant` entry with its audit row (in the
- * outbox, same transaction); idempotent per (admin, key), and this wallet is the only registry of
- * grant keys (API.md §1: one scope per admin for grants). A key with a stored outcome answers it
+ * outbox, same transaction); idempotent per (admin, key): this wallet keeps the grant's outcome
+ * under its key, the admin's object the claim that the key names this user and request
+ * (grant-claims.ts; API.md §1: one scope per admin for grants). A key with a stored outcome answers it
  * before anything else, the admin check included (the caller hands its refusal in, as a
  * transfer's pre-check does), so an admin whose 201 was lost and who retries after losing the role
  * still learns the grant happened. A grant refused before it executed, or failing (one

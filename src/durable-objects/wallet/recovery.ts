@@ -3,6 +3,7 @@ import { log } from "../../lib/log";
 import type { AuditOutbox } from "./audit-outbox";
 import type { ProtocolHooks, WalletEffects } from "./effects";
 import type { Finisher } from "./finisher";
+import type { GrantClaims } from "./grant-claims";
 import { RECOVERY_SQL, type TransferOutRow } from "./wallet-schema";
 import { IN_FLIGHT_MS, MAX_RETRY_DELAY_MS, RECOVERY_PAGE } from "./wallet-types";
 
@@ -26,6 +27,8 @@ export class Recovery {
     private readonly effects: WalletEffects,
     private readonly hooks: ProtocolHooks,
     private readonly audit: AuditOutbox,
+    /** An admin's grant-key claims, expired here like the keys (they have their own retention). */
+    private readonly claims: GrantClaims,
   ) {}
 
   /** From the constructor, under blockConcurrencyWhile. */
@@ -83,17 +86,20 @@ export class Recovery {
       sql.exec(RECOVERY_SQL.expireTransferKeys, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireRefusals, cutoff, EXPIRY_BATCH);
       sql.exec(RECOVERY_SQL.expireGrantKeys, cutoff, EXPIRY_BATCH);
+      this.claims.expire(now, EXPIRY_BATCH);
     });
   }
 
-  /** The next alarm: the next pending transfer's turn, audit row due or key expiry; none when none. */
+  /** The next alarm: the next pending transfer's turn, audit row due, key or grant-claim expiry; none when none. */
   private scheduleNext(now: number): void {
     const first = (query: string) => this.storage.sql.exec<{ t: number | null }>(query).one().t;
     const keyTimes = [RECOVERY_SQL.oldestTransferKey, RECOVERY_SQL.oldestRefusal, RECOVERY_SQL.oldestGrantKey]
       .map(first)
       .filter((t): t is number => t !== null)
       .map((t) => t + IDEMPOTENCY_RETENTION_MS + 1);
-    const due = [first(RECOVERY_SQL.nextDue), this.audit.nextAt()].filter((t): t is number => t !== null);
+    const due = [first(RECOVERY_SQL.nextDue), this.audit.nextAt(), this.claims.nextExpiryAt()].filter(
+      (t): t is number => t !== null,
+    );
     const candidates = [...due, ...keyTimes];
     if (candidates.length > 0) this.wakeAt(Math.max(Math.min(...candidates), now));
   }

@@ -17,6 +17,7 @@ import { AuditOutbox } from "./audit-outbox";
 import { type AuditOutboxEntry, PRODUCTION_HOOKS, type ProtocolHooks, type WalletEffects } from "./effects";
 import { FactsOutbox } from "./facts-outbox";
 import { Finisher } from "./finisher";
+import { type GrantClaimAnswer, type GrantClaimRequest, GrantClaims } from "./grant-claims";
 import { type GrantAnswer, Grants } from "./grants";
 import { GroupCommit } from "./group-commit";
 import { Ledger } from "./ledger";
@@ -64,6 +65,7 @@ export type WalletWiring = { effects: WalletEffects; hooks?: ProtocolHooks };
  *   finisher.ts     the steps after the debit: credit or void, chat, message waves, posted
  *   recipient.ts    credit (batched for a hot recipient) and void, never both
  *   grants.ts       admin grants     recovery.ts  the alarm     views.ts  rows to API shapes
+ *   grant-claims.ts in an admin's object: the grant keys that admin claimed (one scope per admin)
  *   sessions.ts     the owner's sessions: refresh-token families, rotation, reuse, revocation
  *   audit-outbox.ts a grant's or an operator role change's audit row, written with it, delivered to D1 until acknowledged
  *
@@ -86,6 +88,7 @@ export class WalletObject extends DurableObject<Env> {
   private readonly finisher: Finisher;
   private readonly recovery: Recovery;
   private readonly grants: Grants;
+  private readonly claims: GrantClaims;
   private readonly sessions: Sessions;
   private readonly memberships: Memberships;
   private readonly audit: AuditOutbox;
@@ -115,7 +118,8 @@ export class WalletObject extends DurableObject<Env> {
     this.recipient = new Recipient(storage, this.ledger, hooks, (userId) => wiring.effects.sender(userId));
     this.finisher = new Finisher(storage, this.ledger, this.sender, wiring.effects, hooks, () => getConfig(env).signupCredits);
     this.audit = new AuditOutbox(storage, wiring.effects, hooks, wakeAt);
-    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks, this.audit);
+    this.claims = new GrantClaims(storage, wakeAt);
+    this.recovery = new Recovery(storage, this.finisher, wiring.effects, hooks, this.audit, this.claims);
     this.grants = new Grants(storage, this.ledger, wakeAt, this.audit);
     const announce = (event: TransferEvent) => wiring.effects.announce(event);
     this.groups = new GroupCommit(storage, this.sender, this.finisher, hooks, wakeAt, announce);
@@ -296,6 +300,27 @@ export class WalletObject extends DurableObject<Env> {
   storedGrant(command: Pick<GrantCommand, "grantedBy" | "idempotencyKey" | "fingerprint">): GrantAnswer | null {
     this.ready();
     return this.grants.stored(command);
+  }
+
+  /**
+   * In the ADMIN's object (grant-claims.ts): claims the admin's grant key for one user and request
+   * before the grant runs in that user's object; another user or body is `reused` (409).
+   */
+  claimGrantKey(request: GrantClaimRequest): GrantClaimAnswer {
+    this.ready();
+    return this.claims.claim(request, this.hooks.now());
+  }
+
+  /** In the admin's object: the grant under this key answered its 201 (fresh or replayed); the key is kept. */
+  settleGrantKey(key: string, targetId: string, fingerprint: string): void {
+    this.ready();
+    this.claims.settle(key, targetId, fingerprint, this.hooks.now());
+  }
+
+  /** In the admin's object: the grant was refused before it executed, or failed; its claim goes. */
+  releaseGrantKey(key: string, token: string): void {
+    this.ready();
+    this.claims.release(key, token);
   }
 
   /**

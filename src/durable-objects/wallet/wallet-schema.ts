@@ -291,7 +291,34 @@ export const MIGRATIONS: readonly string[] = [
     version INTEGER NOT NULL
   );
   `,
+  // v11 (grant keys scoped per admin, API.md §1): in an ADMIN's object, the grant keys that admin
+  // claimed (grant-claims.ts): which user and which request each names, so the same key for
+  // another user or body is 409 whichever user's object holds the grant. `token` names the request
+  // holding a pending claim (only it may release it); `kept_from` is when its retention starts
+  // (the claim while pending, the outcome once done), what expiry reads through its index.
+  `
+  CREATE TABLE grant_claims (
+    idempotency_key TEXT PRIMARY KEY,
+    target_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    token TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+    claimed_at INTEGER NOT NULL,
+    kept_from INTEGER NOT NULL
+  );
+  CREATE INDEX grant_claims_kept ON grant_claims (kept_from);
+  `,
 ];
+
+export type GrantClaimRow = {
+  idempotency_key: string;
+  target_id: string;
+  fingerprint: string;
+  token: string;
+  state: "pending" | "done";
+  claimed_at: number;
+  kept_from: number;
+};
 
 export type ChatLinkRow = { chat_id: string; role: "owner" | "member" | null; version: number };
 
@@ -409,4 +436,7 @@ export const RECOVERY_SQL = {
   expireRefusals: "DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals WHERE created_at < ? LIMIT ?)",
   expireGrantKeys: `UPDATE grants SET idempotency_key = NULL, fingerprint = NULL, response = NULL
     WHERE rowid IN (SELECT rowid FROM grants WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)`,
+  /** An admin's grant-key claims (grant-claims.ts), kept from their outcome (or, never settled, their claim). */
+  oldestGrantClaim: "SELECT MIN(kept_from) AS t FROM grant_claims",
+  expireGrantClaims: "DELETE FROM grant_claims WHERE rowid IN (SELECT rowid FROM grant_claims WHERE kept_from < ? LIMIT ?)",
 } as const;
