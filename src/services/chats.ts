@@ -148,12 +148,25 @@ function chatPageWhere(userId: Param<string>, after: { a: Param<number>; c: Para
 }
 const chatPageOrder = [desc(chats.lastActivityAt), desc(chats.id)];
 
+/** How many members each chat of the list shows (the rest: `memberCount`, and the full list on GET /chats/{chatId}). */
+export const MEMBER_PREVIEW = 5;
+
+/**
+ * A chat's first MEMBER_PREVIEW members by joining order, as one JSON array, read per row of the
+ * page by the chat's own `chat_members` rows (its primary key's chat_id prefix): the answer stays
+ * small whatever the groups hold, and the list is one statement.
+ */
+const memberPreview = sql<string>`(SELECT json_group_array(json_object('userId', p.user_id, 'role', p.role, 'joinedAt', p.joined_at))
+  FROM (SELECT user_id, role, joined_at FROM ${chatMembers} AS p WHERE p.chat_id = ${chats.id}
+        ORDER BY p.joined_at, p.user_id LIMIT ${sql.raw(String(MEMBER_PREVIEW))}) AS p)`;
+
 /**
  * The caller's chats, most recent activity first (ties by id), from the directory's summary rows
- * (each chat's object writes its own behind its answers: within 1 s of a commit). The caller's
- * memberships are found by `chat_members_user_activity_idx`'s user prefix and sorted by their
- * chat's activity: no member row is touched per message. The cursor is the last item's
- * (activity time, chat id); a chat that gets a new message while you page moves to the top.
+ * (each chat's object writes its own behind its answers: within 1 s of a commit), each with its
+ * member preview. The caller's memberships are found by `chat_members_user_activity_idx`'s user
+ * prefix and sorted by their chat's activity: no member row is touched per message. The cursor is
+ * the last item's (activity time, chat id); a chat that gets a new message while you page moves
+ * to the top.
  */
 export function chatPageQuery(
   db: Database,
@@ -162,91 +175,48 @@ export function chatPageQuery(
   take: Param<number>,
 ) {
   return db
-    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq })
+    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq, members: memberPreview.as("member_preview") })
     .from(chatMembers)
     .innerJoin(chats, eq(chats.id, chatMembers.chatId))
-    .where(chatPageWhere(userId, after))
-    .orderBy(...chatPageOrder)
-    .limit(take);
-}
-
-/** How many members each chat of the list shows (the rest: `memberCount`, and the full list on GET /chats/{chatId}). */
-export const MEMBER_PREVIEW = 5;
-
-/**
- * The page's rows and the first MEMBER_PREVIEW members of each of its chats (by joining order),
- * for one batch, so the answer's size is bounded whatever the groups hold. Exposed for EXPLAIN.
- */
-export function chatListQueries(
-  db: Database,
-  userId: Param<string>,
-  after: { a: Param<number>; c: Param<string> } | undefined,
-  take: Param<number>,
-) {
-  const pageChatIds = db
-    .select({ chatId: chatMembers.chatId })
-    .from(chatMembers)
-    .innerJoin(chats, eq(chats.id, chatMembers.chatId))
-    .where(chatPageWhere(userId, after))
-    .orderBy(...chatPageOrder)
-    .limit(take);
-  const ranked = db
-    .select({
-      chatId: chatMembers.chatId,
-      userId: chatMembers.userId,
-      role: chatMembers.role,
-      joinedAt: chatMembers.joinedAt,
-      rank: sql<number>`row_number() OVER (PARTITION BY ${chatMembers.chatId} ORDER BY ${chatMembers.joinedAt}, ${chatMembers.userId})`.as(
-        "rank",
+    .where(
+      and(
+        eq(chatMembers.userId, userId),
+        after ? sql`(${chats.lastActivityAt}, ${chats.id}) < (${after.a}, ${after.c})` : undefined,
       ),
-    })
-    .from(chatMembers)
-    .where(inArray(chatMembers.chatId, pageChatIds))
-    .as("ranked");
-  const members = db
-    .select({ chatId: ranked.chatId, userId: ranked.userId, role: ranked.role, joinedAt: ranked.joinedAt })
-    .from(ranked)
-    .where(sql`${ranked.rank} <= ${MEMBER_PREVIEW}`)
-    .orderBy(asc(ranked.chatId), asc(ranked.rank));
-  return [chatPageQuery(db, userId, after, take), members] as const;
+    )
+    .orderBy(desc(chats.lastActivityAt), desc(chats.id))
+    .limit(take);
 }
 
-/** The chat list's queries built once per database: the first page, and a page after a cursor. */
+/** The chat list's query built once per database: the first page, and a page after a cursor. */
 const preparedChatList = preparedPerDatabase((db) => {
-  const prepare = (after: { a: Placeholder; c: Placeholder } | undefined) => {
-    const [page, members] = chatListQueries(db, sql.placeholder("userId"), after, sql.placeholder("take"));
-    return [page.prepare(), members.prepare()] as const;
-  };
+  const prepare = (after: { a: Placeholder; c: Placeholder } | undefined) =>
+    [chatPageQuery(db, sql.placeholder("userId"), after, sql.placeholder("take")).prepare()] as const;
   return { first: prepare(undefined), after: prepare({ a: sql.placeholder("a"), c: sql.placeholder("c") }) };
 });
 
+type PreviewMember = { userId: string; role: ChatMember["role"]; joinedAt: number };
+
 /**
- * The caller's chats from the directory (one batch), each with a preview of its members (the
+ * The caller's chats from the directory (one statement), each with a preview of its members (the
  * first MEMBER_PREVIEW by joining order) and `memberCount`: a page of 100 full groups stays small.
  */
 export async function listChats(db: Database, userId: string, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor, chatCursorShape);
   const prepared = preparedChatList(db);
-  const [rows, memberRows] = await batchPrepared(db, after ? prepared.after : prepared.first, {
-    userId,
-    take: limit + 1,
-    ...after,
-  });
+  const [rows] = await batchPrepared(db, after ? prepared.after : prepared.first, { userId, take: limit + 1, ...after });
   const page = toPage(
     rows,
     limit,
     (row) => row,
     (row) => ({ a: row.chat.lastActivityAt, c: row.chat.id }),
   );
-  const members = new Map<string, ChatMember[]>();
-  for (const row of memberRows) {
-    const member: ChatMember = { userId: row.userId, role: row.role, joinedAt: new Date(row.joinedAt).toISOString() };
-    members.set(row.chatId, [...(members.get(row.chatId) ?? []), member]);
-  }
-  const items = page.items.map(({ chat, lastReadSeq }) =>
+  const items = page.items.map(({ chat, lastReadSeq, members }) =>
     toChat(
       chat,
-      members.get(chat.id) ?? [],
+      (JSON.parse(members) as PreviewMember[])
+        .sort((x, y) => x.joinedAt - y.joinedAt || (x.userId < y.userId ? -1 : 1))
+        .map((m) => ({ ...m, joinedAt: new Date(m.joinedAt).toISOString() })),
       chat.lastMessage === null ? null : (JSON.parse(chat.lastMessage) as Message),
       lastReadSeq,
     ),
