@@ -74,7 +74,11 @@ async function main() {
         const after = await readD1Sql(base);
         for (const [sql, n] of Object.entries(after)) {
           const made = n - (sqlBefore[sql] ?? 0);
-          if (made > 0) console.log(`  ${row.name.padEnd(24)} D1 on the request path: ${made} × ${sql}`);
+          if (made <= 0) continue;
+          // bench/units.js: the listing's object rows, keyed "object rows read by: <sql>" (or written).
+          if (sql.startsWith("object rows ")) {
+            console.log(`  ${row.name.padEnd(24)} ${(made / r.requests).toFixed(2)} ${sql} (per request)`);
+          } else console.log(`  ${row.name.padEnd(24)} D1 on the request path: ${made} × ${sql}`);
         }
       }
       console.log(

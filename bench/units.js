@@ -180,9 +180,19 @@ let pendingCursors = [];
 function settleCursors() {
   const cursors = pendingCursors;
   pendingCursors = [];
-  for (const cursor of cursors) {
+  for (const { cursor, sql } of cursors) {
     units.doRowsRead += cursor.rowsRead;
     units.doRowsWritten += cursor.rowsWritten;
+    // The same debug listing as D1's (BENCH_D1_SQL): object rows read and written, by statement.
+    if (!sql) continue;
+    const statement = sql.replace(/\s+/g, " ").trim().slice(0, 200);
+    for (const [kind, rows] of [
+      ["read", cursor.rowsRead],
+      ["written", cursor.rowsWritten],
+    ]) {
+      if (rows > 0)
+        d1SqlOnPath[`object rows ${kind} by: ${statement}`] = (d1SqlOnPath[`object rows ${kind} by: ${statement}`] ?? 0) + rows;
+    }
   }
 }
 
@@ -207,7 +217,7 @@ function meterStorage(storage) {
         function (...args) {
           const cursor = exec.apply(this, args);
           if (pendingCursors.length === 0) queueMicrotask(settleCursors);
-          pendingCursors.push(cursor);
+          pendingCursors.push({ cursor, sql: typeof args[0] === "string" ? args[0] : null });
           return cursor;
         },
     );

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, type Placeholder, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, type Placeholder, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/client";
 import { batchPrepared, type Param, preparedPerDatabase } from "../db/prepared";
@@ -152,21 +152,24 @@ const chatPageOrder = [desc(chats.lastActivityAt), desc(chats.id)];
 export const MEMBER_PREVIEW = 5;
 
 /**
- * A chat's first MEMBER_PREVIEW members by joining order, as one JSON array, read per row of the
- * page by the chat's own `chat_members` rows (its primary key's chat_id prefix): the answer stays
- * small whatever the groups hold, and the list is one statement.
+ * A chat's first MEMBER_PREVIEW members by joining order, as one JSON array, read by the chat's
+ * own `chat_members` rows (its primary key's chat_id prefix): the answer stays small whatever the
+ * groups hold, and the list is one statement.
  */
-const memberPreview = sql<string>`(SELECT json_group_array(json_object('userId', p.user_id, 'role', p.role, 'joinedAt', p.joined_at))
-  FROM (SELECT user_id, role, joined_at FROM ${chatMembers} AS p WHERE p.chat_id = ${chats.id}
+const memberPreview = (
+  chatId: SQLWrapper,
+) => sql<string>`(SELECT json_group_array(json_object('userId', p.user_id, 'role', p.role, 'joinedAt', p.joined_at))
+  FROM (SELECT user_id, role, joined_at FROM ${chatMembers} AS p WHERE p.chat_id = ${chatId}
         ORDER BY p.joined_at, p.user_id LIMIT ${sql.raw(String(MEMBER_PREVIEW))}) AS p)`;
 
 /**
  * The caller's chats, most recent activity first (ties by id), from the directory's summary rows
  * (each chat's object writes its own behind its answers: within 1 s of a commit), each with its
- * member preview. The caller's memberships are found by `chat_members_user_activity_idx`'s user
- * prefix and sorted by their chat's activity: no member row is touched per message. The cursor is
- * the last item's (activity time, chat id); a chat that gets a new message while you page moves
- * to the top.
+ * member preview. The page is chosen first, from the caller's memberships (found by
+ * `chat_members_user_activity_idx`'s user prefix) sorted by their chat's activity, reading ids
+ * only; then only the page's chats are read whole and previewed (a preview per membership would
+ * be computed before the sort). No member row is touched per message. The cursor is the last
+ * item's (activity time, chat id); a chat that gets a new message while you page moves to the top.
  */
 export function chatPageQuery(
   db: Database,
@@ -174,8 +177,8 @@ export function chatPageQuery(
   after: { a: Param<number>; c: Param<string> } | undefined,
   take: Param<number>,
 ) {
-  return db
-    .select({ chat: chats, lastReadSeq: chatMembers.lastReadSeq, members: memberPreview.as("member_preview") })
+  const page = db
+    .select({ chatId: chats.id, activity: chats.lastActivityAt, lastReadSeq: chatMembers.lastReadSeq })
     .from(chatMembers)
     .innerJoin(chats, eq(chats.id, chatMembers.chatId))
     .where(
@@ -185,7 +188,13 @@ export function chatPageQuery(
       ),
     )
     .orderBy(desc(chats.lastActivityAt), desc(chats.id))
-    .limit(take);
+    .limit(take)
+    .as("page");
+  return db
+    .select({ chat: chats, lastReadSeq: page.lastReadSeq, members: memberPreview(page.chatId).as("member_preview") })
+    .from(page)
+    .innerJoin(chats, eq(chats.id, page.chatId))
+    .orderBy(desc(page.activity), desc(page.chatId));
 }
 
 /** The chat list's query built once per database: the first page, and a page after a cursor. */
