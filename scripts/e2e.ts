@@ -66,7 +66,7 @@ async function main(): Promise<number> {
   try {
     console.log(`e2e: server ready at ${server.baseUrl} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
     // The server's local D1, for the suite's operator step (`npm run admin -- … --persist-to`).
-    const env = { ...process.env, E2E_BASE_URL: server.baseUrl, E2E_PERSIST_DIR: server.persistDir };
+    const env = { ...process.env, E2E_BASE_URL: server.baseUrl };
 
     if (await checkTypesFresh(server.baseUrl)) {
       console.log(`e2e: ${path.relative(ROOT, GENERATED_TYPES)} matches the served /openapi.json`);

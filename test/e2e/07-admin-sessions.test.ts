@@ -8,19 +8,21 @@ import { promisify } from "node:util";
 import { admin, assertError, assertOk, BASE_URL, registerUser } from "./support/client.ts";
 
 /**
- * Issue 23 over HTTP: an admin made out of band by the operator command, the admin check read
- * from the database (a suspended admin, one's own suspension), the audit log, ended sessions
+ * Issue 23 over HTTP: an admin made out of band by the operator command, the admin check asked of
+ * the caller's object (a suspended admin, one's own suspension), the audit log, ended sessions
  * refused where credits move, and forged realtime tickets.
  */
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const PERSIST_DIR = process.env.E2E_PERSIST_DIR ?? "";
+const PORT = new URL(BASE_URL).port;
 
-/** `npm run admin -- <show|grant> --env local --user-id …` against the running server's local D1. */
+/**
+ * `npm run admin -- <show|grant> --env local --user-id … --port …` against the running server: the
+ * command starts its Workflow there, which asks the user's object (the role's owner).
+ */
 async function operator(action: "show" | "grant", userId: string): Promise<string> {
-  assert.ok(PERSIST_DIR, "E2E_PERSIST_DIR is not set: run the suite with `npm run test:e2e`");
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    ["scripts/admin.ts", action, "--env", "local", "--user-id", userId, "--persist-to", PERSIST_DIR],
+    ["scripts/admin.ts", action, "--env", "local", "--user-id", userId, "--port", PORT],
     { cwd: ROOT },
   );
   return stdout;
