@@ -32,7 +32,9 @@ describe("opening a chat: the people's own objects decide", () => {
     const [a, b, s] = [await seedUser(), await seedUser(), await seedUser({ status: "suspended" })];
     const missing = newId();
     expectError(await openDirect(s, missing), 403, "account_suspended");
-    expectError(await openDirect(a, missing), 404, "user_not_found");
+    const unknown = expectError(await openDirect(a, missing), 404, "user_not_found");
+    // A direct chat is opened by POST /chats (memberId) or a v1 message (recipientId): no field named.
+    expect(unknown.errors).toContain(`No user with id ${missing}`);
     await setBlocked(b.id, a.id, true);
     expectError(await openDirect(a, b.id), 403, "recipient_blocked");
     expect((await openDirect(b, a.id)).status).toBe(201);

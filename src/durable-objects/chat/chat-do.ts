@@ -158,7 +158,8 @@ export class ChatObject extends DurableObject<Env> {
         });
       }),
     );
-    const refusal = firstRefusal(answers, cmd.type === "group" ? "memberIds" : "memberId");
+    // A direct chat is opened by POST /chats (memberId) or by a v1 message (recipientId): no field named.
+    const refusal = firstRefusal(answers, cmd.type === "group" ? "memberIds" : null);
     if (!refusal) return { ok: true, value: answers.flatMap((answer) => (answer.ok ? [answer.value] : [])) };
     const release = cmd.memberIds.filter((_, i) => answers[i]?.ok).map((userId) => ({ userId, role: null, version: 0 }));
     await this.effects.tellUsers(cmd.chatId, release).catch((error) => log.warn("chat.release_failed", { error }));
@@ -407,9 +408,9 @@ export class ChatObject extends DurableObject<Env> {
 /**
  * The refusal a join answers when members' objects refused: the requester's own suspension first,
  * then unknown users, then blocks, then caps; the details of every refusal with that code, each
- * naming the request's `field`.
+ * naming the request's `field` (null: the sentence alone).
  */
-function firstRefusal(answers: readonly Outcome<unknown>[], field: string): Refusal | null {
+function firstRefusal(answers: readonly Outcome<unknown>[], field: string | null): Refusal | null {
   const refusals = answers.filter((answer): answer is Refusal => !answer.ok);
   const rank = (code: string) => {
     const at = JOIN_REFUSALS.indexOf(code);
@@ -417,7 +418,8 @@ function firstRefusal(answers: readonly Outcome<unknown>[], field: string): Refu
   };
   const first = refusals.reduce<Refusal | null>((best, r) => (best === null || rank(r.code) < rank(best.code) ? r : best), null);
   if (!first) return null;
-  const details = refusals.filter((r) => r.code === first.code).flatMap((r) => r.details.map((d) => `${field}: ${d}`));
+  const named = (detail: string) => (field ? `${field}: ${detail}` : detail.charAt(0).toUpperCase() + detail.slice(1));
+  const details = refusals.filter((r) => r.code === first.code).flatMap((r) => r.details.map(named));
   return { ...first, details };
 }
 
